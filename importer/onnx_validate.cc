@@ -1,0 +1,88 @@
+#include "importer/onnx_validate.h"
+
+#include <unordered_map>
+
+#include "importer/tensor_proto.h"
+#include "onnx/checker.h"
+#include "onnx/defs/schema.h"
+#include "onnx/shape_inference/implementation.h"
+
+namespace tunnx {
+namespace {
+
+// Why ONNX's library cannot judge this model, or "" when it can.
+std::string why_library_cannot_check(const onnx::ModelProto& model) {
+  if (model.ir_version() > onnx::IR_VERSION)
+    return "skipped: IR version " + std::to_string(model.ir_version()) + " is newer than libonnx's " +
+           std::to_string(onnx::IR_VERSION);
+  const auto& known = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
+  for (const auto& o : model.opset_import()) {
+    std::string domain = o.domain() == "ai.onnx" ? "" : o.domain();
+    auto it = known.find(domain);
+    if (it != known.end() && o.version() > it->second.second)
+      return "skipped: opset " + std::to_string(o.version()) + " of '" +
+             (domain.empty() ? std::string("ai.onnx") : domain) + "' is newer than libonnx's " +
+             std::to_string(it->second.second);
+  }
+  return "";
+}
+
+std::unordered_map<std::string, int> opset_map(const onnx::ModelProto& model) {
+  std::unordered_map<std::string, int> map;
+  for (const auto& o : model.opset_import())
+    map[o.domain() == "ai.onnx" ? "" : o.domain()] = static_cast<int>(o.version());
+  return map;
+}
+
+}  // namespace
+
+std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesystem::path& model_dir) {
+  if (std::string why = why_library_cannot_check(model); !why.empty()) return why;
+  // check_model(ModelProto) cannot be told the model's folder, so external data could not be found;
+  // this is its body with the folder set.
+  onnx::checker::CheckerContext ctx;
+  ctx.set_ir_version(static_cast<int>(model.ir_version()));
+  ctx.set_opset_imports(opset_map(model));
+  ctx.set_schema_registry(onnx::OpSchemaRegistry::Instance());
+  ctx.set_model_dir(model_dir.empty() ? "." : model_dir.string());
+  ctx.set_is_main_graph(true);
+  onnx::checker::LexicalScopeContext lex;
+  try {
+    if (model.ir_version() >= 3 && model.opset_import_size() == 0)
+      throw onnx::checker::ValidationError("model with IR version >= 3 must specify opset_import");
+    onnx::checker::check_graph(model.graph(), ctx, lex);
+    if (model.ir_version() >= 8) onnx::checker::check_model_local_functions(model, ctx, lex);
+  } catch (const onnx::checker::ValidationError& e) {
+    std::string message = e.what();
+    if (auto nl = message.find('\n'); nl != std::string::npos) message.resize(nl);
+    throw Error(ErrorCode::kInvalidModel, "ONNX checker: " + message);
+  }
+  return "passed";
+}
+
+void infer_value_types(const onnx::ModelProto& model, ir::Graph& graph) {
+  if (!why_library_cannot_check(model).empty()) return;
+  // Weights are not needed to infer types; leave them out of the copy so big models stay cheap.
+  onnx::ModelProto copy = model;
+  for (auto& init : *copy.mutable_graph()->mutable_initializer()) {
+    if (init.data_type() == onnx::TensorProto::INT64 || init.data_type() == onnx::TensorProto::INT32) continue;
+    init.clear_raw_data();
+    init.clear_float_data();
+    init.clear_double_data();
+    init.clear_int32_data();
+    init.clear_external_data();
+    init.clear_data_location();
+  }
+  try {
+    onnx::ShapeInferenceOptions options;
+    options.check_type = false;
+    options.error_mode = 0;
+    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), options);
+  } catch (const std::exception&) {
+    return;  // partial knowledge is fine: the runtime infers shapes itself when it plans
+  }
+  for (const auto& v : copy.graph().value_info()) graph.inferred_types[v.name()] = type_from_proto(v.type());
+  for (const auto& v : copy.graph().output()) graph.inferred_types[v.name()] = type_from_proto(v.type());
+}
+
+}  // namespace tunnx

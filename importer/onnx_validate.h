@@ -1,0 +1,20 @@
+// ONNX's own checker and shape inference, applied where Debian's libonnx knows the opsets.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "onnx/onnx_pb.h"
+#include "runtime/core/graph.h"
+
+namespace tunnx {
+
+// Runs ONNX's checker. Returns "passed", or why it was skipped (an opset or IR version newer than
+// the library knows). Throws Error(kInvalidModel) with the checker's first line when it fails.
+std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesystem::path& model_dir);
+
+// Runs ONNX shape inference on a copy of the model (the file stays as it was) and records the types
+// found for the main graph's values in graph.inferred_types. Failures only mean fewer known types.
+void infer_value_types(const onnx::ModelProto& model, ir::Graph& graph);
+
+}  // namespace tunnx

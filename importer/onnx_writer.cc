@@ -1,0 +1,166 @@
+#include "importer/onnx_writer.h"
+
+#include "importer/tensor_proto.h"
+
+namespace tunnx {
+namespace {
+
+using AType = ir::AttributeType;
+
+// External data offsets are aligned so the reader can map tensors without copying.
+constexpr size_t kExternalAlignment = 64;
+
+class Writer {
+ public:
+  Writer(const ParameterStore& store, ExternalDataPlan& external) : store_(store), external_(external) {}
+
+  void graph(const ir::Graph& g, onnx::GraphProto* proto) {
+    proto->set_name(g.name);
+    if (!g.doc_string.empty()) proto->set_doc_string(g.doc_string);
+    for (const auto& n : g.nodes) node(n, proto->add_node());
+    for (const auto& init : g.initializers) {
+      onnx::TensorProto* t = proto->add_initializer();
+      initializer(store_.at(init.store_key).value, t);
+      t->set_name(init.name);
+      if (!init.doc_string.empty()) t->set_doc_string(init.doc_string);
+    }
+    for (const auto& s : g.sparse_initializers) sparse(s, proto->add_sparse_initializer());
+    for (const auto& v : g.inputs) value_info(v, proto->add_input());
+    for (const auto& v : g.outputs) value_info(v, proto->add_output());
+    for (const auto& v : g.value_infos) value_info(v, proto->add_value_info());
+    for (const auto& q : g.quantization_annotations) proto->add_quantization_annotation()->ParseFromString(q);
+  }
+
+  void node(const ir::Node& n, onnx::NodeProto* proto) {
+    for (const auto& in : n.inputs) proto->add_input(in);
+    for (const auto& out : n.outputs) proto->add_output(out);
+    if (!n.name.empty()) proto->set_name(n.name);
+    proto->set_op_type(n.op_type);
+    if (!n.domain.empty()) proto->set_domain(n.domain);
+    if (!n.doc_string.empty()) proto->set_doc_string(n.doc_string);
+    for (const auto& a : n.attributes) attribute(a, proto->add_attribute());
+  }
+
+  void function(const ir::Function& f, onnx::FunctionProto* proto) {
+    proto->set_name(f.name);
+    proto->set_domain(f.domain);
+    if (!f.doc_string.empty()) proto->set_doc_string(f.doc_string);
+    for (const auto& in : f.inputs) proto->add_input(in);
+    for (const auto& out : f.outputs) proto->add_output(out);
+    for (const auto& a : f.attribute_names) proto->add_attribute(a);
+    for (const auto& n : f.nodes) node(n, proto->add_node());
+    for (const auto& o : f.opset_imports) {
+      auto* op = proto->add_opset_import();
+      op->set_domain(o.domain);
+      op->set_version(o.version);
+    }
+  }
+
+ private:
+  void attribute(const ir::Attribute& a, onnx::AttributeProto* proto) {
+    proto->set_name(a.name);
+    if (!a.ref_attr_name.empty()) proto->set_ref_attr_name(a.ref_attr_name);
+    if (!a.doc_string.empty()) proto->set_doc_string(a.doc_string);
+    proto->set_type(static_cast<onnx::AttributeProto::AttributeType>(a.type));
+    switch (a.type) {
+      case AType::kFloat: proto->set_f(a.f); break;
+      case AType::kInt: proto->set_i(a.i); break;
+      case AType::kString: proto->set_s(a.s); break;
+      case AType::kTensor:
+        tensor_to_proto(a.t, proto->mutable_t());
+        if (!a.t_name.empty()) proto->mutable_t()->set_name(a.t_name);
+        break;
+      case AType::kGraph: graph(*a.g, proto->mutable_g()); break;
+      case AType::kSparseTensor: sparse(a.sparse_tensor, proto->mutable_sparse_tensor()); break;
+      case AType::kTypeProto: type_to_proto(a.type_proto, proto->mutable_tp()); break;
+      case AType::kFloats: for (float f : a.floats) proto->add_floats(f); break;
+      case AType::kInts: for (int64_t i : a.ints) proto->add_ints(i); break;
+      case AType::kStrings: for (const auto& s : a.strings) proto->add_strings(s); break;
+      case AType::kTensors:
+        for (size_t i = 0; i < a.tensors.size(); ++i) {
+          auto* t = proto->add_tensors();
+          tensor_to_proto(a.tensors[i], t);
+          if (i < a.tensors_names.size() && !a.tensors_names[i].empty()) t->set_name(a.tensors_names[i]);
+        }
+        break;
+      case AType::kGraphs: for (const auto& g : a.graphs) graph(*g, proto->add_graphs()); break;
+      case AType::kSparseTensors: for (const auto& s : a.sparse_tensors) sparse(s, proto->add_sparse_tensors()); break;
+      case AType::kTypeProtos: for (const auto& t : a.type_protos) type_to_proto(t, proto->add_type_protos()); break;
+      case AType::kUndefined: break;
+    }
+  }
+
+  void initializer(const Tensor& value, onnx::TensorProto* proto) {
+    if (!external_.enabled || value.dtype() == DataType::kString || value.nbytes() < external_.threshold_bytes) {
+      tensor_to_proto(value, proto);
+      return;
+    }
+    proto->set_data_type(static_cast<int32_t>(value.dtype()));
+    for (int64_t d : value.dims()) proto->add_dims(d);
+    std::string& data = *external_.data;
+    data.resize((data.size() + kExternalAlignment - 1) / kExternalAlignment * kExternalAlignment, '\0');
+    size_t offset = data.size();
+    data.append(static_cast<const char*>(value.data()), value.nbytes());
+    proto->set_data_location(onnx::TensorProto::EXTERNAL);
+    auto add = [proto](const std::string& key, const std::string& v) {
+      auto* kv = proto->add_external_data();
+      kv->set_key(key);
+      kv->set_value(v);
+    };
+    add("location", external_.location);
+    add("offset", std::to_string(offset));
+    add("length", std::to_string(value.nbytes()));
+  }
+
+  void sparse(const ir::SparseTensor& s, onnx::SparseTensorProto* proto) {
+    tensor_to_proto(s.values, proto->mutable_values());
+    if (!s.name.empty()) proto->mutable_values()->set_name(s.name);
+    tensor_to_proto(s.indices, proto->mutable_indices());
+    for (int64_t d : s.dims) proto->add_dims(d);
+  }
+
+  static void value_info(const ir::ValueInfo& v, onnx::ValueInfoProto* proto) {
+    proto->set_name(v.name);
+    if (v.type.kind != ir::TypeInfo::Kind::kUnknown || !v.type.denotation.empty())
+      type_to_proto(v.type, proto->mutable_type());
+    if (!v.doc_string.empty()) proto->set_doc_string(v.doc_string);
+  }
+
+  const ParameterStore& store_;
+  ExternalDataPlan& external_;
+};
+
+}  // namespace
+
+onnx::ModelProto write_model(const ir::ModelIR& m, const ParameterStore& store, ExternalDataPlan& external) {
+  onnx::ModelProto proto;
+  proto.set_ir_version(m.ir_version);
+  for (const auto& o : m.opset_imports) {
+    auto* op = proto.add_opset_import();
+    op->set_domain(o.domain);
+    op->set_version(o.version);
+  }
+  if (!m.producer_name.empty()) proto.set_producer_name(m.producer_name);
+  if (!m.producer_version.empty()) proto.set_producer_version(m.producer_version);
+  if (!m.domain.empty()) proto.set_domain(m.domain);
+  if (m.model_version) proto.set_model_version(m.model_version);
+  if (!m.doc_string.empty()) proto.set_doc_string(m.doc_string);
+  for (const auto& [k, v] : m.metadata_props) {
+    auto* kv = proto.add_metadata_props();
+    kv->set_key(k);
+    kv->set_value(v);
+  }
+  Writer writer(store, external);
+  writer.graph(m.graph, proto.mutable_graph());
+  for (const auto& f : m.functions) writer.function(f, proto.add_functions());
+  for (const auto& t : m.training_info) proto.add_training_info()->ParseFromString(t);
+  return proto;
+}
+
+size_t initializer_bytes(const ParameterStore& store) {
+  size_t total = 0;
+  for (const auto& e : store.entries()) total += e->value.dtype() == DataType::kString ? 0 : e->value.nbytes();
+  return total;
+}
+
+}  // namespace tunnx

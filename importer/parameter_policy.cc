@@ -1,0 +1,110 @@
+#include "importer/parameter_policy.h"
+
+#include <unordered_map>
+
+#include "onnx/defs/schema.h"
+
+namespace tunnx {
+namespace {
+
+// Inputs ONNX's schema calls differentiable that are nevertheless statistics, not weights: they are
+// buffers, as in PyTorch. Keep this table small and say why for each entry.
+struct NonTrainableInput {
+  const char* op_type;
+  int input_index;
+  const char* why;
+};
+constexpr NonTrainableInput kRunningStatistics[] = {
+    {"BatchNormalization", 3, "running mean of BatchNormalization"},
+    {"BatchNormalization", 4, "running variance of BatchNormalization"},
+};
+
+enum class Use { kTrainable, kNonDifferentiable };
+
+struct UseVerdict {
+  Use use;
+  std::string why;
+};
+
+// How a node uses its input `index`, according to ONNX's schema for the model's opset.
+UseVerdict classify_use(const ir::ModelIR& model, const ir::Node& node, int index) {
+  bool onnx_domain = node.domain.empty() || node.domain == "ai.onnx";
+  if (onnx_domain)
+    for (const auto& entry : kRunningStatistics)
+      if (node.op_type == entry.op_type && index == entry.input_index)
+        return {Use::kNonDifferentiable, entry.why};
+
+  int64_t opset = model.opset_version(node.domain);
+  const onnx::OpSchema* schema = opset > 0 ? onnx::OpSchemaRegistry::Schema(
+                                                 node.op_type, static_cast<int>(opset), node.domain)
+                                           : nullptr;
+  if (!schema || schema->inputs().empty())
+    return {Use::kTrainable, "input " + std::to_string(index) + " of " + node.op_type + " (no ONNX schema)"};
+  const auto& formals = schema->inputs();
+  size_t formal = std::min<size_t>(static_cast<size_t>(index), formals.size() - 1);
+  const auto& param = formals[formal];
+  std::string where = param.GetName() + " of " + node.op_type;
+  switch (param.GetDifferentiationCategory()) {
+    case onnx::OpSchema::NonDifferentiable: return {Use::kNonDifferentiable, where + " is non-differentiable"};
+    case onnx::OpSchema::Differentiable: return {Use::kTrainable, where + " is differentiable"};
+    case onnx::OpSchema::Unknown: break;
+  }
+  return {Use::kTrainable, where + " (differentiability unknown)"};
+}
+
+struct Consumer {
+  const ir::Node* node;
+  int index;
+};
+
+}  // namespace
+
+void assign_parameter_roles(const ir::ModelIR& model, ParameterStore& store) {
+  // Map every initializer's name (per graph) to its store key, then find every node input that
+  // reads it, in the graph itself or in any subgraph below (outer-scope reads).
+  std::unordered_map<std::string, std::vector<Consumer>> consumers;  // by store key
+  model.graph.visit([&](const ir::Graph& g, int) {
+    if (g.initializers.empty()) return;
+    std::unordered_map<std::string, std::string> key_of;
+    for (const auto& init : g.initializers) key_of[init.name] = init.store_key;
+    g.visit([&](const ir::Graph& inner, int) {
+      for (const auto& node : inner.nodes)
+        for (size_t i = 0; i < node.inputs.size(); ++i)
+          if (auto it = key_of.find(node.inputs[i]); it != key_of.end())
+            consumers[it->second].push_back({&node, static_cast<int>(i)});
+    });
+  });
+
+  for (const auto& entry : store.entries()) {
+    StoredTensor& t = *entry;
+    t.role = TensorRole::kBuffer;
+    t.requires_grad = false;
+    if (!is_floating_point(t.value.dtype())) {
+      t.reason = std::string(to_string(t.value.dtype())) + " tensor";
+      continue;
+    }
+    if (t.value.rank() == 0) {
+      t.reason = "rank-0 constant";
+      continue;
+    }
+    auto it = consumers.find(t.name);
+    if (it == consumers.end()) {
+      t.reason = "not read by any node";
+      continue;
+    }
+    std::string last_why;
+    for (const auto& c : it->second) {
+      UseVerdict v = classify_use(model, *c.node, c.index);
+      if (v.use == Use::kTrainable) {
+        t.role = TensorRole::kParameter;
+        t.requires_grad = true;
+        t.reason = v.why;
+        break;
+      }
+      last_why = v.why;
+    }
+    if (t.role == TensorRole::kBuffer) t.reason = last_why;
+  }
+}
+
+}  // namespace tunnx

@@ -1,0 +1,14 @@
+// Everything a user of tunnx needs: include this one header.
+#pragma once
+
+#include "tunnx/device.h"
+#include "tunnx/model.h"
+#include "tunnx/status.h"
+#include "tunnx/tensor.h"
+
+namespace tunnx {
+
+const char* version();         // "0.1.0"
+std::string build_features();  // "onednn 2.6, cuda 13.0" or "cuda off"
+
+}  // namespace tunnx

@@ -1,0 +1,34 @@
+#include "runtime/core/parameter_store.h"
+
+namespace tunnx {
+
+StoredTensor& ParameterStore::add(StoredTensor entry) {
+  if (by_name_.count(entry.name))
+    throw Error(ErrorCode::kInvalidModel, "initializer name is defined twice", {.tensor = entry.name});
+  entries_.push_back(std::make_unique<StoredTensor>(std::move(entry)));
+  StoredTensor* stored = entries_.back().get();
+  by_name_.emplace(stored->name, stored);
+  return *stored;
+}
+
+StoredTensor* ParameterStore::find(std::string_view name) {
+  auto it = by_name_.find(std::string(name));
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+const StoredTensor* ParameterStore::find(std::string_view name) const {
+  auto it = by_name_.find(std::string(name));
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+StoredTensor& ParameterStore::at(std::string_view name) {
+  if (StoredTensor* s = find(name)) return *s;
+  throw Error(ErrorCode::kNotFound, "no parameter or buffer of this name", {.tensor = std::string(name)});
+}
+
+const StoredTensor& ParameterStore::at(std::string_view name) const {
+  if (const StoredTensor* s = find(name)) return *s;
+  throw Error(ErrorCode::kNotFound, "no parameter or buffer of this name", {.tensor = std::string(name)});
+}
+
+}  // namespace tunnx

@@ -1,0 +1,125 @@
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "tunnx/tensor.h"
+
+namespace tunnx {
+
+// Memory behind a tensor. Numeric data sits in `bytes` (64-byte aligned, owned) or is borrowed from
+// `borrowed` while `keep_alive` holds its owner; strings live in `strings`.
+struct Tensor::Storage {
+  static constexpr std::align_val_t kAlignment{64};
+
+  void* bytes = nullptr;
+  size_t size = 0;
+  const void* borrowed = nullptr;
+  std::shared_ptr<const void> keep_alive;
+  std::vector<std::string> strings;
+
+  Storage() = default;
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage() { release(); }
+
+  void allocate(size_t n) {
+    release();
+    size = n;
+    bytes = n ? ::operator new(n, kAlignment) : nullptr;
+    if (n) std::memset(bytes, 0, n);
+  }
+  void release() {
+    if (bytes) ::operator delete(bytes, kAlignment);
+    bytes = nullptr;
+  }
+  const void* read() const { return borrowed ? borrowed : bytes; }
+  // Copy-on-write: turn a borrowed view into owned memory, in place, so every tensor sharing this
+  // storage sees the same (now owned) data.
+  void* write() {
+    if (borrowed) {
+      const void* src = borrowed;
+      allocate(size);
+      if (size) std::memcpy(bytes, src, size);
+      borrowed = nullptr;
+      keep_alive.reset();
+    }
+    return bytes;
+  }
+};
+
+Tensor::Tensor(DataType dtype, std::vector<int64_t> dims)
+    : dtype_(dtype), dims_(std::move(dims)), numel_(checked_element_count(dims_)) {
+  storage_ = std::make_shared<Storage>();
+  if (dtype_ == DataType::kString) {
+    storage_->strings.resize(static_cast<size_t>(numel_));
+  } else {
+    storage_->allocate(static_cast<size_t>(numel_) * element_size(dtype_));
+  }
+}
+
+Tensor Tensor::view(DataType dtype, std::vector<int64_t> dims, const void* data,
+                    std::shared_ptr<const void> keep_alive) {
+  if (dtype == DataType::kString)
+    throw Error(ErrorCode::kInvalidArgument, "string tensors cannot be views on raw memory");
+  Tensor t;
+  t.dtype_ = dtype;
+  t.dims_ = std::move(dims);
+  t.numel_ = checked_element_count(t.dims_);
+  t.storage_ = std::make_shared<Storage>();
+  t.storage_->borrowed = data;
+  t.storage_->size = static_cast<size_t>(t.numel_) * element_size(dtype);
+  t.storage_->keep_alive = std::move(keep_alive);
+  return t;
+}
+
+size_t Tensor::nbytes() const {
+  return dtype_ == DataType::kUndefined ? 0 : static_cast<size_t>(numel_) * element_size(dtype_);
+}
+
+bool Tensor::is_view() const { return storage_ && storage_->borrowed != nullptr; }
+
+const void* Tensor::data() const {
+  if (!storage_) return nullptr;
+  if (dtype_ == DataType::kString) return storage_->strings.data();
+  return storage_->read();
+}
+
+void* Tensor::mutable_data() {
+  if (!storage_) return nullptr;
+  if (dtype_ == DataType::kString) return storage_->strings.data();
+  return storage_->write();
+}
+
+Tensor Tensor::clone() const {
+  if (!storage_) return {};
+  Tensor copy(dtype_, dims_);
+  if (dtype_ == DataType::kString) {
+    copy.storage_->strings = storage_->strings;
+  } else if (nbytes()) {
+    std::memcpy(copy.storage_->bytes, data(), nbytes());
+  }
+  return copy;
+}
+
+bool Tensor::equals(const Tensor& other) const {
+  if (defined() != other.defined()) return false;
+  if (!defined()) return true;
+  if (dtype_ != other.dtype_ || dims_ != other.dims_) return false;
+  if (dtype_ == DataType::kString) return storage_->strings == other.storage_->strings;
+  return nbytes() == 0 || std::memcmp(data(), other.data(), nbytes()) == 0;
+}
+
+void Tensor::check_type(DataType requested) const {
+  if (requested != dtype_)
+    throw Error(ErrorCode::kInvalidArgument, std::string("tensor holds ") + to_string(dtype_) +
+                                                 ", accessed as " + to_string(requested));
+}
+
+void Tensor::check_count(size_t count) const {
+  if (static_cast<int64_t>(count) != numel_)
+    throw Error(ErrorCode::kInvalidArgument,
+                std::to_string(count) + " values given for " + std::to_string(numel_) + " elements",
+                {.shapes = dims_to_string(dims_)});
+}
+
+}  // namespace tunnx

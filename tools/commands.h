@@ -1,0 +1,16 @@
+// The subcommands of the `tunnx` CLI. Each lives in its own cmd_<name>.cc and registers itself on the
+// app, so main.cc stays a list of commands and adding one touches no other command.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace tunnx::cli {
+
+// `tunnx params MODEL [--json]`: every initializer as a Parameter or buffer, with totals.
+void add_params_command(CLI::App& app);
+// `tunnx check MODEL [--json]`: what the model file declares, after loading and validating it.
+void add_check_command(CLI::App& app);
+
+}  // namespace tunnx::cli
