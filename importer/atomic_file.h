@@ -8,8 +8,24 @@
 
 namespace tunnx {
 
-// Calls `write` with a stream on a temp file, then renames it to `path`. On any failure the temp
-// file is removed and Error(kIo) names `path`.
+// A file written in full to a temp path beside `path`, put in place only by commit(). Several can be
+// staged first and committed together, so a failure in any write replaces none of the files.
+class StagedFile {
+ public:
+  // Writes and flushes the temp file; throws Error(kIo) naming `path` (and removes the temp) on failure.
+  StagedFile(std::filesystem::path path, const std::function<void(std::ostream&)>& write);
+  ~StagedFile();  // removes the temp file unless committed
+  StagedFile(const StagedFile&) = delete;
+  StagedFile& operator=(const StagedFile&) = delete;
+
+  void commit();  // renames the temp file over `path`
+
+ private:
+  std::filesystem::path path_, temp_;
+  bool committed_ = false;
+};
+
+// Stages and commits one file.
 void write_file_atomically(const std::filesystem::path& path,
                            const std::function<void(std::ostream&)>& write);
 

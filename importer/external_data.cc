@@ -80,13 +80,15 @@ fs::path ExternalDataResolver::resolve(const std::string& location, const std::s
 Tensor ExternalDataResolver::load(const onnx::TensorProto& proto, const TensorLayout& layout) {
   ExternalEntry entry = parse_entry(proto);
   fs::path path = resolve(entry.location, proto.name());
-  ErrorContext where{.file = path.string(), .tensor = proto.name(), .field = "external_data"};
+  // The model file goes in the context (added by Model::load); the data file is named in the text.
+  ErrorContext where{.tensor = proto.name(), .field = "external_data"};
+  const std::string in_file = " in '" + entry.location + "'";
 
   if (entry.has_length && entry.length != layout.nbytes)
     throw Error(ErrorCode::kInvalidModel,
                 "external data length " + std::to_string(entry.length) + " does not match the " +
                     std::to_string(layout.nbytes) + " bytes that " + dims_to_string(layout.dims) + " of " +
-                    to_string(layout.dtype) + " needs",
+                    to_string(layout.dtype) + " needs" + in_file,
                 where);
 
   std::shared_ptr<MappedFile>& file = files_[path];
@@ -95,7 +97,7 @@ Tensor ExternalDataResolver::load(const onnx::TensorProto& proto, const TensorLa
     throw Error(ErrorCode::kInvalidModel,
                 "external data [offset " + std::to_string(entry.offset) + ", +" +
                     std::to_string(layout.nbytes) + " bytes) runs past the end of the " +
-                    std::to_string(file->size()) + "-byte file",
+                    std::to_string(file->size()) + "-byte file '" + entry.location + "'",
                 where);
   if (layout.nbytes == 0) return Tensor(layout.dtype, layout.dims);
 

@@ -1,5 +1,6 @@
 // Model::load and Model::save: file handling around the reader, checks, parameter policy and writer.
 #include <climits>
+#include <optional>
 
 #include "importer/atomic_file.h"
 #include "importer/external_data.h"
@@ -19,6 +20,29 @@ namespace fs = std::filesystem;
 // Protobuf cannot parse or write a message over 2 GiB; bigger models keep weights in external data.
 constexpr uint64_t kProtobufLimit = INT_MAX;
 
+// Puts `proto`'s nodes (and its subgraphs' nodes) in the order sort_and_check gave the IR graph
+// made from it. Attribute i of IR node k mirrors attribute i of the proto node it came from.
+void apply_node_orders(const ir::Graph& graph, const ir::NodeOrders& orders, onnx::GraphProto& proto) {
+  auto it = orders.find(&graph);
+  if (it == orders.end()) return;
+  const std::vector<size_t>& order = it->second;
+  bool sorted_already = true;
+  for (size_t i = 0; i < order.size(); ++i) sorted_already &= order[i] == i;
+  if (!sorted_already) {
+    google::protobuf::RepeatedPtrField<onnx::NodeProto> reordered;
+    for (size_t index : order) reordered.Add()->Swap(proto.mutable_node(static_cast<int>(index)));
+    proto.mutable_node()->Swap(&reordered);
+  }
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    for (size_t a = 0; a < graph.nodes[i].attributes.size(); ++a) {
+      const ir::Attribute& attr = graph.nodes[i].attributes[a];
+      onnx::AttributeProto& attr_proto = *proto.mutable_node(static_cast<int>(i))->mutable_attribute(static_cast<int>(a));
+      if (attr.g) apply_node_orders(*attr.g, orders, *attr_proto.mutable_g());
+      for (size_t g = 0; g < attr.graphs.size(); ++g)
+        apply_node_orders(*attr.graphs[g], orders, *attr_proto.mutable_graphs(static_cast<int>(g)));
+    }
+}
+
 std::unique_ptr<Model::Impl> load_impl(const void* bytes, size_t size, const fs::path& model_dir,
                                        const LoadOptions& options) {
   if (size == 0) throw Error(ErrorCode::kInvalidModel, "file is empty");
@@ -36,7 +60,10 @@ std::unique_ptr<Model::Impl> load_impl(const void* bytes, size_t size, const fs:
   ExternalDataResolver external(model_dir);
   TensorReadOptions tensor_options{options.max_tensor_bytes, &external};
   impl->ir = read_model(proto, impl->store, tensor_options);
-  ir::sort_and_check(impl->ir.graph);
+  ir::NodeOrders orders;
+  ir::sort_and_check(impl->ir.graph, {}, &orders);
+  // ONNX's checker insists on topological order in the file; show it the order tunnx sorted.
+  apply_node_orders(impl->ir.graph, orders, *proto.mutable_graph());
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
   if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);
   assign_parameter_roles(impl->ir, impl->store);
@@ -50,6 +77,8 @@ Model Model::load(const fs::path& path, const LoadOptions& options) {
     std::error_code ec;
     if (!fs::exists(path, ec)) throw Error(ErrorCode::kNotFound, "no such file");
     if (fs::is_directory(path, ec)) throw Error(ErrorCode::kInvalidArgument, "is a directory, not a model file");
+    // A FIFO or device would block or never end; only regular files are models.
+    if (!fs::is_regular_file(path, ec)) throw Error(ErrorCode::kInvalidArgument, "is not a regular file");
     std::shared_ptr<MappedFile> file = MappedFile::open(path);
     auto impl = load_impl(file->data(), file->size(), path.parent_path(), options);
     impl->path = path;
@@ -86,12 +115,17 @@ void Model::save(const fs::path& path, const SaveOptions& options) const {
     if (proto.ByteSizeLong() > kProtobufLimit)
       throw Error(ErrorCode::kLimitExceeded,
                   "model is over protobuf's 2 GiB limit; save with external data");
+    // Stage both files before renaming either: a failed write replaces nothing.
+    std::optional<StagedFile> data_file;
     if (plan.enabled)
-      write_file_atomically(path.parent_path() / plan.location,
-                            [&data](std::ostream& out) { out.write(data.data(), static_cast<std::streamsize>(data.size())); });
-    write_file_atomically(path, [&proto](std::ostream& out) {
+      data_file.emplace(path.parent_path() / plan.location, [&data](std::ostream& out) {
+        out.write(data.data(), static_cast<std::streamsize>(data.size()));
+      });
+    StagedFile model_file(path, [&proto](std::ostream& out) {
       if (!proto.SerializeToOstream(&out)) throw Error(ErrorCode::kIo, "serializing the model failed");
     });
+    if (data_file) data_file->commit();
+    model_file.commit();
   } catch (const Error& e) {
     throw e.with_context({.file = path.string()});
   }

@@ -74,7 +74,7 @@ class Reader {
     a.s = proto.s();
     if (proto.has_t()) {
       a.t = tensor(proto.t());
-      a.t_name = proto.t().name();
+      a.t_label = {proto.t().name(), proto.t().doc_string()};
     }
     if (proto.has_g()) a.g = std::make_shared<ir::Graph>(graph(proto.g(), sub_scope));
     if (proto.has_sparse_tensor()) a.sparse_tensor = sparse(proto.sparse_tensor());
@@ -84,7 +84,7 @@ class Reader {
     a.strings.assign(proto.strings().begin(), proto.strings().end());
     for (const auto& t : proto.tensors()) {
       a.tensors.push_back(tensor(t));
-      a.tensors_names.push_back(t.name());
+      a.tensors_labels.push_back({t.name(), t.doc_string()});
     }
     for (int i = 0; i < proto.graphs_size(); ++i)
       a.graphs.push_back(std::make_shared<ir::Graph>(graph(proto.graphs(i), sub_scope + "." + std::to_string(i))));

@@ -1,5 +1,6 @@
 #include "importer/onnx_validate.h"
 
+#include <regex>
 #include <unordered_map>
 
 #include "importer/tensor_proto.h"
@@ -53,9 +54,22 @@ std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesyste
     onnx::checker::check_graph(model.graph(), ctx, lex);
     if (model.ir_version() >= 8) onnx::checker::check_model_local_functions(model, ctx, lex);
   } catch (const onnx::checker::ValidationError& e) {
+    // The checker's first line says what is wrong; a later "==> Context: ... Name: n OpType: Op"
+    // line says where. Keep both, as one line.
     std::string message = e.what();
-    if (auto nl = message.find('\n'); nl != std::string::npos) message.resize(nl);
-    throw Error(ErrorCode::kInvalidModel, "ONNX checker: " + message);
+    ErrorContext where;
+    static const std::regex node_context(R"([Nn]ame: (\S*) OpType: (\S+))");
+    std::smatch match;
+    if (std::regex_search(message, match, node_context)) {
+      where.node = match[1].str().empty() ? "<unnamed>" : match[1].str();
+      where.op_type = match[2].str();
+    }
+    // Join the lines; the context block after the message only repeats what `where` holds.
+    if (auto context = message.find("==> Context:"); context != std::string::npos) message.resize(context);
+    for (char& c : message)
+      if (c == '\n') c = ' ';
+    while (!message.empty() && message.back() == ' ') message.pop_back();
+    throw Error(ErrorCode::kInvalidModel, "ONNX checker: " + message, where);
   }
   return "passed";
 }

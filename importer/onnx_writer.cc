@@ -68,7 +68,7 @@ class Writer {
       case AType::kString: proto->set_s(a.s); break;
       case AType::kTensor:
         tensor_to_proto(a.t, proto->mutable_t());
-        if (!a.t_name.empty()) proto->mutable_t()->set_name(a.t_name);
+        label(a.t_label, proto->mutable_t());
         break;
       case AType::kGraph: graph(*a.g, proto->mutable_g()); break;
       case AType::kSparseTensor: sparse(a.sparse_tensor, proto->mutable_sparse_tensor()); break;
@@ -80,7 +80,7 @@ class Writer {
         for (size_t i = 0; i < a.tensors.size(); ++i) {
           auto* t = proto->add_tensors();
           tensor_to_proto(a.tensors[i], t);
-          if (i < a.tensors_names.size() && !a.tensors_names[i].empty()) t->set_name(a.tensors_names[i]);
+          if (i < a.tensors_labels.size()) label(a.tensors_labels[i], t);
         }
         break;
       case AType::kGraphs: for (const auto& g : a.graphs) graph(*g, proto->add_graphs()); break;
@@ -88,6 +88,11 @@ class Writer {
       case AType::kTypeProtos: for (const auto& t : a.type_protos) type_to_proto(t, proto->add_type_protos()); break;
       case AType::kUndefined: break;
     }
+  }
+
+  static void label(const ir::TensorLabel& l, onnx::TensorProto* proto) {
+    if (!l.name.empty()) proto->set_name(l.name);
+    if (!l.doc_string.empty()) proto->set_doc_string(l.doc_string);
   }
 
   void initializer(const Tensor& value, onnx::TensorProto* proto) {

@@ -57,23 +57,32 @@ struct Consumer {
   int index;
 };
 
+using KeyByName = std::unordered_map<std::string, std::string>;  // initializer name -> store key
+
+// Records every node input that reads an initializer visible in `graph`: its own, or an enclosing
+// graph's that no name defined here shadows.
+void collect_consumers(const ir::Graph& graph, KeyByName visible,
+                       std::unordered_map<std::string, std::vector<Consumer>>& consumers) {
+  for (const auto& v : graph.inputs) visible.erase(v.name);
+  for (const auto& node : graph.nodes)
+    for (const auto& out : node.outputs) visible.erase(out);
+  for (const auto& init : graph.initializers) visible[init.name] = init.store_key;
+  for (const auto& node : graph.nodes) {
+    for (size_t i = 0; i < node.inputs.size(); ++i)
+      if (auto it = visible.find(node.inputs[i]); it != visible.end())
+        consumers[it->second].push_back({&node, static_cast<int>(i)});
+    for (const auto& attr : node.attributes) {
+      if (attr.g) collect_consumers(*attr.g, visible, consumers);
+      for (const auto& sub : attr.graphs) collect_consumers(*sub, visible, consumers);
+    }
+  }
+}
+
 }  // namespace
 
 void assign_parameter_roles(const ir::ModelIR& model, ParameterStore& store) {
-  // Map every initializer's name (per graph) to its store key, then find every node input that
-  // reads it, in the graph itself or in any subgraph below (outer-scope reads).
   std::unordered_map<std::string, std::vector<Consumer>> consumers;  // by store key
-  model.graph.visit([&](const ir::Graph& g, int) {
-    if (g.initializers.empty()) return;
-    std::unordered_map<std::string, std::string> key_of;
-    for (const auto& init : g.initializers) key_of[init.name] = init.store_key;
-    g.visit([&](const ir::Graph& inner, int) {
-      for (const auto& node : inner.nodes)
-        for (size_t i = 0; i < node.inputs.size(); ++i)
-          if (auto it = key_of.find(node.inputs[i]); it != key_of.end())
-            consumers[it->second].push_back({&node, static_cast<int>(i)});
-    });
-  });
+  collect_consumers(model.graph, {}, consumers);
 
   for (const auto& entry : store.entries()) {
     StoredTensor& t = *entry;

@@ -197,6 +197,7 @@ ir::TypeInfo type_from_proto(const onnx::TypeProto& proto) {
       if (d.has_dim_value()) s.dims.push_back(Dim::fixed(d.dim_value()));
       else if (d.has_dim_param()) s.dims.push_back(Dim::symbolic(d.dim_param()));
       else s.dims.push_back(Dim::unknown());
+      s.dims.back().denotation = d.denotation();
     }
     return s;
   };
@@ -244,6 +245,7 @@ void type_to_proto(const ir::TypeInfo& t, onnx::TypeProto* proto) {
       auto* dim = out->add_dim();
       if (d.is_fixed()) dim->set_dim_value(d.value);
       else if (!d.symbol.empty()) dim->set_dim_param(d.symbol);
+      if (!d.denotation.empty()) dim->set_denotation(d.denotation);
     }
   };
   switch (t.kind) {

@@ -31,7 +31,7 @@ struct ParamsTotals {
 ParamsTotals count_totals(const std::vector<TensorInfo>& tensors) {
   ParamsTotals totals;
   for (const TensorInfo& t : tensors) {
-    int64_t elements = checked_element_count(t.dims);
+    int64_t elements = t.numel;
     if (t.role == TensorRole::kBuffer) {
       ++totals.buffer_tensors;
       totals.buffer_elements += elements;

@@ -25,6 +25,16 @@ int main(int argc, char** argv) {
   tunnx::cli::add_params_command(app);
   tunnx::cli::add_check_command(app);
 
+  // CLI11 reports an unknown first word only as "a subcommand is required"; name it instead.
+  auto is_command = [&app](const std::string& word) {
+    for (const CLI::App* sub : app.get_subcommands({}))
+      if (sub->check_name(word)) return true;
+    return false;
+  };
+  if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
+    std::cerr << "tunnx: error: unknown command '" << argv[1] << "' (see tunnx --help)" << std::endl;
+    return kUsageError;
+  }
   try {
     app.parse(argc, argv);  // runs the chosen command
   } catch (const CLI::ParseError& e) {

@@ -42,6 +42,7 @@ struct TensorInfo {
   std::string name;
   DataType dtype = DataType::kUndefined;
   std::vector<int64_t> dims;
+  int64_t numel = 0;
   TensorRole role = TensorRole::kBuffer;
   bool requires_grad = false;
   size_t nbytes = 0;

@@ -59,9 +59,10 @@ template <> constexpr DataType data_type_of<std::string>() { return DataType::kS
 struct Dim {
   int64_t value = -1;  // >= 0 when fixed
   std::string symbol;  // set when symbolic
+  std::string denotation;  // ONNX dimension denotation ("DATA_BATCH", ...), kept for export
 
-  static Dim fixed(int64_t v) { return {v, {}}; }
-  static Dim symbolic(std::string name) { return {-1, std::move(name)}; }
+  static Dim fixed(int64_t v) { return {v, {}, {}}; }
+  static Dim symbolic(std::string name) { return {-1, std::move(name), {}}; }
   static Dim unknown() { return {}; }
   bool is_fixed() const { return value >= 0; }
   bool is_symbolic() const { return value < 0 && !symbol.empty(); }

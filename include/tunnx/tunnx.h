@@ -1,6 +1,8 @@
 // Everything a user of tunnx needs: include this one header.
 #pragma once
 
+#include <string>
+
 #include "tunnx/device.h"
 #include "tunnx/model.h"
 #include "tunnx/status.h"
@@ -9,6 +11,6 @@
 namespace tunnx {
 
 const char* version();         // "0.1.0"
-std::string build_features();  // "onednn 2.6, cuda 13.0" or "cuda off"
+std::string build_features();  // "onednn 2.6.3, cuda 13.0 (1 devices)", "onednn off, cuda off"
 
 }  // namespace tunnx

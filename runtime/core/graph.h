@@ -45,6 +45,11 @@ struct SparseTensor {
   std::string name;
 };
 
+struct TensorLabel {
+  std::string name;
+  std::string doc_string;
+};
+
 // Numbering follows ONNX's AttributeProto.AttributeType.
 enum class AttributeType : int32_t {
   kUndefined = 0, kFloat = 1, kInt = 2, kString = 3, kTensor = 4, kGraph = 5, kFloats = 6,
@@ -71,9 +76,9 @@ struct Attribute {
   std::vector<std::shared_ptr<Graph>> graphs;
   std::vector<SparseTensor> sparse_tensors;
   std::vector<TypeInfo> type_protos;
-  // Tensor names as the file gave them (TensorProto.name), kept for export.
-  std::string t_name;
-  std::vector<std::string> tensors_names;
+  // TensorProto name and doc_string of `t` and `tensors`, kept for export.
+  TensorLabel t_label;
+  std::vector<TensorLabel> tensors_labels;
 };
 
 struct Node {

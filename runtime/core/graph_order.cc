@@ -41,7 +41,7 @@ std::vector<std::string> implicit_inputs(const Node& node) {
   return {names.begin(), names.end()};
 }
 
-void sort_and_check(Graph& graph, const std::unordered_set<std::string>& outer_scope) {
+void sort_and_check(Graph& graph, const std::unordered_set<std::string>& outer_scope, NodeOrders* orders) {
   // Values available before any node runs.
   std::unordered_set<std::string> available;
   for (const auto& v : graph.inputs) available.insert(v.name);
@@ -131,14 +131,15 @@ void sort_and_check(Graph& graph, const std::unordered_set<std::string>& outer_s
   for (auto& node : graph.nodes)
     for (auto& attr : node.attributes) {
       try {
-        if (attr.g) sort_and_check(*attr.g, inner_scope);
-        for (auto& g : attr.graphs) sort_and_check(*g, inner_scope);
+        if (attr.g) sort_and_check(*attr.g, inner_scope, orders);
+        for (auto& g : attr.graphs) sort_and_check(*g, inner_scope, orders);
       } catch (const Error& e) {
         // Name the outer node only when the inner error did not name one.
         if (!e.context().node.empty()) throw;
         throw e.with_context({.node = node.name, .op_type = node.op_type, .field = "attribute " + attr.name});
       }
     }
+  if (orders) (*orders)[&graph] = std::move(order);
 }
 
 }  // namespace tunnx::ir

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -14,7 +15,11 @@ namespace tunnx::ir {
 // Sorts graph.nodes topologically, keeping the file's order where the data allows (stable), and
 // checks subgraphs the same way. `outer_scope` holds names visible from enclosing graphs.
 // Throws Error(kInvalidModel) naming the node and the value.
-void sort_and_check(Graph& graph, const std::unordered_set<std::string>& outer_scope = {});
+// When `orders` is given, records for every graph it sorted (this one and subgraphs) the new order
+// of its nodes as indices into the order they had.
+using NodeOrders = std::unordered_map<const Graph*, std::vector<size_t>>;
+void sort_and_check(Graph& graph, const std::unordered_set<std::string>& outer_scope = {},
+                    NodeOrders* orders = nullptr);
 
 // Names a node reads from enclosing scopes through its subgraphs (If/Loop/Scan bodies).
 std::vector<std::string> implicit_inputs(const Node& node);

@@ -97,6 +97,7 @@ std::vector<TensorInfo> Model::tensors() const {
     t.name = e->name;
     t.dtype = e->value.dtype();
     t.dims = e->value.dims();
+    t.numel = e->value.numel();
     t.role = e->role;
     t.requires_grad = e->requires_grad;
     t.nbytes = e->value.dtype() == DataType::kString ? 0 : e->value.nbytes();
@@ -165,7 +166,7 @@ LoadStateDictResult Model::load_state_dict(const StateDict& state, bool strict) 
   }
   for (const auto& [name, tensor] : state) {
     StoredTensor* mine = impl_->store.find(name);
-    if (!mine) continue;
+    if (!mine || mine->value.shares_storage_with(tensor)) continue;  // loading our own state
     // Copy values in, as torch does: tensors handed out earlier keep seeing the model's values.
     if (tensor.dtype() == DataType::kString) {
       auto* dst = mine->value.mutable_data_as<std::string>();

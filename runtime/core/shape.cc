@@ -31,7 +31,15 @@ std::string Shape::to_string() const {
   return out + "]";
 }
 
-std::string dims_to_string(const std::vector<int64_t>& dims) { return Shape::of(dims).to_string(); }
+std::string dims_to_string(const std::vector<int64_t>& dims) {
+  // Raw numbers, negatives included: this also formats invalid dims for error messages.
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(dims[i]);
+  }
+  return out + "]";
+}
 
 int64_t checked_element_count(const std::vector<int64_t>& dims) {
   int64_t count = 1;

@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -5,6 +6,18 @@
 #include "tunnx/tensor.h"
 
 namespace tunnx {
+namespace {
+
+// numel * element size, refusing sizes no allocation could hold.
+size_t checked_byte_size(int64_t numel, DataType dtype, const std::vector<int64_t>& dims) {
+  size_t elem = element_size(dtype);
+  if (static_cast<uint64_t>(numel) > SIZE_MAX / elem)
+    throw Error(ErrorCode::kLimitExceeded, std::string("byte size of ") + to_string(dtype) + " tensor overflows",
+                {.shapes = dims_to_string(dims)});
+  return static_cast<size_t>(numel) * elem;
+}
+
+}  // namespace
 
 // Memory behind a tensor. Numeric data sits in `bytes` (64-byte aligned, owned) or is borrowed from
 // `borrowed` while `keep_alive` holds its owner; strings live in `strings`.
@@ -53,7 +66,7 @@ Tensor::Tensor(DataType dtype, std::vector<int64_t> dims)
   if (dtype_ == DataType::kString) {
     storage_->strings.resize(static_cast<size_t>(numel_));
   } else {
-    storage_->allocate(static_cast<size_t>(numel_) * element_size(dtype_));
+    storage_->allocate(checked_byte_size(numel_, dtype_, dims_));
   }
 }
 
@@ -67,7 +80,7 @@ Tensor Tensor::view(DataType dtype, std::vector<int64_t> dims, const void* data,
   t.numel_ = checked_element_count(t.dims_);
   t.storage_ = std::make_shared<Storage>();
   t.storage_->borrowed = data;
-  t.storage_->size = static_cast<size_t>(t.numel_) * element_size(dtype);
+  t.storage_->size = checked_byte_size(t.numel_, dtype, t.dims_);
   t.storage_->keep_alive = std::move(keep_alive);
   return t;
 }
