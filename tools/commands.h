@@ -12,5 +12,7 @@ namespace tunnx::cli {
 void add_params_command(CLI::App& app);
 // `tunnx check MODEL [--json]`: what the model file declares, after loading and validating it.
 void add_check_command(CLI::App& app);
+// `tunnx export MODEL -o OUT [--external-data]`: the model written back through tunnx.
+void add_export_command(CLI::App& app);
 
 }  // namespace tunnx::cli

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   tunnx::cli::add_params_command(app);
   tunnx::cli::add_check_command(app);
+  tunnx::cli::add_export_command(app);
 
   // CLI11 reports an unknown first word only as "a subcommand is required"; name it instead.
   auto is_command = [&app](const std::string& word) {

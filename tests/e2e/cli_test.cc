@@ -24,24 +24,13 @@
 #include <nlohmann/json.hpp>
 
 #include "onnx/onnx_pb.h"
-#include "tests/e2e/subprocess.h"
+#include "tests/e2e/cli_harness.h"
 
 namespace tunnx::e2e {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-const fs::path kCli = TUNNX_CLI_PATH;
-const fs::path kExampleModel = fs::path(TUNNX_SOURCE_DIR) / "examples" / "digits_cnn.onnx";
-const fs::path kTestData = TUNNX_TESTDATA_DIR;
-
-ProcessResult run_cli(const std::vector<std::string>& args,
-                      std::chrono::milliseconds deadline = std::chrono::seconds(120)) {
-  std::vector<std::string> argv{kCli.string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return run_process(argv, deadline);
-}
 
 bool verbose() { return std::getenv("TUNNX_E2E_VERBOSE") != nullptr; }
 
@@ -64,9 +53,6 @@ std::string trim(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // The value of a "Key:   value" row of `tunnx check`'s summary, or "<missing>".
 std::string summary_value(const std::string& out, const std::string& key) {
@@ -349,27 +335,6 @@ TEST(CliCheck, ExampleModelJson) {
 
 // A fresh folder per test, removed afterwards. Models go into "<root>/models dir/" (a space in the
 // path on purpose); files that must stay out of reach go into <root>.
-class TempFolder {
- public:
-  TempFolder() {
-    std::string pattern = (fs::temp_directory_path() / "tunnx_e2e_XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    root_ = pattern;
-    fs::create_directory(model_dir());
-  }
-  ~TempFolder() {
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
-  }
-  TempFolder(const TempFolder&) = delete;
-  TempFolder& operator=(const TempFolder&) = delete;
-
-  const fs::path& root() const { return root_; }
-  fs::path model_dir() const { return root_ / "models dir"; }
-
- private:
-  fs::path root_;
-};
 
 void write_file(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -73,19 +73,7 @@ onnx::ModelProto rich_model() {
   *m.mutable_graph()->add_value_info() = value_info("h", kFloat, Dims{"batch", 2});
   m.mutable_graph()->mutable_value_info(0)->set_doc_string("hidden");
 
-  onnx::FunctionProto& f = *m.add_functions();
-  f.set_name("Double");
-  f.set_domain("local");
-  f.add_input("X");
-  f.add_output("Y");
-  auto* add = f.add_node();
-  add->set_op_type("Add");
-  add->add_input("X");
-  add->add_input("X");
-  add->add_output("Y");
-  auto* opset = f.add_opset_import();
-  opset->set_domain("");
-  opset->set_version(17);
+  add_double_function(m);
   return m;
 }
 

@@ -219,21 +219,9 @@ TEST_F(ConstantNode, SparseValue) {
 TEST_F(Importer, ModelLocalFunctionIsKept) {
   ModelBuilder b;
   b.add_opset("local", 1);
-  onnx::FunctionProto& f = *b.model().add_functions();
-  f.set_name("Double");
-  f.set_domain("local");
+  onnx::FunctionProto& f = add_double_function(b.model());
   f.set_doc_string("x + x");
-  f.add_input("X");
-  f.add_output("Y");
   f.add_attribute("unused");
-  auto* add = f.add_node();
-  add->set_op_type("Add");
-  add->add_input("X");
-  add->add_input("X");
-  add->add_output("Y");
-  auto* opset = f.add_opset_import();
-  opset->set_domain("");
-  opset->set_version(17);
   b.input("x", onnx::TensorProto::FLOAT, Dims{2});
   b.node("Double", {"x"}, {"y"}, "double", "local");
   b.output("y", onnx::TensorProto::FLOAT, Dims{2});

@@ -299,6 +299,24 @@ inline void add_identity_of(GraphBuilder& b, const TensorProto& t) {
 // ---------------------------------------------------------------------------------------------
 // Loaded models
 
+// Adds the model-local function local:Double(X) -> Y = Add(X, X), importing ai.onnx 17.
+inline onnx::FunctionProto& add_double_function(onnx::ModelProto& m) {
+  onnx::FunctionProto& f = *m.add_functions();
+  f.set_name("Double");
+  f.set_domain("local");
+  f.add_input("X");
+  f.add_output("Y");
+  auto* add = f.add_node();
+  add->set_op_type("Add");
+  add->add_input("X");
+  add->add_input("X");
+  add->add_output("Y");
+  auto* opset = f.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(17);
+  return f;
+}
+
 inline tunnx::TensorInfo info_of(const tunnx::Model& model, const std::string& name) {
   for (const auto& t : model.tensors())
     if (t.name == name) return t;

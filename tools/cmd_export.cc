@@ -1,0 +1,60 @@
+// `tunnx export`: loads a model and writes it back through tunnx — the same names, opsets and
+// metadata, with the parameters' current values — optionally moving large tensors into an external
+// data file. The write is atomic: on failure nothing is left at OUT.
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "tools/commands.h"
+#include "tunnx/tunnx.h"
+
+namespace tunnx::cli {
+namespace {
+
+struct ExportOptions {
+  std::filesystem::path model;
+  std::filesystem::path output;
+  bool external_data = false;
+  std::string external_data_file;
+  size_t external_threshold = 1024;
+};
+
+void run_export(const ExportOptions& options) {
+  Model model = Model::load(options.model);
+  SaveOptions save;
+  save.external_data = options.external_data ? ExternalDataMode::kAlways : ExternalDataMode::kAuto;
+  save.external_data_file = options.external_data_file;
+  save.external_threshold_bytes = options.external_threshold;
+  model.save(options.output, save);
+  std::cout << "wrote " << options.output.string();
+  if (options.external_data)
+    std::cout << " (tensors of " << options.external_threshold << " bytes or more in "
+              << (options.external_data_file.empty() ? options.output.filename().string() + ".data"
+                                                     : options.external_data_file)
+              << ")";
+  std::cout << std::endl;
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app) {
+  auto options = std::make_shared<ExportOptions>();
+  CLI::App* command = app.add_subcommand("export", "Write the model back to ONNX, optionally with external data");
+  command->add_option("MODEL", options->model, "ONNX model file")->required()->type_name("FILE");
+  command->add_option("-o,--output", options->output, "Where to write the model")->required()->type_name("FILE");
+  CLI::Option* external = command->add_flag("--external-data", options->external_data,
+                                            "Store large tensors in a data file next to the model");
+  command->add_option("--external-data-file", options->external_data_file,
+                      "Name of that data file, in the output's folder (default: <output file>.data)")
+      ->needs(external);
+  command->add_option("--external-threshold", options->external_threshold,
+                      "Smallest tensor, in bytes, that goes to the data file")
+      ->default_val(1024)
+      ->needs(external);
+  command->callback([options] { run_export(*options); });
+}
+
+}  // namespace tunnx::cli
