@@ -5,8 +5,10 @@
 
 #include "tunnx/device.h"
 #include "tunnx/model.h"
+#include "tunnx/session.h"
 #include "tunnx/status.h"
 #include "tunnx/tensor.h"
+#include "tunnx/value.h"
 
 namespace tunnx {
 

@@ -1,0 +1,61 @@
+// Running a model: a Session plans the graph once (every kernel chosen when it is created) and then
+// runs it as often as asked, from several threads at once if need be.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tunnx/device.h"
+#include "tunnx/model.h"
+#include "tunnx/value.h"
+
+namespace tunnx {
+
+struct SessionOptions {
+  Device device = Device::cpu();
+  int threads = 0;             // 0: all cores
+  int optimization_level = 1;  // 0: run the graph as written; 1: basic rewrites; 2: fusions
+};
+
+using NamedValues = std::map<std::string, Value>;
+
+// What cannot be seen in outputs, for tests and `tunnx run --profile`.
+struct SessionStats {
+  struct NodeKernel {
+    std::string node, op_type, kernel;  // kernel: "cpu/reference/Conv", ...
+  };
+  std::vector<NodeKernel> kernels;  // main graph, in execution order
+  int64_t plans_built = 0;          // graphs planned (main graph and subgraphs)
+  int64_t runs = 0;
+  int64_t last_run_bytes_allocated = 0;  // output tensors allocated by kernels during the last run
+  double last_run_ms = 0;
+};
+
+class Session {
+ public:
+  // Plans `model` for `options.device`. Throws Error naming the node, op type, opset and dtype of the
+  // first node no kernel supports. The session keeps the model's parameters alive and reads them in
+  // place: later writes to the model's parameters are seen by later runs.
+  Session(const Model& model, SessionOptions options = {});
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  // Inputs are checked by name, dtype and shape (symbolic dims must bind consistently). Returns the
+  // requested outputs (all graph outputs when `output_names` is empty). Safe to call concurrently.
+  NamedValues run(const NamedValues& inputs, const std::vector<std::string>& output_names = {}) const;
+
+  std::vector<std::string> input_names() const;   // graph inputs a caller must or may feed
+  std::vector<std::string> output_names() const;
+  SessionStats stats() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tunnx

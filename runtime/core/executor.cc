@@ -1,0 +1,183 @@
+#include "runtime/core/executor.h"
+
+#include <unordered_set>
+
+namespace tunnx {
+namespace {
+
+// dtype of every value whose type the file or ONNX shape inference states.
+std::unordered_map<std::string, DataType> known_types(const ir::Graph& graph, const ParameterStore* store) {
+  std::unordered_map<std::string, DataType> types;
+  auto note = [&types](const std::string& name, const ir::TypeInfo& t) {
+    if (t.kind == ir::TypeInfo::Kind::kTensor && is_known_data_type(static_cast<int32_t>(t.elem_type)))
+      types[name] = t.elem_type;
+  };
+  for (const auto& [name, t] : graph.inferred_types) note(name, t);
+  for (const auto& v : graph.value_infos) note(v.name, v.type);
+  for (const auto& v : graph.inputs) note(v.name, v.type);
+  for (const auto& v : graph.outputs) note(v.name, v.type);
+  if (store)
+    for (const auto& init : graph.initializers) types[init.name] = store->at(init.store_key).value.dtype();
+  return types;
+}
+
+std::string input_shapes(const ir::Node& node, const std::vector<const Value*>& inputs) {
+  std::string out;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i]) continue;
+    if (!out.empty()) out += ", ";
+    out += node.inputs[i] + ": " + inputs[i]->describe();
+  }
+  return out;
+}
+
+}  // namespace
+
+const Value* Frame::find(const std::string& name) const {
+  for (const Frame* f = this; f; f = f->outer) {
+    int slot = f->plan->slot_of(name);
+    if (slot >= 0) return &f->values[static_cast<size_t>(slot)];
+  }
+  return nullptr;
+}
+
+int GraphPlan::slot_of(const std::string& name) const {
+  auto it = slots_.find(name);
+  return it == slots_.end() ? -1 : it->second;
+}
+
+int GraphPlan::add_slot(const std::string& name) {
+  auto [it, inserted] = slots_.emplace(name, static_cast<int>(slot_names_.size()));
+  if (inserted) slot_names_.push_back(name);
+  return it->second;
+}
+
+GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const GraphPlan* outer)
+    : graph_(graph), outer_(outer) {
+  if (context.plans_built) ++*context.plans_built;
+  for (const auto& init : graph.initializers) {
+    int slot = add_slot(init.name);
+    constants_.emplace_back(slot, context.store->at(init.store_key).value);
+  }
+  for (const auto& v : graph.inputs) input_slots_.push_back(add_slot(v.name));
+  std::unordered_map<std::string, DataType> types = known_types(graph, context.store);
+
+  for (const auto& node : graph.nodes) {
+    Step step;
+    step.node = &node;
+    std::vector<DataType> input_types;
+    for (const auto& in : node.inputs) {
+      if (in.empty()) {
+        step.inputs.push_back(-1);
+        input_types.push_back(DataType::kUndefined);
+        continue;
+      }
+      if (!slots_.count(in)) captured_.emplace_back(add_slot(in), in);  // from an enclosing graph
+      step.inputs.push_back(slots_.at(in));
+      auto t = types.find(in);
+      input_types.push_back(t == types.end() ? DataType::kUndefined : t->second);
+    }
+    int64_t opset = 0;
+    auto o = context.opsets.find(node.domain == "ai.onnx" ? "" : node.domain);
+    if (o != context.opsets.end()) opset = o->second;
+
+    std::string why_not;
+    const KernelDef* def = context.registry->find(node.domain, node.op_type, opset, context.device, input_types, &why_not);
+    if (!def)
+      throw Error(ErrorCode::kUnsupported, why_not + " on " + std::string(context.device == DeviceType::kCpu ? "cpu" : "cuda"),
+                  {.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type});
+
+    // Subgraphs are planned with this graph as their scope; names they read from here are captured.
+    std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs;
+    for (const auto& attr : node.attributes)
+      if (attr.g) {
+        auto sub = std::make_shared<GraphPlan>(*attr.g, context, this);
+        // What the body reads from this graph keeps those values alive until this step has run.
+        // A name from further out is captured here too, so every frame on the way keeps it.
+        for (const auto& [slot, name] : sub->captured_) {
+          int here = slot_of(name);
+          if (here < 0) {
+            here = add_slot(name);
+            captured_.emplace_back(here, name);
+          }
+          step.implicit_inputs.push_back(here);
+        }
+        subgraphs.emplace(attr.name, std::move(sub));
+      }
+    try {
+      step.kernel = def->factory(KernelInit(node, opset, input_types, std::move(subgraphs)));
+    } catch (const Error& e) {
+      throw e.with_context({.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type});
+    }
+    step.kernel_name = def->name;
+    for (const auto& out : node.outputs) step.outputs.push_back(out.empty() ? -1 : add_slot(out));
+    steps_.push_back(std::move(step));
+  }
+  for (const auto& v : graph.outputs) {
+    if (!slots_.count(v.name)) captured_.emplace_back(add_slot(v.name), v.name);
+    output_slots_.push_back(slots_.at(v.name));
+  }
+
+  // Free each value after its last reader, unless the graph returns it.
+  std::unordered_set<int> kept(output_slots_.begin(), output_slots_.end());
+  std::unordered_map<int, size_t> last_reader;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    for (int slot : steps_[i].inputs)
+      if (slot >= 0) last_reader[slot] = i;
+    for (int slot : steps_[i].implicit_inputs) last_reader[slot] = i;
+  }
+  for (const auto& [slot, step] : last_reader)
+    if (!kept.count(slot)) steps_[step].release.push_back(slot);
+}
+
+std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer, int64_t& bytes_allocated) const {
+  Frame frame;
+  frame.plan = this;
+  frame.outer = outer;
+  frame.values.resize(slot_names_.size());
+  for (const auto& [slot, tensor] : constants_) frame.values[static_cast<size_t>(slot)] = Value(tensor);
+  for (const auto& [slot, name] : captured_) {
+    const Value* v = outer ? outer->find(name) : nullptr;
+    if (v) frame.values[static_cast<size_t>(slot)] = *v;
+  }
+  for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i)
+    if (!inputs[i].is_none()) frame.values[static_cast<size_t>(input_slots_[i])] = std::move(inputs[i]);
+
+  for (const Step& step : steps_) {
+    const ir::Node& node = *step.node;
+    std::vector<const Value*> in;
+    in.reserve(step.inputs.size());
+    for (int slot : step.inputs) {
+      const Value* v = slot >= 0 ? &frame.values[static_cast<size_t>(slot)] : nullptr;
+      in.push_back(v && !v->is_none() ? v : nullptr);
+    }
+    std::vector<Value> out(step.outputs.size());
+    std::vector<bool> wanted;
+    for (int slot : step.outputs) wanted.push_back(slot >= 0);
+    KernelContext ctx(node, in, out, std::move(wanted), bytes_allocated, &frame);
+    try {
+      step.kernel->run(ctx);
+    } catch (const Error& e) {
+      throw e.with_context({.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type,
+                            .shapes = input_shapes(node, in)});
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::kInternal, e.what(),
+                  {.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type,
+                   .shapes = input_shapes(node, in)});
+    }
+    for (size_t i = 0; i < step.outputs.size(); ++i)
+      if (step.outputs[i] >= 0) frame.values[static_cast<size_t>(step.outputs[i])] = std::move(out[i]);
+    for (int slot : step.release) frame.values[static_cast<size_t>(slot)] = Value();
+  }
+
+  std::vector<Value> results;
+  results.reserve(output_slots_.size());
+  for (int slot : output_slots_) results.push_back(frame.values[static_cast<size_t>(slot)]);
+  return results;
+}
+
+std::vector<Value> KernelContext::run_subgraph(const GraphPlan& plan, std::vector<Value> inputs) const {
+  return plan.run(std::move(inputs), static_cast<const Frame*>(frame_), bytes_allocated_);
+}
+
+}  // namespace tunnx

@@ -1,0 +1,77 @@
+// The executor: a graph planned once (a kernel per node, a slot per value, when each value dies) and
+// run many times. Each run gets its own frame of values, so concurrent runs share nothing mutable.
+// Subgraphs (If/Loop/Scan bodies) are planned with their parent and see its values through the frame.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/core/graph.h"
+#include "runtime/core/kernel_registry.h"
+#include "runtime/core/parameter_store.h"
+
+namespace tunnx {
+
+// What planning needs besides the graph itself.
+struct PlanContext {
+  const KernelRegistry* registry = nullptr;
+  DeviceType device = DeviceType::kCpu;
+  std::map<std::string, int64_t> opsets;  // domain ("" = ai.onnx) -> version
+  const ParameterStore* store = nullptr;  // initializer values, read in place
+  std::atomic<int64_t>* plans_built = nullptr;
+};
+
+struct Frame;
+
+class GraphPlan {
+ public:
+  struct Step {
+    const ir::Node* node = nullptr;
+    std::unique_ptr<Kernel> kernel;
+    std::string kernel_name;
+    std::vector<int> inputs;   // slot per input, -1 for an omitted optional input
+    std::vector<int> outputs;  // slot per output, -1 for an omitted optional output
+    std::vector<int> implicit_inputs;  // slots its subgraphs read
+    std::vector<int> release;          // slots whose last reader is this step
+  };
+
+  // Plans `graph`. `outer` is the plan of the enclosing graph (null for the main graph); names the
+  // graph reads but does not define are taken from it at run time. Throws Error naming the first node
+  // no kernel supports.
+  GraphPlan(const ir::Graph& graph, const PlanContext& context, const GraphPlan* outer);
+
+  // Runs the graph. `inputs` follow graph.inputs (a none Value leaves an initializer-backed input at
+  // its initializer); returns values in graph.outputs order.
+  std::vector<Value> run(std::vector<Value> inputs, const Frame* outer, int64_t& bytes_allocated) const;
+
+  const ir::Graph& graph() const { return graph_; }
+  const std::vector<Step>& steps() const { return steps_; }
+  int slot_of(const std::string& name) const;  // -1 when not in this graph
+
+ private:
+  int add_slot(const std::string& name);
+
+  const ir::Graph& graph_;
+  const GraphPlan* outer_;
+  std::unordered_map<std::string, int> slots_;
+  std::vector<std::string> slot_names_;
+  std::vector<int> input_slots_, output_slots_;
+  std::vector<std::pair<int, Tensor>> constants_;      // initializers
+  std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
+  std::vector<Step> steps_;
+};
+
+// The values of one run of one graph.
+struct Frame {
+  const GraphPlan* plan = nullptr;
+  const Frame* outer = nullptr;
+  std::vector<Value> values;
+
+  const Value* find(const std::string& name) const;  // here or in an enclosing frame
+};
+
+}  // namespace tunnx

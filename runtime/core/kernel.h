@@ -1,0 +1,108 @@
+// The kernel interface. A kernel is built once per node when a session is planned (attributes parsed
+// then) and run many times, possibly from several threads at once: run() is const and keeps no
+// per-run state in the kernel.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/core/graph.h"
+#include "tunnx/value.h"
+
+namespace tunnx {
+
+class GraphPlan;  // a planned graph (executor.h); If/Loop/Scan run their bodies through it
+
+// What a kernel factory sees: the node, its opset, what is known of its input types, its subgraphs.
+class KernelInit {
+ public:
+  KernelInit(const ir::Node& node, int64_t opset, std::vector<DataType> input_types,
+             std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs);
+
+  const ir::Node& node() const { return node_; }
+  int64_t opset() const { return opset_; }
+  // kUndefined when the planner could not tell (the kernel then checks at run time).
+  DataType input_type(size_t i) const { return i < input_types_.size() ? input_types_[i] : DataType::kUndefined; }
+  size_t num_inputs() const { return node_.inputs.size(); }
+  bool has_input(size_t i) const { return i < node_.inputs.size() && !node_.inputs[i].empty(); }
+
+  bool has_attr(const std::string& name) const { return node_.attribute(name) != nullptr; }
+  int64_t attr_int(const std::string& name, int64_t fallback) const;
+  float attr_float(const std::string& name, float fallback) const;
+  std::string attr_string(const std::string& name, const std::string& fallback) const;
+  std::vector<int64_t> attr_ints(const std::string& name, std::vector<int64_t> fallback = {}) const;
+  std::vector<float> attr_floats(const std::string& name, std::vector<float> fallback = {}) const;
+  std::vector<std::string> attr_strings(const std::string& name, std::vector<std::string> fallback = {}) const;
+  const Tensor* attr_tensor(const std::string& name) const;  // null when absent
+  // Throws Error naming the node when a required attribute is missing.
+  const ir::Attribute& required_attr(const std::string& name) const;
+  std::shared_ptr<const GraphPlan> subgraph(const std::string& attr_name) const;
+
+  // An error about this node ("node 'n' (Op): message").
+  Error error(const std::string& message) const;
+
+ private:
+  const ir::Node& node_;
+  int64_t opset_;
+  std::vector<DataType> input_types_;
+  std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs_;
+};
+
+// One run of one node: its input values, its output slots, and run-wide facilities.
+class KernelContext {
+ public:
+  // `frame` is the executor's frame of the running graph; subgraphs read outer values through it.
+  KernelContext(const ir::Node& node, std::vector<const Value*> inputs, std::vector<Value>& outputs,
+                std::vector<bool> outputs_wanted, int64_t& bytes_allocated, const void* frame);
+
+  const ir::Node& node() const { return node_; }
+  size_t num_inputs() const { return inputs_.size(); }
+  bool has_input(size_t i) const { return i < inputs_.size() && inputs_[i] && !inputs_[i]->is_none(); }
+  const Value& input_value(size_t i) const;  // throws when missing
+  const Tensor& input(size_t i) const;       // throws when missing or not a tensor
+
+  size_t num_outputs() const { return outputs_.size(); }
+  bool output_wanted(size_t i) const { return i < wanted_.size() && wanted_[i]; }
+  // A new zero-filled tensor as output i; counted in the session's bytes-allocated statistic.
+  Tensor& allocate_output(size_t i, DataType dtype, std::vector<int64_t> dims);
+  // Any value as output i (a sequence, or a tensor that shares another's storage, like Identity).
+  void set_output(size_t i, Value value);
+
+  Error error(const std::string& message) const;
+
+  // Runs a planned subgraph (If/Loop/Scan body) with this graph's values visible to it.
+  std::vector<Value> run_subgraph(const GraphPlan& plan, std::vector<Value> inputs) const;
+
+ private:
+  const ir::Node& node_;
+  std::vector<const Value*> inputs_;
+  std::vector<Value>& outputs_;
+  std::vector<bool> wanted_;
+  int64_t& bytes_allocated_;
+  const void* frame_;
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual void run(KernelContext& ctx) const = 0;
+};
+
+using KernelFactory = std::function<std::unique_ptr<Kernel>(const KernelInit&)>;
+
+// A kernel written as a function of the context, for kernels whose attributes the function reads
+// from a small struct captured at plan time.
+class FunctionKernel : public Kernel {
+ public:
+  explicit FunctionKernel(std::function<void(KernelContext&)> fn) : fn_(std::move(fn)) {}
+  void run(KernelContext& ctx) const override { fn_(ctx); }
+
+ private:
+  std::function<void(KernelContext&)> fn_;
+};
+
+}  // namespace tunnx

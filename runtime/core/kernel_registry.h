@@ -1,0 +1,50 @@
+// One registry of kernels keyed by domain, op type, opset range, device and dtype. Backends add
+// their kernels at start-up (runtime/cpu/register.cc); the planner asks for one per node.
+#pragma once
+
+#include <climits>
+#include <string>
+#include <vector>
+
+#include "runtime/core/kernel.h"
+#include "tunnx/device.h"
+
+namespace tunnx {
+
+struct KernelDef {
+  std::string domain;  // "" is ai.onnx
+  std::string op_type;
+  int64_t since_version = 1;
+  int64_t until_version = INT_MAX;  // inclusive
+  DeviceType device = DeviceType::kCpu;
+  // The input whose dtype selects the kernel (-1: none does) and the dtypes accepted there (empty: any).
+  int type_input = 0;
+  std::vector<DataType> types;
+  std::string name;  // shown in session statistics, e.g. "cpu/reference/Conv"
+  KernelFactory factory;
+};
+
+class KernelRegistry {
+ public:
+  // The registry with every backend's kernels, built on first use.
+  static const KernelRegistry& global();
+
+  void add(KernelDef def);
+
+  // The kernel for this node, or null with `why_not` saying what is missing (the op, the opset, the
+  // dtype) in words fit for an error message.
+  const KernelDef* find(const std::string& domain, const std::string& op_type, int64_t opset,
+                        DeviceType device, const std::vector<DataType>& input_types,
+                        std::string* why_not) const;
+
+  // Every (domain, op_type) that has a kernel on `device`.
+  std::vector<std::string> supported_ops(DeviceType device) const;
+
+ private:
+  std::vector<KernelDef> defs_;
+};
+
+// Defined by each backend's register.cc.
+void register_cpu_kernels(KernelRegistry& registry);
+
+}  // namespace tunnx

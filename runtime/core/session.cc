@@ -1,0 +1,161 @@
+#include "tunnx/session.h"
+
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "runtime/core/executor.h"
+#include "runtime/core/model_impl.h"
+
+namespace tunnx {
+namespace {
+
+Error input_error(const std::string& name, const std::string& message, const std::string& shapes = {}) {
+  return Error(ErrorCode::kInvalidArgument, message, {.tensor = name, .shapes = shapes});
+}
+
+// Checks one fed value against the graph input's declared type; binds symbolic dims in `symbols`.
+void check_input(const ir::ValueInfo& declared, const Value& value, std::unordered_map<std::string, int64_t>& symbols) {
+  using Kind = ir::TypeInfo::Kind;
+  const ir::TypeInfo& type = declared.type;
+  if (type.kind == Kind::kSequence && !value.is_sequence())
+    throw input_error(declared.name, "expects a sequence, got " + value.describe());
+  if (type.kind != Kind::kTensor) return;
+  if (!value.is_tensor()) throw input_error(declared.name, "expects a tensor, got " + value.describe());
+  const Tensor& t = value.tensor();
+  if (is_known_data_type(static_cast<int32_t>(type.elem_type)) && t.dtype() != type.elem_type)
+    throw input_error(declared.name, std::string("expects dtype ") + to_string(type.elem_type) + ", got " +
+                                         to_string(t.dtype()));
+  if (!type.shape) return;
+  const Shape& shape = *type.shape;
+  std::string shapes = "expected " + shape.to_string() + ", got " + dims_to_string(t.dims());
+  if (shape.rank() != t.rank())
+    throw input_error(declared.name, "expects rank " + std::to_string(shape.rank()) + ", got rank " +
+                                         std::to_string(t.rank()), shapes);
+  for (size_t i = 0; i < shape.rank(); ++i) {
+    const Dim& d = shape.dims[i];
+    int64_t got = t.dims()[i];
+    if (d.is_fixed() && d.value != got)
+      throw input_error(declared.name, "dimension " + std::to_string(i) + " must be " + std::to_string(d.value) +
+                                           ", got " + std::to_string(got), shapes);
+    if (d.is_symbolic()) {
+      auto [it, inserted] = symbols.emplace(d.symbol, got);
+      if (!inserted && it->second != got)
+        throw input_error(declared.name, "dimension '" + d.symbol + "' is " + std::to_string(got) +
+                                             " here but " + std::to_string(it->second) + " in another input",
+                          shapes);
+    }
+  }
+}
+
+}  // namespace
+
+struct Session::Impl {
+  ir::Graph graph;  // the session's copy: passes may rewrite it, the model stays as loaded
+  std::atomic<int64_t> plans_built{0};
+  std::unique_ptr<GraphPlan> plan;
+  std::unordered_set<std::string> initializer_names;
+  std::unordered_map<std::string, size_t> input_index, output_index;
+
+  mutable std::mutex stats_mutex;
+  mutable int64_t runs = 0, last_bytes = 0;
+  mutable double last_ms = 0;
+};
+
+Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
+  if (options.device.type != DeviceType::kCpu)
+    throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
+  const Model::Impl& m = model.impl();
+  impl_->graph = m.ir.graph;
+  PlanContext context;
+  context.registry = &KernelRegistry::global();
+  context.device = options.device.type;
+  for (const auto& o : m.ir.opset_imports) context.opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
+  context.store = &m.store;
+  context.plans_built = &impl_->plans_built;
+  try {
+    impl_->plan = std::make_unique<GraphPlan>(impl_->graph, context, nullptr);
+  } catch (const Error& e) {
+    throw e.with_context({.file = m.path.string()});
+  }
+  for (const auto& init : impl_->graph.initializers) impl_->initializer_names.insert(init.name);
+  for (size_t i = 0; i < impl_->graph.inputs.size(); ++i) impl_->input_index[impl_->graph.inputs[i].name] = i;
+  for (size_t i = 0; i < impl_->graph.outputs.size(); ++i) impl_->output_index[impl_->graph.outputs[i].name] = i;
+}
+
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+NamedValues Session::run(const NamedValues& inputs, const std::vector<std::string>& output_names) const {
+  const Impl& s = *impl_;
+  auto start = std::chrono::steady_clock::now();
+  std::vector<Value> feeds(s.graph.inputs.size());
+  std::unordered_map<std::string, int64_t> symbols;
+  for (const auto& [name, value] : inputs) {
+    auto it = s.input_index.find(name);
+    if (it == s.input_index.end()) {
+      std::string known;
+      for (const auto& in : input_names()) known += (known.empty() ? "" : ", ") + in;
+      throw input_error(name, "is not an input of this model (inputs: " + known + ")");
+    }
+    check_input(s.graph.inputs[it->second], value, symbols);
+    feeds[it->second] = value;
+  }
+  for (size_t i = 0; i < feeds.size(); ++i)
+    if (feeds[i].is_none() && !s.initializer_names.count(s.graph.inputs[i].name) &&
+        s.graph.inputs[i].type.kind != ir::TypeInfo::Kind::kOptional)
+      throw input_error(s.graph.inputs[i].name, "is a required input and was not given");
+
+  std::vector<size_t> wanted;
+  if (output_names.empty()) {
+    for (size_t i = 0; i < s.graph.outputs.size(); ++i) wanted.push_back(i);
+  } else {
+    for (const auto& name : output_names) {
+      auto it = s.output_index.find(name);
+      if (it == s.output_index.end())
+        throw Error(ErrorCode::kInvalidArgument, "is not an output of this model", {.tensor = name});
+      wanted.push_back(it->second);
+    }
+  }
+
+  int64_t bytes = 0;
+  std::vector<Value> results = s.plan->run(std::move(feeds), nullptr, bytes);
+  NamedValues out;
+  for (size_t i : wanted) out[s.graph.outputs[i].name] = results[i];
+
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::lock_guard<std::mutex> lock(s.stats_mutex);
+  ++s.runs;
+  s.last_bytes = bytes;
+  s.last_ms = ms;
+  return out;
+}
+
+std::vector<std::string> Session::input_names() const {
+  std::vector<std::string> names;
+  for (const auto& in : impl_->graph.inputs)
+    if (!impl_->initializer_names.count(in.name)) names.push_back(in.name);
+  return names;
+}
+
+std::vector<std::string> Session::output_names() const {
+  std::vector<std::string> names;
+  for (const auto& out : impl_->graph.outputs) names.push_back(out.name);
+  return names;
+}
+
+SessionStats Session::stats() const {
+  SessionStats stats;
+  for (const auto& step : impl_->plan->steps())
+    stats.kernels.push_back({step.node->name, step.node->op_type, step.kernel_name});
+  stats.plans_built = impl_->plans_built.load();
+  std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+  stats.runs = impl_->runs;
+  stats.last_run_bytes_allocated = impl_->last_bytes;
+  stats.last_run_ms = impl_->last_ms;
+  return stats;
+}
+
+}  // namespace tunnx

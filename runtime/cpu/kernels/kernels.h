@@ -1,0 +1,18 @@
+// The reference CPU kernel families. Each file kernels/<family>.cc holds its ops' shape rules and
+// kernels and one register function; register.cc calls them all.
+#pragma once
+
+#include "runtime/core/kernel_registry.h"
+
+namespace tunnx::cpu {
+
+void register_elementwise_kernels(KernelRegistry& registry);    // unary math, activations, binary, variadic, Where
+void register_reduce_kernels(KernelRegistry& registry);         // Reduce*, ArgMax/Min, Softmax family, CumSum, TopK
+void register_linear_kernels(KernelRegistry& registry);         // MatMul, Gemm, Einsum, quantized matmul, Det
+void register_conv_pool_kernels(KernelRegistry& registry);      // Conv*, pools, LRN
+void register_tensor_kernels(KernelRegistry& registry);         // shape, movement, indexing, Cast, Constant
+void register_normalization_kernels(KernelRegistry& registry);  // BatchNorm, InstanceNorm, LayerNorm, MVN
+void register_control_kernels(KernelRegistry& registry);        // If, Loop, Scan, sequences, optionals
+void register_rnn_kernels(KernelRegistry& registry);            // RNN, GRU, LSTM
+
+}  // namespace tunnx::cpu

@@ -1,0 +1,16 @@
+#include "runtime/cpu/kernels/kernels.h"
+
+namespace tunnx {
+
+void register_cpu_kernels(KernelRegistry& registry) {
+  cpu::register_elementwise_kernels(registry);
+  cpu::register_reduce_kernels(registry);
+  cpu::register_linear_kernels(registry);
+  cpu::register_conv_pool_kernels(registry);
+  cpu::register_tensor_kernels(registry);
+  cpu::register_normalization_kernels(registry);
+  cpu::register_control_kernels(registry);
+  cpu::register_rnn_kernels(registry);
+}
+
+}  // namespace tunnx
