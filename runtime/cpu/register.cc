@@ -11,6 +11,11 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_normalization_kernels(registry);
   cpu::register_control_kernels(registry);
   cpu::register_rnn_kernels(registry);
+  cpu::register_indexing_kernels(registry);
+  cpu::register_quantize_kernels(registry);
+  cpu::register_signal_kernels(registry);
+  cpu::register_image_kernels(registry);
+  cpu::register_random_kernels(registry);
 }
 
 }  // namespace tunnx

@@ -14,5 +14,10 @@ void register_tensor_kernels(KernelRegistry& registry);         // shape, moveme
 void register_normalization_kernels(KernelRegistry& registry);  // BatchNorm, InstanceNorm, LayerNorm, MVN
 void register_control_kernels(KernelRegistry& registry);        // If, Loop, Scan, sequences, optionals
 void register_rnn_kernels(KernelRegistry& registry);            // RNN, GRU, LSTM
+void register_indexing_kernels(KernelRegistry& registry);       // Gather*, Scatter*, NonZero, OneHot, Compress, Unique, Trilu
+void register_quantize_kernels(KernelRegistry& registry);       // QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear
+void register_signal_kernels(KernelRegistry& registry);         // DFT, STFT, window functions, MelWeightMatrix
+void register_image_kernels(KernelRegistry& registry);          // Resize, Upsample, GridSample, RoiAlign, NonMaxSuppression
+void register_random_kernels(KernelRegistry& registry);         // Bernoulli, RandomUniform/Normal(Like), Multinomial
 
 }  // namespace tunnx::cpu
