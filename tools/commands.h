@@ -14,5 +14,7 @@ void add_params_command(CLI::App& app);
 void add_check_command(CLI::App& app);
 // `tunnx export MODEL -o OUT [--external-data]`: the model written back through tunnx.
 void add_export_command(CLI::App& app);
+// `tunnx run MODEL --input NAME=FILE ... [--output-dir DIR] | --test-data DIR`: runs the model.
+void add_run_command(CLI::App& app);
 
 }  // namespace tunnx::cli

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   tunnx::cli::add_params_command(app);
   tunnx::cli::add_check_command(app);
   tunnx::cli::add_export_command(app);
+  tunnx::cli::add_run_command(app);
 
   // CLI11 reports an unknown first word only as "a subcommand is required"; name it instead.
   auto is_command = [&app](const std::string& word) {
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);  // runs the chosen command
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // a command that reported its own failure (run --test-data mismatch)
   } catch (const CLI::ParseError& e) {
     // --help and --version arrive here too, with exit code 0.
     return app.exit(e) == 0 ? 0 : kUsageError;

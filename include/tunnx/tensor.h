@@ -131,6 +131,8 @@ class Tensor {
   }
 
   Tensor clone() const;  // a deep, owning copy
+  // The same data with other dims (same element count): shares storage, copies nothing.
+  Tensor reshaped(std::vector<int64_t> dims) const;
   // Byte-wise equality of dtype, dims and data (strings compared by value).
   bool equals(const Tensor& other) const;
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "tunnx/device.h"
+#include "tunnx/io.h"
 #include "tunnx/model.h"
 #include "tunnx/session.h"
 #include "tunnx/status.h"

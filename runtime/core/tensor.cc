@@ -114,6 +114,17 @@ Tensor Tensor::clone() const {
   return copy;
 }
 
+Tensor Tensor::reshaped(std::vector<int64_t> dims) const {
+  int64_t count = checked_element_count(dims);
+  if (count != numel_)
+    throw Error(ErrorCode::kInvalidArgument,
+                "cannot view " + std::to_string(numel_) + " elements as " + std::to_string(count),
+                {.shapes = dims_to_string(dims_) + " -> " + dims_to_string(dims)});
+  Tensor view = *this;
+  view.dims_ = std::move(dims);
+  return view;
+}
+
 bool Tensor::equals(const Tensor& other) const {
   if (defined() != other.defined()) return false;
   if (!defined()) return true;

@@ -28,10 +28,4 @@ struct Tolerance {
 // Runs every test_data_set_* of one case folder.
 CaseResult run_case(const std::filesystem::path& case_dir, const std::string& name, const Tolerance& tol);
 
-// Reads input_N.pb / output_N.pb as the value kind the graph declares (tensor, sequence, optional).
-tunnx::Value read_value_pb(const std::filesystem::path& file);
-
-// Empty when equal within tolerance, else what differs.
-std::string compare_values(const tunnx::Value& expected, const tunnx::Value& actual, const Tolerance& tol);
-
 }  // namespace tunnx_conformance

@@ -1,0 +1,193 @@
+// `tunnx run`: runs a model on inputs from .npy / ONNX .pb files. Either writes every output as
+// DIR/<name>.npy (all or nothing), prints a summary of each output, or compares with an ONNX
+// test_data_set folder and reports the error per output.
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "tools/commands.h"
+#include "tools/format.h"
+#include "tunnx/tunnx.h"
+
+namespace tunnx::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunOptions {
+  fs::path model;
+  std::vector<std::string> inputs;  // NAME=FILE
+  fs::path output_dir;
+  fs::path test_data;
+  std::string device = "cpu";
+  int threads = 0;
+  bool profile = false;
+  double rtol = 1e-3, atol = 1e-7;
+};
+
+// Output names become file names: anything outside [A-Za-z0-9._-] turns into '_'.
+std::string file_name_for(const std::string& output) {
+  std::string name = output;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+  if (name.empty() || name == "." || name == "..") name = "_" + name;
+  return name + ".npy";
+}
+
+std::string first_values(const Tensor& t, int64_t count) {
+  std::ostringstream out;
+  int64_t n = std::min(count, t.numel());
+  out << "[";
+  for (int64_t i = 0; i < n; ++i) {
+    if (i) out << ", ";
+    switch (t.dtype()) {
+      case DataType::kFloat32: out << t.data_as<float>()[i]; break;
+      case DataType::kFloat64: out << t.data_as<double>()[i]; break;
+      case DataType::kInt64: out << t.data_as<int64_t>()[i]; break;
+      case DataType::kInt32: out << t.data_as<int32_t>()[i]; break;
+      case DataType::kBool: out << (t.data_as<bool>()[i] ? "true" : "false"); break;
+      case DataType::kString: out << '"' << t.data_as<std::string>()[i] << '"'; break;
+      default: out << "?"; break;
+    }
+  }
+  if (t.numel() > n) out << ", ...";
+  return out.str() + "]";
+}
+
+std::string summarize(const std::string& name, const Value& v) {
+  if (v.is_tensor())
+    return name + "  " + to_string(v.tensor().dtype()) + "  " + dims_to_string(v.tensor().dims()) + "  " +
+           first_values(v.tensor(), 8) + "\n";
+  return name + "  " + v.describe() + "\n";
+}
+
+// Writes every output into a staging folder inside DIR, then moves them into place, so a failure
+// leaves no partial set of outputs.
+void write_outputs(const fs::path& dir, const NamedValues& outputs) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw Error(ErrorCode::kNotFound, "output folder does not exist", {.file = dir.string()});
+  fs::path staging = dir / (".tunnx-run-" + std::to_string(::getpid()));
+  fs::create_directory(staging, ec);
+  if (ec) throw Error(ErrorCode::kIo, "cannot write in the output folder: " + ec.message(), {.file = dir.string()});
+  try {
+    for (const auto& [name, value] : outputs) {
+      if (!value.is_tensor())
+        throw Error(ErrorCode::kUnsupported, "output is " + value.describe() + "; only tensors can be written as .npy",
+                    {.tensor = name});
+      save_npy(staging / file_name_for(name), value.tensor());
+    }
+    for (const auto& [name, value] : outputs) fs::rename(staging / file_name_for(name), dir / file_name_for(name));
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  fs::remove_all(staging, ec);
+}
+
+std::string profile_text(const Session& session) {
+  SessionStats stats = session.stats();
+  TextTable table({"node", "op", "kernel"});
+  for (const auto& k : stats.kernels) table.add_row({k.node.empty() ? "<unnamed>" : k.node, k.op_type, k.kernel});
+  std::ostringstream out;
+  out << "Profile:\n" << table.render("  ");
+  out << "  plans built: " << stats.plans_built << "\n";
+  out << "  bytes allocated in the last run: " << with_thousands(stats.last_run_bytes_allocated) << "\n";
+  out << "  last run: " << stats.last_run_ms << " ms\n";
+  return out.str();
+}
+
+int compare_with_test_data(const Session& session, const RunOptions& o, std::string& out) {
+  NamedValues inputs;
+  std::vector<std::string> names = session.input_names();
+  for (size_t i = 0;; ++i) {
+    fs::path f = o.test_data / ("input_" + std::to_string(i) + ".pb");
+    if (!fs::exists(f)) break;
+    if (i >= names.size()) throw Error(ErrorCode::kInvalidArgument, "more input files than model inputs", {.file = f.string()});
+    inputs[names[i]] = load_value(f);
+  }
+  NamedValues outputs = session.run(inputs);
+  std::vector<std::string> output_names = session.output_names();
+  bool all_ok = true;
+  TextTable table({"output", "max abs error", "max rel error", "result"});
+  for (size_t i = 0; i < output_names.size(); ++i) {
+    fs::path f = o.test_data / ("output_" + std::to_string(i) + ".pb");
+    if (!fs::exists(f)) continue;
+    Comparison c = compare(load_value(f), outputs.at(output_names[i]), o.rtol, o.atol);
+    all_ok &= c.ok;
+    std::ostringstream abs_err, rel_err;
+    abs_err << c.max_abs_error;
+    rel_err << c.max_rel_error;
+    table.add_row({output_names[i], abs_err.str(), rel_err.str(), c.ok ? "ok" : "MISMATCH: " + c.detail});
+  }
+  out += table.render();
+  out += all_ok ? "OK: outputs match within rtol " : "FAILED: outputs differ beyond rtol ";
+  std::ostringstream tol;
+  tol << o.rtol << ", atol " << o.atol << "\n";
+  out += tol.str();
+  return all_ok ? 0 : 1;
+}
+
+int run(const RunOptions& o) {
+  Model model = Model::load(o.model);
+  SessionOptions options;
+  options.device = Device::parse(o.device);
+  options.threads = o.threads;
+  Session session(model, options);
+
+  std::string out;
+  int status = 0;
+  if (!o.test_data.empty()) {
+    if (!o.inputs.empty()) throw Error(ErrorCode::kInvalidArgument, "--test-data and --input cannot be combined");
+    status = compare_with_test_data(session, o, out);
+  } else {
+    NamedValues inputs;
+    for (const auto& spec : o.inputs) {
+      size_t eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0)
+        throw Error(ErrorCode::kInvalidArgument, "--input '" + spec + "' must be NAME=FILE");
+      inputs[spec.substr(0, eq)] = load_value(spec.substr(eq + 1));
+    }
+    NamedValues outputs = session.run(inputs);
+    if (!o.output_dir.empty()) {
+      write_outputs(o.output_dir, outputs);
+      for (const auto& [name, value] : outputs) out += "wrote " + (o.output_dir / file_name_for(name)).string() + "\n";
+    } else {
+      for (const auto& name : session.output_names()) out += summarize(name, outputs.at(name));
+    }
+  }
+  if (o.profile) out += profile_text(session);
+  std::cout << out << std::flush;
+  return status;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* command = app.add_subcommand("run", "Run a model on inputs from .npy or ONNX .pb files");
+  command->add_option("MODEL", o->model, "ONNX model file")->required()->type_name("FILE");
+  command->add_option("--input", o->inputs, "An input: NAME=FILE (.npy or TensorProto .pb); repeatable")
+      ->type_name("NAME=FILE");
+  command->add_option("--output-dir", o->output_dir, "Write every output as DIR/<name>.npy")->type_name("DIR");
+  command->add_option("--test-data", o->test_data, "Compare with an ONNX test_data_set_N folder")->type_name("DIR");
+  command->add_option("--rtol", o->rtol, "Relative tolerance for --test-data")->default_val(1e-3);
+  command->add_option("--atol", o->atol, "Absolute tolerance for --test-data")->default_val(1e-7);
+  command->add_option("--device", o->device, "cpu (cuda: later)")->default_val("cpu");
+  command->add_option("--threads", o->threads, "Threads (0: all cores)")->default_val(0);
+  command->add_flag("--profile", o->profile, "Print the kernel chosen per node and run statistics");
+  command->callback([o] {
+    int status = run(*o);
+    if (status != 0) throw CLI::RuntimeError(status);
+  });
+}
+
+}  // namespace tunnx::cli
