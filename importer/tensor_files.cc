@@ -179,19 +179,40 @@ void save_npy(const fs::path& path, const Tensor& tensor) {
   });
 }
 
-Value load_value(const fs::path& path) {
+Value load_value(const fs::path& path, ValueKind kind) {
   if (path.extension() == ".npy") return load_npy(path);
   std::string bytes = read_all(path);
+  auto not_a = [&path](const char* what) {
+    return Error(ErrorCode::kInvalidArgument, std::string("not an ONNX ") + what, {.file = path.string()});
+  };
+  auto optional_value = [](const onnx::OptionalProto& optional) -> Value {
+    if (optional.has_tensor_value()) return tensor_from_proto(optional.tensor_value(), {});
+    if (optional.has_sequence_value()) return value_of(optional.sequence_value());
+    return Value();  // an optional without a value
+  };
   try {
-    // A TensorProto states its data_type; otherwise the file is an OptionalProto or SequenceProto.
+    switch (kind) {
+      case ValueKind::kTensor: {
+        onnx::TensorProto tensor;
+        if (!tensor.ParseFromString(bytes)) throw not_a("TensorProto");
+        return tensor_from_proto(tensor, {});
+      }
+      case ValueKind::kSequence: {
+        onnx::SequenceProto sequence;
+        if (!sequence.ParseFromString(bytes)) throw not_a("SequenceProto");
+        return value_of(sequence);
+      }
+      case ValueKind::kOptional: {
+        onnx::OptionalProto optional;
+        if (!optional.ParseFromString(bytes)) throw not_a("OptionalProto");
+        return optional_value(optional);
+      }
+      case ValueKind::kAny: break;
+    }
     onnx::TensorProto tensor;
     if (tensor.ParseFromString(bytes) && tensor.data_type() != 0) return tensor_from_proto(tensor, {});
     onnx::OptionalProto optional;
-    if (optional.ParseFromString(bytes) && optional.elem_type() != 0) {
-      if (optional.has_tensor_value()) return tensor_from_proto(optional.tensor_value(), {});
-      if (optional.has_sequence_value()) return value_of(optional.sequence_value());
-      return Value();
-    }
+    if (optional.ParseFromString(bytes) && optional.elem_type() != 0) return optional_value(optional);
     onnx::SequenceProto sequence;
     if (sequence.ParseFromString(bytes) && sequence.elem_type() != 0) return value_of(sequence);
   } catch (const Error& e) {

@@ -105,14 +105,23 @@ std::string profile_text(const Session& session) {
   return out.str();
 }
 
-int compare_with_test_data(const Session& session, const RunOptions& o, std::string& out) {
+// The kind of value a graph input/output declares, from its type text ("seq(...)", "optional(...)").
+ValueKind kind_of(const ValueSummary& v) {
+  if (v.type.rfind("seq(", 0) == 0) return ValueKind::kSequence;
+  if (v.type.rfind("optional(", 0) == 0) return ValueKind::kOptional;
+  if (v.type.rfind("tensor(", 0) == 0) return ValueKind::kTensor;
+  return ValueKind::kAny;
+}
+
+int compare_with_test_data(const Model& model, const Session& session, const RunOptions& o, std::string& out) {
+  ModelInfo info = model.info();
   NamedValues inputs;
   std::vector<std::string> names = session.input_names();
   for (size_t i = 0;; ++i) {
     fs::path f = o.test_data / ("input_" + std::to_string(i) + ".pb");
     if (!fs::exists(f)) break;
     if (i >= names.size()) throw Error(ErrorCode::kInvalidArgument, "more input files than model inputs", {.file = f.string()});
-    inputs[names[i]] = load_value(f);
+    inputs[names[i]] = load_value(f, i < info.inputs.size() ? kind_of(info.inputs[i]) : ValueKind::kAny);
   }
   NamedValues outputs = session.run(inputs);
   std::vector<std::string> output_names = session.output_names();
@@ -121,7 +130,8 @@ int compare_with_test_data(const Session& session, const RunOptions& o, std::str
   for (size_t i = 0; i < output_names.size(); ++i) {
     fs::path f = o.test_data / ("output_" + std::to_string(i) + ".pb");
     if (!fs::exists(f)) continue;
-    Comparison c = compare(load_value(f), outputs.at(output_names[i]), o.rtol, o.atol);
+    ValueKind kind = i < info.outputs.size() ? kind_of(info.outputs[i]) : ValueKind::kAny;
+    Comparison c = compare(load_value(f, kind), outputs.at(output_names[i]), o.rtol, o.atol);
     all_ok &= c.ok;
     std::ostringstream abs_err, rel_err;
     abs_err << c.max_abs_error;
@@ -147,7 +157,7 @@ int run(const RunOptions& o) {
   int status = 0;
   if (!o.test_data.empty()) {
     if (!o.inputs.empty()) throw Error(ErrorCode::kInvalidArgument, "--test-data and --input cannot be combined");
-    status = compare_with_test_data(session, o, out);
+    status = compare_with_test_data(model, session, o, out);
   } else {
     NamedValues inputs;
     for (const auto& spec : o.inputs) {

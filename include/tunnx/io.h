@@ -16,8 +16,14 @@ Tensor load_npy(const std::filesystem::path& path);
 // Writes `tensor` as .npy (version 1.0), atomically.
 void save_npy(const std::filesystem::path& path, const Tensor& tensor);
 
+// What a .pb file holds. The three protos share field numbers, so the bytes alone cannot always
+// tell them apart: pass the kind the model declares for the value when it is known.
+enum class ValueKind { kAny, kTensor, kSequence, kOptional };
+
 // Reads a value from a .npy file or an ONNX .pb file (TensorProto, SequenceProto or OptionalProto).
-Value load_value(const std::filesystem::path& path);
+// With kAny, a .pb is a TensorProto if it parses as one with a data type, else an OptionalProto or
+// SequenceProto.
+Value load_value(const std::filesystem::path& path, ValueKind kind = ValueKind::kAny);
 
 struct Comparison {
   bool ok = true;

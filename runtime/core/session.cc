@@ -7,6 +7,7 @@
 
 #include "runtime/core/executor.h"
 #include "runtime/core/model_impl.h"
+#include "runtime/core/passes/inline_functions.h"
 
 namespace tunnx {
 namespace {
@@ -67,7 +68,8 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   if (options.device.type != DeviceType::kCpu)
     throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
   const Model::Impl& m = model.impl();
-  impl_->graph = m.ir.graph;
+  impl_->graph = ir::deep_copy(m.ir.graph);
+  ir::inline_functions(impl_->graph, m.ir.functions);
   PlanContext context;
   context.registry = &KernelRegistry::global();
   context.device = options.device.type;

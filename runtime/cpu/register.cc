@@ -16,6 +16,9 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_signal_kernels(registry);
   cpu::register_image_kernels(registry);
   cpu::register_random_kernels(registry);
+  cpu::register_loss_kernels(registry);
+  cpu::register_optimizer_kernels(registry);
+  cpu::register_text_kernels(registry);
 }
 
 }  // namespace tunnx

@@ -165,5 +165,23 @@ TEST_F(SessionTest, StatisticsNameTheKernelPerNodeAndCountBytes) {
   EXPECT_EQ(stats.last_run_bytes_allocated, 2 * 5 * 4 * 4 + 5 * 4);
 }
 
+TEST_F(SessionTest, ModelLocalFunctionsAreExpandedInTheSessionOnly) {
+  ModelBuilder b;
+  b.add_opset("local", 1);
+  add_double_function(b.model());
+  b.input("x", TensorProto::FLOAT, Dims{2});
+  b.node("Double", {"x"}, {"y"}, "double", "local");
+  b.node("Double", {"y"}, {"z"}, "", "local");
+  b.output("z", TensorProto::FLOAT, Dims{2});
+  Model model = Model::load(b.save(path("m.onnx")));
+  Session session(model);
+  Tensor x = Tensor::from_vector<float>({2}, {1.5f, -2.f});
+  EXPECT_EQ(values_of<float>(session.run({{"x", x}}).at("z").tensor()), (std::vector<float>{6.f, -8.f}));
+  ASSERT_EQ(session.stats().kernels.size(), 2u);
+  EXPECT_EQ(session.stats().kernels[0].node, "double/Add");
+  EXPECT_EQ(model.impl().ir.graph.nodes.size(), 2u);  // the model still calls its function
+  EXPECT_EQ(model.impl().ir.graph.nodes[0].op_type, "Double");
+}
+
 }  // namespace
 }  // namespace tunnx_test

@@ -1,8 +1,544 @@
+// Convolutions: Conv, ConvTranspose, DeformConv, ConvInteger, QLinearConv. Pooling, LRN and MaxUnpool live in
+// pool.cc (register_pool_kernels, called from here).
+//
+// Shape rule (Conv): X is (N, C, D1..Dn), W is (M, C/group, k1..kn), B is (M); Y is (N, M, O1..On) with
+//   O = floor((D + pad_begin + pad_end - ((k - 1) * dilation + 1)) / stride) + 1       (NOTSET, VALID: pads 0)
+//   O = ceil(D / stride), pads split to fit, the odd one at the end (SAME_UPPER) or begin (SAME_LOWER).
+// Shape rule (ConvTranspose): W is (C, M/group, k1..kn); Y is (N, M, O1..On) with
+//   O = stride * (D - 1) + output_padding + (k - 1) * dilation + 1 - pad_begin - pad_end,
+//   or O = output_shape (or D * stride under SAME_*), the pads then derived from O.
+//
+// Both run per image and group as a matrix product around an im2col / col2im of the spatial patches,
+// in float (double for float64, int32 for the integer convolutions).
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
+#include "runtime/cpu/kernels/pool.h"
 
 namespace tunnx::cpu {
+namespace {
 
-// Kernels of this family are being written.
-void register_conv_pool_kernels(KernelRegistry&) {}
+std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
+  return std::make_unique<FunctionKernel>(std::move(fn));
+}
+
+int64_t product(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t d : v) p *= d;
+  return p;
+}
+
+// The attributes shared by every convolution, parsed once.
+struct ConvAttrs {
+  std::string auto_pad;
+  int64_t group = 1;
+  std::vector<int64_t> kernel_shape, strides, dilations, pads;
+  std::vector<int64_t> output_padding, output_shape;  // ConvTranspose only
+  int64_t offset_group = 1;                            // DeformConv only
+};
+
+ConvAttrs parse_conv_attrs(const KernelInit& init) {
+  ConvAttrs a;
+  a.auto_pad = init.attr_string("auto_pad", "NOTSET");
+  if (a.auto_pad.empty()) a.auto_pad = "NOTSET";
+  if (a.auto_pad != "NOTSET" && a.auto_pad != "VALID" && a.auto_pad != "SAME_UPPER" && a.auto_pad != "SAME_LOWER")
+    throw init.error("unknown auto_pad '" + a.auto_pad + "'");
+  a.group = init.attr_int("group", 1);
+  if (a.group < 1) throw init.error("group must be at least 1, got " + std::to_string(a.group));
+  a.kernel_shape = init.attr_ints("kernel_shape");
+  a.strides = init.attr_ints("strides");
+  a.dilations = init.attr_ints("dilations");
+  a.pads = init.attr_ints("pads");
+  a.output_padding = init.attr_ints("output_padding");
+  a.output_shape = init.attr_ints("output_shape");
+  a.offset_group = init.attr_int("offset_group", 1);
+  if (a.offset_group < 1) throw init.error("offset_group must be at least 1");
+  for (int64_t s : a.strides)
+    if (s < 1) throw init.error("strides must be positive");
+  for (int64_t d : a.dilations)
+    if (d < 1) throw init.error("dilations must be positive");
+  for (int64_t p : a.pads)
+    if (p < 0) throw init.error("pads must be non-negative");
+  return a;
+}
+
+// The sizes of one convolution. `image` is the spatial shape of the tensor patches are read from
+// (Conv) or added into (ConvTranspose); `grid` is the spatial shape of the patch positions.
+struct ConvGeometry {
+  int64_t batch = 0, in_channels = 0, out_channels = 0, group = 1;
+  std::vector<int64_t> image, grid, kernel, strides, dilations, pad_begin;
+};
+
+// Fills strides/dilations/kernel of `g` from the attributes and W; checks X and W agree.
+void common_geometry(const KernelContext& ctx, const ConvAttrs& a, const std::vector<int64_t>& x,
+                     const std::vector<int64_t>& w, ConvGeometry& g) {
+  if (x.size() < 3) throw ctx.error("X must have rank 3 or more (N, C, spatial...), got " + dims_to_string(x));
+  if (w.size() != x.size())
+    throw ctx.error("W " + dims_to_string(w) + " must have the rank of X " + dims_to_string(x));
+  const size_t nd = x.size() - 2;
+  g.kernel.assign(w.begin() + 2, w.end());
+  if (!a.kernel_shape.empty() && a.kernel_shape != g.kernel)
+    throw ctx.error("kernel_shape " + dims_to_string(a.kernel_shape) + " does not match W " + dims_to_string(w));
+  g.strides = a.strides.empty() ? std::vector<int64_t>(nd, 1) : a.strides;
+  g.dilations = a.dilations.empty() ? std::vector<int64_t>(nd, 1) : a.dilations;
+  if (g.strides.size() != nd || g.dilations.size() != nd)
+    throw ctx.error("strides and dilations need " + std::to_string(nd) + " values");
+  if (!a.pads.empty() && a.pads.size() != 2 * nd)
+    throw ctx.error("pads needs " + std::to_string(2 * nd) + " values, got " + std::to_string(a.pads.size()));
+  for (int64_t k : g.kernel)
+    if (k < 1) throw ctx.error("W has an empty kernel " + dims_to_string(w));
+  g.batch = x[0];
+  g.group = a.group;
+}
+
+ConvGeometry conv_geometry(const KernelContext& ctx, const ConvAttrs& a, const std::vector<int64_t>& x,
+                           const std::vector<int64_t>& w) {
+  ConvGeometry g;
+  common_geometry(ctx, a, x, w, g);
+  const size_t nd = x.size() - 2;
+  g.in_channels = x[1];
+  g.out_channels = w[0];
+  if (w[1] * g.group != x[1] || g.out_channels % g.group != 0)
+    throw ctx.error("X " + dims_to_string(x) + " and W " + dims_to_string(w) + " do not fit group " +
+                    std::to_string(g.group));
+  g.image.assign(x.begin() + 2, x.end());
+  g.grid.resize(nd);
+  g.pad_begin.assign(nd, 0);
+  for (size_t d = 0; d < nd; ++d) {
+    const int64_t extent = (g.kernel[d] - 1) * g.dilations[d] + 1;
+    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+      g.grid[d] = (g.image[d] + g.strides[d] - 1) / g.strides[d];
+      int64_t total = std::max<int64_t>(0, (g.grid[d] - 1) * g.strides[d] + extent - g.image[d]);
+      g.pad_begin[d] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    } else {
+      int64_t begin = 0, end = 0;
+      if (a.auto_pad == "NOTSET" && !a.pads.empty()) begin = a.pads[d], end = a.pads[d + nd];
+      g.pad_begin[d] = begin;
+      int64_t span = g.image[d] + begin + end - extent;
+      if (span < 0)
+        throw ctx.error("the kernel (extent " + std::to_string(extent) + ") is larger than the padded input " +
+                        dims_to_string(x));
+      g.grid[d] = span / g.strides[d] + 1;
+    }
+  }
+  return g;
+}
+
+ConvGeometry conv_transpose_geometry(const KernelContext& ctx, const ConvAttrs& a, const std::vector<int64_t>& x,
+                                     const std::vector<int64_t>& w) {
+  ConvGeometry g;
+  common_geometry(ctx, a, x, w, g);
+  const size_t nd = x.size() - 2;
+  g.in_channels = x[1];
+  g.out_channels = w[1] * g.group;
+  if (w[0] != x[1] || x[1] % g.group != 0)
+    throw ctx.error("X " + dims_to_string(x) + " and W " + dims_to_string(w) + " do not fit group " +
+                    std::to_string(g.group));
+  if (!a.output_padding.empty() && a.output_padding.size() != nd && a.output_padding.size() != 2 * nd)
+    throw ctx.error("output_padding needs " + std::to_string(nd) + " values");
+  if (!a.output_shape.empty() && a.output_shape.size() != nd && a.output_shape.size() != nd + 2)
+    throw ctx.error("output_shape needs " + std::to_string(nd) + " values");
+  g.grid.assign(x.begin() + 2, x.end());
+  g.image.resize(nd);
+  g.pad_begin.assign(nd, 0);
+  const bool same = a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER";
+  for (size_t d = 0; d < nd; ++d) {
+    const int64_t extent = (g.kernel[d] - 1) * g.dilations[d] + 1;
+    const int64_t out_pad = a.output_padding.empty() ? 0 : a.output_padding[d];
+    const int64_t full = g.strides[d] * (g.grid[d] - 1) + out_pad + extent;
+    if (!a.output_shape.empty() || same) {
+      // The output size is given; the pads are what makes it so (the odd one at the end for SAME_UPPER).
+      g.image[d] = !a.output_shape.empty() ? a.output_shape[a.output_shape.size() - nd + d] : g.grid[d] * g.strides[d];
+      // A negative total (output_shape past the full size) leaves the extra rows at the end: floor division.
+      const int64_t total = full - g.image[d];
+      const int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+      g.pad_begin[d] = a.auto_pad == "SAME_UPPER" ? half : total - half;
+    } else {
+      int64_t begin = 0, end = 0;
+      if (a.auto_pad == "NOTSET" && !a.pads.empty()) begin = a.pads[d], end = a.pads[d + nd];
+      g.pad_begin[d] = begin;
+      g.image[d] = full - begin - end;
+    }
+    if (g.image[d] < 0) throw ctx.error("the computed output shape is negative");
+  }
+  return g;
+}
+
+// For each spatial dim d, table[d][k * grid[d] + o]: the image coordinate that kernel tap k of patch
+// o touches, or -1 when it falls in the padding.
+std::vector<std::vector<int64_t>> tap_tables(const ConvGeometry& g) {
+  std::vector<std::vector<int64_t>> tables(g.grid.size());
+  for (size_t d = 0; d < g.grid.size(); ++d) {
+    tables[d].resize(static_cast<size_t>(g.kernel[d] * g.grid[d]));
+    for (int64_t k = 0; k < g.kernel[d]; ++k)
+      for (int64_t o = 0; o < g.grid[d]; ++o) {
+        int64_t pos = o * g.strides[d] - g.pad_begin[d] + k * g.dilations[d];
+        tables[d][static_cast<size_t>(k * g.grid[d] + o)] = (pos >= 0 && pos < g.image[d]) ? pos : -1;
+      }
+  }
+  return tables;
+}
+
+// Between `channels` image planes and the column matrix col[(c, k1..kn)][grid position]:
+// kScatter false copies image values into col (im2col, padding reads 0); true adds col into the image
+// (col2im).
+template <bool kScatter, typename Acc>
+void patch_transfer(const ConvGeometry& g, const std::vector<std::vector<int64_t>>& tables, int64_t channels,
+                    std::conditional_t<kScatter, Acc*, const Acc*> image, std::conditional_t<kScatter, const Acc*, Acc*> col) {
+  const size_t nd = g.grid.size();
+  const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);
+  const std::vector<int64_t> image_strides = strides_of(g.image);
+  const int64_t inner = g.grid[nd - 1], outer = grid_size / std::max<int64_t>(inner, 1);
+  std::vector<int64_t> k_index(nd), o_index(nd);
+  for (int64_t row = 0; row < channels * kernel_size; ++row) {
+    const int64_t c = row / kernel_size;
+    for (int64_t rest = row % kernel_size, d = static_cast<int64_t>(nd) - 1; d >= 0; --d) {
+      k_index[static_cast<size_t>(d)] = rest % g.kernel[static_cast<size_t>(d)];
+      rest /= g.kernel[static_cast<size_t>(d)];
+    }
+    auto plane = image + c * image_size;
+    auto line = col + row * grid_size;
+    std::fill(o_index.begin(), o_index.end(), 0);
+    const int64_t* last = tables[nd - 1].data() + k_index[nd - 1] * inner;
+    for (int64_t o = 0; o < outer; ++o, line += inner) {
+      int64_t base = 0;
+      bool inside = true;
+      for (size_t d = 0; d + 1 < nd && inside; ++d) {
+        int64_t pos = tables[d][static_cast<size_t>(k_index[d] * g.grid[d] + o_index[d])];
+        inside = pos >= 0;
+        base += pos * image_strides[d];
+      }
+      if constexpr (kScatter) {
+        if (inside)
+          for (int64_t i = 0; i < inner; ++i)
+            if (last[i] >= 0) plane[base + last[i]] += line[i];
+      } else {
+        for (int64_t i = 0; i < inner; ++i) line[i] = (inside && last[i] >= 0) ? plane[base + last[i]] : Acc(0);
+      }
+      for (size_t d = nd - 1; d-- > 0;) {  // advance the outer grid index
+        if (++o_index[d] < g.grid[d]) break;
+        o_index[d] = 0;
+      }
+    }
+  }
+}
+
+// y[n, group grp] = bias + W[grp] x col, where col holds the group's patches (C/group * kernel rows,
+// one column per grid position). w: (M, C/group, kernel), y: (N, M, grid).
+template <typename Acc>
+void group_product(const ConvGeometry& g, const Acc* w, const Acc* bias, const Acc* col, int64_t n, int64_t grp,
+                   Acc* y) {
+  const int64_t grid_size = product(g.grid), rows = g.in_channels / g.group * product(g.kernel);
+  const int64_t mg = g.out_channels / g.group;
+  for (int64_t m = 0; m < mg; ++m) {
+    const int64_t oc = grp * mg + m;
+    Acc* out = y + (n * g.out_channels + oc) * grid_size;
+    std::fill(out, out + grid_size, bias ? bias[oc] : Acc(0));
+    const Acc* wrow = w + oc * rows;
+    for (int64_t r = 0; r < rows; ++r) {
+      const Acc a = wrow[r];
+      if (a == Acc(0)) continue;
+      const Acc* src = col + r * grid_size;
+      for (int64_t p = 0; p < grid_size; ++p) out[p] += a * src[p];
+    }
+  }
+}
+
+// Conv on Acc values. x: (N, C, image), w: (M, C/group, kernel), bias: (M) or null, y: (N, M, grid).
+template <typename Acc>
+void conv_forward(const ConvGeometry& g, const Acc* x, const Acc* w, const Acc* bias, Acc* y) {
+  const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);
+  const int64_t cg = g.in_channels / g.group;
+  const auto tables = tap_tables(g);
+  std::vector<Acc> col(static_cast<size_t>(cg * kernel_size * grid_size));
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      patch_transfer<false, Acc>(g, tables, cg, x + (n * g.in_channels + grp * cg) * image_size, col.data());
+      group_product(g, w, bias, col.data(), n, grp, y);
+    }
+}
+
+// DeformConv (2-D) on Acc values: Conv whose every kernel tap is shifted by a learned offset and read
+// by bilinear interpolation (0 outside the image), then scaled by a mask.
+// offset: (N, offset_group * kh * kw * 2, oh, ow) as (dy, dx) pairs; mask: (N, offset_group * kh * kw, oh, ow).
+template <typename Acc>
+void deform_conv_forward(const ConvGeometry& g, int64_t offset_groups, const Acc* x, const Acc* w,
+                         const Acc* offset, const Acc* mask, const Acc* bias, Acc* y) {
+  const int64_t ih = g.image[0], iw = g.image[1], oh = g.grid[0], ow = g.grid[1];
+  const int64_t kh = g.kernel[0], kw = g.kernel[1], grid_size = oh * ow, taps = kh * kw;
+  const int64_t cg = g.in_channels / g.group, channels_per_offset = g.in_channels / offset_groups;
+  std::vector<Acc> col(static_cast<size_t>(cg * taps * grid_size));
+  auto pixel = [&](const Acc* plane, int64_t r, int64_t c) {
+    return (r >= 0 && r < ih && c >= 0 && c < iw) ? plane[r * iw + c] : Acc(0);
+  };
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      for (int64_t c = 0; c < cg; ++c) {
+        const int64_t ic = grp * cg + c, og = ic / channels_per_offset;
+        const Acc* plane = x + (n * g.in_channels + ic) * ih * iw;
+        for (int64_t t = 0; t < taps; ++t) {
+          const Acc* dy = offset + ((n * offset_groups + og) * taps * 2 + t * 2) * grid_size;
+          const Acc* dx = dy + grid_size;
+          const Acc* scale = mask ? mask + ((n * offset_groups + og) * taps + t) * grid_size : nullptr;
+          Acc* line = col.data() + (c * taps + t) * grid_size;
+          for (int64_t i = 0; i < oh; ++i)
+            for (int64_t j = 0; j < ow; ++j) {
+              const int64_t p = i * ow + j;
+              const Acc h = static_cast<Acc>(i * g.strides[0] - g.pad_begin[0] + (t / kw) * g.dilations[0]) + dy[p];
+              const Acc v = static_cast<Acc>(j * g.strides[1] - g.pad_begin[1] + (t % kw) * g.dilations[1]) + dx[p];
+              const Acc h0 = std::floor(h), v0 = std::floor(v), fh = h - h0, fv = v - v0;
+              const int64_t r = static_cast<int64_t>(h0), q = static_cast<int64_t>(v0);
+              Acc value = (1 - fh) * ((1 - fv) * pixel(plane, r, q) + fv * pixel(plane, r, q + 1)) +
+                          fh * ((1 - fv) * pixel(plane, r + 1, q) + fv * pixel(plane, r + 1, q + 1));
+              line[p] = scale ? value * scale[p] : value;
+            }
+        }
+      }
+      group_product(g, w, bias, col.data(), n, grp, y);
+    }
+}
+
+// ConvTranspose on Acc values. x: (N, C, grid), w: (C, M/group, kernel), bias: (M) or null,
+// y: (N, M, image), zero on entry.
+template <typename Acc>
+void conv_transpose_forward(const ConvGeometry& g, const Acc* x, const Acc* w, const Acc* bias, Acc* y) {
+  const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);
+  const int64_t cg = g.in_channels / g.group, mg = g.out_channels / g.group, rows = mg * kernel_size;
+  const auto tables = tap_tables(g);
+  std::vector<Acc> col(static_cast<size_t>(rows * grid_size));
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      std::fill(col.begin(), col.end(), Acc(0));
+      for (int64_t c = 0; c < cg; ++c) {
+        const int64_t ic = grp * cg + c;
+        const Acc* src = x + (n * g.in_channels + ic) * grid_size;
+        const Acc* wrow = w + ic * rows;
+        for (int64_t r = 0; r < rows; ++r) {
+          const Acc a = wrow[r];
+          if (a == Acc(0)) continue;
+          Acc* dst = col.data() + r * grid_size;
+          for (int64_t p = 0; p < grid_size; ++p) dst[p] += a * src[p];
+        }
+      }
+      patch_transfer<true, Acc>(g, tables, mg, y + (n * g.out_channels + grp * mg) * image_size, col.data());
+    }
+  if (bias)
+    for (int64_t n = 0; n < g.batch; ++n)
+      for (int64_t m = 0; m < g.out_channels; ++m) {
+        Acc* out = y + (n * g.out_channels + m) * image_size;
+        for (int64_t p = 0; p < image_size; ++p) out[p] += bias[m];
+      }
+}
+
+// float for float32 and the 16-bit floats, double for float64.
+template <typename T> using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+// A tensor's values as Acc: the data itself when T is Acc, else converted into `storage`.
+template <typename Acc, typename T>
+const Acc* as_acc(const Tensor& t, std::vector<Acc>& storage) {
+  if constexpr (std::is_same_v<T, Acc>) {
+    return data<T>(t);
+  } else {
+    storage.resize(static_cast<size_t>(t.numel()));
+    const T* p = data<T>(t);
+    for (int64_t i = 0; i < t.numel(); ++i) storage[static_cast<size_t>(i)] = static_cast<Acc>(static_cast<float>(p[i]));
+    return storage.data();
+  }
+}
+
+enum class ConvKind { kConv, kTranspose, kDeform };
+
+// DeformConv's offset (and mask) must match the Conv geometry: one (dy, dx) pair (one scale) per
+// offset group, kernel tap and output position.
+void check_deform_inputs(const KernelContext& ctx, const ConvGeometry& g, int64_t offset_groups, const Tensor& offset,
+                         const Tensor* mask) {
+  if (g.grid.size() != 2) throw ctx.error("DeformConv supports 2-D inputs only");
+  if (g.in_channels % offset_groups != 0)
+    throw ctx.error("offset_group " + std::to_string(offset_groups) + " does not divide the input channels");
+  const int64_t taps = offset_groups * product(g.kernel);
+  const std::vector<int64_t> want = {g.batch, taps * 2, g.grid[0], g.grid[1]};
+  if (offset.dims() != want)
+    throw ctx.error("offset " + dims_to_string(offset.dims()) + " must be " + dims_to_string(want));
+  if (mask && mask->dims() != std::vector<int64_t>{g.batch, taps, g.grid[0], g.grid[1]})
+    throw ctx.error("mask " + dims_to_string(mask->dims()) + " must be [" + std::to_string(g.batch) + "," +
+                    std::to_string(taps) + "," + std::to_string(g.grid[0]) + "," + std::to_string(g.grid[1]) + "]");
+}
+
+// Conv / ConvTranspose / DeformConv for the float types: X, W (and offset, mask), optional B, one dtype.
+void run_float_conv(KernelContext& ctx, const ConvAttrs& attrs, ConvKind kind) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  if (w.dtype() != x.dtype())
+    throw ctx.error(std::string("X and W dtypes differ: ") + to_string(x.dtype()) + " and " + to_string(w.dtype()));
+  ConvGeometry g = kind == ConvKind::kTranspose ? conv_transpose_geometry(ctx, attrs, x.dims(), w.dims())
+                                                : conv_geometry(ctx, attrs, x.dims(), w.dims());
+  const size_t bias_input = kind == ConvKind::kDeform ? 3 : 2;
+  const Tensor* b = ctx.has_input(bias_input) ? &ctx.input(bias_input) : nullptr;
+  if (b && (b->dtype() != x.dtype() || b->numel() != g.out_channels))
+    throw ctx.error("B must hold " + std::to_string(g.out_channels) + " values of X's dtype, got " +
+                    dims_to_string(b->dims()));
+  const Tensor* offset = kind == ConvKind::kDeform ? &ctx.input(2) : nullptr;
+  const Tensor* mask = kind == ConvKind::kDeform && ctx.has_input(4) ? &ctx.input(4) : nullptr;
+  if (offset) check_deform_inputs(ctx, g, attrs.offset_group, *offset, mask);
+  for (const Tensor* t : {offset, mask})
+    if (t && t->dtype() != x.dtype()) throw ctx.error("offset and mask must have X's dtype");
+  std::vector<int64_t> y_dims = {g.batch, g.out_channels};
+  const auto& spatial = kind == ConvKind::kTranspose ? g.image : g.grid;
+  y_dims.insert(y_dims.end(), spatial.begin(), spatial.end());
+  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Acc = AccOf<T>;
+    std::vector<Acc> xs, ws, bs, os, ms, ys;
+    const Acc* xp = as_acc<Acc, T>(x, xs);
+    const Acc* wp = as_acc<Acc, T>(w, ws);
+    const Acc* bp = b ? as_acc<Acc, T>(*b, bs) : nullptr;
+    Tensor& y = ctx.allocate_output(0, x.dtype(), y_dims);
+    Acc* yp;
+    if constexpr (std::is_same_v<T, Acc>) {
+      yp = mutable_data<T>(y);
+    } else {
+      ys.assign(static_cast<size_t>(y.numel()), Acc(0));
+      yp = ys.data();
+    }
+    if (kind == ConvKind::kTranspose) {
+      conv_transpose_forward(g, xp, wp, bp, yp);
+    } else if (kind == ConvKind::kDeform) {
+      deform_conv_forward(g, attrs.offset_group, xp, wp, as_acc<Acc, T>(*offset, os),
+                          mask ? as_acc<Acc, T>(*mask, ms) : nullptr, bp, yp);
+    } else {
+      conv_forward(g, xp, wp, bp, yp);
+    }
+    if constexpr (!std::is_same_v<T, Acc>) {
+      T* out = mutable_data<T>(y);
+      for (int64_t i = 0; i < y.numel(); ++i) out[i] = T(static_cast<float>(ys[static_cast<size_t>(i)]));
+    }
+  });
+}
+
+// An int8/uint8 tensor minus its zero point as int32. `zero_point` is null (0), one value, or one per
+// leading-axis slice (per output channel, for W).
+std::vector<int32_t> centered(const KernelContext& ctx, const Tensor& t, const Tensor* zero_point, bool per_channel,
+                              const char* what) {
+  std::vector<int32_t> out(static_cast<size_t>(t.numel()));
+  std::vector<int32_t> zp = {0};
+  if (zero_point) {
+    if (zero_point->dtype() != t.dtype())
+      throw ctx.error(std::string(what) + " zero point dtype " + to_string(zero_point->dtype()) + " differs from " +
+                      to_string(t.dtype()));
+    zp.clear();
+    for (double v : read_double_values(*zero_point, ctx)) zp.push_back(static_cast<int32_t>(v));
+    if (zp.empty() ||
+        (zp.size() != 1 && (!per_channel || t.rank() == 0 || static_cast<int64_t>(zp.size()) != t.dims()[0])))
+      throw ctx.error(std::string(what) + " zero point " + dims_to_string(zero_point->dims()) + " must be " +
+                      (per_channel ? "one value or one per output channel" : "one value"));
+  }
+  const int64_t slice = zp.size() == 1 ? t.numel() : t.numel() / t.dims()[0];
+  dispatch<int8_t, uint8_t>(t.dtype(), ctx, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p = data<T>(t);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      out[static_cast<size_t>(i)] = static_cast<int32_t>(p[i]) - zp[static_cast<size_t>(slice ? i / slice : 0)];
+  });
+  return out;
+}
+
+// ConvInteger and the integer core of QLinearConv: int32 (N, M, grid) from X, W and their zero points.
+std::vector<int32_t> integer_conv(const KernelContext& ctx, const ConvAttrs& attrs, const Tensor& x,
+                                  const Tensor* x_zp, const Tensor& w, const Tensor* w_zp, const Tensor* bias,
+                                  ConvGeometry& g) {
+  g = conv_geometry(ctx, attrs, x.dims(), w.dims());
+  std::vector<int32_t> xs = centered(ctx, x, x_zp, false, "X");
+  std::vector<int32_t> ws = centered(ctx, w, w_zp, true, "W");
+  std::vector<int32_t> bs;
+  if (bias) {
+    if (bias->dtype() != DataType::kInt32 || bias->numel() != g.out_channels)
+      throw ctx.error("B must hold " + std::to_string(g.out_channels) + " int32 values, got " +
+                      to_string(bias->dtype()) + dims_to_string(bias->dims()));
+    bs.assign(data<int32_t>(*bias), data<int32_t>(*bias) + bias->numel());
+  }
+  std::vector<int32_t> y(static_cast<size_t>(g.batch * g.out_channels * product(g.grid)));
+  conv_forward<int32_t>(g, xs.data(), ws.data(), bias ? bs.data() : nullptr, y.data());
+  return y;
+}
+
+std::vector<int64_t> output_dims(const ConvGeometry& g) {
+  std::vector<int64_t> dims = {g.batch, g.out_channels};
+  dims.insert(dims.end(), g.grid.begin(), g.grid.end());
+  return dims;
+}
+
+// QLinearConv: y = saturate(round(conv(x - x_zp, w - w_zp) + B) * x_scale * w_scale / y_scale) + y_zp).
+// w_scale (and w_zero_point) may hold one value per output channel.
+void run_qlinear_conv(KernelContext& ctx, const ConvAttrs& attrs) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(3);
+  const Tensor* y_zp = ctx.has_input(7) ? &ctx.input(7) : nullptr;
+  const DataType y_type = y_zp ? y_zp->dtype() : x.dtype();
+  ConvGeometry g;
+  std::vector<int32_t> acc = integer_conv(ctx, attrs, x, ctx.has_input(2) ? &ctx.input(2) : nullptr, w,
+                                          ctx.has_input(5) ? &ctx.input(5) : nullptr,
+                                          ctx.has_input(8) ? &ctx.input(8) : nullptr, g);
+  const float x_scale = static_cast<float>(read_scalar(ctx.input(1), ctx));
+  const float y_scale = static_cast<float>(read_scalar(ctx.input(6), ctx));
+  std::vector<double> w_scale = read_double_values(ctx.input(4), ctx);
+  if (w_scale.empty() || (w_scale.size() != 1 && static_cast<int64_t>(w_scale.size()) != g.out_channels))
+    throw ctx.error("w_scale must hold one value or one per output channel (" + std::to_string(g.out_channels) + ")");
+  const double zero = y_zp ? read_scalar(*y_zp, ctx) : 0.0;
+  const int64_t grid_size = product(g.grid);
+  Tensor& y = ctx.allocate_output(0, y_type, output_dims(g));
+  dispatch<int8_t, uint8_t>(y_type, ctx, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* out = mutable_data<T>(y);
+    const double lo = std::numeric_limits<T>::min(), hi = std::numeric_limits<T>::max();
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const int64_t m = (i / grid_size) % g.out_channels;
+      const float scale = x_scale * static_cast<float>(w_scale[w_scale.size() == 1 ? 0 : static_cast<size_t>(m)]) / y_scale;
+      double v = static_cast<double>(acc[static_cast<size_t>(i)]) * static_cast<double>(scale) + zero;
+      out[i] = static_cast<T>(std::nearbyint(std::clamp(v, lo, hi)));
+    }
+  });
+}
+
+}  // namespace
+
+void register_conv_pool_kernels(KernelRegistry& r) {
+  // Conv: opset 1 and 11 differ only in documentation (auto_pad details); both read the same way.
+  add_kernel(r, "Conv", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    ConvAttrs attrs = parse_conv_attrs(init);
+    return make([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kConv); });
+  });
+
+  add_kernel(r, "ConvTranspose", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    ConvAttrs attrs = parse_conv_attrs(init);
+    return make([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kTranspose); });
+  });
+
+  // DeformConv (opset 19): 2-D only, like the ONNX reference.
+  add_kernel(r, "DeformConv", 19, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    ConvAttrs attrs = parse_conv_attrs(init);
+    return make([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kDeform); });
+  });
+
+  // ConvInteger (opset 10): int32 y = conv(x - x_zero_point, w - w_zero_point).
+  add_kernel(r, "ConvInteger", 10, INT_MAX, {DataType::kInt8, DataType::kUInt8}, [](const KernelInit& init) {
+    ConvAttrs attrs = parse_conv_attrs(init);
+    return make([attrs](KernelContext& ctx) {
+      ConvGeometry g;
+      std::vector<int32_t> acc = integer_conv(ctx, attrs, ctx.input(0), ctx.has_input(2) ? &ctx.input(2) : nullptr,
+                                              ctx.input(1), ctx.has_input(3) ? &ctx.input(3) : nullptr, nullptr, g);
+      Tensor& y = ctx.allocate_output(0, DataType::kInt32, output_dims(g));
+      std::copy(acc.begin(), acc.end(), mutable_data<int32_t>(y));
+    });
+  });
+
+  add_kernel(r, "QLinearConv", 10, INT_MAX, {DataType::kInt8, DataType::kUInt8}, [](const KernelInit& init) {
+    ConvAttrs attrs = parse_conv_attrs(init);
+    return make([attrs](KernelContext& ctx) { run_qlinear_conv(ctx, attrs); });
+  });
+
+  register_pool_kernels(r);
+}
 
 }  // namespace tunnx::cpu

@@ -1,90 +1,289 @@
-// Elementwise ops: unary math and activations, broadcasting binary arithmetic and comparison,
-// variadic Max/Min/Sum/Mean, Where. Shape rule: unary keeps the input's shape; binary and variadic
-// broadcast numpy-style (broadcast_shapes).
+// Elementwise ops: unary math and activations, Clip. Shape rule: the output keeps the input's shape
+// (and dtype, except IsInf/IsNaN which give bool). The broadcasting ops (binary arithmetic, logic and
+// comparison, PRelu, variadic Max/Min/Sum/Mean, Where) live in elementwise_binary.cc.
 #include <cmath>
+#include <limits>
+#include <numbers>
 
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/elementwise_binary.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
 namespace {
 
-// out[i] = fn(in[i]) for every element; output dtype equals the input's.
+template <typename... Ts> struct Types {};
+using FloatTypes = Types<float, double, Float16, BFloat16>;
+using SignedTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t>;
+using NumericTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
+                           uint32_t, uint64_t>;
+
+template <typename... Ts> std::vector<DataType> dtypes(Types<Ts...>) { return {dtype_of<Ts>()...}; }
+
+// The type arithmetic is done in: double for double, float for the other floats, T for integers.
+template <typename T>
+using Compute = std::conditional_t<std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>, float, T>;
+
+// Integer arithmetic that wraps instead of overflowing (signed overflow is undefined in C++).
+template <typename T> using Wide = std::conditional_t<sizeof(T) <= 4, uint32_t, uint64_t>;
+
+// out[i] = fn(in[i]) with `fn` taking and returning Compute<T>; the output has the input's dtype.
 template <typename... Ts, typename Fn>
-void unary_same_type(KernelContext& ctx, Fn fn) {
+void unary(KernelContext& ctx, Types<Ts...>, Fn fn) {
   const Tensor& x = ctx.input(0);
   dispatch<Ts...>(x.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
     const T* in = data<T>(x);
     T* out = mutable_data<T>(y);
-    for (int64_t i = 0; i < x.numel(); ++i) out[i] = static_cast<T>(fn(in[i]));
+    const int64_t n = x.numel();
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(fn(static_cast<Compute<T>>(in[i])));
   });
 }
 
-// out = fn(a, b) with numpy broadcasting; `Out` picks the output type from the input type.
-template <typename Out, typename... Ts, typename Fn>
-void binary_broadcast(KernelContext& ctx, Fn fn) {
-  const Tensor& a = ctx.input(0);
-  const Tensor& b = ctx.input(1);
-  if (a.dtype() != b.dtype())
-    throw ctx.error(std::string("input dtypes differ: ") + to_string(a.dtype()) + " and " + to_string(b.dtype()));
-  std::vector<int64_t> dims = broadcast_shapes({a.dims(), b.dims()}, ctx);
-  dispatch<Ts...>(a.dtype(), ctx, [&](auto tag) {
+// A bool tensor of the input's shape: out[i] = fn(in[i]) for float inputs (IsInf, IsNaN).
+template <typename Fn>
+void float_predicate(KernelContext& ctx, Fn fn) {
+  const Tensor& x = ctx.input(0);
+  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using R = typename Out::template type<T>;
-    Tensor& y = ctx.allocate_output(0, dtype_of<R>(), dims);
-    const T* pa = data<T>(a);
-    const T* pb = data<T>(b);
-    R* out = mutable_data<R>(y);
-    const int64_t n = y.numel();
-    if (a.dims() == dims && b.dims() == dims) {  // the common case: no broadcasting
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<R>(fn(pa[i], pb[i]));
-      return;
-    }
-    std::vector<int64_t> ia = broadcast_index_map(a.dims(), dims), ib = broadcast_index_map(b.dims(), dims);
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<R>(fn(pa[ia[i]], pb[ib[i]]));
+    Tensor& y = ctx.allocate_output(0, DataType::kBool, x.dims());
+    const T* in = data<T>(x);
+    bool* out = mutable_data<bool>(y);
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = fn(static_cast<Compute<T>>(in[i]));
   });
 }
-
-struct SameType {
-  template <typename T> using type = T;
-};
-struct BoolResult {
-  template <typename T> using type = bool;
-};
 
 std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
   return std::make_unique<FunctionKernel>(std::move(fn));
 }
 
+// Registers an op without attributes over opsets [since, inf): y = fn(x) for the dtypes `types`.
+template <typename... Ts, typename Fn>
+void add_unary(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Fn fn) {
+  add_kernel(r, op, since, INT_MAX, dtypes(types), [fn](const KernelInit&) {
+    return make([fn](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn); });
+  });
+}
+
+// Registers an op whose function depends on attributes: `bind(init)` parses them once and returns
+// the per-element function.
+template <typename... Ts, typename Bind>
+void add_unary_with_attrs(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Bind bind) {
+  add_kernel(r, op, since, INT_MAX, dtypes(types), [bind](const KernelInit& init) {
+    auto fn = bind(init);
+    return make([fn](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn); });
+  });
+}
+
+// Round half to even, independent of the floating-point environment's rounding mode.
+template <typename C> C round_half_even(C x) {
+  C r = std::round(x);  // halves away from zero
+  if (std::fabs(x - std::trunc(x)) == C(0.5)) r = C(2) * std::round(x / C(2));
+  return r;
+}
+
+template <typename C> C sigmoid(C x) {
+  if (x >= 0) return C(1) / (C(1) + std::exp(-x));
+  C e = std::exp(x);
+  return e / (C(1) + e);
+}
+
+void register_math(KernelRegistry& r) {
+  add_unary(r, "Abs", 1, NumericTypes{}, [](auto x) {
+    using C = decltype(x);
+    if constexpr (std::is_unsigned_v<C>) return x;
+    else if constexpr (std::is_integral_v<C>) return x < 0 ? static_cast<C>(Wide<C>(0) - static_cast<Wide<C>>(x)) : x;
+    else return std::fabs(x);
+  });
+  add_unary(r, "Neg", 1, SignedTypes{}, [](auto x) {
+    using C = decltype(x);
+    if constexpr (std::is_integral_v<C>) return static_cast<C>(Wide<C>(0) - static_cast<Wide<C>>(x));
+    else return -x;
+  });
+  add_unary(r, "Sign", 9, NumericTypes{}, [](auto x) {
+    using C = decltype(x);
+    if constexpr (std::is_unsigned_v<C>) return static_cast<C>(x != 0);
+    else if constexpr (std::is_integral_v<C>) return static_cast<C>((0 < x) - (x < 0));
+    else return std::isnan(x) ? x : static_cast<C>((C(0) < x) - (x < C(0)));
+  });
+  add_unary(r, "Acos", 7, FloatTypes{}, [](auto x) { return std::acos(x); });
+  add_unary(r, "Acosh", 9, FloatTypes{}, [](auto x) { return std::acosh(x); });
+  add_unary(r, "Asin", 7, FloatTypes{}, [](auto x) { return std::asin(x); });
+  add_unary(r, "Asinh", 9, FloatTypes{}, [](auto x) { return std::asinh(x); });
+  add_unary(r, "Atan", 7, FloatTypes{}, [](auto x) { return std::atan(x); });
+  add_unary(r, "Atanh", 9, FloatTypes{}, [](auto x) { return std::atanh(x); });
+  add_unary(r, "Cos", 7, FloatTypes{}, [](auto x) { return std::cos(x); });
+  add_unary(r, "Cosh", 9, FloatTypes{}, [](auto x) { return std::cosh(x); });
+  add_unary(r, "Sin", 7, FloatTypes{}, [](auto x) { return std::sin(x); });
+  add_unary(r, "Sinh", 9, FloatTypes{}, [](auto x) { return std::sinh(x); });
+  add_unary(r, "Tan", 7, FloatTypes{}, [](auto x) { return std::tan(x); });
+  add_unary(r, "Tanh", 1, FloatTypes{}, [](auto x) { return std::tanh(x); });
+  add_unary(r, "Ceil", 1, FloatTypes{}, [](auto x) { return std::ceil(x); });
+  add_unary(r, "Floor", 1, FloatTypes{}, [](auto x) { return std::floor(x); });
+  add_unary(r, "Round", 11, FloatTypes{}, [](auto x) { return round_half_even(x); });
+  add_unary(r, "Erf", 9, FloatTypes{}, [](auto x) { return std::erf(x); });
+  add_unary(r, "Exp", 1, FloatTypes{}, [](auto x) { return std::exp(x); });
+  add_unary(r, "Log", 1, FloatTypes{}, [](auto x) { return std::log(x); });
+  add_unary(r, "Sqrt", 1, FloatTypes{}, [](auto x) { return std::sqrt(x); });
+  add_unary(r, "Reciprocal", 1, FloatTypes{}, [](auto x) { return decltype(x)(1) / x; });
+
+  add_kernel(r, "Not", 1, INT_MAX, {DataType::kBool}, [](const KernelInit&) {
+    return make([](KernelContext& ctx) { unary(ctx, Types<bool>{}, [](bool x) { return !x; }); });
+  });
+
+  // IsInf: which infinities count is chosen by detect_negative / detect_positive (both by default).
+  add_kernel(r, "IsInf", 10, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    const bool negative = init.attr_int("detect_negative", 1) != 0;
+    const bool positive = init.attr_int("detect_positive", 1) != 0;
+    return make([negative, positive](KernelContext& ctx) {
+      float_predicate(ctx, [&](auto x) { return std::isinf(x) && (x > 0 ? positive : negative); });
+    });
+  });
+  add_kernel(r, "IsNaN", 9, INT_MAX, kFloatTypes, [](const KernelInit&) {
+    return make([](KernelContext& ctx) { float_predicate(ctx, [](auto x) { return std::isnan(x); }); });
+  });
+}
+
+void register_activations(KernelRegistry& r) {
+  // Relu: y = max(x, 0). Opset 14 added signed integer types.
+  add_unary(r, "Relu", 1, SignedTypes{}, [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
+  add_unary(r, "Sigmoid", 1, FloatTypes{}, [](auto x) { return sigmoid(x); });
+  add_unary(r, "Softsign", 1, FloatTypes{}, [](auto x) { return x / (decltype(x)(1) + std::fabs(x)); });
+  // Softplus: log(1 + exp(x)), written so that large |x| neither overflows nor loses the result.
+  add_unary(r, "Softplus", 1, FloatTypes{}, [](auto x) {
+    return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+  });
+  // HardSwish: x * HardSigmoid(x) with alpha 1/6, beta 0.5.
+  add_unary(r, "HardSwish", 14, FloatTypes{}, [](auto x) {
+    using C = decltype(x);
+    return x * std::fmax(C(0), std::fmin(C(1), x / C(6) + C(0.5)));
+  });
+
+  add_unary_with_attrs(r, "LeakyRelu", 1, FloatTypes{}, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 0.01f);
+    return [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha * x); };
+  });
+  add_unary_with_attrs(r, "Elu", 1, FloatTypes{}, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 1.0f);
+    return [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha * std::expm1(x)); };
+  });
+  add_unary_with_attrs(r, "Selu", 1, FloatTypes{}, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 1.67326319217681884765625f);
+    const float gamma = init.attr_float("gamma", 1.05070102214813232421875f);
+    return [alpha, gamma](auto x) {
+      using C = decltype(x);
+      return static_cast<C>(x > 0 ? gamma * x : gamma * alpha * std::expm1(x));
+    };
+  });
+  // Celu: max(0, x) + min(0, alpha * (exp(x / alpha) - 1)).
+  add_unary_with_attrs(r, "Celu", 12, FloatTypes{}, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 1.0f);
+    if (alpha == 0) throw init.error("alpha must not be 0");
+    return [alpha](auto x) {
+      using C = decltype(x);
+      return x > 0 ? x : static_cast<C>(alpha * std::expm1(x / static_cast<C>(alpha)));
+    };
+  });
+  add_unary_with_attrs(r, "ThresholdedRelu", 10, FloatTypes{}, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 1.0f);
+    return [alpha](auto x) { return x > alpha ? x : decltype(x)(0); };
+  });
+  // HardSigmoid: max(0, min(1, alpha * x + beta)).
+  add_unary_with_attrs(r, "HardSigmoid", 1, FloatTypes{}, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 0.2f);
+    const float beta = init.attr_float("beta", 0.5f);
+    return [alpha, beta](auto x) {
+      using C = decltype(x);
+      return std::fmax(C(0), std::fmin(C(1), static_cast<C>(alpha) * x + static_cast<C>(beta)));
+    };
+  });
+  // Shrink: x + bias below -lambd, x - bias above lambd, 0 between. Integers compute through double.
+  add_unary_with_attrs(r, "Shrink", 9, NumericTypes{}, [](const KernelInit& init) {
+    const double bias = init.attr_float("bias", 0.0f);
+    const double lambd = init.attr_float("lambd", 0.5f);
+    return [bias, lambd](auto x) {
+      const double v = static_cast<double>(x);
+      return static_cast<decltype(x)>(v < -lambd ? v + bias : v > lambd ? v - bias : 0.0);
+    };
+  });
+  // Gelu: x * Phi(x), exactly (approximate="none") or with the tanh approximation.
+  add_unary_with_attrs(r, "Gelu", 20, FloatTypes{}, [](const KernelInit& init) {
+    const std::string approximate = init.attr_string("approximate", "none");
+    if (approximate != "none" && approximate != "tanh")
+      throw init.error("approximate must be \"none\" or \"tanh\", got \"" + approximate + "\"");
+    const bool tanh = approximate == "tanh";
+    return [tanh](auto x) {
+      using C = decltype(x);
+      if (tanh) {
+        const C k = static_cast<C>(std::sqrt(2.0 / std::numbers::pi));
+        return C(0.5) * x * (C(1) + std::tanh(k * (x + C(0.044715) * x * x * x)));
+      }
+      return C(0.5) * x * (C(1) + std::erf(x / static_cast<C>(std::numbers::sqrt2)));
+    };
+  });
+}
+
+// Clip: y = min(max(x, lo), hi). Opset < 11 reads the bounds from the min/max attributes; from 11
+// they are optional scalar inputs of x's dtype (integer dtypes from 12). When lo > hi every element
+// becomes hi, as the spec asks.
+void register_clip(KernelRegistry& r) {
+  add_kernel(r, "Clip", 1, INT_MAX, numeric_types(), [](const KernelInit& init) {
+    const bool bounds_are_attrs = init.opset() < 11;
+    const float attr_min = init.attr_float("min", -std::numeric_limits<float>::infinity());
+    const float attr_max = init.attr_float("max", std::numeric_limits<float>::infinity());
+    return make([=](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
+               uint64_t>(x.dtype(), ctx, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using C = Compute<T>;
+        C lo = std::numeric_limits<C>::lowest(), hi = std::numeric_limits<C>::max();
+        if constexpr (std::is_floating_point_v<C>) {
+          lo = -std::numeric_limits<C>::infinity();
+          hi = std::numeric_limits<C>::infinity();
+        }
+        if (bounds_are_attrs) {
+          if constexpr (std::is_floating_point_v<C>) {
+            lo = static_cast<C>(attr_min);
+            hi = static_cast<C>(attr_max);
+          }
+        } else {
+          auto bound = [&](size_t i, C& value) {
+            if (!ctx.has_input(i)) return;
+            const Tensor& b = ctx.input(i);
+            if (b.dtype() != x.dtype())
+              throw ctx.error(std::string(i == 1 ? "min" : "max") + " has dtype " + to_string(b.dtype()) +
+                              ", input has " + to_string(x.dtype()));
+            if (b.numel() != 1)
+              throw ctx.error(std::string(i == 1 ? "min" : "max") + " must be a scalar, got shape " +
+                              dims_to_string(b.dims()));
+            value = static_cast<C>(data<T>(b)[0]);
+          };
+          bound(1, lo);
+          bound(2, hi);
+        }
+        Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
+        const T* in = data<T>(x);
+        T* out = mutable_data<T>(y);
+        for (int64_t i = 0; i < x.numel(); ++i) {
+          C v = static_cast<C>(in[i]);
+          if (v < lo) v = lo;
+          if (v > hi) v = hi;
+          out[i] = static_cast<T>(v);
+        }
+      });
+    });
+  });
+}
+
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r) {
-  // Relu: y = max(x, 0). Opset 14 added integer types.
-  add_kernel(r, "Relu", 1, INT_MAX, numeric_types(), [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
-      unary_same_type<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t>(
-          ctx, [](auto v) { return static_cast<float>(v) > 0 ? v : decltype(v)(0); });
-    });
-  });
-
-  // Add: c = a + b, broadcasting (opset 1-6 had an explicit `broadcast` attribute; handled the same
-  // way when axis is absent, which is how the test data uses it).
-  add_kernel(r, "Add", 1, INT_MAX, numeric_types(), [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
-      binary_broadcast<SameType, float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t,
-                       uint16_t, uint32_t, uint64_t>(ctx, [](auto a, auto b) { return a + b; });
-    });
-  });
-
-  // Greater: bool result.
-  add_kernel(r, "Greater", 1, INT_MAX, numeric_types(), [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
-      binary_broadcast<BoolResult, float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t,
-                       uint16_t, uint32_t, uint64_t>(ctx, [](auto a, auto b) { return a > b; });
-    });
-  });
+  register_math(r);
+  register_activations(r);
+  register_clip(r);
+  register_elementwise_binary_kernels(r);
 }
 
 }  // namespace tunnx::cpu

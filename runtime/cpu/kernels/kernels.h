@@ -19,5 +19,8 @@ void register_quantize_kernels(KernelRegistry& registry);       // QuantizeLinea
 void register_signal_kernels(KernelRegistry& registry);         // DFT, STFT, window functions, MelWeightMatrix
 void register_image_kernels(KernelRegistry& registry);          // Resize, Upsample, GridSample, RoiAlign, NonMaxSuppression
 void register_random_kernels(KernelRegistry& registry);         // Bernoulli, RandomUniform/Normal(Like), Multinomial
+void register_loss_kernels(KernelRegistry& registry);           // NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss
+void register_optimizer_kernels(KernelRegistry& registry);      // ai.onnx.preview.training: Adagrad, Adam, Momentum
+void register_text_kernels(KernelRegistry& registry);           // StringNormalizer, TfIdfVectorizer
 
 }  // namespace tunnx::cpu

@@ -1,8 +1,210 @@
+// Linear quantization: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear. Shape rule: the output
+// has the input's shape (DynamicQuantizeLinear adds two scalars). Scale and zero point are per tensor
+// (one value), per axis (1-D, one value per index of `axis`, opset 13) or per block (opset 21: x's
+// shape with dim `axis` shrunk to ceil(dim / block_size)).
+// Rounding is round-half-to-even (std::nearbyint in the default rounding mode), then saturation to
+// the integer type. Integer outputs only: float8/int4 types are not implemented.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
+namespace {
 
-// Kernels of this family are being written.
-void register_quantize_kernels(KernelRegistry&) {}
+std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
+  return std::make_unique<FunctionKernel>(std::move(fn));
+}
+
+struct QuantAttrs {
+  int64_t axis = 1;
+  int64_t block_size = 0;
+  DataType output_dtype = DataType::kUndefined;
+};
+
+QuantAttrs read_attrs(const KernelInit& init) {
+  QuantAttrs a;
+  a.axis = init.attr_int("axis", 1);
+  a.block_size = init.attr_int("block_size", 0);
+  if (a.block_size < 0) throw init.error("block_size must be >= 0, got " + std::to_string(a.block_size));
+  const int64_t dt = init.attr_int("output_dtype", 0);
+  if (dt != 0) {
+    if (!is_known_data_type(static_cast<int32_t>(dt)))
+      throw init.error("output_dtype " + std::to_string(dt) + " is not a supported data type");
+    a.output_dtype = static_cast<DataType>(dt);
+  }
+  return a;
+}
+
+// For each element of x, which scale / zero-point value applies.
+class ParamIndex {
+ public:
+  ParamIndex(const std::vector<int64_t>& x_dims, const Tensor& scale, const QuantAttrs& attrs, const KernelContext& ctx) {
+    if (scale.numel() == 1) return;  // per tensor
+    const int64_t rank = static_cast<int64_t>(x_dims.size());
+    const size_t axis = static_cast<size_t>(normalize_axis(attrs.axis, rank, ctx));
+    axis_dim_ = x_dims[axis];
+    for (size_t d = axis + 1; d < x_dims.size(); ++d) inner_ *= x_dims[d];
+    if (attrs.block_size == 0) {
+      if (scale.rank() != 1 || scale.dims()[0] != axis_dim_)
+        throw ctx.error("scale of shape " + dims_to_string(scale.dims()) + " is neither one value nor one per index of axis " +
+                        std::to_string(axis) + " of input " + dims_to_string(x_dims));
+      mode_ = kAxis;
+      return;
+    }
+    block_ = attrs.block_size;
+    blocks_ = (axis_dim_ + block_ - 1) / block_;
+    std::vector<int64_t> expected = x_dims;
+    expected[axis] = blocks_;
+    if (scale.dims() != expected)
+      throw ctx.error("blocked scale must have shape " + dims_to_string(expected) + " for input " + dims_to_string(x_dims) +
+                      " and block_size " + std::to_string(block_) + ", got " + dims_to_string(scale.dims()));
+    mode_ = kBlock;
+  }
+
+  int64_t operator()(int64_t flat) const {
+    switch (mode_) {
+      case kTensor: return 0;
+      case kAxis: return (flat / inner_) % axis_dim_;
+      case kBlock: {
+        const int64_t outer = flat / (axis_dim_ * inner_), d = (flat / inner_) % axis_dim_, i = flat % inner_;
+        return (outer * blocks_ + d / block_) * inner_ + i;
+      }
+    }
+    return 0;
+  }
+
+ private:
+  enum Mode { kTensor, kAxis, kBlock } mode_ = kTensor;
+  int64_t axis_dim_ = 1, inner_ = 1, block_ = 1, blocks_ = 1;
+};
+
+// The zero point's values (zeros when absent); it must match the scale's shape.
+std::vector<double> zero_points(const Tensor* zp, const Tensor& scale, const KernelContext& ctx) {
+  if (!zp) return std::vector<double>(static_cast<size_t>(scale.numel()), 0.0);
+  if (zp->dims() != scale.dims() && !(zp->numel() == 1 && scale.numel() == 1))
+    throw ctx.error("zero point shape " + dims_to_string(zp->dims()) + " differs from scale shape " +
+                    dims_to_string(scale.dims()));
+  return read_double_values(*zp, ctx);
+}
+
+// v rounded half to even and saturated to Q (NaN gives 0).
+template <typename Q> Q saturate_round(double v) {
+  v = std::nearbyint(v);
+  if (std::isnan(v)) return Q(0);
+  v = std::clamp(v, static_cast<double>(std::numeric_limits<Q>::lowest()), static_cast<double>(std::numeric_limits<Q>::max()));
+  return static_cast<Q>(v);
+}
+
+// y = saturate(round(x / scale) + zero_point). The quotient is formed as numpy does in the spec's
+// reference: in x's own type for floats (so float16 rounds to float16 first), in double for int32 x.
+void run_quantize(KernelContext& ctx, const QuantAttrs& attrs) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& scale = ctx.input(1);
+  const Tensor* zp = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  DataType out_type = attrs.output_dtype == DataType::kUndefined ? DataType::kUInt8 : attrs.output_dtype;
+  if (zp) {
+    if (attrs.output_dtype != DataType::kUndefined && attrs.output_dtype != zp->dtype())
+      throw ctx.error(std::string("output_dtype ") + to_string(attrs.output_dtype) + " differs from the zero point's " +
+                      to_string(zp->dtype()));
+    out_type = zp->dtype();
+  }
+  const ParamIndex index(x.dims(), scale, attrs, ctx);
+  const std::vector<double> scales = read_double_values(scale, ctx);
+  const std::vector<double> zeros = zero_points(zp, scale, ctx);
+  dispatch<float, Float16, BFloat16, int32_t>(x.dtype(), ctx, [&](auto xtag) {
+    using T = typename decltype(xtag)::type;
+    const T* in = data<T>(x);
+    dispatch<uint8_t, int8_t, uint16_t, int16_t>(out_type, ctx, [&](auto qtag) {
+      using Q = typename decltype(qtag)::type;
+      Tensor& y = ctx.allocate_output(0, out_type, x.dims());
+      Q* out = mutable_data<Q>(y);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const size_t p = static_cast<size_t>(index(i));
+        double q;
+        if constexpr (std::is_same_v<T, int32_t>) {
+          q = static_cast<double>(in[i]) / static_cast<double>(static_cast<float>(scales[p]));
+        } else {
+          q = static_cast<float>(T(static_cast<float>(in[i]) / static_cast<float>(scales[p])));
+        }
+        out[i] = saturate_round<Q>(std::nearbyint(q) + zeros[p]);
+      }
+    });
+  });
+}
+
+// y = (x - zero_point) * scale, computed in float; y takes the scale's dtype (or output_dtype, 23+).
+void run_dequantize(KernelContext& ctx, const QuantAttrs& attrs) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& scale = ctx.input(1);
+  const Tensor* zp = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  if (zp && zp->dtype() != x.dtype())
+    throw ctx.error(std::string("zero point is ") + to_string(zp->dtype()) + " but x is " + to_string(x.dtype()));
+  const DataType out_type = attrs.output_dtype == DataType::kUndefined ? scale.dtype() : attrs.output_dtype;
+  const ParamIndex index(x.dims(), scale, attrs, ctx);
+  const std::vector<double> scales = read_double_values(scale, ctx);
+  const std::vector<double> zeros = zero_points(zp, scale, ctx);
+  const std::vector<double> values = read_double_values(x, ctx);
+  dispatch<float, Float16, BFloat16>(out_type, ctx, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    Tensor& y = ctx.allocate_output(0, out_type, x.dims());
+    T* out = mutable_data<T>(y);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const size_t p = static_cast<size_t>(index(i));
+      const float centered = static_cast<float>(values[static_cast<size_t>(i)]) - static_cast<float>(zeros[p]);
+      out[i] = static_cast<T>(centered * static_cast<float>(scales[p]));
+    }
+  });
+}
+
+// uint8 quantization of x over [min(x, 0), max(x, 0)]: scale = range / 255, zero point = rounded
+// -min / scale saturated to [0, 255]; all in float like the spec's formula.
+void run_dynamic_quantize(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  if (x.dtype() != DataType::kFloat32) throw ctx.error(std::string("x must be float32, got ") + to_string(x.dtype()));
+  const float* in = data<float>(x);
+  float lo = 0, hi = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    lo = std::min(lo, in[i]);
+    hi = std::max(hi, in[i]);
+  }
+  const float scale = (hi == lo ? 1.0f : hi - lo) / 255.0f;
+  const uint8_t zero = saturate_round<uint8_t>(std::clamp(0.0f - lo / scale, 0.0f, 255.0f));
+  Tensor& y = ctx.allocate_output(0, DataType::kUInt8, x.dims());
+  uint8_t* out = mutable_data<uint8_t>(y);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    out[i] = saturate_round<uint8_t>(static_cast<float>(std::nearbyint(in[i] / scale)) + static_cast<float>(zero));
+  mutable_data<float>(ctx.allocate_output(1, DataType::kFloat32, {}))[0] = scale;
+  mutable_data<uint8_t>(ctx.allocate_output(2, DataType::kUInt8, {}))[0] = zero;
+}
+
+}  // namespace
+
+void register_quantize_kernels(KernelRegistry& r) {
+  // QuantizeLinear: 10 per tensor; 13 per axis; 19 float16/bfloat16 x (float8 outputs not supported);
+  // 21 blocks, int16/uint16 outputs and output_dtype.
+  add_kernel(r, "QuantizeLinear", 10, INT_MAX,
+             {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32},
+             [](const KernelInit& init) {
+               QuantAttrs attrs = read_attrs(init);
+               return make([attrs](KernelContext& ctx) { run_quantize(ctx, attrs); });
+             });
+
+  // DequantizeLinear: same layouts; 19 float16/bfloat16 scales; 21 int16/uint16 x; 23 output_dtype.
+  add_kernel(r, "DequantizeLinear", 10, INT_MAX,
+             {DataType::kInt8, DataType::kUInt8, DataType::kInt16, DataType::kUInt16, DataType::kInt32},
+             [](const KernelInit& init) {
+               QuantAttrs attrs = read_attrs(init);
+               return make([attrs](KernelContext& ctx) { run_dequantize(ctx, attrs); });
+             });
+
+  add_kernel(r, "DynamicQuantizeLinear", 11, INT_MAX, {DataType::kFloat32},
+             [](const KernelInit&) { return make(run_dynamic_quantize); });
+}
 
 }  // namespace tunnx::cpu

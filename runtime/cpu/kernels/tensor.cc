@@ -1,8 +1,985 @@
+// Shape and data-movement ops, constants, Cast and Dropout. Each op's shape rule sits next to its
+// kernel. Movement ops are dtype-blind: they move elements by size (strings as std::string), so one
+// kernel serves every dtype. Pure views (Identity, Reshape, Flatten, Squeeze, Unsqueeze) share the
+// input's storage instead of copying it.
+#include <algorithm>
+#include <charconv>
+#include <climits>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <optional>
+#include <set>
+
+#include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
+namespace {
 
-// Kernels of this family are being written.
-void register_tensor_kernels(KernelRegistry&) {}
+using Dims = std::vector<int64_t>;
+
+std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
+  return std::make_unique<FunctionKernel>(std::move(fn));
+}
+
+Error unsupported(const KernelContext& ctx, const std::string& message) {
+  const ir::Node& n = ctx.node();
+  return Error(ErrorCode::kUnsupported, message, {.node = n.name.empty() ? "<unnamed>" : n.name, .op_type = n.op_type});
+}
+
+// Product of dims[begin, end) (end clipped to the rank).
+int64_t product(const Dims& dims, size_t begin = 0, size_t end = SIZE_MAX) {
+  auto first = dims.begin() + static_cast<std::ptrdiff_t>(std::min(begin, dims.size()));
+  auto last = dims.begin() + static_cast<std::ptrdiff_t>(std::min(end, dims.size()));
+  return std::accumulate(first, last, int64_t{1}, std::multiplies<int64_t>());
+}
+
+// Calls fn(TypeTag<T>{}) with a type of the element's size (strings as std::string), for code that
+// moves elements without looking at them. The executor adds the node to the error.
+template <typename Fn> void dispatch_by_size(DataType dtype, Fn&& fn) {
+  if (dtype == DataType::kString) return fn(TypeTag<std::string>{});
+  switch (dtype == DataType::kUndefined ? 0 : element_size(dtype)) {
+    case 1: return fn(TypeTag<uint8_t>{});
+    case 2: return fn(TypeTag<uint16_t>{});
+    case 4: return fn(TypeTag<uint32_t>{});
+    case 8: return fn(TypeTag<uint64_t>{});
+    default: throw Error(ErrorCode::kUnsupported, std::string("dtype ") + to_string(dtype) + " is not supported");
+  }
+}
+
+// out[i_0..i_{r-1}] = src[sum_d offsets[d][i_d]], where offsets[d] (one entry per output index along
+// dim d) holds source index times source stride; a negative entry means "outside the source" and
+// yields `fill` (Pad's constant). Transpose, Slice, Expand, Tile, Pad and DepthToSpace are this one
+// loop with different offset tables.
+template <typename T>
+void gather_axes(const T* src, T* out, const Dims& out_dims, const std::vector<Dims>& offsets, const T& fill) {
+  const int64_t total = product(out_dims);
+  if (total == 0) return;
+  const size_t rank = out_dims.size();
+  if (rank == 0) {
+    out[0] = src[0];
+    return;
+  }
+  const int64_t inner = out_dims[rank - 1];
+  const Dims& last = offsets[rank - 1];
+  Dims index(rank - 1, 0);
+  for (int64_t o = 0; o < total; o += inner) {
+    int64_t base = 0;
+    bool outside = false;
+    for (size_t d = 0; d + 1 < rank; ++d) {
+      int64_t off = offsets[d][static_cast<size_t>(index[d])];
+      outside |= off < 0;
+      base += off;
+    }
+    T* dst = out + o;
+    for (int64_t i = 0; i < inner; ++i) dst[i] = outside || last[i] < 0 ? fill : src[base + last[i]];
+    for (size_t d = rank - 1; d-- > 0;) {
+      if (++index[d] < out_dims[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+// Allocates output 0 with `out_dims` (`final_dims` when the gather ran on a higher-rank view) and
+// fills it by gather_axes; `fill` is a one-element tensor of x's dtype, or null for zero / "".
+void gather_output(KernelContext& ctx, const Tensor& x, const Dims& out_dims, const std::vector<Dims>& offsets,
+                   const Tensor* fill = nullptr, const Dims* final_dims = nullptr) {
+  Tensor& y = ctx.allocate_output(0, x.dtype(), final_dims ? *final_dims : out_dims);
+  dispatch_by_size(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T f{};
+    if (fill && fill->numel() > 0) f = data<T>(*fill)[0];
+    gather_axes(data<T>(x), mutable_data<T>(y), out_dims, offsets, f);
+  });
+}
+
+// Offsets of `dims` (row-major) read through permutation `perm`; sets the permuted dims.
+std::vector<Dims> transpose_offsets(const Dims& dims, const Dims& perm, Dims& out_dims) {
+  Dims strides = strides_of(dims);
+  std::vector<Dims> offsets(perm.size());
+  out_dims.assign(perm.size(), 0);
+  for (size_t d = 0; d < perm.size(); ++d) {
+    const size_t axis = static_cast<size_t>(perm[d]);
+    out_dims[d] = dims[axis];
+    for (int64_t i = 0; i < dims[axis]; ++i) offsets[d].push_back(i * strides[axis]);
+  }
+  return offsets;
+}
+
+// Axes normalized into [0, rank) and checked for repeats (a scalar has no axis 0 here).
+Dims normalize_axes(Dims axes, int64_t rank, const KernelContext& ctx) {
+  std::set<int64_t> seen;
+  for (int64_t& a : axes) {
+    if (a < -rank || a >= rank)
+      throw ctx.error("axis " + std::to_string(a) + " is out of range for rank " + std::to_string(rank));
+    a = a < 0 ? a + rank : a;
+    if (!seen.insert(a).second) throw ctx.error("axis " + std::to_string(a) + " is repeated");
+  }
+  return axes;
+}
+
+// An optional int list that is an attribute before `input_since` and input `input_index` from then on.
+std::optional<Dims> attr_or_input(const KernelContext& ctx, int64_t opset, int64_t input_since, size_t input_index,
+                                  const std::optional<Dims>& attr) {
+  if (opset < input_since) return attr;
+  if (!ctx.has_input(input_index)) return std::nullopt;
+  return read_int_values(ctx.input(input_index), ctx);
+}
+
+std::optional<Dims> optional_ints(const KernelInit& init, const std::string& name) {
+  if (!init.has_attr(name)) return std::nullopt;
+  return init.attr_ints(name);
+}
+
+// ---- Cast --------------------------------------------------------------------------------------
+
+template <typename T> constexpr bool kIsHalf = std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
+template <typename T> constexpr bool kIsFloat = kIsHalf<T> || std::is_floating_point_v<T>;
+
+// double -> float rounded to odd, so that a further rounding to a 16-bit float is not a double rounding.
+float to_float_round_odd(double d) {
+  float f = static_cast<float>(d);
+  if (std::isfinite(f) && static_cast<double>(f) != d) {
+    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
+    f = std::bit_cast<float>(std::bit_cast<uint32_t>(f) | 1u);
+  }
+  return f;
+}
+
+// Float to integer: truncation; out of range is undefined in ONNX, here it saturates to 64 bits and
+// then wraps like integer narrowing (what numpy does on x86); NaN gives 0.
+template <typename To> To float_to_int(double d) {
+  if (std::isnan(d)) return To(0);
+  d = std::trunc(d);
+  if constexpr (std::is_unsigned_v<To>) {
+    if (d >= 0) return static_cast<To>(d >= 18446744073709551615.0 ? UINT64_MAX : static_cast<uint64_t>(d));
+  }
+  if (d <= -9223372036854775808.0) return static_cast<To>(INT64_MIN);
+  if (d >= 9223372036854775807.0) return static_cast<To>(INT64_MAX);
+  return static_cast<To>(static_cast<int64_t>(d));
+}
+
+// Numeric -> numeric per the Cast spec (bool: nonzero is true; integers wrap).
+template <typename To, typename From> To convert(const From& v) {
+  if constexpr (std::is_same_v<To, From>) {
+    return v;
+  } else if constexpr (kIsHalf<From>) {
+    return convert<To>(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<To, bool>) {
+    return v != From(0);
+  } else if constexpr (kIsHalf<To>) {
+    if constexpr (std::is_same_v<From, float>) return To(v);
+    else return To(to_float_round_odd(static_cast<double>(v)));
+  } else if constexpr (std::is_floating_point_v<To>) {
+    return static_cast<To>(v);
+  } else if constexpr (std::is_floating_point_v<From>) {
+    return float_to_int<To>(static_cast<double>(v));
+  } else {
+    return static_cast<To>(v);
+  }
+}
+
+// Float -> string as the ONNX reference (numpy's str) writes it: the shortest digits that read back
+// to the same value; positional between 1e-4 and a per-type bound, scientific ("1e+06") outside.
+template <typename T> std::string float_to_string(T v) {
+  const double d = static_cast<double>(static_cast<std::conditional_t<kIsHalf<T>, float, T>>(v));
+  if (std::isnan(d)) return "nan";
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  char buf[64];
+  std::to_chars_result r{};
+  if constexpr (kIsHalf<T>) {  // no shortest mode for 16-bit floats: try more digits until it round-trips
+    for (int precision = 0; precision < 9; ++precision) {
+      r = std::to_chars(buf, buf + sizeof(buf), static_cast<float>(d), std::chars_format::scientific, precision);
+      if (T(std::strtof(std::string(buf, r.ptr).c_str(), nullptr)).bits == v.bits) break;
+    }
+  } else {
+    r = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+  }
+  const std::string sci(buf, r.ptr);  // [-]d[.ddd]e(+|-)XX
+  const size_t e = sci.find('e');
+  const bool negative = sci[0] == '-';
+  std::string digits;
+  for (size_t i = negative ? 1 : 0; i < e; ++i)
+    if (sci[i] != '.') digits += sci[i];
+  const int exponent = std::stoi(sci.substr(e + 1));
+  const double max_positional = std::is_same_v<T, double> ? 1e16 : std::is_same_v<T, Float16> ? 1e3 : 1e6;
+  const double a = std::fabs(d);
+  std::string out = negative ? "-" : "";
+  if (a == 0 || (a >= 1e-4 && a < max_positional)) {
+    if (exponent >= 0) {
+      std::string whole = digits.substr(0, std::min<size_t>(digits.size(), exponent + 1));
+      whole.resize(static_cast<size_t>(exponent) + 1, '0');
+      std::string frac = digits.size() > whole.size() ? digits.substr(whole.size()) : "0";
+      out += whole + "." + frac;
+    } else {
+      out += "0." + std::string(static_cast<size_t>(-exponent - 1), '0') + digits;
+    }
+  } else {
+    out += digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "");
+    out += std::string("e") + (exponent < 0 ? "-" : "+") + (std::abs(exponent) < 10 ? "0" : "") +
+           std::to_string(std::abs(exponent));
+  }
+  return out;
+}
+
+template <typename From> std::string to_text(const From& v) {
+  if constexpr (std::is_same_v<From, bool>) return v ? "True" : "False";  // numpy's spelling, as the reference
+  else if constexpr (kIsFloat<From>) return float_to_string(v);
+  else return std::to_string(v);
+}
+
+// A float from text with std::from_chars (no locale); out-of-range text gives +-inf or +-0.
+template <typename F> bool parse_float(const std::string& s, F& out) {
+  const char* end = s.data() + s.size();
+  auto r = std::from_chars(s.data(), end, out);
+  if (s.empty() || r.ptr != end) return false;
+  if (r.ec == std::errc::result_out_of_range) {  // from_chars left `out` alone
+    const size_t e = s.find_first_of("eE");
+    out = e != std::string::npos && s[e + 1] == '-' ? F(0) : std::numeric_limits<F>::infinity();
+    if (s[0] == '-') out = -out;
+  }
+  return r.ec == std::errc() || r.ec == std::errc::result_out_of_range;
+}
+
+// String -> number: plain and scientific notation, INF/+INF/-INF/NaN in any case, and true/false for
+// bool. False when the text is not a number.
+template <typename To> bool parse_number(const std::string& text, To& out) {
+  const size_t b = text.find_first_not_of(" \t\n\r"), e = text.find_last_not_of(" \t\n\r");
+  std::string s = b == std::string::npos ? "" : text.substr(b, e - b + 1);
+  if (!s.empty() && s[0] == '+') s.erase(0, 1);
+  std::string lower = s;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double d;
+  if (lower == "inf" || lower == "infinity") {
+    d = std::numeric_limits<double>::infinity();
+  } else if (lower == "-inf" || lower == "-infinity") {
+    d = -std::numeric_limits<double>::infinity();
+  } else if (lower == "nan" || lower == "-nan") {
+    d = std::numeric_limits<double>::quiet_NaN();
+  } else if (std::is_same_v<To, bool> && (lower == "true" || lower == "false")) {
+    d = lower == "true";
+  } else {
+    if constexpr (std::is_integral_v<To> && !std::is_same_v<To, bool>) {  // exact for wide integers
+      std::conditional_t<std::is_signed_v<To>, int64_t, uint64_t> i;
+      auto r = std::from_chars(s.data(), s.data() + s.size(), i);
+      if (r.ec == std::errc() && r.ptr == s.data() + s.size()) {
+        out = static_cast<To>(i);
+        return true;
+      }
+    }
+    if constexpr (std::is_same_v<To, float>) return parse_float(s, out);  // no double rounding
+    if (!parse_float(s, d)) return false;
+  }
+  out = convert<To>(d);
+  return true;
+}
+
+// The Cast types: every numeric type, bool and string.
+template <typename Fn> void dispatch_cast_type(DataType dtype, const KernelContext& ctx, Fn&& fn) {
+  dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
+           uint64_t, bool, std::string>(dtype, ctx, std::forward<Fn>(fn));
+}
+
+void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx) {
+  dispatch_cast_type(x.dtype(), ctx, [&](auto from_tag) {
+    using From = typename decltype(from_tag)::type;
+    dispatch_cast_type(y.dtype(), ctx, [&](auto to_tag) {
+      using To = typename decltype(to_tag)::type;
+      const From* in = data<From>(x);
+      To* out = mutable_data<To>(y);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        if constexpr (std::is_same_v<From, To>) {
+          out[i] = in[i];
+        } else if constexpr (std::is_same_v<From, std::string>) {
+          if (!parse_number(in[i], out[i])) throw ctx.error("cannot cast the string '" + in[i] + "' to a number");
+        } else if constexpr (std::is_same_v<To, std::string>) {
+          out[i] = to_text(in[i]);
+        } else {
+          out[i] = convert<To>(in[i]);
+        }
+      }
+    });
+  });
+}
+
+// Cast-1 names its target type by name ("FLOAT"); later opsets by number.
+DataType cast_target(const KernelInit& init) {
+  const ir::Attribute& to = init.required_attr("to");
+  if (to.type != ir::AttributeType::kString) {
+    if (!is_known_data_type(static_cast<int32_t>(to.i))) throw init.error("unknown 'to' type " + std::to_string(to.i));
+    return static_cast<DataType>(to.i);
+  }
+  static const std::vector<std::pair<std::string, DataType>> names = {
+      {"FLOAT", DataType::kFloat32},   {"UINT8", DataType::kUInt8},     {"INT8", DataType::kInt8},
+      {"UINT16", DataType::kUInt16},   {"INT16", DataType::kInt16},     {"INT32", DataType::kInt32},
+      {"INT64", DataType::kInt64},     {"STRING", DataType::kString},   {"BOOL", DataType::kBool},
+      {"FLOAT16", DataType::kFloat16}, {"DOUBLE", DataType::kFloat64},  {"UINT32", DataType::kUInt32},
+      {"UINT64", DataType::kUInt64},   {"BFLOAT16", DataType::kBFloat16}};
+  for (const auto& [name, dtype] : names)
+    if (to.s == name) return dtype;
+  throw init.error("unknown 'to' type '" + to.s + "'");
+}
+
+// The value 1 (true) as a one-element tensor of `dtype`.
+Tensor one_of(DataType dtype, const KernelContext& ctx) {
+  Tensor one(dtype, {1});
+  cast_into(Tensor::from_vector<bool>({1}, {true}), one, ctx);
+  return one;
+}
+
+// Every element of `y` set to the single element of `value` (same dtype).
+void fill_with(Tensor& y, const Tensor& value) {
+  dispatch_by_size(y.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    std::fill_n(mutable_data<T>(y), y.numel(), data<T>(value)[0]);
+  });
+}
+
+// ---- Constants ---------------------------------------------------------------------------------
+
+// A sparse_value attribute as a dense tensor. Indices are [NNZ] (linearized) or [NNZ, rank].
+Tensor densify(const ir::SparseTensor& sparse, const KernelInit& init) {
+  Tensor dense(sparse.values.dtype(), sparse.dims);
+  const Tensor& idx = sparse.indices;
+  const int64_t nnz = sparse.values.numel(), rank = static_cast<int64_t>(sparse.dims.size());
+  const bool linear = idx.rank() == 1;
+  if (idx.dtype() != DataType::kInt64 || (linear && idx.numel() != nnz) || (!linear && idx.numel() != nnz * rank))
+    throw init.error("sparse_value indices " + dims_to_string(idx.dims()) + " do not fit " + std::to_string(nnz) +
+                     " values of rank " + std::to_string(rank));
+  const int64_t* ip = data<int64_t>(idx);
+  const Dims strides = strides_of(sparse.dims);
+  dispatch_by_size(dense.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* values = data<T>(sparse.values);
+    T* out = mutable_data<T>(dense);
+    for (int64_t k = 0; k < nnz; ++k) {
+      int64_t flat = 0;
+      if (linear) {
+        flat = ip[k];
+      } else {
+        for (int64_t d = 0; d < rank; ++d) {
+          const int64_t i = ip[k * rank + d];
+          if (i < 0 || i >= sparse.dims[static_cast<size_t>(d)]) flat = -1;
+          if (flat >= 0) flat += i * strides[static_cast<size_t>(d)];
+        }
+      }
+      if (flat < 0 || flat >= dense.numel()) throw init.error("sparse_value index out of range");
+      out[flat] = values[k];
+    }
+  });
+  return dense;
+}
+
+// The value of a Constant node, from whichever value attribute it carries.
+Tensor constant_value(const KernelInit& init) {
+  for (const ir::Attribute& a : init.node().attributes) {
+    if (a.name == "value") return a.t;
+    if (a.name == "sparse_value") return densify(a.sparse_tensor, init);
+    if (a.name == "value_float") return Tensor::from_vector<float>({}, {a.f});
+    if (a.name == "value_floats") return Tensor::from_vector<float>({static_cast<int64_t>(a.floats.size())}, a.floats);
+    if (a.name == "value_int") return Tensor::from_vector<int64_t>({}, {a.i});
+    if (a.name == "value_ints") return Tensor::from_vector<int64_t>({static_cast<int64_t>(a.ints.size())}, a.ints);
+    if (a.name == "value_string") return Tensor::from_vector<std::string>({}, {a.s});
+    if (a.name == "value_strings")
+      return Tensor::from_vector<std::string>({static_cast<int64_t>(a.strings.size())}, a.strings);
+  }
+  throw init.error("Constant needs one of the attributes value, sparse_value, value_float(s), value_int(s), "
+                   "value_string(s)");
+}
+
+// ---- Pad ---------------------------------------------------------------------------------------
+
+enum class PadMode { kConstant, kReflect, kEdge, kWrap };
+
+// Source index along a dim of size n for padded position j (j may lie outside [0, n)); -1: constant.
+int64_t pad_source(int64_t j, int64_t n, PadMode mode) {
+  if (j >= 0 && j < n) return j;
+  switch (mode) {
+    case PadMode::kConstant: return -1;
+    case PadMode::kEdge: return j < 0 ? 0 : n - 1;
+    case PadMode::kWrap: return ((j % n) + n) % n;
+    case PadMode::kReflect: {
+      if (n == 1) return 0;
+      const int64_t period = 2 * (n - 1);
+      j = ((j % period) + period) % period;
+      return j < n ? j : period - j;
+    }
+  }
+  return -1;
+}
+
+void pad_kernel(KernelContext& ctx, int64_t opset, PadMode mode, const Dims& attr_pads, float attr_value) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  Dims pads = opset < 11 ? attr_pads : read_int_values(ctx.input(1), ctx);
+  Dims axes(static_cast<size_t>(rank));
+  for (int64_t i = 0; i < rank; ++i) axes[static_cast<size_t>(i)] = i;
+  if (opset >= 18 && ctx.has_input(3)) axes = normalize_axes(read_int_values(ctx.input(3), ctx), rank, ctx);
+  const size_t n_axes = axes.size();
+  if (pads.size() != 2 * n_axes)
+    throw ctx.error("pads has " + std::to_string(pads.size()) + " values, expected " + std::to_string(2 * n_axes));
+  Dims begin(static_cast<size_t>(rank), 0), end(static_cast<size_t>(rank), 0);
+  for (size_t i = 0; i < n_axes; ++i) {
+    begin[static_cast<size_t>(axes[i])] = pads[i];
+    end[static_cast<size_t>(axes[i])] = pads[n_axes + i];
+  }
+  const Dims strides = strides_of(x.dims());
+  Dims out_dims(static_cast<size_t>(rank));
+  std::vector<Dims> offsets(static_cast<size_t>(rank));
+  for (size_t d = 0; d < static_cast<size_t>(rank); ++d) {
+    const int64_t n = x.dims()[d];
+    out_dims[d] = n + begin[d] + end[d];
+    if (out_dims[d] < 0) throw ctx.error("pads remove more than dim " + std::to_string(d) + " holds");
+    if (n == 0 && out_dims[d] > 0 && mode != PadMode::kConstant)
+      throw ctx.error("cannot pad an empty dim in this mode");
+    for (int64_t j = 0; j < out_dims[d]; ++j) {
+      const int64_t s = pad_source(j - begin[d], n, mode);
+      offsets[d].push_back(s < 0 ? -1 : s * strides[d]);
+    }
+  }
+  Tensor fill;
+  if (opset < 11) {
+    if (x.dtype() != DataType::kString) {
+      fill = Tensor(x.dtype(), {1});
+      cast_into(Tensor::from_vector<float>({1}, {attr_value}), fill, ctx);
+    }
+  } else if (ctx.has_input(2)) {
+    fill = ctx.input(2);
+    if (fill.dtype() != x.dtype()) throw ctx.error("constant_value must have the dtype of data");
+  }
+  gather_output(ctx, x, out_dims, offsets, fill.defined() ? &fill : nullptr);
+}
+
+// ---- Slice -------------------------------------------------------------------------------------
+
+void slice_kernel(KernelContext& ctx, const Dims& starts, const Dims& ends, std::optional<Dims> axes_in,
+                  std::optional<Dims> steps_in) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  if (starts.size() != ends.size()) throw ctx.error("starts and ends differ in length");
+  Dims axes = axes_in ? *axes_in : Dims();
+  if (!axes_in)
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  axes = normalize_axes(axes, rank, ctx);
+  Dims steps = steps_in ? *steps_in : Dims(starts.size(), 1);
+  if (axes.size() != starts.size() || steps.size() != starts.size())
+    throw ctx.error("starts, ends, axes and steps must have the same length");
+  Dims first(static_cast<size_t>(rank), 0), step(static_cast<size_t>(rank), 1), out_dims = x.dims();
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const size_t a = static_cast<size_t>(axes[i]);
+    const int64_t n = x.dims()[a], st = std::max<int64_t>(steps[i], -INT64_MAX);
+    if (st == 0) throw ctx.error("slice step must not be 0");
+    int64_t s = starts[i] < 0 ? starts[i] + n : starts[i], e = ends[i] < 0 ? ends[i] + n : ends[i];
+    if (st > 0) {
+      s = std::clamp<int64_t>(s, 0, n);
+      e = std::clamp<int64_t>(e, 0, n);
+      out_dims[a] = e > s ? (e - s - 1) / st + 1 : 0;
+    } else {
+      s = std::clamp<int64_t>(s, 0, n - 1);
+      e = std::clamp<int64_t>(e, -1, n - 1);
+      out_dims[a] = s > e ? (s - e - 1) / -st + 1 : 0;
+    }
+    first[a] = s;
+    step[a] = st;
+  }
+  const Dims strides = strides_of(x.dims());
+  std::vector<Dims> offsets(static_cast<size_t>(rank));
+  for (size_t d = 0; d < static_cast<size_t>(rank); ++d)
+    for (int64_t i = 0; i < out_dims[d]; ++i) offsets[d].push_back((first[d] + i * step[d]) * strides[d]);
+  gather_output(ctx, x, out_dims, offsets);
+}
+
+// ---- Split / Concat ----------------------------------------------------------------------------
+
+void split_kernel(KernelContext& ctx, int64_t axis_attr, std::optional<Dims> split, int64_t num_outputs) {
+  const Tensor& x = ctx.input(0);
+  if (x.rank() == 0) throw ctx.error("cannot split a scalar");
+  const size_t axis = static_cast<size_t>(normalize_axis(axis_attr, static_cast<int64_t>(x.rank()), ctx));
+  const int64_t n = x.dims()[axis];
+  const size_t outputs = ctx.num_outputs();
+  if (num_outputs > 0 && static_cast<size_t>(num_outputs) != outputs)
+    throw ctx.error("num_outputs is " + std::to_string(num_outputs) + " but the node has " + std::to_string(outputs));
+  Dims sizes;
+  if (split) {
+    sizes = *split;
+    int64_t sum = 0;
+    for (int64_t s : sizes) {
+      if (s < 0) throw ctx.error("split sizes must not be negative");
+      sum += s;
+    }
+    if (sizes.size() != outputs || sum != n)
+      throw ctx.error("split " + dims_to_string(sizes) + " does not divide a dim of " + std::to_string(n) + " into " +
+                      std::to_string(outputs) + " outputs");
+  } else {  // equal parts; when uneven (opset 18's num_outputs) the last one is smaller
+    const int64_t chunk = (n + static_cast<int64_t>(outputs) - 1) / static_cast<int64_t>(outputs);
+    for (size_t i = 0, left = static_cast<size_t>(n); i < outputs; ++i) {
+      sizes.push_back(std::min<int64_t>(chunk, static_cast<int64_t>(left)));
+      left -= static_cast<size_t>(sizes.back());
+    }
+  }
+  const int64_t outer = product(x.dims(), 0, axis), inner = product(x.dims(), axis + 1);
+  int64_t offset = 0;
+  for (size_t o = 0; o < outputs; ++o) {
+    Dims dims = x.dims();
+    dims[axis] = sizes[o];
+    if (ctx.output_wanted(o)) {
+      Tensor& y = ctx.allocate_output(o, x.dtype(), dims);
+      dispatch_by_size(x.dtype(), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        const T* in = data<T>(x);
+        T* out = mutable_data<T>(y);
+        const int64_t block = sizes[o] * inner;
+        for (int64_t b = 0; b < outer; ++b) std::copy_n(in + b * n * inner + offset * inner, block, out + b * block);
+      });
+    }
+    offset += sizes[o];
+  }
+}
+
+void concat_kernel(KernelContext& ctx, int64_t axis_attr) {
+  const Tensor& first = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(first.rank());
+  if (rank == 0) throw ctx.error("cannot concatenate scalars");
+  const size_t axis = static_cast<size_t>(normalize_axis(axis_attr, rank, ctx));
+  Dims dims = first.dims();
+  dims[axis] = 0;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const Tensor& t = ctx.input(i);
+    bool fits = t.dtype() == first.dtype() && t.rank() == first.rank();
+    for (size_t d = 0; fits && d < t.rank(); ++d) fits = d == axis || t.dims()[d] == first.dims()[d];
+    if (!fits) throw ctx.error("inputs " + dims_to_string(first.dims()) + " and " + dims_to_string(t.dims()) +
+                               " cannot be concatenated on axis " + std::to_string(axis));
+    dims[axis] += t.dims()[axis];
+  }
+  Tensor& y = ctx.allocate_output(0, first.dtype(), dims);
+  const int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1);
+  dispatch_by_size(first.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* out = mutable_data<T>(y);
+    int64_t offset = 0;
+    for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+      const Tensor& t = ctx.input(i);
+      const int64_t block = t.dims()[axis] * inner;
+      const T* in = data<T>(t);
+      for (int64_t b = 0; b < outer; ++b) std::copy_n(in + b * block, block, out + b * dims[axis] * inner + offset);
+      offset += block;
+    }
+  });
+}
+
+// ---- DepthToSpace / SpaceToDepth -----------------------------------------------------------------
+
+// Both are a reshape to 6-D, a transpose and a reshape back to 4-D.
+void block_rearrange(KernelContext& ctx, int64_t bs, bool to_space, bool crd) {
+  const Tensor& x = ctx.input(0);
+  if (x.rank() != 4) throw ctx.error("input must be 4-D (N, C, H, W)");
+  const int64_t n = x.dims()[0], c = x.dims()[1], h = x.dims()[2], w = x.dims()[3];
+  Dims view, perm, out_dims;
+  if (to_space) {
+    if (c % (bs * bs) != 0) throw ctx.error("channels must be a multiple of blocksize squared");
+    const int64_t oc = c / (bs * bs);
+    if (crd) view = {n, oc, bs, bs, h, w}, perm = {0, 1, 4, 2, 5, 3};
+    else view = {n, bs, bs, oc, h, w}, perm = {0, 3, 4, 1, 5, 2};
+    out_dims = {n, oc, h * bs, w * bs};
+  } else {
+    if (h % bs != 0 || w % bs != 0) throw ctx.error("height and width must be multiples of blocksize");
+    view = {n, c, h / bs, bs, w / bs, bs}, perm = {0, 3, 5, 1, 2, 4};
+    out_dims = {n, c * bs * bs, h / bs, w / bs};
+  }
+  Dims permuted;
+  std::vector<Dims> offsets = transpose_offsets(view, perm, permuted);
+  gather_output(ctx, x, permuted, offsets, nullptr, &out_dims);
+}
+
+// ---- Squeeze / Unsqueeze / Reshape ---------------------------------------------------------------
+
+Dims squeeze_dims(const Dims& in, const std::optional<Dims>& axes_in, const KernelContext& ctx) {
+  std::vector<bool> drop(in.size(), false);
+  if (axes_in) {
+    for (int64_t a : normalize_axes(*axes_in, static_cast<int64_t>(in.size()), ctx)) {
+      if (in[static_cast<size_t>(a)] != 1)
+        throw ctx.error("cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(in[a]));
+      drop[static_cast<size_t>(a)] = true;
+    }
+  } else {
+    for (size_t d = 0; d < in.size(); ++d) drop[d] = in[d] == 1;
+  }
+  Dims out;
+  for (size_t d = 0; d < in.size(); ++d)
+    if (!drop[d]) out.push_back(in[d]);
+  return out;
+}
+
+Dims unsqueeze_dims(const Dims& in, const Dims& axes_in, const KernelContext& ctx) {
+  const int64_t out_rank = static_cast<int64_t>(in.size() + axes_in.size());
+  std::vector<bool> added(static_cast<size_t>(out_rank), false);
+  for (int64_t a : normalize_axes(axes_in, out_rank, ctx)) added[static_cast<size_t>(a)] = true;
+  Dims out;
+  for (size_t d = 0, next = 0; d < added.size(); ++d) out.push_back(added[d] ? 1 : in[next++]);
+  return out;
+}
+
+Dims reshape_dims(const Tensor& x, const Dims& shape, bool allow_zero, const KernelContext& ctx) {
+  Dims out = shape;
+  int64_t infer = -1, known = 1;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == 0 && !allow_zero) {
+      if (i >= x.rank()) throw ctx.error("shape " + dims_to_string(shape) + " copies a dim the input lacks");
+      out[i] = x.dims()[i];
+    }
+    if (out[i] == -1) {
+      if (infer >= 0) throw ctx.error("shape " + dims_to_string(shape) + " has more than one -1");
+      infer = static_cast<int64_t>(i);
+    } else if (out[i] < 0) {
+      throw ctx.error("shape " + dims_to_string(shape) + " has a negative dim");
+    } else {
+      known *= out[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || x.numel() % known != 0)
+      throw ctx.error("cannot reshape " + dims_to_string(x.dims()) + " to " + dims_to_string(shape));
+    out[static_cast<size_t>(infer)] = x.numel() / known;
+  }
+  if (product(out) != x.numel())
+    throw ctx.error("cannot reshape " + dims_to_string(x.dims()) + " to " + dims_to_string(shape));
+  return out;
+}
+
+// ---- Dropout -----------------------------------------------------------------------------------
+
+// Opset 1-6's is_test defaults to training, but exporters of that era left it unset on inference
+// graphs; a session runs inference, so only opset 12's training_mode input selects training.
+void dropout_kernel(KernelContext& ctx, int64_t opset) {
+  const Tensor& x = ctx.input(0);
+  const bool training = opset >= 12 && ctx.has_input(2) && read_scalar(ctx.input(2), ctx) != 0;
+  const double ratio = opset >= 12 && ctx.has_input(1) ? read_scalar(ctx.input(1), ctx) : 0.5;
+  if (training && ratio != 0)  // ratio 0 drops nothing: the same as inference
+    throw unsupported(ctx, "Dropout in training mode (random masks) is not supported yet");
+  ctx.set_output(0, x);
+  if (ctx.num_outputs() > 1 && ctx.output_wanted(1)) {
+    if (opset < 10) {  // the mask had the data's type then
+      Tensor& mask = ctx.allocate_output(1, x.dtype(), x.dims());
+      fill_with(mask, one_of(x.dtype(), ctx));
+    } else {
+      Tensor& mask = ctx.allocate_output(1, DataType::kBool, x.dims());
+      std::fill_n(mutable_data<bool>(mask), mask.numel(), true);
+    }
+  }
+}
+
+// ---- ReverseSequence ---------------------------------------------------------------------------
+
+void reverse_sequence_kernel(KernelContext& ctx, int64_t batch_axis, int64_t time_axis) {
+  const Tensor& x = ctx.input(0);
+  if (x.rank() < 2) throw ctx.error("input must have rank 2 or more");
+  const Dims lens = read_int_values(ctx.input(1), ctx);
+  const int64_t batch = x.dims()[static_cast<size_t>(batch_axis)], time = x.dims()[static_cast<size_t>(time_axis)];
+  if (static_cast<int64_t>(lens.size()) != batch) throw ctx.error("sequence_lens must have one entry per batch");
+  const int64_t inner = product(x.dims(), 2);
+  Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
+  dispatch_by_size(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* in = data<T>(x);
+    T* out = mutable_data<T>(y);
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t len = lens[static_cast<size_t>(b)];
+      if (len < 0 || len > time) throw ctx.error("sequence_lens entry " + std::to_string(len) + " is out of range");
+      for (int64_t t = 0; t < time; ++t) {
+        const int64_t src_t = t < len ? len - 1 - t : t;
+        auto at = [&](int64_t tt) { return (batch_axis == 0 ? b * time + tt : tt * batch + b) * inner; };
+        std::copy_n(in + at(src_t), inner, out + at(t));
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void register_tensor_kernels(KernelRegistry& r) {
+  const std::vector<DataType> any = all_types();
+
+  // Constant: the attribute's tensor, built once; every run hands out the same storage.
+  add_kernel(r, "Constant", 1, INT_MAX, {}, [](const KernelInit& init) {
+    Tensor value = constant_value(init);
+    return make([value](KernelContext& ctx) { ctx.set_output(0, value); });
+  }, -1);
+
+  // ConstantOfShape: dims from the int64 input, every element `value` (default float32 0).
+  add_kernel(r, "ConstantOfShape", 9, INT_MAX, {DataType::kInt64}, [](const KernelInit& init) {
+    const Tensor* attr = init.attr_tensor("value");
+    Tensor value = attr ? *attr : Tensor::from_vector<float>({1}, {0.0f});
+    if (value.numel() != 1) throw init.error("'value' must hold exactly one element");
+    return make([value](KernelContext& ctx) {
+      fill_with(ctx.allocate_output(0, value.dtype(), read_int_values(ctx.input(0), ctx)), value);
+    });
+  });
+
+  // EyeLike: a 2-D tensor shaped like the input with ones on diagonal k.
+  add_kernel(r, "EyeLike", 9, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t k = init.attr_int("k", 0);
+    const int64_t dtype = init.attr_int("dtype", 0);
+    if (dtype != 0 && (!is_known_data_type(static_cast<int32_t>(dtype)) || dtype == int64_t(DataType::kString)))
+      throw init.error("unsupported dtype " + std::to_string(dtype));
+    return make([k, dtype](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      if (x.rank() != 2) throw ctx.error("input must be 2-D");
+      Tensor& y = ctx.allocate_output(0, dtype ? static_cast<DataType>(dtype) : x.dtype(), x.dims());
+      const int64_t rows = x.dims()[0], cols = x.dims()[1];
+      const Tensor one = one_of(y.dtype(), ctx);
+      dispatch_by_size(y.dtype(), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        T* out = mutable_data<T>(y);
+        for (int64_t i = std::max<int64_t>(0, -k); i < rows && i + k < cols; ++i) out[i * cols + i + k] = data<T>(one)[0];
+      });
+    });
+  });
+
+  // Range: ceil((limit - start) / delta) values start, start + delta, ...
+  add_kernel(r, "Range", 11, INT_MAX, {DataType::kFloat32, DataType::kFloat64, DataType::kInt16, DataType::kInt32,
+                                       DataType::kInt64}, [](const KernelInit&) {
+    return make([](KernelContext& ctx) {
+      const Tensor& start_t = ctx.input(0);
+      dispatch<float, double, int16_t, int32_t, int64_t>(start_t.dtype(), ctx, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        for (size_t i = 0; i < 3; ++i)
+          if (ctx.input(i).dtype() != start_t.dtype() || ctx.input(i).numel() != 1)
+            throw ctx.error("start, limit and delta must be scalars of one dtype");
+        const T start = data<T>(ctx.input(0))[0], limit = data<T>(ctx.input(1))[0], delta = data<T>(ctx.input(2))[0];
+        if (delta == T(0)) throw ctx.error("delta must not be 0");
+        const double count = std::ceil((static_cast<double>(limit) - static_cast<double>(start)) / static_cast<double>(delta));
+        Tensor& y = ctx.allocate_output(0, start_t.dtype(), {std::max<int64_t>(0, static_cast<int64_t>(count))});
+        T* out = mutable_data<T>(y);
+        for (int64_t i = 0; i < y.numel(); ++i) out[i] = static_cast<T>(start + static_cast<T>(i) * delta);
+      });
+    });
+  });
+
+  // Identity: any value (tensor, sequence, optional) passes through, sharing storage.
+  add_kernel(r, "Identity", 1, INT_MAX, {}, [](const KernelInit&) {
+    return make([](KernelContext& ctx) { ctx.set_output(0, ctx.has_input(0) ? ctx.input_value(0) : Value()); });
+  }, -1);
+
+  // Shape: the input's dims as int64[], sliced by start/end (opset 15) with Slice's clamping.
+  add_kernel(r, "Shape", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t start = init.attr_int("start", 0), end = init.attr_int("end", INT64_MAX);
+    return make([start, end](KernelContext& ctx) {
+      const Dims& dims = ctx.input(0).dims();
+      const int64_t rank = static_cast<int64_t>(dims.size());
+      auto clamp = [rank](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + rank : i, 0, rank); };
+      const int64_t s = clamp(start), e = std::max(s, clamp(end));
+      ctx.set_output(0, Tensor::from_vector<int64_t>({e - s}, Dims(dims.begin() + s, dims.begin() + e)));
+    });
+  });
+
+  add_kernel(r, "Size", 1, INT_MAX, any, [](const KernelInit&) {
+    return make([](KernelContext& ctx) { ctx.set_output(0, Tensor::from_vector<int64_t>({}, {ctx.input(0).numel()})); });
+  });
+
+  // Reshape: 0 copies the input's dim (unless allowzero, opset 14), -1 is inferred. Opset 1-4 took
+  // the shape as an attribute.
+  add_kernel(r, "Reshape", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t opset = init.opset();
+    const Dims attr_shape = init.attr_ints("shape");
+    const bool allow_zero = init.attr_int("allowzero", 0) != 0;
+    return make([opset, attr_shape, allow_zero](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      const Dims shape = opset < 5 ? attr_shape : read_int_values(ctx.input(1), ctx);
+      ctx.set_output(0, x.reshaped(reshape_dims(x, shape, allow_zero, ctx)));
+    });
+  });
+
+  // Flatten: 2-D (prod(dims[:axis]), prod(dims[axis:])); axis in [-rank, rank].
+  add_kernel(r, "Flatten", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t axis = init.attr_int("axis", 1);
+    return make([axis](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      const int64_t rank = static_cast<int64_t>(x.rank());
+      if (axis < -rank || axis > rank) throw ctx.error("axis " + std::to_string(axis) + " is out of range");
+      const size_t a = static_cast<size_t>(axis < 0 ? axis + rank : axis);
+      ctx.set_output(0, x.reshaped({product(x.dims(), 0, a), product(x.dims(), a)}));
+    });
+  });
+
+  // Squeeze / Unsqueeze: axes attribute before opset 13, input from 13.
+  add_kernel(r, "Squeeze", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t opset = init.opset();
+    const std::optional<Dims> attr_axes = optional_ints(init, "axes");
+    return make([opset, attr_axes](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      ctx.set_output(0, x.reshaped(squeeze_dims(x.dims(), attr_or_input(ctx, opset, 13, 1, attr_axes), ctx)));
+    });
+  });
+  add_kernel(r, "Unsqueeze", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t opset = init.opset();
+    const std::optional<Dims> attr_axes = optional_ints(init, "axes");
+    return make([opset, attr_axes](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      const std::optional<Dims> axes = attr_or_input(ctx, opset, 13, 1, attr_axes);
+      if (!axes) throw ctx.error("axes are required");
+      ctx.set_output(0, x.reshaped(unsqueeze_dims(x.dims(), *axes, ctx)));
+    });
+  });
+
+  // Transpose: perm defaults to reversing the dims.
+  add_kernel(r, "Transpose", 1, INT_MAX, any, [](const KernelInit& init) {
+    const std::optional<Dims> attr_perm = optional_ints(init, "perm");
+    return make([attr_perm](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      const int64_t rank = static_cast<int64_t>(x.rank());
+      Dims perm;
+      if (attr_perm) perm = normalize_axes(*attr_perm, rank, ctx);
+      else
+        for (int64_t i = rank; i-- > 0;) perm.push_back(i);
+      if (static_cast<int64_t>(perm.size()) != rank) throw ctx.error("perm must have one entry per dim");
+      Dims out_dims;
+      std::vector<Dims> offsets = transpose_offsets(x.dims(), perm, out_dims);
+      gather_output(ctx, x, out_dims, offsets);
+    });
+  });
+
+  // Concat: axis defaulted to 1 in opset 1 and is required since 4.
+  add_kernel(r, "Concat", 1, INT_MAX, any, [](const KernelInit& init) {
+    if (init.opset() >= 4 && !init.has_attr("axis")) throw init.error("attribute 'axis' is required");
+    const int64_t axis = init.attr_int("axis", 1);
+    return make([axis](KernelContext& ctx) { concat_kernel(ctx, axis); });
+  });
+
+  // Split: sizes from input 1 (opset 1 and 13+) or the `split` attribute (1-12), else equal parts
+  // (opset 18's num_outputs allows an uneven last part).
+  add_kernel(r, "Split", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t opset = init.opset(), axis = init.attr_int("axis", 0), num_outputs = init.attr_int("num_outputs", 0);
+    const std::optional<Dims> attr_split = optional_ints(init, "split");
+    return make([opset, axis, num_outputs, attr_split](KernelContext& ctx) {
+      std::optional<Dims> split = attr_or_input(ctx, opset, 13, 1, attr_split);
+      if (opset == 1 && ctx.has_input(1)) split = read_int_values(ctx.input(1), ctx);
+      if (split && split->empty()) split.reset();
+      split_kernel(ctx, axis, split, num_outputs);
+    });
+  });
+
+  // Slice: starts/ends/axes attributes in opset 1-9; inputs (plus steps) from 10.
+  add_kernel(r, "Slice", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t opset = init.opset();
+    const Dims starts = init.attr_ints("starts"), ends = init.attr_ints("ends");
+    std::optional<Dims> axes = optional_ints(init, "axes");
+    if (axes && axes->empty()) axes.reset();
+    return make([opset, starts, ends, axes](KernelContext& ctx) {
+      if (opset < 10) return slice_kernel(ctx, starts, ends, axes, std::nullopt);
+      auto optional_input = [&](size_t i) -> std::optional<Dims> {
+        if (!ctx.has_input(i)) return std::nullopt;
+        return read_int_values(ctx.input(i), ctx);
+      };
+      slice_kernel(ctx, read_int_values(ctx.input(1), ctx), read_int_values(ctx.input(2), ctx), optional_input(3),
+                   optional_input(4));
+    });
+  });
+
+  // Expand: the input broadcast (both ways) with `shape`.
+  add_kernel(r, "Expand", 8, INT_MAX, any, [](const KernelInit&) {
+    return make([](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      const Dims out_dims = broadcast_shapes({x.dims(), read_int_values(ctx.input(1), ctx)}, ctx);
+      const Dims strides = strides_of(x.dims());
+      const size_t lead = out_dims.size() - x.rank();
+      std::vector<Dims> offsets(out_dims.size());
+      for (size_t d = 0; d < out_dims.size(); ++d)
+        for (int64_t i = 0; i < out_dims[d]; ++i)
+          offsets[d].push_back(d < lead || x.dims()[d - lead] == 1 ? 0 : i * strides[d - lead]);
+      gather_output(ctx, x, out_dims, offsets);
+    });
+  });
+
+  // Tile: repeats per dim (opset 6+); opset 1 repeated `tiles` times along one `axis` (both inputs).
+  add_kernel(r, "Tile", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t opset = init.opset();
+    return make([opset](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      const int64_t rank = static_cast<int64_t>(x.rank());
+      Dims repeats;
+      if (opset < 6) {
+        repeats.assign(x.rank(), 1);
+        const int64_t axis = normalize_axis(static_cast<int64_t>(read_scalar(ctx.input(2), ctx)), rank, ctx);
+        repeats[static_cast<size_t>(axis)] = static_cast<int64_t>(read_scalar(ctx.input(1), ctx));
+      } else {
+        repeats = read_int_values(ctx.input(1), ctx);
+      }
+      if (static_cast<int64_t>(repeats.size()) != rank) throw ctx.error("repeats must have one entry per dim");
+      const Dims strides = strides_of(x.dims());
+      Dims out_dims(x.rank());
+      std::vector<Dims> offsets(x.rank());
+      for (size_t d = 0; d < x.rank(); ++d) {
+        if (repeats[d] < 0) throw ctx.error("repeats must not be negative");
+        out_dims[d] = x.dims()[d] * repeats[d];
+        for (int64_t i = 0; i < out_dims[d]; ++i) offsets[d].push_back((i % x.dims()[d]) * strides[d]);
+      }
+      gather_output(ctx, x, out_dims, offsets);
+    });
+  });
+
+  // Pad: constant / reflect / edge / wrap. Opset 1 `paddings`, 2-10 `pads` and `value` attributes;
+  // from 11 pads and constant_value are inputs, from 18 an axes input too.
+  add_kernel(r, "Pad", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t opset = init.opset();
+    const std::string mode_name = init.attr_string("mode", "constant");
+    PadMode mode;
+    if (mode_name == "constant") mode = PadMode::kConstant;
+    else if (mode_name == "reflect") mode = PadMode::kReflect;
+    else if (mode_name == "edge") mode = PadMode::kEdge;
+    else if (mode_name == "wrap") mode = PadMode::kWrap;
+    else throw init.error("unknown pad mode '" + mode_name + "'");
+    const Dims pads = init.attr_ints(opset == 1 ? "paddings" : "pads");
+    const float value = init.attr_float("value", 0.0f);
+    return make([opset, mode, pads, value](KernelContext& ctx) { pad_kernel(ctx, opset, mode, pads, value); });
+  });
+
+  // DepthToSpace (DCR, or CRD from opset 11) and SpaceToDepth.
+  add_kernel(r, "DepthToSpace", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t bs = init.required_attr("blocksize").i;
+    const std::string mode = init.attr_string("mode", "DCR");
+    if (bs <= 0) throw init.error("blocksize must be positive");
+    if (mode != "DCR" && mode != "CRD") throw init.error("unknown mode '" + mode + "'");
+    return make([bs, mode](KernelContext& ctx) { block_rearrange(ctx, bs, true, mode == "CRD"); });
+  });
+  add_kernel(r, "SpaceToDepth", 1, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t bs = init.required_attr("blocksize").i;
+    if (bs <= 0) throw init.error("blocksize must be positive");
+    return make([bs](KernelContext& ctx) { block_rearrange(ctx, bs, false, false); });
+  });
+
+  // ReverseSequence: reverse the first sequence_lens[b] steps along time_axis for each batch b.
+  add_kernel(r, "ReverseSequence", 10, INT_MAX, any, [](const KernelInit& init) {
+    const int64_t batch_axis = init.attr_int("batch_axis", 1), time_axis = init.attr_int("time_axis", 0);
+    if (!((batch_axis == 0 && time_axis == 1) || (batch_axis == 1 && time_axis == 0)))
+      throw init.error("batch_axis and time_axis must be 0 and 1 in some order");
+    return make([batch_axis, time_axis](KernelContext& ctx) { reverse_sequence_kernel(ctx, batch_axis, time_axis); });
+  });
+
+  // Cast / CastLike: numeric, bool and string in any pair (float8 and `saturate` are not handled).
+  add_kernel(r, "Cast", 1, INT_MAX, any, [](const KernelInit& init) {
+    const DataType to = cast_target(init);
+    return make([to](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      if (x.dtype() == to) return ctx.set_output(0, x);
+      cast_into(x, ctx.allocate_output(0, to, x.dims()), ctx);
+    });
+  });
+  add_kernel(r, "CastLike", 15, INT_MAX, any, [](const KernelInit&) {
+    return make([](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      const DataType to = ctx.input(1).dtype();
+      if (x.dtype() == to) return ctx.set_output(0, x);
+      cast_into(x, ctx.allocate_output(0, to, x.dims()), ctx);
+    });
+  });
+
+  // Dropout at inference: the output is the input, the mask all true. Opset 1-6 had is_test (0 means
+  // training), 7-11 a ratio attribute, 12+ ratio and training_mode inputs.
+  add_kernel(r, "Dropout", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    const int64_t opset = init.opset();
+    return make([opset](KernelContext& ctx) { dropout_kernel(ctx, opset); });
+  });
+}
 
 }  // namespace tunnx::cpu

@@ -1,0 +1,419 @@
+// Pooling: AveragePool, MaxPool (with Indices), LpPool, GlobalAveragePool, GlobalMaxPool,
+// GlobalLpPool, MaxUnpool; and LRN (a pooling of squares across channels).
+//
+// Shape rule (windowed pools): X is (N, C, D1..Dn), Y is (N, C, O1..On) with, per spatial dim,
+//   extent = (kernel - 1) * dilation + 1
+//   NOTSET: O = floor_or_ceil((D + pad_begin + pad_end - extent) / stride) + 1; under ceil_mode a last
+//           window that would start in the end padding is dropped;
+//   VALID:  O = floor((D - extent) / stride) + 1;
+//   SAME_*: O = ceil(D / stride), the pads split to fit (odd one at the end for SAME_UPPER).
+// Global pools: Y is (N, C, 1, .., 1). MaxUnpool: Y is (N, C, (D - 1) * stride + kernel - pads), or the
+// output_shape input. LRN: Y has X's shape.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/pool.h"
+
+namespace tunnx::cpu {
+namespace {
+
+std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
+  return std::make_unique<FunctionKernel>(std::move(fn));
+}
+
+int64_t product(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t d : v) p *= d;
+  return p;
+}
+
+// float for float32, the 16-bit floats and 8-bit ints (exact there); double for float64.
+template <typename T> using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename Acc, typename T> Acc to_acc(T v) {
+  if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) return static_cast<float>(v);
+  else return static_cast<Acc>(v);
+}
+template <typename T, typename Acc> T from_acc(Acc v) {
+  if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) return T(static_cast<float>(v));
+  else return static_cast<T>(v);
+}
+
+struct PoolAttrs {
+  std::string auto_pad;
+  std::vector<int64_t> kernel_shape, strides, pads, dilations;
+  bool ceil_mode = false;
+  bool count_include_pad = false;
+  int64_t storage_order = 0;
+  double p = 2;  // LpPool
+};
+
+PoolAttrs parse_pool_attrs(const KernelInit& init) {
+  PoolAttrs a;
+  a.auto_pad = init.attr_string("auto_pad", "NOTSET");
+  if (a.auto_pad.empty()) a.auto_pad = "NOTSET";
+  if (a.auto_pad != "NOTSET" && a.auto_pad != "VALID" && a.auto_pad != "SAME_UPPER" && a.auto_pad != "SAME_LOWER")
+    throw init.error("unknown auto_pad '" + a.auto_pad + "'");
+  a.kernel_shape = init.attr_ints("kernel_shape");
+  a.strides = init.attr_ints("strides");
+  a.pads = init.attr_ints("pads");
+  a.dilations = init.attr_ints("dilations");
+  a.ceil_mode = init.attr_int("ceil_mode", 0) != 0;
+  a.count_include_pad = init.attr_int("count_include_pad", 0) != 0;
+  a.storage_order = init.attr_int("storage_order", 0);
+  if (a.storage_order != 0 && a.storage_order != 1) throw init.error("storage_order must be 0 or 1");
+  if (const ir::Attribute* p = init.node().attribute("p"))  // a float before opset 2, an int since
+    a.p = p->type == ir::AttributeType::kFloat ? static_cast<double>(p->f) : static_cast<double>(p->i);
+  if (a.p <= 0) throw init.error("p must be positive");
+  for (int64_t k : a.kernel_shape)
+    if (k < 1) throw init.error("kernel_shape values must be positive");
+  for (int64_t s : a.strides)
+    if (s < 1) throw init.error("strides must be positive");
+  for (int64_t d : a.dilations)
+    if (d < 1) throw init.error("dilations must be positive");
+  for (int64_t p : a.pads)
+    if (p < 0) throw init.error("pads must be non-negative");
+  return a;
+}
+
+// Where each pooling window reads. Per spatial dim d and output index o: the in-range input
+// coordinates of the window (taps[d][o]) and how many of its positions lie inside the padded input
+// (padded[d][o], the divisor of count_include_pad).
+struct PoolGeometry {
+  int64_t planes = 0;  // N * C
+  std::vector<int64_t> in, out;
+  std::vector<std::vector<std::vector<int64_t>>> taps;
+  std::vector<std::vector<int64_t>> padded;
+};
+
+PoolGeometry pool_geometry(const KernelContext& ctx, const PoolAttrs& a, const std::vector<int64_t>& x) {
+  if (x.size() < 3) throw ctx.error("X must have rank 3 or more (N, C, spatial...), got " + dims_to_string(x));
+  const size_t nd = x.size() - 2;
+  if (a.kernel_shape.size() != nd)
+    throw ctx.error("kernel_shape needs " + std::to_string(nd) + " values for X " + dims_to_string(x));
+  std::vector<int64_t> strides = a.strides.empty() ? std::vector<int64_t>(nd, 1) : a.strides;
+  std::vector<int64_t> dilations = a.dilations.empty() ? std::vector<int64_t>(nd, 1) : a.dilations;
+  if (strides.size() != nd || dilations.size() != nd)
+    throw ctx.error("strides and dilations need " + std::to_string(nd) + " values");
+  if (!a.pads.empty() && a.pads.size() != 2 * nd)
+    throw ctx.error("pads needs " + std::to_string(2 * nd) + " values, got " + std::to_string(a.pads.size()));
+  PoolGeometry g;
+  g.planes = x[0] * x[1];
+  g.in.assign(x.begin() + 2, x.end());
+  g.out.resize(nd);
+  g.taps.resize(nd);
+  g.padded.resize(nd);
+  for (size_t d = 0; d < nd; ++d) {
+    const int64_t in = g.in[d], s = strides[d], extent = (a.kernel_shape[d] - 1) * dilations[d] + 1;
+    int64_t begin = 0, end = 0, out = 0;
+    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+      out = (in + s - 1) / s;
+      int64_t total = std::max<int64_t>(0, (out - 1) * s + extent - in);
+      begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      end = total - begin;
+    } else {
+      if (a.auto_pad == "NOTSET" && !a.pads.empty()) begin = a.pads[d], end = a.pads[d + nd];
+      const int64_t span = in + begin + end - extent;
+      if (span < 0)
+        throw ctx.error("the window (extent " + std::to_string(extent) + ") is larger than the padded input " +
+                        dims_to_string(x));
+      if (a.ceil_mode && a.auto_pad == "NOTSET") {
+        out = (span + s - 1) / s + 1;
+        if ((out - 1) * s >= in + begin) --out;  // the last window must start inside the input or begin pad
+      } else {
+        out = span / s + 1;
+      }
+    }
+    g.out[d] = out;
+    g.taps[d].resize(static_cast<size_t>(out));
+    g.padded[d].resize(static_cast<size_t>(out));
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t k = 0; k < a.kernel_shape[d]; ++k) {
+        const int64_t pos = o * s - begin + k * dilations[d];
+        if (pos < in + end) ++g.padded[d][static_cast<size_t>(o)];
+        if (pos >= 0 && pos < in) g.taps[d][static_cast<size_t>(o)].push_back(pos);
+      }
+    }
+  }
+  return g;
+}
+
+// Calls fn(out_index, offsets, padded_count) for each output position of one plane, where offsets
+// are the flat in-plane input offsets the window reads.
+template <typename Fn>
+void for_each_window(const PoolGeometry& g, Fn fn) {
+  const size_t nd = g.in.size();
+  const int64_t out_size = product(g.out);
+  std::vector<int64_t> index(nd, 0), offsets, next;
+  for (int64_t o = 0; o < out_size; ++o) {
+    offsets.assign(1, 0);
+    int64_t padded = 1;
+    for (size_t d = 0; d < nd; ++d) {
+      const auto& taps = g.taps[d][static_cast<size_t>(index[d])];
+      padded *= g.padded[d][static_cast<size_t>(index[d])];
+      next.clear();
+      for (int64_t base : offsets)
+        for (int64_t t : taps) next.push_back(base * g.in[d] + t);
+      offsets.swap(next);
+    }
+    fn(o, offsets, padded);
+    for (size_t d = nd; d-- > 0;) {
+      if (++index[d] < g.out[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+std::vector<int64_t> pooled_dims(const std::vector<int64_t>& x, const std::vector<int64_t>& out) {
+  std::vector<int64_t> dims = {x[0], x[1]};
+  dims.insert(dims.end(), out.begin(), out.end());
+  return dims;
+}
+
+// A row-major in-plane offset rewritten column-major (MaxPool storage_order 1).
+int64_t column_major(int64_t offset, const std::vector<int64_t>& dims) {
+  int64_t result = 0, stride = 1;
+  std::vector<int64_t> index(dims.size());
+  for (size_t d = dims.size(); d-- > 0;) {
+    index[d] = offset % dims[d];
+    offset /= dims[d];
+  }
+  for (size_t d = 0; d < dims.size(); ++d) {
+    result += index[d] * stride;
+    stride *= dims[d];
+  }
+  return result;
+}
+
+enum class PoolKind { kAverage, kMax, kLp };
+
+// AveragePool / MaxPool / LpPool over windows. MaxPool's optional output 1 holds the flat index
+// (over the whole X, N and C included) of each maximum.
+void run_pool(KernelContext& ctx, const PoolAttrs& a, PoolKind kind) {
+  const Tensor& x = ctx.input(0);
+  PoolGeometry g = pool_geometry(ctx, a, x.dims());
+  const std::vector<int64_t> dims = pooled_dims(x.dims(), g.out);
+  const bool want_indices = kind == PoolKind::kMax && ctx.num_outputs() > 1 && ctx.output_wanted(1);
+  const int64_t in_size = product(g.in), out_size = product(g.out);
+  auto body = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Acc = AccOf<T>;
+    const T* in = data<T>(x);
+    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), dims));
+    int64_t* indices = want_indices ? mutable_data<int64_t>(ctx.allocate_output(1, DataType::kInt64, dims)) : nullptr;
+    for_each_window(g, [&](int64_t o, const std::vector<int64_t>& offsets, int64_t padded) {
+      for (int64_t plane = 0; plane < g.planes; ++plane) {
+        const T* src = in + plane * in_size;
+        Acc result = 0;
+        if (kind == PoolKind::kMax) {
+          int64_t best = -1;
+          for (int64_t off : offsets)
+            if (best < 0 || to_acc<Acc>(src[off]) > result) result = to_acc<Acc>(src[off]), best = off;
+          if (indices)
+            indices[plane * out_size + o] =
+                best < 0 ? -1 : plane * in_size + (a.storage_order == 1 ? column_major(best, g.in) : best);
+        } else if (kind == PoolKind::kAverage) {
+          for (int64_t off : offsets) result += to_acc<Acc>(src[off]);
+          const int64_t count = a.count_include_pad ? padded : static_cast<int64_t>(offsets.size());
+          result = count > 0 ? result / static_cast<Acc>(count) : Acc(0);
+        } else {
+          for (int64_t off : offsets) result += static_cast<Acc>(std::pow(std::abs(to_acc<Acc>(src[off])), a.p));
+          result = static_cast<Acc>(std::pow(result, 1.0 / a.p));
+        }
+        out[plane * out_size + o] = from_acc<T>(result);
+      }
+    });
+  };
+  if (kind == PoolKind::kMax) dispatch<float, double, Float16, BFloat16, int8_t, uint8_t>(x.dtype(), ctx, body);
+  else dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, body);
+}
+
+// GlobalAveragePool / GlobalMaxPool / GlobalLpPool: one value per (n, c) over all spatial positions.
+void run_global_pool(KernelContext& ctx, PoolKind kind, double p) {
+  const Tensor& x = ctx.input(0);
+  if (x.rank() < 2) throw ctx.error("X must have rank 2 or more (N, C, spatial...), got " + dims_to_string(x.dims()));
+  std::vector<int64_t> dims = x.dims();
+  std::fill(dims.begin() + 2, dims.end(), 1);
+  const int64_t planes = dims[0] * dims[1];
+  const int64_t size = planes > 0 ? x.numel() / planes : 0;
+  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Acc = AccOf<T>;
+    const T* in = data<T>(x);
+    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), dims));
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const T* src = in + plane * size;
+      Acc result = kind == PoolKind::kMax ? -std::numeric_limits<Acc>::infinity() : Acc(0);
+      for (int64_t i = 0; i < size; ++i) {
+        const Acc v = to_acc<Acc>(src[i]);
+        if (kind == PoolKind::kMax) result = std::max(result, v);
+        else if (kind == PoolKind::kAverage) result += v;
+        else result += static_cast<Acc>(std::pow(std::abs(v), p));
+      }
+      if (kind == PoolKind::kAverage) result = size > 0 ? result / static_cast<Acc>(size) : Acc(0);
+      if (kind == PoolKind::kLp) result = static_cast<Acc>(std::pow(result, 1.0 / p));
+      out[plane] = from_acc<T>(result);
+    }
+  });
+}
+
+// LRN: y = x / (bias + alpha / size * sum of x^2 over the channels [c - (size-1)/2, c + ceil((size-1)/2)])^beta.
+struct LrnAttrs {
+  float alpha = 1e-4f, beta = 0.75f, bias = 1.0f;
+  int64_t size = 0;
+};
+
+void run_lrn(KernelContext& ctx, const LrnAttrs& a) {
+  const Tensor& x = ctx.input(0);
+  if (x.rank() < 2) throw ctx.error("X must have rank 2 or more (N, C, spatial...), got " + dims_to_string(x.dims()));
+  const int64_t n = x.dims()[0], channels = x.dims()[1];
+  const int64_t spatial = n * channels > 0 ? x.numel() / (n * channels) : 0;
+  const int64_t before = (a.size - 1) / 2, after = a.size - 1 - before;
+  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Acc = AccOf<T>;
+    const T* in = data<T>(x);
+    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
+    std::vector<Acc> sums(static_cast<size_t>(spatial));
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t c = 0; c < channels; ++c) {
+        std::fill(sums.begin(), sums.end(), Acc(0));
+        for (int64_t k = std::max<int64_t>(0, c - before); k <= std::min(channels - 1, c + after); ++k) {
+          const T* src = in + (b * channels + k) * spatial;
+          for (int64_t i = 0; i < spatial; ++i) {
+            const Acc v = to_acc<Acc>(src[i]);
+            sums[static_cast<size_t>(i)] += v * v;
+          }
+        }
+        const int64_t base = (b * channels + c) * spatial;
+        for (int64_t i = 0; i < spatial; ++i) {
+          const Acc scale = static_cast<Acc>(a.bias) + static_cast<Acc>(a.alpha) / static_cast<Acc>(a.size) * sums[static_cast<size_t>(i)];
+          out[base + i] = from_acc<T>(to_acc<Acc>(in[base + i]) / static_cast<Acc>(std::pow(scale, static_cast<Acc>(a.beta))));
+        }
+      }
+  });
+}
+
+// MaxUnpool: Y zero but for Y[I[i]] = X[i]. The indices address the default (inferred) output shape,
+// as MaxPool produced them; an output_shape input larger than that keeps the values in its leading corner.
+void run_max_unpool(KernelContext& ctx, const PoolAttrs& a) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& ind = ctx.input(1);
+  if (x.rank() < 3) throw ctx.error("X must have rank 3 or more (N, C, spatial...), got " + dims_to_string(x.dims()));
+  if (ind.dims() != x.dims())
+    throw ctx.error("I " + dims_to_string(ind.dims()) + " must have the shape of X " + dims_to_string(x.dims()));
+  const size_t nd = x.rank() - 2;
+  if (a.kernel_shape.size() != nd) throw ctx.error("kernel_shape needs " + std::to_string(nd) + " values");
+  if ((!a.strides.empty() && a.strides.size() != nd) || (!a.pads.empty() && a.pads.size() != 2 * nd))
+    throw ctx.error("strides needs " + std::to_string(nd) + " values and pads " + std::to_string(2 * nd));
+  std::vector<int64_t> inferred = {x.dims()[0], x.dims()[1]};
+  for (size_t d = 0; d < nd; ++d) {
+    const int64_t s = a.strides.empty() ? 1 : a.strides[d];
+    const int64_t pads = a.pads.empty() ? 0 : a.pads[d] + a.pads[d + nd];
+    inferred.push_back((x.dims()[d + 2] - 1) * s + a.kernel_shape[d] - pads);
+    if (inferred.back() < 0) throw ctx.error("the inferred output shape " + dims_to_string(inferred) + " is negative");
+  }
+  std::vector<int64_t> dims = inferred;
+  if (ctx.has_input(2)) {
+    dims = read_int_values(ctx.input(2), ctx);
+    if (dims.size() != x.rank()) throw ctx.error("output_shape " + dims_to_string(dims) + " must have X's rank");
+    checked_element_count(dims);
+  }
+  const std::vector<int64_t> idx = read_int_values(ind, ctx);
+  const int64_t inferred_size = product(inferred);
+  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* in = data<T>(x);
+    std::vector<T> scattered(static_cast<size_t>(inferred_size));
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const int64_t target = idx[static_cast<size_t>(i)];
+      if (target < 0 || target >= inferred_size)
+        throw ctx.error("index " + std::to_string(target) + " is outside the output " + dims_to_string(inferred));
+      scattered[static_cast<size_t>(target)] = in[i];
+    }
+    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), dims));
+    if (dims == inferred) {
+      std::copy(scattered.begin(), scattered.end(), out);
+      return;
+    }
+    const std::vector<int64_t> out_strides = strides_of(dims);
+    std::vector<int64_t> index(inferred.size(), 0);
+    for (int64_t i = 0; i < inferred_size; ++i) {
+      int64_t offset = 0;
+      bool inside = true;
+      for (size_t d = 0; d < index.size(); ++d) {
+        inside = inside && index[d] < dims[d];
+        offset += index[d] * out_strides[d];
+      }
+      if (inside) out[offset] = scattered[static_cast<size_t>(i)];
+      for (size_t d = index.size(); d-- > 0;) {
+        if (++index[d] < inferred[d]) break;
+        index[d] = 0;
+      }
+    }
+  });
+}
+
+std::vector<DataType> max_pool_types() {
+  std::vector<DataType> types = kFloatTypes;
+  types.push_back(DataType::kInt8);
+  types.push_back(DataType::kUInt8);
+  return types;
+}
+
+}  // namespace
+
+void register_pool_kernels(KernelRegistry& r) {
+  // count_include_pad arrived in opset 7, ceil_mode in 10, dilations in 19: absent attributes read as
+  // their defaults, so one kernel covers every opset.
+  add_kernel(r, "AveragePool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    PoolAttrs a = parse_pool_attrs(init);
+    if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
+    return make([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kAverage); });
+  });
+
+  // MaxPool: the Indices output and storage_order since opset 8, int8/uint8 since 12.
+  add_kernel(r, "MaxPool", 1, INT_MAX, max_pool_types(), [](const KernelInit& init) {
+    PoolAttrs a = parse_pool_attrs(init);
+    if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
+    return make([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kMax); });
+  });
+
+  // LpPool: p is a float attribute in opset 1, an int since 2; ceil_mode and dilations since 18.
+  add_kernel(r, "LpPool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    PoolAttrs a = parse_pool_attrs(init);
+    if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
+    return make([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kLp); });
+  });
+
+  add_kernel(r, "GlobalAveragePool", 1, INT_MAX, kFloatTypes, [](const KernelInit&) {
+    return make([](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kAverage, 1); });
+  });
+  add_kernel(r, "GlobalMaxPool", 1, INT_MAX, kFloatTypes, [](const KernelInit&) {
+    return make([](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kMax, 1); });
+  });
+  add_kernel(r, "GlobalLpPool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    PoolAttrs a = parse_pool_attrs(init);
+    return make([p = a.p](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kLp, p); });
+  });
+
+  add_kernel(r, "LRN", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    LrnAttrs a;
+    a.alpha = init.attr_float("alpha", a.alpha);
+    a.beta = init.attr_float("beta", a.beta);
+    a.bias = init.attr_float("bias", a.bias);
+    a.size = init.required_attr("size").i;
+    if (a.size < 1) throw init.error("size must be positive, got " + std::to_string(a.size));
+    return make([a](KernelContext& ctx) { run_lrn(ctx, a); });
+  });
+
+  add_kernel(r, "MaxUnpool", 9, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    PoolAttrs a = parse_pool_attrs(init);
+    if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
+    return make([a](KernelContext& ctx) { run_max_unpool(ctx, a); });
+  });
+}
+
+}  // namespace tunnx::cpu
