@@ -9,6 +9,7 @@
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <random>
 #include <set>
 
 #include "runtime/cpu/kernels/common.h"
@@ -21,11 +22,6 @@ using Dims = std::vector<int64_t>;
 
 std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
   return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-Error unsupported(const KernelContext& ctx, const std::string& message) {
-  const ir::Node& n = ctx.node();
-  return Error(ErrorCode::kUnsupported, message, {.node = n.name.empty() ? "<unnamed>" : n.name, .op_type = n.op_type});
 }
 
 // Product of dims[begin, end) (end clipped to the rank).
@@ -651,14 +647,35 @@ Dims reshape_dims(const Tensor& x, const Dims& shape, bool allow_zero, const Ker
 
 // Opset 1-6's is_test defaults to training, but exporters of that era left it unset on inference
 // graphs; a session runs inference, so only opset 12's training_mode input selects training.
-void dropout_kernel(KernelContext& ctx, int64_t opset) {
+// Training: each element is kept with probability 1 - ratio and scaled by 1 / (1 - ratio); `seed`
+// makes the mask the same on every run, otherwise each run draws a new one.
+void dropout_kernel(KernelContext& ctx, int64_t opset, std::optional<int64_t> seed) {
   const Tensor& x = ctx.input(0);
   const bool training = opset >= 12 && ctx.has_input(2) && read_scalar(ctx.input(2), ctx) != 0;
   const double ratio = opset >= 12 && ctx.has_input(1) ? read_scalar(ctx.input(1), ctx) : 0.5;
-  if (training && ratio != 0)  // ratio 0 drops nothing: the same as inference
-    throw unsupported(ctx, "Dropout in training mode (random masks) is not supported yet");
+  const bool want_mask = ctx.num_outputs() > 1 && ctx.output_wanted(1);
+  if (training && ratio != 0) {  // ratio 0 drops nothing: the same as inference
+    if (!(ratio > 0 && ratio < 1)) throw ctx.error("ratio must be in [0, 1) in training mode, got " + std::to_string(ratio));
+    std::mt19937_64 rng(seed ? static_cast<uint64_t>(*seed) : std::random_device{}());
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    std::vector<bool> keep(static_cast<size_t>(x.numel()));
+    for (size_t i = 0; i < keep.size(); ++i) keep[i] = uniform(rng) >= ratio;
+    const double scale = 1.0 / (1.0 - ratio);
+    dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* in = data<T>(x);
+      T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
+      for (size_t i = 0; i < keep.size(); ++i)
+        out[i] = keep[i] ? static_cast<T>(static_cast<double>(in[i]) * scale) : static_cast<T>(0.0);
+    });
+    if (want_mask) {
+      bool* mask = mutable_data<bool>(ctx.allocate_output(1, DataType::kBool, x.dims()));
+      for (size_t i = 0; i < keep.size(); ++i) mask[i] = keep[i];
+    }
+    return;
+  }
   ctx.set_output(0, x);
-  if (ctx.num_outputs() > 1 && ctx.output_wanted(1)) {
+  if (want_mask) {
     if (opset < 10) {  // the mask had the data's type then
       Tensor& mask = ctx.allocate_output(1, x.dtype(), x.dims());
       fill_with(mask, one_of(x.dtype(), ctx));
@@ -974,11 +991,13 @@ void register_tensor_kernels(KernelRegistry& r) {
     });
   });
 
-  // Dropout at inference: the output is the input, the mask all true. Opset 1-6 had is_test (0 means
-  // training), 7-11 a ratio attribute, 12+ ratio and training_mode inputs.
+  // Dropout: at inference the output is the input and the mask all true. Opset 1-6 had is_test (0
+  // means training), 7-11 a ratio attribute, 12+ ratio and training_mode inputs and a seed.
   add_kernel(r, "Dropout", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const int64_t opset = init.opset();
-    return make([opset](KernelContext& ctx) { dropout_kernel(ctx, opset); });
+    std::optional<int64_t> seed;
+    if (init.has_attr("seed")) seed = init.attr_int("seed", 0);
+    return make([opset, seed](KernelContext& ctx) { dropout_kernel(ctx, opset, seed); });
   });
 }
 

@@ -366,9 +366,7 @@ std::unique_ptr<Kernel> make_tfidf(const KernelInit& init) {
     }
     ngram += count;
   }
-  if (ngram != static_cast<int64_t>(a->ngram_indexes.size()))
-    throw init.error("ngram_indexes has " + std::to_string(a->ngram_indexes.size()) + " entries, the pool holds " +
-                     std::to_string(ngram) + " n-grams");
+  // Extra ngram_indexes entries (more than the pool's n-grams) only widen the output, as in ONNX Runtime.
 
   return make([a](KernelContext& ctx) { run_tfidf(ctx, *a); });
 }
