@@ -11,3 +11,6 @@ build/tools/tunnx check "$model"
 echo
 echo "== tunnx params $model"
 build/tools/tunnx params "$model"
+echo
+echo "== tunnx run $model on four real test digits (labels: $(tr '\n' ' ' < examples/digits_sample_labels.txt))"
+build/tools/tunnx run "$model" --input input=examples/digits_sample.npy --profile

@@ -1,0 +1,162 @@
+// `tunnx run`: the bundled digits model on four real test digits, outputs as .npy files (all or
+// nothing, names made file-safe), comparison with ONNX test data, and clean failures.
+#include <algorithm>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "onnx/onnx_pb.h"
+#include "tests/e2e/cli_harness.h"
+#include "tunnx/io.h"
+
+namespace tunnx::e2e {
+namespace {
+
+const fs::path kSample = fs::path(TUNNX_SOURCE_DIR) / "examples" / "digits_sample.npy";
+const fs::path kLabels = fs::path(TUNNX_SOURCE_DIR) / "examples" / "digits_sample_labels.txt";
+const fs::path kAddCase = kTestData / "node" / "test_add_bcast";
+
+std::vector<int64_t> read_labels() {
+  std::ifstream in(kLabels);
+  std::vector<int64_t> labels;
+  for (int64_t l; in >> l;) labels.push_back(l);
+  return labels;
+}
+
+std::vector<std::string> files_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(CliRun, PrintsEachOutput) {
+  ProcessResult r = run_cli({"run", kExampleModel.string(), "--input", "input=" + kSample.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out.rfind("logits  float32  [4,10]  [", 0), 0u) << r.out;
+}
+
+TEST(CliRun, ClassifiesTheSampleDigitsAndWritesNpy) {
+  TempFolder temp;
+  ProcessResult r = run_cli({"run", kExampleModel.string(), "--input", "input=" + kSample.string(), "--output-dir",
+                             temp.model_dir().string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out, "wrote " + (temp.model_dir() / "logits.npy").string() + "\n");
+  ASSERT_EQ(files_in(temp.model_dir()), (std::vector<std::string>{"logits.npy"}));
+  Tensor logits = load_npy(temp.model_dir() / "logits.npy");
+  ASSERT_EQ(logits.dims(), (std::vector<int64_t>{4, 10}));
+  std::vector<int64_t> predicted;
+  for (int64_t i = 0; i < 4; ++i) {
+    const float* row = logits.data_as<float>() + i * 10;
+    predicted.push_back(std::max_element(row, row + 10) - row);
+  }
+  EXPECT_EQ(predicted, read_labels());
+}
+
+TEST(CliRun, OutputNamesBecomeSafeFileNames) {
+  TempFolder temp;
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("g");
+  auto* in = g->add_input();
+  in->set_name("x");
+  in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(2);
+  auto* node = g->add_node();
+  node->set_op_type("Identity");
+  node->add_input("x");
+  node->add_output("scores:0/../x");
+  *g->add_output() = *in;
+  g->mutable_output(0)->set_name("scores:0/../x");
+  fs::path model = temp.model_dir() / "m.onnx";
+  {
+    std::ofstream out(model, std::ios::binary);
+    m.SerializeToOstream(&out);
+  }
+  fs::path x = temp.model_dir() / "x.npy";
+  save_npy(x, Tensor::from_vector<float>({2}, {1.5f, -2.f}));
+  fs::path out_dir = temp.root() / "out";
+  fs::create_directory(out_dir);
+  ProcessResult r = run_cli({"run", model.string(), "--input", "x=" + x.string(), "--output-dir", out_dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(files_in(out_dir), (std::vector<std::string>{"scores_0_.._x.npy"}));
+}
+
+TEST(CliRun, TestDataMatchReportsErrorsPerOutput) {
+  ProcessResult r = run_cli({"run", (kAddCase / "model.onnx").string(), "--test-data", (kAddCase / "test_data_set_0").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("max abs error"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("OK: outputs match within rtol 0.001, atol 1e-07"), std::string::npos) << r.out;
+}
+
+TEST(CliRun, TestDataMismatchExitsOne) {
+  TempFolder temp;
+  fs::path set = temp.model_dir() / "test_data_set_0";
+  fs::create_directory(set);
+  fs::copy_file(kAddCase / "test_data_set_0" / "input_0.pb", set / "input_0.pb");
+  fs::copy_file(kAddCase / "test_data_set_0" / "input_1.pb", set / "input_1.pb");
+  fs::copy_file(kAddCase / "test_data_set_0" / "input_0.pb", set / "output_0.pb");  // the wrong answer
+  ProcessResult r = run_cli({"run", (kAddCase / "model.onnx").string(), "--test-data", set.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.out.find("MISMATCH"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAILED: outputs differ"), std::string::npos) << r.out;
+}
+
+TEST(CliRun, ProfileNamesTheKernelPerNode) {
+  ProcessResult r = run_cli({"run", kExampleModel.string(), "--input", "input=" + kSample.string(), "--profile"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("/fc1/Gemm"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpu/reference/Conv"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("plans built: 1"), std::string::npos) << r.out;
+}
+
+struct BadRun {
+  std::vector<std::string> args;
+  std::string expected;  // in the single stderr line
+};
+
+TEST(CliRun, BadInputsFailWithOneLineAndNoFiles) {
+  TempFolder temp;
+  fs::path out_dir = temp.root() / "out";
+  fs::create_directory(out_dir);
+  fs::path doubles = temp.model_dir() / "d.npy";
+  save_npy(doubles, Tensor(DataType::kFloat64, {4, 1, 8, 8}));
+  fs::path wrong_shape = temp.model_dir() / "s.npy";
+  save_npy(wrong_shape, Tensor(DataType::kFloat32, {4, 64}));
+  fs::path garbage = temp.model_dir() / "g.npy";
+  std::ofstream(garbage) << "not numpy";
+  const std::string model = kExampleModel.string();
+  std::vector<BadRun> cases = {
+      {{"--input", "pixels=" + kSample.string()}, "tensor 'pixels': is not an input of this model (inputs: input)"},
+      {{"--input", "input=" + doubles.string()}, "tensor 'input': expects dtype float32, got float64"},
+      {{"--input", "input=" + wrong_shape.string()}, "tensor 'input': expects rank 4, got rank 2"},
+      {{"--input", "input=" + garbage.string()}, garbage.string() + ": not a .npy file"},
+      {{"--input", "input=" + (temp.root() / "missing.npy").string()}, "missing.npy: no such file"},
+      {{"--input", "input"}, "--input 'input' must be NAME=FILE"},
+      {{}, "tensor 'input': is a required input and was not given"},
+      {{"--device", "tpu", "--input", "input=" + kSample.string()}, "unknown device 'tpu'"},
+      {{"--input", "input=" + kSample.string(), "--output-dir", (temp.root() / "nowhere").string()},
+       "nowhere: output folder does not exist"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"run", model};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    if (std::find(c.args.begin(), c.args.end(), "--output-dir") == c.args.end()) {
+      args.push_back("--output-dir");
+      args.push_back(out_dir.string());
+    }
+    ProcessResult r = run_cli(args);
+    SCOPED_TRACE(c.expected);
+    EXPECT_EQ(r.exit_code, 1) << r.describe();
+    EXPECT_EQ(r.out, "") << r.describe();
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.describe();
+    EXPECT_EQ(r.err.rfind("tunnx: error: ", 0), 0u) << r.describe();
+    EXPECT_NE(r.err.find(c.expected), std::string::npos) << r.describe();
+    EXPECT_TRUE(fs::is_empty(out_dir)) << "partial output left behind";
+  }
+}
+
+}  // namespace
+}  // namespace tunnx::e2e
