@@ -16,8 +16,11 @@ namespace tunnx {
 
 struct SessionOptions {
   Device device = Device::cpu();
-  int threads = 0;             // 0: all cores
-  int optimization_level = 1;  // 0: run the graph as written; 1: basic rewrites; 2: fusions
+  // 0: all cores. The reference kernels run on the calling thread; the oneDNN kernels honour it.
+  int threads = 0;
+  // 0: run the graph as written (model-local functions still expanded); 1: basic rewrites;
+  // 2: fusions. Levels 1 and 2 are accepted today and add passes as they land.
+  int optimization_level = 1;
 };
 
 using NamedValues = std::map<std::string, Value>;

@@ -65,6 +65,11 @@ struct Session::Impl {
 };
 
 Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
+  if (options.optimization_level < 0 || options.optimization_level > 2)
+    throw Error(ErrorCode::kInvalidArgument,
+                "optimization level must be 0, 1 or 2, got " + std::to_string(options.optimization_level));
+  if (options.threads < 0)
+    throw Error(ErrorCode::kInvalidArgument, "threads must be 0 (all cores) or more, got " + std::to_string(options.threads));
   if (options.device.type != DeviceType::kCpu)
     throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
   const Model::Impl& m = model.impl();

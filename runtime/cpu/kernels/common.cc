@@ -17,6 +17,21 @@ std::vector<DataType> all_types() {
   return all;
 }
 
+int64_t product(const std::vector<int64_t>& dims, size_t begin, size_t end) {
+  int64_t p = 1;
+  for (size_t i = begin; i < end && i < dims.size(); ++i) p *= dims[i];
+  return p;
+}
+
+AxisView axis_view(const std::vector<int64_t>& dims, int64_t axis) {
+  const auto a = static_cast<size_t>(axis);
+  AxisView v;
+  v.outer = product(dims, 0, a);
+  if (a < dims.size()) v.len = dims[a];
+  v.inner = product(dims, a + 1);
+  return v;
+}
+
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
   std::vector<int64_t> strides(dims.size(), 1);
   for (size_t i = dims.size(); i-- > 1;) strides[i - 1] = strides[i] * dims[i];
@@ -99,6 +114,20 @@ std::vector<double> read_double_values(const Tensor& t, const KernelContext& ctx
 double read_scalar(const Tensor& t, const KernelContext& ctx) {
   if (t.numel() != 1) throw ctx.error("expected a single value, got shape " + dims_to_string(t.dims()));
   return read_double_values(t, ctx)[0];
+}
+
+void require_same_dtype(const KernelContext& ctx, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype())
+    throw ctx.error(std::string("input dtypes differ: ") + to_string(a.dtype()) + " and " + to_string(b.dtype()));
+}
+
+void write_output(KernelContext& ctx, size_t i, DataType dtype, std::vector<int64_t> dims,
+                  const std::vector<double>& values) {
+  dispatch(dtype, ctx, NumericTypes{}, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* out = mutable_data<T>(ctx.allocate_output(i, dtype, std::move(dims)));
+    for (size_t k = 0; k < values.size(); ++k) out[k] = from_double<T>(values[k]);
+  });
 }
 
 void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,

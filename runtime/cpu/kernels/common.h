@@ -6,6 +6,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -16,14 +19,25 @@
 
 namespace tunnx::cpu {
 
+// Most kernels are a lambda over the few attributes their factory parsed at plan time.
+inline std::unique_ptr<Kernel> make_kernel(std::function<void(KernelContext&)> fn) {
+  return std::make_unique<FunctionKernel>(std::move(fn));
+}
+
 template <typename T> struct TypeTag { using type = T; };
+
+// A list of C++ element types. One list drives both an op's registration (dtypes()) and its
+// dispatch (dispatch(dtype, ctx, list, fn)), so the two cannot drift apart.
+template <typename... Ts> struct Types {};
+using FloatTypes = Types<float, double, Float16, BFloat16>;
+using NumericTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
+                           uint32_t, uint64_t>;
 
 template <typename T> constexpr DataType dtype_of() {
   if constexpr (std::is_same_v<T, Float16>) return DataType::kFloat16;
   else if constexpr (std::is_same_v<T, BFloat16>) return DataType::kBFloat16;
   else return data_type_of<T>();
 }
-
 
 // Calls fn(TypeTag<T>{}) with the C++ type of `dtype`, for the dtypes listed in `Ts`.
 // Throws through `ctx` naming the node when `dtype` is not among them.
@@ -40,6 +54,85 @@ void dispatch(DataType dtype, const KernelContext& ctx, Fn&& fn) {
   (try_one(TypeTag<Ts>{}), ...);
   if (!done) throw ctx.error(std::string("dtype ") + to_string(dtype) + " is not supported");
 }
+template <typename... Ts, typename Fn> void dispatch(DataType dtype, const KernelContext& ctx, Types<Ts...>, Fn&& fn) {
+  dispatch<Ts...>(dtype, ctx, std::forward<Fn>(fn));
+}
+template <typename... Ts> std::vector<DataType> dtypes(Types<Ts...>) { return {dtype_of<Ts>()...}; }
+
+// Calls fn(TypeTag<T>{}) with an unsigned type of the element's size (std::string for strings), for
+// code that moves elements without looking at them (gathers, copies, fills). It needs no context, so
+// plan-time code can use it too: the error is kUnsupported and the executor adds the node to it.
+template <typename Fn> void dispatch_by_size(DataType dtype, Fn&& fn) {
+  if (dtype == DataType::kString) return fn(TypeTag<std::string>{});
+  switch (dtype == DataType::kUndefined ? 0 : element_size(dtype)) {
+    case 1: return fn(TypeTag<uint8_t>{});
+    case 2: return fn(TypeTag<uint16_t>{});
+    case 4: return fn(TypeTag<uint32_t>{});
+    case 8: return fn(TypeTag<uint64_t>{});
+    default: throw Error(ErrorCode::kUnsupported, std::string("dtype ") + to_string(dtype) + " is not supported");
+  }
+}
+
+// ---- Element values -----------------------------------------------------------------------------
+// The 16-bit floats have no arithmetic of their own: kernels compute in float (or double) and store back.
+
+template <typename T> constexpr bool kIs16BitFloat = std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
+template <typename T> constexpr bool kIsFloat = kIs16BitFloat<T> || std::is_floating_point_v<T>;
+
+// The type arithmetic on a T is done in: float for the 16-bit floats, T itself otherwise.
+template <typename T> using Compute = std::conditional_t<kIs16BitFloat<T>, float, T>;
+// An element as arithmetic sees it: 16-bit floats widen to float, anything else is read in place.
+template <typename T> std::conditional_t<kIs16BitFloat<T>, float, const T&> load(const T& v) { return v; }
+// Any numeric element as double.
+template <typename T> double to_double(const T& v) { return static_cast<double>(load(v)); }
+
+// A double stored as T. Integers are rounded half to even and saturated (NaN gives 0), as ONNX's
+// reference does and where a bare cast would be undefined; bool is v != 0; floats convert.
+template <typename T> T from_double(double v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return v != 0;
+  } else if constexpr (std::is_integral_v<T>) {
+    v = std::nearbyint(v);
+    if (std::isnan(v)) return T(0);
+    if (v <= static_cast<double>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
+    if (v >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+    return static_cast<T>(v);
+  } else {
+    return static_cast<T>(static_cast<Compute<T>>(v));
+  }
+}
+
+template <typename T> bool is_nan(const T& v) {
+  if constexpr (std::is_floating_point_v<T>) return std::isnan(v);
+  else return false;
+}
+
+// Unsigned type of at least T's width, for integer arithmetic that wraps instead of overflowing
+// (signed overflow is undefined in C++; ONNX runtimes wrap).
+template <typename T> using Wide = std::conditional_t<sizeof(T) <= 4, uint32_t, uint64_t>;
+
+// The accumulator of float kernels: double for float64, float for float32 and the 16-bit floats.
+template <typename T> using FloatAcc = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+// `p[0..n)` as Acc: the pointer itself when T already is Acc, else a converted copy in `storage`.
+template <typename Acc, typename T> const Acc* as_acc(const T* p, int64_t n, std::vector<Acc>& storage) {
+  if constexpr (std::is_same_v<T, Acc>) {
+    (void)n;
+    (void)storage;
+    return p;
+  } else {
+    storage.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) storage[static_cast<size_t>(i)] = static_cast<Acc>(load(p[i]));
+    return storage.data();
+  }
+}
+
+// Numerically stable logistic function (no overflow of exp for large |x|).
+template <typename C> C sigmoid(C x) {
+  if (x >= 0) return C(1) / (C(1) + std::exp(-x));
+  C e = std::exp(x);
+  return e / (C(1) + e);
+}
 
 // Typed pointers to a tensor's data; 16-bit floats through the wrappers above.
 template <typename T> const T* data(const Tensor& t) { return static_cast<const T*>(t.data()); }
@@ -53,6 +146,16 @@ inline const std::vector<DataType> kIntTypes = {DataType::kInt8,  DataType::kInt
                                                 DataType::kUInt32, DataType::kUInt64};
 std::vector<DataType> numeric_types();  // kFloatTypes + kIntTypes
 std::vector<DataType> all_types();      // numeric + bool + string
+
+// Product of dims[begin, end), both clipped to the rank: element counts of shapes and sub-shapes.
+int64_t product(const std::vector<int64_t>& dims, size_t begin = 0, size_t end = SIZE_MAX);
+
+// `dims` seen as [outer, len, inner] around `axis` (already normalized): the layout that every
+// per-axis kernel (softmax, cumsum, gather, concat, split, normalization) walks.
+struct AxisView {
+  int64_t outer = 1, len = 1, inner = 1;
+};
+AxisView axis_view(const std::vector<int64_t>& dims, int64_t axis);
 
 // Row-major strides of `dims`.
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
@@ -69,6 +172,12 @@ std::vector<int64_t> read_int_values(const Tensor& t, const KernelContext& ctx);
 std::vector<double> read_double_values(const Tensor& t, const KernelContext& ctx);
 // A scalar (or single-element) input as double.
 double read_scalar(const Tensor& t, const KernelContext& ctx);
+// A new output `i` of `dtype` (any numeric type) and `dims` holding `values`, stored by from_double.
+void write_output(KernelContext& ctx, size_t i, DataType dtype, std::vector<int64_t> dims,
+                  const std::vector<double>& values);
+
+// Throws through `ctx` when two inputs that must share a dtype do not.
+void require_same_dtype(const KernelContext& ctx, const Tensor& a, const Tensor& b);
 
 // Registers one kernel for an ONNX-domain op over an opset range.
 void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,

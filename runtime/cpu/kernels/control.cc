@@ -18,16 +18,6 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-int64_t product(const std::vector<int64_t>& dims, size_t begin, size_t end) {
-  int64_t p = 1;
-  for (size_t i = begin; i < end && i < dims.size(); ++i) p *= dims[i];
-  return p;
-}
-
 // Copies `count` elements; strings are copied as strings, everything else as bytes.
 void copy_elements(const Tensor& src, int64_t src_at, Tensor& dst, int64_t dst_at, int64_t count) {
   if (count <= 0) return;
@@ -135,7 +125,7 @@ void check_body_arity(const KernelInit& init, const GraphPlan& body, size_t inpu
 std::unique_ptr<Kernel> if_kernel(const KernelInit& init) {
   auto then_branch = init.subgraph("then_branch");
   auto else_branch = init.subgraph("else_branch");
-  return make([then_branch, else_branch](KernelContext& ctx) {
+  return make_kernel([then_branch, else_branch](KernelContext& ctx) {
     const GraphPlan& branch = read_bool(ctx.input_value(0), ctx, "cond") ? *then_branch : *else_branch;
     std::vector<Value> out = ctx.run_subgraph(branch, {});
     if (out.size() != ctx.num_outputs())
@@ -155,7 +145,7 @@ std::unique_ptr<Kernel> loop_kernel(const KernelInit& init) {
   size_t n = init.num_inputs() < 2 ? 0 : init.num_inputs() - 2;
   check_body_arity(init, *body, n + 2, n + 1, "Loop");
   size_t k = body->graph().outputs.size() - 1 - n;
-  return make([body, n, k](KernelContext& ctx) {
+  return make_kernel([body, n, k](KernelContext& ctx) {
     const bool has_m = ctx.has_input(0), has_cond = ctx.has_input(1);
     int64_t max_trips = 0;
     if (has_m) {
@@ -223,7 +213,7 @@ std::unique_ptr<Kernel> scan9_kernel(const KernelInit& init) {
   std::vector<int64_t> in_dirs = per_item(init, "scan_input_directions", m);
   std::vector<int64_t> out_axes = per_item(init, "scan_output_axes", k);
   std::vector<int64_t> out_dirs = per_item(init, "scan_output_directions", k);
-  return make([=](KernelContext& ctx) {
+  return make_kernel([=](KernelContext& ctx) {
     std::vector<size_t> axes(m);
     int64_t trips = -1;
     for (size_t i = 0; i < m; ++i) {
@@ -274,7 +264,7 @@ std::unique_ptr<Kernel> scan8_kernel(const KernelInit& init) {
   check_body_arity(init, *body, n + m, n, "Scan");
   size_t k = body->graph().outputs.size() - n;
   std::vector<int64_t> dirs = per_item(init, "directions", m);
-  return make([=](KernelContext& ctx) {
+  return make_kernel([=](KernelContext& ctx) {
     int64_t batch = -1, max_len = -1;
     for (size_t i = 0; i < m; ++i) {
       const Tensor& x = ctx.input(1 + n + i);
@@ -345,7 +335,7 @@ std::unique_ptr<Kernel> scan8_kernel(const KernelInit& init) {
 std::unique_ptr<Kernel> sequence_map_kernel(const KernelInit& init) {
   auto body = init.subgraph("body");
   check_body_arity(init, *body, init.num_inputs(), init.node().outputs.size(), "SequenceMap");
-  return make([body](KernelContext& ctx) {
+  return make_kernel([body](KernelContext& ctx) {
     const Value& first = ctx.input_value(0);
     if (!first.is_sequence()) throw ctx.error("input 0 must be a sequence, got " + first.describe());
     const size_t count = first.items().size();
@@ -391,7 +381,7 @@ int64_t read_position(const KernelContext& ctx, size_t input, int64_t n, bool in
 
 void register_sequence_kernels(KernelRegistry& r) {
   add_kernel(r, "SequenceConstruct", 11, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       std::vector<Tensor> items;
       for (size_t i = 0; i < ctx.num_inputs(); ++i) {
         items.push_back(ctx.input(i));
@@ -406,11 +396,11 @@ void register_sequence_kernels(KernelRegistry& r) {
   add_kernel(r, "SequenceEmpty", 11, INT_MAX, {}, [](const KernelInit& init) {
     auto dtype = static_cast<DataType>(init.attr_int("dtype", static_cast<int64_t>(DataType::kFloat32)));
     if (!is_known_data_type(static_cast<int32_t>(dtype))) throw init.error("unknown dtype");
-    return make([dtype](KernelContext& ctx) { ctx.set_output(0, Value::sequence(dtype, {})); });
+    return make_kernel([dtype](KernelContext& ctx) { ctx.set_output(0, Value::sequence(dtype, {})); });
   });
 
   add_kernel(r, "SequenceAt", 11, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       const Value& seq = sequence_input(ctx, 0);
       int64_t n = static_cast<int64_t>(seq.items().size());
       ctx.set_output(0, seq.items()[static_cast<size_t>(read_position(ctx, 1, n, false))]);
@@ -418,7 +408,7 @@ void register_sequence_kernels(KernelRegistry& r) {
   });
 
   add_kernel(r, "SequenceInsert", 11, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       const Value& seq = sequence_input(ctx, 0);
       const Tensor& t = ctx.input(1);
       DataType elem = seq.sequence_type();
@@ -435,7 +425,7 @@ void register_sequence_kernels(KernelRegistry& r) {
   });
 
   add_kernel(r, "SequenceErase", 11, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       const Value& seq = sequence_input(ctx, 0);
       std::vector<Tensor> items = seq.items();
       int64_t n = static_cast<int64_t>(items.size());
@@ -447,7 +437,7 @@ void register_sequence_kernels(KernelRegistry& r) {
   });
 
   add_kernel(r, "SequenceLength", 11, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       ctx.set_output(0, int64_scalar(static_cast<int64_t>(sequence_input(ctx, 0).items().size())));
     });
   });
@@ -455,7 +445,7 @@ void register_sequence_kernels(KernelRegistry& r) {
   add_kernel(r, "ConcatFromSequence", 11, INT_MAX, {}, [](const KernelInit& init) {
     int64_t axis_attr = init.required_attr("axis").i;
     bool new_axis = init.attr_int("new_axis", 0) != 0;
-    return make([axis_attr, new_axis](KernelContext& ctx) {
+    return make_kernel([axis_attr, new_axis](KernelContext& ctx) {
       const std::vector<Tensor>& items = sequence_input(ctx, 0).items();
       if (items.empty()) throw ctx.error("cannot concatenate an empty sequence");
       const Tensor& first = items.front();
@@ -487,7 +477,7 @@ void register_sequence_kernels(KernelRegistry& r) {
   add_kernel(r, "SplitToSequence", 11, INT_MAX, {}, [](const KernelInit& init) {
     int64_t axis_attr = init.attr_int("axis", 0);
     bool keepdims = init.attr_int("keepdims", 1) != 0;
-    return make([axis_attr, keepdims](KernelContext& ctx) {
+    return make_kernel([axis_attr, keepdims](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       size_t axis = static_cast<size_t>(normalize_axis(axis_attr, static_cast<int64_t>(x.rank()), ctx));
       if (x.rank() == 0) throw ctx.error("cannot split a scalar");
@@ -535,15 +525,15 @@ void register_sequence_kernels(KernelRegistry& r) {
 
 void register_optional_kernels(KernelRegistry& r) {
   add_kernel(r, "Optional", 15, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       if (ctx.has_input(0)) ctx.set_output(0, ctx.input_value(0));
     });
   });
   add_kernel(r, "OptionalHasElement", 15, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) { ctx.set_output(0, bool_scalar(ctx.has_input(0))); });
+    return make_kernel([](KernelContext& ctx) { ctx.set_output(0, bool_scalar(ctx.has_input(0))); });
   });
   add_kernel(r, "OptionalGetElement", 15, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       if (!ctx.has_input(0)) throw ctx.error("the optional input is empty");
       ctx.set_output(0, ctx.input_value(0));
     });

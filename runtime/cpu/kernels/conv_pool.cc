@@ -20,16 +20,6 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-int64_t product(const std::vector<int64_t>& v) {
-  int64_t p = 1;
-  for (int64_t d : v) p *= d;
-  return p;
-}
-
 // The attributes shared by every convolution, parsed once.
 struct ConvAttrs {
   std::string auto_pad;
@@ -41,10 +31,7 @@ struct ConvAttrs {
 
 ConvAttrs parse_conv_attrs(const KernelInit& init) {
   ConvAttrs a;
-  a.auto_pad = init.attr_string("auto_pad", "NOTSET");
-  if (a.auto_pad.empty()) a.auto_pad = "NOTSET";
-  if (a.auto_pad != "NOTSET" && a.auto_pad != "VALID" && a.auto_pad != "SAME_UPPER" && a.auto_pad != "SAME_LOWER")
-    throw init.error("unknown auto_pad '" + a.auto_pad + "'");
+  a.auto_pad = read_auto_pad(init);
   a.group = init.attr_int("group", 1);
   if (a.group < 1) throw init.error("group must be at least 1, got " + std::to_string(a.group));
   a.kernel_shape = init.attr_ints("kernel_shape");
@@ -55,12 +42,7 @@ ConvAttrs parse_conv_attrs(const KernelInit& init) {
   a.output_shape = init.attr_ints("output_shape");
   a.offset_group = init.attr_int("offset_group", 1);
   if (a.offset_group < 1) throw init.error("offset_group must be at least 1");
-  for (int64_t s : a.strides)
-    if (s < 1) throw init.error("strides must be positive");
-  for (int64_t d : a.dilations)
-    if (d < 1) throw init.error("dilations must be positive");
-  for (int64_t p : a.pads)
-    if (p < 0) throw init.error("pads must be non-negative");
+  check_window_attrs(init, a.strides, a.dilations, a.pads);
   return a;
 }
 
@@ -109,9 +91,9 @@ ConvGeometry conv_geometry(const KernelContext& ctx, const ConvAttrs& a, const s
   for (size_t d = 0; d < nd; ++d) {
     const int64_t extent = (g.kernel[d] - 1) * g.dilations[d] + 1;
     if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      g.grid[d] = (g.image[d] + g.strides[d] - 1) / g.strides[d];
-      int64_t total = std::max<int64_t>(0, (g.grid[d] - 1) * g.strides[d] + extent - g.image[d]);
-      g.pad_begin[d] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      const SamePadding same = same_padding(g.image[d], g.strides[d], extent, a.auto_pad == "SAME_UPPER");
+      g.grid[d] = same.out;
+      g.pad_begin[d] = same.begin;
     } else {
       int64_t begin = 0, end = 0;
       if (a.auto_pad == "NOTSET" && !a.pads.empty()) begin = a.pads[d], end = a.pads[d + nd];
@@ -332,22 +314,6 @@ void conv_transpose_forward(const ConvGeometry& g, const Acc* x, const Acc* w, c
       }
 }
 
-// float for float32 and the 16-bit floats, double for float64.
-template <typename T> using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-// A tensor's values as Acc: the data itself when T is Acc, else converted into `storage`.
-template <typename Acc, typename T>
-const Acc* as_acc(const Tensor& t, std::vector<Acc>& storage) {
-  if constexpr (std::is_same_v<T, Acc>) {
-    return data<T>(t);
-  } else {
-    storage.resize(static_cast<size_t>(t.numel()));
-    const T* p = data<T>(t);
-    for (int64_t i = 0; i < t.numel(); ++i) storage[static_cast<size_t>(i)] = static_cast<Acc>(static_cast<float>(p[i]));
-    return storage.data();
-  }
-}
-
 enum class ConvKind { kConv, kTranspose, kDeform };
 
 // DeformConv's offset (and mask) must match the Conv geometry: one (dy, dx) pair (one scale) per
@@ -387,13 +353,13 @@ void run_float_conv(KernelContext& ctx, const ConvAttrs& attrs, ConvKind kind) {
   std::vector<int64_t> y_dims = {g.batch, g.out_channels};
   const auto& spatial = kind == ConvKind::kTranspose ? g.image : g.grid;
   y_dims.insert(y_dims.end(), spatial.begin(), spatial.end());
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using Acc = AccOf<T>;
+    using Acc = FloatAcc<T>;
     std::vector<Acc> xs, ws, bs, os, ms, ys;
-    const Acc* xp = as_acc<Acc, T>(x, xs);
-    const Acc* wp = as_acc<Acc, T>(w, ws);
-    const Acc* bp = b ? as_acc<Acc, T>(*b, bs) : nullptr;
+    const Acc* xp = as_acc<Acc>(data<T>(x), x.numel(), xs);
+    const Acc* wp = as_acc<Acc>(data<T>(w), w.numel(), ws);
+    const Acc* bp = b ? as_acc<Acc>(data<T>(*b), b->numel(), bs) : nullptr;
     Tensor& y = ctx.allocate_output(0, x.dtype(), y_dims);
     Acc* yp;
     if constexpr (std::is_same_v<T, Acc>) {
@@ -405,8 +371,8 @@ void run_float_conv(KernelContext& ctx, const ConvAttrs& attrs, ConvKind kind) {
     if (kind == ConvKind::kTranspose) {
       conv_transpose_forward(g, xp, wp, bp, yp);
     } else if (kind == ConvKind::kDeform) {
-      deform_conv_forward(g, attrs.offset_group, xp, wp, as_acc<Acc, T>(*offset, os),
-                          mask ? as_acc<Acc, T>(*mask, ms) : nullptr, bp, yp);
+      deform_conv_forward(g, attrs.offset_group, xp, wp, as_acc<Acc>(data<T>(*offset), offset->numel(), os),
+                          mask ? as_acc<Acc>(data<T>(*mask), mask->numel(), ms) : nullptr, bp, yp);
     } else {
       conv_forward(g, xp, wp, bp, yp);
     }
@@ -507,24 +473,24 @@ void register_conv_pool_kernels(KernelRegistry& r) {
   // Conv: opset 1 and 11 differ only in documentation (auto_pad details); both read the same way.
   add_kernel(r, "Conv", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     ConvAttrs attrs = parse_conv_attrs(init);
-    return make([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kConv); });
+    return make_kernel([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kConv); });
   });
 
   add_kernel(r, "ConvTranspose", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     ConvAttrs attrs = parse_conv_attrs(init);
-    return make([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kTranspose); });
+    return make_kernel([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kTranspose); });
   });
 
   // DeformConv (opset 19): 2-D only, like the ONNX reference.
   add_kernel(r, "DeformConv", 19, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     ConvAttrs attrs = parse_conv_attrs(init);
-    return make([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kDeform); });
+    return make_kernel([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kDeform); });
   });
 
   // ConvInteger (opset 10): int32 y = conv(x - x_zero_point, w - w_zero_point).
   add_kernel(r, "ConvInteger", 10, INT_MAX, {DataType::kInt8, DataType::kUInt8}, [](const KernelInit& init) {
     ConvAttrs attrs = parse_conv_attrs(init);
-    return make([attrs](KernelContext& ctx) {
+    return make_kernel([attrs](KernelContext& ctx) {
       ConvGeometry g;
       std::vector<int32_t> acc = integer_conv(ctx, attrs, ctx.input(0), ctx.has_input(2) ? &ctx.input(2) : nullptr,
                                               ctx.input(1), ctx.has_input(3) ? &ctx.input(3) : nullptr, nullptr, g);
@@ -535,7 +501,7 @@ void register_conv_pool_kernels(KernelRegistry& r) {
 
   add_kernel(r, "QLinearConv", 10, INT_MAX, {DataType::kInt8, DataType::kUInt8}, [](const KernelInit& init) {
     ConvAttrs attrs = parse_conv_attrs(init);
-    return make([attrs](KernelContext& ctx) { run_qlinear_conv(ctx, attrs); });
+    return make_kernel([attrs](KernelContext& ctx) { run_qlinear_conv(ctx, attrs); });
   });
 
   register_pool_kernels(r);

@@ -12,20 +12,7 @@
 namespace tunnx::cpu {
 namespace {
 
-template <typename... Ts> struct Types {};
-using FloatTypes = Types<float, double, Float16, BFloat16>;
 using SignedTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t>;
-using NumericTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
-                           uint32_t, uint64_t>;
-
-template <typename... Ts> std::vector<DataType> dtypes(Types<Ts...>) { return {dtype_of<Ts>()...}; }
-
-// The type arithmetic is done in: double for double, float for the other floats, T for integers.
-template <typename T>
-using Compute = std::conditional_t<std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>, float, T>;
-
-// Integer arithmetic that wraps instead of overflowing (signed overflow is undefined in C++).
-template <typename T> using Wide = std::conditional_t<sizeof(T) <= 4, uint32_t, uint64_t>;
 
 // out[i] = fn(in[i]) with `fn` taking and returning Compute<T>; the output has the input's dtype.
 template <typename... Ts, typename Fn>
@@ -45,7 +32,7 @@ void unary(KernelContext& ctx, Types<Ts...>, Fn fn) {
 template <typename Fn>
 void float_predicate(KernelContext& ctx, Fn fn) {
   const Tensor& x = ctx.input(0);
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, DataType::kBool, x.dims());
     const T* in = data<T>(x);
@@ -54,15 +41,11 @@ void float_predicate(KernelContext& ctx, Fn fn) {
   });
 }
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 // Registers an op without attributes over opsets [since, inf): y = fn(x) for the dtypes `types`.
 template <typename... Ts, typename Fn>
 void add_unary(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Fn fn) {
   add_kernel(r, op, since, INT_MAX, dtypes(types), [fn](const KernelInit&) {
-    return make([fn](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn); });
+    return make_kernel([fn](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn); });
   });
 }
 
@@ -72,7 +55,7 @@ template <typename... Ts, typename Bind>
 void add_unary_with_attrs(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Bind bind) {
   add_kernel(r, op, since, INT_MAX, dtypes(types), [bind](const KernelInit& init) {
     auto fn = bind(init);
-    return make([fn](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn); });
+    return make_kernel([fn](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn); });
   });
 }
 
@@ -81,12 +64,6 @@ template <typename C> C round_half_even(C x) {
   C r = std::round(x);  // halves away from zero
   if (std::fabs(x - std::trunc(x)) == C(0.5)) r = C(2) * std::round(x / C(2));
   return r;
-}
-
-template <typename C> C sigmoid(C x) {
-  if (x >= 0) return C(1) / (C(1) + std::exp(-x));
-  C e = std::exp(x);
-  return e / (C(1) + e);
 }
 
 void register_math(KernelRegistry& r) {
@@ -129,19 +106,19 @@ void register_math(KernelRegistry& r) {
   add_unary(r, "Reciprocal", 1, FloatTypes{}, [](auto x) { return decltype(x)(1) / x; });
 
   add_kernel(r, "Not", 1, INT_MAX, {DataType::kBool}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) { unary(ctx, Types<bool>{}, [](bool x) { return !x; }); });
+    return make_kernel([](KernelContext& ctx) { unary(ctx, Types<bool>{}, [](bool x) { return !x; }); });
   });
 
   // IsInf: which infinities count is chosen by detect_negative / detect_positive (both by default).
   add_kernel(r, "IsInf", 10, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const bool negative = init.attr_int("detect_negative", 1) != 0;
     const bool positive = init.attr_int("detect_positive", 1) != 0;
-    return make([negative, positive](KernelContext& ctx) {
+    return make_kernel([negative, positive](KernelContext& ctx) {
       float_predicate(ctx, [&](auto x) { return std::isinf(x) && (x > 0 ? positive : negative); });
     });
   });
   add_kernel(r, "IsNaN", 9, INT_MAX, kFloatTypes, [](const KernelInit&) {
-    return make([](KernelContext& ctx) { float_predicate(ctx, [](auto x) { return std::isnan(x); }); });
+    return make_kernel([](KernelContext& ctx) { float_predicate(ctx, [](auto x) { return std::isnan(x); }); });
   });
 }
 
@@ -232,7 +209,7 @@ void register_clip(KernelRegistry& r) {
     const bool bounds_are_attrs = init.opset() < 11;
     const float attr_min = init.attr_float("min", -std::numeric_limits<float>::infinity());
     const float attr_max = init.attr_float("max", std::numeric_limits<float>::infinity());
-    return make([=](KernelContext& ctx) {
+    return make_kernel([=](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
                uint64_t>(x.dtype(), ctx, [&](auto tag) {

@@ -13,30 +13,10 @@
 namespace tunnx::cpu {
 namespace {
 
-template <typename... Ts> struct Types {};
-using FloatTypes = Types<float, double, Float16, BFloat16>;
-using NumericTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
-                           uint32_t, uint64_t>;
 using UnsignedTypes = Types<uint8_t, uint16_t, uint32_t, uint64_t>;
 using BoolType = Types<bool>;
 using EqualTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
                          uint32_t, uint64_t, bool, std::string>;
-
-template <typename... Ts> std::vector<DataType> dtypes(Types<Ts...>) { return {dtype_of<Ts>()...}; }
-
-template <typename T> constexpr bool kIs16BitFloat = std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
-
-// An element as arithmetic sees it: 16-bit floats widen to float, anything else is read in place.
-template <typename T> std::conditional_t<kIs16BitFloat<T>, float, const T&> load(const T& v) { return v; }
-
-// Unsigned type of at least T's width, for integer arithmetic that wraps instead of overflowing
-// (signed overflow is undefined in C++; ONNX runtimes wrap).
-template <typename T> using Wide = std::conditional_t<sizeof(T) <= 4, uint32_t, uint64_t>;
-
-template <typename T> bool is_nan(const T& v) {
-  if constexpr (std::is_floating_point_v<T>) return std::isnan(v);
-  else return false;
-}
 
 // A double converted to T; out-of-range and NaN values saturate (NaN to 0) where a bare cast would be
 // undefined.
@@ -55,10 +35,6 @@ struct SameType {
 struct BoolResult {
   template <typename T> using type = bool;
 };
-
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
 
 // Walks the output of `out_dims` in row-major order and calls fn(out_index, offsets) where offsets[k]
 // is the flat index of the element of input k (dims `in_dims[k]`, broadcast to `out_dims`). Dims are
@@ -148,11 +124,6 @@ struct Alignment {
   }
 };
 
-void require_same_dtype(const KernelContext& ctx, const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype())
-    throw ctx.error(std::string("input dtypes differ: ") + to_string(a.dtype()) + " and " + to_string(b.dtype()));
-}
-
 // c = fn(a, b) with broadcasting; `Out` picks the output type from the input type.
 template <typename Out, typename... Ts, typename Fn>
 void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const Fn& fn) {
@@ -181,7 +152,7 @@ void add_binary_with_attrs(KernelRegistry& r, const char* op, int64_t since, Typ
   add_kernel(r, op, since, INT_MAX, dtypes(types), [bind](const KernelInit& init) {
     Alignment alignment = Alignment::of(init);
     auto fn = bind(init);
-    return make([alignment, fn](KernelContext& ctx) { binary<Out>(ctx, alignment, Types<Ts...>{}, fn); });
+    return make_kernel([alignment, fn](KernelContext& ctx) { binary<Out>(ctx, alignment, Types<Ts...>{}, fn); });
   });
 }
 
@@ -263,7 +234,7 @@ void register_arithmetic(KernelRegistry& r) {
   // Div: integer division truncates toward zero (C++ semantics match the spec).
   add_kernel(r, "Div", 1, INT_MAX, dtypes(NumericTypes{}), [](const KernelInit& init) {
     Alignment alignment = Alignment::of(init);
-    return make([alignment](KernelContext& ctx) {
+    return make_kernel([alignment](KernelContext& ctx) {
       require_nonzero_integer_divisor(ctx, ctx.input(1));
       binary<SameType>(ctx, alignment, NumericTypes{}, [](auto a, auto b) {
         using C = decltype(a);
@@ -279,7 +250,7 @@ void register_arithmetic(KernelRegistry& r) {
   // sign of the divisor, like Python's %.
   add_kernel(r, "Mod", 10, INT_MAX, dtypes(NumericTypes{}), [](const KernelInit& init) {
     const bool c_fmod = init.attr_int("fmod", 0) != 0;
-    return make([c_fmod](KernelContext& ctx) {
+    return make_kernel([c_fmod](KernelContext& ctx) {
       require_nonzero_integer_divisor(ctx, ctx.input(1));
       binary<SameType>(ctx, Alignment{}, NumericTypes{}, [c_fmod](auto a, auto b) {
         using C = decltype(a);
@@ -298,7 +269,7 @@ void register_arithmetic(KernelRegistry& r) {
 
   add_kernel(r, "Pow", 1, INT_MAX, dtypes(PowBaseTypes{}), [](const KernelInit& init) {
     Alignment alignment = Alignment::of(init);
-    return make([alignment](KernelContext& ctx) { pow_kernel(ctx, alignment); });
+    return make_kernel([alignment](KernelContext& ctx) { pow_kernel(ctx, alignment); });
   });
 
   // BitShift: unsigned only; shifting by the bit width or more gives 0.
@@ -358,7 +329,7 @@ void register_prelu(KernelRegistry& r) {
              dtypes(Types<float, double, Float16, BFloat16, int32_t, int64_t, uint32_t, uint64_t>{}),
              [](const KernelInit& init) {
                const bool per_channel = init.opset() < 7;
-               return make([per_channel](KernelContext& ctx) { prelu_kernel(ctx, per_channel); });
+               return make_kernel([per_channel](KernelContext& ctx) { prelu_kernel(ctx, per_channel); });
              });
 }
 
@@ -401,7 +372,7 @@ void register_variadic(KernelRegistry& r) {
   auto sum = [](auto a, auto b) { return a + b; };
   auto add = [](const char* op, KernelRegistry& reg, auto types, auto fn, bool mean) {
     add_kernel(reg, op, 1, INT_MAX, dtypes(types), [types, fn, mean](const KernelInit&) {
-      return make([types, fn, mean](KernelContext& ctx) { variadic(ctx, types, fn, mean); });
+      return make_kernel([types, fn, mean](KernelContext& ctx) { variadic(ctx, types, fn, mean); });
     });
   };
   add("Max", r, NumericTypes{}, max, false);
@@ -434,7 +405,7 @@ void where_kernel(KernelContext& ctx) {
 
 void register_where(KernelRegistry& r) {
   add_kernel(
-      r, "Where", 9, INT_MAX, all_types(), [](const KernelInit&) { return make(where_kernel); }, /*type_input=*/1);
+      r, "Where", 9, INT_MAX, all_types(), [](const KernelInit&) { return make_kernel(where_kernel); }, /*type_input=*/1);
 }
 
 }  // namespace

@@ -16,26 +16,7 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 bool has_nonempty_input(const KernelContext& ctx, size_t i) { return ctx.has_input(i) && ctx.input(i).numel() > 0; }
-
-// Converts a double to T; integers are rounded half to even and saturated, like ONNX's reference.
-template <typename T> T from_double(double v) {
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    v = std::nearbyint(v);
-    if (std::isnan(v)) return T(0);
-    v = std::clamp(v, static_cast<double>(std::numeric_limits<T>::lowest()),
-                   static_cast<double>(std::numeric_limits<T>::max()));
-    return static_cast<T>(v);
-  } else if constexpr (std::is_same_v<T, bool>) {
-    return v != 0;
-  } else {
-    return static_cast<T>(v);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Resize / Upsample
@@ -339,9 +320,8 @@ std::vector<double> resize_interpolate(const ResizeAttrs& a, const std::vector<A
   for (size_t d = 0; d < plan.size(); ++d) {
     if (is_identity(a, plan[d])) continue;
     AxisTaps taps = interpolation_taps(a, plan[d]);
-    int64_t outer = 1, inner = 1;
-    for (size_t i = 0; i < d; ++i) outer *= dims[i];
-    for (size_t i = d + 1; i < dims.size(); ++i) inner *= dims[i];
+    const AxisView view = axis_view(dims, static_cast<int64_t>(d));
+    const int64_t outer = view.outer, inner = view.inner;
     const int64_t in_len = dims[d], out_len = plan[d].out;
     std::vector<double> next(static_cast<size_t>(outer * out_len * inner), 0.0);
     for (int64_t b = 0; b < outer; ++b)
@@ -700,13 +680,13 @@ void register_image_kernels(KernelRegistry& r) {
   // keep_aspect_ratio_policy, 19 half_pixel_symmetric. One kernel reads what its opset has.
   add_kernel(r, "Resize", 10, INT_MAX, resize_types, [](const KernelInit& init) {
     ResizeAttrs a = parse_resize(init);
-    return make([a](KernelContext& ctx) { run_resize(a, ctx); });
+    return make_kernel([a](KernelContext& ctx) { run_resize(a, ctx); });
   });
 
   // Upsample: 1 (height_scale/width_scale), 7 (scales attribute), 9-10 (scales input); asymmetric.
   add_kernel(r, "Upsample", 1, 10, resize_types, [](const KernelInit& init) {
     ResizeAttrs a = parse_upsample(init);
-    return make([a](KernelContext& ctx) { run_resize(a, ctx); });
+    return make_kernel([a](KernelContext& ctx) { run_resize(a, ctx); });
   });
 
   // GridSample: 16 (4-D; bilinear/nearest/bicubic), 20+ (N-D; linear/nearest/cubic). Both spellings
@@ -721,7 +701,7 @@ void register_image_kernels(KernelRegistry& r) {
     else throw init.error("unsupported padding_mode '" + p + "'");
     a.align_corners = init.attr_int("align_corners", 0) != 0;
     const bool nd = init.opset() >= 20;
-    return make([a, nd](KernelContext& ctx) {
+    return make_kernel([a, nd](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const Tensor& grid = ctx.input(1);
       const size_t k = x.rank() >= 2 ? x.rank() - 2 : 0;
@@ -733,9 +713,9 @@ void register_image_kernels(KernelRegistry& r) {
       out_dims.insert(out_dims.end(), grid.dims().begin() + 1, grid.dims().end() - 1);
       for (size_t i = 2; i < x.rank(); ++i)
         if (x.dims()[i] == 0) throw ctx.error("X has an empty spatial dimension");
-      dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto xtag) {
+      dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto xtag) {
         using T = typename decltype(xtag)::type;
-        dispatch<float, double, Float16, BFloat16>(grid.dtype(), ctx, [&](auto gtag) {
+        dispatch(grid.dtype(), ctx, FloatTypes{}, [&](auto gtag) {
           using G = typename decltype(gtag)::type;
           Tensor& y = ctx.allocate_output(0, x.dtype(), out_dims);
           if (y.numel() > 0) grid_sample<T, G>(a, x, grid, y);
@@ -760,7 +740,7 @@ void register_image_kernels(KernelRegistry& r) {
     a.sampling_ratio = init.attr_int("sampling_ratio", 0);
     a.spatial_scale = init.attr_float("spatial_scale", 1.0f);
     if (a.output_height < 1 || a.output_width < 1) throw init.error("output_height and output_width must be >= 1");
-    return make([a](KernelContext& ctx) {
+    return make_kernel([a](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const Tensor& rois = ctx.input(1);
       const Tensor& idx = ctx.input(2);
@@ -770,7 +750,7 @@ void register_image_kernels(KernelRegistry& r) {
         throw ctx.error("batch_indices must be [num_rois] with num_rois = " + std::to_string(rois.dims()[0]));
       std::vector<double> roi_values = read_double_values(rois, ctx);
       std::vector<int64_t> batch = read_int_values(idx, ctx);
-      dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+      dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
         using T = typename decltype(tag)::type;
         Tensor& y = ctx.allocate_output(0, x.dtype(), {rois.dims()[0], x.dims()[1], a.output_height, a.output_width});
         if (y.numel() > 0) roi_align<T>(a, ctx, x, roi_values, batch, y);
@@ -782,7 +762,7 @@ void register_image_kernels(KernelRegistry& r) {
   add_kernel(r, "NonMaxSuppression", 10, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     int64_t cpb = init.attr_int("center_point_box", 0);
     if (cpb != 0 && cpb != 1) throw init.error("center_point_box must be 0 or 1");
-    return make([cpb](KernelContext& ctx) { run_nms(cpb == 1, ctx); });
+    return make_kernel([cpb](KernelContext& ctx) { run_nms(cpb == 1, ctx); });
   });
 }
 

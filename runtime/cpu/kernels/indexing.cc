@@ -12,37 +12,11 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-// Calls fn(TypeTag<S>{}) with a type of the same size as `dtype`'s elements (std::string for
-// strings), for ops that only move elements and never look at their values.
-template <typename Fn>
-void dispatch_storage(DataType dtype, const KernelContext& ctx, Fn&& fn) {
-  if (dtype == DataType::kString) return fn(TypeTag<std::string>{});
-  if (dtype == DataType::kUndefined || dtype == DataType::kComplex64 || dtype == DataType::kComplex128)
-    throw ctx.error(std::string("dtype ") + to_string(dtype) + " is not supported");
-  switch (element_size(dtype)) {
-    case 1: return fn(TypeTag<uint8_t>{});
-    case 2: return fn(TypeTag<uint16_t>{});
-    case 4: return fn(TypeTag<uint32_t>{});
-    case 8: return fn(TypeTag<uint64_t>{});
-    default: throw ctx.error(std::string("dtype ") + to_string(dtype) + " is not supported");
-  }
-}
-
 // Calls fn(TypeTag<T>{}) with the value type of `dtype`, for ops that compare or combine values.
 template <typename Fn>
 void dispatch_values(DataType dtype, const KernelContext& ctx, Fn&& fn) {
   dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
            uint64_t, bool, std::string>(dtype, ctx, fn);
-}
-
-int64_t product(const std::vector<int64_t>& dims, size_t begin, size_t end) {
-  int64_t p = 1;
-  for (size_t i = begin; i < end && i < dims.size(); ++i) p *= dims[i];
-  return p;
 }
 
 // An index made non-negative; throws when outside [-dim, dim).
@@ -78,7 +52,7 @@ void run_gather(KernelContext& ctx, int64_t axis_attr) {
   out_dims.insert(out_dims.end(), x.dims().begin() + axis + 1, x.dims().end());
   const int64_t outer = product(x.dims(), 0, a), inner = product(x.dims(), a + 1, x.rank());
   const auto n = static_cast<int64_t>(indices.size());
-  dispatch_storage(x.dtype(), ctx, [&](auto tag) {
+  dispatch_by_size(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, x.dtype(), out_dims);
     const T* in = data<T>(x);
@@ -129,7 +103,7 @@ void run_gather_elements(KernelContext& ctx, int64_t axis_attr) {
   check_element_shapes(x, idx_t, axis, ctx);
   std::vector<int64_t> offsets = read_int_values(idx_t, ctx);
   element_offsets(x.dims(), idx_t.dims(), axis, offsets, ctx);
-  dispatch_storage(x.dtype(), ctx, [&](auto tag) {
+  dispatch_by_size(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, x.dtype(), idx_t.dims());
     const T* in = data<T>(x);
@@ -247,7 +221,7 @@ void run_gather_nd(KernelContext& ctx, int64_t batch_dims) {
   const std::vector<int64_t> offsets = nd_offsets(x, idx_t, batch_dims, slice, ctx);
   std::vector<int64_t> out_dims(idx_t.dims().begin(), idx_t.dims().end() - 1);
   out_dims.insert(out_dims.end(), x.dims().begin() + batch_dims + idx_t.dims().back(), x.dims().end());
-  dispatch_storage(x.dtype(), ctx, [&](auto tag) {
+  dispatch_by_size(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, x.dtype(), out_dims);
     const T* in = data<T>(x);
@@ -315,7 +289,7 @@ void run_onehot(KernelContext& ctx, int64_t axis_attr) {
   std::vector<int64_t> out_dims = idx_t.dims();
   out_dims.insert(out_dims.begin() + static_cast<std::ptrdiff_t>(axis), depth);
   const int64_t inner = product(idx_t.dims(), axis, idx_t.rank());
-  dispatch_storage(values.dtype(), ctx, [&](auto tag) {
+  dispatch_by_size(values.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, values.dtype(), out_dims);
     const T* v = data<T>(values);
@@ -350,7 +324,7 @@ void run_compress(KernelContext& ctx, bool has_axis, int64_t axis_attr) {
   }
   const int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1, dims.size()), dim = dims[axis];
   dims[axis] = static_cast<int64_t>(kept.size());
-  dispatch_storage(x.dtype(), ctx, [&](auto tag) {
+  dispatch_by_size(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, x.dtype(), dims);
     const T* in = data<T>(x);
@@ -455,7 +429,7 @@ void run_trilu(KernelContext& ctx, bool upper) {
   const int64_t k = ctx.has_input(1) ? static_cast<int64_t>(read_scalar(ctx.input(1), ctx)) : 0;
   const int64_t rows = x.dims()[x.rank() - 2], cols = x.dims()[x.rank() - 1];
   const int64_t mats = product(x.dims(), 0, x.rank() - 2);
-  dispatch_storage(x.dtype(), ctx, [&](auto tag) {
+  dispatch_by_size(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());  // zero-filled
     const T* in = data<T>(x);
@@ -479,65 +453,65 @@ void register_indexing_kernels(KernelRegistry& r) {
   // Gather: opset 1 had no negative indices; they are accepted everywhere.
   add_kernel(r, "Gather", 1, INT_MAX, all, [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", 0);
-    return make([axis](KernelContext& ctx) { run_gather(ctx, axis); });
+    return make_kernel([axis](KernelContext& ctx) { run_gather(ctx, axis); });
   });
 
   add_kernel(r, "GatherElements", 11, INT_MAX, all, [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", 0);
-    return make([axis](KernelContext& ctx) { run_gather_elements(ctx, axis); });
+    return make_kernel([axis](KernelContext& ctx) { run_gather_elements(ctx, axis); });
   });
 
   // GatherND: batch_dims arrived in opset 12.
   add_kernel(r, "GatherND", 11, INT_MAX, all, [](const KernelInit& init) {
     const int64_t batch_dims = init.opset() >= 12 ? init.attr_int("batch_dims", 0) : 0;
-    return make([batch_dims](KernelContext& ctx) { run_gather_nd(ctx, batch_dims); });
+    return make_kernel([batch_dims](KernelContext& ctx) { run_gather_nd(ctx, batch_dims); });
   });
 
   // Scatter (deprecated in opset 11) is ScatterElements without reduction.
   add_kernel(r, "Scatter", 9, INT_MAX, all, [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", 0);
-    return make([axis](KernelContext& ctx) { run_scatter_elements(ctx, axis, Reduction::kNone); });
+    return make_kernel([axis](KernelContext& ctx) { run_scatter_elements(ctx, axis, Reduction::kNone); });
   });
 
   // ScatterElements / ScatterND: reduction add/mul from opset 16, max/min from 18.
   add_kernel(r, "ScatterElements", 11, INT_MAX, all, [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", 0);
     const Reduction reduction = parse_reduction(init);
-    return make([axis, reduction](KernelContext& ctx) { run_scatter_elements(ctx, axis, reduction); });
+    return make_kernel([axis, reduction](KernelContext& ctx) { run_scatter_elements(ctx, axis, reduction); });
   });
 
   add_kernel(r, "ScatterND", 11, INT_MAX, all, [](const KernelInit& init) {
     const Reduction reduction = parse_reduction(init);
-    return make([reduction](KernelContext& ctx) { run_scatter_nd(ctx, reduction); });
+    return make_kernel([reduction](KernelContext& ctx) { run_scatter_nd(ctx, reduction); });
   });
 
-  add_kernel(r, "NonZero", 9, INT_MAX, all, [](const KernelInit&) { return make(run_nonzero); });
+  add_kernel(r, "NonZero", 9, INT_MAX, all, [](const KernelInit&) { return make_kernel(run_nonzero); });
 
   // OneHot: indices and depth of any numeric dtype, values of any dtype; selected by the values.
   add_kernel(
       r, "OneHot", 9, INT_MAX, all,
       [](const KernelInit& init) {
         const int64_t axis = init.attr_int("axis", -1);
-        return make([axis](KernelContext& ctx) { run_onehot(ctx, axis); });
+        return make_kernel([axis](KernelContext& ctx) { run_onehot(ctx, axis); });
       },
       2);
 
   add_kernel(r, "Compress", 9, INT_MAX, all, [](const KernelInit& init) {
     const bool has_axis = init.has_attr("axis");
     const int64_t axis = init.attr_int("axis", 0);
-    return make([has_axis, axis](KernelContext& ctx) { run_compress(ctx, has_axis, axis); });
+    return make_kernel([has_axis, axis](KernelContext& ctx) { run_compress(ctx, has_axis, axis); });
   });
 
   add_kernel(r, "Unique", 11, INT_MAX, all, [](const KernelInit& init) {
     const bool has_axis = init.has_attr("axis");
     const int64_t axis = init.attr_int("axis", 0);
     const bool sorted = init.attr_int("sorted", 1) != 0;
-    return make([has_axis, axis, sorted](KernelContext& ctx) { run_unique(ctx, has_axis, axis, sorted); });
+    return make_kernel([has_axis, axis, sorted](KernelContext& ctx) { run_unique(ctx, has_axis, axis, sorted); });
   });
 
   add_kernel(r, "Trilu", 14, INT_MAX, all, [](const KernelInit& init) {
     const bool upper = init.attr_int("upper", 1) != 0;
-    return make([upper](KernelContext& ctx) { run_trilu(ctx, upper); });
+    return make_kernel([upper](KernelContext& ctx) { run_trilu(ctx, upper); });
   });
 }
 

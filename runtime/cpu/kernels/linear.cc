@@ -23,27 +23,9 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 template <typename T>
 using accum_t = std::conditional_t<std::is_integral_v<T>, uint64_t,
                                    std::conditional_t<std::is_same_v<T, double>, double, float>>;
-
-// `p[0..n)` as Acc: the pointer itself when T already is Acc, else a converted copy in `storage`.
-template <typename Acc, typename T>
-const Acc* as_accum(const T* p, int64_t n, std::vector<Acc>& storage) {
-  if constexpr (std::is_same_v<T, Acc>) {
-    (void)n;
-    (void)storage;
-    return p;
-  } else {
-    storage.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) storage[static_cast<size_t>(i)] = static_cast<Acc>(p[i]);
-    return storage.data();
-  }
-}
 
 // Calls fn(Acc* out) over a zeroed [numel(y)] accumulator, then stores it into y (in place when T is Acc).
 template <typename T, typename Fn>
@@ -116,23 +98,18 @@ void dispatch_matmul_types(DataType dtype, const KernelContext& ctx, Fn&& fn) {
   dispatch<float, double, Float16, BFloat16, int32_t, int64_t, uint32_t, uint64_t>(dtype, ctx, fn);
 }
 
-void check_same_dtype(const Tensor& a, const Tensor& b, const KernelContext& ctx) {
-  if (a.dtype() != b.dtype())
-    throw ctx.error(std::string("input dtypes differ: ") + to_string(a.dtype()) + " and " + to_string(b.dtype()));
-}
-
 void run_matmul(KernelContext& ctx) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
-  check_same_dtype(a, b, ctx);
+  require_same_dtype(ctx, a, b);
   MatMulShape s = matmul_shape(a.dims(), b.dims(), ctx);
   dispatch_matmul_types(a.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Acc = accum_t<T>;
     Tensor& y = ctx.allocate_output(0, a.dtype(), s.out_dims);
     std::vector<Acc> sa, sb;
-    const Acc* pa = as_accum<Acc>(data<T>(a), a.numel(), sa);
-    const Acc* pb = as_accum<Acc>(data<T>(b), b.numel(), sb);
+    const Acc* pa = as_acc<Acc>(data<T>(a), a.numel(), sa);
+    const Acc* pb = as_acc<Acc>(data<T>(b), b.numel(), sb);
     with_accum_output<T>(y, [&](Acc* c) { batched_matmul(s, pa, pb, c); });
   });
 }
@@ -147,7 +124,7 @@ struct GemmAttrs {
 // x [rows, cols] as Acc in row-major order, transposed to [cols, rows] when `transpose`.
 template <typename Acc, typename T>
 const Acc* gemm_operand(const T* x, int64_t rows, int64_t cols, bool transpose, std::vector<Acc>& storage) {
-  if (!transpose) return as_accum<Acc>(x, rows * cols, storage);
+  if (!transpose) return as_acc<Acc>(x, rows * cols, storage);
   storage.resize(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) storage[static_cast<size_t>(c * rows + r)] = static_cast<Acc>(x[r * cols + c]);
@@ -157,7 +134,7 @@ const Acc* gemm_operand(const T* x, int64_t rows, int64_t cols, bool transpose, 
 void run_gemm(KernelContext& ctx, const GemmAttrs& attrs) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
-  check_same_dtype(a, b, ctx);
+  require_same_dtype(ctx, a, b);
   if (a.rank() != 2 || b.rank() != 2)
     throw ctx.error("A and B must be 2-D, got " + dims_to_string(a.dims()) + " and " + dims_to_string(b.dims()));
   const int64_t M = attrs.trans_a ? a.dims()[1] : a.dims()[0];
@@ -172,7 +149,7 @@ void run_gemm(KernelContext& ctx, const GemmAttrs& attrs) {
   const Tensor* c = ctx.has_input(2) ? &ctx.input(2) : nullptr;
   std::vector<int64_t> c_map;
   if (c) {
-    check_same_dtype(a, *c, ctx);
+    require_same_dtype(ctx, a, *c);
     const std::vector<int64_t> out_dims = {M, N};
     bool ok = c->rank() <= 2;
     for (size_t i = 0; ok && i < c->rank(); ++i) {
@@ -200,7 +177,7 @@ void run_gemm(KernelContext& ctx, const GemmAttrs& attrs) {
     std::vector<Acc> sa, sb, sc;
     const Acc* pa = gemm_operand<Acc>(data<T>(a), a.dims()[0], a.dims()[1], attrs.trans_a, sa);
     const Acc* pb = gemm_operand<Acc>(data<T>(b), b.dims()[0], b.dims()[1], attrs.trans_b, sb);
-    const Acc* pc = c ? as_accum<Acc>(data<T>(*c), c->numel(), sc) : nullptr;
+    const Acc* pc = c ? as_acc<Acc>(data<T>(*c), c->numel(), sc) : nullptr;
     with_accum_output<T>(y, [&](Acc* out) {
       matmul_ikj(pa, pb, out, M, K, N);
       for (int64_t i = 0; i < M * N; ++i) {
@@ -448,7 +425,7 @@ void run_einsum(KernelContext& ctx, const std::string& equation) {
   std::vector<const Tensor*> inputs;
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {
     inputs.push_back(&ctx.input(i));
-    check_same_dtype(*inputs[0], *inputs[i], ctx);
+    require_same_dtype(ctx, *inputs[0], *inputs[i]);
   }
   if (inputs.empty()) throw ctx.error("einsum needs at least one input");
   const EinsumPlan p = plan_einsum(equation, inputs, ctx);
@@ -460,7 +437,7 @@ void run_einsum(KernelContext& ctx, const std::string& equation) {
         std::vector<std::vector<Acc>> storage(inputs.size());
         std::vector<const Acc*> in(inputs.size());
         for (size_t t = 0; t < inputs.size(); ++t)
-          in[t] = as_accum<Acc>(data<T>(*inputs[t]), inputs[t]->numel(), storage[t]);
+          in[t] = as_acc<Acc>(data<T>(*inputs[t]), inputs[t]->numel(), storage[t]);
         // The last summed label runs in a tight strided loop; the odometer steps the others.
         const bool has_inner = !p.sum_labels.empty();
         const std::vector<int> outer_sum(p.sum_labels.begin(), p.sum_labels.end() - (has_inner ? 1 : 0));
@@ -526,7 +503,7 @@ void run_det(KernelContext& ctx) {
     throw ctx.error("input must be [..., M, M], got " + dims_to_string(dims));
   const int64_t n = dims.back();
   std::vector<int64_t> out_dims(dims.begin(), dims.end() - 2);
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, x.dtype(), out_dims);
     const T* in = data<T>(x);
@@ -548,7 +525,7 @@ std::vector<DataType> matmul_types() {
 
 void register_linear_kernels(KernelRegistry& r) {
   // MatMul (1: float types; 9: + int32/int64/uint32/uint64; 13: + bfloat16). One kernel for all.
-  add_kernel(r, "MatMul", 1, INT_MAX, matmul_types(), [](const KernelInit&) { return make(run_matmul); });
+  add_kernel(r, "MatMul", 1, INT_MAX, matmul_types(), [](const KernelInit&) { return make_kernel(run_matmul); });
 
   // Gemm: Y = alpha * A' * B' + beta * C. C is optional from opset 11.
   add_kernel(r, "Gemm", 1, INT_MAX, matmul_types(), [](const KernelInit& init) {
@@ -557,24 +534,24 @@ void register_linear_kernels(KernelRegistry& r) {
     attrs.trans_b = init.attr_int("transB", 0) != 0;
     attrs.alpha = init.attr_float("alpha", 1.0f);
     attrs.beta = init.attr_float("beta", 1.0f);
-    return make([attrs](KernelContext& ctx) { run_gemm(ctx, attrs); });
+    return make_kernel([attrs](KernelContext& ctx) { run_gemm(ctx, attrs); });
   });
 
   // MatMulInteger: int32 (A - a_zero_point) x (B - b_zero_point).
   add_kernel(r, "MatMulInteger", 10, INT_MAX, {DataType::kUInt8, DataType::kInt8},
-             [](const KernelInit&) { return make(run_matmul_integer); });
+             [](const KernelInit&) { return make_kernel(run_matmul_integer); });
 
   // QLinearMatMul (21 widened the scale types; float8 operands are not supported).
   add_kernel(r, "QLinearMatMul", 10, INT_MAX, {DataType::kUInt8, DataType::kInt8},
-             [](const KernelInit&) { return make(run_qlinear_matmul); });
+             [](const KernelInit&) { return make_kernel(run_qlinear_matmul); });
 
   add_kernel(r, "Einsum", 12, INT_MAX, numeric_types(), [](const KernelInit& init) {
     std::string equation = init.attr_string("equation", "");
     if (equation.empty()) throw init.error("attribute 'equation' is missing or empty");
-    return make([equation](KernelContext& ctx) { run_einsum(ctx, equation); });
+    return make_kernel([equation](KernelContext& ctx) { run_einsum(ctx, equation); });
   });
 
-  add_kernel(r, "Det", 11, INT_MAX, kFloatTypes, [](const KernelInit&) { return make(run_det); });
+  add_kernel(r, "Det", 11, INT_MAX, kFloatTypes, [](const KernelInit&) { return make_kernel(run_det); });
 }
 
 }  // namespace tunnx::cpu

@@ -18,16 +18,6 @@
 namespace tunnx::cpu {
 namespace {
 
-// 16-bit floats go through float; the arithmetic here is in double.
-template <typename T> double to_double(T v) {
-  if constexpr (std::is_floating_point_v<T>) return static_cast<double>(v);
-  else return static_cast<double>(static_cast<float>(v));
-}
-template <typename T> T from_double(double v) {
-  if constexpr (std::is_floating_point_v<T>) return static_cast<T>(v);
-  else return T(static_cast<float>(v));
-}
-
 enum class Reduction { kNone, kSum, kMean };
 
 struct LossAttrs {
@@ -117,17 +107,13 @@ void nll_from_log_probs(KernelContext& ctx, const LossAttrs& attrs, const LossLa
   mutable_data<T>(out)[0] = from_double<T>(value);
 }
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 // NegativeLogLikelihoodLoss: the input already holds log-probabilities.
 void run_nll(KernelContext& ctx, const LossAttrs& attrs) {
   const Tensor& x = ctx.input(0);
   const Tensor& labels = ctx.input(1);
   const Tensor* weight = ctx.has_input(2) ? &ctx.input(2) : nullptr;
   const LossLayout layout = check_loss_shapes(ctx, x, labels, weight);
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     nll_from_log_probs<T>(ctx, attrs, layout, labels, weight, [&](int64_t n, int64_t c, int64_t d) {
@@ -143,7 +129,7 @@ void run_sce(KernelContext& ctx, const LossAttrs& attrs) {
   const Tensor& labels = ctx.input(1);
   const Tensor* weight = ctx.has_input(2) ? &ctx.input(2) : nullptr;
   const LossLayout layout = check_loss_shapes(ctx, x, labels, weight);
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     const int64_t C = layout.c, D = layout.d;
@@ -186,11 +172,11 @@ void register_loss_kernels(KernelRegistry& r) {
   // kernel serves from 12 on, bfloat16 included.
   add_kernel(r, "NegativeLogLikelihoodLoss", 12, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const LossAttrs attrs = parse_loss_attrs(init);
-    return make([attrs](KernelContext& ctx) { run_nll(ctx, attrs); });
+    return make_kernel([attrs](KernelContext& ctx) { run_nll(ctx, attrs); });
   });
   add_kernel(r, "SoftmaxCrossEntropyLoss", 12, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const LossAttrs attrs = parse_loss_attrs(init);
-    return make([attrs](KernelContext& ctx) { run_sce(ctx, attrs); });
+    return make_kernel([attrs](KernelContext& ctx) { run_sce(ctx, attrs); });
   });
 }
 

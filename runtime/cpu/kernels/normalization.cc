@@ -10,24 +10,6 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-template <typename Fn> void dispatch_float(DataType dtype, const KernelContext& ctx, Fn&& fn) {
-  dispatch<float, double, Float16, BFloat16>(dtype, ctx, fn);
-}
-
-// A new output `i` of `dtype` and `dims` holding `values`.
-void write_output(KernelContext& ctx, size_t i, DataType dtype, std::vector<int64_t> dims,
-                  const std::vector<double>& values) {
-  dispatch_float(dtype, ctx, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* out = mutable_data<T>(ctx.allocate_output(i, dtype, std::move(dims)));
-    for (size_t k = 0; k < values.size(); ++k) out[k] = static_cast<T>(values[k]);
-  });
-}
-
 bool wants(const KernelContext& ctx, size_t i) { return i < ctx.num_outputs() && ctx.output_wanted(i); }
 
 // Mean and population variance of `count` elements of `x` at x[base + j * stride], j < count.
@@ -73,7 +55,7 @@ void run_batch_norm(KernelContext& ctx, const BatchNormAttrs& attrs) {
   }
   const std::vector<double>&scale = p[0], &bias = p[1];
   std::vector<double> mean = p[2], var = p[3], batch_mean(channels), batch_var(channels);
-  dispatch_float(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     if (attrs.training) {
@@ -143,7 +125,7 @@ void run_instance_norm(KernelContext& ctx, float epsilon) {
   const std::vector<double> scale = read_double_values(ctx.input(1), ctx), bias = read_double_values(ctx.input(2), ctx);
   if (static_cast<int64_t>(scale.size()) != channels || static_cast<int64_t>(bias.size()) != channels)
     throw ctx.error("scale and B must have C = " + std::to_string(channels) + " values");
-  dispatch_float(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
@@ -196,7 +178,7 @@ void run_layer_norm(KernelContext& ctx, const LayerNormAttrs& attrs) {
     bias_map = param_map(ctx.input(2), x.dims(), axis, ctx);
   }
   std::vector<double> means(static_cast<size_t>(rows)), inv_stds(static_cast<size_t>(rows));
-  dispatch_float(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
@@ -257,7 +239,7 @@ void run_mvn(KernelContext& ctx, const std::vector<int64_t>& axes) {
   for (int64_t a : axes) reduced[static_cast<size_t>(normalize_axis(a, rank, ctx))] = true;
   int64_t groups = 0;
   const std::vector<int64_t> group = group_of_elements(x.dims(), reduced, groups);
-  dispatch_float(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     std::vector<double> sum(static_cast<size_t>(groups), 0), sq(static_cast<size_t>(groups), 0);
@@ -283,12 +265,10 @@ void run_lp_norm(KernelContext& ctx, int64_t axis_attr, int64_t p) {
   const Tensor& x = ctx.input(0);
   const auto rank = static_cast<int64_t>(x.rank());
   const auto axis = static_cast<size_t>(normalize_axis(axis_attr, rank, ctx));
-  int64_t outer = 1, inner = 1;
-  for (size_t d = 0; d < x.rank(); ++d)
-    if (d < axis) outer *= x.dims()[d];
-    else if (d > axis) inner *= x.dims()[d];
+  const AxisView v = axis_view(x.dims(), static_cast<int64_t>(axis));
+  const int64_t outer = v.outer, inner = v.inner;
   const int64_t dim = rank ? x.dims()[axis] : 1;
-  dispatch_float(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
@@ -312,12 +292,12 @@ void run_lp_norm(KernelContext& ctx, int64_t axis_attr, int64_t p) {
 void register_normalization_kernels(KernelRegistry& r) {
   add_kernel(r, "BatchNormalization", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const BatchNormAttrs attrs = parse_batch_norm(init);
-    return make([attrs](KernelContext& ctx) { run_batch_norm(ctx, attrs); });
+    return make_kernel([attrs](KernelContext& ctx) { run_batch_norm(ctx, attrs); });
   });
 
   add_kernel(r, "InstanceNormalization", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const float epsilon = init.attr_float("epsilon", 1e-5f);
-    return make([epsilon](KernelContext& ctx) { run_instance_norm(ctx, epsilon); });
+    return make_kernel([epsilon](KernelContext& ctx) { run_instance_norm(ctx, epsilon); });
   });
 
   add_kernel(r, "LayerNormalization", 17, INT_MAX, kFloatTypes, [](const KernelInit& init) {
@@ -329,19 +309,19 @@ void register_normalization_kernels(KernelRegistry& r) {
     if (!is_known_data_type(static_cast<int32_t>(stash)) || !is_floating_point(stash_type))
       throw init.error("stash_type " + std::to_string(stash) + " is not a floating-point type");
     attrs.stash_type = stash_type;
-    return make([attrs](KernelContext& ctx) { run_layer_norm(ctx, attrs); });
+    return make_kernel([attrs](KernelContext& ctx) { run_layer_norm(ctx, attrs); });
   });
 
   add_kernel(r, "MeanVarianceNormalization", 9, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const std::vector<int64_t> axes = init.attr_ints("axes", {0, 2, 3});
-    return make([axes](KernelContext& ctx) { run_mvn(ctx, axes); });
+    return make_kernel([axes](KernelContext& ctx) { run_mvn(ctx, axes); });
   });
 
   add_kernel(r, "LpNormalization", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", -1);
     const int64_t p = init.attr_int("p", 2);
     if (p != 1 && p != 2) throw init.error("p must be 1 or 2, got " + std::to_string(p));
-    return make([axis, p](KernelContext& ctx) { run_lp_norm(ctx, axis, p); });
+    return make_kernel([axis, p](KernelContext& ctx) { run_lp_norm(ctx, axis, p); });
   });
 }
 

@@ -17,15 +17,6 @@ namespace {
 
 constexpr const char* kTrainingDomain = "ai.onnx.preview.training";
 
-template <typename T> double to_double(T v) {
-  if constexpr (std::is_floating_point_v<T>) return static_cast<double>(v);
-  else return static_cast<double>(static_cast<float>(v));
-}
-template <typename T> T from_double(double v) {
-  if constexpr (std::is_floating_point_v<T>) return static_cast<T>(v);
-  else return T(static_cast<float>(v));
-}
-
 // The scalars of one step: R as given and T as an integer.
 struct StepScalars {
   double r = 0;
@@ -70,7 +61,7 @@ template <size_t Kinds, typename Update>
 void run_step(KernelContext& ctx, int64_t n, Update update) {
   constexpr size_t kInputs = Kinds + 1;  // X, G, states
   const Tensor& x0 = ctx.input(2);
-  dispatch<float, double, Float16, BFloat16>(x0.dtype(), ctx, [&](auto tag) {
+  dispatch(x0.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     static const char* const kNames[] = {"X", "G", "state 1", "state 2"};
     for (int64_t j = 0; j < n; ++j) {
@@ -103,10 +94,6 @@ void run_step(KernelContext& ctx, int64_t n, Update update) {
   });
 }
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 void add_training_kernel(KernelRegistry& r, const std::string& op_type, KernelFactory factory) {
   KernelDef def;
   def.domain = kTrainingDomain;
@@ -127,7 +114,7 @@ std::unique_ptr<Kernel> make_adagrad(const KernelInit& init) {
   const double norm = init.attr_float("norm_coefficient", 0.0f);
   const double decay = init.attr_float("decay_factor", 0.0f);
   const double epsilon = init.attr_float("epsilon", 1e-6f);
-  return make([=](KernelContext& ctx) {
+  return make_kernel([=](KernelContext& ctx) {
     const StepScalars s = read_step_scalars(ctx);
     const double rate = s.r / (1.0 + static_cast<double>(s.t) * decay);
     run_step<2>(ctx, n, [&](double x, double g, const double* st, double* res) {
@@ -151,7 +138,7 @@ std::unique_ptr<Kernel> make_adam(const KernelInit& init) {
   const double epsilon = init.attr_float("epsilon", 1e-6f);
   const double norm = init.attr_float("norm_coefficient", 0.0f);
   const double norm_post = init.attr_float("norm_coefficient_post", 0.0f);
-  return make([=](KernelContext& ctx) {
+  return make_kernel([=](KernelContext& ctx) {
     const StepScalars s = read_step_scalars(ctx);
     double rate = s.r;
     if (s.t > 0) {
@@ -182,7 +169,7 @@ std::unique_ptr<Kernel> make_momentum(const KernelInit& init) {
   if (mode != "standard" && mode != "nesterov")
     throw init.error("mode must be \"standard\" or \"nesterov\", got \"" + mode + "\"");
   const bool nesterov = mode == "nesterov";
-  return make([=](KernelContext& ctx) {
+  return make_kernel([=](KernelContext& ctx) {
     const StepScalars s = read_step_scalars(ctx);
     const double beta_adjusted = s.t > 0 ? beta : 1.0;
     run_step<2>(ctx, n, [&](double x, double g, const double* st, double* res) {

@@ -19,18 +19,6 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-int64_t product(const std::vector<int64_t>& v) {
-  int64_t p = 1;
-  for (int64_t d : v) p *= d;
-  return p;
-}
-
-// float for float32, the 16-bit floats and 8-bit ints (exact there); double for float64.
-template <typename T> using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 template <typename Acc, typename T> Acc to_acc(T v) {
   if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) return static_cast<float>(v);
@@ -52,10 +40,7 @@ struct PoolAttrs {
 
 PoolAttrs parse_pool_attrs(const KernelInit& init) {
   PoolAttrs a;
-  a.auto_pad = init.attr_string("auto_pad", "NOTSET");
-  if (a.auto_pad.empty()) a.auto_pad = "NOTSET";
-  if (a.auto_pad != "NOTSET" && a.auto_pad != "VALID" && a.auto_pad != "SAME_UPPER" && a.auto_pad != "SAME_LOWER")
-    throw init.error("unknown auto_pad '" + a.auto_pad + "'");
+  a.auto_pad = read_auto_pad(init);
   a.kernel_shape = init.attr_ints("kernel_shape");
   a.strides = init.attr_ints("strides");
   a.pads = init.attr_ints("pads");
@@ -69,14 +54,40 @@ PoolAttrs parse_pool_attrs(const KernelInit& init) {
   if (a.p <= 0) throw init.error("p must be positive");
   for (int64_t k : a.kernel_shape)
     if (k < 1) throw init.error("kernel_shape values must be positive");
-  for (int64_t s : a.strides)
-    if (s < 1) throw init.error("strides must be positive");
-  for (int64_t d : a.dilations)
-    if (d < 1) throw init.error("dilations must be positive");
-  for (int64_t p : a.pads)
-    if (p < 0) throw init.error("pads must be non-negative");
+  check_window_attrs(init, a.strides, a.dilations, a.pads);
   return a;
 }
+
+}  // namespace
+
+std::string read_auto_pad(const KernelInit& init) {
+  std::string auto_pad = init.attr_string("auto_pad", "NOTSET");
+  if (auto_pad.empty()) auto_pad = "NOTSET";
+  if (auto_pad != "NOTSET" && auto_pad != "VALID" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
+    throw init.error("unknown auto_pad '" + auto_pad + "'");
+  return auto_pad;
+}
+
+void check_window_attrs(const KernelInit& init, const std::vector<int64_t>& strides,
+                        const std::vector<int64_t>& dilations, const std::vector<int64_t>& pads) {
+  for (int64_t s : strides)
+    if (s < 1) throw init.error("strides must be positive");
+  for (int64_t d : dilations)
+    if (d < 1) throw init.error("dilations must be positive");
+  for (int64_t p : pads)
+    if (p < 0) throw init.error("pads must be non-negative");
+}
+
+SamePadding same_padding(int64_t in, int64_t stride, int64_t extent, bool upper) {
+  SamePadding p;
+  p.out = (in + stride - 1) / stride;
+  const int64_t total = std::max<int64_t>(0, (p.out - 1) * stride + extent - in);
+  p.begin = upper ? total / 2 : total - total / 2;
+  p.end = total - p.begin;
+  return p;
+}
+
+namespace {
 
 // Where each pooling window reads. Per spatial dim d and output index o: the in-range input
 // coordinates of the window (taps[d][o]) and how many of its positions lie inside the padded input
@@ -109,10 +120,8 @@ PoolGeometry pool_geometry(const KernelContext& ctx, const PoolAttrs& a, const s
     const int64_t in = g.in[d], s = strides[d], extent = (a.kernel_shape[d] - 1) * dilations[d] + 1;
     int64_t begin = 0, end = 0, out = 0;
     if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      out = (in + s - 1) / s;
-      int64_t total = std::max<int64_t>(0, (out - 1) * s + extent - in);
-      begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      end = total - begin;
+      const SamePadding same = same_padding(in, s, extent, a.auto_pad == "SAME_UPPER");
+      out = same.out, begin = same.begin, end = same.end;
     } else {
       if (a.auto_pad == "NOTSET" && !a.pads.empty()) begin = a.pads[d], end = a.pads[d + nd];
       const int64_t span = in + begin + end - extent;
@@ -199,7 +208,7 @@ void run_pool(KernelContext& ctx, const PoolAttrs& a, PoolKind kind) {
   const int64_t in_size = product(g.in), out_size = product(g.out);
   auto body = [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using Acc = AccOf<T>;
+    using Acc = FloatAcc<T>;
     const T* in = data<T>(x);
     T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), dims));
     int64_t* indices = want_indices ? mutable_data<int64_t>(ctx.allocate_output(1, DataType::kInt64, dims)) : nullptr;
@@ -227,7 +236,7 @@ void run_pool(KernelContext& ctx, const PoolAttrs& a, PoolKind kind) {
     });
   };
   if (kind == PoolKind::kMax) dispatch<float, double, Float16, BFloat16, int8_t, uint8_t>(x.dtype(), ctx, body);
-  else dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, body);
+  else dispatch(x.dtype(), ctx, FloatTypes{}, body);
 }
 
 // GlobalAveragePool / GlobalMaxPool / GlobalLpPool: one value per (n, c) over all spatial positions.
@@ -238,9 +247,9 @@ void run_global_pool(KernelContext& ctx, PoolKind kind, double p) {
   std::fill(dims.begin() + 2, dims.end(), 1);
   const int64_t planes = dims[0] * dims[1];
   const int64_t size = planes > 0 ? x.numel() / planes : 0;
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using Acc = AccOf<T>;
+    using Acc = FloatAcc<T>;
     const T* in = data<T>(x);
     T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), dims));
     for (int64_t plane = 0; plane < planes; ++plane) {
@@ -271,9 +280,9 @@ void run_lrn(KernelContext& ctx, const LrnAttrs& a) {
   const int64_t n = x.dims()[0], channels = x.dims()[1];
   const int64_t spatial = n * channels > 0 ? x.numel() / (n * channels) : 0;
   const int64_t before = (a.size - 1) / 2, after = a.size - 1 - before;
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using Acc = AccOf<T>;
+    using Acc = FloatAcc<T>;
     const T* in = data<T>(x);
     T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
     std::vector<Acc> sums(static_cast<size_t>(spatial));
@@ -323,7 +332,7 @@ void run_max_unpool(KernelContext& ctx, const PoolAttrs& a) {
   }
   const std::vector<int64_t> idx = read_int_values(ind, ctx);
   const int64_t inferred_size = product(inferred);
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
     std::vector<T> scattered(static_cast<size_t>(inferred_size));
@@ -371,32 +380,32 @@ void register_pool_kernels(KernelRegistry& r) {
   add_kernel(r, "AveragePool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     PoolAttrs a = parse_pool_attrs(init);
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
-    return make([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kAverage); });
+    return make_kernel([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kAverage); });
   });
 
   // MaxPool: the Indices output and storage_order since opset 8, int8/uint8 since 12.
   add_kernel(r, "MaxPool", 1, INT_MAX, max_pool_types(), [](const KernelInit& init) {
     PoolAttrs a = parse_pool_attrs(init);
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
-    return make([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kMax); });
+    return make_kernel([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kMax); });
   });
 
   // LpPool: p is a float attribute in opset 1, an int since 2; ceil_mode and dilations since 18.
   add_kernel(r, "LpPool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     PoolAttrs a = parse_pool_attrs(init);
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
-    return make([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kLp); });
+    return make_kernel([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kLp); });
   });
 
   add_kernel(r, "GlobalAveragePool", 1, INT_MAX, kFloatTypes, [](const KernelInit&) {
-    return make([](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kAverage, 1); });
+    return make_kernel([](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kAverage, 1); });
   });
   add_kernel(r, "GlobalMaxPool", 1, INT_MAX, kFloatTypes, [](const KernelInit&) {
-    return make([](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kMax, 1); });
+    return make_kernel([](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kMax, 1); });
   });
   add_kernel(r, "GlobalLpPool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     PoolAttrs a = parse_pool_attrs(init);
-    return make([p = a.p](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kLp, p); });
+    return make_kernel([p = a.p](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kLp, p); });
   });
 
   add_kernel(r, "LRN", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
@@ -406,13 +415,13 @@ void register_pool_kernels(KernelRegistry& r) {
     a.bias = init.attr_float("bias", a.bias);
     a.size = init.required_attr("size").i;
     if (a.size < 1) throw init.error("size must be positive, got " + std::to_string(a.size));
-    return make([a](KernelContext& ctx) { run_lrn(ctx, a); });
+    return make_kernel([a](KernelContext& ctx) { run_lrn(ctx, a); });
   });
 
   add_kernel(r, "MaxUnpool", 9, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     PoolAttrs a = parse_pool_attrs(init);
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
-    return make([a](KernelContext& ctx) { run_max_unpool(ctx, a); });
+    return make_kernel([a](KernelContext& ctx) { run_max_unpool(ctx, a); });
   });
 }
 

@@ -17,10 +17,6 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 struct QuantAttrs {
   int64_t axis = 1;
   int64_t block_size = 0;
@@ -93,14 +89,6 @@ std::vector<double> zero_points(const Tensor* zp, const Tensor& scale, const Ker
   return read_double_values(*zp, ctx);
 }
 
-// v rounded half to even and saturated to Q (NaN gives 0).
-template <typename Q> Q saturate_round(double v) {
-  v = std::nearbyint(v);
-  if (std::isnan(v)) return Q(0);
-  v = std::clamp(v, static_cast<double>(std::numeric_limits<Q>::lowest()), static_cast<double>(std::numeric_limits<Q>::max()));
-  return static_cast<Q>(v);
-}
-
 // y = saturate(round(x / scale) + zero_point). The quotient is formed as numpy does in the spec's
 // reference: in x's own type for floats (so float16 rounds to float16 first), in double for int32 x.
 void run_quantize(KernelContext& ctx, const QuantAttrs& attrs) {
@@ -132,7 +120,7 @@ void run_quantize(KernelContext& ctx, const QuantAttrs& attrs) {
         } else {
           q = static_cast<float>(T(static_cast<float>(in[i]) / static_cast<float>(scales[p])));
         }
-        out[i] = saturate_round<Q>(std::nearbyint(q) + zeros[p]);
+        out[i] = from_double<Q>(std::nearbyint(q) + zeros[p]);
       }
     });
   });
@@ -174,11 +162,11 @@ void run_dynamic_quantize(KernelContext& ctx) {
     hi = std::max(hi, in[i]);
   }
   const float scale = (hi == lo ? 1.0f : hi - lo) / 255.0f;
-  const uint8_t zero = saturate_round<uint8_t>(std::clamp(0.0f - lo / scale, 0.0f, 255.0f));
+  const uint8_t zero = from_double<uint8_t>(std::clamp(0.0f - lo / scale, 0.0f, 255.0f));
   Tensor& y = ctx.allocate_output(0, DataType::kUInt8, x.dims());
   uint8_t* out = mutable_data<uint8_t>(y);
   for (int64_t i = 0; i < x.numel(); ++i)
-    out[i] = saturate_round<uint8_t>(static_cast<float>(std::nearbyint(in[i] / scale)) + static_cast<float>(zero));
+    out[i] = from_double<uint8_t>(static_cast<float>(std::nearbyint(in[i] / scale)) + static_cast<float>(zero));
   mutable_data<float>(ctx.allocate_output(1, DataType::kFloat32, {}))[0] = scale;
   mutable_data<uint8_t>(ctx.allocate_output(2, DataType::kUInt8, {}))[0] = zero;
 }
@@ -192,7 +180,7 @@ void register_quantize_kernels(KernelRegistry& r) {
              {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32},
              [](const KernelInit& init) {
                QuantAttrs attrs = read_attrs(init);
-               return make([attrs](KernelContext& ctx) { run_quantize(ctx, attrs); });
+               return make_kernel([attrs](KernelContext& ctx) { run_quantize(ctx, attrs); });
              });
 
   // DequantizeLinear: same layouts; 19 float16/bfloat16 scales; 21 int16/uint16 x; 23 output_dtype.
@@ -200,11 +188,11 @@ void register_quantize_kernels(KernelRegistry& r) {
              {DataType::kInt8, DataType::kUInt8, DataType::kInt16, DataType::kUInt16, DataType::kInt32},
              [](const KernelInit& init) {
                QuantAttrs attrs = read_attrs(init);
-               return make([attrs](KernelContext& ctx) { run_dequantize(ctx, attrs); });
+               return make_kernel([attrs](KernelContext& ctx) { run_dequantize(ctx, attrs); });
              });
 
   add_kernel(r, "DynamicQuantizeLinear", 11, INT_MAX, {DataType::kFloat32},
-             [](const KernelInit&) { return make(run_dynamic_quantize); });
+             [](const KernelInit&) { return make_kernel(run_dynamic_quantize); });
 }
 
 }  // namespace tunnx::cpu

@@ -18,10 +18,6 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 // The seed attribute (a float in ONNX), when present.
 std::optional<float> read_seed(const KernelInit& init) {
   if (!init.has_attr("seed")) return std::nullopt;
@@ -58,7 +54,7 @@ struct Distribution {
 // Fills a new output 0 of `dtype` and `dims` with draws from `dist`.
 void fill_random(KernelContext& ctx, DataType dtype, const std::vector<int64_t>& dims, const Distribution& dist,
                  const std::optional<float>& seed) {
-  dispatch<float, double, Float16, BFloat16>(dtype, ctx, [&](auto tag) {
+  dispatch(dtype, ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, dtype, dims);
     T* out = mutable_data<T>(y);
@@ -107,7 +103,7 @@ KernelFactory random_factory(bool normal) {
     std::vector<int64_t> shape = init.attr_ints("shape");
     for (int64_t d : shape)
       if (d < 0) throw init.error("shape must not have negative dimensions");
-    return make([dist, seed, dtype, shape](KernelContext& ctx) { fill_random(ctx, dtype, shape, dist, seed); });
+    return make_kernel([dist, seed, dtype, shape](KernelContext& ctx) { fill_random(ctx, dtype, shape, dist, seed); });
   };
 }
 
@@ -119,7 +115,7 @@ KernelFactory random_like_factory(bool normal) {
     std::optional<DataType> dtype = read_dtype(init);
     if (dtype && !is_random_float_type(*dtype))
       throw init.error(std::string("dtype ") + to_string(*dtype) + " is not supported");
-    return make([dist, seed, dtype](KernelContext& ctx) {
+    return make_kernel([dist, seed, dtype](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       DataType out = dtype.value_or(x.dtype());
       if (!is_random_float_type(out))
@@ -196,7 +192,7 @@ void register_random_kernels(KernelRegistry& r) {
   add_kernel(r, "Bernoulli", 15, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     std::optional<DataType> dtype = read_dtype(init);
     std::optional<float> seed = read_seed(init);
-    return make([dtype, seed](KernelContext& ctx) { run_bernoulli(ctx, dtype, seed); });
+    return make_kernel([dtype, seed](KernelContext& ctx) { run_bernoulli(ctx, dtype, seed); });
   });
 
   // Multinomial (7+): sample_size class indices per row of unnormalized log-probabilities.
@@ -206,7 +202,7 @@ void register_random_kernels(KernelRegistry& r) {
     int64_t sample_size = init.attr_int("sample_size", 1);
     if (sample_size < 0) throw init.error("sample_size must not be negative");
     std::optional<float> seed = read_seed(init);
-    return make([dtype, sample_size, seed](KernelContext& ctx) { run_multinomial(ctx, dtype, sample_size, seed); });
+    return make_kernel([dtype, sample_size, seed](KernelContext& ctx) { run_multinomial(ctx, dtype, sample_size, seed); });
   });
 }
 

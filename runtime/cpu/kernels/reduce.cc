@@ -21,51 +21,24 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-template <typename T>
-constexpr bool kFloatLike = std::is_floating_point_v<T> || std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
-
 // A value as the type comparisons and arithmetic use: double for floats, the integer itself otherwise.
 template <typename T> auto compute_value(T v) {
-  if constexpr (std::is_same_v<T, double>) return v;
-  else if constexpr (kFloatLike<T>) return static_cast<double>(static_cast<float>(v));
+  if constexpr (kIsFloat<T>) return to_double(v);
   else return v;
 }
 
-// A double result stored as T; NaN and out-of-range values become 0 for integer outputs (the spec
-// leaves them undefined, and the C++ conversion would be undefined behaviour).
-template <typename T> T from_double(double v) {
-  if constexpr (kFloatLike<T>) {
-    if constexpr (std::is_same_v<T, double>) return v;
-    else return T(static_cast<float>(v));
+// A double result stored as T. Unlike from_double (common.h), integers truncate toward zero (as the
+// spec's reference, numpy's astype, does); NaN and out-of-range values become 0 (the spec leaves them
+// undefined, and the C++ conversion would be undefined behaviour).
+template <typename T> T store_reduced(double v) {
+  if constexpr (kIsFloat<T>) {
+    return from_double<T>(v);
   } else {
     if (!(v >= static_cast<double>(std::numeric_limits<T>::lowest()) &&
           v < std::ldexp(1.0, std::numeric_limits<T>::digits)))
       return T(0);
     return static_cast<T>(v);
   }
-}
-
-template <typename V> bool is_nan(V v) {
-  if constexpr (std::is_floating_point_v<V>) return std::isnan(v);
-  else return false;
-}
-
-// The [outer, len, inner] view of `dims` around `axis` (already normalized).
-struct AxisView {
-  int64_t outer = 1, len = 1, inner = 1;
-};
-AxisView axis_view(const std::vector<int64_t>& dims, int64_t axis) {
-  AxisView v;
-  for (int64_t i = 0; i < static_cast<int64_t>(dims.size()); ++i) {
-    if (i < axis) v.outer *= dims[static_cast<size_t>(i)];
-    else if (i == axis) v.len = dims[static_cast<size_t>(i)];
-    else v.inner *= dims[static_cast<size_t>(i)];
-  }
-  return v;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -142,7 +115,7 @@ template <typename Fn> void for_each_element(const ReduceGeometry& g, Fn fn) {
 // (uint8 for bool: std::vector<bool> has no references).
 template <ReduceOp Op, typename T> struct AccOf {
   using type = std::conditional_t<
-      kFloatLike<T> || Op == ReduceOp::kMean || Op == ReduceOp::kL2 || Op == ReduceOp::kLogSum ||
+      kIsFloat<T> || Op == ReduceOp::kMean || Op == ReduceOp::kL2 || Op == ReduceOp::kLogSum ||
           Op == ReduceOp::kLogSumExp,
       double,
       std::conditional_t<Op == ReduceOp::kMax || Op == ReduceOp::kMin,
@@ -168,7 +141,7 @@ template <ReduceOp Op, typename T> void reduce_typed(const Tensor& x, Tensor& y,
     for_each_element(g, [&](int64_t i, int64_t o) {
       sum[o] += std::exp(static_cast<double>(compute_value(in[i])) - shift[o]);
     });
-    for (size_t o = 0; o < n; ++o) out[o] = from_double<T>(std::log(sum[o]) + shift[o]);
+    for (size_t o = 0; o < n; ++o) out[o] = store_reduced<T>(std::log(sum[o]) + shift[o]);
     return;
   } else {
     Acc init{};
@@ -204,13 +177,13 @@ template <ReduceOp Op, typename T> void reduce_typed(const Tensor& x, Tensor& y,
     for (size_t o = 0; o < n; ++o) {
       Acc a = acc[o];
       if constexpr (Op == ReduceOp::kMean) {
-        out[o] = from_double<T>(a / static_cast<double>(g.count));  // empty: 0/0 = NaN (undefined)
+        out[o] = store_reduced<T>(a / static_cast<double>(g.count));  // empty: 0/0 = NaN (undefined)
       } else if constexpr (Op == ReduceOp::kL2) {
-        out[o] = from_double<T>(std::sqrt(a));
+        out[o] = store_reduced<T>(std::sqrt(a));
       } else if constexpr (Op == ReduceOp::kLogSum) {
-        out[o] = from_double<T>(std::log(a));
+        out[o] = store_reduced<T>(std::log(a));
       } else if constexpr (std::is_same_v<Acc, double>) {
-        out[o] = from_double<T>(a);
+        out[o] = store_reduced<T>(a);
       } else {
         out[o] = static_cast<T>(a);  // modular: wraps like T's arithmetic
       }
@@ -256,7 +229,7 @@ KernelFactory reduce_factory(ReduceOp op, int64_t axes_input_since) {
     const std::vector<int64_t> attr_axes = axes_from_input ? std::vector<int64_t>{} : init.attr_ints("axes");
     const bool keepdims = init.attr_int("keepdims", 1) != 0;
     const bool noop = axes_from_input && init.attr_int("noop_with_empty_axes", 0) != 0;
-    return make([op, axes_from_input, attr_axes, keepdims, noop](KernelContext& ctx) {
+    return make_kernel([op, axes_from_input, attr_axes, keepdims, noop](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       std::vector<int64_t> axes = attr_axes;
       if (axes_from_input && ctx.has_input(1)) axes = read_int_values(ctx.input(1), ctx);
@@ -275,7 +248,7 @@ KernelFactory arg_factory(bool is_max) {
     const int64_t axis_attr = init.attr_int("axis", 0);
     const bool keepdims = init.attr_int("keepdims", 1) != 0;
     const bool select_last = init.opset() >= 12 && init.attr_int("select_last_index", 0) != 0;
-    return make([is_max, axis_attr, keepdims, select_last](KernelContext& ctx) {
+    return make_kernel([is_max, axis_attr, keepdims, select_last](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const int64_t rank = static_cast<int64_t>(x.rank());
       if (rank == 0) throw ctx.error("input must have rank >= 1");
@@ -327,7 +300,7 @@ KernelFactory softmax_factory(SoftmaxKind kind) {
   return [kind](const KernelInit& init) {
     const bool coerce_2d = init.opset() < 13;
     const int64_t axis_attr = init.attr_int("axis", coerce_2d ? 1 : -1);
-    return make([kind, coerce_2d, axis_attr](KernelContext& ctx) {
+    return make_kernel([kind, coerce_2d, axis_attr](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const int64_t rank = static_cast<int64_t>(x.rank());
       AxisView v;
@@ -344,7 +317,7 @@ KernelFactory softmax_factory(SoftmaxKind kind) {
       }
       Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
       if (y.numel() == 0) return;
-      dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+      dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
         using T = typename decltype(tag)::type;
         const T* in = data<T>(x);
         T* out = mutable_data<T>(y);
@@ -376,7 +349,7 @@ KernelFactory softmax_factory(SoftmaxKind kind) {
             for (size_t i = 0; i < inner; ++i) {
               const int64_t k = j * v.inner + static_cast<int64_t>(i);
               double shifted = static_cast<double>(compute_value(xb[k])) - mx[i];
-              yb[k] = from_double<T>(kind == SoftmaxKind::kSoftmax ? std::exp(shifted) / sum[i]
+              yb[k] = store_reduced<T>(kind == SoftmaxKind::kSoftmax ? std::exp(shifted) / sum[i]
                                                                    : shifted - std::log(sum[i]));
             }
         }
@@ -391,7 +364,7 @@ KernelFactory softmax_factory(SoftmaxKind kind) {
 std::unique_ptr<Kernel> cumsum_kernel(const KernelInit& init) {
   const bool exclusive = init.attr_int("exclusive", 0) != 0;
   const bool reverse = init.attr_int("reverse", 0) != 0;
-  return make([exclusive, reverse](KernelContext& ctx) {
+  return make_kernel([exclusive, reverse](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     const Tensor& axis_t = ctx.input(1);
     if (axis_t.numel() != 1) throw ctx.error("axis must be a single value, got shape " + dims_to_string(axis_t.dims()));
@@ -404,11 +377,11 @@ std::unique_ptr<Kernel> cumsum_kernel(const KernelInit& init) {
     dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
              uint64_t>(x.dtype(), ctx, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      using Acc = std::conditional_t<kFloatLike<T>, double, uint64_t>;  // uint64: modular, no overflow UB
+      using Acc = std::conditional_t<kIsFloat<T>, double, uint64_t>;  // uint64: modular, no overflow UB
       const T* in = data<T>(x);
       T* out = mutable_data<T>(y);
       auto store = [](Acc a) {
-        if constexpr (kFloatLike<T>) return from_double<T>(a);
+        if constexpr (kIsFloat<T>) return store_reduced<T>(a);
         else return static_cast<T>(a);
       };
       std::vector<Acc> acc(static_cast<size_t>(v.inner));
@@ -443,7 +416,7 @@ std::unique_ptr<Kernel> topk_kernel(const KernelInit& init) {
   const int64_t axis_attr = init.attr_int("axis", -1);
   const bool largest = init.opset() < 11 || init.attr_int("largest", 1) != 0;
   // sorted=0 leaves the order undefined; the sorted order is as good an answer as any.
-  return make([k_from_input, k_attr, axis_attr, largest](KernelContext& ctx) {
+  return make_kernel([k_from_input, k_attr, axis_attr, largest](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     int64_t k = k_attr;
     if (k_from_input) {

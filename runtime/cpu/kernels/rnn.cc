@@ -32,7 +32,7 @@ struct Activation {
     switch (kind) {
       case Kind::kRelu: return x > 0 ? x : T(0);
       case Kind::kTanh: return std::tanh(x);
-      case Kind::kSigmoid: return x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
+      case Kind::kSigmoid: return sigmoid(x);
       case Kind::kAffine: return a * x + b;
       case Kind::kLeakyRelu: return x >= 0 ? x : a * x;
       case Kind::kThresholdedRelu: return x > a ? x : T(0);

@@ -16,15 +16,6 @@ namespace {
 
 using Complex = std::complex<double>;
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-template <typename T> T from_double(double v) {
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return static_cast<T>(std::nearbyint(v));
-  else return static_cast<T>(v);
-}
-
 bool is_pow2(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 
 // An unnormalized discrete Fourier transform of one fixed length, built once and applied to many
@@ -186,7 +177,7 @@ void run_dft(const DftAttrs& a, KernelContext& ctx) {
     n = read_int_values(len, ctx)[0];
   }
   if (n < 1) throw ctx.error("dft_length must be positive, got " + std::to_string(n));
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     run_dft_typed<typename decltype(tag)::type>(a, ctx, x, axis, n);
   });
 }
@@ -245,7 +236,7 @@ void run_stft(bool onesided, KernelContext& ctx) {
   if (frame_length < 1 || frame_length > L)
     throw ctx.error("frame_length " + std::to_string(frame_length) + " must be in [1, signal_length " +
                     std::to_string(L) + "]");
-  dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     run_stft_typed<typename decltype(tag)::type>(onesided, ctx, x, step, window, frame_length);
   });
 }
@@ -253,23 +244,12 @@ void run_stft(bool onesided, KernelContext& ctx) {
 // ---------------------------------------------------------------------------------------------
 // Windows and MelWeightMatrix
 
-// Writes `values` as a tensor of `dtype` to output 0.
-void write_output(KernelContext& ctx, DataType dtype, std::vector<int64_t> dims, const std::vector<double>& values) {
-  dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
-           uint64_t>(dtype, ctx, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    Tensor& y = ctx.allocate_output(0, dtype, dims);
-    T* out = mutable_data<T>(y);
-    for (size_t i = 0; i < values.size(); ++i) out[i] = from_double<T>(values[i]);
-  });
-}
-
 // w[n] = sum_k a_k cos(2 pi k n / N), N = size (periodic) or size - 1 (symmetric).
 void register_window(KernelRegistry& r, const std::string& op, std::vector<double> coeffs) {
   add_kernel(r, op, 17, INT_MAX, {DataType::kInt32, DataType::kInt64}, [coeffs](const KernelInit& init) {
     auto dtype = static_cast<DataType>(init.attr_int("output_datatype", 1));
     bool periodic = init.attr_int("periodic", 1) != 0;
-    return make([coeffs, dtype, periodic](KernelContext& ctx) {
+    return make_kernel([coeffs, dtype, periodic](KernelContext& ctx) {
       const Tensor& size_in = ctx.input(0);
       if (size_in.numel() != 1) throw ctx.error("size must be a scalar");
       int64_t size = read_int_values(size_in, ctx)[0];
@@ -286,7 +266,7 @@ void register_window(KernelRegistry& r, const std::string& op, std::vector<doubl
           v += coeffs[k] * std::cos(2 * std::numbers::pi * static_cast<double>(k) * static_cast<double>(n) / N);
         w[n] = v;
       }
-      write_output(ctx, dtype, {size}, w);
+      write_output(ctx, 0, dtype, {size}, w);
     });
   });
 }
@@ -327,7 +307,7 @@ void run_mel_weight_matrix(DataType dtype, KernelContext& ctx) {
       for (int64_t j = center; j < hi; ++j)
         set(j, m, static_cast<double>(hi - j) / static_cast<double>(hi - center));
   }
-  write_output(ctx, dtype, {spectrogram_bins, num_mel_bins}, w);
+  write_output(ctx, 0, dtype, {spectrogram_bins, num_mel_bins}, w);
 }
 
 }  // namespace
@@ -340,12 +320,12 @@ void register_signal_kernels(KernelRegistry& r) {
     a.onesided = init.attr_int("onesided", 0) != 0;
     a.axis_is_input = init.opset() >= 20;
     a.axis = a.axis_is_input ? -2 : init.attr_int("axis", 1);
-    return make([a](KernelContext& ctx) { run_dft(a, ctx); });
+    return make_kernel([a](KernelContext& ctx) { run_dft(a, ctx); });
   });
 
   add_kernel(r, "STFT", 17, INT_MAX, kFloatTypes, [](const KernelInit& init) {
     bool onesided = init.attr_int("onesided", 1) != 0;
-    return make([onesided](KernelContext& ctx) { run_stft(onesided, ctx); });
+    return make_kernel([onesided](KernelContext& ctx) { run_stft(onesided, ctx); });
   });
 
   register_window(r, "HannWindow", {0.5, -0.5});
@@ -354,7 +334,7 @@ void register_signal_kernels(KernelRegistry& r) {
 
   add_kernel(r, "MelWeightMatrix", 17, INT_MAX, {DataType::kInt32, DataType::kInt64}, [](const KernelInit& init) {
     auto dtype = static_cast<DataType>(init.attr_int("output_datatype", 1));
-    return make([dtype](KernelContext& ctx) { run_mel_weight_matrix(dtype, ctx); });
+    return make_kernel([dtype](KernelContext& ctx) { run_mel_weight_matrix(dtype, ctx); });
   });
 }
 

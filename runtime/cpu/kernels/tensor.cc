@@ -7,7 +7,6 @@
 #include <climits>
 #include <cmath>
 #include <limits>
-#include <numeric>
 #include <optional>
 #include <random>
 #include <set>
@@ -19,30 +18,6 @@ namespace tunnx::cpu {
 namespace {
 
 using Dims = std::vector<int64_t>;
-
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
-// Product of dims[begin, end) (end clipped to the rank).
-int64_t product(const Dims& dims, size_t begin = 0, size_t end = SIZE_MAX) {
-  auto first = dims.begin() + static_cast<std::ptrdiff_t>(std::min(begin, dims.size()));
-  auto last = dims.begin() + static_cast<std::ptrdiff_t>(std::min(end, dims.size()));
-  return std::accumulate(first, last, int64_t{1}, std::multiplies<int64_t>());
-}
-
-// Calls fn(TypeTag<T>{}) with a type of the element's size (strings as std::string), for code that
-// moves elements without looking at them. The executor adds the node to the error.
-template <typename Fn> void dispatch_by_size(DataType dtype, Fn&& fn) {
-  if (dtype == DataType::kString) return fn(TypeTag<std::string>{});
-  switch (dtype == DataType::kUndefined ? 0 : element_size(dtype)) {
-    case 1: return fn(TypeTag<uint8_t>{});
-    case 2: return fn(TypeTag<uint16_t>{});
-    case 4: return fn(TypeTag<uint32_t>{});
-    case 8: return fn(TypeTag<uint64_t>{});
-    default: throw Error(ErrorCode::kUnsupported, std::string("dtype ") + to_string(dtype) + " is not supported");
-  }
-}
 
 // out[i_0..i_{r-1}] = src[sum_d offsets[d][i_d]], where offsets[d] (one entry per output index along
 // dim d) holds source index times source stride; a negative entry means "outside the source" and
@@ -130,8 +105,6 @@ std::optional<Dims> optional_ints(const KernelInit& init, const std::string& nam
 
 // ---- Cast --------------------------------------------------------------------------------------
 
-template <typename T> constexpr bool kIsHalf = std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
-template <typename T> constexpr bool kIsFloat = kIsHalf<T> || std::is_floating_point_v<T>;
 
 // double -> float rounded to odd, so that a further rounding to a 16-bit float is not a double rounding.
 float to_float_round_odd(double d) {
@@ -160,11 +133,11 @@ template <typename To> To float_to_int(double d) {
 template <typename To, typename From> To convert(const From& v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
-  } else if constexpr (kIsHalf<From>) {
+  } else if constexpr (kIs16BitFloat<From>) {
     return convert<To>(static_cast<float>(v));
   } else if constexpr (std::is_same_v<To, bool>) {
     return v != From(0);
-  } else if constexpr (kIsHalf<To>) {
+  } else if constexpr (kIs16BitFloat<To>) {
     if constexpr (std::is_same_v<From, float>) return To(v);
     else return To(to_float_round_odd(static_cast<double>(v)));
   } else if constexpr (std::is_floating_point_v<To>) {
@@ -179,12 +152,12 @@ template <typename To, typename From> To convert(const From& v) {
 // Float -> string as the ONNX reference (numpy's str) writes it: the shortest digits that read back
 // to the same value; positional between 1e-4 and a per-type bound, scientific ("1e+06") outside.
 template <typename T> std::string float_to_string(T v) {
-  const double d = static_cast<double>(static_cast<std::conditional_t<kIsHalf<T>, float, T>>(v));
+  const double d = static_cast<double>(static_cast<std::conditional_t<kIs16BitFloat<T>, float, T>>(v));
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
   char buf[64];
   std::to_chars_result r{};
-  if constexpr (kIsHalf<T>) {  // no shortest mode for 16-bit floats: try more digits until it round-trips
+  if constexpr (kIs16BitFloat<T>) {  // no shortest mode for 16-bit floats: try more digits until it round-trips
     for (int precision = 0; precision < 9; ++precision) {
       r = std::to_chars(buf, buf + sizeof(buf), static_cast<float>(d), std::chars_format::scientific, precision);
       if (T(std::strtof(std::string(buf, r.ptr).c_str(), nullptr)).bits == v.bits) break;
@@ -661,7 +634,7 @@ void dropout_kernel(KernelContext& ctx, int64_t opset, std::optional<int64_t> se
     std::vector<bool> keep(static_cast<size_t>(x.numel()));
     for (size_t i = 0; i < keep.size(); ++i) keep[i] = uniform(rng) >= ratio;
     const double scale = 1.0 / (1.0 - ratio);
-    dispatch<float, double, Float16, BFloat16>(x.dtype(), ctx, [&](auto tag) {
+    dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* in = data<T>(x);
       T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
@@ -720,7 +693,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   // Constant: the attribute's tensor, built once; every run hands out the same storage.
   add_kernel(r, "Constant", 1, INT_MAX, {}, [](const KernelInit& init) {
     Tensor value = constant_value(init);
-    return make([value](KernelContext& ctx) { ctx.set_output(0, value); });
+    return make_kernel([value](KernelContext& ctx) { ctx.set_output(0, value); });
   }, -1);
 
   // ConstantOfShape: dims from the int64 input, every element `value` (default float32 0).
@@ -728,7 +701,7 @@ void register_tensor_kernels(KernelRegistry& r) {
     const Tensor* attr = init.attr_tensor("value");
     Tensor value = attr ? *attr : Tensor::from_vector<float>({1}, {0.0f});
     if (value.numel() != 1) throw init.error("'value' must hold exactly one element");
-    return make([value](KernelContext& ctx) {
+    return make_kernel([value](KernelContext& ctx) {
       fill_with(ctx.allocate_output(0, value.dtype(), read_int_values(ctx.input(0), ctx)), value);
     });
   });
@@ -739,7 +712,7 @@ void register_tensor_kernels(KernelRegistry& r) {
     const int64_t dtype = init.attr_int("dtype", 0);
     if (dtype != 0 && (!is_known_data_type(static_cast<int32_t>(dtype)) || dtype == int64_t(DataType::kString)))
       throw init.error("unsupported dtype " + std::to_string(dtype));
-    return make([k, dtype](KernelContext& ctx) {
+    return make_kernel([k, dtype](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       if (x.rank() != 2) throw ctx.error("input must be 2-D");
       Tensor& y = ctx.allocate_output(0, dtype ? static_cast<DataType>(dtype) : x.dtype(), x.dims());
@@ -756,7 +729,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   // Range: ceil((limit - start) / delta) values start, start + delta, ...
   add_kernel(r, "Range", 11, INT_MAX, {DataType::kFloat32, DataType::kFloat64, DataType::kInt16, DataType::kInt32,
                                        DataType::kInt64}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       const Tensor& start_t = ctx.input(0);
       dispatch<float, double, int16_t, int32_t, int64_t>(start_t.dtype(), ctx, [&](auto tag) {
         using T = typename decltype(tag)::type;
@@ -775,13 +748,13 @@ void register_tensor_kernels(KernelRegistry& r) {
 
   // Identity: any value (tensor, sequence, optional) passes through, sharing storage.
   add_kernel(r, "Identity", 1, INT_MAX, {}, [](const KernelInit&) {
-    return make([](KernelContext& ctx) { ctx.set_output(0, ctx.has_input(0) ? ctx.input_value(0) : Value()); });
+    return make_kernel([](KernelContext& ctx) { ctx.set_output(0, ctx.has_input(0) ? ctx.input_value(0) : Value()); });
   }, -1);
 
   // Shape: the input's dims as int64[], sliced by start/end (opset 15) with Slice's clamping.
   add_kernel(r, "Shape", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t start = init.attr_int("start", 0), end = init.attr_int("end", INT64_MAX);
-    return make([start, end](KernelContext& ctx) {
+    return make_kernel([start, end](KernelContext& ctx) {
       const Dims& dims = ctx.input(0).dims();
       const int64_t rank = static_cast<int64_t>(dims.size());
       auto clamp = [rank](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + rank : i, 0, rank); };
@@ -791,7 +764,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   });
 
   add_kernel(r, "Size", 1, INT_MAX, any, [](const KernelInit&) {
-    return make([](KernelContext& ctx) { ctx.set_output(0, Tensor::from_vector<int64_t>({}, {ctx.input(0).numel()})); });
+    return make_kernel([](KernelContext& ctx) { ctx.set_output(0, Tensor::from_vector<int64_t>({}, {ctx.input(0).numel()})); });
   });
 
   // Reshape: 0 copies the input's dim (unless allowzero, opset 14), -1 is inferred. Opset 1-4 took
@@ -800,7 +773,7 @@ void register_tensor_kernels(KernelRegistry& r) {
     const int64_t opset = init.opset();
     const Dims attr_shape = init.attr_ints("shape");
     const bool allow_zero = init.attr_int("allowzero", 0) != 0;
-    return make([opset, attr_shape, allow_zero](KernelContext& ctx) {
+    return make_kernel([opset, attr_shape, allow_zero](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const Dims shape = opset < 5 ? attr_shape : read_int_values(ctx.input(1), ctx);
       ctx.set_output(0, x.reshaped(reshape_dims(x, shape, allow_zero, ctx)));
@@ -810,7 +783,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   // Flatten: 2-D (prod(dims[:axis]), prod(dims[axis:])); axis in [-rank, rank].
   add_kernel(r, "Flatten", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", 1);
-    return make([axis](KernelContext& ctx) {
+    return make_kernel([axis](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const int64_t rank = static_cast<int64_t>(x.rank());
       if (axis < -rank || axis > rank) throw ctx.error("axis " + std::to_string(axis) + " is out of range");
@@ -823,7 +796,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   add_kernel(r, "Squeeze", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t opset = init.opset();
     const std::optional<Dims> attr_axes = optional_ints(init, "axes");
-    return make([opset, attr_axes](KernelContext& ctx) {
+    return make_kernel([opset, attr_axes](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       ctx.set_output(0, x.reshaped(squeeze_dims(x.dims(), attr_or_input(ctx, opset, 13, 1, attr_axes), ctx)));
     });
@@ -831,7 +804,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   add_kernel(r, "Unsqueeze", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t opset = init.opset();
     const std::optional<Dims> attr_axes = optional_ints(init, "axes");
-    return make([opset, attr_axes](KernelContext& ctx) {
+    return make_kernel([opset, attr_axes](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const std::optional<Dims> axes = attr_or_input(ctx, opset, 13, 1, attr_axes);
       if (!axes) throw ctx.error("axes are required");
@@ -842,7 +815,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   // Transpose: perm defaults to reversing the dims.
   add_kernel(r, "Transpose", 1, INT_MAX, any, [](const KernelInit& init) {
     const std::optional<Dims> attr_perm = optional_ints(init, "perm");
-    return make([attr_perm](KernelContext& ctx) {
+    return make_kernel([attr_perm](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const int64_t rank = static_cast<int64_t>(x.rank());
       Dims perm;
@@ -860,7 +833,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   add_kernel(r, "Concat", 1, INT_MAX, any, [](const KernelInit& init) {
     if (init.opset() >= 4 && !init.has_attr("axis")) throw init.error("attribute 'axis' is required");
     const int64_t axis = init.attr_int("axis", 1);
-    return make([axis](KernelContext& ctx) { concat_kernel(ctx, axis); });
+    return make_kernel([axis](KernelContext& ctx) { concat_kernel(ctx, axis); });
   });
 
   // Split: sizes from input 1 (opset 1 and 13+) or the `split` attribute (1-12), else equal parts
@@ -868,7 +841,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   add_kernel(r, "Split", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t opset = init.opset(), axis = init.attr_int("axis", 0), num_outputs = init.attr_int("num_outputs", 0);
     const std::optional<Dims> attr_split = optional_ints(init, "split");
-    return make([opset, axis, num_outputs, attr_split](KernelContext& ctx) {
+    return make_kernel([opset, axis, num_outputs, attr_split](KernelContext& ctx) {
       std::optional<Dims> split = attr_or_input(ctx, opset, 13, 1, attr_split);
       if (opset == 1 && ctx.has_input(1)) split = read_int_values(ctx.input(1), ctx);
       if (split && split->empty()) split.reset();
@@ -882,7 +855,7 @@ void register_tensor_kernels(KernelRegistry& r) {
     const Dims starts = init.attr_ints("starts"), ends = init.attr_ints("ends");
     std::optional<Dims> axes = optional_ints(init, "axes");
     if (axes && axes->empty()) axes.reset();
-    return make([opset, starts, ends, axes](KernelContext& ctx) {
+    return make_kernel([opset, starts, ends, axes](KernelContext& ctx) {
       if (opset < 10) return slice_kernel(ctx, starts, ends, axes, std::nullopt);
       auto optional_input = [&](size_t i) -> std::optional<Dims> {
         if (!ctx.has_input(i)) return std::nullopt;
@@ -895,7 +868,7 @@ void register_tensor_kernels(KernelRegistry& r) {
 
   // Expand: the input broadcast (both ways) with `shape`.
   add_kernel(r, "Expand", 8, INT_MAX, any, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const Dims out_dims = broadcast_shapes({x.dims(), read_int_values(ctx.input(1), ctx)}, ctx);
       const Dims strides = strides_of(x.dims());
@@ -911,7 +884,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   // Tile: repeats per dim (opset 6+); opset 1 repeated `tiles` times along one `axis` (both inputs).
   add_kernel(r, "Tile", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t opset = init.opset();
-    return make([opset](KernelContext& ctx) {
+    return make_kernel([opset](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const int64_t rank = static_cast<int64_t>(x.rank());
       Dims repeats;
@@ -948,7 +921,7 @@ void register_tensor_kernels(KernelRegistry& r) {
     else throw init.error("unknown pad mode '" + mode_name + "'");
     const Dims pads = init.attr_ints(opset == 1 ? "paddings" : "pads");
     const float value = init.attr_float("value", 0.0f);
-    return make([opset, mode, pads, value](KernelContext& ctx) { pad_kernel(ctx, opset, mode, pads, value); });
+    return make_kernel([opset, mode, pads, value](KernelContext& ctx) { pad_kernel(ctx, opset, mode, pads, value); });
   });
 
   // DepthToSpace (DCR, or CRD from opset 11) and SpaceToDepth.
@@ -957,12 +930,12 @@ void register_tensor_kernels(KernelRegistry& r) {
     const std::string mode = init.attr_string("mode", "DCR");
     if (bs <= 0) throw init.error("blocksize must be positive");
     if (mode != "DCR" && mode != "CRD") throw init.error("unknown mode '" + mode + "'");
-    return make([bs, mode](KernelContext& ctx) { block_rearrange(ctx, bs, true, mode == "CRD"); });
+    return make_kernel([bs, mode](KernelContext& ctx) { block_rearrange(ctx, bs, true, mode == "CRD"); });
   });
   add_kernel(r, "SpaceToDepth", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t bs = init.required_attr("blocksize").i;
     if (bs <= 0) throw init.error("blocksize must be positive");
-    return make([bs](KernelContext& ctx) { block_rearrange(ctx, bs, false, false); });
+    return make_kernel([bs](KernelContext& ctx) { block_rearrange(ctx, bs, false, false); });
   });
 
   // ReverseSequence: reverse the first sequence_lens[b] steps along time_axis for each batch b.
@@ -970,20 +943,20 @@ void register_tensor_kernels(KernelRegistry& r) {
     const int64_t batch_axis = init.attr_int("batch_axis", 1), time_axis = init.attr_int("time_axis", 0);
     if (!((batch_axis == 0 && time_axis == 1) || (batch_axis == 1 && time_axis == 0)))
       throw init.error("batch_axis and time_axis must be 0 and 1 in some order");
-    return make([batch_axis, time_axis](KernelContext& ctx) { reverse_sequence_kernel(ctx, batch_axis, time_axis); });
+    return make_kernel([batch_axis, time_axis](KernelContext& ctx) { reverse_sequence_kernel(ctx, batch_axis, time_axis); });
   });
 
   // Cast / CastLike: numeric, bool and string in any pair (float8 and `saturate` are not handled).
   add_kernel(r, "Cast", 1, INT_MAX, any, [](const KernelInit& init) {
     const DataType to = cast_target(init);
-    return make([to](KernelContext& ctx) {
+    return make_kernel([to](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       if (x.dtype() == to) return ctx.set_output(0, x);
       cast_into(x, ctx.allocate_output(0, to, x.dims()), ctx);
     });
   });
   add_kernel(r, "CastLike", 15, INT_MAX, any, [](const KernelInit&) {
-    return make([](KernelContext& ctx) {
+    return make_kernel([](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const DataType to = ctx.input(1).dtype();
       if (x.dtype() == to) return ctx.set_output(0, x);
@@ -997,7 +970,7 @@ void register_tensor_kernels(KernelRegistry& r) {
     const int64_t opset = init.opset();
     std::optional<int64_t> seed;
     if (init.has_attr("seed")) seed = init.attr_int("seed", 0);
-    return make([opset, seed](KernelContext& ctx) { dropout_kernel(ctx, opset, seed); });
+    return make_kernel([opset, seed](KernelContext& ctx) { dropout_kernel(ctx, opset, seed); });
   });
 }
 

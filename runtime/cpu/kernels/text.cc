@@ -16,10 +16,6 @@
 namespace tunnx::cpu {
 namespace {
 
-std::unique_ptr<Kernel> make(std::function<void(KernelContext&)> fn) {
-  return std::make_unique<FunctionKernel>(std::move(fn));
-}
-
 // ---------------------------------------------------------------------------------------------
 // UTF-8 case mapping. Single code point to single code point, the mappings glibc's towlower /
 // towupper make in C.UTF-8 for ASCII, Latin-1 Supplement, Latin Extended-A, Greek and Cyrillic.
@@ -194,7 +190,7 @@ std::unique_ptr<Kernel> make_string_normalizer(const KernelInit& init) {
   // `locale` is accepted and ignored: the case mapping above is locale-independent.
   for (const std::string& w : init.attr_strings("stopwords"))
     a.stopwords.insert(a.case_sensitive ? w : map_case(w, to_lower));
-  return make([a = std::move(a)](KernelContext& ctx) { run_string_normalizer(ctx, a); });
+  return make_kernel([a = std::move(a)](KernelContext& ctx) { run_string_normalizer(ctx, a); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,7 +364,7 @@ std::unique_ptr<Kernel> make_tfidf(const KernelInit& init) {
   }
   // Extra ngram_indexes entries (more than the pool's n-grams) only widen the output, as in ONNX Runtime.
 
-  return make([a](KernelContext& ctx) { run_tfidf(ctx, *a); });
+  return make_kernel([a](KernelContext& ctx) { run_tfidf(ctx, *a); });
 }
 
 }  // namespace
