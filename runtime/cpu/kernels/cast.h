@@ -1,0 +1,16 @@
+// Cast between any two of tunnx's numeric, bool and string dtypes; other kernels (Pad, EyeLike,
+// constants) reuse the conversion.
+#pragma once
+
+#include "runtime/core/kernel.h"
+#include "runtime/core/kernel_registry.h"
+
+namespace tunnx::cpu {
+
+// Converts every element of `x` into `y` (same element count, y's dtype); throws through `ctx` when
+// a string does not parse as a number.
+void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx);
+
+void register_cast_kernels(KernelRegistry& registry);  // Cast, CastLike
+
+}  // namespace tunnx::cpu
