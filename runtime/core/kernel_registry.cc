@@ -26,11 +26,18 @@ const KernelDef* KernelRegistry::find(const std::string& domain_in, const std::s
   const std::string domain = domain_in == "ai.onnx" ? "" : domain_in;
   bool op_known = false, opset_known = false;
   DataType rejected = DataType::kUndefined;
+  const KernelDef* best = nullptr;
   for (const auto& def : defs_) {
     if (def.device != device || def.domain != domain || def.op_type != op_type) continue;
     op_known = true;
     if (opset < def.since_version || opset > def.until_version) continue;
     opset_known = true;
+    // A fast path is chosen only when the planner knows the dtype it serves; otherwise the
+    // reference kernel, which checks dtypes as it runs, takes the node.
+    DataType known = def.type_input >= 0 && static_cast<size_t>(def.type_input) < input_types.size()
+                         ? input_types[def.type_input]
+                         : DataType::kUndefined;
+    if (def.priority > 0 && known == DataType::kUndefined) continue;
     if (def.type_input >= 0 && !def.types.empty() && static_cast<size_t>(def.type_input) < input_types.size()) {
       DataType t = input_types[def.type_input];
       if (t != DataType::kUndefined && std::find(def.types.begin(), def.types.end(), t) == def.types.end()) {
@@ -38,8 +45,9 @@ const KernelDef* KernelRegistry::find(const std::string& domain_in, const std::s
         continue;
       }
     }
-    return &def;
+    if (!best || def.priority > best->priority) best = &def;
   }
+  if (best) return best;
   if (why_not) {
     std::string op = (domain.empty() ? "" : domain + ":") + op_type;
     if (!op_known) *why_not = "operator " + op + " is not supported";

@@ -21,6 +21,10 @@ struct KernelDef {
   int type_input = 0;
   std::vector<DataType> types;
   std::string name;  // shown in session statistics, e.g. "cpu/reference/Conv"
+  // Among kernels that fit a node, the highest priority wins: fast paths (oneDNN) above the
+  // reference kernels (0), which stay the fallback and the yardstick. A kernel with priority > 0 is
+  // chosen only when the planner knows the selecting input's dtype.
+  int priority = 0;
   KernelFactory factory;
 };
 
