@@ -1,4 +1,7 @@
 #include "runtime/cpu/kernels/kernels.h"
+#ifdef TUNNX_WITH_ONEDNN
+#include "runtime/cpu/onednn/onednn_kernels.h"
+#endif
 
 namespace tunnx {
 
@@ -19,6 +22,9 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_loss_kernels(registry);
   cpu::register_optimizer_kernels(registry);
   cpu::register_text_kernels(registry);
+#ifdef TUNNX_WITH_ONEDNN
+  cpu::register_onednn_kernels(registry);  // fast paths, chosen above the reference kernels
+#endif
 }
 
 }  // namespace tunnx
