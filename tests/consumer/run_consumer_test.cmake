@@ -133,6 +133,7 @@ endforeach()
 set(consumer "${consumer_build}/tunnx_consumer")
 execute_process(
   COMMAND ${CMAKE_COMMAND} -E env --unset=LD_LIBRARY_PATH "${consumer}" "${model}"
+          "${SOURCE_DIR}/examples/digits_sample.npy"
   RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT result STREQUAL "0")
   fail("the consumer failed on ${model} (${result}) with LD_LIBRARY_PATH unset. If the loader "
@@ -145,6 +146,12 @@ endif()
 if(NOT CMAKE_MATCH_1 STREQUAL "${expected_elements}")
   fail("the consumer counted ${CMAKE_MATCH_1} trainable parameter elements in ${model}, "
        "expected ${expected_elements}:\n${out}")
+endif()
+# The installed Session classifies the four real sample digits as labelled.
+file(STRINGS "${SOURCE_DIR}/examples/digits_sample_labels.txt" labels)
+string(JOIN " " expected_predictions ${labels})
+if(NOT out MATCHES "predicted: ${expected_predictions}")
+  fail("the consumer's Session did not predict the sample labels (${expected_predictions}):\n${out}")
 endif()
 message(STATUS "install_and_consume: consumer output:\n${out}")
 
