@@ -16,5 +16,7 @@ void add_check_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 // `tunnx run MODEL --input NAME=FILE ... [--output-dir DIR] | --test-data DIR`: runs the model.
 void add_run_command(CLI::App& app);
+// `tunnx bench MODEL [--threads N] [--warmup N] [--iters N] [--batch N] [--json]`: latency percentiles.
+void add_bench_command(CLI::App& app);
 
 }  // namespace tunnx::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   tunnx::cli::add_check_command(app);
   tunnx::cli::add_export_command(app);
   tunnx::cli::add_run_command(app);
+  tunnx::cli::add_bench_command(app);
 
   // CLI11 reports an unknown first word only as "a subcommand is required"; name it instead.
   auto is_command = [&app](const std::string& word) {

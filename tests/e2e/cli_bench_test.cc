@@ -1,0 +1,85 @@
+// `tunnx bench`: the report's shape (JSON fields, percentiles in order), dynamic batch on the bundled
+// digits model, and clean failures. No timing is asserted: speed is measured in bench/, not here.
+#include <algorithm>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/e2e/cli_harness.h"
+
+namespace tunnx::e2e {
+namespace {
+
+using nlohmann::json;
+
+json bench_json(const std::vector<std::string>& extra) {
+  std::vector<std::string> args{"bench", kExampleModel.string(), "--iters", "5", "--warmup", "1", "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  ProcessResult r = run_cli(args);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.err, "") << r.describe();
+  json j;
+  EXPECT_NO_THROW(j = json::parse(r.out)) << r.out;
+  return j;
+}
+
+void expect_one_error_line(const ProcessResult& r, int exit_code, const std::string& wanted) {
+  ASSERT_TRUE(r.exited) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_code) << r.describe();
+  EXPECT_EQ(r.out, "") << r.describe();
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr must be exactly one line\n" << r.describe();
+  EXPECT_EQ(r.err.rfind("tunnx: error: ", 0), 0u) << r.describe();
+  EXPECT_TRUE(contains(r.err, wanted)) << "stderr lacks \"" << wanted << "\"\n" << r.describe();
+}
+
+TEST(CliBench, JsonHasTheLatencyFields) {
+  json j = bench_json({});
+  ASSERT_TRUE(j.is_object()) << j.dump();
+  for (const char* field : {"median_ms", "p90_ms", "p99_ms", "mean_ms", "iters", "threads", "batch", "peak_rss_bytes"})
+    EXPECT_TRUE(j.contains(field)) << "missing " << field << " in " << j.dump();
+  EXPECT_EQ(j.at("iters"), 5);
+  EXPECT_EQ(j.at("warmup"), 1);
+  EXPECT_EQ(j.at("threads"), 0);
+  EXPECT_EQ(j.at("batch"), 1);
+  EXPECT_GT(j.at("median_ms").get<double>(), 0.0);
+  EXPECT_GE(j.at("p90_ms").get<double>(), j.at("median_ms").get<double>());
+  EXPECT_GE(j.at("p99_ms").get<double>(), j.at("p90_ms").get<double>());
+  EXPECT_GT(j.at("peak_rss_bytes").get<uint64_t>(), 0u);
+  EXPECT_EQ(j.at("inputs"), json::parse(R"([{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8]}])"));
+}
+
+TEST(CliBench, BatchSetsTheSymbolicDim) {
+  json j = bench_json({"--batch", "3", "--threads", "1"});
+  EXPECT_EQ(j.at("batch"), 3);
+  EXPECT_EQ(j.at("threads"), 1);
+  EXPECT_EQ(j.at("inputs")[0].at("shape"), json({3, 1, 8, 8}));
+  EXPECT_GT(j.at("median_ms").get<double>(), 0.0);
+}
+
+TEST(CliBench, TextReportNamesThePercentiles) {
+  ProcessResult r = run_cli({"bench", kExampleModel.string(), "--iters", "3", "--warmup", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  for (const char* word : {"median", "p90", "p99", "throughput", "peak RSS", "[1,1,8,8]"})
+    EXPECT_TRUE(contains(r.out, word)) << "missing " << word << "\n" << r.describe();
+}
+
+TEST(CliBench, ZeroItersIsAUsageError) {
+  expect_one_error_line(run_cli({"bench", kExampleModel.string(), "--iters", "0"}), 2, "--iters");
+}
+
+TEST(CliBench, ZeroBatchIsAUsageError) {
+  expect_one_error_line(run_cli({"bench", kExampleModel.string(), "--batch", "0"}), 2, "--batch");
+}
+
+TEST(CliBench, MissingModelFailsWithOneLine) {
+  TempFolder temp;
+  fs::path missing = temp.model_dir() / "missing.onnx";
+  expect_one_error_line(run_cli({"bench", missing.string(), "--iters", "1"}), 1, missing.string());
+}
+
+TEST(CliBench, UnknownDeviceFailsWithOneLine) {
+  expect_one_error_line(run_cli({"bench", kExampleModel.string(), "--device", "tpu", "--iters", "1"}), 1, "tpu");
+}
+
+}  // namespace
+}  // namespace tunnx::e2e

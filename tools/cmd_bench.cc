@@ -1,0 +1,313 @@
+// `tunnx bench`: latency of Session::run on inputs synthesized from the model's declared inputs.
+// Inputs come from a fixed-seed generator so two runs (and two machines) time the same work; the
+// numbers are for comparing runtimes and kernels, so nothing here asserts a speed.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tools/commands.h"
+#include "tools/format.h"
+#include "tunnx/tunnx.h"
+
+namespace tunnx::cli {
+namespace {
+
+constexpr uint64_t kInputSeed = 20240611;
+
+struct BenchOptions {
+  std::filesystem::path model;
+  std::string device = "cpu";
+  int threads = 0;
+  int warmup = 10;
+  int iters = 100;
+  int64_t batch = 1;
+  bool json = false;
+};
+
+struct InputSpec {
+  std::string name;
+  DataType dtype = DataType::kUndefined;
+  std::vector<int64_t> dims;
+};
+
+struct Latency {
+  double median_ms = 0, p90_ms = 0, p99_ms = 0, mean_ms = 0, min_ms = 0, max_ms = 0;
+};
+
+// Concrete dims for every declared input. The first free dim (symbolic or unknown) found in input
+// order is the batch: every dim with its symbol, and any anonymous free dim at axis 0, gets --batch;
+// every other free dim gets 1.
+std::vector<InputSpec> input_specs(const ModelInfo& info, int64_t batch) {
+  std::string batch_symbol;
+  bool batch_seen = false;
+  std::vector<InputSpec> specs;
+  for (const ValueSummary& v : info.inputs) {
+    const std::string prefix = "tensor(";
+    if (v.type.rfind(prefix, 0) != 0 || v.type.back() != ')')
+      throw Error(ErrorCode::kUnsupported, "bench synthesizes tensor inputs only; input is " + v.type,
+                  {.tensor = v.name});
+    if (!v.has_shape)
+      throw Error(ErrorCode::kUnsupported, "input declares no shape, so bench cannot synthesize it",
+                  {.tensor = v.name});
+    InputSpec spec{v.name, data_type_from_string(v.type.substr(prefix.size(), v.type.size() - prefix.size() - 1)), {}};
+    for (size_t axis = 0; axis < v.shape.dims.size(); ++axis) {
+      const Dim& d = v.shape.dims[axis];
+      if (d.is_fixed()) {
+        spec.dims.push_back(d.value);
+        continue;
+      }
+      bool is_batch = false;
+      if (!batch_seen) {
+        batch_seen = true;
+        batch_symbol = d.symbol;
+        is_batch = true;
+      } else {
+        is_batch = d.is_symbolic() ? d.symbol == batch_symbol : axis == 0;
+      }
+      spec.dims.push_back(is_batch ? batch : 1);
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+// IEEE half and bfloat16 bit patterns of a float in [-1, 1); round to nearest even is not needed
+// for synthetic data, truncation keeps the value in range.
+uint16_t to_bfloat16_bits(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+uint16_t to_float16_bits(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  int exponent = static_cast<int>((bits >> 23) & 0xffu) - 127 + 15;
+  uint32_t mantissa = bits & 0x7fffffu;
+  if (exponent <= 0) return sign;  // too small for a normal half: flush to zero
+  return static_cast<uint16_t>(sign | (exponent << 10) | (mantissa >> 13));
+}
+
+// Floats uniform in [-1, 1), integers uniform in [0, 100) (valid token ids and indices for most
+// models), bools fair coin flips.
+Tensor synthesize(const InputSpec& spec, std::mt19937_64& rng) {
+  Tensor t(spec.dtype, spec.dims);
+  const int64_t n = t.numel();
+  std::uniform_real_distribution<float> real(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> integer(0, 99);
+  auto fill = [&](auto* out, auto draw) {
+    for (int64_t i = 0; i < n; ++i) out[i] = draw();
+  };
+  switch (spec.dtype) {
+    case DataType::kFloat32: fill(t.mutable_data_as<float>(), [&] { return real(rng); }); break;
+    case DataType::kFloat64: fill(t.mutable_data_as<double>(), [&] { return double{real(rng)}; }); break;
+    case DataType::kFloat16:
+      fill(static_cast<uint16_t*>(t.mutable_data()), [&] { return to_float16_bits(real(rng)); });
+      break;
+    case DataType::kBFloat16:
+      fill(static_cast<uint16_t*>(t.mutable_data()), [&] { return to_bfloat16_bits(real(rng)); });
+      break;
+    case DataType::kInt8: fill(t.mutable_data_as<int8_t>(), [&] { return static_cast<int8_t>(integer(rng)); }); break;
+    case DataType::kInt16: fill(t.mutable_data_as<int16_t>(), [&] { return static_cast<int16_t>(integer(rng)); }); break;
+    case DataType::kInt32: fill(t.mutable_data_as<int32_t>(), [&] { return static_cast<int32_t>(integer(rng)); }); break;
+    case DataType::kInt64: fill(t.mutable_data_as<int64_t>(), [&] { return static_cast<int64_t>(integer(rng)); }); break;
+    case DataType::kUInt8: fill(t.mutable_data_as<uint8_t>(), [&] { return static_cast<uint8_t>(integer(rng)); }); break;
+    case DataType::kUInt16: fill(t.mutable_data_as<uint16_t>(), [&] { return static_cast<uint16_t>(integer(rng)); }); break;
+    case DataType::kUInt32: fill(t.mutable_data_as<uint32_t>(), [&] { return static_cast<uint32_t>(integer(rng)); }); break;
+    case DataType::kUInt64: fill(t.mutable_data_as<uint64_t>(), [&] { return static_cast<uint64_t>(integer(rng)); }); break;
+    case DataType::kBool: fill(t.mutable_data_as<bool>(), [&] { return (rng() & 1u) != 0; }); break;
+    default:
+      throw Error(ErrorCode::kUnsupported,
+                  std::string("bench cannot synthesize ") + to_string(spec.dtype) + " inputs", {.tensor = spec.name});
+  }
+  return t;
+}
+
+// Nearest-rank percentile of sorted samples: the smallest sample with at least p% at or below it.
+double percentile(const std::vector<double>& sorted, double p) {
+  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
+}
+
+Latency summarize(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  Latency l;
+  size_t n = ms.size();
+  l.median_ms = n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
+  l.p90_ms = percentile(ms, 90);
+  l.p99_ms = percentile(ms, 99);
+  double sum = 0;
+  for (double v : ms) sum += v;
+  l.mean_ms = sum / static_cast<double>(n);
+  l.min_ms = ms.front();
+  l.max_ms = ms.back();
+  return l;
+}
+
+uint64_t peak_rss_bytes() {
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+// User + system CPU time of every thread of the process so far.
+double cpu_ms() {
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  auto ms = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) / 1e3; };
+  return ms(usage.ru_utime) + ms(usage.ru_stime);
+}
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string fixed(double value, int digits) {
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(digits);
+  out << value;
+  return out.str();
+}
+
+// What is wrong with the numbers on the command line, or "" when nothing is.
+std::string usage_problem(const BenchOptions& o) {
+  if (o.iters < 1) return "--iters must be at least 1, got " + std::to_string(o.iters);
+  if (o.warmup < 0) return "--warmup must not be negative, got " + std::to_string(o.warmup);
+  if (o.batch < 1) return "--batch must be at least 1, got " + std::to_string(o.batch);
+  if (o.threads < 0) return "--threads must not be negative, got " + std::to_string(o.threads);
+  return "";
+}
+
+void bench(const BenchOptions& o) {
+  auto start = std::chrono::steady_clock::now();
+  Model model = Model::load(o.model);
+  double load_ms = ms_since(start);
+  SessionOptions options;
+  options.device = Device::parse(o.device);
+  options.threads = o.threads;
+  start = std::chrono::steady_clock::now();
+  Session session(model, options);
+  double session_ms = ms_since(start);
+
+  std::vector<InputSpec> specs = input_specs(model.info(), o.batch);
+  std::mt19937_64 rng(kInputSeed);
+  NamedValues inputs;
+  for (const InputSpec& spec : specs) inputs[spec.name] = synthesize(spec, rng);
+
+  for (int i = 0; i < o.warmup; ++i) session.run(inputs);
+  std::vector<double> samples;
+  samples.reserve(static_cast<size_t>(o.iters));
+  double cpu_before = cpu_ms();
+  auto loop_start = std::chrono::steady_clock::now();
+  for (int i = 0; i < o.iters; ++i) {
+    start = std::chrono::steady_clock::now();
+    NamedValues outputs = session.run(inputs);
+    samples.push_back(ms_since(start));  // outputs are freed after the clock stops
+  }
+  // CPU time over wall time of the timed runs: how many cores the runs kept busy, which shows
+  // whether --threads was honoured (a spinning thread pool counts as busy too).
+  double cores_busy = (cpu_ms() - cpu_before) / ms_since(loop_start);
+  Latency l = summarize(samples);
+  double runs_per_s = 1000.0 / l.median_ms;
+  double samples_per_s = runs_per_s * static_cast<double>(o.batch);
+  uint64_t rss = peak_rss_bytes();
+  // Which kernels were timed ("cpu/onednn/MatMul": 2), so a number is never read without its kernels.
+  std::map<std::string, int64_t> kernels;
+  for (const SessionStats::NodeKernel& k : session.stats().kernels) ++kernels[k.kernel];
+
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["model"] = o.model.string();
+    j["device"] = options.device.to_string();
+    j["threads"] = o.threads;
+    j["hardware_threads"] = std::thread::hardware_concurrency();
+    j["batch"] = o.batch;
+    j["warmup"] = o.warmup;
+    j["iters"] = o.iters;
+    nlohmann::ordered_json in = nlohmann::ordered_json::array();
+    for (const InputSpec& spec : specs)
+      in.push_back({{"name", spec.name}, {"dtype", to_string(spec.dtype)}, {"shape", spec.dims}});
+    j["inputs"] = in;
+    j["median_ms"] = l.median_ms;
+    j["p90_ms"] = l.p90_ms;
+    j["p99_ms"] = l.p99_ms;
+    j["mean_ms"] = l.mean_ms;
+    j["min_ms"] = l.min_ms;
+    j["max_ms"] = l.max_ms;
+    j["runs_per_s"] = runs_per_s;
+    j["samples_per_s"] = samples_per_s;
+    j["load_ms"] = load_ms;
+    j["session_ms"] = session_ms;
+    j["cores_busy"] = cores_busy;
+    j["peak_rss_bytes"] = rss;
+    j["kernels"] = kernels;
+    std::cout << pretty_json(j) << std::flush;
+    return;
+  }
+  std::ostringstream out;
+  out << "Model: " << o.model.string() << "\n";
+  out << "Device: " << options.device.to_string() << ", threads " << o.threads
+      << (o.threads == 0 ? " (all " + std::to_string(std::thread::hardware_concurrency()) + " cores)" : "")
+      << ", batch " << o.batch << "\n";
+  for (const InputSpec& spec : specs)
+    out << "Input: " << spec.name << "  " << to_string(spec.dtype) << "  " << dims_to_string(spec.dims) << "\n";
+  out << "Load " << fixed(load_ms, 1) << " ms, session " << fixed(session_ms, 1) << " ms; " << o.warmup
+      << " warmup runs, " << o.iters << " timed runs\n";
+  TextTable table({}, {Align::kLeft, Align::kLeft});
+  table.add_row({"median", fixed(l.median_ms, 3) + " ms"});
+  table.add_row({"p90", fixed(l.p90_ms, 3) + " ms"});
+  table.add_row({"p99", fixed(l.p99_ms, 3) + " ms"});
+  table.add_row({"mean", fixed(l.mean_ms, 3) + " ms"});
+  table.add_row({"min / max", fixed(l.min_ms, 3) + " / " + fixed(l.max_ms, 3) + " ms"});
+  table.add_row({"throughput", fixed(runs_per_s, 1) + " runs/s, " + fixed(samples_per_s, 1) + " samples/s"});
+  table.add_row({"cores busy", fixed(cores_busy, 2) + " (CPU time / wall time of the timed runs)"});
+  table.add_row({"peak RSS", human_bytes(rss) + " (" + with_thousands(static_cast<int64_t>(rss)) + " B)"});
+  out << table.render("  ");
+  out << "Kernels:";
+  for (const auto& [kernel, count] : kernels) out << " " << kernel << " x" << count;
+  out << "\n";
+  std::cout << out.str() << std::flush;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* command = app.add_subcommand("bench", "Time Session::run on synthesized inputs (median, p90, p99)");
+  command->add_option("MODEL", o->model, "ONNX model file")->required()->type_name("FILE");
+  command->add_option("--device", o->device, "cpu (cuda: later)")->default_val("cpu");
+  command->add_option("--threads", o->threads, "Threads (0: all cores)")->default_val(0);
+  command->add_option("--warmup", o->warmup, "Untimed runs first")->default_val(10);
+  command->add_option("--iters", o->iters, "Timed runs")->default_val(100);
+  command->add_option("--batch", o->batch, "Size of the first free (symbolic) dim; other free dims are 1")
+      ->default_val(1);
+  command->add_flag("--json", o->json, "One JSON object instead of text");
+  command->callback([o] {
+    // A number out of range is a usage error (exit 2), reported in the one-line style of failures.
+    if (std::string problem = usage_problem(*o); !problem.empty()) {
+      std::cerr << "tunnx: error: " << problem << std::endl;
+      throw CLI::RuntimeError(2);
+    }
+    bench(*o);
+  });
+}
+
+}  // namespace tunnx::cli
