@@ -16,7 +16,9 @@ namespace tunnx {
 
 struct SessionOptions {
   Device device = Device::cpu();
-  // 0: all cores. The reference kernels run on the calling thread; the oneDNN kernels honour it.
+  // Threads each run may use: 0 means all cores. The reference kernels run on the calling thread;
+  // oneDNN kernels use exactly this many OpenMP threads. Concurrent runs each use this many, so N
+  // concurrent runs use up to N x threads cores: callers bound their concurrency.
   int threads = 0;
   // 0: run the graph as written (model-local functions still expanded); 1: basic rewrites;
   // 2: fusions. Levels 1 and 2 are accepted today and add passes as they land.

@@ -9,8 +9,37 @@
 #include "runtime/core/model_impl.h"
 #include "runtime/core/passes/inline_functions.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace tunnx {
 namespace {
+
+// The thread policy: kernels that parallelize (oneDNN, on OpenMP) use SessionOptions::threads threads
+// for the run that asked (0: OpenMP's default, all cores). OpenMP keeps the thread count per calling
+// thread, so concurrent runs each get their own count and the caller's setting is restored after.
+class RunThreads {
+ public:
+  explicit RunThreads(int threads) {
+#ifdef _OPENMP
+    previous_ = omp_get_max_threads();
+    if (threads > 0) omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+  }
+  ~RunThreads() {
+#ifdef _OPENMP
+    omp_set_num_threads(previous_);
+#endif
+  }
+  RunThreads(const RunThreads&) = delete;
+  RunThreads& operator=(const RunThreads&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 Error input_error(const std::string& name, const std::string& message, const std::string& shapes = {}) {
   return Error(ErrorCode::kInvalidArgument, message, {.tensor = name, .shapes = shapes});
@@ -53,6 +82,7 @@ void check_input(const ir::ValueInfo& declared, const Value& value, std::unorder
 }  // namespace
 
 struct Session::Impl {
+  int threads = 0;
   ir::Graph graph;  // the session's copy: passes may rewrite it, the model stays as loaded
   std::atomic<int64_t> plans_built{0};
   std::unique_ptr<GraphPlan> plan;
@@ -73,6 +103,7 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   if (options.device.type != DeviceType::kCpu)
     throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
   const Model::Impl& m = model.impl();
+  impl_->threads = options.threads;
   impl_->graph = ir::deep_copy(m.ir.graph);
   ir::inline_functions(impl_->graph, m.ir.functions);
   PlanContext context;
@@ -128,6 +159,7 @@ NamedValues Session::run(const NamedValues& inputs, const std::vector<std::strin
   }
 
   int64_t bytes = 0;
+  RunThreads threads(s.threads);
   std::vector<Value> results = s.plan->run(std::move(feeds), nullptr, bytes);
   NamedValues out;
   for (size_t i : wanted) out[s.graph.outputs[i].name] = results[i];
