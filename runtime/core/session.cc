@@ -8,38 +8,11 @@
 #include "runtime/core/executor.h"
 #include "runtime/core/model_impl.h"
 #include "runtime/core/passes/inline_functions.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "runtime/core/run_threads.h"
 
 namespace tunnx {
 namespace {
 
-// The thread policy: kernels that parallelize (oneDNN, on OpenMP) use SessionOptions::threads threads
-// for the run that asked (0: OpenMP's default, all cores). OpenMP keeps the thread count per calling
-// thread, so concurrent runs each get their own count and the caller's setting is restored after.
-class RunThreads {
- public:
-  explicit RunThreads(int threads) {
-#ifdef _OPENMP
-    previous_ = omp_get_max_threads();
-    if (threads > 0) omp_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
-  }
-  ~RunThreads() {
-#ifdef _OPENMP
-    omp_set_num_threads(previous_);
-#endif
-  }
-  RunThreads(const RunThreads&) = delete;
-  RunThreads& operator=(const RunThreads&) = delete;
-
- private:
-  int previous_ = 0;
-};
 
 Error input_error(const std::string& name, const std::string& message, const std::string& shapes = {}) {
   return Error(ErrorCode::kInvalidArgument, message, {.tensor = name, .shapes = shapes});
