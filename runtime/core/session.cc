@@ -7,6 +7,7 @@
 
 #include "runtime/core/executor.h"
 #include "runtime/core/model_impl.h"
+#include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/inline_functions.h"
 #include "runtime/core/run_threads.h"
 
@@ -83,6 +84,10 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   context.registry = &KernelRegistry::global();
   context.device = options.device.type;
   for (const auto& o : m.ir.opset_imports) context.opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
+  if (options.optimization_level >= 2) {
+    ir::fuse_linear(impl_->graph, m.store, m.ir.opset_version(""));
+    context.opsets.emplace(ir::kTunnxDomain, 1);  // the fused nodes' domain; a model's own import wins
+  }
   context.store = &m.store;
   context.plans_built = &impl_->plans_built;
   try {

@@ -22,6 +22,7 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_loss_kernels(registry);
   cpu::register_optimizer_kernels(registry);
   cpu::register_text_kernels(registry);
+  cpu::register_fused_kernels(registry);  // composes the MatMul/Gemm kernels registered above
 #ifdef TUNNX_WITH_ONEDNN
   cpu::register_onednn_kernels(registry);  // fast paths, chosen above the reference kernels
 #endif

@@ -22,5 +22,6 @@ void register_random_kernels(KernelRegistry& registry);         // Bernoulli, Ra
 void register_loss_kernels(KernelRegistry& registry);           // NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss
 void register_optimizer_kernels(KernelRegistry& registry);      // ai.onnx.preview.training: Adagrad, Adam, Momentum
 void register_text_kernels(KernelRegistry& registry);           // StringNormalizer, TfIdfVectorizer
+void register_fused_kernels(KernelRegistry& registry);          // com.tunnx FusedMatMul (after linear)
 
 }  // namespace tunnx::cpu

@@ -22,9 +22,12 @@
 // and callers may refill one input buffer between runs. (On AVX2 machines oneDNN's f32 matmul is
 // gemm:jit, whose preferred weights layout is the plain one anyway.)
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -60,6 +63,8 @@ constexpr size_t kCacheEntries = 16;
 struct MatMulPrimitive {
   dnnl::matmul primitive;
   dnnl::memory::desc src, weights, dst, scratchpad;
+  dnnl::memory::desc bias;  // FusedMatMul: the binary-add post-op's operand, at post-op `bias_index`
+  int bias_index = -1;
 };
 
 // Builds the primitive for these descriptors; null when oneDNN has no implementation for them.
@@ -80,17 +85,21 @@ std::shared_ptr<const MatMulPrimitive> build(const dnnl::memory::desc& src, cons
   }
 }
 
-void execute(const MatMulPrimitive& p, const float* a, const float* b, float* y) {
+void execute(const MatMulPrimitive& p, const float* a, const float* b, float* y, const float* bias = nullptr) {
   const dnnl::engine& engine = onednn::cpu_engine();
   dnnl::stream stream(engine);
   dnnl::memory src(p.src, engine, const_cast<float*>(a));  // oneDNN reads SRC/WEIGHTS only
   dnnl::memory weights(p.weights, engine, const_cast<float*>(b));
   dnnl::memory dst(p.dst, engine, y);
   dnnl::memory scratchpad(p.scratchpad, engine);  // per run: runs share the primitive
-  p.primitive.execute(stream, {{DNNL_ARG_SRC, src},
-                               {DNNL_ARG_WEIGHTS, weights},
-                               {DNNL_ARG_DST, dst},
-                               {DNNL_ARG_SCRATCHPAD, scratchpad}});
+  std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src},
+                                                {DNNL_ARG_WEIGHTS, weights},
+                                                {DNNL_ARG_DST, dst},
+                                                {DNNL_ARG_SCRATCHPAD, scratchpad}};
+  if (p.bias_index >= 0)
+    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(p.bias_index) | DNNL_ARG_SRC_1] =
+        dnnl::memory(p.bias, engine, const_cast<float*>(bias));
+  p.primitive.execute(stream, args);
   stream.wait();
 }
 
@@ -212,6 +221,177 @@ class OnednnGemm : public Kernel {
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
+// ---- FusedMatMul (com.tunnx, made by runtime/core/passes/fuse_linear.cc) ----
+// The MatMul or Gemm above with two more post-ops: the bias [N] as a binary add broadcast over the
+// rows, then the activation as an eltwise op. Gemm's sum post-op for C comes first, so
+// Y = act(alpha * acc + beta * C + bias) as the reference composes it.
+
+struct FusedAttrs {
+  bool gemm = false;
+  GemmAttrs g;
+  bool has_bias = false;
+  bool has_act = false;
+  dnnl::algorithm alg = dnnl::algorithm::eltwise_relu;
+  float act_alpha = 0, act_beta = 0;
+};
+
+// The activation as a oneDNN eltwise op; false for one it cannot take as the reference does.
+bool eltwise_of(const KernelInit& init, FusedAttrs& f) {
+  const std::string act = init.attr_string("activation", "");
+  f.has_act = !act.empty();
+  f.act_alpha = 0;
+  f.act_beta = 0;
+  if (act.empty()) return true;
+  if (act == "Relu") f.alg = dnnl::algorithm::eltwise_relu;
+  else if (act == "LeakyRelu") {
+    f.alg = dnnl::algorithm::eltwise_relu;  // relu's alpha is the slope below 0
+    f.act_alpha = init.attr_float("activation_alpha", 0.01f);
+  } else if (act == "Clip") {
+    f.alg = dnnl::algorithm::eltwise_clip_v2;
+    const float lo = init.attr_float("activation_alpha", -std::numeric_limits<float>::infinity());
+    const float hi = init.attr_float("activation_beta", std::numeric_limits<float>::infinity());
+    if (!(lo <= hi)) return false;  // lo > hi gives hi everywhere; the reference does that
+    f.act_alpha = std::fmax(lo, std::numeric_limits<float>::lowest());
+    f.act_beta = std::fmin(hi, std::numeric_limits<float>::max());
+  } else if (act == "Sigmoid") f.alg = dnnl::algorithm::eltwise_logistic;
+  else if (act == "Tanh") f.alg = dnnl::algorithm::eltwise_tanh;
+  else if (act == "Gelu") {
+    const std::string approximate = init.attr_string("approximate", "none");
+    if (approximate != "none" && approximate != "tanh") return false;
+    f.alg = approximate == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+class OnednnFusedMatMul : public Kernel {
+ public:
+  OnednnFusedMatMul(std::unique_ptr<Kernel> reference, FusedAttrs attrs)
+      : reference_(std::move(reference)), attrs_(attrs) {}
+
+  void run(KernelContext& ctx) const override {
+    const Tensor& a = ctx.input(0);
+    const Tensor& b = ctx.input(1);
+    const GemmAttrs& g = attrs_.g;
+    const Tensor* c = attrs_.gemm && ctx.has_input(2) && g.beta != 0 ? &ctx.input(2) : nullptr;
+    const size_t bias_input = attrs_.gemm ? 3 : 2;
+    const Tensor* bias = attrs_.has_bias ? &ctx.input(bias_input) : nullptr;
+    if (!is_f32(a) || !is_f32(b) || (c && !is_f32(*c)) || (bias && (!is_f32(*bias) || bias->rank() != 1)) ||
+        a.numel() == 0 || b.numel() == 0 || a.rank() == 0 || b.rank() == 0)
+      return reference_->run(ctx);
+
+    dnnl::memory::desc src, weights;
+    std::vector<int64_t> yd, out_dims, cd;  // yd: oneDNN's view of Y; out_dims: the output's shape
+    Key key;
+    if (attrs_.gemm) {
+      if (a.rank() != 2 || b.rank() != 2 || (c && c->rank() > 2)) return reference_->run(ctx);
+      const int64_t M = g.trans_a ? a.dims()[1] : a.dims()[0];
+      const int64_t K = g.trans_a ? a.dims()[0] : a.dims()[1];
+      const int64_t Kb = g.trans_b ? b.dims()[1] : b.dims()[0];
+      const int64_t N = g.trans_b ? b.dims()[0] : b.dims()[1];
+      if (K != Kb) return reference_->run(ctx);
+      if (c) {
+        cd = c->dims();
+        cd.insert(cd.begin(), 2 - cd.size(), 1);
+        if ((cd[0] != 1 && cd[0] != M) || (cd[1] != 1 && cd[1] != N)) return reference_->run(ctx);
+      }
+      const dnnl::memory::data_type f32 = dnnl::memory::data_type::f32;
+      src = dnnl::memory::desc({M, K}, f32, g.trans_a ? dnnl::memory::dims{1, M} : dnnl::memory::dims{K, 1});
+      weights = dnnl::memory::desc({K, N}, f32, g.trans_b ? dnnl::memory::dims{1, K} : dnnl::memory::dims{N, 1});
+      yd = out_dims = {M, N};
+      key = {a.dims()[0], a.dims()[1], b.dims()[0], b.dims()[1], c ? 1 : 0};
+    } else {
+      std::vector<int64_t> ad = a.dims(), bd = b.dims();
+      if (ad.size() == 1) ad.insert(ad.begin(), 1);
+      if (bd.size() == 1) bd.push_back(1);
+      const size_t r = std::max(ad.size(), bd.size());
+      if (r > DNNL_MAX_NDIMS) return reference_->run(ctx);
+      ad.insert(ad.begin(), r - ad.size(), 1);
+      bd.insert(bd.begin(), r - bd.size(), 1);
+      if (ad[r - 1] != bd[r - 2]) return reference_->run(ctx);
+      yd.resize(r);
+      for (size_t i = 0; i + 2 < r; ++i) {
+        if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1) return reference_->run(ctx);
+        yd[i] = std::max(ad[i], bd[i]);
+      }
+      yd[r - 2] = ad[r - 2];
+      yd[r - 1] = bd[r - 1];
+      out_dims.assign(yd.begin(), yd.end() - 2);
+      if (a.rank() > 1) out_dims.push_back(yd[r - 2]);
+      if (b.rank() > 1) out_dims.push_back(yd[r - 1]);
+      if (out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
+      src = onednn::plain_f32(ad);
+      weights = onednn::plain_f32(bd);
+      key = ad;
+      key.insert(key.end(), bd.begin(), bd.end());
+    }
+    if (bias && bias->numel() != out_dims.back()) return reference_->run(ctx);  // it reports the mismatch
+
+    std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
+    if (!p) {
+      dnnl::primitive_attr attr;
+      if (attrs_.gemm && g.alpha != 1) attr.set_output_scales(0, {g.alpha});
+      dnnl::post_ops ops;
+      int bias_index = -1;
+      std::vector<int64_t> bias_dims(yd.size(), 1);
+      bias_dims.back() = yd.back();
+      if (c) ops.append_sum(g.beta);
+      if (bias) {
+        bias_index = ops.len();
+        ops.append_binary(dnnl::algorithm::binary_add, onednn::plain_f32(bias_dims));
+      }
+      if (attrs_.has_act) ops.append_eltwise(1.0f, attrs_.alg, attrs_.act_alpha, attrs_.act_beta);
+      attr.set_post_ops(ops);
+      auto built = build(src, weights, onednn::plain_f32(yd), attr);
+      if (!built) return reference_->run(ctx);
+      auto with_bias = std::make_shared<MatMulPrimitive>(*built);
+      with_bias->bias = onednn::plain_f32(bias_dims);
+      with_bias->bias_index = bias_index;
+      p = cache_.insert(key, std::move(with_bias));
+    }
+
+    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
+    float* out = mutable_data<float>(y);
+    if (c) {
+      const int64_t M = yd[0], N = yd[1];
+      const float* pc = data<float>(*c);
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) out[i * N + j] = pc[(cd[0] == 1 ? 0 : i * cd[1]) + (cd[1] == 1 ? 0 : j)];
+    }
+    execute(*p, data<float>(a), data<float>(b), out, bias ? data<float>(*bias) : nullptr);
+  }
+
+ private:
+  std::unique_ptr<Kernel> reference_;
+  FusedAttrs attrs_;
+  LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
+};
+
+void add_fused_matmul(KernelRegistry& registry) {
+  const KernelDef* ref = registry.find("com.tunnx", "FusedMatMul", 1, DeviceType::kCpu, {}, nullptr);
+  if (!ref || ref->priority != 0) return;
+  KernelDef def;
+  def.domain = "com.tunnx";
+  def.op_type = "FusedMatMul";
+  def.types = {DataType::kFloat32};
+  def.name = "cpu/onednn/FusedMatMul";
+  def.priority = 10;
+  def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
+    std::unique_ptr<Kernel> fallback = reference(init);  // validates the attributes, in its words
+    FusedAttrs attrs;
+    attrs.gemm = init.attr_string("op", "") == "Gemm";
+    attrs.g.trans_a = init.attr_int("transA", 0) != 0;
+    attrs.g.trans_b = init.attr_int("transB", 0) != 0;
+    attrs.g.alpha = init.attr_float("alpha", 1.0f);
+    attrs.g.beta = init.attr_float("beta", 1.0f);
+    attrs.has_bias = init.attr_int("has_bias", 0) != 0;
+    if (!eltwise_of(init, attrs)) return fallback;
+    return std::make_unique<OnednnFusedMatMul>(std::move(fallback), attrs);
+  };
+  registry.add(std::move(def));
+}
+
 // The reference def of `op_type` (a priority-0 kernel: find() passes over fast paths when no dtype
 // is known), or null when none is registered yet.
 const KernelDef* reference_def(const KernelRegistry& registry, const std::string& op_type) {
@@ -249,6 +429,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
     attrs.beta = init.attr_float("beta", 1.0f);
     return std::make_unique<OnednnGemm>(std::move(reference), attrs);
   });
+  add_fused_matmul(registry);
 }
 
 }  // namespace tunnx::cpu
