@@ -6,8 +6,9 @@
 // passes nor is listed (with its reason) as a known failure, or when a listed case starts passing.
 //
 //   tunnx_conformance [--data DIR] [--filter TEXT] [--report FILE] [--passing FILE] [--write-passing FILE]
-//                     [--known FILE] [--op-set FILE] [-v]
+//                     [--known FILE] [--op-set FILE] [--optimization 0|1|2] [-v]
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -26,11 +27,12 @@ struct Options {
   std::string filter;
   fs::path report, passing, write_passing, known, op_set;
   bool verbose = false;
+  int optimization_level = 1;
 };
 
 int usage() {
   std::cerr << "usage: tunnx_conformance [--data DIR] [--filter TEXT] [--report FILE] [--passing FILE] "
-               "[--write-passing FILE] [-v]\n";
+               "[--write-passing FILE] [--known FILE] [--op-set FILE] [--optimization 0|1|2] [-v]\n";
   return 2;
 }
 
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
     else if (a == "--known") o.known = next();
     else if (a == "--op-set") o.op_set = next();
     else if (a == "-v") o.verbose = true;
+    else if (a == "--optimization") o.optimization_level = std::atoi(next().c_str());
     else return usage();
   }
 
@@ -82,7 +85,7 @@ int main(int argc, char** argv) {
     for (const auto& dir : cases) {
       std::string name = std::string(suite) + "/" + dir.filename().string();
       if (!o.filter.empty() && name.find(o.filter) == std::string::npos) continue;
-      results.push_back(run_case(dir, name, {}));
+      results.push_back(run_case(dir, name, {}, o.optimization_level));
       if (o.verbose || !o.filter.empty())
         std::cout << to_string(results.back().outcome) << "\t" << name << "\t" << results.back().detail << "\n";
     }

@@ -118,7 +118,8 @@ const char* to_string(Outcome outcome) {
   return "?";
 }
 
-CaseResult run_case(const fs::path& case_dir, const std::string& name, const Tolerance& tol) {
+CaseResult run_case(const fs::path& case_dir, const std::string& name, const Tolerance& tol,
+                    int optimization_level) {
   CaseResult result;
   result.name = name;
   try {
@@ -128,7 +129,7 @@ CaseResult run_case(const fs::path& case_dir, const std::string& name, const Tol
     result.op_types.assign(ops.begin(), ops.end());
     std::unique_ptr<tunnx::Session> session;
     try {
-      session = std::make_unique<tunnx::Session>(model);
+      session = std::make_unique<tunnx::Session>(model, tunnx::SessionOptions{.optimization_level = optimization_level});
     } catch (const tunnx::Error& e) {
       result.outcome = e.code() == tunnx::ErrorCode::kUnsupported ? Outcome::kUnsupported : Outcome::kError;
       result.detail = e.what();

@@ -26,6 +26,7 @@ struct Tolerance {
 };
 
 // Runs every test_data_set_* of one case folder.
-CaseResult run_case(const std::filesystem::path& case_dir, const std::string& name, const Tolerance& tol);
+CaseResult run_case(const std::filesystem::path& case_dir, const std::string& name, const Tolerance& tol,
+                    int optimization_level = 1);
 
 }  // namespace tunnx_conformance

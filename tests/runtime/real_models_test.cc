@@ -13,19 +13,19 @@ namespace {
 namespace fs = std::filesystem;
 const fs::path kModels = fs::path(TUNNX_SOURCE_DIR) / "tests" / "models";
 
-void expect_matches_onnx_runtime(const std::string& name, const std::string& input_name) {
+void expect_matches_onnx_runtime(const std::string& name, const std::string& input_name, int level) {
   tunnx::Model model = tunnx::Model::load(kModels / (name + ".onnx"));
   int64_t parameters = 0;
   for (const auto& [pname, t] : model.named_parameters()) parameters += t.numel();
   EXPECT_GE(parameters, 1'000'000) << name << " should be a real-sized model";
-  tunnx::Session session(model);
+  tunnx::Session session(model, tunnx::SessionOptions{.optimization_level = level});
   for (int batch : {1, 64}) {
     std::string stem = name + ".b" + std::to_string(batch);
     tunnx::Tensor input = tunnx::load_npy(kModels / (stem + ".input.npy"));
     tunnx::Tensor expected = tunnx::load_npy(kModels / (stem + ".ort.npy"));
     tunnx::NamedValues out = session.run({{input_name, input}});
     tunnx::Comparison c = tunnx::compare(expected, out.at("logits"), 1e-4, 1e-5);
-    std::cout << "[ compare  ] " << stem << ": max abs error " << c.max_abs_error << ", max rel error "
+    std::cout << "[ compare  ] " << stem << " (optimization " << level << "): max abs error " << c.max_abs_error << ", max rel error "
               << c.max_rel_error << " vs ONNX Runtime\n";
     EXPECT_TRUE(c.ok) << stem << ": " << c.detail;
   }
@@ -33,11 +33,11 @@ void expect_matches_onnx_runtime(const std::string& name, const std::string& inp
 }
 
 TEST(RealModels, ResNet18ShapedCnnMatchesOnnxRuntimeAtBatch1And64) {
-  expect_matches_onnx_runtime("resnet18_narrow", "image");
+  for (int level : {1, 2}) expect_matches_onnx_runtime("resnet18_narrow", "image", level);
 }
 
 TEST(RealModels, TransformerEncoderMatchesOnnxRuntimeAtBatch1And64) {
-  expect_matches_onnx_runtime("encoder4", "tokens");
+  for (int level : {1, 2}) expect_matches_onnx_runtime("encoder4", "tokens", level);
 }
 
 }  // namespace
