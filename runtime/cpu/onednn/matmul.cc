@@ -23,9 +23,10 @@
 // gemm:jit, whose preferred weights layout is the plain one anyway.)
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -107,6 +108,35 @@ bool is_f32(const Tensor& t) { return t.dtype() == DataType::kFloat32; }
 
 // ---- MatMul ----
 
+// MatMul operands as matrices of one rank r — a [batch..., M, K], b [batch..., K, N] — with the
+// broadcast output y and the output the user sees (without the dims a 1-D operand gained). Empty when
+// oneDNN cannot take the shapes; the reference kernel then runs and reports any mismatch.
+struct MatMulShapes {
+  std::vector<int64_t> a, b, y, out;
+};
+
+std::optional<MatMulShapes> align_matmul(const Tensor& a, const Tensor& b) {
+  MatMulShapes s{a.dims(), b.dims(), {}, {}};
+  if (s.a.size() == 1) s.a.insert(s.a.begin(), 1);
+  if (s.b.size() == 1) s.b.push_back(1);
+  const size_t r = std::max(s.a.size(), s.b.size());
+  if (r > DNNL_MAX_NDIMS) return std::nullopt;
+  s.a.insert(s.a.begin(), r - s.a.size(), 1);
+  s.b.insert(s.b.begin(), r - s.b.size(), 1);
+  if (s.a[r - 1] != s.b[r - 2]) return std::nullopt;
+  s.y.resize(r);
+  for (size_t i = 0; i + 2 < r; ++i) {
+    if (s.a[i] != s.b[i] && s.a[i] != 1 && s.b[i] != 1) return std::nullopt;
+    s.y[i] = std::max(s.a[i], s.b[i]);
+  }
+  s.y[r - 2] = s.a[r - 2];
+  s.y[r - 1] = s.b[r - 1];
+  s.out.assign(s.y.begin(), s.y.end() - 2);
+  if (a.rank() > 1) s.out.push_back(s.y[r - 2]);
+  if (b.rank() > 1) s.out.push_back(s.y[r - 1]);
+  return s;
+}
+
 class OnednnMatMul : public Kernel {
  public:
   explicit OnednnMatMul(std::unique_ptr<Kernel> reference) : reference_(std::move(reference)) {}
@@ -116,22 +146,9 @@ class OnednnMatMul : public Kernel {
     const Tensor& b = ctx.input(1);
     if (!is_f32(a) || !is_f32(b) || a.numel() == 0 || b.numel() == 0 || a.rank() == 0 || b.rank() == 0)
       return reference_->run(ctx);
-    // Both operands as matrices of one rank r: [batch..., M, K] and [batch..., K, N].
-    std::vector<int64_t> ad = a.dims(), bd = b.dims();
-    if (ad.size() == 1) ad.insert(ad.begin(), 1);
-    if (bd.size() == 1) bd.push_back(1);
-    const size_t r = std::max(ad.size(), bd.size());
-    if (r > DNNL_MAX_NDIMS) return reference_->run(ctx);
-    ad.insert(ad.begin(), r - ad.size(), 1);
-    bd.insert(bd.begin(), r - bd.size(), 1);
-    if (ad[r - 1] != bd[r - 2]) return reference_->run(ctx);  // it reports the mismatch
-    std::vector<int64_t> yd(r);
-    for (size_t i = 0; i + 2 < r; ++i) {
-      if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1) return reference_->run(ctx);
-      yd[i] = std::max(ad[i], bd[i]);
-    }
-    yd[r - 2] = ad[r - 2];
-    yd[r - 1] = bd[r - 1];
+    std::optional<MatMulShapes> shapes = align_matmul(a, b);
+    if (!shapes) return reference_->run(ctx);
+    const auto& [ad, bd, yd, out_dims] = *shapes;
 
     Key key = ad;
     key.insert(key.end(), bd.begin(), bd.end());
@@ -142,10 +159,6 @@ class OnednnMatMul : public Kernel {
       p = cache_.insert(key, std::move(p));
     }
 
-    // The output drops the dims a 1-D operand gained; the layout is the same.
-    std::vector<int64_t> out_dims(yd.begin(), yd.end() - 2);
-    if (a.rank() > 1) out_dims.push_back(yd[r - 2]);
-    if (b.rank() > 1) out_dims.push_back(yd[r - 1]);
     Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
     execute(*p, data<float>(a), data<float>(b), mutable_data<float>(y));
   }
@@ -302,24 +315,11 @@ class OnednnFusedMatMul : public Kernel {
       yd = out_dims = {M, N};
       key = {a.dims()[0], a.dims()[1], b.dims()[0], b.dims()[1], c ? 1 : 0};
     } else {
-      std::vector<int64_t> ad = a.dims(), bd = b.dims();
-      if (ad.size() == 1) ad.insert(ad.begin(), 1);
-      if (bd.size() == 1) bd.push_back(1);
-      const size_t r = std::max(ad.size(), bd.size());
-      if (r > DNNL_MAX_NDIMS) return reference_->run(ctx);
-      ad.insert(ad.begin(), r - ad.size(), 1);
-      bd.insert(bd.begin(), r - bd.size(), 1);
-      if (ad[r - 1] != bd[r - 2]) return reference_->run(ctx);
-      yd.resize(r);
-      for (size_t i = 0; i + 2 < r; ++i) {
-        if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1) return reference_->run(ctx);
-        yd[i] = std::max(ad[i], bd[i]);
-      }
-      yd[r - 2] = ad[r - 2];
-      yd[r - 1] = bd[r - 1];
-      out_dims.assign(yd.begin(), yd.end() - 2);
-      if (a.rank() > 1) out_dims.push_back(yd[r - 2]);
-      if (b.rank() > 1) out_dims.push_back(yd[r - 1]);
+      std::optional<MatMulShapes> shapes = align_matmul(a, b);
+      if (!shapes) return reference_->run(ctx);
+      const auto& [ad, bd, y_dims, o_dims] = *shapes;
+      yd = y_dims;
+      out_dims = o_dims;
       if (out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
       src = onednn::plain_f32(ad);
       weights = onednn::plain_f32(bd);
