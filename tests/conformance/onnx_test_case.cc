@@ -44,7 +44,6 @@ bool is_random_case(const CaseResult& r) {
 }
 
 std::vector<double> doubles_of(const tunnx::Tensor& t) {
-  tunnx::Tensor f(tunnx::DataType::kFloat64, t.dims());
   std::vector<double> out(static_cast<size_t>(t.numel()));
   auto fill = [&](auto zero) {
     using T = decltype(zero);
