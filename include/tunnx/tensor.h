@@ -119,7 +119,13 @@ class Tensor {
   bool shares_storage_with(const Tensor& other) const { return storage_ && storage_ == other.storage_; }
 
   const void* data() const;
-  void* mutable_data();  // copies a view into owned memory first
+  void* mutable_data();  // copies a view into owned memory first; bumps version()
+
+  // A counter of the storage, shared by every tensor on it, that each mutable access bumps (as
+  // torch's tensor._version). Caches derived from the data (weights a kernel keeps in another
+  // layout) compare it to see writes, so write through a pointer from mutable_data() obtained
+  // after the last run, not one kept from before.
+  uint64_t version() const;
 
   template <typename T> const T* data_as() const {
     check_type(data_type_of<T>());

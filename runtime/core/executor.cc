@@ -59,6 +59,9 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     int slot = add_slot(init.name);
     constants_.emplace_back(slot, context.store->at(init.store_key).value);
   }
+  std::unordered_map<std::string, const Tensor*> constant_by_name;
+  for (size_t i = 0; i < graph.initializers.size(); ++i)
+    constant_by_name[graph.initializers[i].name] = &constants_[i].second;
   for (const auto& v : graph.inputs) input_slots_.push_back(add_slot(v.name));
   std::unordered_map<std::string, DataType> types = known_types(graph, context.store);
 
@@ -66,7 +69,10 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     Step step;
     step.node = &node;
     std::vector<DataType> input_types;
+    std::vector<const Tensor*> constant_inputs;
     for (const auto& in : node.inputs) {
+      auto c = in.empty() ? constant_by_name.end() : constant_by_name.find(in);
+      constant_inputs.push_back(c == constant_by_name.end() ? nullptr : c->second);
       if (in.empty()) {
         step.inputs.push_back(-1);
         input_types.push_back(DataType::kUndefined);
@@ -105,7 +111,7 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
         subgraphs.emplace(attr.name, std::move(sub));
       }
     try {
-      step.kernel = def->factory(KernelInit(node, opset, input_types, std::move(subgraphs)));
+      step.kernel = def->factory(KernelInit(node, opset, input_types, std::move(subgraphs), std::move(constant_inputs)));
     } catch (const Error& e) {
       throw e.with_context({.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type});
     }

@@ -10,8 +10,13 @@ Error node_error(const ir::Node& node, ErrorCode code, const std::string& messag
 }  // namespace
 
 KernelInit::KernelInit(const ir::Node& node, int64_t opset, std::vector<DataType> input_types,
-                       std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs)
-    : node_(node), opset_(opset), input_types_(std::move(input_types)), subgraphs_(std::move(subgraphs)) {}
+                       std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs,
+                       std::vector<const Tensor*> constant_inputs)
+    : node_(node),
+      opset_(opset),
+      input_types_(std::move(input_types)),
+      subgraphs_(std::move(subgraphs)),
+      constant_inputs_(std::move(constant_inputs)) {}
 
 int64_t KernelInit::attr_int(const std::string& name, int64_t fallback) const {
   const ir::Attribute* a = node_.attribute(name);

@@ -21,7 +21,8 @@ class GraphPlan;  // a planned graph (executor.h); If/Loop/Scan run their bodies
 class KernelInit {
  public:
   KernelInit(const ir::Node& node, int64_t opset, std::vector<DataType> input_types,
-             std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs);
+             std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs,
+             std::vector<const Tensor*> constant_inputs = {});
 
   const ir::Node& node() const { return node_; }
   int64_t opset() const { return opset_; }
@@ -29,6 +30,11 @@ class KernelInit {
   DataType input_type(size_t i) const { return i < input_types_.size() ? input_types_[i] : DataType::kUndefined; }
   size_t num_inputs() const { return node_.inputs.size(); }
   bool has_input(size_t i) const { return i < node_.inputs.size() && !node_.inputs[i].empty(); }
+  // The initializer (Parameter or buffer) that input i names, or null. Its values may change between
+  // runs (training, load_state_dict; see Tensor::version), and a caller may feed an input of the same
+  // name instead: a kernel that keeps something derived from it checks, at run time, that the input
+  // shares its storage and that the version is the one it derived from.
+  const Tensor* constant_input(size_t i) const { return i < constant_inputs_.size() ? constant_inputs_[i] : nullptr; }
 
   bool has_attr(const std::string& name) const { return node_.attribute(name) != nullptr; }
   int64_t attr_int(const std::string& name, int64_t fallback) const;
@@ -50,6 +56,7 @@ class KernelInit {
   int64_t opset_;
   std::vector<DataType> input_types_;
   std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs_;
+  std::vector<const Tensor*> constant_inputs_;
 };
 
 // One run of one node: its input values, its output slots, and run-wide facilities.

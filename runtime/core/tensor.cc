@@ -1,3 +1,4 @@
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +30,9 @@ struct Tensor::Storage {
   const void* borrowed = nullptr;
   std::shared_ptr<const void> keep_alive;
   std::vector<std::string> strings;
+  // Bumped by every mutable access, as torch's tensor._version: what is derived from the data
+  // (weights packed for a kernel) is rebuilt when it changes.
+  std::atomic<uint64_t> version{0};
 
   Storage() = default;
   Storage(const Storage&) = delete;
@@ -49,6 +53,7 @@ struct Tensor::Storage {
   // Copy-on-write: turn a borrowed view into owned memory, in place, so every tensor sharing this
   // storage sees the same (now owned) data.
   void* write() {
+    version.fetch_add(1, std::memory_order_relaxed);
     if (borrowed) {
       const void* src = borrowed;
       allocate(size);
@@ -97,9 +102,14 @@ const void* Tensor::data() const {
   return storage_->read();
 }
 
+uint64_t Tensor::version() const { return storage_ ? storage_->version.load(std::memory_order_relaxed) : 0; }
+
 void* Tensor::mutable_data() {
   if (!storage_) return nullptr;
-  if (dtype_ == DataType::kString) return storage_->strings.data();
+  if (dtype_ == DataType::kString) {
+    storage_->version.fetch_add(1, std::memory_order_relaxed);
+    return storage_->strings.data();
+  }
   return storage_->write();
 }
 

@@ -220,6 +220,48 @@ TEST_F(OnednnMatMulTest, InitializerWeightsAndInnerMismatchError) {
   expect_close(session.run({{"a", a}}).at("y").tensor(), naive_matmul(a, param), "after a weight write");
 }
 
+// Gemm with transB weights as an initializer (how torch exports Linear): oneDNN reads a copy in the
+// layout it prefers. The copy follows every write to the weight (a write through the model,
+// load_state_dict), and an input fed under the initializer's name is read instead of the copy.
+TEST_F(OnednnMatMulTest, ConstantWeightsFollowWritesAndFedInputs) {
+  const int64_t K = 40, N = 24;
+  Tensor w0 = random_tensor({N, K}, rng_);
+  ModelBuilder b;
+  b.initializer(float_tensor("w", {N, K}, std::vector<float>(w0.data_as<float>(), w0.data_as<float>() + w0.numel())));
+  b.input("a", onnx_type_of<float>(), Dims{"m", K});
+  b.input("w", onnx_type_of<float>(), Dims{N, K});  // an initializer that is also an input: a default
+  onnx::NodeProto& n = b.node("Gemm", {"a", "w"}, {"y"}, "gemm");
+  attr_int(n, "transB", 1);
+  b.output("y", onnx_type_of<float>(), Dims{"m", N});
+  Model model = Model::load(b.save(path("m.onnx")));
+  Session session(model);
+  EXPECT_EQ(session.stats().kernels[0].kernel, "cpu/onednn/Gemm");
+
+  auto expected = [&](const Tensor& a, const Tensor& w) {
+    Expected e;
+    e.values.resize(static_cast<size_t>(a.dims()[0] * N));
+    e.bounds.resize(e.values.size());
+    naive_gemm(a.data_as<float>(), w.data_as<float>(), a.dims()[0], K, N, false, true, 1.0, e, 0);
+    return e;
+  };
+  for (int64_t m : {1, 9, 1}) {
+    Tensor a = random_tensor({m, K}, rng_);
+    expect_close(session.run({{"a", a}}).at("y").tensor(), expected(a, w0), "m=" + std::to_string(m));
+  }
+  Tensor param = model.parameter("w");
+  param.mutable_data_as<float>()[5] += 2.0f;
+  Tensor a = random_tensor({4, K}, rng_);
+  expect_close(session.run({{"a", a}}).at("y").tensor(), expected(a, param), "after a write");
+
+  Tensor w1 = random_tensor({N, K}, rng_);
+  model.load_state_dict({{"w", w1}});
+  expect_close(session.run({{"a", a}}).at("y").tensor(), expected(a, w1), "after load_state_dict");
+
+  Tensor fed = random_tensor({N, K}, rng_);
+  expect_close(session.run({{"a", a}, {"w", fed}}).at("y").tensor(), expected(a, fed), "a fed w");
+  expect_close(session.run({{"a", a}}).at("y").tensor(), expected(a, w1), "the initializer again");
+}
+
 TEST_F(OnednnMatMulTest, OtherDtypesStayOnTheReferenceKernel) {
   Model model = matmul_model({3, 4}, {4, 2}, {3, 2}, onnx_type_of<double>());
   Session session(model);

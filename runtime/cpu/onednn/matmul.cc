@@ -16,11 +16,9 @@
 // tensors, ranks above oneDNN's limit, shapes that do not fit (the reference then reports the error
 // in its words), and any shape oneDNN declines to build a primitive for.
 //
-// Weights are passed in their plain layout. Reordering constant weights once into the layout oneDNN
-// prefers needs to know that an input is a constant nothing writes to. A kernel cannot tell that
-// today, and a storage pointer is no proof: sessions must see later writes to a model's parameters,
-// and callers may refill one input buffer between runs. (On AVX2 machines oneDNN's f32 matmul is
-// gemm:jit, whose preferred weights layout is the plain one anyway.)
+// Constant weights (an initializer as B) are read in the layout the primitive prefers: primitives
+// for them are built with weights of format `any`, and packed_weights.h keeps the copy, remade when
+// the weight is written. A B that is not the constant (computed, fed) is read where it lies.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -35,6 +33,7 @@
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/onednn_kernels.h"
+#include "runtime/cpu/onednn/packed_weights.h"
 
 namespace tunnx::cpu {
 namespace onednn {
@@ -60,24 +59,28 @@ using Key = std::vector<int64_t>;
 
 constexpr size_t kCacheEntries = 16;
 
-// A built primitive and the descriptors a run wraps its tensors in.
+// A built primitive and the descriptors a run wraps its tensors in. `stored_weights` is B as it lies
+// in memory, `weights` the layout the primitive reads (different only for packed constants).
 struct MatMulPrimitive {
   dnnl::matmul primitive;
-  dnnl::memory::desc src, weights, dst, scratchpad;
+  dnnl::memory::desc src, stored_weights, weights, dst, scratchpad;
   dnnl::memory::desc bias;  // FusedMatMul: the binary-add post-op's operand, at post-op `bias_index`
   int bias_index = -1;
 };
 
-// Builds the primitive for these descriptors; null when oneDNN has no implementation for them.
-std::shared_ptr<const MatMulPrimitive> build(const dnnl::memory::desc& src, const dnnl::memory::desc& weights,
-                                             const dnnl::memory::desc& dst, dnnl::primitive_attr attr) {
+// Builds the primitive for these descriptors, letting it choose the weights layout when `packed`
+// (B is a constant the kernel may keep in another layout); null when oneDNN has no implementation.
+std::shared_ptr<MatMulPrimitive> build(const dnnl::memory::desc& src, const dnnl::memory::desc& weights,
+                                       const dnnl::memory::desc& dst, dnnl::primitive_attr attr, bool packed) {
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   try {
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, onednn::cpu_engine());
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, packed ? onednn::any_layout(weights) : weights, dst), attr,
+                                    onednn::cpu_engine());
     auto p = std::make_shared<MatMulPrimitive>();
     p->primitive = dnnl::matmul(pd);
     p->src = src;
-    p->weights = weights;
+    p->stored_weights = weights;
+    p->weights = pd.weights_desc();
     p->dst = dst;
     p->scratchpad = pd.scratchpad_desc();
     return p;
@@ -86,15 +89,20 @@ std::shared_ptr<const MatMulPrimitive> build(const dnnl::memory::desc& src, cons
   }
 }
 
-void execute(const MatMulPrimitive& p, const float* a, const float* b, float* y, const float* bias = nullptr) {
+// Y = A x B (+ post-ops); B is read packed when the primitive was built for the constant weights.
+void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, const float* a, const Tensor& b, float* y,
+             const float* bias = nullptr) {
   const dnnl::engine& engine = onednn::cpu_engine();
   dnnl::stream stream(engine);
   dnnl::memory src(p.src, engine, const_cast<float*>(a));  // oneDNN reads SRC/WEIGHTS only
-  dnnl::memory weights(p.weights, engine, const_cast<float*>(b));
+  std::shared_ptr<const dnnl::memory> weights =
+      p.weights == p.stored_weights
+          ? std::make_shared<const dnnl::memory>(p.weights, engine, const_cast<void*>(b.data()))
+          : packed.get(b, p.stored_weights, p.weights);
   dnnl::memory dst(p.dst, engine, y);
   dnnl::memory scratchpad(p.scratchpad, engine);  // per run: runs share the primitive
   std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src},
-                                                {DNNL_ARG_WEIGHTS, weights},
+                                                {DNNL_ARG_WEIGHTS, *weights},
                                                 {DNNL_ARG_DST, dst},
                                                 {DNNL_ARG_SCRATCHPAD, scratchpad}};
   if (p.bias_index >= 0)
@@ -139,7 +147,8 @@ std::optional<MatMulShapes> align_matmul(const Tensor& a, const Tensor& b) {
 
 class OnednnMatMul : public Kernel {
  public:
-  explicit OnednnMatMul(std::unique_ptr<Kernel> reference) : reference_(std::move(reference)) {}
+  OnednnMatMul(std::unique_ptr<Kernel> reference, const Tensor* constant_b)
+      : reference_(std::move(reference)), packed_(constant_b) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -150,21 +159,24 @@ class OnednnMatMul : public Kernel {
     if (!shapes) return reference_->run(ctx);
     const auto& [ad, bd, yd, out_dims] = *shapes;
 
+    const bool constant = packed_.is_constant(b);
     Key key = ad;
     key.insert(key.end(), bd.begin(), bd.end());
+    key.push_back(constant);
     std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
     if (!p) {
-      p = build(onednn::plain_f32(ad), onednn::plain_f32(bd), onednn::plain_f32(yd), {});
+      p = build(onednn::plain_f32(ad), onednn::plain_f32(bd), onednn::plain_f32(yd), {}, constant);
       if (!p) return reference_->run(ctx);
       p = cache_.insert(key, std::move(p));
     }
 
     Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
-    execute(*p, data<float>(a), data<float>(b), mutable_data<float>(y));
+    execute(*p, packed_, data<float>(a), b, mutable_data<float>(y));
   }
 
  private:
   std::unique_ptr<Kernel> reference_;
+  onednn::PackedWeights packed_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
@@ -177,7 +189,8 @@ struct GemmAttrs {
 
 class OnednnGemm : public Kernel {
  public:
-  OnednnGemm(std::unique_ptr<Kernel> reference, GemmAttrs attrs) : reference_(std::move(reference)), attrs_(attrs) {}
+  OnednnGemm(std::unique_ptr<Kernel> reference, GemmAttrs attrs, const Tensor* constant_b)
+      : reference_(std::move(reference)), attrs_(attrs), packed_(constant_b) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -199,7 +212,8 @@ class OnednnGemm : public Kernel {
       if ((cd[0] != 1 && cd[0] != M) || (cd[1] != 1 && cd[1] != N)) return reference_->run(ctx);
     }
 
-    Key key = {a.dims()[0], a.dims()[1], b.dims()[0], b.dims()[1], c ? 1 : 0};
+    const bool constant = packed_.is_constant(b);
+    Key key = {a.dims()[0], a.dims()[1], b.dims()[0], b.dims()[1], c ? 1 : 0, constant};
     std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
     if (!p) {
       // A' [M, K] and B' [K, N] over the stored A and B: a transpose is a swap of strides.
@@ -213,7 +227,7 @@ class OnednnGemm : public Kernel {
         ops.append_sum(attrs_.beta);
         attr.set_post_ops(ops);
       }
-      p = build(src, weights, onednn::plain_f32({M, N}), attr);
+      p = build(src, weights, onednn::plain_f32({M, N}), attr, constant);
       if (!p) return reference_->run(ctx);
       p = cache_.insert(key, std::move(p));
     }
@@ -225,12 +239,13 @@ class OnednnGemm : public Kernel {
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) out[i * N + j] = pc[(cd[0] == 1 ? 0 : i * cd[1]) + (cd[1] == 1 ? 0 : j)];
     }
-    execute(*p, data<float>(a), data<float>(b), out);
+    execute(*p, packed_, data<float>(a), b, out);
   }
 
  private:
   std::unique_ptr<Kernel> reference_;
   GemmAttrs attrs_;
+  onednn::PackedWeights packed_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
@@ -280,8 +295,8 @@ bool eltwise_of(const KernelInit& init, FusedAttrs& f) {
 
 class OnednnFusedMatMul : public Kernel {
  public:
-  OnednnFusedMatMul(std::unique_ptr<Kernel> reference, FusedAttrs attrs)
-      : reference_(std::move(reference)), attrs_(attrs) {}
+  OnednnFusedMatMul(std::unique_ptr<Kernel> reference, FusedAttrs attrs, const Tensor* constant_b)
+      : reference_(std::move(reference)), attrs_(attrs), packed_(constant_b) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -327,6 +342,8 @@ class OnednnFusedMatMul : public Kernel {
       key.insert(key.end(), bd.begin(), bd.end());
     }
     if (bias && bias->numel() != out_dims.back()) return reference_->run(ctx);  // it reports the mismatch
+    const bool constant = packed_.is_constant(b);
+    key.push_back(constant);
 
     std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
     if (!p) {
@@ -343,12 +360,11 @@ class OnednnFusedMatMul : public Kernel {
       }
       if (attrs_.has_act) ops.append_eltwise(1.0f, attrs_.alg, attrs_.act_alpha, attrs_.act_beta);
       attr.set_post_ops(ops);
-      auto built = build(src, weights, onednn::plain_f32(yd), attr);
+      std::shared_ptr<MatMulPrimitive> built = build(src, weights, onednn::plain_f32(yd), attr, constant);
       if (!built) return reference_->run(ctx);
-      auto with_bias = std::make_shared<MatMulPrimitive>(*built);
-      with_bias->bias = onednn::plain_f32(bias_dims);
-      with_bias->bias_index = bias_index;
-      p = cache_.insert(key, std::move(with_bias));
+      built->bias = onednn::plain_f32(bias_dims);
+      built->bias_index = bias_index;
+      p = cache_.insert(key, std::move(built));
     }
 
     Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
@@ -359,12 +375,13 @@ class OnednnFusedMatMul : public Kernel {
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) out[i * N + j] = pc[(cd[0] == 1 ? 0 : i * cd[1]) + (cd[1] == 1 ? 0 : j)];
     }
-    execute(*p, data<float>(a), data<float>(b), out, bias ? data<float>(*bias) : nullptr);
+    execute(*p, packed_, data<float>(a), b, out, bias ? data<float>(*bias) : nullptr);
   }
 
  private:
   std::unique_ptr<Kernel> reference_;
   FusedAttrs attrs_;
+  onednn::PackedWeights packed_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
@@ -387,7 +404,7 @@ void add_fused_matmul(KernelRegistry& registry) {
     attrs.g.beta = init.attr_float("beta", 1.0f);
     attrs.has_bias = init.attr_int("has_bias", 0) != 0;
     if (!eltwise_of(init, attrs)) return fallback;
-    return std::make_unique<OnednnFusedMatMul>(std::move(fallback), attrs);
+    return std::make_unique<OnednnFusedMatMul>(std::move(fallback), attrs, init.constant_input(1));
   };
   registry.add(std::move(def));
 }
@@ -418,8 +435,8 @@ void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make ma
 }  // namespace
 
 void register_onednn_kernels(KernelRegistry& registry) {
-  add_fast_path(registry, "MatMul", [](const KernelInit&, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-    return std::make_unique<OnednnMatMul>(std::move(reference));
+  add_fast_path(registry, "MatMul", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+    return std::make_unique<OnednnMatMul>(std::move(reference), init.constant_input(1));
   });
   add_fast_path(registry, "Gemm", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
     GemmAttrs attrs;
@@ -427,7 +444,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
     attrs.trans_b = init.attr_int("transB", 0) != 0;
     attrs.alpha = init.attr_float("alpha", 1.0f);
     attrs.beta = init.attr_float("beta", 1.0f);
-    return std::make_unique<OnednnGemm>(std::move(reference), attrs);
+    return std::make_unique<OnednnGemm>(std::move(reference), attrs, init.constant_input(1));
   });
   add_fused_matmul(registry);
 }

@@ -1,0 +1,57 @@
+#include "runtime/cpu/onednn/packed_weights.h"
+
+#include <algorithm>
+#include <cstddef>
+
+#include "runtime/cpu/onednn/onednn_common.h"
+
+namespace tunnx::cpu::onednn {
+
+PackedWeights::PackedWeights(const Tensor* constant) {
+  if (constant && constant->dtype() == DataType::kFloat32) constant_ = *constant;
+}
+
+bool PackedWeights::is_constant(const Tensor& input) const {
+  return constant_.defined() && input.shares_storage_with(constant_) && input.dims() == constant_.dims();
+}
+
+std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, const dnnl::memory::desc& stored,
+                                                       const dnnl::memory::desc& layout) const {
+  const dnnl::engine& engine = cpu_engine();
+  if (layout == stored)  // oneDNN reads the weights only
+    return std::make_shared<const dnnl::memory>(stored, engine, const_cast<void*>(input.data()));
+
+  const uint64_t version = input.version();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (size_t i = 0; i < copies_.size(); ++i) {
+    if (!(copies_[i].layout == layout)) continue;
+    if (copies_[i].version == version) {
+      std::rotate(copies_.begin(), copies_.begin() + static_cast<std::ptrdiff_t>(i),
+                  copies_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      return copies_.front().memory;
+    }
+    copies_.erase(copies_.begin() + static_cast<std::ptrdiff_t>(i));  // stale: the weight was written
+    break;
+  }
+  // Packed under the lock: concurrent first runs wait for one copy instead of each making their own.
+  auto packed = std::make_shared<dnnl::memory>(layout, engine);
+  dnnl::memory source(stored, engine, const_cast<void*>(input.data()));
+  dnnl::stream stream(engine);
+  dnnl::reorder(source, *packed).execute(stream, source, *packed);
+  stream.wait();
+  ++packs_;
+  copies_.insert(copies_.begin(), Copy{layout, version, packed});
+  if (copies_.size() > kMaxLayouts) copies_.pop_back();
+  return packed;
+}
+
+int64_t PackedWeights::packs() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return packs_;
+}
+
+dnnl::memory::desc any_layout(const dnnl::memory::desc& desc) {
+  return dnnl::memory::desc(desc.dims(), desc.data_type(), dnnl::memory::format_tag::any);
+}
+
+}  // namespace tunnx::cpu::onednn

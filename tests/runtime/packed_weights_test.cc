@@ -1,0 +1,73 @@
+// Constant weights kept in the layout a oneDNN primitive prefers (runtime/cpu/onednn/packed_weights.h):
+// packed once, read from the copy while the weight is unchanged, repacked after a write, and never
+// used for a tensor that is not the constant. The session-level behaviour (weight writes and fed
+// inputs that shadow an initializer) is in onednn_matmul_test.cc.
+#include <gtest/gtest.h>
+
+#if TUNNX_WITH_ONEDNN
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/cpu/onednn/onednn_common.h"
+#include "runtime/cpu/onednn/packed_weights.h"
+
+namespace {
+
+using tunnx::DataType;
+using tunnx::Tensor;
+using tunnx::cpu::onednn::PackedWeights;
+
+// w stored [N=3, K=2] row-major, read as B' = w^T [K=2, N=3] (Gemm transB=1): strides {1, K}.
+dnnl::memory::desc transposed_view() {
+  return dnnl::memory::desc({2, 3}, dnnl::memory::data_type::f32, dnnl::memory::dims{1, 2});
+}
+
+std::vector<float> contents(const dnnl::memory& m) {
+  const float* p = static_cast<const float*>(m.get_data_handle());
+  return std::vector<float>(p, p + 6);
+}
+
+TEST(PackedWeights, PacksOnceAndRepacksAfterAWrite) {
+  Tensor w = Tensor::from_vector<float>({3, 2}, {1, 2, 3, 4, 5, 6});
+  PackedWeights packed(&w);
+  const dnnl::memory::desc plain = tunnx::cpu::onednn::plain_f32({2, 3});
+  EXPECT_TRUE(packed.is_constant(w));
+
+  auto first = packed.get(w, transposed_view(), plain);
+  EXPECT_EQ(contents(*first), (std::vector<float>{1, 3, 5, 2, 4, 6}));  // w^T, row-major
+  auto again = packed.get(w, transposed_view(), plain);
+  EXPECT_EQ(again.get(), first.get());  // the same copy: nothing repacked
+  EXPECT_EQ(packed.packs(), 1);
+
+  w.mutable_data_as<float>()[0] = 10;  // a write bumps the version
+  auto after = packed.get(w, transposed_view(), plain);
+  EXPECT_EQ(packed.packs(), 2);
+  EXPECT_EQ(contents(*after), (std::vector<float>{10, 3, 5, 2, 4, 6}));
+  EXPECT_EQ(contents(*first), (std::vector<float>{1, 3, 5, 2, 4, 6}));  // a holder keeps its old copy
+}
+
+TEST(PackedWeights, StoredLayoutIsWrappedNotCopied) {
+  Tensor w = Tensor::from_vector<float>({2, 3}, {1, 2, 3, 4, 5, 6});
+  PackedWeights packed(&w);
+  const dnnl::memory::desc plain = tunnx::cpu::onednn::plain_f32({2, 3});
+  auto m = packed.get(w, plain, plain);
+  EXPECT_EQ(m->get_data_handle(), w.data());
+  EXPECT_EQ(packed.packs(), 0);
+}
+
+TEST(PackedWeights, OnlyTheConstantItselfIsPacked) {
+  Tensor w = Tensor::from_vector<float>({3, 2}, {1, 2, 3, 4, 5, 6});
+  PackedWeights packed(&w);
+  EXPECT_TRUE(packed.is_constant(Tensor(w)));                        // a copy of the handle: same storage
+  EXPECT_FALSE(packed.is_constant(w.clone()));                       // equal values, other storage
+  EXPECT_FALSE(packed.is_constant(w.reshaped({2, 3})));              // same storage, other shape
+  EXPECT_FALSE(PackedWeights().is_constant(w));                      // no constant at all
+  Tensor ints = Tensor::from_vector<int64_t>({2}, {1, 2});
+  EXPECT_FALSE(PackedWeights(&ints).is_constant(ints));              // only float32 weights are packed
+}
+
+}  // namespace
+
+#endif  // TUNNX_WITH_ONEDNN
