@@ -10,8 +10,14 @@ ORT settings: intra_op_num_threads = threads, inter_op_num_threads = 1, sequenti
 graph optimizations (its default). tunnx: `--threads N`. Inputs: floats uniform in [-1, 1), integers
 uniform in [0, 100), from fixed seeds in both runtimes (the values differ; the work does not).
 
+For the MatMul case each pass also runs build/bench/tunnx_matmul_peak: oneDNN's sgemm alone on the
+same 1024^3 product (what the library does with no runtime around it) and the measured FP32 FMA peak
+of one core (12 independent AVX2 FMA chains, no memory traffic): GFLOP/s are quoted against that
+measured peak x threads, at the clock the machine runs at that moment.
+
   .venv/bin/python bench/make_models.py
-  .venv/bin/python bench/compare_ort.py [--passes 5] [--threads 1 2] [--tunnx build/tools/tunnx] [--json FILE]
+  .venv/bin/python bench/compare_ort.py [--passes 5] [--threads 1 2] [--optimization 0|1|2]
+                                        [--tunnx build/tools/tunnx] [--json FILE]
 """
 import argparse
 import datetime
@@ -91,12 +97,24 @@ def time_ort(model, batch, threads, warmup, iters):
     return statistics.median(samples), cores_busy
 
 
-def time_tunnx(tunnx, model, batch, threads, warmup, iters):
+def time_tunnx(tunnx, model, batch, threads, warmup, iters, optimization):
     cmd = [tunnx, "bench", model, "--json", "--batch", str(batch), "--threads", str(threads),
            "--warmup", str(warmup), "--iters", str(iters)]
+    if optimization is not None:
+        cmd += ["--optimization", str(optimization)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+def matmul_peak(tool, threads, iters):
+    """oneDNN's sgemm alone on 1024^3 and the measured FMA peak of one core, or None without the tool."""
+    if not os.path.exists(tool):
+        return None
+    r = subprocess.run([tool, "--threads", str(threads), "--iters", str(iters)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{tool} failed ({r.returncode}): {r.stderr.strip()}")
     return json.loads(r.stdout)
 
 
@@ -122,6 +140,9 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--only", nargs="*", help="case labels to run (default all)")
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--optimization", type=int, choices=[0, 1, 2],
+                        help="tunnx's graph optimization level (default: tunnx's default)")
+    parser.add_argument("--peak-tool", default=os.path.join(ROOT, "build", "bench", "tunnx_matmul_peak"))
     args = parser.parse_args()
 
     cases = [c for c in CASES if not args.only or c[0] in args.only]
@@ -131,20 +152,29 @@ def main():
 
     load_before = os.getloadavg()[0]
     tunnx_ms, ort_ms, tunnx_busy, ort_busy, kernels = {}, {}, {}, {}, {}
+    onednn_ms, peak_gflops = {}, {}
     for p in range(args.passes):
         for label, file, batch, warmup, iters in cases:
             for threads in args.threads:
                 key = (label, threads)
                 model = os.path.join(args.models, file)
-                report = time_tunnx(args.tunnx, model, batch, threads, warmup, iters)
+                report = time_tunnx(args.tunnx, model, batch, threads, warmup, iters, args.optimization)
                 tunnx_ms.setdefault(key, []).append(report["median_ms"])
                 tunnx_busy.setdefault(key, []).append(report.get("cores_busy", float("nan")))
                 kernels[label] = report.get("kernels", {})
                 median, busy = time_ort(model, batch, threads, warmup, iters)
                 ort_ms.setdefault(key, []).append(median)
                 ort_busy.setdefault(key, []).append(busy)
+                extra = ""
+                if file == "matmul_1024.onnx":
+                    peak = matmul_peak(args.peak_tool, threads, iters)
+                    if peak:
+                        onednn_ms.setdefault(key, []).append(peak["onednn_ms"])
+                        if peak["fma_peak_gflops"]:
+                            peak_gflops.setdefault(key, []).append(peak["fma_peak_gflops"])
+                        extra = f"   oneDNN alone {peak['onednn_ms']:9.3f} ms"
                 print(f"pass {p + 1}/{args.passes}  {label:<12} threads {threads}: tunnx {tunnx_ms[key][-1]:9.3f} ms"
-                      f" ({tunnx_busy[key][-1]:.2f} cores busy)   ORT {median:9.3f} ms ({busy:.2f} cores busy)",
+                      f" ({tunnx_busy[key][-1]:.2f} cores busy)   ORT {median:9.3f} ms ({busy:.2f} cores busy){extra}",
                       file=sys.stderr, flush=True)
 
     info = machine()
@@ -152,7 +182,9 @@ def main():
     print(f"machine: {info.get('Model name', '?')}, {info.get('CPU(s)', '?')} CPUs "
           f"({info.get('Core(s) per socket', '?')} cores x {info.get('Socket(s)', '?')} sockets), simd: {info['simd']}")
     version = subprocess.run([args.tunnx, "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"{version}; onnxruntime {ort.__version__}; {args.passes} passes, median of per-pass medians")
+    level = "default" if args.optimization is None else str(args.optimization)
+    print(f"{version}; onnxruntime {ort.__version__}; {args.passes} passes, median of per-pass medians; "
+          f"tunnx optimization level {level}")
     # Other jobs on the machine skew both runtimes (the 2-thread rows most): say how busy it was.
     print(f"1-minute load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n")
     # cores busy: CPU time / wall time of the timed runs, median over passes; above the thread count
@@ -175,15 +207,31 @@ def main():
                          "ort_median_ms": o, "ratio": t / o, "tunnx_cores_busy": tb, "ort_cores_busy": ob,
                          "tunnx_pass_medians_ms": tunnx_ms[(label, threads)],
                          "ort_pass_medians_ms": ort_ms[(label, threads)]})
+    if onednn_ms:
+        print("\nMatMul 1024^3 against the machine (medians over passes; % of the measured FMA peak x threads):")
+        print("| threads | FMA peak GFLOP/s | oneDNN alone ms | tunnx ms | ORT ms | oneDNN alone % | tunnx % | ORT % |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for label, file, batch, _, _ in cases:
+            if file != "matmul_1024.onnx":
+                continue
+            for threads in args.threads:
+                key = (label, threads)
+                if key not in onednn_ms:
+                    continue
+                d = statistics.median(onednn_ms[key])
+                t = statistics.median(tunnx_ms[key])
+                o = statistics.median(ort_ms[key])
+                peak = statistics.median(peak_gflops[key]) * threads if key in peak_gflops else float("nan")
+                pct = lambda ms: 100 * MATMUL_FLOP / ms / 1e6 / peak  # noqa: E731
+                print(f"| {threads} | {peak:.1f} | {d:.3f} | {t:.3f} | {o:.3f} | {pct(d):.0f}% | {pct(t):.0f}% "
+                      f"| {pct(o):.0f}% |")
+                for row in rows:
+                    if row["case"] == label and row["threads"] == threads:
+                        row.update({"onednn_alone_ms": d, "fma_peak_gflops_per_core": peak / threads,
+                                    "onednn_alone_pass_ms": onednn_ms[key]})
     print("\ntunnx kernels:")
     for label, ks in kernels.items():
         print(f"  {label}: " + ", ".join(f"{k} x{n}" for k, n in sorted(ks.items())))
-    # FP32 peak estimate: 2 FMA pipes x 8 lanes x 2 FLOP per cycle (AVX2, Zen 2/3 and Haswell on),
-    # at the nominal clock BogoMIPS/2 gives. A guide to how far from the hardware MatMul is, not a spec.
-    if "BogoMIPS" in info and "fma" in info["simd"]:
-        ghz = float(info["BogoMIPS"]) / 2000
-        print(f"\nFP32 FMA peak estimate: {ghz:.2f} GHz x 32 FLOP/cycle = {ghz * 32:.0f} GFLOP/s per core "
-              f"(boost clocks go higher)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": datetime.date.today().isoformat(), "machine": info, "tunnx": version,

@@ -34,10 +34,12 @@ struct BenchOptions {
   std::filesystem::path model;
   std::string device = "cpu";
   int threads = 0;
+  int optimization = SessionOptions{}.optimization_level;
   int warmup = 10;
   int iters = 100;
   int64_t batch = 1;
   bool json = false;
+  bool profile = false;
 };
 
 struct InputSpec {
@@ -203,6 +205,7 @@ void bench(const BenchOptions& o) {
   SessionOptions options;
   options.device = Device::parse(o.device);
   options.threads = o.threads;
+  options.optimization_level = o.optimization;
   start = std::chrono::steady_clock::now();
   Session session(model, options);
   double session_ms = ms_since(start);
@@ -231,13 +234,30 @@ void bench(const BenchOptions& o) {
   uint64_t rss = peak_rss_bytes();
   // Which kernels were timed ("cpu/onednn/MatMul": 2), so a number is never read without its kernels.
   std::map<std::string, int64_t> kernels;
-  for (const SessionStats::NodeKernel& k : session.stats().kernels) ++kernels[k.kernel];
+  const SessionStats stats = session.stats();
+  for (const SessionStats::NodeKernel& k : stats.kernels) ++kernels[k.kernel];
+
+  // --profile: the same runs again on a session that times every node (kept apart so the clock reads
+  // do not touch the numbers above): where the time goes, and the executor's overhead per run.
+  SessionStats profiled;
+  if (o.profile) {
+    SessionOptions with_profile = options;
+    with_profile.profile = true;
+    Session timed(model, with_profile);
+    for (int i = 0; i < o.warmup + o.iters; ++i) timed.run(inputs);
+    profiled = timed.stats();
+  }
+  double kernel_ms = 0;
+  for (const auto& k : profiled.kernels) kernel_ms += k.total_ms;
+  const double profiled_runs = static_cast<double>(std::max<int64_t>(profiled.runs, 1));
 
   if (o.json) {
     nlohmann::ordered_json j;
     j["model"] = o.model.string();
     j["device"] = options.device.to_string();
     j["threads"] = o.threads;
+    j["threads_granted"] = stats.last_run_threads;
+    j["optimization"] = o.optimization;
     j["hardware_threads"] = std::thread::hardware_concurrency();
     j["batch"] = o.batch;
     j["warmup"] = o.warmup;
@@ -259,6 +279,17 @@ void bench(const BenchOptions& o) {
     j["cores_busy"] = cores_busy;
     j["peak_rss_bytes"] = rss;
     j["kernels"] = kernels;
+    if (o.profile) {
+      nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
+      for (const auto& k : profiled.kernels)
+        nodes.push_back({{"node", k.node}, {"op", k.op_type}, {"kernel", k.kernel}, {"calls", k.calls},
+                         {"ms_per_call", k.calls ? k.total_ms / static_cast<double>(k.calls) : 0.0}});
+      j["profile"] = {{"runs", profiled.runs},
+                      {"run_ms", profiled.total_run_ms / profiled_runs},
+                      {"kernel_ms", kernel_ms / profiled_runs},
+                      {"overhead_ms", (profiled.total_run_ms - kernel_ms) / profiled_runs},
+                      {"nodes", nodes}};
+    }
     std::cout << pretty_json(j) << std::flush;
     return;
   }
@@ -266,7 +297,7 @@ void bench(const BenchOptions& o) {
   out << "Model: " << o.model.string() << "\n";
   out << "Device: " << options.device.to_string() << ", threads " << o.threads
       << (o.threads == 0 ? " (all " + std::to_string(std::thread::hardware_concurrency()) + " cores)" : "")
-      << ", batch " << o.batch << "\n";
+      << ", batch " << o.batch << ", optimization level " << o.optimization << "\n";
   for (const InputSpec& spec : specs)
     out << "Input: " << spec.name << "  " << to_string(spec.dtype) << "  " << dims_to_string(spec.dims) << "\n";
   out << "Load " << fixed(load_ms, 1) << " ms, session " << fixed(session_ms, 1) << " ms; " << o.warmup
@@ -284,6 +315,7 @@ void bench(const BenchOptions& o) {
   out << "Kernels:";
   for (const auto& [kernel, count] : kernels) out << " " << kernel << " x" << count;
   out << "\n";
+  if (o.profile) out << profile_text(profiled);
   std::cout << out.str() << std::flush;
 }
 
@@ -295,11 +327,16 @@ void add_bench_command(CLI::App& app) {
   command->add_option("MODEL", o->model, "ONNX model file")->required()->type_name("FILE");
   command->add_option("--device", o->device, "cpu (cuda: later)")->default_val("cpu");
   command->add_option("--threads", o->threads, "Threads (0: all cores)")->default_val(0);
+  command->add_option("--optimization", o->optimization, "Graph rewrites: 0 none, 1 basic, 2 fusions")
+      ->default_val(SessionOptions{}.optimization_level)
+      ->check(CLI::Range(0, 2));
   command->add_option("--warmup", o->warmup, "Untimed runs first")->default_val(10);
   command->add_option("--iters", o->iters, "Timed runs")->default_val(100);
   command->add_option("--batch", o->batch, "Size of the first free (symbolic) dim; other free dims are 1")
       ->default_val(1);
   command->add_flag("--json", o->json, "One JSON object instead of text");
+  command->add_flag("--profile", o->profile,
+                    "Then time each node on a second session: where the time goes, executor overhead per run");
   command->callback([o] {
     // A number out of range is a usage error (exit 2), reported in the one-line style of failures.
     if (std::string problem = usage_problem(*o); !problem.empty()) {

@@ -29,6 +29,7 @@ struct RunOptions {
   fs::path test_data;
   std::string device = "cpu";
   int threads = 0;
+  int optimization = SessionOptions{}.optimization_level;
   bool profile = false;
   double rtol = 1e-3, atol = 1e-7;
 };
@@ -93,18 +94,6 @@ void write_outputs(const fs::path& dir, const NamedValues& outputs) {
   fs::remove_all(staging, ec);
 }
 
-std::string profile_text(const Session& session) {
-  SessionStats stats = session.stats();
-  TextTable table({"node", "op", "kernel"});
-  for (const auto& k : stats.kernels) table.add_row({k.node.empty() ? "<unnamed>" : k.node, k.op_type, k.kernel});
-  std::ostringstream out;
-  out << "Profile:\n" << table.render("  ");
-  out << "  plans built: " << stats.plans_built << "\n";
-  out << "  bytes allocated in the last run: " << with_thousands(stats.last_run_bytes_allocated) << "\n";
-  out << "  last run: " << stats.last_run_ms << " ms\n";
-  return out.str();
-}
-
 // The kind of value a graph input/output declares, from its type text ("seq(...)", "optional(...)").
 ValueKind kind_of(const ValueSummary& v) {
   if (v.type.rfind("seq(", 0) == 0) return ValueKind::kSequence;
@@ -151,6 +140,8 @@ int run(const RunOptions& o) {
   SessionOptions options;
   options.device = Device::parse(o.device);
   options.threads = o.threads;
+  options.optimization_level = o.optimization;
+  options.profile = o.profile;
   Session session(model, options);
 
   std::string out;
@@ -174,7 +165,7 @@ int run(const RunOptions& o) {
       for (const auto& name : session.output_names()) out += summarize(name, outputs.at(name));
     }
   }
-  if (o.profile) out += profile_text(session);
+  if (o.profile) out += profile_text(session.stats());
   std::cout << out << std::flush;
   return status;
 }
@@ -193,7 +184,10 @@ void add_run_command(CLI::App& app) {
   command->add_option("--atol", o->atol, "Absolute tolerance for --test-data")->default_val(1e-7);
   command->add_option("--device", o->device, "cpu (cuda: later)")->default_val("cpu");
   command->add_option("--threads", o->threads, "Threads (0: all cores)")->default_val(0);
-  command->add_flag("--profile", o->profile, "Print the kernel chosen per node and run statistics");
+  command->add_option("--optimization", o->optimization, "Graph rewrites: 0 none, 1 basic, 2 fusions")
+      ->default_val(SessionOptions{}.optimization_level)
+      ->check(CLI::Range(0, 2));
+  command->add_flag("--profile", o->profile, "Print the kernel and time per node and the run's statistics");
   command->callback([o] {
     int status = run(*o);
     if (status != 0) throw CLI::RuntimeError(status);

@@ -122,4 +122,43 @@ std::string TextTable::render(std::string_view indent) const {
   return out;
 }
 
+
+std::string profile_text(const SessionStats& stats) {
+  double kernel_ms = 0;
+  bool timed = false;
+  for (const auto& k : stats.kernels) {
+    kernel_ms += k.total_ms;
+    timed = timed || k.calls > 0;
+  }
+  auto fixed = [](double v, int digits) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+    return std::string(buf);
+  };
+  std::string out = "Profile:\n";
+  if (!timed) {
+    TextTable table({"node", "op", "kernel"});
+    for (const auto& k : stats.kernels) table.add_row({k.node.empty() ? "<unnamed>" : k.node, k.op_type, k.kernel});
+    out += table.render("  ");
+  } else {
+    TextTable table({"node", "op", "kernel", "calls", "ms/call", "share"},
+                    {Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight, Align::kRight, Align::kRight});
+    for (const auto& k : stats.kernels)
+      table.add_row({k.node.empty() ? "<unnamed>" : k.node, k.op_type, k.kernel, std::to_string(k.calls),
+                     k.calls ? fixed(k.total_ms / static_cast<double>(k.calls), 4) : "-",
+                     kernel_ms > 0 ? fixed(100.0 * k.total_ms / kernel_ms, 1) + "%" : "-"});
+    out += table.render("  ");
+    if (stats.runs > 0) {
+      const double runs = static_cast<double>(stats.runs);
+      out += "  per run: " + fixed(stats.total_run_ms / runs, 4) + " ms, of which kernels " + fixed(kernel_ms / runs, 4) +
+             " ms and executor overhead " + fixed((stats.total_run_ms - kernel_ms) / runs, 4) + " ms (mean of " +
+             std::to_string(stats.runs) + " runs)\n";
+    }
+  }
+  out += "  plans built: " + std::to_string(stats.plans_built) + "\n";
+  out += "  bytes allocated in the last run: " + with_thousands(stats.last_run_bytes_allocated) + "\n";
+  out += "  last run: " + fixed(stats.last_run_ms, 3) + " ms on " + std::to_string(stats.last_run_threads) + " threads\n";
+  return out;
+}
+
 }  // namespace tunnx::cli

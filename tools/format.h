@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tunnx/model.h"
+#include "tunnx/session.h"
 
 namespace tunnx::cli {
 
@@ -23,6 +24,10 @@ std::string shape_text(const ValueSummary& value);
 std::string pretty_json(const nlohmann::ordered_json& value);
 // Folds a multi-line message (the ONNX checker writes several) into one line.
 std::string single_line(std::string_view text);
+
+// A profiled session's nodes (name, op, kernel, calls, ms per call, share of kernel time) and the
+// executor's overhead per run: run time outside the kernels. Without profiling: the kernel per node.
+std::string profile_text(const SessionStats& stats);
 
 enum class Align { kLeft, kRight };
 

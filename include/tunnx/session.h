@@ -16,13 +16,18 @@ namespace tunnx {
 
 struct SessionOptions {
   Device device = Device::cpu();
-  // Threads each run may use: 0 means all cores. The reference kernels run on the calling thread;
-  // oneDNN kernels use exactly this many OpenMP threads. Concurrent runs each use this many, so N
-  // concurrent runs use up to N x threads cores: callers bound their concurrency.
+  // Threads each run may use: 0 means OpenMP's default (all cores, or OMP_NUM_THREADS). The reference
+  // kernels run on the calling thread; oneDNN kernels use the run's threads. A lone run gets exactly
+  // this many. Concurrent runs in one process share the cores: a run that starts while others hold
+  // threads gets what is left of the cores (at least 1, at most this many), so K concurrent runs use
+  // at most cores + K - 1 threads, not K x threads.
   int threads = 0;
   // 0: run the graph as written (model-local functions still expanded); 1: basic rewrites;
   // 2: fusions. Levels 1 and 2 are accepted today and add passes as they land.
   int optimization_level = 1;
+  // Time every node of the main graph (SessionStats::kernels' calls and total_ms); costs two clock
+  // reads per node.
+  bool profile = false;
 };
 
 using NamedValues = std::map<std::string, Value>;
@@ -31,12 +36,16 @@ using NamedValues = std::map<std::string, Value>;
 struct SessionStats {
   struct NodeKernel {
     std::string node, op_type, kernel;  // kernel: "cpu/reference/Conv", ...
+    int64_t calls = 0;                  // with SessionOptions::profile: runs of this node so far
+    double total_ms = 0;                //   and the time spent in its kernel
   };
   std::vector<NodeKernel> kernels;  // main graph, in execution order
   int64_t plans_built = 0;          // graphs planned (main graph and subgraphs)
   int64_t runs = 0;
   int64_t last_run_bytes_allocated = 0;  // output tensors allocated by kernels during the last run
   double last_run_ms = 0;
+  int last_run_threads = 0;
+  double total_run_ms = 0;  // all runs so far; minus the nodes' total_ms, the executor's overhead  // threads the last run was granted (see SessionOptions::threads)
 };
 
 class Session {

@@ -1,5 +1,6 @@
 #include "runtime/core/executor.h"
 
+#include <chrono>
 #include <unordered_set>
 
 namespace tunnx {
@@ -124,6 +125,11 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     output_slots_.push_back(slots_.at(v.name));
   }
 
+  if (context.profile && !outer) {
+    step_calls_ = std::make_unique<std::atomic<int64_t>[]>(steps_.size());
+    step_ns_ = std::make_unique<std::atomic<int64_t>[]>(steps_.size());
+  }
+
   // Free each value after its last reader, unless the graph returns it.
   std::unordered_set<int> kept(output_slots_.begin(), output_slots_.end());
   std::unordered_map<int, size_t> last_reader;
@@ -149,7 +155,8 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
   for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i)
     if (!inputs[i].is_none()) frame.values[static_cast<size_t>(input_slots_[i])] = std::move(inputs[i]);
 
-  for (const Step& step : steps_) {
+  for (size_t index = 0; index < steps_.size(); ++index) {
+    const Step& step = steps_[index];
     const ir::Node& node = *step.node;
     std::vector<const Value*> in;
     in.reserve(step.inputs.size());
@@ -162,7 +169,15 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
     for (int slot : step.outputs) wanted.push_back(slot >= 0);
     KernelContext ctx(node, in, out, std::move(wanted), bytes_allocated, &frame);
     try {
-      step.kernel->run(ctx);
+      if (step_ns_) {
+        const auto start = std::chrono::steady_clock::now();
+        step.kernel->run(ctx);
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
+        step_ns_[index].fetch_add(ns.count(), std::memory_order_relaxed);
+        step_calls_[index].fetch_add(1, std::memory_order_relaxed);
+      } else {
+        step.kernel->run(ctx);
+      }
     } catch (const Error& e) {
       throw e.with_context({.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type,
                             .shapes = input_shapes(node, in)});
@@ -180,6 +195,11 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
   results.reserve(output_slots_.size());
   for (int slot : output_slots_) results.push_back(frame.values[static_cast<size_t>(slot)]);
   return results;
+}
+
+GraphPlan::StepTime GraphPlan::step_time(size_t step) const {
+  if (!step_ns_ || step >= steps_.size()) return {};
+  return {step_calls_[step].load(std::memory_order_relaxed), step_ns_[step].load(std::memory_order_relaxed)};
 }
 
 std::vector<Value> KernelContext::run_subgraph(const GraphPlan& plan, std::vector<Value> inputs) const {

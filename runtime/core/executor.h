@@ -23,6 +23,7 @@ struct PlanContext {
   std::map<std::string, int64_t> opsets;  // domain ("" = ai.onnx) -> version
   const ParameterStore* store = nullptr;  // initializer values, read in place
   std::atomic<int64_t>* plans_built = nullptr;
+  bool profile = false;  // time every step of the main graph (SessionOptions::profile)
 };
 
 struct Frame;
@@ -52,6 +53,12 @@ class GraphPlan {
   const std::vector<Step>& steps() const { return steps_; }
   int slot_of(const std::string& name) const;  // -1 when not in this graph
 
+  // Per step: runs and nanoseconds spent in its kernel so far (zero unless planned with `profile`).
+  struct StepTime {
+    int64_t calls = 0, ns = 0;
+  };
+  StepTime step_time(size_t step) const;
+
  private:
   int add_slot(const std::string& name);
 
@@ -63,6 +70,8 @@ class GraphPlan {
   std::vector<std::pair<int, Tensor>> constants_;      // initializers
   std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
   std::vector<Step> steps_;
+  // Summed by concurrent runs; sized once planning is done.
+  std::unique_ptr<std::atomic<int64_t>[]> step_calls_, step_ns_;
 };
 
 // The values of one run of one graph.

@@ -1,21 +1,58 @@
 #include "runtime/core/run_threads.h"
 
+#include <algorithm>
+#include <mutex>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 namespace tunnx {
+namespace {
+
+// The budget's ledger. A mutex, not an atomic, so two runs that start at once cannot both see an
+// idle machine and both take all of it.
+std::mutex ledger_mutex;
+int threads_in_use = 0;
+thread_local int held_by_this_thread = 0;  // by runs on this thread's stack (nested runs)
+
+int cores() {
+#ifdef _OPENMP
+  return std::max(1, omp_get_num_procs());
+#else
+  return 1;
+#endif
+}
+
+}  // namespace
 
 RunThreads::RunThreads(int threads) {
 #ifdef _OPENMP
   previous_ = omp_get_max_threads();
-  if (threads > 0) omp_set_num_threads(threads);
+  const int wanted = threads > 0 ? threads : previous_;
+  {
+    std::lock_guard<std::mutex> lock(ledger_mutex);
+    const int others = threads_in_use - held_by_this_thread;
+    granted_ = others <= 0 ? wanted : std::clamp(cores() - others, 1, wanted);
+    threads_in_use += granted_;
+  }
+  held_by_this_thread += granted_;
+  omp_set_num_threads(granted_);
 #else
   (void)threads;
+  granted_ = 1;
+  std::lock_guard<std::mutex> lock(ledger_mutex);
+  threads_in_use += granted_;
+  held_by_this_thread += granted_;
 #endif
 }
 
 RunThreads::~RunThreads() {
+  {
+    std::lock_guard<std::mutex> lock(ledger_mutex);
+    threads_in_use -= granted_;
+  }
+  held_by_this_thread -= granted_;
 #ifdef _OPENMP
   omp_set_num_threads(previous_);
 #endif
@@ -27,6 +64,11 @@ int RunThreads::current() {
 #else
   return 1;
 #endif
+}
+
+int RunThreads::in_use() {
+  std::lock_guard<std::mutex> lock(ledger_mutex);
+  return threads_in_use;
 }
 
 }  // namespace tunnx

@@ -65,7 +65,8 @@ struct Session::Impl {
 
   mutable std::mutex stats_mutex;
   mutable int64_t runs = 0, last_bytes = 0;
-  mutable double last_ms = 0;
+  mutable double last_ms = 0, total_ms = 0;
+  mutable int last_threads = 0;
 };
 
 Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
@@ -90,6 +91,7 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   }
   context.store = &m.store;
   context.plans_built = &impl_->plans_built;
+  context.profile = options.profile;
   try {
     impl_->plan = std::make_unique<GraphPlan>(impl_->graph, context, nullptr);
   } catch (const Error& e) {
@@ -147,6 +149,8 @@ NamedValues Session::run(const NamedValues& inputs, const std::vector<std::strin
   ++s.runs;
   s.last_bytes = bytes;
   s.last_ms = ms;
+  s.total_ms += ms;
+  s.last_threads = threads.granted();
   return out;
 }
 
@@ -165,13 +169,19 @@ std::vector<std::string> Session::output_names() const {
 
 SessionStats Session::stats() const {
   SessionStats stats;
-  for (const auto& step : impl_->plan->steps())
-    stats.kernels.push_back({step.node->name, step.node->op_type, step.kernel_name});
+  const auto& steps = impl_->plan->steps();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const GraphPlan::StepTime t = impl_->plan->step_time(i);
+    stats.kernels.push_back({steps[i].node->name, steps[i].node->op_type, steps[i].kernel_name, t.calls,
+                             static_cast<double>(t.ns) / 1e6});
+  }
   stats.plans_built = impl_->plans_built.load();
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
   stats.runs = impl_->runs;
   stats.last_run_bytes_allocated = impl_->last_bytes;
   stats.last_run_ms = impl_->last_ms;
+  stats.last_run_threads = impl_->last_threads;
+  stats.total_run_ms = impl_->total_ms;
   return stats;
 }
 

@@ -12,6 +12,9 @@
 #include <gtest/gtest.h>
 
 #include "runtime/core/kernel_registry.h"
+#if TUNNX_WITH_ONEDNN
+#include "runtime/cpu/onednn/packed_weights.h"
+#endif
 #include "tests/importer/model_builder.h"
 
 namespace {
@@ -22,6 +25,14 @@ using tunnx::Model;
 using tunnx::NamedValues;
 using tunnx::Session;
 using tunnx::Tensor;
+
+void pack_plain_layouts(bool on) {
+#if TUNNX_WITH_ONEDNN
+  tunnx::cpu::onednn::set_pack_plain_layouts_for_tests(on);
+#else
+  (void)on;
+#endif
+}
 
 bool have_onednn() {
   const tunnx::KernelDef* def = tunnx::KernelRegistry::global().find("", "MatMul", 13, tunnx::DeviceType::kCpu,
@@ -94,6 +105,8 @@ class OnednnMatMulTest : public TempDirTest {
     b.output("y", dtype, dims_of(yd));
     return Model::load(b.save(path("m.onnx")));
   }
+
+  void check_constant_weights(const std::string& mode);
 
   std::mt19937 rng_{1234};
 };
@@ -224,6 +237,17 @@ TEST_F(OnednnMatMulTest, InitializerWeightsAndInnerMismatchError) {
 // layout it prefers. The copy follows every write to the weight (a write through the model,
 // load_state_dict), and an input fed under the initializer's name is read instead of the copy.
 TEST_F(OnednnMatMulTest, ConstantWeightsFollowWritesAndFedInputs) {
+  for (bool pack_plain : {false, true}) {
+    // AVX2 machines are offered plain layouts only, which are not copied; packing them too runs the
+    // packed path here as AVX-512 machines run it.
+    pack_plain_layouts(pack_plain);
+    check_constant_weights(pack_plain ? "packed" : "as stored");
+  }
+  pack_plain_layouts(false);
+}
+
+void OnednnMatMulTest::check_constant_weights(const std::string& mode) {
+  SCOPED_TRACE(mode);
   const int64_t K = 40, N = 24;
   Tensor w0 = random_tensor({N, K}, rng_);
   ModelBuilder b;

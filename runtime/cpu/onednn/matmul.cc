@@ -68,14 +68,21 @@ struct MatMulPrimitive {
   int bias_index = -1;
 };
 
-// Builds the primitive for these descriptors, letting it choose the weights layout when `packed`
-// (B is a constant the kernel may keep in another layout); null when oneDNN has no implementation.
+// Builds the primitive for these descriptors; when `packed` (B is a constant the kernel may keep in
+// another layout) it asks oneDNN for the weights layout it wants and keeps it when worth a copy. Null
+// when oneDNN has no implementation.
 std::shared_ptr<MatMulPrimitive> build(const dnnl::memory::desc& src, const dnnl::memory::desc& weights,
                                        const dnnl::memory::desc& dst, dnnl::primitive_attr attr, bool packed) {
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   try {
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, packed ? onednn::any_layout(weights) : weights, dst), attr,
-                                    onednn::cpu_engine());
+    const dnnl::engine& engine = onednn::cpu_engine();
+    std::optional<dnnl::matmul::primitive_desc> chosen;
+    if (packed) {
+      dnnl::matmul::primitive_desc any(dnnl::matmul::desc(src, onednn::any_layout(weights), dst), attr, engine);
+      if (onednn::worth_packing(any.weights_desc())) chosen = any;
+    }
+    if (!chosen) chosen.emplace(dnnl::matmul::desc(src, weights, dst), attr, engine);
+    const dnnl::matmul::primitive_desc& pd = *chosen;
     auto p = std::make_shared<MatMulPrimitive>();
     p->primitive = dnnl::matmul(pd);
     p->src = src;

@@ -1,6 +1,7 @@
 #include "runtime/cpu/onednn/packed_weights.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 
 #include "runtime/cpu/onednn/onednn_common.h"
@@ -49,6 +50,18 @@ int64_t PackedWeights::packs() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return packs_;
 }
+
+namespace {
+std::atomic<bool> pack_plain_layouts{false};
+}  // namespace
+
+bool worth_packing(const dnnl::memory::desc& preferred) {
+  if (pack_plain_layouts.load(std::memory_order_relaxed)) return true;
+  const dnnl_memory_desc_t& d = preferred.data;
+  return d.format_kind != dnnl_blocked || d.format_desc.blocking.inner_nblks > 0;
+}
+
+void set_pack_plain_layouts_for_tests(bool on) { pack_plain_layouts.store(on, std::memory_order_relaxed); }
 
 dnnl::memory::desc any_layout(const dnnl::memory::desc& desc) {
   return dnnl::memory::desc(desc.dims(), desc.data_type(), dnnl::memory::format_tag::any);

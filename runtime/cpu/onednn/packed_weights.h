@@ -1,7 +1,9 @@
 // Constant weights kept in the layout a oneDNN primitive asks for. A primitive built with weights of
-// format `any` picks the layout its implementation reads fastest (on AVX2 the matmul's gemm wants
-// plain [K, N], so Gemm's transB weights get transposed once; on AVX-512 brgemm wants blocked
-// layouts). The copy is made on the first run that needs it and kept for the session's life, and
+// format `any` names the layout its implementation wants: blocked layouts for the brgemm kernels of
+// AVX-512 machines, which are worth a copy. A plain layout (all that gemm:jit, oneDNN 2.6's matmul on
+// AVX2, ever asks for) is not: gemm:jit packs panels itself on every call, and measured on Zen 3 it ran
+// Gemm's transB weights 45% slower after a transpose to the plain [K, N] it names than where they lie
+// (bench/README.md). So only a blocked or otherwise packed layout is copied. The copy is made on the first run that needs it and kept for the session's life, and
 // remade when the weight's version changes (an optimizer step, load_state_dict, any write through
 // Tensor::mutable_data). A run whose input is not the constant (a caller fed an input of the
 // initializer's name) does not come here: its primitive reads the plain layout.
@@ -51,5 +53,13 @@ class PackedWeights {
 
 // `desc`'s dims with format `any`: lets the primitive choose the weights layout.
 dnnl::memory::desc any_layout(const dnnl::memory::desc& desc);
+
+// Whether weights a primitive wants in `preferred` are worth a copy: a blocked or special layout, not
+// a plain strided one (see above).
+bool worth_packing(const dnnl::memory::desc& preferred);
+
+// Tests only: also copy into plain layouts, so machines without blocked layouts (AVX2) still run the
+// packed path end to end. Process-wide; affects primitives built after the call.
+void set_pack_plain_layouts_for_tests(bool on);
 
 }  // namespace tunnx::cpu::onednn
