@@ -95,12 +95,17 @@ class OnednnMatMulTest : public TempDirTest {
     if (!have_onednn()) GTEST_SKIP() << "built without oneDNN";
   }
 
-  // A one-node MatMul model: y = a x b, both graph inputs of `dtype`.
+  // A one-node MatMul model: y = a x b, both graph inputs of `dtype`, or b an initializer holding
+  // `constant_b` (the 1x1-convolution path of conv_linear.h).
   Model matmul_model(const std::vector<int64_t>& ad, const std::vector<int64_t>& bd, const std::vector<int64_t>& yd,
-                     int32_t dtype = onnx_type_of<float>()) {
+                     int32_t dtype = onnx_type_of<float>(), const Tensor* constant_b = nullptr) {
     ModelBuilder b;
     b.input("a", dtype, dims_of(ad));
-    b.input("b", dtype, dims_of(bd));
+    if (constant_b)
+      b.initializer(float_tensor("b", bd, std::vector<float>(constant_b->data_as<float>(),
+                                                            constant_b->data_as<float>() + constant_b->numel())));
+    else
+      b.input("b", dtype, dims_of(bd));
     b.node("MatMul", {"a", "b"}, {"y"}, "mm");
     b.output("y", dtype, dims_of(yd));
     return Model::load(b.save(path("m.onnx")));
@@ -178,19 +183,24 @@ TEST_F(OnednnMatMulTest, MatMulMatchesNaiveOnEdgeShapes) {
       {{9}, {9}},                    // a dot product
       {{5, 1, 1, 1, 3}, {4, 1, 3, 2}},
   };
-  for (const Case& c : cases) {
-    const std::string what = tunnx::dims_to_string(c.a) + " x " + tunnx::dims_to_string(c.b);
-    const std::vector<int64_t> yd = matmul_out_dims(c.a, c.b);
-    Model model = matmul_model(c.a, c.b, yd);
-    Session session(model);
-    ASSERT_EQ(session.stats().kernels.size(), 1u);
-    EXPECT_EQ(session.stats().kernels[0].kernel, "cpu/onednn/MatMul") << what;
-    Tensor a = random_tensor(c.a, rng_), b = random_tensor(c.b, rng_);
-    NamedValues out = session.run({{"a", a}, {"b", b}});
-    const Tensor& y = out.at("y").tensor();
-    EXPECT_EQ(y.dims(), yd) << what;
-    expect_close(y, naive_matmul(a, b), what);
-  }
+  for (const Case& c : cases)
+    for (bool constant : {false, true}) {
+      if (constant && c.b.size() != 2) continue;  // constant 2-D weights take the convolution path
+      const std::string what = tunnx::dims_to_string(c.a) + " x " + tunnx::dims_to_string(c.b) +
+                               (constant ? " (B an initializer)" : "");
+      const std::vector<int64_t> yd = matmul_out_dims(c.a, c.b);
+      Tensor a = random_tensor(c.a, rng_), b = random_tensor(c.b, rng_);
+      Model model = matmul_model(c.a, c.b, yd, onnx_type_of<float>(), constant ? &b : nullptr);
+      Session session(model);
+      ASSERT_EQ(session.stats().kernels.size(), 1u);
+      EXPECT_EQ(session.stats().kernels[0].kernel, "cpu/onednn/MatMul") << what;
+      NamedValues feeds = {{"a", a}};
+      if (!constant) feeds["b"] = b;
+      NamedValues out = session.run(feeds);
+      const Tensor& y = out.at("y").tensor();
+      EXPECT_EQ(y.dims(), yd) << what;
+      expect_close(y, naive_matmul(a, b), what);
+    }
 }
 
 TEST_F(OnednnMatMulTest, OneKernelServesManyShapes) {
@@ -340,13 +350,18 @@ TEST_F(OnednnMatMulTest, GemmMatchesNaiveForEveryVariant) {
     for (const auto& cd : std::vector<std::vector<int64_t>>{{}, {1}, {N}, {M, 1}, {1, N}, {1, 1}, {M, N}})
       for (float beta : {1.0f, -2.0f, 0.0f}) cases.push_back({M, K, N, false, true, 1.5f, beta, true, cd});
   }
-  for (const GemmCase& g : cases) {
-    const std::string what = describe(g);
+  for (const GemmCase& g : cases)
+    for (bool constant : {false, true}) {
+    const std::string what = describe(g) + (constant ? " B an initializer" : "");
     const std::vector<int64_t> ad = g.ta ? std::vector<int64_t>{g.K, g.M} : std::vector<int64_t>{g.M, g.K};
     const std::vector<int64_t> bd = g.tb ? std::vector<int64_t>{g.N, g.K} : std::vector<int64_t>{g.K, g.N};
+    Tensor a = random_tensor(ad, rng_), bt = random_tensor(bd, rng_);
     ModelBuilder b;
     b.input("a", onnx_type_of<float>(), dims_of(ad));
-    b.input("b", onnx_type_of<float>(), dims_of(bd));
+    if (constant)
+      b.initializer(float_tensor("b", bd, std::vector<float>(bt.data_as<float>(), bt.data_as<float>() + bt.numel())));
+    else
+      b.input("b", onnx_type_of<float>(), dims_of(bd));
     std::vector<std::string> inputs = {"a", "b"};
     if (g.has_c) {
       b.input("c", onnx_type_of<float>(), dims_of(g.c_dims));
@@ -362,8 +377,8 @@ TEST_F(OnednnMatMulTest, GemmMatchesNaiveForEveryVariant) {
     Session session(model);
     EXPECT_EQ(session.stats().kernels[0].kernel, "cpu/onednn/Gemm") << what;
 
-    Tensor a = random_tensor(ad, rng_), bt = random_tensor(bd, rng_);
-    NamedValues feeds = {{"a", a}, {"b", bt}};
+    NamedValues feeds = {{"a", a}};
+    if (!constant) feeds["b"] = bt;
     Expected e;
     e.values.resize(static_cast<size_t>(g.M * g.N));
     e.bounds.resize(e.values.size());
@@ -381,7 +396,7 @@ TEST_F(OnednnMatMulTest, GemmMatchesNaiveForEveryVariant) {
         }
     }
     expect_close(session.run(feeds).at("y").tensor(), e, what);
-  }
+    }
 }
 
 TEST_F(OnednnMatMulTest, ConcurrentRunsGiveIdenticalOutputs) {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/onednn/conv_linear.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/onednn_kernels.h"
 #include "runtime/cpu/onednn/packed_weights.h"
@@ -121,6 +122,13 @@ void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, cons
 
 bool is_f32(const Tensor& t) { return t.dtype() == DataType::kFloat32; }
 
+// Y [M, N] = C broadcast (`cd`: C's dims as [rows, cols], each 1 or the full size), for a sum post-op.
+void fill_with_c(float* y, const Tensor& c, const std::vector<int64_t>& cd, int64_t M, int64_t N) {
+  const float* pc = data<float>(c);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) y[i * N + j] = pc[(cd[0] == 1 ? 0 : i * cd[1]) + (cd[1] == 1 ? 0 : j)];
+}
+
 // ---- MatMul ----
 
 // MatMul operands as matrices of one rank r — a [batch..., M, K], b [batch..., K, N] — with the
@@ -155,7 +163,7 @@ std::optional<MatMulShapes> align_matmul(const Tensor& a, const Tensor& b) {
 class OnednnMatMul : public Kernel {
  public:
   OnednnMatMul(std::unique_ptr<Kernel> reference, const Tensor* constant_b)
-      : reference_(std::move(reference)), packed_(constant_b) {}
+      : reference_(std::move(reference)), packed_(constant_b), conv_(constant_b, false) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -165,6 +173,13 @@ class OnednnMatMul : public Kernel {
     std::optional<MatMulShapes> shapes = align_matmul(a, b);
     if (!shapes) return reference_->run(ctx);
     const auto& [ad, bd, yd, out_dims] = *shapes;
+
+    // A constant B [K, N]: the 1x1-convolution path, A's rows (all leading dims) as M.
+    if (conv_.takes(b)) {
+      const int64_t K = b.dims()[0], N = b.dims()[1];
+      Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
+      if (conv_.run(b, data<float>(a), a.numel() / K, K, N, mutable_data<float>(y), nullptr)) return;
+    }
 
     const bool constant = packed_.is_constant(b);
     Key key = ad;
@@ -184,6 +199,7 @@ class OnednnMatMul : public Kernel {
  private:
   std::unique_ptr<Kernel> reference_;
   onednn::PackedWeights packed_;
+  onednn::ConvLinear conv_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
@@ -197,7 +213,10 @@ struct GemmAttrs {
 class OnednnGemm : public Kernel {
  public:
   OnednnGemm(std::unique_ptr<Kernel> reference, GemmAttrs attrs, const Tensor* constant_b)
-      : reference_(std::move(reference)), attrs_(attrs), packed_(constant_b) {}
+      : reference_(std::move(reference)),
+        attrs_(attrs),
+        packed_(constant_b),
+        conv_(constant_b, attrs.trans_b) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -217,6 +236,14 @@ class OnednnGemm : public Kernel {
       cd = c->dims();
       cd.insert(cd.begin(), 2 - cd.size(), 1);
       if ((cd[0] != 1 && cd[0] != M) || (cd[1] != 1 && cd[1] != N)) return reference_->run(ctx);
+    }
+
+    // A constant B: the 1x1-convolution path, with a C that is one row added as is (a Linear layer's
+    // bias) as its bias. alpha and other Cs stay on the matmul path (conv_linear.h says why).
+    const bool c_is_bias = c && cd[0] == 1 && cd[1] == N && attrs_.beta == 1;
+    if (!attrs_.trans_a && attrs_.alpha == 1 && (!c || c_is_bias) && conv_.takes(b)) {
+      Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {M, N});
+      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), c ? data<float>(*c) : nullptr)) return;
     }
 
     const bool constant = packed_.is_constant(b);
@@ -241,11 +268,7 @@ class OnednnGemm : public Kernel {
 
     Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {M, N});
     float* out = mutable_data<float>(y);
-    if (c) {
-      const float* pc = data<float>(*c);
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) out[i * N + j] = pc[(cd[0] == 1 ? 0 : i * cd[1]) + (cd[1] == 1 ? 0 : j)];
-    }
+    if (c) fill_with_c(out, *c, cd, M, N);
     execute(*p, packed_, data<float>(a), b, out);
   }
 
@@ -253,6 +276,7 @@ class OnednnGemm : public Kernel {
   std::unique_ptr<Kernel> reference_;
   GemmAttrs attrs_;
   onednn::PackedWeights packed_;
+  onednn::ConvLinear conv_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
@@ -303,7 +327,11 @@ bool eltwise_of(const KernelInit& init, FusedAttrs& f) {
 class OnednnFusedMatMul : public Kernel {
  public:
   OnednnFusedMatMul(std::unique_ptr<Kernel> reference, FusedAttrs attrs, const Tensor* constant_b)
-      : reference_(std::move(reference)), attrs_(attrs), packed_(constant_b) {}
+      : reference_(std::move(reference)),
+        attrs_(attrs),
+        packed_(constant_b),
+        conv_(constant_b, attrs.gemm && attrs.g.trans_b,
+              {.present = attrs.has_act, .algorithm = attrs.alg, .alpha = attrs.act_alpha, .beta = attrs.act_beta}) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -349,6 +377,16 @@ class OnednnFusedMatMul : public Kernel {
       key.insert(key.end(), bd.begin(), bd.end());
     }
     if (bias && bias->numel() != out_dims.back()) return reference_->run(ctx);  // it reports the mismatch
+
+    // A constant B: the 1x1-convolution path, the bias its own; Gemm's alpha, transA and C stay on
+    // the matmul path (conv_linear.h says why).
+    if (conv_.takes(b) && !(attrs_.gemm && (g.trans_a || g.alpha != 1 || c))) {
+      const int64_t N = out_dims.back();
+      const int64_t K = attrs_.gemm ? a.dims()[1] : b.dims()[0];
+      const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
+      Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
+      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), bias ? data<float>(*bias) : nullptr)) return;
+    }
     const bool constant = packed_.is_constant(b);
     key.push_back(constant);
 
@@ -376,12 +414,7 @@ class OnednnFusedMatMul : public Kernel {
 
     Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
     float* out = mutable_data<float>(y);
-    if (c) {
-      const int64_t M = yd[0], N = yd[1];
-      const float* pc = data<float>(*c);
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) out[i * N + j] = pc[(cd[0] == 1 ? 0 : i * cd[1]) + (cd[1] == 1 ? 0 : j)];
-    }
+    if (c) fill_with_c(out, *c, cd, yd[0], yd[1]);
     execute(*p, packed_, data<float>(a), b, out, bias ? data<float>(*bias) : nullptr);
   }
 
@@ -389,6 +422,7 @@ class OnednnFusedMatMul : public Kernel {
   std::unique_ptr<Kernel> reference_;
   FusedAttrs attrs_;
   onednn::PackedWeights packed_;
+  onednn::ConvLinear conv_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 

@@ -1,0 +1,66 @@
+#include "runtime/cpu/onednn/conv_linear.h"
+
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace tunnx::cpu::onednn {
+
+ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActivation activation)
+    : b_transposed_(b_transposed), activation_(activation), packed_(constant_b) {}
+
+bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
+                     const float* bias) const {
+  if (!takes(b) || M <= 0 || K <= 0 || N <= 0) return false;
+  const Key key = {M, K, N, bias != nullptr};
+  if (declined_.find(key)) return false;
+
+  const dnnl::engine& engine = cpu_engine();
+  std::shared_ptr<const Primitive> p = cache_.find(key);
+  if (!p) {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    auto built = std::make_shared<Primitive>();
+    built->src = dnnl::memory::desc({1, K, M, 1}, dt::f32, tag::nhwc);
+    built->dst = dnnl::memory::desc({1, N, M, 1}, dt::f32, tag::nhwc);
+    // B [N, K] is the plain oihw weights; B [K, N] the same with the first two strides swapped.
+    built->stored_weights = dnnl::memory::desc(
+        {N, K, 1, 1}, dt::f32, b_transposed_ ? dnnl::memory::dims{K, 1, 1, 1} : dnnl::memory::dims{1, N, 1, 1});
+    built->bias = bias ? dnnl::memory::desc({N}, dt::f32, tag::a) : dnnl::memory::desc();
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (activation_.present) {
+      dnnl::post_ops post;
+      post.append_eltwise(1.0f, activation_.algorithm, activation_.alpha, activation_.beta);
+      attr.set_post_ops(post);
+    }
+    try {
+      dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                           built->src, any_layout(built->stored_weights), built->bias, built->dst,
+                                           {1, 1}, {0, 0}, {0, 0});
+      dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
+      if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+      built->primitive = dnnl::convolution_forward(pd);
+      built->weights = pd.weights_desc();
+      built->scratchpad = pd.scratchpad_desc();
+    } catch (const dnnl::error&) {
+      declined_.insert(key, std::make_shared<const bool>(true));
+      return false;
+    }
+    p = cache_.insert(key, std::move(built));
+  }
+
+  dnnl::stream stream(engine);
+  std::shared_ptr<const dnnl::memory> weights = packed_.get(b, p->stored_weights, p->weights);
+  std::unordered_map<int, dnnl::memory> args = {
+      {DNNL_ARG_SRC, dnnl::memory(p->src, engine, const_cast<float*>(a))},  // oneDNN reads SRC only
+      {DNNL_ARG_WEIGHTS, *weights},
+      {DNNL_ARG_DST, dnnl::memory(p->dst, engine, y)},
+      {DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, engine)}};  // per run: runs share the primitive
+  if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p->bias, engine, const_cast<float*>(bias));
+  p->primitive.execute(stream, args);
+  stream.wait();
+  return true;
+}
+
+}  // namespace tunnx::cpu::onednn

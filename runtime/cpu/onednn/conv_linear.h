@@ -1,0 +1,62 @@
+// Y [M, N] = A [M, K] x B' [K, N] for a constant B, on oneDNN's 1x1 convolution instead of its matmul.
+//
+// Why: on AVX2 machines oneDNN 2.6's matmul is gemm:jit, which packs B again on every call and, on
+// the shapes of Linear layers, reaches 50-70% of the FMA peak; the jit_1x1:avx2 convolution reads
+// weights packed once into its blocked layout and reaches 75-87% (bench/README.md has the numbers).
+// The product maps onto it with no copy of A or Y: A [M, K] row-major is the convolution's source
+// [1, K, M, 1] in nhwc (channels innermost), and Y [M, N] its nhwc destination [1, N, M, 1]; B is the
+// [N, K, 1, 1] weights, which PackedWeights copies once into the layout the primitive asks for.
+//
+// The bias [N] is the convolution's own and the activation a post-op. Gemm's alpha (output scales) and
+// a general C (a sum post-op) are not taken: oneDNN 2.6 has no f32 output scales for this convolution
+// and runs one with a sum post-op on its slow reference implementation, so those stay on the matmul
+// path. A shape only a reference implementation takes is declined the same way.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "runtime/cpu/onednn/onednn_common.h"
+#include "runtime/cpu/onednn/packed_weights.h"
+#include "tunnx/tensor.h"
+
+namespace tunnx::cpu::onednn {
+
+// The activation a node fixes; whether a run adds a bias is said per run.
+struct LinearActivation {
+  bool present = false;
+  dnnl::algorithm algorithm = dnnl::algorithm::eltwise_relu;
+  float alpha = 0, beta = 0;
+};
+
+class ConvLinear {
+ public:
+  // `b_transposed`: B is stored [N, K] (Gemm transB=1), else [K, N].
+  ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActivation activation = {});
+
+  // Runs the product when this path takes it: `b` is the constant, float32 and 2-D, and oneDNN has a
+  // convolution for the shapes. False otherwise, with nothing written; the caller takes another path.
+  // `bias`: add this [N] vector (null: none).
+  bool run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias) const;
+
+  bool takes(const Tensor& b) const { return b.rank() == 2 && packed_.is_constant(b); }
+
+ private:
+  struct Primitive {
+    dnnl::convolution_forward primitive;
+    dnnl::memory::desc src, stored_weights, weights, bias, dst, scratchpad;
+  };
+  using Key = std::vector<int64_t>;
+
+  bool b_transposed_;
+  LinearActivation activation_;
+  PackedWeights packed_;
+  LruCache<Key, Primitive> cache_{16};
+  // Shapes oneDNN declined (kept so they are not retried on every run).
+  LruCache<Key, bool> declined_{16};
+};
+
+}  // namespace tunnx::cpu::onednn
