@@ -22,9 +22,10 @@ struct SessionOptions {
   // threads gets what is left of the cores (at least 1, at most this many), so K concurrent runs use
   // at most cores + K - 1 threads, not K x threads.
   int threads = 0;
-  // 0: run the graph as written (model-local functions still expanded); 1: basic rewrites;
-  // 2: fusions. Levels 1 and 2 are accepted today and add passes as they land.
-  int optimization_level = 1;
+  // 0: run the graph as written (model-local functions still expanded); 1: basic rewrites (none yet);
+  // 2, the default as ONNX Runtime's ORT_ENABLE_ALL is its: fusions too (MatMul/Gemm + bias +
+  // activation into one node, runtime/core/passes/fuse_linear.cc).
+  int optimization_level = 2;
   // Time every node of the main graph (SessionStats::kernels' calls and total_ms); costs two clock
   // reads per node.
   bool profile = false;

@@ -63,6 +63,47 @@ TEST(CliBench, TextReportNamesThePercentiles) {
     EXPECT_TRUE(contains(r.out, word)) << "missing " << word << "\n" << r.describe();
 }
 
+// --optimization picks the graph rewrites: at 0 the digits model's Gemm and Relu stay two nodes, at 2
+// (the default) they are one fused node; --threads is what the run was granted when it runs alone.
+TEST(CliBench, OptimizationLevelChoosesTheKernels) {
+  json plain = bench_json({"--optimization", "0", "--threads", "1"});
+  EXPECT_EQ(plain.at("optimization"), 0);
+  EXPECT_EQ(plain.at("threads_granted"), 1);
+  EXPECT_TRUE(plain.at("kernels").contains("cpu/reference/Relu")) << plain.dump();
+  EXPECT_FALSE(plain.at("kernels").contains("cpu/onednn/FusedMatMul")) << plain.dump();
+  json fused = bench_json({});
+  EXPECT_EQ(fused.at("optimization"), 2);
+  EXPECT_TRUE(fused.at("kernels").contains("cpu/onednn/FusedMatMul")) << fused.dump();
+}
+
+// --profile times every node on a second session: per-node calls and times, the executor's overhead.
+TEST(CliBench, ProfileReportsNodesAndOverhead) {
+  json j = bench_json({"--profile"});
+  ASSERT_TRUE(j.contains("profile")) << j.dump();
+  const json& p = j.at("profile");
+  EXPECT_EQ(p.at("runs"), 6);  // 1 warmup + 5 timed
+  EXPECT_GT(p.at("run_ms").get<double>(), 0);
+  EXPECT_GT(p.at("kernel_ms").get<double>(), 0);
+  EXPECT_LE(p.at("kernel_ms").get<double>(), p.at("run_ms").get<double>());
+  EXPECT_NEAR(p.at("overhead_ms").get<double>(), p.at("run_ms").get<double>() - p.at("kernel_ms").get<double>(), 1e-9);
+  ASSERT_FALSE(p.at("nodes").empty());
+  for (const json& node : p.at("nodes")) {
+    EXPECT_EQ(node.at("calls"), 6) << node.dump();
+    EXPECT_GE(node.at("ms_per_call").get<double>(), 0) << node.dump();
+  }
+  ProcessResult text = run_cli({"bench", kExampleModel.string(), "--iters", "3", "--warmup", "0", "--profile"});
+  ASSERT_EQ(text.exit_code, 0) << text.describe();
+  EXPECT_TRUE(contains(text.out, "executor overhead")) << text.out;
+  EXPECT_TRUE(contains(text.out, "ms/call")) << text.out;
+}
+
+TEST(CliBench, OptimizationOutOfRangeIsAUsageError) {
+  ProcessResult r = run_cli({"bench", kExampleModel.string(), "--optimization", "3"});
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_EQ(r.out, "") << r.describe();
+  EXPECT_TRUE(contains(r.err, "--optimization")) << r.describe();
+}
+
 TEST(CliBench, ZeroItersIsAUsageError) {
   expect_one_error_line(run_cli({"bench", kExampleModel.string(), "--iters", "0"}), 2, "--iters");
 }

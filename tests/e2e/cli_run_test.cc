@@ -110,6 +110,21 @@ TEST(CliRun, ProfileNamesTheKernelPerNode) {
   EXPECT_NE(r.out.find("/fc1/Gemm"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("cpu/reference/Conv"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("plans built: 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ms/call"), std::string::npos) << r.out;  // the nodes are timed
+}
+
+// The same prediction at every optimization level; level 0 keeps Gemm and Relu apart, 2 fuses them.
+TEST(CliRun, OptimizationLevelsAgree) {
+  std::string first_output;
+  for (const char* level : {"0", "1", "2"}) {
+    ProcessResult r = run_cli({"run", kExampleModel.string(), "--input", "input=" + kSample.string(), "--optimization",
+                               level, "--profile"});
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+    const std::string output = r.out.substr(0, r.out.find("Profile:"));
+    if (first_output.empty()) first_output = output;
+    EXPECT_EQ(output, first_output) << "level " << level;
+    EXPECT_EQ(r.out.find("FusedMatMul") != std::string::npos, std::string(level) == "2") << r.out;
+  }
 }
 
 struct BadRun {

@@ -4,6 +4,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "runtime/core/run_threads.h"
+
 namespace tunnx::cpu::onednn {
 
 ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActivation activation)
@@ -12,6 +14,10 @@ ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActiva
 bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
                      const float* bias) const {
   if (!takes(b) || M <= 0 || K <= 0 || N <= 0) return false;
+  // One row (a vector times a matrix) is split over the convolution's threads by output blocks only
+  // and ran 1.5x slower on 2 threads than the matmul's gemm, which splits it finer; from 2 rows on,
+  // and for one row on one thread, the convolution is as fast or faster (bench/README.md).
+  if (M == 1 && RunThreads::current() > 1) return false;
   const Key key = {M, K, N, bias != nullptr};
   if (declined_.find(key)) return false;
 
