@@ -378,14 +378,17 @@ class OnednnFusedMatMul : public Kernel {
     }
     if (bias && bias->numel() != out_dims.back()) return reference_->run(ctx);  // it reports the mismatch
 
-    // A constant B: the 1x1-convolution path, the bias its own; Gemm's alpha, transA and C stay on
-    // the matmul path (conv_linear.h says why).
-    if (conv_.takes(b) && !(attrs_.gemm && (g.trans_a || g.alpha != 1 || c))) {
-      const int64_t N = out_dims.back();
+    // A constant B: the 1x1-convolution path, with the bias (or a Gemm C that is one row added as is,
+    // when there is no bias) as its own bias; Gemm's alpha, transA and other Cs stay on the matmul path
+    // (conv_linear.h says why).
+    const int64_t N = out_dims.back();
+    const bool c_is_bias = c && !bias && cd[0] == 1 && cd[1] == N && g.beta == 1;
+    if (conv_.takes(b) && !(attrs_.gemm && (g.trans_a || g.alpha != 1 || (c && !c_is_bias)))) {
       const int64_t K = attrs_.gemm ? a.dims()[1] : b.dims()[0];
       const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
+      const float* conv_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
       Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
-      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), bias ? data<float>(*bias) : nullptr)) return;
+      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), conv_bias)) return;
     }
     const bool constant = packed_.is_constant(b);
     key.push_back(constant);
