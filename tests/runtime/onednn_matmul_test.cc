@@ -436,4 +436,47 @@ TEST_F(OnednnMatMulTest, ConcurrentRunsGiveIdenticalOutputs) {
   for (size_t t = 0; t < rows.size(); ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
 }
 
+// Constant weights under concurrency: fresh sessions whose first runs happen at once on several
+// threads (so the weights are packed and primitives built while other runs wait or run) give the
+// outputs a session run alone gives. One thread per run, so results do not depend on how many threads
+// a run was granted.
+TEST_F(OnednnMatMulTest, ConcurrentFirstRunsOnConstantWeights) {
+  ModelBuilder b;
+  auto values = [&](const std::vector<int64_t>& d) {
+    Tensor t = random_tensor(d, rng_);
+    return std::vector<float>(t.data_as<float>(), t.data_as<float>() + t.numel());
+  };
+  b.initializer(float_tensor("w", {80, 96}, values({80, 96})));
+  b.initializer(float_tensor("c", {80}, values({80})));
+  b.initializer(float_tensor("v", {80, 33}, values({80, 33})));
+  b.input("a", onnx_type_of<float>(), Dims{"m", 96});
+  onnx::NodeProto& n = b.node("Gemm", {"a", "w", "c"}, {"h"}, "gemm");
+  attr_int(n, "transB", 1);
+  b.node("Relu", {"h"}, {"r"}, "relu");
+  b.node("MatMul", {"r", "v"}, {"y"}, "mm");
+  b.output("y", onnx_type_of<float>(), Dims{"m", 33});
+  Model model = Model::load(b.save(path("m.onnx")));
+  const std::vector<int64_t> rows = {2, 7, 32, 7};
+  std::vector<Tensor> inputs, expected;
+  {
+    Session alone(model, {.threads = 1});
+    for (int64_t m : rows) {
+      inputs.push_back(random_tensor({m, 96}, rng_));
+      expected.push_back(alone.run({{"a", inputs.back()}}).at("y").tensor());
+    }
+  }
+  for (int round = 0; round < 3; ++round) {
+    Session session(model, {.threads = 1});
+    std::vector<int> mismatches(rows.size(), 0);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < rows.size(); ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 20; ++i)
+          if (!session.run({{"a", inputs[t]}}).at("y").tensor().equals(expected[t])) ++mismatches[t];
+      });
+    for (auto& th : threads) th.join();
+    for (size_t t = 0; t < rows.size(); ++t) EXPECT_EQ(mismatches[t], 0) << "round " << round << ", thread " << t;
+  }
+}
+
 }  // namespace
