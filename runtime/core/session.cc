@@ -7,6 +7,7 @@
 
 #include "runtime/core/executor.h"
 #include "runtime/core/model_impl.h"
+#include "runtime/core/passes/fuse_gelu.h"
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/inline_functions.h"
 #include "runtime/core/run_threads.h"
@@ -86,6 +87,7 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   context.device = options.device.type;
   for (const auto& o : m.ir.opset_imports) context.opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
   if (options.optimization_level >= 2) {
+    ir::fuse_gelu(impl_->graph, m.store);  // first: fuse_linear folds the Gelu it makes into a MatMul
     ir::fuse_linear(impl_->graph, m.store, m.ir.opset_version(""));
     context.opsets.emplace(ir::kTunnxDomain, 1);  // the fused nodes' domain; a model's own import wins
   }

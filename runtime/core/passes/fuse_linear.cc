@@ -5,88 +5,13 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
+
+#include "runtime/core/passes/graph_facts.h"
 
 namespace tunnx::ir {
 namespace {
-
-bool is_onnx(const Node& node) { return node.domain.empty() || node.domain == "ai.onnx"; }
-
-// What the pass knows of the graph's values before it rewrites anything.
-struct Facts {
-  const Graph& graph;
-  const ParameterStore& store;
-  std::unordered_map<std::string, const Initializer*> initializers;
-  std::unordered_map<std::string, const TypeInfo*> types;
-  std::unordered_map<std::string, int> readers;  // nodes (subgraphs included) that read each value
-  std::unordered_set<std::string> outputs;
-
-  Facts(const Graph& g, const ParameterStore& s) : graph(g), store(s) {
-    for (const auto& init : g.initializers) initializers[init.name] = &init;
-    for (const auto& [name, t] : g.inferred_types) types[name] = &t;
-    for (const auto& v : g.value_infos) types[v.name] = &v.type;
-    for (const auto& v : g.inputs) types[v.name] = &v.type;
-    for (const auto& v : g.outputs) {
-      types[v.name] = &v.type;
-      outputs.insert(v.name);
-    }
-    g.visit([this](const Graph& sub, int) {
-      for (const auto& node : sub.nodes)
-        for (const auto& in : node.inputs)
-          if (!in.empty()) ++readers[in];
-      for (const auto& v : sub.outputs)
-        if (&sub != &graph) ++readers[v.name];  // a subgraph returning an outer value reads it
-    });
-  }
-
-  const Tensor* constant(const std::string& name) const {
-    auto it = initializers.find(name);
-    return it == initializers.end() ? nullptr : &store.at(it->second->store_key).value;
-  }
-
-  std::optional<DataType> dtype(const std::string& name) const {
-    if (const Tensor* t = constant(name)) return t->dtype();
-    auto it = types.find(name);
-    if (it == types.end() || it->second->kind != TypeInfo::Kind::kTensor) return std::nullopt;
-    return it->second->elem_type;
-  }
-
-  // Fixed dims of `name`, or nothing when any is unknown. An initializer that a graph input of the
-  // same name may override is still taken as its initializer: a fed value must match its shape.
-  std::optional<std::vector<int64_t>> dims(const std::string& name) const {
-    if (const Tensor* t = constant(name)) return t->dims();
-    auto it = types.find(name);
-    if (it == types.end() || it->second->kind != TypeInfo::Kind::kTensor || !it->second->shape) return std::nullopt;
-    std::vector<int64_t> out;
-    for (const auto& d : it->second->shape->dims) {
-      if (!d.is_fixed()) return std::nullopt;
-      out.push_back(d.value);
-    }
-    return out;
-  }
-
-  // A value the chain may swallow: read by exactly one node and not returned by the graph.
-  bool private_value(const std::string& name) const {
-    auto it = readers.find(name);
-    return !outputs.count(name) && it != readers.end() && it->second == 1;
-  }
-
-  // The scalar float32 initializer `name` ("" means absent: `fallback`), or nothing.
-  std::optional<float> scalar(const std::string& name, float fallback) const {
-    if (name.empty()) return fallback;
-    const Tensor* t = constant(name);
-    if (!t || t->dtype() != DataType::kFloat32 || t->numel() != 1) return std::nullopt;
-    return t->data_as<float>()[0];
-  }
-};
-
-// The single node reading `value`, by index, or -1.
-int reader_of(const Graph& graph, const std::string& value, size_t after) {
-  for (size_t i = after + 1; i < graph.nodes.size(); ++i)
-    for (const auto& in : graph.nodes[i].inputs)
-      if (in == value) return static_cast<int>(i);
-  return -1;
-}
 
 Attribute make_attr(const std::string& name, AttributeType type) {
   Attribute a;
@@ -121,8 +46,9 @@ float attr_f(const Node& n, const std::string& name, float fallback) {
 
 // An activation the fused kernels take, with its parameters as FusedMatMul attributes; nothing when
 // `node` is not one (or its parameters are not constants the pass can read).
-std::optional<std::vector<Attribute>> activation_attrs(const Node& node, const Facts& facts, int64_t onnx_opset) {
-  if (!is_onnx(node) || node.inputs.empty() || node.outputs.size() != 1) return std::nullopt;
+std::optional<std::vector<Attribute>> activation_attrs(const Node& node, const GraphFacts& facts, int64_t onnx_opset) {
+  const bool gelu_made_here = node.domain == kTunnxDomain && node.op_type == "Gelu";  // by fuse_gelu
+  if ((!is_onnx(node) && !gelu_made_here) || node.inputs.empty() || node.outputs.size() != 1) return std::nullopt;
   const std::string& op = node.op_type;
   std::vector<Attribute> attrs = {string_attr("activation", op)};
   if (op == "Relu" || op == "Sigmoid" || op == "Tanh") return attrs;
@@ -156,7 +82,7 @@ std::optional<std::vector<Attribute>> activation_attrs(const Node& node, const F
 }
 
 // The output's last dim N of MatMul/Gemm `node`, when B's shape says it.
-std::optional<int64_t> output_cols(const Node& node, const Facts& facts) {
+std::optional<int64_t> output_cols(const Node& node, const GraphFacts& facts) {
   auto b = facts.dims(node.inputs[1]);
   if (!b || b->size() < 2) return std::nullopt;
   if (node.op_type == "Gemm") return attr_i(node, "transB", 0) != 0 ? (*b)[0] : (*b)[1];
@@ -166,7 +92,7 @@ std::optional<int64_t> output_cols(const Node& node, const Facts& facts) {
 }  // namespace
 
 int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
-  const Facts facts(graph, store);
+  const GraphFacts facts(graph, store);
   std::vector<bool> removed(graph.nodes.size(), false);
   std::vector<std::pair<size_t, Node>> fused;  // replaces the node at that index
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
@@ -238,15 +164,8 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     for (size_t s : swallowed) removed[s] = true;
     fused.emplace_back(i, std::move(node));
   }
-  if (fused.empty()) return 0;
   // The fused node sits where the MatMul was: its inputs are all ready there.
-  for (auto& [index, node] : fused) graph.nodes[index] = std::move(node);
-  std::vector<Node> kept;
-  kept.reserve(graph.nodes.size());
-  for (size_t i = 0; i < graph.nodes.size(); ++i)
-    if (!removed[i]) kept.push_back(std::move(graph.nodes[i]));
-  graph.nodes = std::move(kept);
-  return static_cast<int>(fused.size());
+  return splice_nodes(graph, std::move(fused), std::move(removed));
 }
 
 }  // namespace tunnx::ir

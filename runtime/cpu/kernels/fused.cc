@@ -4,6 +4,7 @@
 // gets its bias (a 1-D float32 [N] along the last dim) and the activation, in float:
 //   inputs  A, B, [C] (Gemm only; "" when absent), [bias]        output  act(Y + bias), Y's shape
 // The oneDNN kernel (runtime/cpu/onednn/matmul.cc) runs on top of this one as its fallback.
+#include <climits>
 #include <cmath>
 #include <memory>
 #include <numbers>
@@ -107,6 +108,15 @@ class FusedMatMul : public Kernel {
 }  // namespace
 
 void register_fused_kernels(KernelRegistry& r) {
+  // com.tunnx:Gelu, which runtime/core/passes/fuse_gelu.cc makes of a spelled-out exact GELU: ONNX's
+  // Gelu kernel (opset 20) under the session's own domain, so models of any opset can run it.
+  if (const KernelDef* onnx_gelu = r.find("", "Gelu", 20, DeviceType::kCpu, {}, nullptr)) {
+    KernelDef def = *onnx_gelu;
+    def.domain = "com.tunnx";
+    def.since_version = 1;
+    def.until_version = INT_MAX;
+    r.add(std::move(def));
+  }
   KernelFactory matmul, gemm;
   if (const KernelDef* d = r.find("", "MatMul", 13, DeviceType::kCpu, {}, nullptr)) matmul = d->factory;
   if (const KernelDef* d = r.find("", "Gemm", 13, DeviceType::kCpu, {}, nullptr)) gemm = d->factory;

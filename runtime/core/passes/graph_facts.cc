@@ -1,0 +1,81 @@
+#include "runtime/core/passes/graph_facts.h"
+
+namespace tunnx::ir {
+
+bool is_onnx(const Node& node) { return node.domain.empty() || node.domain == "ai.onnx"; }
+
+GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), store(s) {
+  for (const auto& init : g.initializers) initializers[init.name] = &init;
+  for (const auto& [name, t] : g.inferred_types) types[name] = &t;
+  for (const auto& v : g.value_infos) types[v.name] = &v.type;
+  for (const auto& v : g.inputs) types[v.name] = &v.type;
+  for (const auto& v : g.outputs) {
+    types[v.name] = &v.type;
+    outputs.insert(v.name);
+  }
+  g.visit([this](const Graph& sub, int) {
+    for (const auto& node : sub.nodes)
+      for (const auto& in : node.inputs)
+        if (!in.empty()) ++readers[in];
+    for (const auto& v : sub.outputs)
+      if (&sub != &graph) ++readers[v.name];  // a subgraph returning an outer value reads it
+  });
+}
+
+const Tensor* GraphFacts::constant(const std::string& name) const {
+  auto it = initializers.find(name);
+  return it == initializers.end() ? nullptr : &store.at(it->second->store_key).value;
+}
+
+std::optional<DataType> GraphFacts::dtype(const std::string& name) const {
+  if (const Tensor* t = constant(name)) return t->dtype();
+  auto it = types.find(name);
+  if (it == types.end() || it->second->kind != TypeInfo::Kind::kTensor) return std::nullopt;
+  return it->second->elem_type;
+}
+
+std::optional<std::vector<int64_t>> GraphFacts::dims(const std::string& name) const {
+  if (const Tensor* t = constant(name)) return t->dims();
+  auto it = types.find(name);
+  if (it == types.end() || it->second->kind != TypeInfo::Kind::kTensor || !it->second->shape) return std::nullopt;
+  std::vector<int64_t> out;
+  for (const auto& d : it->second->shape->dims) {
+    if (!d.is_fixed()) return std::nullopt;
+    out.push_back(d.value);
+  }
+  return out;
+}
+
+bool GraphFacts::private_value(const std::string& name) const {
+  auto it = readers.find(name);
+  return !outputs.count(name) && it != readers.end() && it->second == 1;
+}
+
+std::optional<float> GraphFacts::scalar(const std::string& name, float fallback) const {
+  if (name.empty()) return fallback;
+  const Tensor* t = constant(name);
+  if (!t || t->dtype() != DataType::kFloat32 || t->numel() != 1) return std::nullopt;
+  return t->data_as<float>()[0];
+}
+
+int reader_of(const Graph& graph, const std::string& value, size_t after) {
+  for (size_t i = after + 1; i < graph.nodes.size(); ++i)
+    for (const auto& in : graph.nodes[i].inputs)
+      if (in == value) return static_cast<int>(i);
+  return -1;
+}
+
+int splice_nodes(Graph& graph, std::vector<std::pair<size_t, Node>> made, std::vector<bool> removed) {
+  for (auto& [index, node] : made) {
+    graph.nodes[index] = std::move(node);
+    removed[index] = false;
+  }
+  std::vector<Node> kept;
+  kept.reserve(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    if (!removed[i]) kept.push_back(std::move(graph.nodes[i]));
+  graph.nodes = std::move(kept);
+  return static_cast<int>(made.size());
+}
+
+}  // namespace tunnx::ir

@@ -1,0 +1,48 @@
+// What the graph-rewrite passes (fuse_linear, fuse_gelu) know of a graph before they rewrite it:
+// its initializers, value types and shapes, and how many nodes read each value.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "runtime/core/graph.h"
+#include "runtime/core/parameter_store.h"
+
+namespace tunnx::ir {
+
+bool is_onnx(const Node& node);  // the default domain ("" or "ai.onnx")
+
+struct GraphFacts {
+  const Graph& graph;
+  const ParameterStore& store;
+  std::unordered_map<std::string, const Initializer*> initializers;
+  std::unordered_map<std::string, const TypeInfo*> types;
+  std::unordered_map<std::string, int> readers;  // nodes (subgraphs included) that read each value
+  std::unordered_set<std::string> outputs;
+
+  GraphFacts(const Graph& g, const ParameterStore& s);
+
+  const Tensor* constant(const std::string& name) const;  // the initializer's value, or null
+  std::optional<DataType> dtype(const std::string& name) const;
+  // Fixed dims of `name`, or nothing when any is unknown. An initializer that a graph input of the
+  // same name may override is still taken as its initializer: a fed value must match its shape.
+  std::optional<std::vector<int64_t>> dims(const std::string& name) const;
+  // A value a rewrite may swallow: read by exactly one node and not returned by the graph.
+  bool private_value(const std::string& name) const;
+  // The scalar float32 initializer `name` ("" means absent: `fallback`), or nothing.
+  std::optional<float> scalar(const std::string& name, float fallback) const;
+};
+
+// The first node after index `after` that reads `value`, by index, or -1.
+int reader_of(const Graph& graph, const std::string& value, size_t after);
+
+// A rewrite's result: each new node takes the place of the node at its index (which the caller
+// chose so its inputs are ready there), and the nodes marked in `removed` (the others it swallowed)
+// leave the graph. Returns the number of new nodes.
+int splice_nodes(Graph& graph, std::vector<std::pair<size_t, Node>> made, std::vector<bool> removed);
+
+}  // namespace tunnx::ir
