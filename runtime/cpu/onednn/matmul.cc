@@ -453,36 +453,13 @@ void add_fused_matmul(KernelRegistry& registry) {
   registry.add(std::move(def));
 }
 
-// The reference def of `op_type` (a priority-0 kernel: find() passes over fast paths when no dtype
-// is known), or null when none is registered yet.
-const KernelDef* reference_def(const KernelRegistry& registry, const std::string& op_type) {
-  return registry.find("", op_type, 13, DeviceType::kCpu, {}, nullptr);
-}
-
-// Registers a float32 fast path over the reference kernel's opset range; `make` builds the fast
-// kernel around the reference kernel the reference factory returns for the same node.
-template <typename Make>
-void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make make) {
-  const KernelDef* ref = reference_def(registry, op_type);
-  if (!ref || ref->priority != 0) return;  // no reference to fall back on: no fast path either
-  KernelDef def;
-  def.op_type = op_type;
-  def.since_version = ref->since_version;
-  def.until_version = ref->until_version;
-  def.types = {DataType::kFloat32};
-  def.name = "cpu/onednn/" + op_type;
-  def.priority = 10;
-  def.factory = [reference = ref->factory, make](const KernelInit& init) { return make(init, reference(init)); };
-  registry.add(std::move(def));  // `ref` may dangle from here on; its factory was copied
-}
-
 }  // namespace
 
 void register_onednn_kernels(KernelRegistry& registry) {
-  add_fast_path(registry, "MatMul", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+  onednn::add_fast_path(registry, "MatMul", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
     return std::make_unique<OnednnMatMul>(std::move(reference), init.constant_input(1));
   });
-  add_fast_path(registry, "Gemm", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+  onednn::add_fast_path(registry, "Gemm", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
     GemmAttrs attrs;
     attrs.trans_a = init.attr_int("transA", 0) != 0;
     attrs.trans_b = init.attr_int("transB", 0) != 0;
@@ -491,6 +468,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
     return std::make_unique<OnednnGemm>(std::move(reference), attrs, init.constant_input(1));
   });
   add_fused_matmul(registry);
+  onednn::register_onednn_softmax(registry);
 }
 
 }  // namespace tunnx::cpu

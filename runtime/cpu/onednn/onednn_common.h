@@ -8,10 +8,13 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
+
+#include "runtime/core/kernel_registry.h"
 
 namespace tunnx::cpu::onednn {
 
@@ -59,5 +62,31 @@ class LruCache {
   mutable std::mutex mutex_;
   mutable std::list<std::pair<Key, std::shared_ptr<const Value>>> items_;
 };
+
+// The reference def of `op_type` (a priority-0 kernel: find() passes over fast paths when no dtype
+// is known), or null when none is registered yet.
+inline const KernelDef* reference_def(const KernelRegistry& registry, const std::string& op_type) {
+  return registry.find("", op_type, 13, DeviceType::kCpu, {}, nullptr);
+}
+
+// Registers a float32 fast path over the reference kernel's opset range; `make` builds the fast
+// kernel around the reference kernel the reference factory returns for the same node.
+template <typename Make>
+void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make make) {
+  const KernelDef* ref = reference_def(registry, op_type);
+  if (!ref || ref->priority != 0) return;  // no reference to fall back on: no fast path either
+  KernelDef def;
+  def.op_type = op_type;
+  def.since_version = ref->since_version;
+  def.until_version = ref->until_version;
+  def.types = {DataType::kFloat32};
+  def.name = "cpu/onednn/" + op_type;
+  def.priority = 10;
+  def.factory = [reference = ref->factory, make](const KernelInit& init) { return make(init, reference(init)); };
+  registry.add(std::move(def));  // `ref` may dangle from here on; its factory was copied
+}
+
+// The fast paths of each op family, registered by register_onednn_kernels.
+void register_onednn_softmax(KernelRegistry& registry);  // softmax.cc
 
 }  // namespace tunnx::cpu::onednn
