@@ -29,6 +29,7 @@ constexpr int64_t M = 4, K = 6, N = 5;
 struct Spelling {
   std::string name;
   bool half_first = false;   // Mul(Mul(x, 0.5), 1 + erf) instead of Mul(Mul(x, 1 + erf), 0.5)
+  bool half_of_sum = false;  // Mul(x, Mul(0.5, 1 + erf)) (torch's dynamo exporter)
   bool scale_by_mul = false;  // Mul(x, 1/sqrt 2) instead of Div(x, sqrt 2)
   bool swap_operands = false;  // constants first in Add and Mul
   float sqrt2 = static_cast<float>(std::numbers::sqrt2);
@@ -55,7 +56,10 @@ class FuseGeluTest : public TempDirTest {
     else b.node("Div", {x, "scale"}, {"scaled"}, "scale");
     b.node("Erf", {"scaled"}, {"erf"}, "erf");
     b.node("Add", ordered("erf", "one"), {"one_plus"}, "add_one");
-    if (s.half_first) {
+    if (s.half_of_sum) {
+      b.node("Mul", ordered("one_plus", "half"), {"half_sum"}, "half");
+      b.node("Mul", ordered(x, "half_sum"), {y}, "gelu");
+    } else if (s.half_first) {
       b.node("Mul", ordered(x, "half"), {"half_x"}, "half");
       b.node("Mul", ordered("half_x", "one_plus"), {y}, "gelu");
     } else {
@@ -111,10 +115,12 @@ class FuseGeluTest : public TempDirTest {
 };
 
 std::vector<Spelling> spellings() {
-  return {{"torch", false, false, false},
-          {"half first", true, false, false},
-          {"scale by 1/sqrt2", false, true, false},
-          {"constants first", true, true, true}};
+  return {{"torch", false, false, false, false},
+          {"half first", true, false, false, false},
+          {"dynamo", false, true, false, false},
+          {"scale by 1/sqrt2", false, false, true, false},
+          {"constants first", true, false, true, true},
+          {"dynamo, constants first", false, true, false, true}};
 }
 
 TEST_F(FuseGeluTest, EverySpellingFusesIntoTheMatMul) {
@@ -137,7 +143,7 @@ TEST_F(FuseGeluTest, AGeluAloneBecomesOneNode) {
 }
 
 TEST_F(FuseGeluTest, OtherConstantsAreNotGelu) {
-  Spelling s{"sqrt 3", false, false, false, std::sqrt(3.0f)};
+  Spelling s{"sqrt 3", false, false, false, false, std::sqrt(3.0f)};
   Model m = model(s, false);
   EXPECT_EQ(ops(session(m, 2)).size(), 5u);
   expect_same_outputs(m, s.name);

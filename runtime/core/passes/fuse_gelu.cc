@@ -63,7 +63,16 @@ class GeluMatcher {
     const Node& product = graph_.nodes[*mul];
     if (product.inputs[0] == product.inputs[1]) return std::nullopt;
     const std::string& other = product.inputs[0] == one_plus ? product.inputs[1] : product.inputs[0];
-    if (other == m.x) {
+    if (constant_is(other, 0.5)) {  // Mul(x, Mul(0.5, one_plus)): torch's dynamo exporter
+      std::optional<size_t> times_x = only_reader(product.outputs[0], *mul);
+      if (!times_x || !is_op(graph_.nodes[*times_x], "Mul", 2)) return std::nullopt;
+      const Node& last = graph_.nodes[*times_x];
+      const std::string& x = last.inputs[0] == product.outputs[0] ? last.inputs[1] : last.inputs[0];
+      if (x != m.x || last.inputs[0] == last.inputs[1]) return std::nullopt;
+      m.nodes.push_back(*mul);
+      m.nodes.push_back(*times_x);
+      m.y = last.outputs[0];
+    } else if (other == m.x) {
       std::optional<size_t> half = only_reader(product.outputs[0], *mul);
       if (!half || !is_op(graph_.nodes[*half], "Mul", 2) ||
           operand_besides_constant(graph_.nodes[*half], 0.5) != product.outputs[0])

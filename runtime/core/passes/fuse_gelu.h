@@ -12,6 +12,7 @@ namespace tunnx::ir {
 // In the main graph, for a floating-point x, each of
 //   Mul(Mul(x, Add(Erf(S(x)), 1)), 0.5)        (torch's export)
 //   Mul(Mul(x, 0.5), Add(Erf(S(x)), 1))        (the half taken first)
+//   Mul(x, Mul(0.5, Add(Erf(S(x)), 1)))        (torch's dynamo exporter)
 // where S(x) is Div(x, sqrt(2)) or Mul(x, 1/sqrt(2)), any operand order of Add and Mul, constants
 // scalar float32 initializers (within 1e-6 relative), and every intermediate read once and not a
 // graph output, becomes com.tunnx:Gelu(x) (approximate "none"), named after the Erf node + "+gelu",
