@@ -21,7 +21,6 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
   const Key key = {M, K, N, bias != nullptr};
   if (declined_.find(key)) return false;
 
-  const dnnl::engine& engine = cpu_engine();
   std::shared_ptr<const Primitive> p = cache_.find(key);
   if (!p) {
     using dt = dnnl::memory::data_type;
@@ -44,7 +43,7 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
       dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                            built->src, any_layout(built->stored_weights), built->bias, built->dst,
                                            {1, 1}, {0, 0}, {0, 0});
-      dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
+      dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
       if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
       built->primitive = dnnl::convolution_forward(pd);
       built->weights = pd.weights_desc();
@@ -56,16 +55,11 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
     p = cache_.insert(key, std::move(built));
   }
 
-  dnnl::stream stream(engine);
   std::shared_ptr<const dnnl::memory> weights = packed_.get(b, p->stored_weights, p->weights);
   std::unordered_map<int, dnnl::memory> args = {
-      {DNNL_ARG_SRC, dnnl::memory(p->src, engine, const_cast<float*>(a))},  // oneDNN reads SRC only
-      {DNNL_ARG_WEIGHTS, *weights},
-      {DNNL_ARG_DST, dnnl::memory(p->dst, engine, y)},
-      {DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, engine)}};  // per run: runs share the primitive
-  if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p->bias, engine, const_cast<float*>(bias));
-  p->primitive.execute(stream, args);
-  stream.wait();
+      {DNNL_ARG_SRC, wrap(p->src, a)}, {DNNL_ARG_WEIGHTS, *weights}, {DNNL_ARG_DST, wrap(p->dst, y)}};
+  if (bias) args[DNNL_ARG_BIAS] = wrap(p->bias, bias);
+  execute(p->primitive, p->scratchpad, std::move(args));
   return true;
 }
 

@@ -37,21 +37,6 @@
 #include "runtime/cpu/onednn/packed_weights.h"
 
 namespace tunnx::cpu {
-namespace onednn {
-
-const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims) {
-  dnnl::memory::dims d(dims.begin(), dims.end());
-  dnnl::memory::dims strides(d.size(), 1);
-  for (size_t i = d.size(); i-- > 1;) strides[i - 1] = strides[i] * std::max<int64_t>(d[i], 1);
-  return dnnl::memory::desc(d, dnnl::memory::data_type::f32, strides);
-}
-
-}  // namespace onednn
 
 namespace {
 
@@ -100,24 +85,14 @@ std::shared_ptr<MatMulPrimitive> build(const dnnl::memory::desc& src, const dnnl
 // Y = A x B (+ post-ops); B is read packed when the primitive was built for the constant weights.
 void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, const float* a, const Tensor& b, float* y,
              const float* bias = nullptr) {
-  const dnnl::engine& engine = onednn::cpu_engine();
-  dnnl::stream stream(engine);
-  dnnl::memory src(p.src, engine, const_cast<float*>(a));  // oneDNN reads SRC/WEIGHTS only
   std::shared_ptr<const dnnl::memory> weights =
-      p.weights == p.stored_weights
-          ? std::make_shared<const dnnl::memory>(p.weights, engine, const_cast<void*>(b.data()))
-          : packed.get(b, p.stored_weights, p.weights);
-  dnnl::memory dst(p.dst, engine, y);
-  dnnl::memory scratchpad(p.scratchpad, engine);  // per run: runs share the primitive
-  std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src},
-                                                {DNNL_ARG_WEIGHTS, *weights},
-                                                {DNNL_ARG_DST, dst},
-                                                {DNNL_ARG_SCRATCHPAD, scratchpad}};
+      p.weights == p.stored_weights ? std::make_shared<const dnnl::memory>(onednn::wrap(p.weights, data<float>(b)))
+                                    : packed.get(b, p.stored_weights, p.weights);
+  std::unordered_map<int, dnnl::memory> args = {
+      {DNNL_ARG_SRC, onednn::wrap(p.src, a)}, {DNNL_ARG_WEIGHTS, *weights}, {DNNL_ARG_DST, onednn::wrap(p.dst, y)}};
   if (p.bias_index >= 0)
-    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(p.bias_index) | DNNL_ARG_SRC_1] =
-        dnnl::memory(p.bias, engine, const_cast<float*>(bias));
-  p.primitive.execute(stream, args);
-  stream.wait();
+    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(p.bias_index) | DNNL_ARG_SRC_1] = onednn::wrap(p.bias, bias);
+  onednn::execute(p.primitive, p.scratchpad, std::move(args));
 }
 
 bool is_f32(const Tensor& t) { return t.dtype() == DataType::kFloat32; }
@@ -469,6 +444,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
   });
   add_fused_matmul(registry);
   onednn::register_onednn_softmax(registry);
+  onednn::register_onednn_layer_norm(registry);
 }
 
 }  // namespace tunnx::cpu

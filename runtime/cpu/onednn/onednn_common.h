@@ -8,6 +8,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +25,16 @@ const dnnl::engine& cpu_engine();
 
 // A dense row-major f32 descriptor of `dims`.
 dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims);
+
+// Memory over a tensor's data. oneDNN only reads what is passed as a source (SRC, WEIGHTS, BIAS,
+// SCALE, ...), so const data may be wrapped.
+dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data);
+dnnl::memory wrap(const dnnl::memory::desc& desc, float* data);
+
+// Runs `primitive` on a stream of its own with `args` and a scratchpad of `scratchpad` made for this
+// run: runs share primitives, so primitives are built with a user scratchpad, not one they own.
+void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args);
 
 // Up to `capacity` values by key, least recently used evicted first. Values are shared_ptr so a run
 // that holds one keeps it alive even if another thread evicts it meanwhile. Thread-safe.
@@ -63,17 +74,18 @@ class LruCache {
   mutable std::list<std::pair<Key, std::shared_ptr<const Value>>> items_;
 };
 
-// The reference def of `op_type` (a priority-0 kernel: find() passes over fast paths when no dtype
-// is known), or null when none is registered yet.
-inline const KernelDef* reference_def(const KernelRegistry& registry, const std::string& op_type) {
-  return registry.find("", op_type, 13, DeviceType::kCpu, {}, nullptr);
+// The reference def of `op_type` at `opset` (a priority-0 kernel: find() passes over fast paths when
+// no dtype is known), or null when none is registered yet.
+inline const KernelDef* reference_def(const KernelRegistry& registry, const std::string& op_type, int64_t opset) {
+  return registry.find("", op_type, opset, DeviceType::kCpu, {}, nullptr);
 }
 
-// Registers a float32 fast path over the reference kernel's opset range; `make` builds the fast
-// kernel around the reference kernel the reference factory returns for the same node.
+// Registers a float32 fast path over the opset range of the reference kernel found at `opset`;
+// `make` builds the fast kernel around the reference kernel the reference factory returns for the
+// same node.
 template <typename Make>
-void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make make) {
-  const KernelDef* ref = reference_def(registry, op_type);
+void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make make, int64_t opset = 13) {
+  const KernelDef* ref = reference_def(registry, op_type, opset);
   if (!ref || ref->priority != 0) return;  // no reference to fall back on: no fast path either
   KernelDef def;
   def.op_type = op_type;
@@ -87,6 +99,7 @@ void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make ma
 }
 
 // The fast paths of each op family, registered by register_onednn_kernels.
-void register_onednn_softmax(KernelRegistry& registry);  // softmax.cc
+void register_onednn_softmax(KernelRegistry& registry);     // softmax.cc
+void register_onednn_layer_norm(KernelRegistry& registry);  // layer_norm.cc
 
 }  // namespace tunnx::cpu::onednn

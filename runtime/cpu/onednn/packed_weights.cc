@@ -19,8 +19,7 @@ bool PackedWeights::is_constant(const Tensor& input) const {
 std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, const dnnl::memory::desc& stored,
                                                        const dnnl::memory::desc& layout) const {
   const dnnl::engine& engine = cpu_engine();
-  if (layout == stored)  // oneDNN reads the weights only
-    return std::make_shared<const dnnl::memory>(stored, engine, const_cast<void*>(input.data()));
+  if (layout == stored) return std::make_shared<const dnnl::memory>(wrap(stored, input.data_as<float>()));
 
   const uint64_t version = input.version();
   std::lock_guard<std::mutex> lock(mutex_);
@@ -36,7 +35,7 @@ std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, cons
   }
   // Packed under the lock: concurrent first runs wait for one copy instead of each making their own.
   auto packed = std::make_shared<dnnl::memory>(layout, engine);
-  dnnl::memory source(stored, engine, const_cast<void*>(input.data()));
+  dnnl::memory source = wrap(stored, input.data_as<float>());
   dnnl::stream stream(engine);
   dnnl::reorder(source, *packed).execute(stream, source, *packed);
   stream.wait();

@@ -63,12 +63,8 @@ class OnednnSoftmax : public Kernel {
     }
 
     Tensor& y = ctx.allocate_output(0, DataType::kFloat32, x.dims());
-    const dnnl::engine& engine = cpu_engine();
-    dnnl::stream stream(engine);
-    p->primitive.execute(stream, {{DNNL_ARG_SRC, dnnl::memory(p->data, engine, const_cast<float*>(data<float>(x)))},
-                                  {DNNL_ARG_DST, dnnl::memory(p->data, engine, mutable_data<float>(y))},
-                                  {DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, engine)}});
-    stream.wait();
+    execute(p->primitive, p->scratchpad,
+            {{DNNL_ARG_SRC, wrap(p->data, data<float>(x))}, {DNNL_ARG_DST, wrap(p->data, mutable_data<float>(y))}});
   }
 
  private:

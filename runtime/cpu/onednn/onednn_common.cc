@@ -1,0 +1,35 @@
+#include "runtime/cpu/onednn/onednn_common.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace tunnx::cpu::onednn {
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims) {
+  dnnl::memory::dims d(dims.begin(), dims.end());
+  dnnl::memory::dims strides(d.size(), 1);
+  for (size_t i = d.size(); i-- > 1;) strides[i - 1] = strides[i] * std::max<int64_t>(d[i], 1);
+  return dnnl::memory::desc(d, dnnl::memory::data_type::f32, strides);
+}
+
+dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data) {
+  return dnnl::memory(desc, cpu_engine(), const_cast<float*>(data));  // read only: see the header
+}
+
+dnnl::memory wrap(const dnnl::memory::desc& desc, float* data) { return dnnl::memory(desc, cpu_engine(), data); }
+
+void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args) {
+  const dnnl::engine& engine = cpu_engine();
+  dnnl::stream stream(engine);
+  args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, engine);
+  primitive.execute(stream, args);
+  stream.wait();
+}
+
+}  // namespace tunnx::cpu::onednn
