@@ -11,13 +11,17 @@ namespace tunnx::cpu::onednn {
 ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActivation activation)
     : b_transposed_(b_transposed), activation_(activation), packed_(constant_b) {}
 
-bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
-                     const float* bias) const {
-  if (!takes(b) || M <= 0 || K <= 0 || N <= 0) return false;
+bool ConvLinear::takes(const Tensor& b, int64_t M) const {
   // One row (a vector times a matrix) on several threads ran 1.5x slower on the convolution than on
   // the matmul's gemm (0.090 vs 0.061 ms for 1x1024x1024 on 2 threads); from 2 rows on, and for one
   // row on one thread, the convolution was as fast or faster (bench/README.md).
   if (M == 1 && RunThreads::current() > 1) return false;
+  return b.rank() == 2 && packed_.is_constant(b);
+}
+
+bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
+                     const float* bias) const {
+  if (!takes(b, M) || M <= 0 || K <= 0 || N <= 0) return false;
   const Key key = {M, K, N, bias != nullptr};
   if (declined_.find(key)) return false;
 

@@ -37,12 +37,14 @@ class ConvLinear {
   // `b_transposed`: B is stored [N, K] (Gemm transB=1), else [K, N].
   ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActivation activation = {});
 
-  // Runs the product when this path takes it: `b` is the constant, float32 and 2-D, and oneDNN has a
-  // convolution for the shapes. False otherwise, with nothing written; the caller takes another path.
+  // Runs the product when this path takes it (see takes()) and oneDNN has a fast convolution for the
+  // shapes. False otherwise, with nothing written; the caller takes another path.
   // `bias`: add this [N] vector (null: none).
   bool run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias) const;
 
-  bool takes(const Tensor& b) const { return b.rank() == 2 && packed_.is_constant(b); }
+  // Whether this path is for `b` with M rows (checked before the caller allocates Y; run() may still
+  // decline a shape oneDNN has no fast convolution for).
+  bool takes(const Tensor& b, int64_t M) const;
 
  private:
   struct Primitive {

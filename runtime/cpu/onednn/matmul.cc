@@ -85,11 +85,11 @@ std::shared_ptr<MatMulPrimitive> build(const dnnl::memory::desc& src, const dnnl
 // Y = A x B (+ post-ops); B is read packed when the primitive was built for the constant weights.
 void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, const float* a, const Tensor& b, float* y,
              const float* bias = nullptr) {
-  std::shared_ptr<const dnnl::memory> weights =
-      p.weights == p.stored_weights ? std::make_shared<const dnnl::memory>(onednn::wrap(p.weights, data<float>(b)))
-                                    : packed.get(b, p.stored_weights, p.weights);
-  std::unordered_map<int, dnnl::memory> args = {
-      {DNNL_ARG_SRC, onednn::wrap(p.src, a)}, {DNNL_ARG_WEIGHTS, *weights}, {DNNL_ARG_DST, onednn::wrap(p.dst, y)}};
+  std::shared_ptr<const dnnl::memory> copy;  // a packed copy stays alive for this run
+  if (p.weights != p.stored_weights) copy = packed.get(b, p.stored_weights, p.weights);
+  std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(p.src, a)},
+                                                {DNNL_ARG_WEIGHTS, copy ? *copy : onednn::wrap(p.weights, data<float>(b))},
+                                                {DNNL_ARG_DST, onednn::wrap(p.dst, y)}};
   if (p.bias_index >= 0)
     args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(p.bias_index) | DNNL_ARG_SRC_1] = onednn::wrap(p.bias, bias);
   onednn::execute(p.primitive, p.scratchpad, std::move(args));
@@ -150,7 +150,7 @@ class OnednnMatMul : public Kernel {
     const auto& [ad, bd, yd, out_dims] = *shapes;
 
     // A constant B [K, N]: the 1x1-convolution path, A's rows (all leading dims) as M.
-    if (conv_.takes(b)) {
+    if (b.rank() == 2 && conv_.takes(b, a.numel() / b.dims()[0])) {
       const int64_t K = b.dims()[0], N = b.dims()[1];
       Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
       if (conv_.run(b, data<float>(a), a.numel() / K, K, N, mutable_data<float>(y), nullptr)) return;
@@ -216,7 +216,7 @@ class OnednnGemm : public Kernel {
     // A constant B: the 1x1-convolution path, with a C that is one row added as is (a Linear layer's
     // bias) as its bias. alpha and other Cs stay on the matmul path (conv_linear.h says why).
     const bool c_is_bias = c && cd[0] == 1 && cd[1] == N && attrs_.beta == 1;
-    if (!attrs_.trans_a && attrs_.alpha == 1 && (!c || c_is_bias) && conv_.takes(b)) {
+    if (!attrs_.trans_a && attrs_.alpha == 1 && (!c || c_is_bias) && conv_.takes(b, M)) {
       Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {M, N});
       if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), c ? data<float>(*c) : nullptr)) return;
     }
@@ -358,9 +358,9 @@ class OnednnFusedMatMul : public Kernel {
     // (conv_linear.h says why).
     const int64_t N = out_dims.back();
     const bool c_is_bias = c && !bias && cd[0] == 1 && cd[1] == N && g.beta == 1;
-    if (conv_.takes(b) && !(attrs_.gemm && (g.trans_a || g.alpha != 1 || (c && !c_is_bias)))) {
-      const int64_t K = attrs_.gemm ? a.dims()[1] : b.dims()[0];
-      const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
+    const int64_t K = attrs_.gemm ? a.dims()[1] : b.dims()[0];
+    const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
+    if (!(attrs_.gemm && (g.trans_a || g.alpha != 1 || (c && !c_is_bias))) && conv_.takes(b, M)) {
       const float* conv_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
       Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
       if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), conv_bias)) return;

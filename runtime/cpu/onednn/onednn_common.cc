@@ -27,7 +27,7 @@ void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratch
              std::unordered_map<int, dnnl::memory> args) {
   const dnnl::engine& engine = cpu_engine();
   dnnl::stream stream(engine);
-  args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, engine);
+  if (scratchpad.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, engine);
   primitive.execute(stream, args);
   stream.wait();
 }
