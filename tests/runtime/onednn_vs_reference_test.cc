@@ -1,0 +1,254 @@
+// Every oneDNN kernel against the reference kernel registered for the same op, on random shapes with
+// edge sizes (1, odd, K up to 1024+): both are built from the registry for one node and run on the
+// same inputs, kernel by kernel, with constant weights (the convolution path) and fed ones (matmul).
+// Fixed seed: a failure names the case, and rerunning gives the same case.
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "runtime/core/graph.h"
+#include "runtime/core/kernel.h"
+#include "runtime/core/kernel_registry.h"
+
+namespace {
+
+using tunnx::DataType;
+using tunnx::DeviceType;
+using tunnx::Kernel;
+using tunnx::KernelContext;
+using tunnx::KernelDef;
+using tunnx::KernelInit;
+using tunnx::KernelRegistry;
+using tunnx::Tensor;
+using tunnx::Value;
+namespace ir = tunnx::ir;
+
+ir::Attribute int_attr(const std::string& name, int64_t v) {
+  ir::Attribute a;
+  a.name = name;
+  a.type = ir::AttributeType::kInt;
+  a.i = v;
+  return a;
+}
+ir::Attribute float_attr(const std::string& name, float v) {
+  ir::Attribute a;
+  a.name = name;
+  a.type = ir::AttributeType::kFloat;
+  a.f = v;
+  return a;
+}
+ir::Attribute string_attr(const std::string& name, const std::string& v) {
+  ir::Attribute a;
+  a.name = name;
+  a.type = ir::AttributeType::kString;
+  a.s = v;
+  return a;
+}
+
+// One node's two kernels, the oneDNN one and the reference one, and a way to run either.
+class KernelPair {
+ public:
+  // `constant[i]`: input i is an initializer (the kernels may keep a packed copy of it).
+  KernelPair(ir::Node node, int64_t opset, const std::vector<Tensor>& inputs, const std::vector<bool>& constant)
+      : node_(std::move(node)), inputs_(inputs) {
+    std::vector<DataType> types;
+    std::vector<const Tensor*> constants;
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      types.push_back(inputs_[i].defined() ? inputs_[i].dtype() : DataType::kUndefined);
+      constants.push_back(i < constant.size() && constant[i] ? &inputs_[i] : nullptr);
+    }
+    const KernelRegistry& registry = KernelRegistry::global();
+    const KernelDef* fast = registry.find(node_.domain, node_.op_type, opset, DeviceType::kCpu, types, nullptr);
+    const KernelDef* reference = registry.find(node_.domain, node_.op_type, opset, DeviceType::kCpu, {}, nullptr);
+    if (!fast || !reference || fast->name.rfind("cpu/onednn/", 0) != 0 || reference->priority != 0) return;
+    fast_name_ = fast->name;
+    fast_ = fast->factory(KernelInit(node_, opset, types, {}, constants));
+    reference_ = reference->factory(KernelInit(node_, opset, types, {}, constants));
+  }
+
+  bool ready() const { return fast_ && reference_; }
+  const std::string& fast_name() const { return fast_name_; }
+  Tensor run_fast() const { return run(*fast_); }
+  Tensor run_reference() const { return run(*reference_); }
+
+ private:
+  Tensor run(const Kernel& kernel) const {
+    std::vector<Value> values;
+    for (const Tensor& t : inputs_) values.push_back(t.defined() ? Value(t) : Value());
+    std::vector<const Value*> in;
+    for (const Value& v : values) in.push_back(v.is_none() ? nullptr : &v);
+    std::vector<Value> out(node_.outputs.size());
+    int64_t bytes = 0;
+    KernelContext ctx(node_, in, out, std::vector<bool>(node_.outputs.size(), true), bytes, nullptr);
+    kernel.run(ctx);
+    return out[0].tensor();
+  }
+
+  ir::Node node_;
+  std::vector<Tensor> inputs_;
+  std::string fast_name_;
+  std::unique_ptr<Kernel> fast_, reference_;
+};
+
+class OnednnVsReference : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const KernelDef* def = KernelRegistry::global().find("", "MatMul", 13, DeviceType::kCpu,
+                                                          {DataType::kFloat32, DataType::kFloat32}, nullptr);
+    if (!def || def->name != "cpu/onednn/MatMul") GTEST_SKIP() << "built without oneDNN";
+  }
+
+  Tensor random(const std::vector<int64_t>& dims) {
+    Tensor t(DataType::kFloat32, dims);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data_as<float>()[i] = dist(rng_);
+    return t;
+  }
+  int64_t pick(const std::vector<int64_t>& sizes) { return sizes[rng_() % sizes.size()]; }
+  // Up to 4 random dims, at most 100,000 elements (the reference kernels are the slow side).
+  std::vector<int64_t> random_dims() {
+    std::vector<int64_t> dims;
+    const int rank = 1 + static_cast<int>(rng_() % 4);
+    int64_t count = 1;
+    for (int i = 0; i < rank; ++i) {
+      dims.push_back(count * 65 > 100000 ? pick({1, 2, 3}) : pick({1, 2, 3, 7, 16, 65}));
+      count *= dims.back();
+    }
+    return dims;
+  }
+  bool coin() { return rng_() % 2 == 0; }
+
+  // Runs both kernels and compares: float sums of K terms may differ by ~K ulps of their magnitude.
+  void expect_agree(const KernelPair& pair, const std::string& what, double K = 1) {
+    ASSERT_TRUE(pair.ready()) << what << ": no oneDNN/reference kernel pair";
+    const Tensor fast = pair.run_fast(), reference = pair.run_reference();
+    ASSERT_EQ(fast.dims(), reference.dims()) << what;
+    const double atol = 2e-6 * std::sqrt(K) + 1e-6;
+    int bad = 0;
+    for (int64_t i = 0; i < fast.numel() && bad < 3; ++i) {
+      const double f = fast.data_as<float>()[i], r = reference.data_as<float>()[i];
+      if (!(std::fabs(f - r) <= atol + 1e-5 * std::fabs(r))) {
+        ADD_FAILURE() << what << " (" << pair.fast_name() << "): element " << i << " is " << f << ", reference " << r;
+        ++bad;
+      }
+    }
+  }
+
+  std::mt19937 rng_{2024};
+};
+
+const std::vector<int64_t> kRows = {1, 2, 3, 7, 16, 33, 64, 129};
+const std::vector<int64_t> kDepth = {1, 3, 8, 17, 64, 255, 1024, 1031};
+const std::vector<int64_t> kCols = {1, 5, 8, 31, 64, 100};
+
+TEST_F(OnednnVsReference, MatMul) {
+  for (int c = 0; c < 60; ++c) {
+    const int64_t M = pick(kRows), K = pick(kDepth), N = pick(kCols);
+    const bool batched = coin(), constant = coin();
+    std::vector<int64_t> ad = {M, K};
+    if (batched) ad.insert(ad.begin(), pick({1, 2, 3}));
+    ir::Node node{"mm", "MatMul", "", {"a", "b"}, {"y"}, {}, ""};
+    KernelPair pair(node, 13, {random(ad), random({K, N})}, {false, constant});
+    expect_agree(pair, "MatMul " + tunnx::dims_to_string(ad) + " x [" + std::to_string(K) + "," + std::to_string(N) +
+                           "]" + (constant ? " constant B" : ""), static_cast<double>(K));
+  }
+}
+
+TEST_F(OnednnVsReference, Gemm) {
+  for (int c = 0; c < 60; ++c) {
+    const int64_t M = pick(kRows), K = pick(kDepth), N = pick(kCols);
+    const bool ta = coin(), tb = coin(), constant = coin();
+    const float alpha = coin() ? 1.0f : 0.5f, beta = coin() ? 1.0f : -2.0f;
+    const int c_kind = static_cast<int>(rng_() % 4);  // none, [N], [M, N], [M, 1]
+    std::vector<Tensor> inputs = {random(ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}),
+                                  random(tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N})};
+    ir::Node node{"gemm", "Gemm", "", {"a", "b"}, {"y"}, {}, ""};
+    if (c_kind) {
+      node.inputs.push_back("c");
+      inputs.push_back(random(c_kind == 1 ? std::vector<int64_t>{N} : c_kind == 2 ? std::vector<int64_t>{M, N}
+                                                                              : std::vector<int64_t>{M, 1}));
+    }
+    node.attributes = {int_attr("transA", ta), int_attr("transB", tb), float_attr("alpha", alpha),
+                       float_attr("beta", beta)};
+    KernelPair pair(node, 13, inputs, {false, constant, constant});
+    expect_agree(pair,
+                 "Gemm M=" + std::to_string(M) + " K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                     " transA=" + std::to_string(ta) + " transB=" + std::to_string(tb) + " alpha=" +
+                     std::to_string(alpha) + " beta=" + std::to_string(beta) + " C kind " + std::to_string(c_kind) +
+                     (constant ? " constant B" : ""),
+                 static_cast<double>(K));
+  }
+}
+
+TEST_F(OnednnVsReference, FusedMatMul) {
+  const std::vector<std::vector<ir::Attribute>> activations = {
+      {string_attr("activation", "")},
+      {string_attr("activation", "Relu")},
+      {string_attr("activation", "LeakyRelu"), float_attr("activation_alpha", 0.1f)},
+      {string_attr("activation", "Clip"), float_attr("activation_alpha", -0.5f), float_attr("activation_beta", 0.5f)},
+      {string_attr("activation", "Sigmoid")},
+      {string_attr("activation", "Tanh")},
+      {string_attr("activation", "Gelu"), string_attr("approximate", "none")},
+      {string_attr("activation", "Gelu"), string_attr("approximate", "tanh")},
+  };
+  for (int c = 0; c < 60; ++c) {
+    const int64_t M = pick(kRows), K = pick(kDepth), N = pick(kCols);
+    const bool gemm = coin(), constant = coin(), tb = gemm && coin();
+    const auto& act = activations[rng_() % activations.size()];
+    ir::Node node{"fused", "FusedMatMul", "com.tunnx", {"a", "b"}, {"y"}, {}, ""};
+    std::vector<Tensor> inputs = {random({M, K}), random(tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N})};
+    node.attributes = {string_attr("op", gemm ? "Gemm" : "MatMul"), int_attr("has_bias", 1)};
+    if (gemm) {
+      node.inputs.push_back("c");
+      inputs.push_back(random({N}));
+      node.attributes.push_back(int_attr("transB", tb));
+    }
+    node.inputs.push_back("bias");
+    inputs.push_back(random({N}));
+    for (const auto& a : act) node.attributes.push_back(a);
+    KernelPair pair(node, 1, inputs, {false, constant, constant, constant});
+    expect_agree(pair,
+                 std::string("FusedMatMul ") + (gemm ? "Gemm" : "MatMul") + " M=" + std::to_string(M) +
+                     " K=" + std::to_string(K) + " N=" + std::to_string(N) + " " + act[0].s +
+                     (constant ? " constant B" : ""),
+                 static_cast<double>(K));
+  }
+}
+
+TEST_F(OnednnVsReference, Softmax) {
+  for (int c = 0; c < 40; ++c) {
+    const std::vector<int64_t> dims = random_dims();
+    const int rank = static_cast<int>(dims.size());
+    const int64_t opset = coin() ? 13 : 11;
+    const int64_t axis = static_cast<int64_t>(rng_() % static_cast<unsigned>(rank)) - (coin() ? rank : 0);
+    ir::Node node{"softmax", "Softmax", "", {"x"}, {"y"}, {int_attr("axis", axis)}, ""};
+    KernelPair pair(node, opset, {random(dims)}, {false});
+    expect_agree(pair, "Softmax " + tunnx::dims_to_string(dims) + " axis " + std::to_string(axis) + " opset " +
+                           std::to_string(opset));
+  }
+}
+
+TEST_F(OnednnVsReference, LayerNormalization) {
+  for (int c = 0; c < 40; ++c) {
+    const std::vector<int64_t> dims = random_dims();
+    const int rank = static_cast<int>(dims.size());
+    const int64_t axis = static_cast<int64_t>(rng_() % static_cast<unsigned>(rank));
+    const std::vector<int64_t> norm(dims.begin() + axis, dims.end());
+    const bool with_bias = coin();
+    ir::Node node{"ln", "LayerNormalization", "", {"x", "scale"}, {"y"}, {int_attr("axis", axis - (coin() ? rank : 0))}, ""};
+    std::vector<Tensor> inputs = {random(dims), random(norm)};
+    if (with_bias) {
+      node.inputs.push_back("bias");
+      inputs.push_back(random(norm));
+    }
+    KernelPair pair(node, 17, inputs, {false, true, true});
+    expect_agree(pair, "LayerNormalization " + tunnx::dims_to_string(dims) + " axis " + std::to_string(axis) +
+                           (with_bias ? " with B" : ""));
+  }
+}
+
+}  // namespace
