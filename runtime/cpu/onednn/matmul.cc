@@ -1,5 +1,6 @@
-// float32 MatMul and Gemm on oneDNN's matmul primitive. Shape rules are the reference kernels'
-// (runtime/cpu/kernels/linear.cc):
+// float32 MatMul, Gemm and FusedMatMul on oneDNN, as one kernel (OnednnLinear): a constant 2-D B on the
+// 1x1 convolution of conv_linear.h, every other product on the matmul primitive. Shape rules are the
+// reference kernels' (runtime/cpu/kernels/linear.cc):
 //   MatMul  A [..., M, K] x B [..., K, N] -> [broadcast(...), M, N]; a 1-D A is [1, K], a 1-D B is
 //           [K, 1], and the added dim is dropped from the result. Both operands are padded with
 //           leading 1s to one rank; oneDNN broadcasts batch dims of size 1 itself.
@@ -16,9 +17,10 @@
 // tensors, ranks above oneDNN's limit, shapes that do not fit (the reference then reports the error
 // in its words), and any shape oneDNN declines to build a primitive for.
 //
-// Constant weights (an initializer as B) are read in the layout the primitive prefers: primitives
-// for them are built with weights of format `any`, and packed_weights.h keeps the copy, remade when
-// the weight is written. A B that is not the constant (computed, fed) is read where it lies.
+// On the matmul path too, constant weights are read in the layout the primitive prefers when that
+// is worth a copy: primitives for them are built with weights of format `any`, and packed_weights.h
+// keeps the copy, remade when the weight is written. A B that is not the constant (computed, fed) is
+// read where it lies.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -135,132 +137,19 @@ std::optional<MatMulShapes> align_matmul(const Tensor& a, const Tensor& b) {
   return s;
 }
 
-class OnednnMatMul : public Kernel {
- public:
-  OnednnMatMul(std::unique_ptr<Kernel> reference, const Tensor* constant_b)
-      : reference_(std::move(reference)), packed_(constant_b), conv_(constant_b, false) {}
-
-  void run(KernelContext& ctx) const override {
-    const Tensor& a = ctx.input(0);
-    const Tensor& b = ctx.input(1);
-    if (!is_f32(a) || !is_f32(b) || a.numel() == 0 || b.numel() == 0 || a.rank() == 0 || b.rank() == 0)
-      return reference_->run(ctx);
-    std::optional<MatMulShapes> shapes = align_matmul(a, b);
-    if (!shapes) return reference_->run(ctx);
-    const auto& [ad, bd, yd, out_dims] = *shapes;
-
-    // A constant B [K, N]: the 1x1-convolution path, A's rows (all leading dims) as M.
-    if (b.rank() == 2 && conv_.takes(b, a.numel() / b.dims()[0])) {
-      const int64_t K = b.dims()[0], N = b.dims()[1];
-      Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
-      if (conv_.run(b, data<float>(a), a.numel() / K, K, N, mutable_data<float>(y), nullptr)) return;
-    }
-
-    const bool constant = packed_.is_constant(b);
-    Key key = ad;
-    key.insert(key.end(), bd.begin(), bd.end());
-    key.push_back(constant);
-    std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
-    if (!p) {
-      p = build(onednn::plain_f32(ad), onednn::plain_f32(bd), onednn::plain_f32(yd), {}, constant);
-      if (!p) return reference_->run(ctx);
-      p = cache_.insert(key, std::move(p));
-    }
-
-    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
-    execute(*p, packed_, data<float>(a), b, mutable_data<float>(y));
-  }
-
- private:
-  std::unique_ptr<Kernel> reference_;
-  onednn::PackedWeights packed_;
-  onednn::ConvLinear conv_;
-  LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
-};
-
-// ---- Gemm ----
+// ---- One kernel for MatMul, Gemm and FusedMatMul ----
 
 struct GemmAttrs {
   bool trans_a = false, trans_b = false;
   float alpha = 1, beta = 1;
 };
 
-class OnednnGemm : public Kernel {
- public:
-  OnednnGemm(std::unique_ptr<Kernel> reference, GemmAttrs attrs, const Tensor* constant_b)
-      : reference_(std::move(reference)),
-        attrs_(attrs),
-        packed_(constant_b),
-        conv_(constant_b, attrs.trans_b) {}
-
-  void run(KernelContext& ctx) const override {
-    const Tensor& a = ctx.input(0);
-    const Tensor& b = ctx.input(1);
-    // beta == 0 leaves C out, as BLAS does (a non-finite C is then not propagated).
-    const Tensor* c = ctx.has_input(2) && attrs_.beta != 0 ? &ctx.input(2) : nullptr;
-    if (!is_f32(a) || !is_f32(b) || (c && !is_f32(*c)) || a.rank() != 2 || b.rank() != 2 || a.numel() == 0 ||
-        b.numel() == 0 || (c && c->rank() > 2))
-      return reference_->run(ctx);
-    const int64_t M = attrs_.trans_a ? a.dims()[1] : a.dims()[0];
-    const int64_t K = attrs_.trans_a ? a.dims()[0] : a.dims()[1];
-    const int64_t Kb = attrs_.trans_b ? b.dims()[1] : b.dims()[0];
-    const int64_t N = attrs_.trans_b ? b.dims()[0] : b.dims()[1];
-    if (K != Kb) return reference_->run(ctx);
-    std::vector<int64_t> cd;  // C's dims as [rows, cols], each 1 or the full size
-    if (c) {
-      cd = c->dims();
-      cd.insert(cd.begin(), 2 - cd.size(), 1);
-      if ((cd[0] != 1 && cd[0] != M) || (cd[1] != 1 && cd[1] != N)) return reference_->run(ctx);
-    }
-
-    // A constant B: the 1x1-convolution path, with a C that is one row added as is (a Linear layer's
-    // bias) as its bias. alpha and other Cs stay on the matmul path (conv_linear.h says why).
-    const bool c_is_bias = c && cd[0] == 1 && cd[1] == N && attrs_.beta == 1;
-    if (!attrs_.trans_a && attrs_.alpha == 1 && (!c || c_is_bias) && conv_.takes(b, M)) {
-      Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {M, N});
-      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), c ? data<float>(*c) : nullptr)) return;
-    }
-
-    const bool constant = packed_.is_constant(b);
-    Key key = {a.dims()[0], a.dims()[1], b.dims()[0], b.dims()[1], c ? 1 : 0, constant};
-    std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
-    if (!p) {
-      // A' [M, K] and B' [K, N] over the stored A and B: a transpose is a swap of strides.
-      const dnnl::memory::data_type f32 = dnnl::memory::data_type::f32;
-      dnnl::memory::desc src({M, K}, f32, attrs_.trans_a ? dnnl::memory::dims{1, M} : dnnl::memory::dims{K, 1});
-      dnnl::memory::desc weights({K, N}, f32, attrs_.trans_b ? dnnl::memory::dims{1, K} : dnnl::memory::dims{N, 1});
-      dnnl::primitive_attr attr;
-      if (attrs_.alpha != 1) attr.set_output_scales(0, {attrs_.alpha});
-      if (c) {
-        dnnl::post_ops ops;
-        ops.append_sum(attrs_.beta);
-        attr.set_post_ops(ops);
-      }
-      p = build(src, weights, onednn::plain_f32({M, N}), attr, constant);
-      if (!p) return reference_->run(ctx);
-      p = cache_.insert(key, std::move(p));
-    }
-
-    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {M, N});
-    float* out = mutable_data<float>(y);
-    if (c) fill_with_c(out, *c, cd, M, N);
-    execute(*p, packed_, data<float>(a), b, out);
-  }
-
- private:
-  std::unique_ptr<Kernel> reference_;
-  GemmAttrs attrs_;
-  onednn::PackedWeights packed_;
-  onednn::ConvLinear conv_;
-  LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
-};
-
-// ---- FusedMatMul (com.tunnx, made by runtime/core/passes/fuse_linear.cc) ----
-// The MatMul or Gemm above with two more post-ops: the bias [N] as a binary add broadcast over the
-// rows, then the activation as an eltwise op. Gemm's sum post-op for C comes first, so
-// Y = act(alpha * acc + beta * C + bias) as the reference composes it.
-
-struct FusedAttrs {
+// MatMul, Gemm, and com.tunnx:FusedMatMul (made by runtime/core/passes/fuse_linear.cc) are one
+// product: a MatMul or a Gemm, then optionally the bias [N] (a binary-add post-op broadcast over the
+// rows) and an activation (an eltwise post-op). Gemm's alpha is the output scale and its C a sum
+// post-op that comes first, so Y = act(alpha * acc + beta * C + bias) as the reference composes it.
+// A plain MatMul or Gemm node is the product with neither bias nor activation.
+struct LinearAttrs {
   bool gemm = false;
   GemmAttrs g;
   bool has_bias = false;
@@ -270,7 +159,7 @@ struct FusedAttrs {
 };
 
 // The activation as a oneDNN eltwise op; false for one it cannot take as the reference does.
-bool eltwise_of(const KernelInit& init, FusedAttrs& f) {
+bool eltwise_of(const KernelInit& init, LinearAttrs& f) {
   const std::string act = init.attr_string("activation", "");
   f.has_act = !act.empty();
   f.act_alpha = 0;
@@ -299,9 +188,9 @@ bool eltwise_of(const KernelInit& init, FusedAttrs& f) {
   return true;
 }
 
-class OnednnFusedMatMul : public Kernel {
+class OnednnLinear : public Kernel {
  public:
-  OnednnFusedMatMul(std::unique_ptr<Kernel> reference, FusedAttrs attrs, const Tensor* constant_b)
+  OnednnLinear(std::unique_ptr<Kernel> reference, LinearAttrs attrs, const Tensor* constant_b)
       : reference_(std::move(reference)),
         attrs_(attrs),
         packed_(constant_b),
@@ -345,7 +234,7 @@ class OnednnFusedMatMul : public Kernel {
       const auto& [ad, bd, y_dims, o_dims] = *shapes;
       yd = y_dims;
       out_dims = o_dims;
-      if (out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
+      if (bias && out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
       src = onednn::plain_f32(ad);
       weights = onednn::plain_f32(bd);
       key = ad;
@@ -356,7 +245,7 @@ class OnednnFusedMatMul : public Kernel {
     // A constant B: the 1x1-convolution path, with the bias (or a Gemm C that is one row added as is,
     // when there is no bias) as its own bias; Gemm's alpha, transA and other Cs stay on the matmul path
     // (conv_linear.h says why).
-    const int64_t N = out_dims.back();
+    const int64_t N = yd.back();  // out_dims may have lost it (a 1-D B); oneDNN's view has not
     const bool c_is_bias = c && !bias && cd[0] == 1 && cd[1] == N && g.beta == 1;
     const int64_t K = attrs_.gemm ? a.dims()[1] : b.dims()[0];
     const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
@@ -398,11 +287,18 @@ class OnednnFusedMatMul : public Kernel {
 
  private:
   std::unique_ptr<Kernel> reference_;
-  FusedAttrs attrs_;
+  LinearAttrs attrs_;
   onednn::PackedWeights packed_;
   onednn::ConvLinear conv_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
+
+GemmAttrs gemm_attrs(const KernelInit& init) {
+  return {.trans_a = init.attr_int("transA", 0) != 0,
+          .trans_b = init.attr_int("transB", 0) != 0,
+          .alpha = init.attr_float("alpha", 1.0f),
+          .beta = init.attr_float("beta", 1.0f)};
+}
 
 void add_fused_matmul(KernelRegistry& registry) {
   const KernelDef* ref = registry.find("com.tunnx", "FusedMatMul", 1, DeviceType::kCpu, {}, nullptr);
@@ -415,15 +311,12 @@ void add_fused_matmul(KernelRegistry& registry) {
   def.priority = 10;
   def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
     std::unique_ptr<Kernel> fallback = reference(init);  // validates the attributes, in its words
-    FusedAttrs attrs;
+    LinearAttrs attrs;
     attrs.gemm = init.attr_string("op", "") == "Gemm";
-    attrs.g.trans_a = init.attr_int("transA", 0) != 0;
-    attrs.g.trans_b = init.attr_int("transB", 0) != 0;
-    attrs.g.alpha = init.attr_float("alpha", 1.0f);
-    attrs.g.beta = init.attr_float("beta", 1.0f);
+    attrs.g = gemm_attrs(init);
     attrs.has_bias = init.attr_int("has_bias", 0) != 0;
     if (!eltwise_of(init, attrs)) return fallback;
-    return std::make_unique<OnednnFusedMatMul>(std::move(fallback), attrs, init.constant_input(1));
+    return std::make_unique<OnednnLinear>(std::move(fallback), attrs, init.constant_input(1));
   };
   registry.add(std::move(def));
 }
@@ -432,15 +325,11 @@ void add_fused_matmul(KernelRegistry& registry) {
 
 void register_onednn_kernels(KernelRegistry& registry) {
   onednn::add_fast_path(registry, "MatMul", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-    return std::make_unique<OnednnMatMul>(std::move(reference), init.constant_input(1));
+    return std::make_unique<OnednnLinear>(std::move(reference), LinearAttrs{}, init.constant_input(1));
   });
   onednn::add_fast_path(registry, "Gemm", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-    GemmAttrs attrs;
-    attrs.trans_a = init.attr_int("transA", 0) != 0;
-    attrs.trans_b = init.attr_int("transB", 0) != 0;
-    attrs.alpha = init.attr_float("alpha", 1.0f);
-    attrs.beta = init.attr_float("beta", 1.0f);
-    return std::make_unique<OnednnGemm>(std::move(reference), attrs, init.constant_input(1));
+    return std::make_unique<OnednnLinear>(std::move(reference), LinearAttrs{.gemm = true, .g = gemm_attrs(init)},
+                                          init.constant_input(1));
   });
   add_fused_matmul(registry);
   onednn::register_onednn_softmax(registry);
