@@ -181,14 +181,6 @@ double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-std::string fixed(double value, int digits) {
-  std::ostringstream out;
-  out.setf(std::ios::fixed);
-  out.precision(digits);
-  out << value;
-  return out.str();
-}
-
 // What is wrong with the numbers on the command line, or "" when nothing is.
 std::string usage_problem(const BenchOptions& o) {
   if (o.iters < 1) return "--iters must be at least 1, got " + std::to_string(o.iters);

@@ -123,6 +123,12 @@ std::string TextTable::render(std::string_view indent) const {
 }
 
 
+std::string fixed(double value, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, value);
+  return buf;
+}
+
 std::string profile_text(const SessionStats& stats) {
   double kernel_ms = 0;
   bool timed = false;
@@ -130,11 +136,6 @@ std::string profile_text(const SessionStats& stats) {
     kernel_ms += k.total_ms;
     timed = timed || k.calls > 0;
   }
-  auto fixed = [](double v, int digits) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-    return std::string(buf);
-  };
   std::string out = "Profile:\n";
   if (!timed) {
     TextTable table({"node", "op", "kernel"});

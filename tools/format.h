@@ -17,6 +17,7 @@ namespace tunnx::cli {
 
 std::string with_thousands(int64_t value);    // 33570 -> "33,570"
 std::string human_bytes(uint64_t bytes);      // 134348 -> "131.2 KiB"; under 1 KiB: "512 B"
+std::string fixed(double value, int digits);  // fixed(3.14159, 2) -> "3.14"
 // A declared graph input/output shape, "[batch,3,224,224]", or "?" when the file declares none.
 std::string shape_text(const ValueSummary& value);
 // `--json` output: indent 2 and a final newline. Names come from the model file and may not be valid
