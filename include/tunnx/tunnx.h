@@ -9,6 +9,7 @@
 #include "tunnx/session.h"
 #include "tunnx/status.h"
 #include "tunnx/tensor.h"
+#include "tunnx/train.h"
 #include "tunnx/value.h"
 
 namespace tunnx {

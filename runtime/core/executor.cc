@@ -130,6 +130,17 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     step_ns_ = std::make_unique<std::atomic<int64_t>[]>(steps_.size());
   }
 
+  // An output nothing reads is not wanted: kernels may skip computing it (a gradient kernel asked for
+  // dX alone, Dropout's mask at inference).
+  std::unordered_set<int> read(output_slots_.begin(), output_slots_.end());
+  for (const auto& step : steps_) {
+    read.insert(step.inputs.begin(), step.inputs.end());
+    read.insert(step.implicit_inputs.begin(), step.implicit_inputs.end());
+  }
+  for (auto& step : steps_)
+    for (int& slot : step.outputs)
+      if (slot >= 0 && !read.count(slot)) slot = -1;
+
   // Free each value after its last reader, unless the graph returns it.
   std::unordered_set<int> kept(output_slots_.begin(), output_slots_.end());
   std::unordered_map<int, size_t> last_reader;

@@ -23,8 +23,11 @@ struct KernelDef {
   std::string name;  // shown in session statistics, e.g. "cpu/reference/Conv"
   // Among kernels that fit a node, the highest priority wins: fast paths (oneDNN) above the
   // reference kernels (0), which stay the fallback and the yardstick. A kernel with priority > 0 is
-  // chosen only when the planner knows the selecting input's dtype.
+  // chosen only when the planner knows the selecting input's dtype, unless it falls back at run time.
   int priority = 0;
+  // A fast path that checks dtypes itself and hands what it does not serve to the reference kernel it
+  // wraps may also take nodes whose dtype the planner cannot tell (backward values, mostly).
+  bool falls_back_at_run_time = false;
   KernelFactory factory;
 };
 
@@ -40,6 +43,11 @@ class KernelRegistry {
   const KernelDef* find(const std::string& domain, const std::string& op_type, int64_t opset,
                         DeviceType device, const std::vector<DataType>& input_types,
                         std::string* why_not) const;
+
+  // The reference kernel (priority 0) of this op at `opset`, or null: what fast paths wrap and are
+  // checked against.
+  const KernelDef* find_reference(const std::string& domain, const std::string& op_type, int64_t opset,
+                                  DeviceType device) const;
 
   // Every (domain, op_type) that has a kernel on `device`.
   std::vector<std::string> supported_ops(DeviceType device) const;

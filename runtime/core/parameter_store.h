@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "tunnx/model.h"
@@ -20,6 +21,10 @@ struct StoredTensor {
   TensorRole role = TensorRole::kBuffer;
   bool requires_grad = false;
   std::string reason;  // why the policy chose this role
+  // Training state beside the Parameter (as torch keeps param.grad and optimizer.state[param]):
+  // the accumulated gradient (undefined until a trainer computes one) and the optimizer's buffers.
+  Tensor grad;
+  std::vector<std::pair<std::string, Tensor>> optimizer_state;  // "momentum_buffer", "exp_avg", ...
 };
 
 class ParameterStore {

@@ -2,14 +2,13 @@
 
 #include <chrono>
 #include <mutex>
+#include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "runtime/core/executor.h"
 #include "runtime/core/model_impl.h"
-#include "runtime/core/passes/fuse_gelu.h"
-#include "runtime/core/passes/fuse_linear.h"
-#include "runtime/core/passes/inline_functions.h"
+#include "runtime/core/prepare.h"
 #include "runtime/core/run_threads.h"
 
 namespace tunnx {
@@ -58,9 +57,11 @@ void check_input(const ir::ValueInfo& declared, const Value& value, std::unorder
 
 struct Session::Impl {
   int threads = 0;
-  ir::Graph graph;  // the session's copy: passes may rewrite it, the model stays as loaded
+  std::shared_ptr<std::shared_mutex> parameters_mutex;
   std::atomic<int64_t> plans_built{0};
-  std::unique_ptr<GraphPlan> plan;
+  PreparedGraph prepared;  // the session's copy of the graph (passes may rewrite it) and its plan
+  const GraphPlan* plan = nullptr;
+  const ir::Graph& graph() const { return *prepared.graph; }
   std::unordered_set<std::string> initializer_names;
   std::unordered_map<std::string, size_t> input_index, output_index;
 
@@ -80,28 +81,18 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
     throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
   const Model::Impl& m = model.impl();
   impl_->threads = options.threads;
-  impl_->graph = ir::deep_copy(m.ir.graph);
-  ir::inline_functions(impl_->graph, m.ir.functions);
-  PlanContext context;
-  context.registry = &KernelRegistry::global();
-  context.device = options.device.type;
-  for (const auto& o : m.ir.opset_imports) context.opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
-  if (options.optimization_level >= 2) {
-    ir::fuse_gelu(impl_->graph, m.store);  // first: fuse_linear folds the Gelu it makes into a MatMul
-    ir::fuse_linear(impl_->graph, m.store, m.ir.opset_version(""));
-    context.opsets.emplace(ir::kTunnxDomain, 1);  // the fused nodes' domain; a model's own import wins
-  }
-  context.store = &m.store;
-  context.plans_built = &impl_->plans_built;
-  context.profile = options.profile;
-  try {
-    impl_->plan = std::make_unique<GraphPlan>(impl_->graph, context, nullptr);
-  } catch (const Error& e) {
-    throw e.with_context({.file = m.path.string()});
-  }
-  for (const auto& init : impl_->graph.initializers) impl_->initializer_names.insert(init.name);
-  for (size_t i = 0; i < impl_->graph.inputs.size(); ++i) impl_->input_index[impl_->graph.inputs[i].name] = i;
-  for (size_t i = 0; i < impl_->graph.outputs.size(); ++i) impl_->output_index[impl_->graph.outputs[i].name] = i;
+  impl_->parameters_mutex = m.parameters_mutex;
+  PrepareOptions prepare;
+  prepare.device = options.device.type;
+  prepare.optimization_level = options.optimization_level;
+  prepare.profile = options.profile;
+  prepare.plans_built = &impl_->plans_built;
+  impl_->prepared = prepare_graph(m, prepare);
+  const ir::Graph& graph = *impl_->prepared.graph;
+  impl_->plan = impl_->prepared.plan.get();
+  for (const auto& init : graph.initializers) impl_->initializer_names.insert(init.name);
+  for (size_t i = 0; i < graph.inputs.size(); ++i) impl_->input_index[graph.inputs[i].name] = i;
+  for (size_t i = 0; i < graph.outputs.size(); ++i) impl_->output_index[graph.outputs[i].name] = i;
 }
 
 Session::~Session() = default;
@@ -111,7 +102,7 @@ Session& Session::operator=(Session&&) noexcept = default;
 NamedValues Session::run(const NamedValues& inputs, const std::vector<std::string>& output_names) const {
   const Impl& s = *impl_;
   auto start = std::chrono::steady_clock::now();
-  std::vector<Value> feeds(s.graph.inputs.size());
+  std::vector<Value> feeds(s.graph().inputs.size());
   std::unordered_map<std::string, int64_t> symbols;
   for (const auto& [name, value] : inputs) {
     auto it = s.input_index.find(name);
@@ -120,17 +111,17 @@ NamedValues Session::run(const NamedValues& inputs, const std::vector<std::strin
       for (const auto& in : input_names()) known += (known.empty() ? "" : ", ") + in;
       throw input_error(name, "is not an input of this model (inputs: " + known + ")");
     }
-    check_input(s.graph.inputs[it->second], value, symbols);
+    check_input(s.graph().inputs[it->second], value, symbols);
     feeds[it->second] = value;
   }
   for (size_t i = 0; i < feeds.size(); ++i)
-    if (feeds[i].is_none() && !s.initializer_names.count(s.graph.inputs[i].name) &&
-        s.graph.inputs[i].type.kind != ir::TypeInfo::Kind::kOptional)
-      throw input_error(s.graph.inputs[i].name, "is a required input and was not given");
+    if (feeds[i].is_none() && !s.initializer_names.count(s.graph().inputs[i].name) &&
+        s.graph().inputs[i].type.kind != ir::TypeInfo::Kind::kOptional)
+      throw input_error(s.graph().inputs[i].name, "is a required input and was not given");
 
   std::vector<size_t> wanted;
   if (output_names.empty()) {
-    for (size_t i = 0; i < s.graph.outputs.size(); ++i) wanted.push_back(i);
+    for (size_t i = 0; i < s.graph().outputs.size(); ++i) wanted.push_back(i);
   } else {
     for (const auto& name : output_names) {
       auto it = s.output_index.find(name);
@@ -142,9 +133,14 @@ NamedValues Session::run(const NamedValues& inputs, const std::vector<std::strin
 
   int64_t bytes = 0;
   RunThreads threads(s.threads);
-  std::vector<Value> results = s.plan->run(std::move(feeds), nullptr, bytes);
+  std::vector<Value> results;
+  {
+    // A run reads one whole parameter version: a trainer's update waits for it, and it for the update.
+    std::shared_lock<std::shared_mutex> parameters(*s.parameters_mutex);
+    results = s.plan->run(std::move(feeds), nullptr, bytes);
+  }
   NamedValues out;
-  for (size_t i : wanted) out[s.graph.outputs[i].name] = results[i];
+  for (size_t i : wanted) out[s.graph().outputs[i].name] = results[i];
 
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::lock_guard<std::mutex> lock(s.stats_mutex);
@@ -158,14 +154,14 @@ NamedValues Session::run(const NamedValues& inputs, const std::vector<std::strin
 
 std::vector<std::string> Session::input_names() const {
   std::vector<std::string> names;
-  for (const auto& in : impl_->graph.inputs)
+  for (const auto& in : impl_->graph().inputs)
     if (!impl_->initializer_names.count(in.name)) names.push_back(in.name);
   return names;
 }
 
 std::vector<std::string> Session::output_names() const {
   std::vector<std::string> names;
-  for (const auto& out : impl_->graph.outputs) names.push_back(out.name);
+  for (const auto& out : impl_->graph().outputs) names.push_back(out.name);
   return names;
 }
 

@@ -23,6 +23,12 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_optimizer_kernels(registry);
   cpu::register_text_kernels(registry);
   cpu::register_fused_kernels(registry);  // composes the MatMul/Gemm kernels registered above
+  cpu::register_elementwise_grad_kernels(registry);
+  cpu::register_tensor_grad_kernels(registry);
+  cpu::register_reduce_grad_kernels(registry);
+  cpu::register_normalization_grad_kernels(registry);
+  cpu::register_conv_pool_grad_kernels(registry);
+  cpu::register_train_loss_kernels(registry);
 #ifdef TUNNX_WITH_ONEDNN
   cpu::register_onednn_kernels(registry);  // fast paths, chosen above the reference kernels
 #endif

@@ -63,7 +63,7 @@ class KernelPair {
     }
     const KernelRegistry& registry = KernelRegistry::global();
     const KernelDef* fast = registry.find(node_.domain, node_.op_type, opset, DeviceType::kCpu, types, nullptr);
-    const KernelDef* reference = registry.find(node_.domain, node_.op_type, opset, DeviceType::kCpu, {}, nullptr);
+    const KernelDef* reference = registry.find_reference(node_.domain, node_.op_type, opset, DeviceType::kCpu);
     if (!fast || !reference || fast->name.rfind("cpu/onednn/", 0) != 0 || reference->priority != 0) return;
     fast_name_ = fast->name;
     fast_ = fast->factory(KernelInit(node_, opset, types, {}, constants));

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/core/ops/linear.h"
 #include "runtime/core/passes/graph_facts.h"
 
 namespace tunnx::ir {
@@ -35,10 +36,6 @@ Attribute string_attr(const std::string& name, const std::string& v) {
   return a;
 }
 
-int64_t attr_i(const Node& n, const std::string& name, int64_t fallback) {
-  const Attribute* a = n.attribute(name);
-  return a ? a->i : fallback;
-}
 float attr_f(const Node& n, const std::string& name, float fallback) {
   const Attribute* a = n.attribute(name);
   return a ? a->f : fallback;
@@ -49,21 +46,16 @@ float attr_f(const Node& n, const std::string& name, float fallback) {
 std::optional<std::vector<Attribute>> activation_attrs(const Node& node, const GraphFacts& facts, int64_t onnx_opset) {
   const bool gelu_made_here = node.domain == kTunnxDomain && node.op_type == "Gelu";  // by fuse_gelu
   if ((!is_onnx(node) && !gelu_made_here) || node.inputs.empty() || node.outputs.size() != 1) return std::nullopt;
+  using Kind = ops::Activation::Kind;
   const std::string& op = node.op_type;
+  const Attribute* approx = node.attribute("approximate");
+  const std::string approximate = approx ? approx->s : "none";
+  const std::optional<Kind> kind = op.empty() ? std::nullopt : ops::activation_kind(op, approximate);
+  if (!kind) return std::nullopt;  // not one FusedMatMul takes (an unknown approximation: the op reports it)
   std::vector<Attribute> attrs = {string_attr("activation", op)};
-  if (op == "Relu" || op == "Sigmoid" || op == "Tanh") return attrs;
-  if (op == "LeakyRelu") {
-    attrs.push_back(float_attr("activation_alpha", attr_f(node, "alpha", 0.01f)));
-    return attrs;
-  }
-  if (op == "Gelu") {
-    const Attribute* a = node.attribute("approximate");
-    const std::string approximate = a ? a->s : "none";
-    if (approximate != "none" && approximate != "tanh") return std::nullopt;  // the kernel reports it
-    attrs.push_back(string_attr("approximate", approximate));
-    return attrs;
-  }
-  if (op == "Clip") {
+  if (*kind == Kind::kLeakyRelu) attrs.push_back(float_attr("activation_alpha", attr_f(node, "alpha", 0.01f)));
+  if (*kind == Kind::kGelu || *kind == Kind::kGeluTanh) attrs.push_back(string_attr("approximate", approximate));
+  if (*kind == Kind::kClip) {
     const float inf = std::numeric_limits<float>::infinity();
     std::optional<float> lo = -inf, hi = inf;
     if (onnx_opset < 11) {
@@ -76,16 +68,15 @@ std::optional<std::vector<Attribute>> activation_attrs(const Node& node, const G
     if (!lo || !hi) return std::nullopt;
     attrs.push_back(float_attr("activation_alpha", *lo));
     attrs.push_back(float_attr("activation_beta", *hi));
-    return attrs;
   }
-  return std::nullopt;
+  return attrs;
 }
 
 // The output's last dim N of MatMul/Gemm `node`, when B's shape says it.
 std::optional<int64_t> output_cols(const Node& node, const GraphFacts& facts) {
   auto b = facts.dims(node.inputs[1]);
   if (!b || b->size() < 2) return std::nullopt;
-  if (node.op_type == "Gemm") return attr_i(node, "transB", 0) != 0 ? (*b)[0] : (*b)[1];
+  if (node.op_type == "Gemm") return ops::gemm_attrs(node).trans_b ? (*b)[0] : (*b)[1];
   return b->back();
 }
 
@@ -151,10 +142,11 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     node.outputs = {value};
     node.attributes.push_back(string_attr("op", mm.op_type));
     if (gemm) {
-      node.attributes.push_back(int_attr("transA", attr_i(mm, "transA", 0)));
-      node.attributes.push_back(int_attr("transB", attr_i(mm, "transB", 0)));
-      node.attributes.push_back(float_attr("alpha", attr_f(mm, "alpha", 1.0f)));
-      node.attributes.push_back(float_attr("beta", attr_f(mm, "beta", 1.0f)));
+      const ops::GemmAttrs g = ops::gemm_attrs(mm);
+      node.attributes.push_back(int_attr("transA", g.trans_a ? 1 : 0));
+      node.attributes.push_back(int_attr("transB", g.trans_b ? 1 : 0));
+      node.attributes.push_back(float_attr("alpha", g.alpha));
+      node.attributes.push_back(float_attr("beta", g.beta));
     }
     node.attributes.push_back(int_attr("has_bias", bias.empty() ? 0 : 1));
     if (activation)

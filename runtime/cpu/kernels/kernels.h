@@ -23,5 +23,12 @@ void register_loss_kernels(KernelRegistry& registry);           // NegativeLogLi
 void register_optimizer_kernels(KernelRegistry& registry);      // ai.onnx.preview.training: Adagrad, Adam, Momentum
 void register_text_kernels(KernelRegistry& registry);           // StringNormalizer, TfIdfVectorizer
 void register_fused_kernels(KernelRegistry& registry);          // com.tunnx FusedMatMul (after linear)
+// com.tunnx gradient and training kernels (runtime/core/ops/gradient_ops.md)
+void register_elementwise_grad_kernels(KernelRegistry& registry);    // ElementwiseGrad, PowGrad, SoftmaxGrad, LogSoftmaxGrad
+void register_tensor_grad_kernels(KernelRegistry& registry);         // SumToShape, Scale, Zeros/OnesLike, Gather/Slice/Pad/Concat/TileGrad
+void register_reduce_grad_kernels(KernelRegistry& registry);         // ReduceGrad, ReduceMaxGrad
+void register_normalization_grad_kernels(KernelRegistry& registry);  // BatchNormTrain, BatchNormGrad, InstanceNormGrad, LayerNormGrad
+void register_conv_pool_grad_kernels(KernelRegistry& registry);      // ConvGrad, ConvTransposeGrad, MaxPoolGrad, AveragePoolGrad, GlobalPoolGrad
+void register_train_loss_kernels(KernelRegistry& registry);          // Loss, LossGrad, ONNX loss grads, TrainDropout, DropoutGrad
 
 }  // namespace tunnx::cpu

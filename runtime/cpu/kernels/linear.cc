@@ -12,11 +12,13 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "runtime/core/ops/linear.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
@@ -55,7 +57,8 @@ void matmul_ikj(const Acc* a, const Acc* b, Acc* c, int64_t M, int64_t K, int64_
   }
 }
 
-// The numpy.matmul shape rule, with the matrix each output batch reads from A and from B.
+// The numpy.matmul shape rule (runtime/core/ops/linear.h), with the matrix each output batch reads
+// from A and from B.
 struct MatMulShape {
   int64_t M = 1, K = 1, N = 1;
   std::vector<int64_t> out_dims;
@@ -64,25 +67,17 @@ struct MatMulShape {
 
 MatMulShape matmul_shape(const std::vector<int64_t>& a_dims, const std::vector<int64_t>& b_dims,
                          const KernelContext& ctx) {
-  if (a_dims.empty() || b_dims.empty())
-    throw ctx.error("inputs must have rank >= 1, got " + dims_to_string(a_dims) + " and " + dims_to_string(b_dims));
-  std::vector<int64_t> a = a_dims, b = b_dims;
-  if (a.size() == 1) a.insert(a.begin(), 1);
-  if (b.size() == 1) b.push_back(1);
-  MatMulShape s;
-  s.M = a[a.size() - 2];
-  s.K = a[a.size() - 1];
-  s.N = b[b.size() - 1];
-  if (b[b.size() - 2] != s.K)
-    throw ctx.error("inner dimensions differ: A is " + dims_to_string(a_dims) + ", B is " + dims_to_string(b_dims));
-  std::vector<int64_t> a_outer(a.begin(), a.end() - 2), b_outer(b.begin(), b.end() - 2);
-  std::vector<int64_t> batch = broadcast_shapes({a_outer, b_outer}, ctx);
-  s.a_batch = broadcast_index_map(a_outer, batch);
-  s.b_batch = broadcast_index_map(b_outer, batch);
-  s.out_dims = batch;
-  if (a_dims.size() > 1) s.out_dims.push_back(s.M);
-  if (b_dims.size() > 1) s.out_dims.push_back(s.N);
-  return s;
+  std::string why_not;
+  std::optional<ops::MatMulShape> rule = ops::matmul_shape(a_dims, b_dims, &why_not);
+  if (!rule) throw ctx.error(why_not);
+  auto batch_of = [](const std::vector<int64_t>& d) { return std::vector<int64_t>(d.begin(), d.end() - 2); };
+  const std::vector<int64_t> batch = batch_of(rule->y);
+  return {.M = rule->M,
+          .K = rule->K,
+          .N = rule->N,
+          .out_dims = rule->out,
+          .a_batch = broadcast_index_map(batch_of(rule->a), batch),
+          .b_batch = broadcast_index_map(batch_of(rule->b), batch)};
 }
 
 // c (zeroed, [batch, M, N]) = a [.., M, K] x b [.., K, N] over the batches of `s`.
@@ -116,11 +111,6 @@ void run_matmul(KernelContext& ctx) {
 
 // ---- Gemm ----
 
-struct GemmAttrs {
-  bool trans_a = false, trans_b = false;
-  float alpha = 1, beta = 1;
-};
-
 // x [rows, cols] as Acc in row-major order, transposed to [cols, rows] when `transpose`.
 template <typename Acc, typename T>
 const Acc* gemm_operand(const T* x, int64_t rows, int64_t cols, bool transpose, std::vector<Acc>& storage) {
@@ -131,7 +121,7 @@ const Acc* gemm_operand(const T* x, int64_t rows, int64_t cols, bool transpose, 
   return storage.data();
 }
 
-void run_gemm(KernelContext& ctx, const GemmAttrs& attrs) {
+void run_gemm(KernelContext& ctx, const ops::GemmAttrs& attrs) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   require_same_dtype(ctx, a, b);
@@ -529,11 +519,7 @@ void register_linear_kernels(KernelRegistry& r) {
 
   // Gemm: Y = alpha * A' * B' + beta * C. C is optional from opset 11.
   add_kernel(r, "Gemm", 1, INT_MAX, matmul_types(), [](const KernelInit& init) {
-    GemmAttrs attrs;
-    attrs.trans_a = init.attr_int("transA", 0) != 0;
-    attrs.trans_b = init.attr_int("transB", 0) != 0;
-    attrs.alpha = init.attr_float("alpha", 1.0f);
-    attrs.beta = init.attr_float("beta", 1.0f);
+    const ops::GemmAttrs attrs = ops::gemm_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) { run_gemm(ctx, attrs); });
   });
 

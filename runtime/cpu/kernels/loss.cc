@@ -14,34 +14,21 @@
 
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
+#include "runtime/cpu/kernels/loss.h"
 
 namespace tunnx::cpu {
-namespace {
-
-enum class Reduction { kNone, kSum, kMean };
-
-struct LossAttrs {
-  Reduction reduction = Reduction::kMean;
-  std::optional<int64_t> ignore_index;  // absent: every label must be a valid class
-};
 
 LossAttrs parse_loss_attrs(const KernelInit& init) {
   LossAttrs attrs;
   const std::string reduction = init.attr_string("reduction", "mean");
-  if (reduction == "none") attrs.reduction = Reduction::kNone;
-  else if (reduction == "sum") attrs.reduction = Reduction::kSum;
-  else if (reduction == "mean") attrs.reduction = Reduction::kMean;
+  if (reduction == "none") attrs.reduction = LossReduction::kNone;
+  else if (reduction == "sum") attrs.reduction = LossReduction::kSum;
+  else if (reduction == "mean") attrs.reduction = LossReduction::kMean;
   else throw init.error("reduction must be \"none\", \"sum\" or \"mean\", got \"" + reduction + "\"");
   if (init.has_attr("ignore_index")) attrs.ignore_index = init.attr_int("ignore_index", 0);
   return attrs;
 }
 
-// The [N, C, D] view of the scores, after checking labels and weight against it.
-struct LossLayout {
-  int64_t n = 0, c = 0, d = 1;
-};
-
-// scores: [N, C, d1..dk]; labels: [N, d1..dk]; weight (optional): [C] of the scores' dtype.
 LossLayout check_loss_shapes(const KernelContext& ctx, const Tensor& scores, const Tensor& labels,
                              const Tensor* weight) {
   const auto& sd = scores.dims();
@@ -69,6 +56,16 @@ LossLayout check_loss_shapes(const KernelContext& ctx, const Tensor& scores, con
   return layout;
 }
 
+void check_class(const KernelContext& ctx, int64_t label, int64_t flat, const LossLayout& layout,
+                 std::optional<int64_t> ignore_index) {
+  if (label >= 0 && label < layout.c) return;
+  throw ctx.error("target value " + std::to_string(label) + " at flat index " + std::to_string(flat) +
+                  " is outside the classes [0, " + std::to_string(layout.c) + ")" +
+                  (ignore_index ? " and is not ignore_index " + std::to_string(*ignore_index) : std::string()));
+}
+
+namespace {
+
 // Gathers the per-sample losses from log-probabilities `logp(n, c, d)` (as double), applies the
 // weights and the reduction, and writes output 0 in `dtype` T.
 template <typename T, typename LogProb>
@@ -84,11 +81,7 @@ void nll_from_log_probs(KernelContext& ctx, const LossAttrs& attrs, const LossLa
       const int64_t i = n * layout.d + d;
       const int64_t c = label[static_cast<size_t>(i)];
       if (attrs.ignore_index && c == *attrs.ignore_index) continue;
-      if (c < 0 || c >= layout.c)
-        throw ctx.error("target value " + std::to_string(c) + " at flat index " + std::to_string(i) +
-                        " is outside the classes [0, " + std::to_string(layout.c) + ")" +
-                        (attrs.ignore_index ? " and is not ignore_index " + std::to_string(*attrs.ignore_index)
-                                            : std::string()));
+      check_class(ctx, c, i, layout, attrs.ignore_index);
       const double wc = w ? to_double(w[c]) : 1.0;
       const double l = -logp(n, c, d) * wc;
       loss[static_cast<size_t>(i)] = l;
@@ -96,13 +89,13 @@ void nll_from_log_probs(KernelContext& ctx, const LossAttrs& attrs, const LossLa
       weight_sum += wc;
     }
   }
-  if (attrs.reduction == Reduction::kNone) {
+  if (attrs.reduction == LossReduction::kNone) {
     Tensor& out = ctx.allocate_output(0, dtype_of<T>(), labels.dims());
     T* o = mutable_data<T>(out);
     for (int64_t i = 0; i < samples; ++i) o[i] = from_double<T>(loss[static_cast<size_t>(i)]);
     return;
   }
-  const double value = attrs.reduction == Reduction::kSum ? loss_sum : loss_sum / weight_sum;
+  const double value = attrs.reduction == LossReduction::kSum ? loss_sum : loss_sum / weight_sum;
   Tensor& out = ctx.allocate_output(0, dtype_of<T>(), {});
   mutable_data<T>(out)[0] = from_double<T>(value);
 }

@@ -19,7 +19,6 @@
 namespace tunnx::cpu {
 namespace {
 
-
 template <typename Acc, typename T> Acc to_acc(T v) {
   if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) return static_cast<float>(v);
   else return static_cast<Acc>(v);
@@ -27,35 +26,6 @@ template <typename Acc, typename T> Acc to_acc(T v) {
 template <typename T, typename Acc> T from_acc(Acc v) {
   if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) return T(static_cast<float>(v));
   else return static_cast<T>(v);
-}
-
-struct PoolAttrs {
-  std::string auto_pad;
-  std::vector<int64_t> kernel_shape, strides, pads, dilations;
-  bool ceil_mode = false;
-  bool count_include_pad = false;
-  int64_t storage_order = 0;
-  double p = 2;  // LpPool
-};
-
-PoolAttrs parse_pool_attrs(const KernelInit& init) {
-  PoolAttrs a;
-  a.auto_pad = read_auto_pad(init);
-  a.kernel_shape = init.attr_ints("kernel_shape");
-  a.strides = init.attr_ints("strides");
-  a.pads = init.attr_ints("pads");
-  a.dilations = init.attr_ints("dilations");
-  a.ceil_mode = init.attr_int("ceil_mode", 0) != 0;
-  a.count_include_pad = init.attr_int("count_include_pad", 0) != 0;
-  a.storage_order = init.attr_int("storage_order", 0);
-  if (a.storage_order != 0 && a.storage_order != 1) throw init.error("storage_order must be 0 or 1");
-  if (const ir::Attribute* p = init.node().attribute("p"))  // a float before opset 2, an int since
-    a.p = p->type == ir::AttributeType::kFloat ? static_cast<double>(p->f) : static_cast<double>(p->i);
-  if (a.p <= 0) throw init.error("p must be positive");
-  for (int64_t k : a.kernel_shape)
-    if (k < 1) throw init.error("kernel_shape values must be positive");
-  check_window_attrs(init, a.strides, a.dilations, a.pads);
-  return a;
 }
 
 }  // namespace
@@ -87,17 +57,25 @@ SamePadding same_padding(int64_t in, int64_t stride, int64_t extent, bool upper)
   return p;
 }
 
-namespace {
-
-// Where each pooling window reads. Per spatial dim d and output index o: the in-range input
-// coordinates of the window (taps[d][o]) and how many of its positions lie inside the padded input
-// (padded[d][o], the divisor of count_include_pad).
-struct PoolGeometry {
-  int64_t planes = 0;  // N * C
-  std::vector<int64_t> in, out;
-  std::vector<std::vector<std::vector<int64_t>>> taps;
-  std::vector<std::vector<int64_t>> padded;
-};
+PoolAttrs parse_pool_attrs(const KernelInit& init) {
+  PoolAttrs a;
+  a.auto_pad = read_auto_pad(init);
+  a.kernel_shape = init.attr_ints("kernel_shape");
+  a.strides = init.attr_ints("strides");
+  a.pads = init.attr_ints("pads");
+  a.dilations = init.attr_ints("dilations");
+  a.ceil_mode = init.attr_int("ceil_mode", 0) != 0;
+  a.count_include_pad = init.attr_int("count_include_pad", 0) != 0;
+  a.storage_order = init.attr_int("storage_order", 0);
+  if (a.storage_order != 0 && a.storage_order != 1) throw init.error("storage_order must be 0 or 1");
+  if (const ir::Attribute* p = init.node().attribute("p"))  // a float before opset 2, an int since
+    a.p = p->type == ir::AttributeType::kFloat ? static_cast<double>(p->f) : static_cast<double>(p->i);
+  if (a.p <= 0) throw init.error("p must be positive");
+  for (int64_t k : a.kernel_shape)
+    if (k < 1) throw init.error("kernel_shape values must be positive");
+  check_window_attrs(init, a.strides, a.dilations, a.pads);
+  return a;
+}
 
 PoolGeometry pool_geometry(const KernelContext& ctx, const PoolAttrs& a, const std::vector<int64_t>& x) {
   if (x.size() < 3) throw ctx.error("X must have rank 3 or more (N, C, spatial...), got " + dims_to_string(x));
@@ -149,37 +127,13 @@ PoolGeometry pool_geometry(const KernelContext& ctx, const PoolAttrs& a, const s
   return g;
 }
 
-// Calls fn(out_index, offsets, padded_count) for each output position of one plane, where offsets
-// are the flat in-plane input offsets the window reads.
-template <typename Fn>
-void for_each_window(const PoolGeometry& g, Fn fn) {
-  const size_t nd = g.in.size();
-  const int64_t out_size = product(g.out);
-  std::vector<int64_t> index(nd, 0), offsets, next;
-  for (int64_t o = 0; o < out_size; ++o) {
-    offsets.assign(1, 0);
-    int64_t padded = 1;
-    for (size_t d = 0; d < nd; ++d) {
-      const auto& taps = g.taps[d][static_cast<size_t>(index[d])];
-      padded *= g.padded[d][static_cast<size_t>(index[d])];
-      next.clear();
-      for (int64_t base : offsets)
-        for (int64_t t : taps) next.push_back(base * g.in[d] + t);
-      offsets.swap(next);
-    }
-    fn(o, offsets, padded);
-    for (size_t d = nd; d-- > 0;) {
-      if (++index[d] < g.out[d]) break;
-      index[d] = 0;
-    }
-  }
-}
-
 std::vector<int64_t> pooled_dims(const std::vector<int64_t>& x, const std::vector<int64_t>& out) {
   std::vector<int64_t> dims = {x[0], x[1]};
   dims.insert(dims.end(), out.begin(), out.end());
   return dims;
 }
+
+namespace {
 
 // A row-major in-plane offset rewritten column-major (MaxPool storage_order 1).
 int64_t column_major(int64_t offset, const std::vector<int64_t>& dims) {

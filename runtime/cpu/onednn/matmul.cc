@@ -1,6 +1,6 @@
 // float32 MatMul, Gemm and FusedMatMul on oneDNN, as one kernel (OnednnLinear): a constant 2-D B on the
 // 1x1 convolution of conv_linear.h, every other product on the matmul primitive. Shape rules are the
-// reference kernels' (runtime/cpu/kernels/linear.cc):
+// shared ones (runtime/core/ops/linear.h):
 //   MatMul  A [..., M, K] x B [..., K, N] -> [broadcast(...), M, N]; a 1-D A is [1, K], a 1-D B is
 //           [K, 1], and the added dim is dropped from the result. Both operands are padded with
 //           leading 1s to one rank; oneDNN broadcasts batch dims of size 1 itself.
@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/core/ops/linear.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/onednn/conv_linear.h"
 #include "runtime/cpu/onednn/onednn_common.h"
@@ -106,43 +107,7 @@ void fill_with_c(float* y, const Tensor& c, const std::vector<int64_t>& cd, int6
     for (int64_t j = 0; j < N; ++j) y[i * N + j] = pc[(cd[0] == 1 ? 0 : i * cd[1]) + (cd[1] == 1 ? 0 : j)];
 }
 
-// ---- MatMul ----
-
-// MatMul operands as matrices of one rank r — a [batch..., M, K], b [batch..., K, N] — with the
-// broadcast output y and the output the user sees (without the dims a 1-D operand gained). Empty when
-// oneDNN cannot take the shapes; the reference kernel then runs and reports any mismatch.
-struct MatMulShapes {
-  std::vector<int64_t> a, b, y, out;
-};
-
-std::optional<MatMulShapes> align_matmul(const Tensor& a, const Tensor& b) {
-  MatMulShapes s{a.dims(), b.dims(), {}, {}};
-  if (s.a.size() == 1) s.a.insert(s.a.begin(), 1);
-  if (s.b.size() == 1) s.b.push_back(1);
-  const size_t r = std::max(s.a.size(), s.b.size());
-  if (r > DNNL_MAX_NDIMS) return std::nullopt;
-  s.a.insert(s.a.begin(), r - s.a.size(), 1);
-  s.b.insert(s.b.begin(), r - s.b.size(), 1);
-  if (s.a[r - 1] != s.b[r - 2]) return std::nullopt;
-  s.y.resize(r);
-  for (size_t i = 0; i + 2 < r; ++i) {
-    if (s.a[i] != s.b[i] && s.a[i] != 1 && s.b[i] != 1) return std::nullopt;
-    s.y[i] = std::max(s.a[i], s.b[i]);
-  }
-  s.y[r - 2] = s.a[r - 2];
-  s.y[r - 1] = s.b[r - 1];
-  s.out.assign(s.y.begin(), s.y.end() - 2);
-  if (a.rank() > 1) s.out.push_back(s.y[r - 2]);
-  if (b.rank() > 1) s.out.push_back(s.y[r - 1]);
-  return s;
-}
-
 // ---- One kernel for MatMul, Gemm and FusedMatMul ----
-
-struct GemmAttrs {
-  bool trans_a = false, trans_b = false;
-  float alpha = 1, beta = 1;
-};
 
 // MatMul, Gemm, and com.tunnx:FusedMatMul (made by runtime/core/passes/fuse_linear.cc) are one
 // product: a MatMul or a Gemm, then optionally the bias [N] (a binary-add post-op broadcast over the
@@ -151,41 +116,41 @@ struct GemmAttrs {
 // A plain MatMul or Gemm node is the product with neither bias nor activation.
 struct LinearAttrs {
   bool gemm = false;
-  GemmAttrs g;
+  ops::GemmAttrs g;
   bool has_bias = false;
   bool has_act = false;
   dnnl::algorithm alg = dnnl::algorithm::eltwise_relu;
   float act_alpha = 0, act_beta = 0;
 };
 
-// The activation as a oneDNN eltwise op; false for one it cannot take as the reference does.
+// The activation (runtime/core/ops/linear.h's table) as a oneDNN eltwise op; false for one it cannot
+// take as the reference does.
 bool eltwise_of(const KernelInit& init, LinearAttrs& f) {
-  const std::string act = init.attr_string("activation", "");
-  f.has_act = !act.empty();
+  using Kind = ops::Activation::Kind;
+  const std::optional<ops::Activation> act = ops::fused_activation(init.node(), nullptr);
+  if (!act) return false;
+  f.has_act = act->kind != Kind::kNone;
   f.act_alpha = 0;
   f.act_beta = 0;
-  if (act.empty()) return true;
-  if (act == "Relu") f.alg = dnnl::algorithm::eltwise_relu;
-  else if (act == "LeakyRelu") {
-    f.alg = dnnl::algorithm::eltwise_relu;  // relu's alpha is the slope below 0
-    f.act_alpha = init.attr_float("activation_alpha", 0.01f);
-  } else if (act == "Clip") {
-    f.alg = dnnl::algorithm::eltwise_clip_v2;
-    const float lo = init.attr_float("activation_alpha", -std::numeric_limits<float>::infinity());
-    const float hi = init.attr_float("activation_beta", std::numeric_limits<float>::infinity());
-    if (!(lo <= hi)) return false;  // lo > hi gives hi everywhere; the reference does that
-    f.act_alpha = std::fmax(lo, std::numeric_limits<float>::lowest());
-    f.act_beta = std::fmin(hi, std::numeric_limits<float>::max());
-  } else if (act == "Sigmoid") f.alg = dnnl::algorithm::eltwise_logistic;
-  else if (act == "Tanh") f.alg = dnnl::algorithm::eltwise_tanh;
-  else if (act == "Gelu") {
-    const std::string approximate = init.attr_string("approximate", "none");
-    if (approximate != "none" && approximate != "tanh") return false;
-    f.alg = approximate == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
-  } else {
-    return false;
+  switch (act->kind) {
+    case Kind::kNone: return true;
+    case Kind::kRelu: f.alg = dnnl::algorithm::eltwise_relu; return true;
+    case Kind::kLeakyRelu:
+      f.alg = dnnl::algorithm::eltwise_relu;  // relu's alpha is the slope below 0
+      f.act_alpha = act->alpha;
+      return true;
+    case Kind::kClip:
+      if (!(act->alpha <= act->beta)) return false;  // lo > hi gives hi everywhere; the reference does that
+      f.alg = dnnl::algorithm::eltwise_clip_v2;
+      f.act_alpha = std::fmax(act->alpha, std::numeric_limits<float>::lowest());
+      f.act_beta = std::fmin(act->beta, std::numeric_limits<float>::max());
+      return true;
+    case Kind::kSigmoid: f.alg = dnnl::algorithm::eltwise_logistic; return true;
+    case Kind::kTanh: f.alg = dnnl::algorithm::eltwise_tanh; return true;
+    case Kind::kGelu: f.alg = dnnl::algorithm::eltwise_gelu_erf; return true;
+    case Kind::kGeluTanh: f.alg = dnnl::algorithm::eltwise_gelu_tanh; return true;
   }
-  return true;
+  return false;
 }
 
 class OnednnLinear : public Kernel {
@@ -200,7 +165,7 @@ class OnednnLinear : public Kernel {
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
     const Tensor& b = ctx.input(1);
-    const GemmAttrs& g = attrs_.g;
+    const ops::GemmAttrs& g = attrs_.g;
     const Tensor* c = attrs_.gemm && ctx.has_input(2) && g.beta != 0 ? &ctx.input(2) : nullptr;
     const size_t bias_input = attrs_.gemm ? 3 : 2;
     const Tensor* bias = attrs_.has_bias ? &ctx.input(bias_input) : nullptr;
@@ -229,11 +194,13 @@ class OnednnLinear : public Kernel {
       yd = out_dims = {M, N};
       key = {a.dims()[0], a.dims()[1], b.dims()[0], b.dims()[1], c ? 1 : 0};
     } else {
-      std::optional<MatMulShapes> shapes = align_matmul(a, b);
-      if (!shapes) return reference_->run(ctx);
-      const auto& [ad, bd, y_dims, o_dims] = *shapes;
-      yd = y_dims;
-      out_dims = o_dims;
+      // Both operands padded to one rank; oneDNN broadcasts batch dims of size 1 itself.
+      std::optional<ops::MatMulShape> shapes = ops::matmul_shape(a.dims(), b.dims(), nullptr);
+      if (!shapes || shapes->y.size() > DNNL_MAX_NDIMS) return reference_->run(ctx);
+      const std::vector<int64_t>& ad = shapes->a;
+      const std::vector<int64_t>& bd = shapes->b;
+      yd = shapes->y;
+      out_dims = shapes->out;
       if (bias && out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
       src = onednn::plain_f32(ad);
       weights = onednn::plain_f32(bd);
@@ -293,15 +260,8 @@ class OnednnLinear : public Kernel {
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
-GemmAttrs gemm_attrs(const KernelInit& init) {
-  return {.trans_a = init.attr_int("transA", 0) != 0,
-          .trans_b = init.attr_int("transB", 0) != 0,
-          .alpha = init.attr_float("alpha", 1.0f),
-          .beta = init.attr_float("beta", 1.0f)};
-}
-
 void add_fused_matmul(KernelRegistry& registry) {
-  const KernelDef* ref = registry.find("com.tunnx", "FusedMatMul", 1, DeviceType::kCpu, {}, nullptr);
+  const KernelDef* ref = registry.find_reference("com.tunnx", "FusedMatMul", 1, DeviceType::kCpu);
   if (!ref || ref->priority != 0) return;
   KernelDef def;
   def.domain = "com.tunnx";
@@ -309,11 +269,12 @@ void add_fused_matmul(KernelRegistry& registry) {
   def.types = {DataType::kFloat32};
   def.name = "cpu/onednn/FusedMatMul";
   def.priority = 10;
+  def.falls_back_at_run_time = true;
   def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
     std::unique_ptr<Kernel> fallback = reference(init);  // validates the attributes, in its words
     LinearAttrs attrs;
     attrs.gemm = init.attr_string("op", "") == "Gemm";
-    attrs.g = gemm_attrs(init);
+    attrs.g = ops::gemm_attrs(init.node());
     attrs.has_bias = init.attr_int("has_bias", 0) != 0;
     if (!eltwise_of(init, attrs)) return fallback;
     return std::make_unique<OnednnLinear>(std::move(fallback), attrs, init.constant_input(1));
@@ -328,8 +289,8 @@ void register_onednn_kernels(KernelRegistry& registry) {
     return std::make_unique<OnednnLinear>(std::move(reference), LinearAttrs{}, init.constant_input(1));
   });
   onednn::add_fast_path(registry, "Gemm", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-    return std::make_unique<OnednnLinear>(std::move(reference), LinearAttrs{.gemm = true, .g = gemm_attrs(init)},
-                                          init.constant_input(1));
+    const LinearAttrs attrs{.gemm = true, .g = ops::gemm_attrs(init.node())};
+    return std::make_unique<OnednnLinear>(std::move(reference), attrs, init.constant_input(1));
   });
   add_fused_matmul(registry);
   onednn::register_onednn_softmax(registry);

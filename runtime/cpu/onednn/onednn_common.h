@@ -74,10 +74,10 @@ class LruCache {
   mutable std::list<std::pair<Key, std::shared_ptr<const Value>>> items_;
 };
 
-// The reference def of `op_type` at `opset` (a priority-0 kernel: find() passes over fast paths when
-// no dtype is known), or null when none is registered yet.
+// The reference def of `op_type` at `opset` (the priority-0 kernel a fast path wraps), or null when
+// none is registered yet.
 inline const KernelDef* reference_def(const KernelRegistry& registry, const std::string& op_type, int64_t opset) {
-  return registry.find("", op_type, opset, DeviceType::kCpu, {}, nullptr);
+  return registry.find_reference("", op_type, opset, DeviceType::kCpu);
 }
 
 // Registers a float32 fast path over the opset range of the reference kernel found at `opset`;
@@ -94,6 +94,7 @@ void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make ma
   def.types = {DataType::kFloat32};
   def.name = "cpu/onednn/" + op_type;
   def.priority = 10;
+  def.falls_back_at_run_time = true;  // every oneDNN kernel hands non-float32 inputs to `reference`
   def.factory = [reference = ref->factory, make](const KernelInit& init) { return make(init, reference(init)); };
   registry.add(std::move(def));  // `ref` may dangle from here on; its factory was copied
 }

@@ -1,0 +1,41 @@
+#include "runtime/core/prepare.h"
+
+#include "runtime/core/ops/gradient.h"
+#include "runtime/core/passes/fuse_gelu.h"
+#include "runtime/core/passes/fuse_linear.h"
+#include "runtime/core/passes/inline_functions.h"
+#include "runtime/train/gradient_op.h"
+
+namespace tunnx {
+
+PreparedGraph prepare_graph(const Model::Impl& model, const PrepareOptions& options) {
+  PreparedGraph prepared;
+  prepared.graph = std::make_unique<ir::Graph>(ir::deep_copy(model.ir.graph));
+  ir::Graph& graph = *prepared.graph;
+  for (const auto& o : model.ir.opset_imports) prepared.opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
+  // The domain of fused and gradient nodes; a model's own import of it wins.
+  prepared.opsets.emplace(ir::kTunnxDomain, 1);
+
+  try {
+    ir::inline_functions(graph, model.ir.functions);
+    train::lower_gradient_ops(graph, prepared.opsets, model.store);
+    if (options.rewrite) options.rewrite(graph, prepared.opsets);
+    if (options.optimization_level >= 2) {
+      ir::fuse_gelu(graph, model.store);  // first: fuse_linear folds the Gelu it makes into a MatMul
+      ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
+    }
+    PlanContext context;
+    context.registry = &KernelRegistry::global();
+    context.device = options.device;
+    context.opsets = prepared.opsets;
+    context.store = &model.store;
+    context.plans_built = options.plans_built;
+    context.profile = options.profile;
+    prepared.plan = std::make_unique<GraphPlan>(graph, context, nullptr);
+  } catch (const Error& e) {
+    throw e.with_context({.file = model.path.string()});
+  }
+  return prepared;
+}
+
+}  // namespace tunnx

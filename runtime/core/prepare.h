@@ -1,0 +1,39 @@
+// The one preparation pipeline every runnable graph goes through, for inference sessions and
+// trainers alike:
+//   copy the model's graph -> inline model-local functions -> lower ONNX Gradient nodes (autodiff)
+//   -> the caller's rewrite (train mode, loss, backward) -> fusions (optimization level 2) -> plan.
+// The model's own graph is never changed: export writes it back as loaded.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "runtime/core/executor.h"
+#include "runtime/core/graph.h"
+#include "runtime/core/model_impl.h"
+
+namespace tunnx {
+
+struct PrepareOptions {
+  DeviceType device = DeviceType::kCpu;
+  int optimization_level = 2;
+  bool profile = false;
+  std::atomic<int64_t>* plans_built = nullptr;
+  // Runs after inlining and before fusions, on the copy; may add nodes, inputs and outputs.
+  // `opsets` maps domain ("" = ai.onnx) to version, com.tunnx included.
+  std::function<void(ir::Graph& graph, const std::map<std::string, int64_t>& opsets)> rewrite;
+};
+
+struct PreparedGraph {
+  std::unique_ptr<ir::Graph> graph;  // the rewritten copy the plan points into
+  std::unique_ptr<GraphPlan> plan;
+  std::map<std::string, int64_t> opsets;
+};
+
+// Throws Error naming the model file and the first node that cannot be planned.
+PreparedGraph prepare_graph(const Model::Impl& model, const PrepareOptions& options);
+
+}  // namespace tunnx

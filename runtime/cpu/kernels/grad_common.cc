@@ -1,0 +1,42 @@
+#include "runtime/cpu/kernels/grad_common.h"
+
+#include <algorithm>
+#include <utility>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "runtime/cpu/kernels/common.h"
+
+namespace tunnx::cpu {
+
+void add_grad_kernel(KernelRegistry& registry, const std::string& op_type, KernelFactory factory, int type_input) {
+  KernelDef def;
+  def.domain = "com.tunnx";
+  def.op_type = op_type;
+  def.since_version = 1;
+  def.types = kFloatTypes;
+  def.type_input = type_input;
+  def.name = "cpu/reference/" + op_type;
+  def.factory = std::move(factory);
+  registry.add(std::move(def));
+}
+
+int max_threads() {
+#ifdef _OPENMP
+  return std::max(1, omp_get_max_threads());
+#else
+  return 1;
+#endif
+}
+
+int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+}  // namespace tunnx::cpu

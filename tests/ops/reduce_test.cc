@@ -1,0 +1,115 @@
+// Gradient checks of the reduce family: Reduce* with axes as an attribute and as an input (keepdims 0
+// and 1, all axes, noop_with_empty_axes), Softmax/LogSoftmax before and after opset 13, CumSum, and
+// the ops a gradient stops at. ReduceMax/Min inputs have no ties; a direct kernel test covers ties.
+#include <gtest/gtest.h>
+
+#include "tests/ops/grad_check.h"
+
+namespace tunnx_test {
+namespace {
+
+using tunnx::ops::attr;
+
+GradInput of(std::vector<int64_t> dims, double lo = -2, double hi = 2) {
+  return GradInput::of(std::move(dims), lo, hi);
+}
+GradInput axes(std::vector<int64_t> values) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  return GradInput::constant(i64({n}, std::move(values)));
+}
+tunnx::ir::Attribute keepdims(int64_t k) { return attr("keepdims", k); }
+tunnx::ir::Attribute axes_attr(std::vector<int64_t> a) { return attr("axes", a); }
+
+// Every form of a reduction's axes, for an op whose axes became an input at `since`; `x` samples X.
+void check_reduction(const std::string& op, int64_t since, const GradInput& x) {
+  SCOPED_TRACE(op);
+  const int64_t before = since - 1;
+  check_gradient(make_grad_case(op, before, {x}, {axes_attr({1})}));
+  check_gradient(make_grad_case(op, before, {x}, {axes_attr({1}), keepdims(0)}));
+  check_gradient(make_grad_case(op, before, {x}, {axes_attr({0, -1}), keepdims(0)}));
+  check_gradient(make_grad_case(op, before, {x}));               // all axes, kept
+  check_gradient(make_grad_case(op, before, {x}, {keepdims(0)}));  // all axes, to a scalar
+  check_gradient(make_grad_case(op, since, {x, axes({1})}));
+  check_gradient(make_grad_case(op, since, {x, axes({-1, 0})}, {keepdims(0)}));
+  check_gradient(make_grad_case(op, since, {x}, {keepdims(0)}));                   // no axes input: all axes
+  check_gradient(make_grad_case(op, since, {x, axes({})}, {keepdims(1)}));           // empty axes: all axes
+  check_gradient(make_grad_case(op, since, {x}, {attr("noop_with_empty_axes", int64_t{1})}));  // the identity
+}
+
+TEST(ReduceGrad, ReduceSum) { check_reduction("ReduceSum", 13, of({2, 3, 4})); }
+TEST(ReduceGrad, ReduceMean) { check_reduction("ReduceMean", 18, of({2, 3, 4})); }
+TEST(ReduceGrad, ReduceMax) { check_reduction("ReduceMax", 18, of({2, 3, 4}).no_ties()); }
+TEST(ReduceGrad, ReduceMin) { check_reduction("ReduceMin", 18, of({2, 3, 4}).no_ties()); }
+TEST(ReduceGrad, ReduceSumSquare) { check_reduction("ReduceSumSquare", 18, of({2, 3, 4})); }
+TEST(ReduceGrad, ReduceL2) { check_reduction("ReduceL2", 18, of({2, 3, 4}, 0.2, 2)); }
+TEST(ReduceGrad, ReduceL1) { check_reduction("ReduceL1", 18, of({2, 3, 4}).away_from({0})); }
+TEST(ReduceGrad, ReduceLogSum) { check_reduction("ReduceLogSum", 18, of({2, 3, 4}, 0.2, 2)); }
+TEST(ReduceGrad, ReduceLogSumExp) { check_reduction("ReduceLogSumExp", 18, of({2, 3, 4})); }
+
+TEST(ReduceGrad, ReduceSumOpset11And13) {
+  check_gradient(make_grad_case("ReduceSum", 11, {of({3, 5})}, {axes_attr({0}), keepdims(1)}));
+  check_gradient(make_grad_case("ReduceSum", 11, {of({3, 5})}, {axes_attr({0}), keepdims(0)}));
+  check_gradient(make_grad_case("ReduceSum", 13, {of({3, 5}), axes({0})}, {keepdims(1)}));
+  check_gradient(make_grad_case("ReduceSum", 13, {of({3, 5}), axes({0})}, {keepdims(0)}));
+  check_gradient(make_grad_case("ReduceSum", 1, {of({3, 5})}, {axes_attr({1})}));
+}
+
+TEST(ReduceGrad, Softmax) {
+  for (const char* op : {"Softmax", "LogSoftmax"}) {
+    SCOPED_TRACE(op);
+    // Opset 11: coerced to 2-D at axis (default 1): rows of 12 here.
+    check_gradient(make_grad_case(op, 11, {of({2, 3, 4})}));
+    check_gradient(make_grad_case(op, 11, {of({2, 3, 4})}, {attr("axis", int64_t{2})}));
+    check_gradient(make_grad_case(op, 11, {of({2, 3, 4})}, {attr("axis", int64_t{-3})}));
+    check_gradient(make_grad_case(op, 1, {of({3, 4})}));
+    // Opset 13: along the axis (default -1); axis 1 sums across a strided axis.
+    check_gradient(make_grad_case(op, 13, {of({2, 3, 4})}));
+    check_gradient(make_grad_case(op, 13, {of({2, 3, 4})}, {attr("axis", int64_t{1})}));
+    check_gradient(make_grad_case(op, 13, {of({2, 3, 4})}, {attr("axis", int64_t{0})}));
+    check_gradient(make_grad_case(op, 13, {of({5})}));
+  }
+}
+
+TEST(ReduceGrad, CumSum) {
+  for (int64_t exclusive : {0, 1})
+    for (int64_t reverse : {0, 1}) {
+      SCOPED_TRACE("exclusive " + std::to_string(exclusive) + " reverse " + std::to_string(reverse));
+      check_gradient(make_grad_case("CumSum", 14, {of({3, 4}), GradInput::constant(i64({}, {1}))},
+                                    {attr("exclusive", exclusive), attr("reverse", reverse)}));
+      check_gradient(make_grad_case("CumSum", 11, {of({3, 4}), GradInput::constant(i64({}, {-2}))},
+                                    {attr("exclusive", exclusive), attr("reverse", reverse)}));
+    }
+}
+
+TEST(ReduceGrad, ReduceMaxGradSplitsTiesEqually) {
+  // X [2,3]; max over axis 1: row 0 has a double tie at 5, row 1 a single maximum.
+  const Tensor x = f64({2, 3}, {5, 1, 5, 0, 7, 2});
+  const Tensor y = f64({2, 1}, {5, 7});
+  const Tensor dy = f64({2, 1}, {4, 3});
+  std::vector<tunnx::Value> out = run_node("com.tunnx", "ReduceMaxGrad", {dy, x, y}, {axes_attr({1})});
+  const double* dx = out[0].tensor().data_as<double>();
+  const std::vector<double> expected = {2, 0, 2, 0, 3, 0};
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(dx[i], expected[i]) << "element " << i;
+}
+
+TEST(ReduceGrad, ReduceGradRejectsAWrongShape) {
+  try {
+    run_node("com.tunnx", "ReduceGrad", {f64({2}, {1, 2}), i64({2}, {2, 3})}, {axes_attr({1})});
+    FAIL() << "expected an error";
+  } catch (const tunnx::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dY has shape [2], the reduction of [2,3] gives [2,1]"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(ReduceGrad, ArgMaxArgMinHardmaxStopTheGradient) {
+  for (const char* op : {"ArgMax", "ArgMin", "Hardmax"}) {
+    SCOPED_TRACE(op);
+    const tunnx::ops::GradientRule* rule = tunnx::ops::GradientRegistry::global().find("", op, 13);
+    ASSERT_NE(rule, nullptr);
+    EXPECT_FALSE(rule->differentiable(0));
+  }
+}
+
+}  // namespace
+}  // namespace tunnx_test
