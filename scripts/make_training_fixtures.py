@@ -5,7 +5,7 @@ For each of three small models — an MLP, a CNN with BatchNorm and a transforme
 exports the freshly initialised module with torch.onnx.export (opset 17, eval form, batch axis dynamic,
 no constant folding so initializers keep their parameter names), then trains K=5 steps on fixed data
 (batch k = samples [8k, 8k+8)) with SGD (momentum 0.9, weight decay) and with AdamW, each from the same
-initial state, and writes:
+initial state (and, on the MLP alone, with Adam and SGD's nesterov and dampening forms), and writes:
 
   <model>.onnx                    the initial model tunnx starts from
   <model>.x.npy / <model>.y.npy   the data (y: int64 classes for cross_entropy, float for mse)
@@ -34,6 +34,9 @@ BATCH = 8
 OPTIMIZERS = {
     "sgd": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=0.01),
     "adamw": lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.01),
+    "adam": lambda params: torch.optim.Adam(params, lr=0.01, weight_decay=0.001),
+    "nesterov": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.001),
+    "dampening": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.5, dampening=0.3),
 }
 
 
@@ -163,6 +166,8 @@ def main():
         np.save(os.path.join(OUT, f"{name}.y.npy"), y)
         summary[name] = {"loss": loss_kind}
         for opt_name, make_optimizer in OPTIMIZERS.items():
+            if name != "mlp" and opt_name not in ("sgd", "adamw"):
+                continue
             module.load_state_dict(initial)
             losses = train(module, x, y, loss_kind, make_optimizer)
             np.save(os.path.join(OUT, f"{name}.{opt_name}.losses.npy"), losses)
@@ -171,7 +176,10 @@ def main():
     with open(os.path.join(OUT, "README.json"), "w") as f:
         json.dump({"made_by": "scripts/make_training_fixtures.py", "torch": torch.__version__, "steps": K,
                    "batch": BATCH, "optimizers": {"sgd": "lr 0.05, momentum 0.9, weight_decay 0.01",
-                                                  "adamw": "lr 0.01, weight_decay 0.01"},
+                                                  "adamw": "lr 0.01, weight_decay 0.01",
+                                                  "adam": "lr 0.01, weight_decay 0.001 (mlp only)",
+                                                  "nesterov": "lr 0.05, momentum 0.9, nesterov, weight_decay 0.001 (mlp only)",
+                                                  "dampening": "lr 0.05, momentum 0.5, dampening 0.3 (mlp only)"},
                    "models": summary}, f, indent=1)
 
 

@@ -1,6 +1,6 @@
 // Training parity with PyTorch: the fixtures of scripts/make_training_fixtures.py (an MLP, a CNN with
 // BatchNorm, a transformer encoder block; exported by torch.onnx.export) trained K=5 steps with SGD
-// (momentum, weight decay) and AdamW in tunnx from the same ONNX files and data end with PyTorch's
+// (momentum, weight decay) and AdamW (the MLP also with Adam and SGD's nesterov and dampening forms) in tunnx from the same ONNX files and data end with PyTorch's
 // parameters and running statistics, and give PyTorch's loss at every step.
 #include <gtest/gtest.h>
 
@@ -54,15 +54,34 @@ TEST_P(TorchParity, ParametersAndLossesMatchPyTorch) {
 
   TrainerOptions options;
   options.loss.kind = y.dtype() == DataType::kInt64 ? LossKind::kCrossEntropy : LossKind::kMse;
+  // The optimizers of scripts/make_training_fixtures.py.
+  OptimizerOptions& o = options.optimizer;
   if (c.optimizer == "sgd") {
-    options.optimizer.kind = OptimizerKind::kSgd;
-    options.optimizer.lr = 0.05;
-    options.optimizer.momentum = 0.9;
+    o.kind = OptimizerKind::kSgd;
+    o.lr = 0.05;
+    o.momentum = 0.9;
+    o.weight_decay = 0.01;
+  } else if (c.optimizer == "adamw") {
+    o.kind = OptimizerKind::kAdamW;
+    o.lr = 0.01;
+    o.weight_decay = 0.01;
+  } else if (c.optimizer == "adam") {
+    o.kind = OptimizerKind::kAdam;
+    o.lr = 0.01;
+    o.weight_decay = 0.001;
+  } else if (c.optimizer == "nesterov") {
+    o.kind = OptimizerKind::kSgd;
+    o.lr = 0.05;
+    o.momentum = 0.9;
+    o.nesterov = true;
+    o.weight_decay = 0.001;
   } else {
-    options.optimizer.kind = OptimizerKind::kAdamW;
-    options.optimizer.lr = 0.01;
+    ASSERT_EQ(c.optimizer, "dampening");
+    o.kind = OptimizerKind::kSgd;
+    o.lr = 0.05;
+    o.momentum = 0.5;
+    o.dampening = 0.3;
   }
-  options.optimizer.weight_decay = 0.01;
   options.threads = 1;
   Trainer trainer(model, options);
 
@@ -103,7 +122,8 @@ TEST_P(TorchParity, ParametersAndLossesMatchPyTorch) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, TorchParity,
                          ::testing::Values(ParityCase{"mlp", "sgd"}, ParityCase{"mlp", "adamw"}, ParityCase{"cnn", "sgd"},
                                            ParityCase{"cnn", "adamw"}, ParityCase{"encoder", "sgd"},
-                                           ParityCase{"encoder", "adamw"}),
+                                           ParityCase{"encoder", "adamw"}, ParityCase{"mlp", "adam"},
+                                           ParityCase{"mlp", "nesterov"}, ParityCase{"mlp", "dampening"}),
                          [](const auto& info) { return info.param.model + "_" + info.param.optimizer; });
 
 }  // namespace

@@ -228,6 +228,47 @@ TEST(Trainer, RefusesBadOptionsWithClearMessages) {
             std::string::npos);
 }
 
+// A model whose path to the loss has an op without a gradient rule is refused when the trainer is
+// made, naming the node and op; int64 shape initializers are buffers a trainer never writes.
+TEST(Trainer, OpWithoutRuleIsRefusedAtCreation) {
+  ModelBuilder b(13);
+  b.input("x", onnx::TensorProto::FLOAT, Dims{2, 6});
+  b.initializer(tunnx_test::float_tensor("w", {6}, std::vector<float>(6, 0.5f)));
+  b.node("Mul", {"x", "w"}, {"h"});
+  b.node("LpNormalization", {"h"}, {"y"}, "lp");
+  b.output("y", onnx::TensorProto::FLOAT, Dims{2, 6});
+  Model model = Model::load_from_bytes(b.bytes(), fs::temp_directory_path());
+  TrainerOptions o;
+  const std::string message = message_of([&] { Trainer t(model, o); });
+  EXPECT_NE(message.find("node 'lp' (LpNormalization): has no gradient rule at opset 13, and it lies on the path "
+                         "from 'w' to the loss"),
+            std::string::npos)
+      << message;
+  // Frozen, the same model trains nothing and builds.
+  model.requires_grad("w", false);
+  EXPECT_NO_THROW(Trainer(model, o));
+}
+
+TEST(Trainer, ShapeInitializersStayByteIdentical) {
+  ModelBuilder b(13);
+  b.input("x", onnx::TensorProto::FLOAT, Dims{2, 6});
+  b.initializer(tunnx_test::float_tensor("w", {6}, {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f}));
+  b.initializer(tunnx_test::int64_tensor("shape", {2}, {3, 4}));
+  b.node("Mul", {"x", "w"}, {"h"});
+  b.node("Reshape", {"h", "shape"}, {"y"}, "reshape");
+  b.output("y", onnx::TensorProto::FLOAT, Dims{3, 4});
+  Model model = Model::load_from_bytes(b.bytes(), fs::temp_directory_path());
+  const Tensor shape = model.parameter("shape").clone(), w = model.parameter("w").clone();
+  TrainerOptions o;
+  o.optimizer.lr = 0.1;
+  Trainer trainer(model, o);
+  Tensor x(DataType::kFloat32, {2, 6}), target(DataType::kFloat32, {3, 4});
+  for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data_as<float>()[i] = static_cast<float>(i);
+  trainer.step({{"x", x}, {"target", target}});
+  EXPECT_TRUE(model.parameter("shape").equals(shape));
+  EXPECT_FALSE(model.parameter("w").equals(w));
+}
+
 // Dropout in an eval-form graph (ratio 0.5): train mode drops about half and scales by 2, with the
 // same mask for the same seed; eval mode is the identity.
 TEST(Trainer, DropoutDropsInTrainModeOnly) {
