@@ -42,6 +42,8 @@ struct ParityCase {
   std::string model, optimizer;
 };
 
+void PrintTo(const ParityCase& c, std::ostream* os) { *os << c.model << "/" << c.optimizer; }
+
 class TorchParity : public ::testing::TestWithParam<ParityCase> {};
 
 TEST_P(TorchParity, ParametersAndLossesMatchPyTorch) {

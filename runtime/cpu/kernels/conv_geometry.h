@@ -1,5 +1,6 @@
-// The window geometry of the convolutions, shared by the forward kernels (conv_pool.cc) and their
-// gradients (conv_pool_grad.cc): a gradient must read each patch exactly as the forward kernel did.
+// The convolution window helpers shared by the forward kernels (conv_pool.cc) and their gradients
+// (conv_pool_grad.cc): the geometry rules of runtime/core/ops/conv_pool.h as kernels call them, and the
+// im2col / col2im patch transfer built on them.
 //
 // Conv: X is (N, C, image), W is (M, C/group, kernel), Y is (N, M, grid).
 // ConvTranspose: X is (N, C, grid), W is (C, M/group, kernel), Y is (N, M, image).
@@ -7,47 +8,28 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 #include <vector>
 
+#include "runtime/core/ops/conv_pool.h"
 #include "runtime/cpu/kernels/common.h"
 
 namespace tunnx::cpu {
 
-// The attributes shared by every convolution, parsed once.
-struct ConvAttrs {
-  std::string auto_pad;
-  int64_t group = 1;
-  std::vector<int64_t> kernel_shape, strides, dilations, pads;
-  std::vector<int64_t> output_padding, output_shape;  // ConvTranspose only
-  int64_t offset_group = 1;                            // DeformConv only
-};
-
-ConvAttrs parse_conv_attrs(const KernelInit& init);
-
-// The sizes of one convolution. `image` is the spatial shape of the tensor patches are read from
-// (Conv) or added into (ConvTranspose); `grid` is the spatial shape of the patch positions.
-struct ConvGeometry {
-  int64_t batch = 0, in_channels = 0, out_channels = 0, group = 1;
-  std::vector<int64_t> image, grid, kernel, strides, dilations, pad_begin;
-};
-
-// x and w are the dims of X and W; both throw naming the shapes when they do not fit the attributes.
-ConvGeometry conv_geometry(const KernelContext& ctx, const ConvAttrs& a, const std::vector<int64_t>& x,
-                           const std::vector<int64_t>& w);
-ConvGeometry conv_transpose_geometry(const KernelContext& ctx, const ConvAttrs& a, const std::vector<int64_t>& x,
-                                     const std::vector<int64_t>& w);
+// ops::conv_geometry for the dims of X and W, throwing ctx's error (naming the shapes) when they do
+// not fit the attributes.
+ops::ConvGeometry conv_geometry(const KernelContext& ctx, const ops::ConvAttrs& a, const std::vector<int64_t>& x,
+                                const std::vector<int64_t>& w, bool transpose);
 
 // For each spatial dim d, table[d][k * grid[d] + o]: the image coordinate that kernel tap k of patch
 // o touches, or -1 when it falls in the padding.
-std::vector<std::vector<int64_t>> tap_tables(const ConvGeometry& g);
+std::vector<std::vector<int64_t>> tap_tables(const ops::ConvGeometry& g);
 
 // Between `channels` image planes and the column matrix col[(c, k1..kn)][grid position]:
 // kScatter false copies image values into col (im2col, padding reads 0); true adds col into the image
 // (col2im).
 template <bool kScatter, typename Acc>
-void patch_transfer(const ConvGeometry& g, const std::vector<std::vector<int64_t>>& tables, int64_t channels,
+void patch_transfer(const ops::ConvGeometry& g, const std::vector<std::vector<int64_t>>& tables, int64_t channels,
                     std::conditional_t<kScatter, Acc*, const Acc*> image, std::conditional_t<kScatter, const Acc*, Acc*> col) {
   const size_t nd = g.grid.size();
   const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);

@@ -1,12 +1,6 @@
 // Convolutions: Conv, ConvTranspose, DeformConv, ConvInteger, QLinearConv. Pooling, LRN and MaxUnpool live in
-// pool.cc (register_pool_kernels, called from here).
-//
-// Shape rule (Conv): X is (N, C, D1..Dn), W is (M, C/group, k1..kn), B is (M); Y is (N, M, O1..On) with
-//   O = floor((D + pad_begin + pad_end - ((k - 1) * dilation + 1)) / stride) + 1       (NOTSET, VALID: pads 0)
-//   O = ceil(D / stride), pads split to fit, the odd one at the end (SAME_UPPER) or begin (SAME_LOWER).
-// Shape rule (ConvTranspose): W is (C, M/group, k1..kn); Y is (N, M, O1..On) with
-//   O = stride * (D - 1) + output_padding + (k - 1) * dilation + 1 - pad_begin - pad_end,
-//   or O = output_shape (or D * stride under SAME_*), the pads then derived from O.
+// pool.cc (register_pool_kernels, called from here). Their attributes and shape rules:
+// runtime/core/ops/conv_pool.h.
 //
 // Both run per image and group as a matrix product around an im2col / col2im of the spatial patches,
 // in float (double for float64, int32 for the integer convolutions).
@@ -24,8 +18,8 @@ namespace {
 // y[n, group grp] = bias + W[grp] x col, where col holds the group's patches (C/group * kernel rows,
 // one column per grid position). w: (M, C/group, kernel), y: (N, M, grid).
 template <typename Acc>
-void group_product(const ConvGeometry& g, const Acc* w, const Acc* bias, const Acc* col, int64_t n, int64_t grp,
-                   Acc* y) {
+void group_product(const ops::ConvGeometry& g, const Acc* w, const Acc* bias, const Acc* col, int64_t n,
+                   int64_t grp, Acc* y) {
   const int64_t grid_size = product(g.grid), rows = g.in_channels / g.group * product(g.kernel);
   const int64_t mg = g.out_channels / g.group;
   for (int64_t m = 0; m < mg; ++m) {
@@ -44,7 +38,7 @@ void group_product(const ConvGeometry& g, const Acc* w, const Acc* bias, const A
 
 // Conv on Acc values. x: (N, C, image), w: (M, C/group, kernel), bias: (M) or null, y: (N, M, grid).
 template <typename Acc>
-void conv_forward(const ConvGeometry& g, const Acc* x, const Acc* w, const Acc* bias, Acc* y) {
+void conv_forward(const ops::ConvGeometry& g, const Acc* x, const Acc* w, const Acc* bias, Acc* y) {
   const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);
   const int64_t cg = g.in_channels / g.group;
   const auto tables = tap_tables(g);
@@ -60,7 +54,7 @@ void conv_forward(const ConvGeometry& g, const Acc* x, const Acc* w, const Acc* 
 // by bilinear interpolation (0 outside the image), then scaled by a mask.
 // offset: (N, offset_group * kh * kw * 2, oh, ow) as (dy, dx) pairs; mask: (N, offset_group * kh * kw, oh, ow).
 template <typename Acc>
-void deform_conv_forward(const ConvGeometry& g, int64_t offset_groups, const Acc* x, const Acc* w,
+void deform_conv_forward(const ops::ConvGeometry& g, int64_t offset_groups, const Acc* x, const Acc* w,
                          const Acc* offset, const Acc* mask, const Acc* bias, Acc* y) {
   const int64_t ih = g.image[0], iw = g.image[1], oh = g.grid[0], ow = g.grid[1];
   const int64_t kh = g.kernel[0], kw = g.kernel[1], grid_size = oh * ow, taps = kh * kw;
@@ -99,7 +93,7 @@ void deform_conv_forward(const ConvGeometry& g, int64_t offset_groups, const Acc
 // ConvTranspose on Acc values. x: (N, C, grid), w: (C, M/group, kernel), bias: (M) or null,
 // y: (N, M, image), zero on entry.
 template <typename Acc>
-void conv_transpose_forward(const ConvGeometry& g, const Acc* x, const Acc* w, const Acc* bias, Acc* y) {
+void conv_transpose_forward(const ops::ConvGeometry& g, const Acc* x, const Acc* w, const Acc* bias, Acc* y) {
   const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);
   const int64_t cg = g.in_channels / g.group, mg = g.out_channels / g.group, rows = mg * kernel_size;
   const auto tables = tap_tables(g);
@@ -132,8 +126,8 @@ enum class ConvKind { kConv, kTranspose, kDeform };
 
 // DeformConv's offset (and mask) must match the Conv geometry: one (dy, dx) pair (one scale) per
 // offset group, kernel tap and output position.
-void check_deform_inputs(const KernelContext& ctx, const ConvGeometry& g, int64_t offset_groups, const Tensor& offset,
-                         const Tensor* mask) {
+void check_deform_inputs(const KernelContext& ctx, const ops::ConvGeometry& g, int64_t offset_groups,
+                         const Tensor& offset, const Tensor* mask) {
   if (g.grid.size() != 2) throw ctx.error("DeformConv supports 2-D inputs only");
   if (g.in_channels % offset_groups != 0)
     throw ctx.error("offset_group " + std::to_string(offset_groups) + " does not divide the input channels");
@@ -147,13 +141,12 @@ void check_deform_inputs(const KernelContext& ctx, const ConvGeometry& g, int64_
 }
 
 // Conv / ConvTranspose / DeformConv for the float types: X, W (and offset, mask), optional B, one dtype.
-void run_float_conv(KernelContext& ctx, const ConvAttrs& attrs, ConvKind kind) {
+void run_float_conv(KernelContext& ctx, const ops::ConvAttrs& attrs, ConvKind kind) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
   if (w.dtype() != x.dtype())
     throw ctx.error(std::string("X and W dtypes differ: ") + to_string(x.dtype()) + " and " + to_string(w.dtype()));
-  ConvGeometry g = kind == ConvKind::kTranspose ? conv_transpose_geometry(ctx, attrs, x.dims(), w.dims())
-                                                : conv_geometry(ctx, attrs, x.dims(), w.dims());
+  const ops::ConvGeometry g = conv_geometry(ctx, attrs, x.dims(), w.dims(), kind == ConvKind::kTranspose);
   const size_t bias_input = kind == ConvKind::kDeform ? 3 : 2;
   const Tensor* b = ctx.has_input(bias_input) ? &ctx.input(bias_input) : nullptr;
   if (b && (b->dtype() != x.dtype() || b->numel() != g.out_channels))
@@ -225,10 +218,10 @@ std::vector<int32_t> centered(const KernelContext& ctx, const Tensor& t, const T
 }
 
 // ConvInteger and the integer core of QLinearConv: int32 (N, M, grid) from X, W and their zero points.
-std::vector<int32_t> integer_conv(const KernelContext& ctx, const ConvAttrs& attrs, const Tensor& x,
+std::vector<int32_t> integer_conv(const KernelContext& ctx, const ops::ConvAttrs& attrs, const Tensor& x,
                                   const Tensor* x_zp, const Tensor& w, const Tensor* w_zp, const Tensor* bias,
-                                  ConvGeometry& g) {
-  g = conv_geometry(ctx, attrs, x.dims(), w.dims());
+                                  ops::ConvGeometry& g) {
+  g = conv_geometry(ctx, attrs, x.dims(), w.dims(), false);
   std::vector<int32_t> xs = centered(ctx, x, x_zp, false, "X");
   std::vector<int32_t> ws = centered(ctx, w, w_zp, true, "W");
   std::vector<int32_t> bs;
@@ -243,7 +236,7 @@ std::vector<int32_t> integer_conv(const KernelContext& ctx, const ConvAttrs& att
   return y;
 }
 
-std::vector<int64_t> output_dims(const ConvGeometry& g) {
+std::vector<int64_t> output_dims(const ops::ConvGeometry& g) {
   std::vector<int64_t> dims = {g.batch, g.out_channels};
   dims.insert(dims.end(), g.grid.begin(), g.grid.end());
   return dims;
@@ -251,12 +244,12 @@ std::vector<int64_t> output_dims(const ConvGeometry& g) {
 
 // QLinearConv: y = saturate(round(conv(x - x_zp, w - w_zp) + B) * x_scale * w_scale / y_scale) + y_zp).
 // w_scale (and w_zero_point) may hold one value per output channel.
-void run_qlinear_conv(KernelContext& ctx, const ConvAttrs& attrs) {
+void run_qlinear_conv(KernelContext& ctx, const ops::ConvAttrs& attrs) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(3);
   const Tensor* y_zp = ctx.has_input(7) ? &ctx.input(7) : nullptr;
   const DataType y_type = y_zp ? y_zp->dtype() : x.dtype();
-  ConvGeometry g;
+  ops::ConvGeometry g;
   std::vector<int32_t> acc = integer_conv(ctx, attrs, x, ctx.has_input(2) ? &ctx.input(2) : nullptr, w,
                                           ctx.has_input(5) ? &ctx.input(5) : nullptr,
                                           ctx.has_input(8) ? &ctx.input(8) : nullptr, g);
@@ -286,26 +279,26 @@ void run_qlinear_conv(KernelContext& ctx, const ConvAttrs& attrs) {
 void register_conv_pool_kernels(KernelRegistry& r) {
   // Conv: opset 1 and 11 differ only in documentation (auto_pad details); both read the same way.
   add_kernel(r, "Conv", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
-    ConvAttrs attrs = parse_conv_attrs(init);
+    const ops::ConvAttrs attrs = ops::parse_conv_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kConv); });
   });
 
   add_kernel(r, "ConvTranspose", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
-    ConvAttrs attrs = parse_conv_attrs(init);
+    const ops::ConvAttrs attrs = ops::parse_conv_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kTranspose); });
   });
 
   // DeformConv (opset 19): 2-D only, like the ONNX reference.
   add_kernel(r, "DeformConv", 19, INT_MAX, kFloatTypes, [](const KernelInit& init) {
-    ConvAttrs attrs = parse_conv_attrs(init);
+    const ops::ConvAttrs attrs = ops::parse_conv_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) { run_float_conv(ctx, attrs, ConvKind::kDeform); });
   });
 
   // ConvInteger (opset 10): int32 y = conv(x - x_zero_point, w - w_zero_point).
   add_kernel(r, "ConvInteger", 10, INT_MAX, {DataType::kInt8, DataType::kUInt8}, [](const KernelInit& init) {
-    ConvAttrs attrs = parse_conv_attrs(init);
+    const ops::ConvAttrs attrs = ops::parse_conv_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) {
-      ConvGeometry g;
+      ops::ConvGeometry g;
       std::vector<int32_t> acc = integer_conv(ctx, attrs, ctx.input(0), ctx.has_input(2) ? &ctx.input(2) : nullptr,
                                               ctx.input(1), ctx.has_input(3) ? &ctx.input(3) : nullptr, nullptr, g);
       Tensor& y = ctx.allocate_output(0, DataType::kInt32, output_dims(g));
@@ -314,7 +307,7 @@ void register_conv_pool_kernels(KernelRegistry& r) {
   });
 
   add_kernel(r, "QLinearConv", 10, INT_MAX, {DataType::kInt8, DataType::kUInt8}, [](const KernelInit& init) {
-    ConvAttrs attrs = parse_conv_attrs(init);
+    const ops::ConvAttrs attrs = ops::parse_conv_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) { run_qlinear_conv(ctx, attrs); });
   });
 

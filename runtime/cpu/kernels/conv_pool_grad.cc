@@ -10,7 +10,8 @@
 // Arithmetic is in float (double for float64).
 //
 // The window geometry (attribute parsing, output sizes, padding) is the forward kernels' own
-// (conv_geometry.h, pool.h): a gradient must read each window exactly as the forward kernel did.
+// (runtime/core/ops/conv_pool.h, read through conv_geometry.h and pool.h): a gradient must read each
+// window exactly as the forward kernel did.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -154,7 +155,8 @@ template <typename Acc> void bias_grad(const Acc* dy, int64_t batch, int64_t cha
 // Conv backward on Acc values. dy: (N, M, grid), x: (N, C, image), w: (M, C/group, kernel).
 // dx (N, C, image) is zero on entry; dx, dw (M, C/group, kernel), db (M) may each be null.
 template <typename Acc>
-void conv_backward(const ConvGeometry& g, const Acc* dy, const Acc* x, const Acc* w, Acc* dx, Acc* dw, Acc* db) {
+void conv_backward(const ops::ConvGeometry& g, const Acc* dy, const Acc* x, const Acc* w, Acc* dx, Acc* dw,
+                   Acc* db) {
   const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);
   const int64_t cg = g.in_channels / g.group, mg = g.out_channels / g.group, rows = cg * kernel_size;
   const int64_t col_size = rows * grid_size;
@@ -184,8 +186,8 @@ void conv_backward(const ConvGeometry& g, const Acc* dy, const Acc* x, const Acc
 // ConvTranspose backward on Acc values. dy: (N, M, image), x: (N, C, grid), w: (C, M/group, kernel).
 // dx (N, C, grid), dw (C, M/group, kernel), db (M) may each be null; dx is zero on entry.
 template <typename Acc>
-void conv_transpose_backward(const ConvGeometry& g, const Acc* dy, const Acc* x, const Acc* w, Acc* dx, Acc* dw,
-                             Acc* db) {
+void conv_transpose_backward(const ops::ConvGeometry& g, const Acc* dy, const Acc* x, const Acc* w, Acc* dx,
+                             Acc* dw, Acc* db) {
   const int64_t image_size = product(g.image), grid_size = product(g.grid), kernel_size = product(g.kernel);
   const int64_t cg = g.in_channels / g.group, mg = g.out_channels / g.group, rows = mg * kernel_size;
   const auto tables = tap_tables(g);
@@ -209,14 +211,13 @@ void conv_transpose_backward(const ConvGeometry& g, const Acc* dy, const Acc* x,
 }
 
 // ConvGrad / ConvTransposeGrad: dY, X, W (one float dtype) -> dX, dW, dB.
-void run_conv_grad(KernelContext& ctx, const ConvAttrs& attrs, bool transpose) {
+void run_conv_grad(KernelContext& ctx, const ops::ConvAttrs& attrs, bool transpose) {
   const Tensor& dy = ctx.input(0);
   const Tensor& x = ctx.input(1);
   const Tensor& w = ctx.input(2);
   require_same_dtype(ctx, dy, x);
   require_same_dtype(ctx, x, w);
-  const ConvGeometry g =
-      transpose ? conv_transpose_geometry(ctx, attrs, x.dims(), w.dims()) : conv_geometry(ctx, attrs, x.dims(), w.dims());
+  const ops::ConvGeometry g = conv_geometry(ctx, attrs, x.dims(), w.dims(), transpose);
   std::vector<int64_t> y_dims = {g.batch, g.out_channels};
   const auto& spatial = transpose ? g.image : g.grid;
   y_dims.insert(y_dims.end(), spatial.begin(), spatial.end());
@@ -248,7 +249,7 @@ struct WindowTable {
   std::vector<int64_t> begin, offsets, padded;
 };
 
-WindowTable window_table(const PoolGeometry& g) {
+WindowTable window_table(const PoolWindows& g) {
   WindowTable t;
   t.begin.push_back(0);
   for_each_window(g, [&](int64_t, const std::vector<int64_t>& offsets, int64_t padded) {
@@ -263,7 +264,7 @@ enum class PoolKind { kAverage, kMax };
 
 // MaxPoolGrad (dY, X) and AveragePoolGrad (dY, X's shape) -> dX. Planes (n, c) run in parallel:
 // each writes only its own plane of dX.
-void run_pool_grad(KernelContext& ctx, const PoolAttrs& a, PoolKind kind) {
+void run_pool_grad(KernelContext& ctx, const ops::PoolAttrs& a, PoolKind kind) {
   const Tensor& dy = ctx.input(0);
   std::vector<int64_t> x_dims;
   if (kind == PoolKind::kMax) {
@@ -273,8 +274,8 @@ void run_pool_grad(KernelContext& ctx, const PoolAttrs& a, PoolKind kind) {
     x_dims = read_int_values(ctx.input(1), ctx);
     checked_element_count(x_dims);
   }
-  const PoolGeometry g = pool_geometry(ctx, a, x_dims);
-  const std::vector<int64_t> y_dims = pooled_dims(x_dims, g.out);
+  const PoolWindows g = pool_windows(ctx, a, x_dims);
+  const std::vector<int64_t> y_dims = ops::pooled_dims(x_dims, g.out);
   if (dy.dims() != y_dims)
     throw ctx.error("dY " + dims_to_string(dy.dims()) + " must have the forward output's shape " +
                     dims_to_string(y_dims) + " (X " + dims_to_string(x_dims) + ")");
@@ -363,20 +364,20 @@ void run_global_pool_grad(KernelContext& ctx, bool max) {
 
 void register_conv_pool_grad_kernels(KernelRegistry& r) {
   add_grad_kernel(r, "ConvGrad", [](const KernelInit& init) {
-    ConvAttrs attrs = parse_conv_attrs(init);
+    const ops::ConvAttrs attrs = ops::parse_conv_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) { run_conv_grad(ctx, attrs, false); });
   });
   add_grad_kernel(r, "ConvTransposeGrad", [](const KernelInit& init) {
-    ConvAttrs attrs = parse_conv_attrs(init);
+    const ops::ConvAttrs attrs = ops::parse_conv_attrs(init.node());
     return make_kernel([attrs](KernelContext& ctx) { run_conv_grad(ctx, attrs, true); });
   });
   add_grad_kernel(r, "MaxPoolGrad", [](const KernelInit& init) {
-    PoolAttrs a = parse_pool_attrs(init);
+    const ops::PoolAttrs a = ops::parse_pool_attrs(init.node());
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
     return make_kernel([a](KernelContext& ctx) { run_pool_grad(ctx, a, PoolKind::kMax); });
   });
   add_grad_kernel(r, "AveragePoolGrad", [](const KernelInit& init) {
-    PoolAttrs a = parse_pool_attrs(init);
+    const ops::PoolAttrs a = ops::parse_pool_attrs(init.node());
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
     return make_kernel([a](KernelContext& ctx) { run_pool_grad(ctx, a, PoolKind::kAverage); });
   });

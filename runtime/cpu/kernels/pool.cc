@@ -1,17 +1,15 @@
 // Pooling: AveragePool, MaxPool (with Indices), LpPool, GlobalAveragePool, GlobalMaxPool,
 // GlobalLpPool, MaxUnpool; and LRN (a pooling of squares across channels).
 //
-// Shape rule (windowed pools): X is (N, C, D1..Dn), Y is (N, C, O1..On) with, per spatial dim,
-//   extent = (kernel - 1) * dilation + 1
-//   NOTSET: O = floor_or_ceil((D + pad_begin + pad_end - extent) / stride) + 1; under ceil_mode a last
-//           window that would start in the end padding is dropped;
-//   VALID:  O = floor((D - extent) / stride) + 1;
-//   SAME_*: O = ceil(D / stride), the pads split to fit (odd one at the end for SAME_UPPER).
-// Global pools: Y is (N, C, 1, .., 1). MaxUnpool: Y is (N, C, (D - 1) * stride + kernel - pads), or the
-// output_shape input. LRN: Y has X's shape.
+// Shape rule (windowed pools): runtime/core/ops/conv_pool.h (pool_geometry), the attributes parsed
+// there too. Global pools: Y is (N, C, 1, .., 1). MaxUnpool: Y is (N, C, (D - 1) * stride + kernel -
+// pads), or the output_shape input. LRN: Y has X's shape.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/pool.h"
@@ -30,107 +28,27 @@ template <typename T, typename Acc> T from_acc(Acc v) {
 
 }  // namespace
 
-std::string read_auto_pad(const KernelInit& init) {
-  std::string auto_pad = init.attr_string("auto_pad", "NOTSET");
-  if (auto_pad.empty()) auto_pad = "NOTSET";
-  if (auto_pad != "NOTSET" && auto_pad != "VALID" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
-    throw init.error("unknown auto_pad '" + auto_pad + "'");
-  return auto_pad;
-}
-
-void check_window_attrs(const KernelInit& init, const std::vector<int64_t>& strides,
-                        const std::vector<int64_t>& dilations, const std::vector<int64_t>& pads) {
-  for (int64_t s : strides)
-    if (s < 1) throw init.error("strides must be positive");
-  for (int64_t d : dilations)
-    if (d < 1) throw init.error("dilations must be positive");
-  for (int64_t p : pads)
-    if (p < 0) throw init.error("pads must be non-negative");
-}
-
-SamePadding same_padding(int64_t in, int64_t stride, int64_t extent, bool upper) {
-  SamePadding p;
-  p.out = (in + stride - 1) / stride;
-  const int64_t total = std::max<int64_t>(0, (p.out - 1) * stride + extent - in);
-  p.begin = upper ? total / 2 : total - total / 2;
-  p.end = total - p.begin;
-  return p;
-}
-
-PoolAttrs parse_pool_attrs(const KernelInit& init) {
-  PoolAttrs a;
-  a.auto_pad = read_auto_pad(init);
-  a.kernel_shape = init.attr_ints("kernel_shape");
-  a.strides = init.attr_ints("strides");
-  a.pads = init.attr_ints("pads");
-  a.dilations = init.attr_ints("dilations");
-  a.ceil_mode = init.attr_int("ceil_mode", 0) != 0;
-  a.count_include_pad = init.attr_int("count_include_pad", 0) != 0;
-  a.storage_order = init.attr_int("storage_order", 0);
-  if (a.storage_order != 0 && a.storage_order != 1) throw init.error("storage_order must be 0 or 1");
-  if (const ir::Attribute* p = init.node().attribute("p"))  // a float before opset 2, an int since
-    a.p = p->type == ir::AttributeType::kFloat ? static_cast<double>(p->f) : static_cast<double>(p->i);
-  if (a.p <= 0) throw init.error("p must be positive");
-  for (int64_t k : a.kernel_shape)
-    if (k < 1) throw init.error("kernel_shape values must be positive");
-  check_window_attrs(init, a.strides, a.dilations, a.pads);
-  return a;
-}
-
-PoolGeometry pool_geometry(const KernelContext& ctx, const PoolAttrs& a, const std::vector<int64_t>& x) {
-  if (x.size() < 3) throw ctx.error("X must have rank 3 or more (N, C, spatial...), got " + dims_to_string(x));
-  const size_t nd = x.size() - 2;
-  if (a.kernel_shape.size() != nd)
-    throw ctx.error("kernel_shape needs " + std::to_string(nd) + " values for X " + dims_to_string(x));
-  std::vector<int64_t> strides = a.strides.empty() ? std::vector<int64_t>(nd, 1) : a.strides;
-  std::vector<int64_t> dilations = a.dilations.empty() ? std::vector<int64_t>(nd, 1) : a.dilations;
-  if (strides.size() != nd || dilations.size() != nd)
-    throw ctx.error("strides and dilations need " + std::to_string(nd) + " values");
-  if (!a.pads.empty() && a.pads.size() != 2 * nd)
-    throw ctx.error("pads needs " + std::to_string(2 * nd) + " values, got " + std::to_string(a.pads.size()));
-  PoolGeometry g;
-  g.planes = x[0] * x[1];
-  g.in.assign(x.begin() + 2, x.end());
-  g.out.resize(nd);
+PoolWindows pool_windows(const KernelContext& ctx, const ops::PoolAttrs& a, const std::vector<int64_t>& x) {
+  std::string why_not;
+  std::optional<ops::PoolGeometry> geometry = ops::pool_geometry(a, x, &why_not);
+  if (!geometry) throw ctx.error(why_not);
+  PoolWindows g{std::move(*geometry), {}, {}};
+  const size_t nd = g.in.size();
   g.taps.resize(nd);
   g.padded.resize(nd);
   for (size_t d = 0; d < nd; ++d) {
-    const int64_t in = g.in[d], s = strides[d], extent = (a.kernel_shape[d] - 1) * dilations[d] + 1;
-    int64_t begin = 0, end = 0, out = 0;
-    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      const SamePadding same = same_padding(in, s, extent, a.auto_pad == "SAME_UPPER");
-      out = same.out, begin = same.begin, end = same.end;
-    } else {
-      if (a.auto_pad == "NOTSET" && !a.pads.empty()) begin = a.pads[d], end = a.pads[d + nd];
-      const int64_t span = in + begin + end - extent;
-      if (span < 0)
-        throw ctx.error("the window (extent " + std::to_string(extent) + ") is larger than the padded input " +
-                        dims_to_string(x));
-      if (a.ceil_mode && a.auto_pad == "NOTSET") {
-        out = (span + s - 1) / s + 1;
-        if ((out - 1) * s >= in + begin) --out;  // the last window must start inside the input or begin pad
-      } else {
-        out = span / s + 1;
-      }
-    }
-    g.out[d] = out;
+    const int64_t out = g.out[d], in = g.in[d], begin = g.pad_begin[d], end = g.pad_end[d];
     g.taps[d].resize(static_cast<size_t>(out));
     g.padded[d].resize(static_cast<size_t>(out));
     for (int64_t o = 0; o < out; ++o) {
-      for (int64_t k = 0; k < a.kernel_shape[d]; ++k) {
-        const int64_t pos = o * s - begin + k * dilations[d];
+      for (int64_t k = 0; k < g.kernel[d]; ++k) {
+        const int64_t pos = o * g.strides[d] - begin + k * g.dilations[d];
         if (pos < in + end) ++g.padded[d][static_cast<size_t>(o)];
         if (pos >= 0 && pos < in) g.taps[d][static_cast<size_t>(o)].push_back(pos);
       }
     }
   }
   return g;
-}
-
-std::vector<int64_t> pooled_dims(const std::vector<int64_t>& x, const std::vector<int64_t>& out) {
-  std::vector<int64_t> dims = {x[0], x[1]};
-  dims.insert(dims.end(), out.begin(), out.end());
-  return dims;
 }
 
 namespace {
@@ -154,10 +72,10 @@ enum class PoolKind { kAverage, kMax, kLp };
 
 // AveragePool / MaxPool / LpPool over windows. MaxPool's optional output 1 holds the flat index
 // (over the whole X, N and C included) of each maximum.
-void run_pool(KernelContext& ctx, const PoolAttrs& a, PoolKind kind) {
+void run_pool(KernelContext& ctx, const ops::PoolAttrs& a, PoolKind kind) {
   const Tensor& x = ctx.input(0);
-  PoolGeometry g = pool_geometry(ctx, a, x.dims());
-  const std::vector<int64_t> dims = pooled_dims(x.dims(), g.out);
+  const PoolWindows g = pool_windows(ctx, a, x.dims());
+  const std::vector<int64_t> dims = ops::pooled_dims(x.dims(), g.out);
   const bool want_indices = kind == PoolKind::kMax && ctx.num_outputs() > 1 && ctx.output_wanted(1);
   const int64_t in_size = product(g.in), out_size = product(g.out);
   auto body = [&](auto tag) {
@@ -261,7 +179,7 @@ void run_lrn(KernelContext& ctx, const LrnAttrs& a) {
 
 // MaxUnpool: Y zero but for Y[I[i]] = X[i]. The indices address the default (inferred) output shape,
 // as MaxPool produced them; an output_shape input larger than that keeps the values in its leading corner.
-void run_max_unpool(KernelContext& ctx, const PoolAttrs& a) {
+void run_max_unpool(KernelContext& ctx, const ops::PoolAttrs& a) {
   const Tensor& x = ctx.input(0);
   const Tensor& ind = ctx.input(1);
   if (x.rank() < 3) throw ctx.error("X must have rank 3 or more (N, C, spatial...), got " + dims_to_string(x.dims()));
@@ -332,21 +250,21 @@ void register_pool_kernels(KernelRegistry& r) {
   // count_include_pad arrived in opset 7, ceil_mode in 10, dilations in 19: absent attributes read as
   // their defaults, so one kernel covers every opset.
   add_kernel(r, "AveragePool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
-    PoolAttrs a = parse_pool_attrs(init);
+    const ops::PoolAttrs a = ops::parse_pool_attrs(init.node());
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
     return make_kernel([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kAverage); });
   });
 
   // MaxPool: the Indices output and storage_order since opset 8, int8/uint8 since 12.
   add_kernel(r, "MaxPool", 1, INT_MAX, max_pool_types(), [](const KernelInit& init) {
-    PoolAttrs a = parse_pool_attrs(init);
+    const ops::PoolAttrs a = ops::parse_pool_attrs(init.node());
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
     return make_kernel([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kMax); });
   });
 
   // LpPool: p is a float attribute in opset 1, an int since 2; ceil_mode and dilations since 18.
   add_kernel(r, "LpPool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
-    PoolAttrs a = parse_pool_attrs(init);
+    const ops::PoolAttrs a = ops::parse_pool_attrs(init.node());
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
     return make_kernel([a](KernelContext& ctx) { run_pool(ctx, a, PoolKind::kLp); });
   });
@@ -358,7 +276,7 @@ void register_pool_kernels(KernelRegistry& r) {
     return make_kernel([](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kMax, 1); });
   });
   add_kernel(r, "GlobalLpPool", 1, INT_MAX, kFloatTypes, [](const KernelInit& init) {
-    PoolAttrs a = parse_pool_attrs(init);
+    const ops::PoolAttrs a = ops::parse_pool_attrs(init.node());
     return make_kernel([p = a.p](KernelContext& ctx) { run_global_pool(ctx, PoolKind::kLp, p); });
   });
 
@@ -373,7 +291,7 @@ void register_pool_kernels(KernelRegistry& r) {
   });
 
   add_kernel(r, "MaxUnpool", 9, INT_MAX, kFloatTypes, [](const KernelInit& init) {
-    PoolAttrs a = parse_pool_attrs(init);
+    const ops::PoolAttrs a = ops::parse_pool_attrs(init.node());
     if (a.kernel_shape.empty()) throw init.error("kernel_shape is required");
     return make_kernel([a](KernelContext& ctx) { run_max_unpool(ctx, a); });
   });

@@ -1,0 +1,84 @@
+// What every implementation of the convolutions and the windowed pools must agree on: their
+// attributes and the window geometry (output shapes, pads). The reference kernels and their gradient
+// kernels (runtime/cpu/kernels/conv_pool.cc, pool.cc, conv_pool_grad.cc) read them from here: a
+// gradient must place each window exactly as the forward kernel did. The gradient rules live in
+// conv_pool.cc here.
+//
+// Shape rule (Conv): X is (N, C, D1..Dn), W is (M, C/group, k1..kn), B is (M); Y is (N, M, O1..On) with
+//   O = floor((D + pad_begin + pad_end - ((k - 1) * dilation + 1)) / stride) + 1       (NOTSET, VALID: pads 0)
+//   O = ceil(D / stride), pads split to fit, the odd one at the end (SAME_UPPER) or begin (SAME_LOWER).
+// Shape rule (ConvTranspose): W is (C, M/group, k1..kn); Y is (N, M, O1..On) with
+//   O = stride * (D - 1) + output_padding + (k - 1) * dilation + 1 - pad_begin - pad_end,
+//   or O = output_shape (or D * stride under SAME_*), the pads then derived from O.
+// Shape rule (windowed pools): X is (N, C, D1..Dn), Y is (N, C, O1..On) with, per spatial dim,
+//   extent = (kernel - 1) * dilation + 1
+//   NOTSET: O = floor_or_ceil((D + pad_begin + pad_end - extent) / stride) + 1; under ceil_mode a last
+//           window that would start in the end padding is dropped;
+//   VALID:  O = floor((D - extent) / stride) + 1;
+//   SAME_*: O = ceil(D / stride), the pads split to fit (odd one at the end for SAME_UPPER).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/core/graph.h"
+
+namespace tunnx::ops {
+
+// ---- Conv, ConvTranspose, DeformConv, ConvInteger, QLinearConv --------------------------------------
+struct ConvAttrs {
+  std::string auto_pad;  // "NOTSET" when absent or empty
+  int64_t group = 1;
+  std::vector<int64_t> kernel_shape, strides, dilations, pads;
+  std::vector<int64_t> output_padding, output_shape;  // ConvTranspose only
+  int64_t offset_group = 1;                            // DeformConv only
+};
+
+// Throws Error (invalid model) naming the node on an unknown auto_pad, a group or offset_group below 1,
+// strides or dilations below 1, negative pads.
+ConvAttrs parse_conv_attrs(const ir::Node& node);
+
+// The sizes of one convolution. `image` is the spatial shape of the tensor patches are read from
+// (Conv) or added into (ConvTranspose); `grid` is the spatial shape of the patch positions.
+struct ConvGeometry {
+  int64_t batch = 0, in_channels = 0, out_channels = 0, group = 1;
+  std::vector<int64_t> image, grid, kernel, strides, dilations, pad_begin;
+};
+
+// x and w are the dims of X and W; `transpose` asks for ConvTranspose's geometry, else Conv's. Nothing,
+// with `why_not` (when given) naming the shapes, when they do not fit the attributes.
+std::optional<ConvGeometry> conv_geometry(const ConvAttrs& a, const std::vector<int64_t>& x,
+                                          const std::vector<int64_t>& w, bool transpose, std::string* why_not);
+
+// ---- AveragePool, MaxPool, LpPool, GlobalLpPool, MaxUnpool --------------------------------------------
+struct PoolAttrs {
+  std::string auto_pad;  // "NOTSET" when absent or empty
+  std::vector<int64_t> kernel_shape, strides, pads, dilations;
+  bool ceil_mode = false;
+  bool count_include_pad = false;
+  int64_t storage_order = 0;
+  double p = 2;  // LpPool: a float attribute before opset 2, an int since
+};
+
+// Throws Error (invalid model) naming the node on an unknown auto_pad, a storage_order other than 0
+// or 1, p <= 0, kernel_shape, strides or dilations below 1, negative pads. kernel_shape may be empty
+// (GlobalLpPool reads only p); the windowed pools require it themselves.
+PoolAttrs parse_pool_attrs(const ir::Node& node);
+
+// Where the windows of a pool lie: along spatial dim d there are out[d] windows, and tap k of window o
+// reads input position o * strides[d] - pad_begin[d] + k * dilations[d] (padding outside [0, in[d])).
+struct PoolGeometry {
+  int64_t planes = 0;  // N * C
+  std::vector<int64_t> in, out, kernel, strides, dilations, pad_begin, pad_end;
+};
+
+// x: the dims of X, (N, C, D1..Dn). Nothing, with `why_not` (when given) naming X, when it does not fit
+// the attributes.
+std::optional<PoolGeometry> pool_geometry(const PoolAttrs& a, const std::vector<int64_t>& x, std::string* why_not);
+
+// Y's dims: (N, C, out...).
+std::vector<int64_t> pooled_dims(const std::vector<int64_t>& x, const std::vector<int64_t>& out);
+
+}  // namespace tunnx::ops
