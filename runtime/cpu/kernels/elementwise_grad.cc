@@ -13,22 +13,12 @@
 #include <utility>
 
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/grad_common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
 namespace {
 
-void add_grad_kernel(KernelRegistry& registry, const std::string& op_type, KernelFactory factory) {
-  KernelDef def;
-  def.domain = "com.tunnx";
-  def.op_type = op_type;
-  def.since_version = 1;
-  def.types = kFloatTypes;
-  def.type_input = 0;
-  def.name = "cpu/reference/" + op_type;
-  def.factory = std::move(factory);
-  registry.add(std::move(def));
-}
 
 // ---- ElementwiseGrad ------------------------------------------------------------------------------
 

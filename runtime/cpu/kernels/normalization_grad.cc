@@ -19,18 +19,11 @@
 #endif
 
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/grad_common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
 namespace {
-
-int max_threads() {
-#ifdef _OPENMP
-  return std::max(1, omp_get_max_threads());
-#else
-  return 1;
-#endif
-}
 
 bool wants(const KernelContext& ctx, size_t i) { return i < ctx.num_outputs() && ctx.output_wanted(i); }
 
@@ -356,35 +349,24 @@ void run_layer_norm_grad(KernelContext& ctx, int64_t axis_attr, double epsilon) 
   if (wants(ctx, 2)) write_output(ctx, 2, scale_t.dtype(), tail, dbias);
 }
 
-void add(KernelRegistry& r, const std::string& op_type, KernelFactory factory, int type_input) {
-  KernelDef def;
-  def.domain = "com.tunnx";
-  def.op_type = op_type;
-  def.since_version = 1;
-  def.types = kFloatTypes;
-  def.type_input = type_input;
-  def.name = "cpu/reference/" + op_type;
-  def.factory = std::move(factory);
-  r.add(std::move(def));
-}
 
 }  // namespace
 
 void register_normalization_grad_kernels(KernelRegistry& r) {
-  add(r, "BatchNormTrain", [](const KernelInit& init) {
+  add_grad_kernel(r, "BatchNormTrain", [](const KernelInit& init) {
     const double epsilon = init.attr_float("epsilon", 1e-5f), momentum = init.attr_float("momentum", 0.9f);
     return make_kernel([epsilon, momentum](KernelContext& ctx) { run_batch_norm_train(ctx, epsilon, momentum); });
   }, 0);  // X
-  add(r, "BatchNormGrad", [](const KernelInit& init) {
+  add_grad_kernel(r, "BatchNormGrad", [](const KernelInit& init) {
     const double epsilon = init.attr_float("epsilon", 1e-5f);
     const bool training = init.attr_int("training", 0) != 0;
     return make_kernel([epsilon, training](KernelContext& ctx) { run_batch_norm_grad(ctx, epsilon, training); });
   }, 0);  // dY
-  add(r, "InstanceNormGrad", [](const KernelInit& init) {
+  add_grad_kernel(r, "InstanceNormGrad", [](const KernelInit& init) {
     const double epsilon = init.attr_float("epsilon", 1e-5f);
     return make_kernel([epsilon](KernelContext& ctx) { run_instance_norm_grad(ctx, epsilon); });
   }, 0);
-  add(r, "LayerNormGrad", [](const KernelInit& init) {
+  add_grad_kernel(r, "LayerNormGrad", [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", -1);
     const double epsilon = init.attr_float("epsilon", 1e-5f);
     return make_kernel([axis, epsilon](KernelContext& ctx) { run_layer_norm_grad(ctx, axis, epsilon); });

@@ -5,22 +5,12 @@
 
 #include "runtime/cpu/kernels/cast.h"
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/grad_common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
 namespace {
 
-void add_grad_kernel(KernelRegistry& registry, const std::string& op_type, KernelFactory factory, int type_input = 0) {
-  KernelDef def;
-  def.domain = "com.tunnx";
-  def.op_type = op_type;
-  def.since_version = 1;
-  def.types = kFloatTypes;
-  def.type_input = type_input;
-  def.name = "cpu/reference/" + op_type;
-  def.factory = std::move(factory);
-  registry.add(std::move(def));
-}
 
 // SumToShape(G, shape) -> G summed over the dims broadcasting added or stretched to reach G's shape.
 //   G [g0..gk], shape [r] with r <= k+1 and shape right-aligned against G (each dim equal or 1).
