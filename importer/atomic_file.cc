@@ -76,6 +76,8 @@ void StagedFile::commit() {
   fsync_path(folder_of(path_), O_RDONLY | O_DIRECTORY);
 }
 
+void sync_directory(const fs::path& folder) { fsync_path(folder, O_RDONLY | O_DIRECTORY); }
+
 void write_file_atomically(const fs::path& path, const std::function<void(std::ostream&)>& write) {
   StagedFile(path, write).commit();
 }

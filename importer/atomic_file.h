@@ -25,6 +25,9 @@ class StagedFile {
   bool committed_ = false;
 };
 
+// Flushes a folder's entries (new names, renames) to disk; used after renaming a folder into place.
+void sync_directory(const std::filesystem::path& folder);
+
 // Stages and commits one file.
 void write_file_atomically(const std::filesystem::path& path,
                            const std::function<void(std::ostream&)>& write);

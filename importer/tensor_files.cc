@@ -1,11 +1,10 @@
 // .npy and ONNX .pb tensor files (include/tunnx/io.h).
 #include <cmath>
-#include <cstring>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include "importer/atomic_file.h"
+#include "importer/npy_format.h"
 #include "importer/tensor_proto.h"
 #include "onnx/onnx-data_pb.h"
 #include "runtime/core/float16.h"
@@ -15,18 +14,6 @@ namespace tunnx {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct NpyType {
-  const char* descr;
-  DataType dtype;
-};
-// Little-endian descriptors; one-byte types use '|'.
-constexpr NpyType kNpyTypes[] = {
-    {"|b1", DataType::kBool},    {"|i1", DataType::kInt8},    {"<i2", DataType::kInt16},
-    {"<i4", DataType::kInt32},   {"<i8", DataType::kInt64},   {"|u1", DataType::kUInt8},
-    {"<u2", DataType::kUInt16},  {"<u4", DataType::kUInt32},  {"<u8", DataType::kUInt64},
-    {"<f2", DataType::kFloat16}, {"<f4", DataType::kFloat32}, {"<f8", DataType::kFloat64},
-};
 
 std::string read_all(const fs::path& path) {
   std::error_code ec;
@@ -104,78 +91,18 @@ Comparison compare_tensors(const Tensor& expected, const Tensor& actual, double 
 
 }  // namespace
 
-Tensor load_npy(const fs::path& path) {
-  std::string bytes = read_all(path);
-  auto bad = [&path](const std::string& why) { return Error(ErrorCode::kInvalidArgument, why, {.file = path.string()}); };
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("not a .npy file");
-  int major = static_cast<unsigned char>(bytes[6]);
-  size_t header_len, header_start;
-  if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8;
-    header_start = 10;
-  } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) throw bad("truncated .npy header");
-    header_len = 0;
-    for (int i = 3; i >= 0; --i) header_len = header_len << 8 | static_cast<unsigned char>(bytes[8 + i]);
-    header_start = 12;
-  } else {
-    throw bad(".npy version " + std::to_string(major) + " is not supported");
-  }
-  if (header_start + header_len > bytes.size()) throw bad("truncated .npy header");
-  std::string header = bytes.substr(header_start, header_len);
-
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']*)')"))) throw bad(".npy header has no descr");
-  std::string descr = m[1];
-  if (descr.size() == 3 && descr[0] == '=') descr[0] = '<';
-  if (descr == "<b1" || descr == "<i1" || descr == "<u1") descr[0] = '|';
-  DataType dtype = DataType::kUndefined;
-  for (const auto& t : kNpyTypes)
-    if (descr == t.descr) dtype = t.dtype;
-  if (dtype == DataType::kUndefined) throw bad(".npy dtype '" + descr + "' is not supported");
-  if (std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*True)")))
-    throw bad("Fortran-ordered .npy arrays are not supported (save with np.ascontiguousarray)");
-  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) throw bad(".npy header has no shape");
-  std::vector<int64_t> dims;
-  std::string shape_text = m[1];
-  static const std::regex digits(R"(\d+)");
-  for (std::sregex_iterator it(shape_text.begin(), shape_text.end(), digits), end; it != end; ++it)
-    dims.push_back(std::stoll(it->str()));
-
-  int64_t numel = checked_element_count(dims);
-  size_t data_start = header_start + header_len;
-  size_t nbytes = static_cast<size_t>(numel) * element_size(dtype);
-  if (bytes.size() - data_start != nbytes)
-    throw bad(".npy data has " + std::to_string(bytes.size() - data_start) + " bytes, shape " + dims_to_string(dims) +
-              " of " + to_string(dtype) + " needs " + std::to_string(nbytes));
-  Tensor t(dtype, dims);
-  if (nbytes) std::memcpy(t.mutable_data(), bytes.data() + data_start, nbytes);
-  return t;
-}
+Tensor load_npy(const fs::path& path) { return parse_npy(read_all(path), {.file = path.string()}); }
 
 void save_npy(const fs::path& path, const Tensor& tensor) {
-  const char* descr = nullptr;
-  for (const auto& t : kNpyTypes)
-    if (t.dtype == tensor.dtype()) descr = t.descr;
-  if (!descr)
-    throw Error(ErrorCode::kUnsupported, std::string(to_string(tensor.dtype())) + " tensors cannot be written as .npy",
-                {.file = path.string()});
-  std::string shape = "(";
-  for (size_t i = 0; i < tensor.dims().size(); ++i) shape += std::to_string(tensor.dims()[i]) + ", ";
-  if (tensor.dims().size() > 1) shape.resize(shape.size() - 2);
-  else if (tensor.dims().size() == 1) shape.resize(shape.size() - 1);
-  shape += ")";
-  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
-  // Pad with spaces so magic + length + header + '\n' is a multiple of 64 (NumPy's alignment).
-  size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
-  header += '\n';
-  write_file_atomically(path, [&](std::ostream& out) {
-    out.write("\x93NUMPY\x01\x00", 8);
-    char len[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
-    out.write(len, 2);
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    out.write(static_cast<const char*>(tensor.data()), static_cast<std::streamsize>(tensor.nbytes()));
+  NpyBytes npy;
+  try {
+    npy = encode_npy(tensor);
+  } catch (const Error& e) {
+    throw e.with_context({.file = path.string()});
+  }
+  write_file_atomically(path, [&npy](std::ostream& out) {
+    out.write(npy.head.data(), static_cast<std::streamsize>(npy.head.size()));
+    out.write(npy.tail.data(), static_cast<std::streamsize>(npy.tail.size()));
   });
 }
 

@@ -6,9 +6,9 @@ packages=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev
   libdnnl-dev ocl-icd-opencl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libzip-dev
   libonnx-testdata
-  python3 python3-venv
+  python3 python3-venv python3-numpy python3-sklearn
 )
 
 missing=()

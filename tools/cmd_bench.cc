@@ -329,6 +329,10 @@ void add_bench_command(CLI::App& app) {
   command->add_flag("--json", o->json, "One JSON object instead of text");
   command->add_flag("--profile", o->profile,
                     "Then time each node on a second session: where the time goes, executor overhead per run");
+  command->footer(
+      "Example:\n"
+      "  tunnx bench examples/digits_cnn.onnx --batch 32 --iters 200 --threads 4\n"
+      "  tunnx bench model.onnx --profile  # then the time per node");
   command->callback([o] {
     // A number out of range is a usage error (exit 2), reported in the one-line style of failures.
     if (std::string problem = usage_problem(*o); !problem.empty()) {

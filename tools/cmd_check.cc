@@ -161,6 +161,10 @@ void add_check_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand("check", "Validate a model and summarize what it declares");
   command->add_option("MODEL", options->model, "ONNX model file")->required()->type_name("FILE");
   command->add_flag("--json", options->json, "Print one JSON object instead of text");
+  command->footer(
+      "Example:\n"
+      "  tunnx check examples/digits_cnn.onnx\n"
+      "  tunnx check model.onnx --json     # exit 1 with one line on stderr if the model is invalid");
   command->callback([options] { run_check(*options); });
 }
 

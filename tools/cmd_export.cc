@@ -1,6 +1,7 @@
 // `tunnx export`: loads a model and writes it back through tunnx — the same names, opsets and
-// metadata, with the parameters' current values — optionally moving large tensors into an external
-// data file. The write is atomic: on failure nothing is left at OUT.
+// metadata, with the parameters' current values or trained ones from a safetensors file or a
+// checkpoint — optionally moving large tensors into an external data file, or writes the weights
+// alone as safetensors. The write is atomic: on failure nothing is left at OUT.
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/commands.h"
+#include "tools/weights.h"
 #include "tunnx/tunnx.h"
 
 namespace tunnx::cli {
@@ -20,10 +22,29 @@ struct ExportOptions {
   bool external_data = false;
   std::string external_data_file;
   size_t external_threshold = 1024;
+  std::filesystem::path weights, checkpoint;
+  bool weights_only = false;
 };
 
 void run_export(const ExportOptions& options) {
   Model model = Model::load(options.model);
+  if (!options.weights.empty()) apply_weights_file(model, options.weights);
+  if (!options.checkpoint.empty()) {
+    // A checkpoint folder (its newest checkpoint) or one step folder in it.
+    std::filesystem::path step = options.checkpoint;
+    if (!std::filesystem::exists(step / "state.json")) {
+      auto newest = latest_checkpoint(options.checkpoint);
+      if (!newest)
+        throw Error(ErrorCode::kNotFound, "holds no complete checkpoint", {.file = options.checkpoint.string()});
+      step = *newest;
+    }
+    load_checkpoint_weights(step, model);
+  }
+  if (options.weights_only) {
+    save_safetensors(options.output, model.state_dict(), {{"format", "pt"}, {"source", options.model.filename().string()}});
+    std::cout << "wrote " << options.output.string() << " (" << model.state_dict().size() << " tensors)" << std::endl;
+    return;
+  }
   SaveOptions save;
   save.external_data = options.external_data ? ExternalDataMode::kAlways : ExternalDataMode::kAuto;
   save.external_data_file = options.external_data_file;
@@ -54,6 +75,15 @@ void add_export_command(CLI::App& app) {
                       "Smallest tensor, in bytes, that goes to the data file")
       ->default_val(1024)
       ->needs(external);
+  CLI::Option* weights = command->add_option("--weights", options->weights,
+                      "Apply these tensors first (names must exist; shapes and dtypes checked)")->type_name("FILE.safetensors");
+  command->add_option("--checkpoint", options->checkpoint,
+                      "Apply the Parameters and buffers of a checkpoint (a --checkpoint-dir or one step folder)")
+      ->type_name("DIR")
+      ->excludes(weights);
+  command->add_flag("--weights-only", options->weights_only, "Write only the weights, as safetensors")->excludes(external);
+  command->footer("Examples:\n  tunnx export model.onnx --checkpoint ckpt -o tuned.onnx\n"
+                  "  tunnx export tuned.onnx --weights-only -o tuned.safetensors");
   command->callback([options] { run_export(*options); });
 }
 

@@ -112,6 +112,10 @@ void add_params_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand("params", "List the model's parameters and buffers with totals");
   command->add_option("MODEL", options->model, "ONNX model file")->required()->type_name("FILE");
   command->add_flag("--json", options->json, "Print one JSON object instead of a table");
+  command->footer(
+      "Example:\n"
+      "  tunnx params examples/digits_cnn.onnx\n"
+      "  tunnx params model.onnx --json    # one object: every tensor with the reason for its kind, totals");
   command->callback([options] { run_params(*options); });
 }
 

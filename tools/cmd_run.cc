@@ -1,6 +1,6 @@
-// `tunnx run`: runs a model on inputs from .npy / ONNX .pb files. Either writes every output as
-// DIR/<name>.npy (all or nothing), prints a summary of each output, or compares with an ONNX
-// test_data_set folder and reports the error per output.
+// `tunnx run`: runs a model on inputs from .npy / ONNX .pb files, optionally with weights from a
+// safetensors file. Either writes every output as DIR/<name>.npy (all or nothing), prints a summary
+// of each output, or compares with an ONNX test_data_set folder and reports the error per output.
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 
 #include "tools/commands.h"
 #include "tools/format.h"
+#include "tools/weights.h"
 #include "tunnx/tunnx.h"
 
 namespace tunnx::cli {
@@ -25,6 +26,7 @@ namespace fs = std::filesystem;
 struct RunOptions {
   fs::path model;
   std::vector<std::string> inputs;  // NAME=FILE
+  fs::path weights;                 // .safetensors
   fs::path output_dir;
   fs::path test_data;
   std::string device = "cpu";
@@ -70,12 +72,13 @@ std::string summarize(const std::string& name, const Value& v) {
   return name + "  " + v.describe() + "\n";
 }
 
-// Writes every output into a staging folder inside DIR, then moves them into place, so a failure
-// leaves no partial set of outputs.
+// Writes every output into a staging folder inside DIR (made, like mkdir -p, once the run has
+// succeeded), then moves them into place, so a failure leaves no partial set of outputs.
 void write_outputs(const fs::path& dir, const NamedValues& outputs) {
   std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    throw Error(ErrorCode::kNotFound, "output folder does not exist", {.file = dir.string()});
+  fs::create_directories(dir, ec);
+  if (!ec && !fs::is_directory(dir, ec)) ec = std::make_error_code(std::errc::not_a_directory);
+  if (ec) throw Error(ErrorCode::kIo, "cannot create the output folder: " + ec.message(), {.file = dir.string()});
   fs::path staging = dir / (".tunnx-run-" + std::to_string(::getpid()));
   fs::create_directory(staging, ec);
   if (ec) throw Error(ErrorCode::kIo, "cannot write in the output folder: " + ec.message(), {.file = dir.string()});
@@ -137,6 +140,7 @@ int compare_with_test_data(const Model& model, const Session& session, const Run
 
 int run(const RunOptions& o) {
   Model model = Model::load(o.model);
+  if (!o.weights.empty()) apply_weights_file(model, o.weights);
   SessionOptions options;
   options.device = Device::parse(o.device);
   options.threads = o.threads;
@@ -178,7 +182,11 @@ void add_run_command(CLI::App& app) {
   command->add_option("MODEL", o->model, "ONNX model file")->required()->type_name("FILE");
   command->add_option("--input", o->inputs, "An input: NAME=FILE (.npy or TensorProto .pb); repeatable")
       ->type_name("NAME=FILE");
-  command->add_option("--output-dir", o->output_dir, "Write every output as DIR/<name>.npy")->type_name("DIR");
+  command->add_option("--weights", o->weights,
+                      "Copy tensors from a .safetensors file into the model's Parameters and buffers by name")
+      ->type_name("FILE");
+  command->add_option("--output-dir", o->output_dir, "Write every output as DIR/<name>.npy (made when missing)")
+      ->type_name("DIR");
   command->add_option("--test-data", o->test_data, "Compare with an ONNX test_data_set_N folder")->type_name("DIR");
   command->add_option("--rtol", o->rtol, "Relative tolerance for --test-data")->default_val(1e-3);
   command->add_option("--atol", o->atol, "Absolute tolerance for --test-data")->default_val(1e-7);
@@ -188,6 +196,9 @@ void add_run_command(CLI::App& app) {
       ->default_val(SessionOptions{}.optimization_level)
       ->check(CLI::Range(0, 2));
   command->add_flag("--profile", o->profile, "Print the kernel and time per node and the run's statistics");
+  command->footer(
+      "Example: tunnx run examples/digits_cnn.onnx --input input=examples/digits_sample.npy "
+      "--weights tuned.safetensors --output-dir out");
   command->callback([o] {
     int status = run(*o);
     if (status != 0) throw CLI::RuntimeError(status);

@@ -18,5 +18,9 @@ void add_export_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 // `tunnx bench MODEL [--threads N] [--warmup N] [--iters N] [--batch N] [--json]`: latency percentiles.
 void add_bench_command(CLI::App& app);
+// `tunnx train MODEL --data DATA.npz --loss L ...`: fine-tunes the model's Parameters.
+void add_train_command(CLI::App& app);
+// `tunnx plot METRICS.jsonl -o curve.svg`: train/eval loss and accuracy against step, as SVG.
+void add_plot_command(CLI::App& app);
 
 }  // namespace tunnx::cli

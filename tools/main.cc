@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   tunnx::cli::add_export_command(app);
   tunnx::cli::add_run_command(app);
   tunnx::cli::add_bench_command(app);
+  tunnx::cli::add_plot_command(app);
+  tunnx::cli::add_train_command(app);
 
   // CLI11 reports an unknown first word only as "a subcommand is required"; name it instead.
   auto is_command = [&app](const std::string& word) {
@@ -44,7 +46,14 @@ int main(int argc, char** argv) {
     return e.get_exit_code();  // a command that reported its own failure (run --test-data mismatch)
   } catch (const CLI::ParseError& e) {
     // --help and --version arrive here too, with exit code 0.
-    return app.exit(e) == 0 ? 0 : kUsageError;
+    if (e.get_exit_code() == 0) return app.exit(e);
+    // `tunnx train` is called by scripts whose contract is one line and exit 1 for any refusal.
+    if (argc > 1 && std::string(argv[1]) == "train") {
+      std::cerr << "tunnx: error: " << tunnx::cli::single_line(e.what()) << std::endl;
+      return kFailure;
+    }
+    app.exit(e);
+    return kUsageError;
   } catch (const std::exception& e) {
     // tunnx::Error's message already names the file, node and tensor; one line keeps it greppable.
     std::cerr << "tunnx: error: " << tunnx::cli::single_line(e.what()) << std::endl;

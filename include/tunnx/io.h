@@ -1,20 +1,47 @@
-// Tensors and values in files: NumPy .npy, and ONNX's TensorProto / SequenceProto / OptionalProto .pb
-// files as ONNX's test data uses them. Plus the comparison ONNX's backend tests use (allclose).
+// Tensors and values in files: NumPy .npy and .npz, safetensors, and ONNX's TensorProto /
+// SequenceProto / OptionalProto .pb files as ONNX's test data uses them. Plus the comparison ONNX's
+// backend tests use (allclose).
 #pragma once
 
 #include <filesystem>
 #include <string>
 
+#include "tunnx/model.h"
 #include "tunnx/tensor.h"
 #include "tunnx/value.h"
 
 namespace tunnx {
 
-// Reads a C-order .npy file (bool, int8..int64, uint8..uint64, float16, float32, float64).
-// Throws Error naming the file on anything else (Fortran order, object or unicode arrays, truncation).
+// Reads a C-order .npy file (bool, int8..int64, uint8..uint64, float16, float32, float64, and
+// little-endian unicode `<U` as strings). Throws Error naming the file on anything else (Fortran
+// order, object arrays, truncation).
 Tensor load_npy(const std::filesystem::path& path);
-// Writes `tensor` as .npy (version 1.0), atomically.
+// Writes `tensor` as .npy (version 1.0), atomically. Strings become a NumPy unicode array (`<U`,
+// UTF-32, width of the longest), which numpy.load reads without allow_pickle.
 void save_npy(const std::filesystem::path& path, const Tensor& tensor);
+
+// Reads a .npz archive (numpy.savez or numpy.savez_compressed: members stored or deflated), every
+// member a .npy as load_npy reads it. Keys are the member names without ".npy", in archive order.
+// Throws Error naming the file and the member on a damaged archive or member.
+StateDict load_npz(const std::filesystem::path& path);
+// Writes arrays as a .npz archive numpy.load reads, atomically; `compressed` deflates the members.
+void save_npz(const std::filesystem::path& path, const StateDict& arrays, bool compressed = false);
+
+// A safetensors file (https://github.com/huggingface/safetensors): tensors by name plus the
+// optional string-to-string "__metadata__" of its JSON header.
+struct SafetensorsFile {
+  StateDict tensors;  // in the order of their data offsets
+  std::vector<std::pair<std::string, std::string>> metadata;
+};
+// Reads a safetensors file (F64 F32 F16 BF16 I64 I32 I16 I8 U64 U32 U16 U8 BOOL). Throws Error
+// naming the file and the tensor on a header that is not valid JSON, an unknown dtype, offsets that
+// overlap, leave gaps or fall outside the file, a size that does not match the shape, or a
+// duplicate name.
+SafetensorsFile load_safetensors(const std::filesystem::path& path);
+// Writes tensors (and metadata) as safetensors that Python's `safetensors` package reads: header
+// padded to 8 bytes, data in the given order. Atomic: temp file, fsync, rename.
+void save_safetensors(const std::filesystem::path& path, const StateDict& tensors,
+                      const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
 // What a .pb file holds. The three protos share field numbers, so the bytes alone cannot always
 // tell them apart: pass the kind the model declares for the value when it is known.

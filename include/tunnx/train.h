@@ -82,6 +82,7 @@ struct TrainerOptions {
 struct StepResult {
   double loss = 0;      // this micro-batch's loss (unscaled)
   bool updated = false; // the optimizer stepped (every `accumulate` calls)
+  int64_t correct = 0, counted = 0;  // cross_entropy: this batch's train-mode predictions (as EvalResult)
 };
 
 struct EvalResult {
@@ -125,10 +126,19 @@ class Trainer {
   int64_t steps() const;                       // optimizer steps taken
   const TrainerOptions& options() const;
 
-  // Optimizer state (momentum buffers, exp_avg, exp_avg_sq, step) as named tensors
-  // "<param>/<state>", for checkpoints; load_state restores it (names and shapes checked).
+  // What a checkpoint needs besides tensors to continue bit for bit: optimizer steps (which also
+  // fix the schedule and Adam's bias correction) and train-mode forwards (which seed dropout).
+  struct Counters {
+    int64_t steps = 0;
+    int64_t forwards = 0;
+  };
+  Counters counters() const;
+
+  // Optimizer state (momentum buffers, exp_avg, exp_avg_sq) as named tensors "<param>/<state>",
+  // for checkpoints; load_optimizer_state restores it with the counters (names and shapes checked
+  // before anything changes) and clears the gradients.
   StateDict optimizer_state() const;
-  void load_optimizer_state(const StateDict& state, int64_t steps);
+  void load_optimizer_state(const StateDict& state, const Counters& counters);
 
   struct Impl;
 

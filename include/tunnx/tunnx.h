@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "tunnx/checkpoint.h"
+#include "tunnx/data.h"
 #include "tunnx/device.h"
 #include "tunnx/io.h"
 #include "tunnx/model.h"

@@ -123,6 +123,33 @@ void accumulate(Tensor& acc, const Tensor& g, const std::string& name) {
   }
 }
 
+// Predictions (argmax over axis 1 of logits [N,C,...]) equal to the int64 targets [N,...], ignored
+// positions left out.
+void count_correct(const Tensor& logits, const Tensor& target, int64_t ignore_index, int64_t& correct, int64_t& counted) {
+  if (logits.rank() < 2 || target.dtype() != DataType::kInt64) return;
+  const int64_t n = logits.dims()[0], c = logits.dims()[1];
+  const int64_t inner = logits.numel() / std::max<int64_t>(n * c, 1);
+  if (target.numel() != n * inner) return;
+  const int64_t* y = target.data_as<int64_t>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < inner; ++k) {
+      const int64_t label = y[i * inner + k];
+      if (label == ignore_index) continue;
+      int64_t best = 0;
+      double best_v = -INFINITY;
+      for (int64_t j = 0; j < c; ++j) {
+        const int64_t at = (i * c + j) * inner + k;
+        const double v = logits.dtype() == DataType::kFloat64 ? logits.data_as<double>()[at] : logits.data_as<float>()[at];
+        if (v > best_v) {
+          best_v = v;
+          best = j;
+        }
+      }
+      correct += best == label;
+      ++counted;
+    }
+}
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -137,6 +164,7 @@ struct Trainer::Impl {
   std::vector<std::pair<StoredTensor*, size_t>> running_updates;  // buffer, train-graph output index
   bool has_dropout = false;
   size_t eval_prediction = 0;
+  size_t train_prediction = SIZE_MAX;  // cross_entropy: the logits, for the batch's accuracy
 
   int64_t micro_steps = 0;  // backward() calls since the last optimizer step
   int64_t steps = 0;        // optimizer steps taken
@@ -154,6 +182,7 @@ struct Trainer::Impl {
     }
     return out;
   }
+  double backward(const NamedValues& batch, StepResult* accuracy);
   void check_batch(const std::vector<std::string>& inputs, const NamedValues& batch) const {
     std::unordered_set<std::string> known(inputs.begin(), inputs.end());
     for (const auto& [name, v] : batch)
@@ -252,6 +281,7 @@ Trainer::Trainer(Model& model, TrainerOptions options) : impl_(std::make_unique<
     for (const auto& [key, value] : running) add_output(graph, value);
     for (const auto& gname : grads)
       if (!gname.empty()) add_output(graph, gname);
+    if (options.loss.kind == LossKind::kCrossEntropy) add_output(graph, t.output);
     train::remove_unused_nodes(graph);
   };
   t.train = prepare_graph(*t.model, prepare);
@@ -264,6 +294,7 @@ Trainer::Trainer(Model& model, TrainerOptions options) : impl_(std::make_unique<
   };
   for (const auto& gname : grads) t.grad_outputs.push_back(gname.empty() ? SIZE_MAX : output_index(gname));
   for (const auto& [key, value] : running) t.running_updates.emplace_back(&t.model->store.at(key), output_index(value));
+  if (options.loss.kind == LossKind::kCrossEntropy) t.train_prediction = output_index(t.output);
 
   // The eval graph: the loss and the prediction, nothing else.
   PrepareOptions eval_prepare;
@@ -283,8 +314,10 @@ Trainer::~Trainer() = default;
 Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 
-double Trainer::backward(const NamedValues& batch) {
-  Impl& t = *impl_;
+double Trainer::backward(const NamedValues& batch) { return impl_->backward(batch, nullptr); }
+
+double Trainer::Impl::backward(const NamedValues& batch, StepResult* accuracy) {
+  Impl& t = *this;
   t.check_batch(t.train_inputs, batch);
   std::vector<Value> results;
   int64_t bytes = 0;
@@ -307,6 +340,9 @@ double Trainer::backward(const NamedValues& batch) {
   }
   for (size_t i = 0; i < t.params.size(); ++i)
     if (t.grad_outputs[i] != SIZE_MAX) accumulate(t.params[i]->grad, results[t.grad_outputs[i]].tensor(), t.params[i]->name);
+  if (accuracy && t.train_prediction != SIZE_MAX)
+    count_correct(results[t.train_prediction].tensor(), batch.at(t.options.loss.target).tensor(),
+                  t.options.loss.ignore_index, accuracy->correct, accuracy->counted);
   ++t.micro_steps;
   return loss;
 }
@@ -326,7 +362,7 @@ void Trainer::optimizer_step() {
 StepResult Trainer::step(const NamedValues& batch) {
   if (!training_) throw invalid("step() needs train mode (call train() after eval())");
   StepResult r;
-  r.loss = backward(batch);
+  r.loss = impl_->backward(batch, &r);
   if (impl_->micro_steps >= impl_->options.accumulate) {
     optimizer_step();
     r.updated = true;
@@ -352,31 +388,9 @@ EvalResult Trainer::evaluate(const NamedValues& batch) const {
   }
   EvalResult r;
   r.loss = scalar_of(results[0].tensor());
-  if (t.options.loss.kind == LossKind::kCrossEntropy) {
-    const Tensor& logits = results[t.eval_prediction].tensor();
-    const Tensor& target = batch.at(t.options.loss.target).tensor();
-    if (logits.rank() < 2) return r;
-    const int64_t n = logits.dims()[0], c = logits.dims()[1];
-    const int64_t inner = logits.numel() / std::max<int64_t>(n * c, 1);
-    const int64_t* y = target.data_as<int64_t>();
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t k = 0; k < inner; ++k) {
-        const int64_t label = y[i * inner + k];
-        if (label == t.options.loss.ignore_index) continue;
-        int64_t best = 0;
-        double best_v = -INFINITY;
-        for (int64_t j = 0; j < c; ++j) {
-          const int64_t at = (i * c + j) * inner + k;
-          const double v = logits.dtype() == DataType::kFloat64 ? logits.data_as<double>()[at] : logits.data_as<float>()[at];
-          if (v > best_v) {
-            best_v = v;
-            best = j;
-          }
-        }
-        r.correct += best == label;
-        ++r.counted;
-      }
-  }
+  if (t.options.loss.kind == LossKind::kCrossEntropy)
+    count_correct(results[t.eval_prediction].tensor(), batch.at(t.options.loss.target).tensor(),
+                  t.options.loss.ignore_index, r.correct, r.counted);
   return r;
 }
 
@@ -407,7 +421,9 @@ StateDict Trainer::optimizer_state() const {
   return out;
 }
 
-void Trainer::load_optimizer_state(const StateDict& state, int64_t steps) {
+Trainer::Counters Trainer::counters() const { return {impl_->steps, impl_->seed_counter}; }
+
+void Trainer::load_optimizer_state(const StateDict& state, const Counters& counters) {
   std::unordered_map<std::string, StoredTensor*> by_name;
   for (StoredTensor* p : impl_->params) by_name[p->name] = p;
   for (const auto& [name, tensor] : state) {
@@ -422,7 +438,9 @@ void Trainer::load_optimizer_state(const StateDict& state, int64_t steps) {
     const size_t slash = name.rfind('/');
     by_name.at(name.substr(0, slash))->optimizer_state.emplace_back(name.substr(slash + 1), tensor.clone());
   }
-  impl_->steps = steps;
+  impl_->steps = counters.steps;
+  impl_->seed_counter = counters.forwards;
+  zero_grad();
 }
 
 }  // namespace tunnx
