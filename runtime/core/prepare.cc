@@ -19,11 +19,12 @@ PreparedGraph prepare_graph(const Model::Impl& model, const PrepareOptions& opti
   try {
     ir::inline_functions(graph, model.ir.functions);
     train::lower_gradient_ops(graph, prepared.opsets, model.store);
+    // GELU spelled out as five ops becomes one node before the caller's rewrite, so autodiff
+    // differentiates one Gelu (one gradient kernel) instead of the chain; fuse_linear later folds it
+    // into a MatMul where nothing else reads its input.
+    if (options.optimization_level >= 2) ir::fuse_gelu(graph, model.store);
     if (options.rewrite) options.rewrite(graph, prepared.opsets);
-    if (options.optimization_level >= 2) {
-      ir::fuse_gelu(graph, model.store);  // first: fuse_linear folds the Gelu it makes into a MatMul
-      ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
-    }
+    if (options.optimization_level >= 2) ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
     PlanContext context;
     context.registry = &KernelRegistry::global();
     context.device = options.device;

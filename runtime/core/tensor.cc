@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "runtime/core/host_memory.h"
 #include "tunnx/tensor.h"
 
 namespace tunnx {
@@ -23,8 +24,6 @@ size_t checked_byte_size(int64_t numel, DataType dtype, const std::vector<int64_
 // Memory behind a tensor. Numeric data sits in `bytes` (64-byte aligned, owned) or is borrowed from
 // `borrowed` while `keep_alive` holds its owner; strings live in `strings`.
 struct Tensor::Storage {
-  static constexpr std::align_val_t kAlignment{64};
-
   void* bytes = nullptr;
   size_t size = 0;
   const void* borrowed = nullptr;
@@ -42,11 +41,11 @@ struct Tensor::Storage {
   void allocate(size_t n) {
     release();
     size = n;
-    bytes = n ? ::operator new(n, kAlignment) : nullptr;
+    bytes = n ? host_memory::allocate(n) : nullptr;
     if (n) std::memset(bytes, 0, n);
   }
   void release() {
-    if (bytes) ::operator delete(bytes, kAlignment);
+    if (bytes) host_memory::deallocate(bytes, size);
     bytes = nullptr;
   }
   const void* read() const { return borrowed ? borrowed : bytes; }

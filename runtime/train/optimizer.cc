@@ -18,38 +18,41 @@ Tensor& state_of(StoredTensor& p, const std::string& key, bool* created) {
 }
 
 // The arithmetic follows torch's single-tensor paths in the parameter's dtype; scalars (lr, bias
-// corrections) are computed in double as Python does and then used in T, as torch casts them.
+// corrections) are computed in double as Python does and then used in T, as torch casts them. Each
+// element goes through the whole rule in one pass (torch's sequence of tensor ops, element by
+// element: the same operations in the same order, so the same results), reading the gradient once.
 template <typename T>
 void update_one(const OptimizerOptions& o, double lr, int64_t step, StoredTensor& p) {
   const int64_t n = p.value.numel();
-  const T* g = p.grad.data_as<T>();
-  const double wd = o.effective_weight_decay();
-  std::vector<T> grad(g, g + n);
+  const T* grad = p.grad.data_as<T>();
+  const double wd_d = o.effective_weight_decay();
+  const T wd = static_cast<T>(wd_d);
   T* w = p.value.mutable_data_as<T>();  // bumps the version: packed copies are remade
 
   if (o.kind == OptimizerKind::kSgd) {
-    if (wd != 0)
-      for (int64_t i = 0; i < n; ++i) grad[i] = grad[i] + static_cast<T>(wd) * w[i];
-    if (o.momentum != 0) {
-      bool created = false;
-      Tensor& buf_t = state_of(p, "momentum_buffer", &created);
-      T* buf = buf_t.mutable_data_as<T>();
-      const T mu = static_cast<T>(o.momentum), keep = static_cast<T>(1 - o.dampening);
-      for (int64_t i = 0; i < n; ++i) buf[i] = created ? grad[i] : buf[i] * mu + keep * grad[i];
-      for (int64_t i = 0; i < n; ++i) grad[i] = o.nesterov ? grad[i] + mu * buf[i] : buf[i];
-    }
     const T rate = static_cast<T>(lr);
-    for (int64_t i = 0; i < n; ++i) w[i] = w[i] - rate * grad[i];
+    if (o.momentum == 0) {
+      for (int64_t i = 0; i < n; ++i) {
+        const T g = wd_d != 0 ? grad[i] + wd * w[i] : grad[i];
+        w[i] = w[i] - rate * g;
+      }
+      return;
+    }
+    bool created = false;
+    T* buf = state_of(p, "momentum_buffer", &created).template mutable_data_as<T>();
+    const T mu = static_cast<T>(o.momentum), keep = static_cast<T>(1 - o.dampening);
+    for (int64_t i = 0; i < n; ++i) {
+      T g = wd_d != 0 ? grad[i] + wd * w[i] : grad[i];
+      buf[i] = created ? g : buf[i] * mu + keep * g;
+      g = o.nesterov ? g + mu * buf[i] : buf[i];
+      w[i] = w[i] - rate * g;
+    }
     return;
   }
 
   // Adam and AdamW.
-  if (o.kind == OptimizerKind::kAdamW) {
-    const T decay = static_cast<T>(1 - lr * wd);
-    for (int64_t i = 0; i < n; ++i) w[i] = w[i] * decay;
-  } else if (wd != 0) {
-    for (int64_t i = 0; i < n; ++i) grad[i] = grad[i] + static_cast<T>(wd) * w[i];
-  }
+  const bool decoupled = o.kind == OptimizerKind::kAdamW;
+  const T decay = static_cast<T>(1 - lr * wd_d);
   T* m = state_of(p, "exp_avg", nullptr).template mutable_data_as<T>();
   T* v = state_of(p, "exp_avg_sq", nullptr).template mutable_data_as<T>();
   const T b1 = static_cast<T>(1 - o.beta1), b2 = static_cast<T>(o.beta2), one_minus_b2 = static_cast<T>(1 - o.beta2);
@@ -59,8 +62,13 @@ void update_one(const OptimizerOptions& o, double lr, int64_t step, StoredTensor
   const T bias2_sqrt = static_cast<T>(std::sqrt(bias2));
   const T eps = static_cast<T>(o.eps);
   for (int64_t i = 0; i < n; ++i) {
-    m[i] = m[i] + b1 * (grad[i] - m[i]);  // exp_avg.lerp_(grad, 1 - beta1)
-    v[i] = v[i] * b2 + one_minus_b2 * grad[i] * grad[i];
+    T g = grad[i];
+    if (decoupled)
+      w[i] = w[i] * decay;
+    else if (wd_d != 0)
+      g = g + wd * w[i];
+    m[i] = m[i] + b1 * (g - m[i]);  // exp_avg.lerp_(grad, 1 - beta1)
+    v[i] = v[i] * b2 + one_minus_b2 * g * g;
     const T denom = std::sqrt(v[i]) / bias2_sqrt + eps;
     w[i] = w[i] - step_size * (m[i] / denom);
   }

@@ -103,10 +103,11 @@ double scalar_of(const Tensor& t) {
   throw Error(ErrorCode::kInvalidArgument, std::string("the loss must be float32 or float64, got ") + to_string(t.dtype()));
 }
 
-// Adds g into acc (same shape and dtype), or makes acc a copy of g.
-void accumulate(Tensor& acc, const Tensor& g, const std::string& name) {
+// Adds g into acc (same shape and dtype), or makes acc g itself when `g_is_private` (nothing else
+// can see its storage, so in-place accumulation, clipping and reading are safe), else a copy of g.
+void accumulate(Tensor& acc, const Tensor& g, const std::string& name, bool g_is_private) {
   if (!acc.defined()) {
-    acc = g.clone();
+    acc = g_is_private ? g : g.clone();
     return;
   }
   if (acc.dims() != g.dims() || acc.dtype() != g.dtype())
@@ -338,8 +339,20 @@ double Trainer::Impl::backward(const NamedValues& batch, StepResult* accuracy) {
       std::memcpy(buffer->value.mutable_data(), v.data(), v.nbytes());
     }
   }
+  // A gradient the plan made for this run alone is kept, not copied; one that shares storage with
+  // another output or a stored tensor (a Reshape or Identity of it) is copied.
+  auto is_private = [&](size_t index) {
+    const Tensor& g = results[index].tensor();
+    if (g.is_view()) return false;
+    for (size_t j = 0; j < results.size(); ++j)
+      if (j != index && results[j].is_tensor() && g.shares_storage_with(results[j].tensor())) return false;
+    for (const auto& entry : t.model->store.entries())
+      if (g.shares_storage_with(entry->value)) return false;
+    return true;
+  };
   for (size_t i = 0; i < t.params.size(); ++i)
-    if (t.grad_outputs[i] != SIZE_MAX) accumulate(t.params[i]->grad, results[t.grad_outputs[i]].tensor(), t.params[i]->name);
+    if (t.grad_outputs[i] != SIZE_MAX)
+      accumulate(t.params[i]->grad, results[t.grad_outputs[i]].tensor(), t.params[i]->name, is_private(t.grad_outputs[i]));
   if (accuracy && t.train_prediction != SIZE_MAX)
     count_correct(results[t.train_prediction].tensor(), batch.at(t.options.loss.target).tensor(),
                   t.options.loss.ignore_index, accuracy->correct, accuracy->counted);

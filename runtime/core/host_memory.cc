@@ -1,0 +1,88 @@
+#include "runtime/core/host_memory.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace tunnx::host_memory {
+namespace {
+
+constexpr std::align_val_t kAlignment{64};
+// Below this the C library's own free lists already reuse memory without returning it.
+constexpr size_t kSmallest = size_t{64} << 10;
+
+struct Cache {
+  std::mutex mutex;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;
+  uint64_t cached = 0, hits = 0, misses = 0;
+  uint64_t limit = uint64_t{1024} << 20;
+
+  Cache() {
+    if (const char* mb = std::getenv("TUNNX_HOST_CACHE_MB")) {
+      try {
+        limit = std::stoull(mb) << 20;
+      } catch (...) {
+        // An unreadable value keeps the default rather than failing every allocation.
+      }
+    }
+  }
+};
+
+// Never destroyed: tensors held by static objects may be freed after any static destructor ran.
+Cache& cache() {
+  static Cache* instance = new Cache();
+  return *instance;
+}
+
+}  // namespace
+
+void* allocate(size_t bytes) {
+  if (bytes >= kSmallest) {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.free_blocks.find(bytes);
+    if (it != c.free_blocks.end() && !it->second.empty()) {
+      void* block = it->second.back();
+      it->second.pop_back();
+      c.cached -= bytes;
+      ++c.hits;
+      return block;
+    }
+    ++c.misses;
+  }
+  return ::operator new(bytes, kAlignment);
+}
+
+void deallocate(void* block, size_t bytes) {
+  if (!block) return;
+  if (bytes >= kSmallest) {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    if (c.cached + bytes <= c.limit) {
+      c.free_blocks[bytes].push_back(block);
+      c.cached += bytes;
+      return;
+    }
+  }
+  ::operator delete(block, kAlignment);
+}
+
+Stats stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return {c.cached, c.hits, c.misses};
+}
+
+void release_cached() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  for (auto& [bytes, blocks] : c.free_blocks)
+    for (void* block : blocks) ::operator delete(block, kAlignment);
+  c.free_blocks.clear();
+  c.cached = 0;
+}
+
+}  // namespace tunnx::host_memory
