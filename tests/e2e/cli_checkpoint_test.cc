@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "tests/e2e/train_harness.h"
+#include "tests/e2e/venv_python.h"
 
 namespace tunnx::e2e {
 namespace {
@@ -147,12 +148,7 @@ TEST(CliCheckpoint, ResumeRefusesADamagedCheckpointOrAnotherCommandLine) {
 
 // The checkpoint is a safetensors file Python reads, with the tensors state.json lists.
 TEST(CliCheckpoint, PythonSafetensorsReadsTheCheckpoint) {
-  const fs::path python = fs::path(TUNNX_SOURCE_DIR) / ".venv" / "bin" / "python";
-  if (std::system((python.string() + " -c 'import safetensors' 2>/dev/null").c_str()) != 0) {
-    if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")
-      FAIL() << "CI=true but " << python << " cannot import safetensors (scripts/setup_venv.sh)";
-    GTEST_SKIP() << "no .venv with safetensors (run scripts/setup_venv.sh)";
-  }
+  if (!venv_python_has("safetensors")) GTEST_SKIP() << "no .venv with safetensors (scripts/setup_venv.sh)";
   TempFolder temp;
   const fs::path data = digits_subset(temp.root(), "train.npz", 32);
   const fs::path ckpt = temp.root() / "ckpt";
@@ -167,9 +163,7 @@ TEST(CliCheckpoint, PythonSafetensorsReadsTheCheckpoint) {
       "assert t['fc1.weight'].shape == (64, 512) and str(t['fc1.weight'].dtype) == 'float32'\n"
       "assert 'optimizer/fc1.weight/exp_avg' in t\n"
       "print('ok', len(t))\n";
-  const fs::path file = temp.root() / "read.py";
-  std::ofstream(file) << script;
-  const ProcessResult r = run_process({python.string(), file.string(), step.string()}, std::chrono::seconds(60));
+  const ProcessResult r = run_python(temp.root(), script, {step.string()});
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_TRUE(contains(r.out, "ok ")) << r.out;
 }
@@ -207,12 +201,7 @@ TEST(CliCheckpoint, ExportAppliesACheckpointOrWeightsAndWritesWeightsAlone) {
 
 // --save writes a model ONNX Runtime loads and runs with tunnx's outputs (1e-5 relative).
 TEST(CliCheckpoint, SavedModelRunsInOnnxRuntimeWithTunnxsOutputs) {
-  const fs::path python = fs::path(TUNNX_SOURCE_DIR) / ".venv" / "bin" / "python";
-  if (std::system((python.string() + " -c 'import onnxruntime' 2>/dev/null").c_str()) != 0) {
-    if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")
-      FAIL() << "CI=true but " << python << " cannot import onnxruntime (scripts/setup_venv.sh)";
-    GTEST_SKIP() << "no .venv with onnxruntime (run scripts/setup_venv.sh)";
-  }
+  if (!venv_python_has("numpy, onnxruntime")) GTEST_SKIP() << "no .venv with onnxruntime (scripts/setup_venv.sh)";
   TempFolder temp;
   const fs::path data = digits_subset(temp.root(), "train.npz", 128);
   ASSERT_EQ(run_cli(digits_run(data, temp.root(), {"--epochs", "2"})).exit_code, 0);
@@ -230,11 +219,8 @@ TEST(CliCheckpoint, SavedModelRunsInOnnxRuntimeWithTunnxsOutputs) {
       "err = np.max(np.abs(y - t) / np.maximum(np.abs(t), 1e-6))\n"
       "print('max relative error', err)\n"
       "sys.exit(0 if np.allclose(t, y, rtol=1e-5, atol=1e-6) else 1)\n";
-  const fs::path file = temp.root() / "ort.py";
-  std::ofstream(file) << script;
-  const ProcessResult r = run_process({python.string(), file.string(), tuned.string(), (temp.root() / "x.npy").string(),
-                                       (outputs / "logits.npy").string()},
-                                      std::chrono::seconds(120));
+  const ProcessResult r =
+      run_python(temp.root(), script, {tuned.string(), (temp.root() / "x.npy").string(), (outputs / "logits.npy").string()});
   EXPECT_EQ(r.exit_code, 0) << r.describe();
 }
 

@@ -1,6 +1,5 @@
 // What the .npy / .npz / safetensors tests share: tensors of every dtype with known values, raw file
-// bytes, and cross-checks with the project's .venv Python (NumPy, safetensors). Without that Python
-// a cross-check skips, except under CI=true, where a missing interpreter or package is a failure.
+// bytes, and cross-checks with the project's .venv Python (tests/e2e/venv_python.h).
 #pragma once
 
 #include <cstdlib>
@@ -15,33 +14,16 @@
 
 #include "runtime/core/float16.h"
 #include "tests/e2e/cli_harness.h"
+#include "tests/e2e/venv_python.h"
 #include "tunnx/tensor.h"
 
 namespace tunnx::formats {
 
 namespace fs = std::filesystem;
 
-inline const fs::path kVenvPython = fs::path(TUNNX_SOURCE_DIR) / ".venv" / "bin" / "python";
-
-// True when the venv's Python imports `modules` ("numpy, safetensors"). Otherwise false, after
-// recording a failure when CI=true; the caller then skips.
-inline bool venv_python_has(const std::string& modules) {
-  const std::string command = "'" + kVenvPython.string() + "' -c 'import " + modules + "' 2>/dev/null";
-  if (std::system(command.c_str()) == 0) return true;
-  if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")
-    ADD_FAILURE() << "CI=true but " << kVenvPython << " cannot import " << modules << " (scripts/setup_venv.sh)";
-  return false;
-}
-
-// Runs `script` with the venv's Python and `args`.
-inline e2e::ProcessResult run_python(const fs::path& folder, const std::string& script,
-                                     const std::vector<std::string>& args) {
-  const fs::path file = folder / "check.py";
-  std::ofstream(file) << script;
-  std::vector<std::string> argv = {kVenvPython.string(), file.string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return e2e::run_process(argv, std::chrono::seconds(60));
-}
+using e2e::kVenvPython;
+using e2e::run_python;
+using e2e::venv_python_has;
 
 // Distinct, exactly representable values in every dtype; the integers use their full width.
 inline Tensor sample(DataType dtype, std::vector<int64_t> dims, int seed = 0) {
