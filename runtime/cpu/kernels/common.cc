@@ -2,7 +2,28 @@
 
 #include <algorithm>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace tunnx::cpu {
+
+int max_threads() {
+#ifdef _OPENMP
+  return std::max(1, omp_get_max_threads());
+#else
+  return 1;
+#endif
+}
+
+int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 
 std::vector<DataType> numeric_types() {
   std::vector<DataType> all = kFloatTypes;
@@ -140,6 +161,46 @@ void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t si
   def.type_input = type_input;
   def.factory = std::move(factory);
   registry.add(std::move(def));
+}
+
+// Y [batch, cols, rows] = X [batch, rows, cols] with the last two dims swapped: a weight's W^T, the
+// attention products' K^T, and most of the transposes backward passes make. The general gather reads
+// one source column per output row, a cache miss per element on large matrices; 32x32 tiles keep
+// both sides in cache, and tiles are split among the run's threads.
+namespace {
+
+template <typename T>
+void swap_last_two(const T* x, T* y, int64_t batch, int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 32;
+  const int64_t tiles_r = (rows + kTile - 1) / kTile, tiles_c = (cols + kTile - 1) / kTile;
+  const int64_t tiles = batch * tiles_r * tiles_c;
+  const int threads = batch * rows * cols >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t b = t / (tiles_r * tiles_c), in_matrix = t % (tiles_r * tiles_c);
+    const int64_t r0 = in_matrix / tiles_c * kTile, c0 = in_matrix % tiles_c * kTile;
+    const int64_t r1 = std::min(r0 + kTile, rows), c1 = std::min(c0 + kTile, cols);
+    const T* xb = x + b * rows * cols;
+    T* yb = y + b * rows * cols;
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t r = r0; r < r1; ++r) yb[c * rows + r] = xb[r * cols + c];
+  }
+}
+
+}  // namespace
+
+void swap_last_two_dims(KernelContext& ctx, const Tensor& x) {
+  const size_t rank = x.rank();
+  if (rank < 2) throw ctx.error("swapping the last two dims needs rank 2 or more, got " + dims_to_string(x.dims()));
+  const int64_t rows = x.dims()[rank - 2], cols = x.dims()[rank - 1];
+  std::vector<int64_t> out_dims = x.dims();
+  std::swap(out_dims[rank - 2], out_dims[rank - 1]);
+  Tensor& y = ctx.allocate_output(0, x.dtype(), out_dims);
+  if (y.numel() == 0) return;
+  dispatch_by_size(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    swap_last_two(data<T>(x), mutable_data<T>(y), x.numel() / (rows * cols), rows, cols);
+  });
 }
 
 }  // namespace tunnx::cpu

@@ -179,6 +179,17 @@ void write_output(KernelContext& ctx, size_t i, DataType dtype, std::vector<int6
 // Throws through `ctx` when two inputs that must share a dtype do not.
 void require_same_dtype(const KernelContext& ctx, const Tensor& a, const Tensor& b);
 
+// Threads an OpenMP loop may use now (at least 1; 1 without OpenMP): the run's share (RunThreads).
+int max_threads();
+// The calling thread's index in the OpenMP team it runs in (0 outside one, and without OpenMP).
+int thread_index();
+// Loops over fewer elements than this stay on one thread: a team's start-up costs more.
+inline constexpr int64_t kParallelElements = int64_t{1} << 16;
+
+// Output 0 = x with its last two dims swapped (Transpose's most common perm, Einsum "...ij->...ji"),
+// tiled for the cache and split among the run's threads. Not for strings.
+void swap_last_two_dims(KernelContext& ctx, const Tensor& x);
+
 // Registers one kernel for an ONNX-domain op over an opset range.
 void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,
                 std::vector<DataType> types, KernelFactory factory, int type_input = 0);

@@ -24,6 +24,8 @@ void unary(KernelContext& ctx, Types<Ts...>, Fn fn) {
     const T* in = data<T>(x);
     T* out = mutable_data<T>(y);
     const int64_t n = x.numel();
+    const int threads = n >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(fn(static_cast<Compute<T>>(in[i])));
   });
 }

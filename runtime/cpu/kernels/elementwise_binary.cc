@@ -74,24 +74,40 @@ void for_each_broadcast(const std::vector<int64_t>& out_dims, const std::array<s
   }
   const size_t r = dims.size();
   const int64_t inner = dims[r - 1];
-  std::array<int64_t, N> inner_stride{}, base{};
+  std::array<int64_t, N> inner_stride{};
   for (size_t k = 0; k < N; ++k) inner_stride[k] = strides[k][r - 1];
-  std::vector<int64_t> index(r, 0);
-  for (int64_t o = 0; o < total; o += inner) {
-    std::array<int64_t, N> off = base;
-    for (int64_t j = 0; j < inner; ++j) {
-      fn(o + j, off);
-      for (size_t k = 0; k < N; ++k) off[k] += inner_stride[k];
+  // Rows [first, last) of the coalesced [rows, inner] output; each starts from its own index, so
+  // rows can be split among threads (every fn call writes its own output element).
+  auto run_rows = [&](int64_t first, int64_t last) {
+    std::vector<int64_t> index(r, 0);
+    std::array<int64_t, N> base{};
+    for (int64_t row = first, i = static_cast<int64_t>(r) - 2; i >= 0; --i) {
+      index[static_cast<size_t>(i)] = row % dims[static_cast<size_t>(i)];
+      row /= dims[static_cast<size_t>(i)];
+      for (size_t k = 0; k < N; ++k) base[k] += index[static_cast<size_t>(i)] * strides[k][static_cast<size_t>(i)];
     }
-    for (size_t i = r - 1; i-- > 0;) {
-      if (++index[i] < dims[i]) {
-        for (size_t k = 0; k < N; ++k) base[k] += strides[k][i];
-        break;
+    for (int64_t o = first * inner; o < last * inner; o += inner) {
+      std::array<int64_t, N> off = base;
+      for (int64_t j = 0; j < inner; ++j) {
+        fn(o + j, off);
+        for (size_t k = 0; k < N; ++k) off[k] += inner_stride[k];
       }
-      index[i] = 0;
-      for (size_t k = 0; k < N; ++k) base[k] -= strides[k][i] * (dims[i] - 1);
+      for (size_t i = r - 1; i-- > 0;) {
+        if (++index[i] < dims[i]) {
+          for (size_t k = 0; k < N; ++k) base[k] += strides[k][i];
+          break;
+        }
+        index[i] = 0;
+        for (size_t k = 0; k < N; ++k) base[k] -= strides[k][i] * (dims[i] - 1);
+      }
     }
-  }
+  };
+  const int64_t rows = total / inner;
+  const int threads = total >= kParallelElements ? static_cast<int>(std::min<int64_t>(max_threads(), rows)) : 1;
+  if (threads <= 1) return run_rows(0, rows);
+  // One chunk per requested thread, as loop iterations: a smaller team still runs them all.
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int t = 0; t < threads; ++t) run_rows(rows * t / threads, rows * (t + 1) / threads);
 }
 
 // How B lines up with A. Opset < 7 binary ops broadcast B onto A only with broadcast=1; B's dims then

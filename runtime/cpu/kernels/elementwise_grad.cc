@@ -100,6 +100,8 @@ void grad_loop(const T* dy, const T* x, const T* y, T* dx, int64_t n, const Coef
   using C = Compute<T>;
   const C alpha = static_cast<C>(k.alpha), beta = static_cast<C>(k.beta), gamma = static_cast<C>(k.gamma);
   const C lo = static_cast<C>(k.lo), hi = static_cast<C>(k.hi);
+  const int threads = n >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t i = 0; i < n; ++i) {
     C xi = C(0), yi = C(0);
     if constexpr (reads_x(Op)) xi = static_cast<C>(load(x[i]));

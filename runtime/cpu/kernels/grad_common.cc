@@ -1,11 +1,6 @@
 #include "runtime/cpu/kernels/grad_common.h"
 
-#include <algorithm>
 #include <utility>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "runtime/cpu/kernels/common.h"
 
@@ -21,22 +16,6 @@ void add_grad_kernel(KernelRegistry& registry, const std::string& op_type, Kerne
   def.name = "cpu/reference/" + op_type;
   def.factory = std::move(factory);
   registry.add(std::move(def));
-}
-
-int max_threads() {
-#ifdef _OPENMP
-  return std::max(1, omp_get_max_threads());
-#else
-  return 1;
-#endif
-}
-
-int thread_index() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
 }
 
 }  // namespace tunnx::cpu

@@ -534,6 +534,12 @@ void register_linear_kernels(KernelRegistry& r) {
   add_kernel(r, "Einsum", 12, INT_MAX, numeric_types(), [](const KernelInit& init) {
     std::string equation = init.attr_string("equation", "");
     if (equation.empty()) throw init.error("attribute 'equation' is missing or empty");
+    // The gradient of a batched MatMul of unknown rank swaps two dims this way (runtime/core/ops/linear.cc).
+    if (equation == "...ij->...ji")
+      return make_kernel([equation](KernelContext& ctx) {
+        if (ctx.input(0).rank() >= 2) return swap_last_two_dims(ctx, ctx.input(0));
+        run_einsum(ctx, equation);
+      });
     return make_kernel([equation](KernelContext& ctx) { run_einsum(ctx, equation); });
   });
 

@@ -79,6 +79,16 @@ std::vector<Dims> transpose_offsets(const Dims& dims, const Dims& perm, Dims& ou
   return offsets;
 }
 
+// Whether `perm` keeps every dim but swaps the last two.
+bool swaps_last_two(const Dims& perm) {
+  const size_t rank = perm.size();
+  if (rank < 2 || perm[rank - 2] != static_cast<int64_t>(rank) - 1 || perm[rank - 1] != static_cast<int64_t>(rank) - 2)
+    return false;
+  for (size_t i = 0; i + 2 < rank; ++i)
+    if (perm[i] != static_cast<int64_t>(i)) return false;
+  return true;
+}
+
 // Axes normalized into [0, rank) and checked for repeats (a scalar has no axis 0 here).
 Dims normalize_axes(Dims axes, int64_t rank, const KernelContext& ctx) {
   std::set<int64_t> seen;
@@ -638,6 +648,10 @@ void register_tensor_kernels(KernelRegistry& r) {
       else
         for (int64_t i = rank; i-- > 0;) perm.push_back(i);
       if (static_cast<int64_t>(perm.size()) != rank) throw ctx.error("perm must have one entry per dim");
+      if (swaps_last_two(perm) && x.dtype() != DataType::kString) {
+        swap_last_two_dims(ctx, x);
+        return;
+      }
       Dims out_dims;
       std::vector<Dims> offsets = transpose_offsets(x.dims(), perm, out_dims);
       gather_output(ctx, x, out_dims, offsets);

@@ -28,6 +28,39 @@ void sum_to_shape(KernelContext& ctx) {
     ctx.set_output(0, g);
     return;
   }
+  // Summing whole leading dims away (a bias gradient: [rows, N] -> [N]) is column sums of a
+  // [rows, inner] matrix; each column adds its rows in order, as the general loop below does, so the
+  // result is the same, and columns split among threads.
+  size_t keep_from = gd.size();
+  while (keep_from > lead && target[keep_from - 1 - lead] == gd[keep_from - 1]) --keep_from;
+  bool leading_only = true;
+  for (size_t i = lead; i < keep_from; ++i) leading_only = leading_only && target[i - lead] == 1;
+  if (leading_only) {
+    int64_t inner = 1;
+    for (size_t i = keep_from; i < gd.size(); ++i) inner *= gd[i];
+    const int64_t rows = inner ? g.numel() / inner : 0;
+    Tensor& out = ctx.allocate_output(0, g.dtype(), target);
+    dispatch(g.dtype(), ctx, FloatTypes{}, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      using Acc = FloatAcc<T>;
+      const T* in = data<T>(g);
+      T* o = mutable_data<T>(out);
+      constexpr int64_t kColumns = 256;  // a block of running sums stays in L1
+      const int64_t blocks = (inner + kColumns - 1) / kColumns;
+      const int threads = g.numel() >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t c0 = blk * kColumns, c1 = std::min(c0 + kColumns, inner);
+        Acc sum[kColumns] = {};
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* row = in + r * inner;
+          for (int64_t c = c0; c < c1; ++c) sum[c - c0] += static_cast<Acc>(load(row[c]));
+        }
+        for (int64_t c = c0; c < c1; ++c) o[c] = static_cast<T>(sum[c - c0]);
+      }
+    });
+    return;
+  }
   // The target padded with leading 1s to G's rank, and its flat index for each element of G.
   std::vector<int64_t> padded(lead, 1);
   padded.insert(padded.end(), target.begin(), target.end());
