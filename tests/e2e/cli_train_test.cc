@@ -96,6 +96,29 @@ TEST(CliTrain, CrossEntropyWithEvalDataLearnsTheDigits) {
   EXPECT_EQ(epochs.back()["step"], 48);
 }
 
+// On a terminal the progress bar shows epoch, step/total, loss, samples/s and ETA (run under
+// util-linux's `script`, which gives the command a pseudo-terminal); without one, a line per epoch.
+TEST(CliTrain, ProgressBarOnATerminalAndLinesOtherwise) {
+  if (!fs::exists("/usr/bin/script")) GTEST_SKIP() << "no /usr/bin/script (util-linux) to make a terminal";
+  TempFolder temp;
+  const fs::path data = digits_subset(temp.model_dir(), "train.npz", 256);
+  const std::string command = "'" + kCli.string() + "' train '" + kFreshDigitsModel.string() + "' --data '" +
+                              data.string() + "' --target label --loss cross_entropy --epochs 2 --batch-size 16";
+  const ProcessResult tty = run_process({"/usr/bin/script", "-qec", command, "/dev/null"}, std::chrono::seconds(120));
+  ASSERT_EQ(tty.exit_code, 0) << tty.describe();
+  EXPECT_TRUE(contains(tty.out, "\repoch 1/2 [")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, "16/16  loss ")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, " samples/s  ETA ")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, "epoch 2/2: loss ")) << tty.out;
+
+  const ProcessResult pipe = run_cli({"train", kFreshDigitsModel.string(), "--data", data.string(), "--target", "label",
+                                      "--loss", "cross_entropy", "--epochs", "2", "--batch-size", "16"});
+  ASSERT_EQ(pipe.exit_code, 0) << pipe.describe();
+  EXPECT_FALSE(contains(pipe.out + pipe.err, "\r")) << pipe.out;
+  EXPECT_FALSE(contains(pipe.out + pipe.err, "ETA")) << pipe.out;
+  EXPECT_TRUE(contains(pipe.out, "epoch 1/2: loss ")) << pipe.out;
+}
+
 // mse, l1 and bce_with_logits on the transformer-encoder and MLP fixtures (exported by torch): the
 // loss falls from the first epoch to the last.
 struct LossCase {
