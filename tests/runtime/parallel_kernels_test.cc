@@ -1,0 +1,135 @@
+// The reference kernels that split large loops among a run's threads (runtime/cpu/kernels): the
+// tiled last-two-dims Transpose and Einsum "...ij->...ji", broadcast binary ops, unary ops, and
+// com.tunnx:SumToShape's column sums give exactly a naive loop's answer, on 1 and on 2 threads, on
+// shapes above the parallel threshold with edges that are not multiples of the tile. Plus the host
+// memory cache that keeps freed tensor blocks for reuse.
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "runtime/core/host_memory.h"
+#include "tests/importer/model_builder.h"
+
+namespace {
+
+using namespace tunnx_test;
+using tunnx::DataType;
+using tunnx::Model;
+using tunnx::Session;
+using tunnx::Tensor;
+
+class ParallelKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "tunnx_parallel_XXXXXX").string();
+    dir_ = ::mkdtemp(pattern.data());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Tensor random(const std::vector<int64_t>& dims) {
+    Tensor t(DataType::kFloat32, dims);
+    std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data_as<float>()[i] = dist(rng_);
+    return t;
+  }
+
+  // Runs `b`'s model on 1 and on 2 threads; both outputs must be equal, and are returned.
+  Tensor run_both(ModelBuilder& b, const tunnx::NamedValues& inputs) {
+    const Model model = Model::load(b.save(dir_ / "m.onnx"));
+    Tensor outputs[2];
+    for (int threads : {1, 2}) {
+      Session session(model, {.threads = threads, .optimization_level = 0});
+      outputs[threads - 1] = session.run(inputs).at("y").tensor();
+    }
+    EXPECT_TRUE(outputs[0].equals(outputs[1])) << "1 and 2 threads differ";
+    return outputs[0];
+  }
+
+  fs::path dir_;
+  std::mt19937 rng_{7};
+};
+
+TEST_F(ParallelKernels, TransposeAndEinsumSwapTheLastTwoDims) {
+  const int64_t B = 3, R = 257, C = 301;  // not multiples of the 32-element tile
+  const Tensor x = random({B, R, C});
+  for (const std::string op : {"Transpose", "Einsum"}) {
+    ModelBuilder b;
+    b.input("x", onnx_type_of<float>(), Dims{B, R, C});
+    auto& node = b.node(op, {"x"}, {"y"}, "swap");
+    auto* attr = node.add_attribute();
+    if (op == "Transpose") {
+      attr->set_name("perm");
+      attr->set_type(onnx::AttributeProto::INTS);
+      for (int64_t p : {0, 2, 1}) attr->add_ints(p);
+    } else {
+      attr->set_name("equation");
+      attr->set_type(onnx::AttributeProto::STRING);
+      attr->set_s("...ij->...ji");
+    }
+    b.output("y", onnx_type_of<float>(), Dims{B, C, R});
+    const Tensor y = run_both(b, {{"x", x}});
+    ASSERT_EQ(y.dims(), (std::vector<int64_t>{B, C, R})) << op;
+    int64_t wrong = 0;
+    for (int64_t n = 0; n < B; ++n)
+      for (int64_t i = 0; i < R; ++i)
+        for (int64_t j = 0; j < C; ++j)
+          wrong += y.data_as<float>()[(n * C + j) * R + i] != x.data_as<float>()[(n * R + i) * C + j];
+    EXPECT_EQ(wrong, 0) << op;
+  }
+}
+
+TEST_F(ParallelKernels, BroadcastBinaryAndUnaryOpsMatchANaiveLoop) {
+  const Tensor a = random({64, 300, 7}), c = random({300, 1});
+  ModelBuilder b;
+  b.input("a", onnx_type_of<float>(), Dims{64, 300, 7});
+  b.input("c", onnx_type_of<float>(), Dims{300, 1});
+  b.node("Mul", {"a", "c"}, {"m"}, "mul");
+  b.node("Tanh", {"m"}, {"y"}, "tanh");
+  b.output("y", onnx_type_of<float>(), Dims{64, 300, 7});
+  const Tensor y = run_both(b, {{"a", a}, {"c", c}});
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const int64_t row = i / 7 % 300;
+    wrong += y.data_as<float>()[i] != std::tanh(a.data_as<float>()[i] * c.data_as<float>()[row]);
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST_F(ParallelKernels, SumToShapeColumnSumsAddRowsInOrder) {
+  const Tensor g = random({96, 40, 513});
+  ModelBuilder b;
+  b.add_opset("com.tunnx", 1);
+  b.input("g", onnx_type_of<float>(), Dims{96, 40, 513});
+  b.initializer(int64_tensor("shape", {2}, {1, 513}));
+  b.node("SumToShape", {"g", "shape"}, {"y"}, "sum", "com.tunnx");
+  b.output("y", onnx_type_of<float>(), Dims{1, 513});
+  const Tensor y = run_both(b, {{"g", g}});
+  ASSERT_EQ(y.dims(), (std::vector<int64_t>{1, 513}));
+  for (int64_t j = 0; j < 513; ++j) {
+    float sum = 0;  // float accumulates in float (FloatAcc), rows in order
+    for (int64_t r = 0; r < 96 * 40; ++r) sum += g.data_as<float>()[r * 513 + j];
+    ASSERT_EQ(y.data_as<float>()[j], sum) << "column " << j;
+  }
+}
+
+TEST(HostMemory, FreedLargeBlocksAreReusedAndCanBeReleased) {
+  const auto before = tunnx::host_memory::stats();
+  {
+    Tensor t(DataType::kFloat32, {1 << 18});  // 1 MiB, written, then freed into the cache
+    std::fill_n(t.mutable_data_as<float>(), t.numel(), 1.0f);
+  }
+  const auto cached = tunnx::host_memory::stats();
+  Tensor again(DataType::kFloat32, {1 << 18});
+  const auto after = tunnx::host_memory::stats();
+  EXPECT_GT(after.hits, before.hits);
+  EXPECT_LT(after.cached_bytes, cached.cached_bytes);
+  EXPECT_EQ(again.data_as<float>()[12345], 0.0f);  // reused memory is zero-filled like new memory
+  tunnx::host_memory::release_cached();
+  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
+}
+
+}  // namespace
