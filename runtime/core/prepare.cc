@@ -1,6 +1,7 @@
 #include "runtime/core/prepare.h"
 
 #include "runtime/core/ops/gradient.h"
+#include "runtime/core/passes/fold_weight_transpose.h"
 #include "runtime/core/passes/fuse_gelu.h"
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/inline_functions.h"
@@ -19,10 +20,14 @@ PreparedGraph prepare_graph(const Model::Impl& model, const PrepareOptions& opti
   try {
     ir::inline_functions(graph, model.ir.functions);
     train::lower_gradient_ops(graph, prepared.opsets, model.store);
-    // GELU spelled out as five ops becomes one node before the caller's rewrite, so autodiff
-    // differentiates one Gelu (one gradient kernel) instead of the chain; fuse_linear later folds it
-    // into a MatMul where nothing else reads its input.
-    if (options.optimization_level >= 2) ir::fuse_gelu(graph, model.store);
+    // Before the caller's rewrite, so autodiff differentiates the simpler graph: GELU spelled out as
+    // five ops becomes one Gelu (one gradient kernel), and MatMul(x, Transpose(W)) one product reading
+    // W as it lies (no transposes forward or backward). fuse_linear later folds bias Adds and
+    // activations into the products where nothing else reads them.
+    if (options.optimization_level >= 2) {
+      ir::fuse_gelu(graph, model.store);
+      ir::fold_weight_transpose(graph, model.store);
+    }
     if (options.rewrite) options.rewrite(graph, prepared.opsets);
     if (options.optimization_level >= 2) ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
     PlanContext context;

@@ -1,7 +1,8 @@
 // The one preparation pipeline every runnable graph goes through, for inference sessions and
 // trainers alike:
 //   copy the model's graph -> inline model-local functions -> lower ONNX Gradient nodes (autodiff)
-//   -> GELU fusion (level 2) -> the caller's rewrite (train mode, loss, backward)
+//   -> GELU fusion, Linear weight-transpose folding (level 2) -> the caller's rewrite (train mode,
+//   loss, backward)
 //   -> Linear fusion (level 2) -> plan.
 // The model's own graph is never changed: export writes it back as loaded.
 #pragma once

@@ -160,8 +160,9 @@ GradientGraph differentiate(ir::Graph& graph, const std::map<std::string, int64_
     std::vector<bool> wanted;
     for (size_t i = 0; i < node.inputs.size(); ++i)
       wanted.push_back(!node.inputs[i].empty() && rule.differentiable(i) && needed.count(node.inputs[i]) > 0);
+    const auto onnx = opsets.find("");
     ops::GradientBuilder builder(node, opset_of(node, opsets), facts, std::move(output_grads), wanted, emit_node,
-                                 fresh);
+                                 fresh, onnx == opsets.end() ? -1 : onnx->second);
     try {
       if (rule.build) rule.build(builder);
     } catch (const Error& e) {

@@ -229,11 +229,13 @@ std::vector<Act> activations() {
 }
 
 // FusedMatMul(op, has_bias, act) against MatMul/Gemm -> Add(bias) -> act; `gemm` uses transB, alpha, beta, C.
-void check_fused(bool gemm, const Act& act) {
-  SCOPED_TRACE(std::string(gemm ? "Gemm" : "MatMul") + " + " + (act.name.empty() ? "no activation" : act.name));
+// `trans_b` (op MatMul): B is [N, K], against MatMul(A, Transpose(B)) (passes/fold_weight_transpose.h).
+void check_fused(bool gemm, const Act& act, bool trans_b = false) {
+  SCOPED_TRACE(std::string(gemm ? "Gemm" : trans_b ? "MatMul transB" : "MatMul") + " + " +
+               (act.name.empty() ? "no activation" : act.name));
   const int64_t M = 6, K = 5, N = 4;
   std::vector<Tensor> xs = {random_f32(gemm ? Ints{M, K} : Ints{2, M, K}, 1),
-                            random_f32(gemm ? Ints{N, K} : Ints{K, N}, 2)};
+                            random_f32(gemm || trans_b ? Ints{N, K} : Ints{K, N}, 2)};
   if (gemm) xs.push_back(random_f32({1, N}, 3));
   xs.push_back(random_f32({N}, 4));
   const Tensor seed = random_f32(gemm ? Ints{M, N} : Ints{2, M, N}, 5);
@@ -242,6 +244,7 @@ void check_fused(bool gemm, const Act& act) {
 
   Graph fused;
   A fattrs = product_attrs;
+  if (trans_b) fattrs.push_back(attr("transB", int64_t{1}));
   fattrs.push_back(attr("op", std::string(gemm ? "Gemm" : "MatMul")));
   fattrs.push_back(attr("has_bias", int64_t{1}));
   fattrs.push_back(attr("activation", act.name));
@@ -253,6 +256,10 @@ void check_fused(bool gemm, const Act& act) {
 
   Graph chain;
   std::vector<std::string> pin = {"x0", "x1"};
+  if (trans_b) {
+    chain.nodes.push_back(node("Transpose", {"x1"}, "x1t", {attr("perm", Ints{1, 0})}));
+    pin[1] = "x1t";
+  }
   if (gemm) pin.push_back("x2");
   chain.nodes.push_back(node(gemm ? "Gemm" : "MatMul", pin, "p", product_attrs));
   chain.nodes.push_back(node("Add", {"p", gemm ? "x3" : "x2"}, act.name.empty() ? "y" : "z"));
@@ -282,6 +289,7 @@ TEST(LinearGrad, FusedMatMulMatchesTheSpelledOutChain) {
   for (const Act& act : activations()) {
     check_fused(false, act);
     check_fused(true, act);
+    check_fused(false, act, /*trans_b=*/true);
   }
 }
 

@@ -144,6 +144,42 @@ TEST_F(FuseLinearTest, EveryActivationFusesAndMatchesLevelZero) {
     }
 }
 
+// MatMul(x, Transpose(W)) -> Add(bias) -> act, as torch exports a Linear without constant folding:
+// fold_weight_transpose makes one product that reads W as it lies and fuse_linear folds the rest in;
+// on a 3-D x (oneDNN's 1x1-convolution path with W packed transposed) and on a 2-D x. A Transpose
+// with another reader stays.
+TEST_F(FuseLinearTest, TransposedWeightFoldsIntoOneProduct) {
+  const std::string fused_kernel = have_onednn() ? "cpu/onednn/FusedMatMul" : "cpu/reference/FusedMatMul";
+  for (const std::vector<int64_t>& x_dims : {std::vector<int64_t>{2, M, K}, std::vector<int64_t>{M, K}})
+    for (bool shared : {false, true}) {
+      const std::string what = "x rank " + std::to_string(x_dims.size()) + (shared ? ", W^T also an output" : "");
+      ModelBuilder b(17);
+      b.input("x", kF32, Dims(x_dims.begin(), x_dims.end()));
+      b.initializer(float_tensor("w", {N, K}, random_values(N * K, rng_)));
+      b.initializer(float_tensor("bias", {N}, random_values(N, rng_)));
+      auto& t = b.node("Transpose", {"w"}, {"wt"}, "t");
+      attr_ints(t, "perm", {1, 0});
+      b.node("MatMul", {"x", "wt"}, {"h"}, "mm");
+      b.node("Add", {"h", "bias"}, {"z"}, "add");
+      b.node("Relu", {"z"}, {"y"}, "act");
+      std::vector<int64_t> y_dims = x_dims;
+      y_dims.back() = N;
+      b.output("y", kF32, Dims(y_dims.begin(), y_dims.end()));
+      if (shared) b.output("wt", kF32, Dims{K, N});
+      Model model = Model::load(b.save(path("t" + std::to_string(saved_++) + ".onnx")));
+      Session fused = session(model, 2), plain = session(model, 0);
+      if (shared)
+        EXPECT_EQ(fused.stats().kernels.size(), 2u) << what;  // Transpose, and MatMul+Add+Relu fused
+      else
+        EXPECT_EQ(kernels_of(fused), std::vector<std::string>{"mm+wt+fused:FusedMatMul:" + fused_kernel}) << what;
+      Tensor x(DataType::kFloat32, x_dims);
+      const std::vector<float> v = random_values(static_cast<size_t>(x.numel()), rng_);
+      std::copy(v.begin(), v.end(), x.mutable_data_as<float>());
+      for (int run = 0; run < 2; ++run)  // the second run reads the packed copy
+        expect_near(fused.run({{"x", x}}).at("y").tensor(), plain.run({{"x", x}}).at("y").tensor(), what);
+    }
+}
+
 TEST_F(FuseLinearTest, LevelOneLeavesTheGraphAlone) {
   Model model = chain(false, activations()[0]);
   EXPECT_EQ(session(model, 1).stats().kernels.size(), 3u);

@@ -75,9 +75,10 @@ std::vector<int64_t> node_ints(const ir::Node& node, const std::string& name, st
 GradientBuilder::GradientBuilder(const ir::Node& node, int64_t opset, const ir::GraphFacts& facts,
                                  std::vector<std::string> output_grads, std::vector<bool> input_wanted,
                                  std::function<void(ir::Node)> emit_node,
-                                 std::function<std::string(const std::string&)> fresh)
+                                 std::function<std::string(const std::string&)> fresh, int64_t onnx_opset)
     : node_(node),
       opset_(opset),
+      onnx_opset_(onnx_opset < 0 ? opset : onnx_opset),
       facts_(facts),
       output_grads_(std::move(output_grads)),
       input_wanted_(std::move(input_wanted)),

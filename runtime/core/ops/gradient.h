@@ -44,12 +44,16 @@ std::vector<int64_t> node_ints(const ir::Node& node, const std::string& name, st
 class GradientBuilder {
  public:
   // `emit_node` appends a backward node; `fresh` returns a new value name with the given hint.
+  // `onnx_opset`: the graph's ai.onnx opset, which the ONNX ops a rule emits follow (-1: `opset`).
   GradientBuilder(const ir::Node& node, int64_t opset, const ir::GraphFacts& facts,
                   std::vector<std::string> output_grads, std::vector<bool> input_wanted,
-                  std::function<void(ir::Node)> emit_node, std::function<std::string(const std::string&)> fresh);
+                  std::function<void(ir::Node)> emit_node, std::function<std::string(const std::string&)> fresh,
+                  int64_t onnx_opset = -1);
 
   const ir::Node& node() const { return node_; }
-  int64_t opset() const { return opset_; }
+  int64_t opset() const { return opset_; }  // of the node's own domain
+  // The ai.onnx opset of the backward nodes: differs from opset() for com.tunnx nodes.
+  int64_t onnx_opset() const { return onnx_opset_; }
   size_t num_inputs() const { return node_.inputs.size(); }
   size_t num_outputs() const { return node_.outputs.size(); }
   bool has_input(size_t i) const { return i < node_.inputs.size() && !node_.inputs[i].empty(); }
@@ -101,7 +105,7 @@ class GradientBuilder {
 
  private:
   const ir::Node& node_;
-  int64_t opset_;
+  int64_t opset_, onnx_opset_;
   const ir::GraphFacts& facts_;
   std::vector<std::string> output_grads_;
   std::vector<bool> input_wanted_;

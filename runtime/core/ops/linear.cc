@@ -133,7 +133,7 @@ std::string constant_f32(GradientBuilder& b, float value) {
 // `rank` is x's rank when known; unknown needs Flatten's negative axis (opset 11).
 std::string rows_of(GradientBuilder& b, const std::string& x, std::optional<size_t> rank) {
   if (rank == 2) return x;
-  if (!rank && b.opset() < 11)
+  if (!rank && b.onnx_opset() < 11)
     throw b.error("the gradient needs the rank of '" + x + "' before opset 11, and the graph does not state it");
   const int64_t axis = rank ? std::max<int64_t>(static_cast<int64_t>(*rank) - 1, 0) : -1;
   return b.emit1("Flatten", {x}, {attr("axis", axis)});
@@ -142,7 +142,7 @@ std::string rows_of(GradientBuilder& b, const std::string& x, std::optional<size
 // x with its last two dims swapped; rank r >= 2 known, else Einsum (opset 12) swaps them.
 std::string swap_last_two(GradientBuilder& b, const std::string& x, std::optional<size_t> rank) {
   if (!rank) {
-    if (b.opset() < 12)
+    if (b.onnx_opset() < 12)
       throw b.error("the gradient needs the rank of '" + x + "' before opset 12, and the graph does not state it");
     return b.emit1("Einsum", {x}, {attr("equation", std::string("...ij->...ji"))});
   }
@@ -289,7 +289,17 @@ void fused_matmul_grads(GradientBuilder& b) {
   if (!act) throw b.error(why_not);
   const std::string dz = activation_grad(b, b.GO(0), *act);
   size_t bias = 2;
-  if (op == "MatMul") {
+  if (op == "MatMul" && node_int(b.node(), "transB", 0) != 0) {
+    // Y = A W^T with W [N, K] as it lies (fold_weight_transpose): dA = dZ W, dW = dZ^T A, in the rows
+    // of A's rank; no transposes.
+    const std::string &A = b.I(0), &W = b.I(1);
+    if (b.rank(W) != 2) throw b.error("transB needs a 2-D B");
+    if (b.wants_GI(0)) b.set_GI(0, b.emit1("MatMul", {dz, W}));
+    if (b.wants_GI(1)) {
+      const std::optional<size_t> ra = b.rank(A);
+      b.set_GI(1, gemm(b, rows_of(b, dz, ra), rows_of(b, A, ra), true, false, 1.0f));
+    }
+  } else if (op == "MatMul") {
     matmul_grads(b, dz, 0, 1);
   } else {
     gemm_grads(b, dz, gemm_attrs(b.node()), 0);

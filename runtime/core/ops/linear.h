@@ -37,7 +37,8 @@ struct GemmAttrs {
 GemmAttrs gemm_attrs(const ir::Node& node);
 
 // ---- com.tunnx:FusedMatMul: act(product + bias), attributes op ("MatMul" / "Gemm"), Gemm's four,
-// has_bias, activation, activation_alpha, activation_beta, approximate. -----------------------------
+// has_bias, activation, activation_alpha, activation_beta, approximate. With op "MatMul", transB 1
+// means B is 2-D and stored [N, K] (a Linear weight as it lies; passes/fold_weight_transpose.h). --
 struct Activation {
   enum class Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kTanh, kGelu, kGeluTanh };
   Kind kind = Kind::kNone;

@@ -72,11 +72,26 @@ std::optional<std::vector<Attribute>> activation_attrs(const Node& node, const G
   return attrs;
 }
 
+// Whether `node` is a MatMul with B transposed as fold_weight_transpose makes it: a FusedMatMul
+// with nothing fused yet, which this pass extends as it would a MatMul.
+bool is_bare_transposed_matmul(const Node& node) {
+  if (node.domain != kTunnxDomain || node.op_type != "FusedMatMul") return false;
+  const Attribute* op = node.attribute("op");
+  const Attribute* act = node.attribute("activation");
+  const Attribute* bias = node.attribute("has_bias");
+  return op && op->s == "MatMul" && (!act || act->s.empty()) && (!bias || bias->i == 0) && node.inputs.size() == 2;
+}
+
+bool trans_b(const Node& node) {
+  const Attribute* t = node.attribute("transB");
+  return t && t->i != 0;
+}
+
 // The output's last dim N of MatMul/Gemm `node`, when B's shape says it.
 std::optional<int64_t> output_cols(const Node& node, const GraphFacts& facts) {
   auto b = facts.dims(node.inputs[1]);
   if (!b || b->size() < 2) return std::nullopt;
-  if (node.op_type == "Gemm") return ops::gemm_attrs(node).trans_b ? (*b)[0] : (*b)[1];
+  if (node.op_type == "Gemm" || trans_b(node)) return trans_b(node) ? (*b)[0] : (*b)[1];
   return b->back();
 }
 
@@ -88,7 +103,8 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
   std::vector<std::pair<size_t, Node>> fused;  // replaces the node at that index
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& mm = graph.nodes[i];
-    if (removed[i] || !is_onnx(mm) || (mm.op_type != "MatMul" && mm.op_type != "Gemm")) continue;
+    const bool transposed_matmul = is_bare_transposed_matmul(mm);
+    if (removed[i] || (!transposed_matmul && (!is_onnx(mm) || (mm.op_type != "MatMul" && mm.op_type != "Gemm")))) continue;
     if (mm.inputs.size() < 2 || mm.outputs.size() != 1 || mm.inputs[0].empty() || mm.inputs[1].empty()) continue;
     if (facts.dtype(mm.inputs[0]) != DataType::kFloat32 || facts.dtype(mm.inputs[1]) != DataType::kFloat32) continue;
     const bool gemm = mm.op_type == "Gemm";
@@ -140,7 +156,8 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     if (gemm) node.inputs.push_back(mm.inputs.size() > 2 ? mm.inputs[2] : "");
     if (!bias.empty()) node.inputs.push_back(bias);
     node.outputs = {value};
-    node.attributes.push_back(string_attr("op", mm.op_type));
+    node.attributes.push_back(string_attr("op", transposed_matmul ? "MatMul" : mm.op_type));
+    if (transposed_matmul) node.attributes.push_back(int_attr("transB", trans_b(mm) ? 1 : 0));
     if (gemm) {
       const ops::GemmAttrs g = ops::gemm_attrs(mm);
       node.attributes.push_back(int_attr("transA", g.trans_a ? 1 : 0));

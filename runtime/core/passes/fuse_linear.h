@@ -15,6 +15,7 @@ inline constexpr const char* kTunnxDomain = "com.tunnx";
 
 // Rewrites, in the main graph, each float32 chain
 //   MatMul(A, B) | Gemm(A, B, C)  ->  [Add(y, bias)]  ->  [Relu | LeakyRelu | Clip | Sigmoid | Tanh | Gelu]
+// (also a FusedMatMul that fold_weight_transpose made, nothing fused yet: it keeps its transB)
 // (Gelu: ONNX's, or com.tunnx's that fuse_gelu makes)
 // with at least one of the optional nodes, where bias is a 1-D initializer of length N (the output's
 // last dim, known from B's shape), Clip bounds are attributes or scalar initializers, and every

@@ -4,6 +4,7 @@
 // gets its bias (a 1-D float32 [N] along the last dim) and the activation, in float (the activation
 // table and its math are runtime/core/ops/linear.h's):
 //   inputs  A, B, [C] (Gemm only; "" when absent), [bias]        output  act(Y + bias), Y's shape
+// With op "MatMul" and transB 1, B is 2-D [N, K] and the product reads its transpose.
 // The oneDNN kernel (runtime/cpu/onednn/matmul.cc) runs on top of this one as its fallback.
 #include <climits>
 #include <memory>
@@ -22,13 +23,30 @@ namespace {
 class FusedMatMul : public Kernel {
  public:
   FusedMatMul(std::unique_ptr<ir::Node> inner, std::unique_ptr<Kernel> product, bool gemm, bool has_bias,
-              ops::Activation act)
-      : inner_(std::move(inner)), product_(std::move(product)), gemm_(gemm), has_bias_(has_bias), act_(act) {}
+              bool matmul_trans_b, ops::Activation act)
+      : inner_(std::move(inner)),
+        product_(std::move(product)),
+        gemm_(gemm),
+        has_bias_(has_bias),
+        matmul_trans_b_(matmul_trans_b),
+        act_(act) {}
 
   void run(KernelContext& ctx) const override {
     const size_t operands = gemm_ ? 3 : 2;
     std::vector<const Value*> in;
     for (size_t i = 0; i < operands; ++i) in.push_back(ctx.has_input(i) ? &ctx.input_value(i) : nullptr);
+    Value b_transposed;  // op MatMul, transB: the reference product reads B^T, made here
+    if (matmul_trans_b_) {
+      const Tensor& b = ctx.input(1);
+      if (b.rank() != 2 || b.dtype() != DataType::kFloat32)
+        throw ctx.error("transB needs a 2-D float32 B, got " + std::string(to_string(b.dtype())) + " " + dims_to_string(b.dims()));
+      const int64_t n = b.dims()[0], k = b.dims()[1];
+      Tensor t(DataType::kFloat32, {k, n});
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < k; ++j) t.mutable_data_as<float>()[j * n + i] = data<float>(b)[i * k + j];
+      b_transposed = Value(std::move(t));
+      in[1] = &b_transposed;
+    }
     std::vector<Value> out(1);
     int64_t bytes = 0;  // Y is a temporary; the output below is what the run keeps
     KernelContext inner(*inner_, std::move(in), out, {true}, bytes, nullptr);
@@ -53,7 +71,7 @@ class FusedMatMul : public Kernel {
  private:
   std::unique_ptr<ir::Node> inner_;  // the MatMul/Gemm node `product_` was built for
   std::unique_ptr<Kernel> product_;
-  bool gemm_, has_bias_;
+  bool gemm_, has_bias_, matmul_trans_b_;
   ops::Activation act_;
 };
 
@@ -90,15 +108,17 @@ void register_fused_kernels(KernelRegistry& r) {
     inner->op_type = op;
     inner->inputs.assign(init.node().inputs.begin(), init.node().inputs.begin() + static_cast<long>(operands));
     inner->outputs = init.node().outputs;
-    for (const char* name : {"transA", "transB", "alpha", "beta"})
-      if (const ir::Attribute* a = init.node().attribute(name)) inner->attributes.push_back(*a);
+    if (is_gemm)
+      for (const char* name : {"transA", "transB", "alpha", "beta"})
+        if (const ir::Attribute* a = init.node().attribute(name)) inner->attributes.push_back(*a);
+    const bool matmul_trans_b = !is_gemm && init.attr_int("transB", 0) != 0;
     std::vector<DataType> types;
     for (size_t i = 0; i < operands; ++i) types.push_back(init.input_type(i));
     std::string why_not;
     const std::optional<ops::Activation> act = ops::fused_activation(init.node(), &why_not);
     if (!act) throw init.error(why_not);
     std::unique_ptr<Kernel> product = (is_gemm ? gemm : matmul)(KernelInit(*inner, 13, types, {}));
-    return std::make_unique<FusedMatMul>(std::move(inner), std::move(product), is_gemm, has_bias, *act);
+    return std::make_unique<FusedMatMul>(std::move(inner), std::move(product), is_gemm, has_bias, matmul_trans_b, *act);
   };
   r.add(std::move(def));
 }

@@ -116,6 +116,7 @@ void fill_with_c(float* y, const Tensor& c, const std::vector<int64_t>& cd, int6
 // A plain MatMul or Gemm node is the product with neither bias nor activation.
 struct LinearAttrs {
   bool gemm = false;
+  bool matmul_trans_b = false;  // FusedMatMul op "MatMul", transB: B is 2-D [N, K] as it lies
   ops::GemmAttrs g;
   bool has_bias = false;
   bool has_act = false;
@@ -159,7 +160,7 @@ class OnednnLinear : public Kernel {
       : reference_(std::move(reference)),
         attrs_(attrs),
         packed_(constant_b),
-        conv_(constant_b, attrs.gemm && attrs.g.trans_b,
+        conv_(constant_b, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b,
               {.present = attrs.has_act, .algorithm = attrs.alg, .alpha = attrs.act_alpha, .beta = attrs.act_beta}) {}
 
   void run(KernelContext& ctx) const override {
@@ -194,8 +195,12 @@ class OnednnLinear : public Kernel {
       yd = out_dims = {M, N};
       key = {a.dims()[0], a.dims()[1], b.dims()[0], b.dims()[1], c ? 1 : 0};
     } else {
-      // Both operands padded to one rank; oneDNN broadcasts batch dims of size 1 itself.
-      std::optional<ops::MatMulShape> shapes = ops::matmul_shape(a.dims(), b.dims(), nullptr);
+      // Both operands padded to one rank; oneDNN broadcasts batch dims of size 1 itself. A transposed
+      // B is its logical [K, N] read through swapped strides.
+      if (attrs_.matmul_trans_b && b.rank() != 2) return reference_->run(ctx);  // it reports the error
+      const std::vector<int64_t> b_logical =
+          attrs_.matmul_trans_b ? std::vector<int64_t>{b.dims()[1], b.dims()[0]} : b.dims();
+      std::optional<ops::MatMulShape> shapes = ops::matmul_shape(a.dims(), b_logical, nullptr);
       if (!shapes || shapes->y.size() > DNNL_MAX_NDIMS) return reference_->run(ctx);
       const std::vector<int64_t>& ad = shapes->a;
       const std::vector<int64_t>& bd = shapes->b;
@@ -203,7 +208,15 @@ class OnednnLinear : public Kernel {
       out_dims = shapes->out;
       if (bias && out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
       src = onednn::plain_f32(ad);
-      weights = onednn::plain_f32(bd);
+      if (attrs_.matmul_trans_b) {
+        const int64_t k = bd[bd.size() - 2], n = bd.back();
+        dnnl::memory::dims strides(bd.size(), k * n);
+        strides[bd.size() - 2] = 1;
+        strides[bd.size() - 1] = k;
+        weights = dnnl::memory::desc(bd, dnnl::memory::data_type::f32, strides);
+      } else {
+        weights = onednn::plain_f32(bd);
+      }
       key = ad;
       key.insert(key.end(), bd.begin(), bd.end());
     }
@@ -214,7 +227,7 @@ class OnednnLinear : public Kernel {
     // (conv_linear.h says why).
     const int64_t N = yd.back();  // out_dims may have lost it (a 1-D B); oneDNN's view has not
     const bool c_is_bias = c && !bias && cd[0] == 1 && cd[1] == N && g.beta == 1;
-    const int64_t K = attrs_.gemm ? a.dims()[1] : b.dims()[0];
+    const int64_t K = attrs_.gemm ? a.dims()[1] : attrs_.matmul_trans_b ? b.dims()[1] : b.dims()[0];
     const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
     if (!(attrs_.gemm && (g.trans_a || g.alpha != 1 || (c && !c_is_bias))) && conv_.takes(b, M)) {
       const float* conv_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
@@ -276,6 +289,7 @@ void add_fused_matmul(KernelRegistry& registry) {
     attrs.gemm = init.attr_string("op", "") == "Gemm";
     attrs.g = ops::gemm_attrs(init.node());
     attrs.has_bias = init.attr_int("has_bias", 0) != 0;
+    attrs.matmul_trans_b = !attrs.gemm && init.attr_int("transB", 0) != 0;
     if (!eltwise_of(init, attrs)) return fallback;
     return std::make_unique<OnednnLinear>(std::move(fallback), attrs, init.constant_input(1));
   };
