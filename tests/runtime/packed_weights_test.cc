@@ -68,6 +68,24 @@ TEST(PackedWeights, OnlyTheConstantItselfIsPacked) {
   EXPECT_FALSE(PackedWeights(&ints).is_constant(ints));              // only float32 weights are packed
 }
 
+// A weight written between every two runs (an optimizer step each time) is told apart from one
+// written once (load_state_dict) and from one left alone, so the product reads it plain instead of
+// re-packing it every step.
+TEST(PackedWeights, AWeightWrittenBeforeEveryRunIsSeenAsTrained) {
+  Tensor w = Tensor::from_vector<float>({3, 2}, {1, 2, 3, 4, 5, 6});
+  PackedWeights packed(&w);
+  EXPECT_FALSE(packed.rewritten_every_run(w));  // the first run
+  EXPECT_FALSE(packed.rewritten_every_run(w));  // unchanged
+  w.mutable_data_as<float>()[0] = 7;
+  EXPECT_FALSE(packed.rewritten_every_run(w));  // written once
+  w.mutable_data_as<float>()[0] = 8;
+  EXPECT_TRUE(packed.rewritten_every_run(w));   // written again: trained
+  w.mutable_data_as<float>()[0] = 9;
+  EXPECT_TRUE(packed.rewritten_every_run(w));
+  EXPECT_FALSE(packed.rewritten_every_run(w));  // training stopped: packed again
+  EXPECT_FALSE(packed.rewritten_every_run(w.clone()));  // not the constant
+}
+
 }  // namespace
 
 #endif  // TUNNX_WITH_ONEDNN

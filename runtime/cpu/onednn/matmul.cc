@@ -229,12 +229,14 @@ class OnednnLinear : public Kernel {
     const bool c_is_bias = c && !bias && cd[0] == 1 && cd[1] == N && g.beta == 1;
     const int64_t K = attrs_.gemm ? a.dims()[1] : attrs_.matmul_trans_b ? b.dims()[1] : b.dims()[0];
     const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
-    if (!(attrs_.gemm && (g.trans_a || g.alpha != 1 || (c && !c_is_bias))) && conv_.takes(b, M)) {
+    // A weight an optimizer writes every step is read plain (matmul) rather than re-packed each run.
+    const bool trained = packed_.rewritten_every_run(b);
+    if (!trained && !(attrs_.gemm && (g.trans_a || g.alpha != 1 || (c && !c_is_bias))) && conv_.takes(b, M)) {
       const float* conv_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
       Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_dims);
       if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), conv_bias)) return;
     }
-    const bool constant = packed_.is_constant(b);
+    const bool constant = packed_.is_constant(b) && !trained;
     key.push_back(constant);
 
     std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);

@@ -45,6 +45,17 @@ std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, cons
   return packed;
 }
 
+bool PackedWeights::rewritten_every_run(const Tensor& input) const {
+  if (!is_constant(input)) return false;
+  const uint64_t version = input.version();
+  const uint64_t before = seen_version_.exchange(version, std::memory_order_relaxed);
+  if (before == UINT64_MAX) return false;
+  // Two runs in a row after a write: a first write (load_state_dict, a single update) still packs.
+  const int writes = before != version ? std::min(writes_in_a_row_.load(std::memory_order_relaxed) + 1, 2) : 0;
+  writes_in_a_row_.store(writes, std::memory_order_relaxed);
+  return writes >= 2;
+}
+
 int64_t PackedWeights::packs() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return packs_;

@@ -9,6 +9,7 @@
 // initializer's name) does not come here: its primitive reads the plain layout.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,11 @@ class PackedWeights {
   std::shared_ptr<const dnnl::memory> get(const Tensor& input, const dnnl::memory::desc& stored,
                                           const dnnl::memory::desc& layout) const;
 
+  // Whether `input`, the constant, was written between each of the last runs that asked (a trained
+  // weight: every optimizer step writes it). Packing such a weight costs a copy per step, as much as
+  // a product that reads it plain. Call once per run; false for anything but the constant.
+  bool rewritten_every_run(const Tensor& input) const;
+
   // Copies made so far (repacks after a write included): for tests and statistics.
   int64_t packs() const;
 
@@ -49,6 +55,8 @@ class PackedWeights {
   mutable std::mutex mutex_;
   mutable std::vector<Copy> copies_;  // most recent first
   mutable int64_t packs_ = 0;
+  mutable std::atomic<uint64_t> seen_version_{UINT64_MAX};  // at the last rewritten_every_run()
+  mutable std::atomic<int> writes_in_a_row_{0};
 };
 
 // `desc`'s dims with format `any`: lets the primitive choose the weights layout.
