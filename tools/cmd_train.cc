@@ -219,10 +219,7 @@ EpochStats evaluate_all(const Trainer& trainer, const Dataset& data, int64_t bat
   for (int64_t b = 0; b < batches.batches_per_epoch(); ++b) {
     const auto indices = batches.batch(order, b);
     const EvalResult r = trainer.evaluate(data.batch(indices));
-    s.loss_sum += r.loss * static_cast<double>(indices.size());
-    s.samples += static_cast<int64_t>(indices.size());
-    s.correct += r.correct;
-    s.counted += r.counted;
+    s.add(r.loss, static_cast<int64_t>(indices.size()), r.correct, r.counted);
   }
   return s;
 }
@@ -251,9 +248,7 @@ class TrainRun {
   bool cross_entropy_ = false;
   TrainingProgress progress_;
   EpochStats epoch_stats_;
-  // Micro-batches since the last optimizer step, for the step's metrics line.
-  double pending_loss_ = 0;
-  int64_t pending_batches_ = 0, pending_samples_ = 0, pending_correct_ = 0, pending_counted_ = 0;
+  EpochStats pending_;  // micro-batches since the last optimizer step, for the step's metrics line
   int64_t samples_seen_ = 0;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
@@ -320,15 +315,13 @@ void TrainRun::checkpoint(int64_t epoch, int64_t batch) {
 }
 
 void TrainRun::log_step(int64_t epoch, double lr) {
-  if (pending_batches_ == 0) return;
-  json line = {{"kind", "step"}, {"epoch", epoch + 1}, {"step", trainer_->steps()},
-               {"loss", pending_loss_ / static_cast<double>(pending_samples_)}, {"lr", lr},
-               {"samples_per_s", static_cast<double>(samples_seen_) / std::max(elapsed(), 1e-9)}, {"time_s", elapsed()}};
-  if (cross_entropy_ && pending_counted_)
-    line["accuracy"] = static_cast<double>(pending_correct_) / static_cast<double>(pending_counted_);
+  if (pending_.samples == 0) return;
+  json line = {{"kind", "step"}, {"epoch", epoch + 1}, {"step", trainer_->steps()}, {"loss", pending_.mean_loss()},
+               {"lr", lr}, {"samples_per_s", static_cast<double>(samples_seen_) / std::max(elapsed(), 1e-9)},
+               {"time_s", elapsed()}};
+  if (cross_entropy_ && pending_.counted) line["accuracy"] = pending_.accuracy();
   metrics_.write(line);
-  pending_loss_ = 0;
-  pending_batches_ = pending_samples_ = pending_correct_ = pending_counted_ = 0;
+  pending_ = EpochStats();
 }
 
 void TrainRun::train_epoch(int64_t epoch, int64_t first_batch) {
@@ -343,15 +336,8 @@ void TrainRun::train_epoch(int64_t epoch, int64_t first_batch) {
     const double lr = trainer_->lr();
     const StepResult r = trainer_->step(data_->batch(indices));
     const auto n = static_cast<int64_t>(indices.size());
-    epoch_stats_.loss_sum += r.loss * static_cast<double>(n);
-    epoch_stats_.samples += n;
-    epoch_stats_.correct += r.correct;
-    epoch_stats_.counted += r.counted;
-    pending_loss_ += r.loss * static_cast<double>(n);
-    pending_samples_ += n;
-    pending_correct_ += r.correct;
-    pending_counted_ += r.counted;
-    ++pending_batches_;
+    epoch_stats_.add(r.loss, n, r.correct, r.counted);
+    pending_.add(r.loss, n, r.correct, r.counted);
     samples_seen_ += n;
     epoch_samples_now += n;
     bar.update(b + 1, r.loss, epoch_samples_now);
@@ -362,7 +348,7 @@ void TrainRun::train_epoch(int64_t epoch, int64_t first_batch) {
         checkpoint(epoch, b + 1);
     }
   }
-  if (pending_batches_ > 0) {  // an accumulation the epoch's end cut short still updates
+  if (pending_.samples > 0) {  // an accumulation the epoch's end cut short still updates
     const double lr = trainer_->lr();
     trainer_->optimizer_step();
     log_step(epoch, lr);

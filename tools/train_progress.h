@@ -18,6 +18,13 @@ struct EpochStats {
   double loss_sum = 0;  // sum of batch loss x batch samples
   int64_t samples = 0;
   int64_t correct = 0, counted = 0;
+  // One batch of `n` samples with mean loss `loss`.
+  void add(double loss, int64_t n, int64_t batch_correct, int64_t batch_counted) {
+    loss_sum += loss * static_cast<double>(n);
+    samples += n;
+    correct += batch_correct;
+    counted += batch_counted;
+  }
   double mean_loss() const { return samples ? loss_sum / static_cast<double>(samples) : 0; }
   double accuracy() const { return counted ? static_cast<double>(correct) / static_cast<double>(counted) : 0; }
   nlohmann::json to_json() const;

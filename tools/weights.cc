@@ -1,5 +1,7 @@
 #include "tools/weights.h"
 
+#include <map>
+
 #include "tunnx/io.h"
 #include "tunnx/status.h"
 
@@ -7,11 +9,11 @@ namespace tunnx::cli {
 
 void apply_weights_file(Model& model, const std::filesystem::path& file) {
   const SafetensorsFile weights = load_safetensors(file);
-  const StateDict current = model.state_dict();
+  std::map<std::string, Tensor> current;
+  for (auto& [name, tensor] : model.state_dict()) current.emplace(name, tensor);
   for (const auto& [name, tensor] : weights.tensors) {
-    const Tensor* found = nullptr;
-    for (const auto& [key, value] : current)
-      if (key == name) found = &value;
+    auto it = current.find(name);
+    const Tensor* found = it == current.end() ? nullptr : &it->second;
     if (!found)
       throw Error(ErrorCode::kInvalidArgument, "is not a Parameter or buffer of the model", {.file = file.string(), .tensor = name});
     if (found->dtype() != tensor.dtype() || found->dims() != tensor.dims())

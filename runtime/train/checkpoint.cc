@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -177,6 +178,28 @@ std::pair<StateDict, StateDict> split(StateDict tensors) {
   return {std::move(model), std::move(optimizer)};
 }
 
+// file_crc32 of the model file, read once per file version: a run that checkpoints every step
+// would otherwise read the whole model again each time.
+uint32_t model_crc32(const fs::path& path) {
+  struct Seen {
+    uintmax_t size;
+    fs::file_time_type modified;
+    uint32_t crc;
+  };
+  static std::mutex mutex;
+  static std::map<std::string, Seen> seen;
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(path, ec);
+  const fs::file_time_type modified = fs::last_write_time(path, ec);
+  if (ec) return file_crc32(path);  // it names the file
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = seen.find(path.string());
+  if (it != seen.end() && it->second.size == size && it->second.modified == modified) return it->second.crc;
+  const uint32_t crc = file_crc32(path);
+  seen[path.string()] = {size, modified, crc};
+  return crc;
+}
+
 }  // namespace
 
 uint32_t file_crc32(const fs::path& path) {
@@ -230,7 +253,7 @@ fs::path save_checkpoint(const fs::path& dir, const Model& model, const Trainer&
       // The data order is a function of (seed, epoch) and dropout of (seed, forwards): no other
       // generator state exists.
       {"rng", {{"data_order", "splitmix64(seed, epoch)"}, {"dropout_forwards", counters.forwards}}},
-      {"model", {{"file", model.path().string()}, {"crc32", hex32(model.path().empty() ? 0 : file_crc32(model.path()))}}},
+      {"model", {{"file", model.path().string()}, {"crc32", hex32(model.path().empty() ? 0 : model_crc32(model.path()))}}},
       {"trainer", trainer_json(trainer)},
       {"graph_edits", json::array()},
       {"tensors", listed},

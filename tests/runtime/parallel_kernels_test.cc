@@ -22,14 +22,8 @@ using tunnx::Model;
 using tunnx::Session;
 using tunnx::Tensor;
 
-class ParallelKernels : public ::testing::Test {
+class ParallelKernels : public TempDirTest {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "tunnx_parallel_XXXXXX").string();
-    dir_ = ::mkdtemp(pattern.data());
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   Tensor random(const std::vector<int64_t>& dims) {
     Tensor t(DataType::kFloat32, dims);
     std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
@@ -39,7 +33,7 @@ class ParallelKernels : public ::testing::Test {
 
   // Runs `b`'s model on 1 and on 2 threads; both outputs must be equal, and are returned.
   Tensor run_both(ModelBuilder& b, const tunnx::NamedValues& inputs) {
-    const Model model = Model::load(b.save(dir_ / "m.onnx"));
+    const Model model = Model::load(b.save(path("m.onnx")));
     Tensor outputs[2];
     for (int threads : {1, 2}) {
       Session session(model, {.threads = threads, .optimization_level = 0});
@@ -49,7 +43,6 @@ class ParallelKernels : public ::testing::Test {
     return outputs[0];
   }
 
-  fs::path dir_;
   std::mt19937 rng_{7};
 };
 

@@ -4,27 +4,12 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/graph_facts.h"
 
 namespace tunnx::ir {
 namespace {
-
-Attribute attribute(const std::string& name, int64_t i) {
-  Attribute a;
-  a.name = name;
-  a.type = AttributeType::kInt;
-  a.i = i;
-  return a;
-}
-
-Attribute attribute(const std::string& name, const std::string& s) {
-  Attribute a;
-  a.name = name;
-  a.type = AttributeType::kString;
-  a.s = s;
-  return a;
-}
 
 // W when `node` is Transpose(W) of a 2-D float32 initializer with perm [1, 0] or none, else "".
 std::string transposed_weight(const Node& node, const GraphFacts& facts) {
@@ -70,8 +55,8 @@ int fold_weight_transpose(Graph& graph, const ParameterStore& store) {
       node.domain = kTunnxDomain;
       node.inputs = {mm.inputs[0], w};
       node.outputs = mm.outputs;
-      node.attributes = {attribute("op", std::string("MatMul")), attribute("transB", int64_t{1}),
-                         attribute("has_bias", int64_t{0}), attribute("activation", std::string())};
+      node.attributes = {ops::attr("op", std::string("MatMul")), ops::attr("transB", int64_t{1}),
+                         ops::attr("has_bias", int64_t{0}), ops::attr("activation", std::string())};
       made.emplace_back(i, std::move(node));
     }
   }
