@@ -92,6 +92,9 @@ class Tensor {
   Tensor() = default;  // undefined: no dtype, no storage
   // An owning tensor, zero-filled (empty strings for kString).
   Tensor(DataType dtype, std::vector<int64_t> dims);
+  // An owning tensor whose numeric elements are not set (torch.empty), for a writer that overwrites
+  // every one of them; strings are still empty.
+  static Tensor uninitialized(DataType dtype, std::vector<int64_t> dims);
 
   // A read-only view on `data`, kept alive by `keep_alive`. The first mutable access copies it.
   static Tensor view(DataType dtype, std::vector<int64_t> dims, const void* data,

@@ -99,6 +99,14 @@ Tensor& KernelContext::allocate_output(size_t i, DataType dtype, std::vector<int
   return outputs_[i].tensor();
 }
 
+Tensor& KernelContext::allocate_output_uninitialized(size_t i, DataType dtype, std::vector<int64_t> dims) {
+  if (i >= outputs_.size()) throw error("output " + std::to_string(i) + " does not exist");
+  Tensor t = Tensor::uninitialized(dtype, std::move(dims));
+  bytes_allocated_ += static_cast<int64_t>(t.nbytes());
+  outputs_[i] = Value(std::move(t));
+  return outputs_[i].tensor();
+}
+
 void KernelContext::set_output(size_t i, Value value) {
   if (i >= outputs_.size()) throw error("output " + std::to_string(i) + " does not exist");
   outputs_[i] = std::move(value);

@@ -38,11 +38,11 @@ struct Tensor::Storage {
   Storage& operator=(const Storage&) = delete;
   ~Storage() { release(); }
 
-  void allocate(size_t n) {
+  void allocate(size_t n, bool zero = true) {
     release();
     size = n;
     bytes = n ? host_memory::allocate(n) : nullptr;
-    if (n) std::memset(bytes, 0, n);
+    if (n && zero) std::memset(bytes, 0, n);
   }
   void release() {
     if (bytes) host_memory::deallocate(bytes, size);
@@ -72,6 +72,17 @@ Tensor::Tensor(DataType dtype, std::vector<int64_t> dims)
   } else {
     storage_->allocate(checked_byte_size(numel_, dtype_, dims_));
   }
+}
+
+Tensor Tensor::uninitialized(DataType dtype, std::vector<int64_t> dims) {
+  if (dtype == DataType::kString) return Tensor(dtype, std::move(dims));
+  Tensor t;
+  t.dtype_ = dtype;
+  t.dims_ = std::move(dims);
+  t.numel_ = checked_element_count(t.dims_);
+  t.storage_ = std::make_shared<Storage>();
+  t.storage_->allocate(checked_byte_size(t.numel_, dtype, t.dims_), /*zero=*/false);
+  return t;
 }
 
 Tensor Tensor::view(DataType dtype, std::vector<int64_t> dims, const void* data,

@@ -182,6 +182,9 @@ TEST_F(OnednnMatMulTest, MatMulMatchesNaiveOnEdgeShapes) {
       {{2, 4, 9}, {9}},              // 1-D B
       {{9}, {9}},                    // a dot product
       {{5, 1, 1, 1, 3}, {4, 1, 3, 2}},
+      // A wide row-major B with many rows of A: brgemm reads it transposed into scratch first.
+      {{64, 96}, {96, 1000}},
+      {{2, 40, 33}, {33, 1030}},  // B shared by every batch
   };
   for (const Case& c : cases)
     for (bool constant : {false, true}) {
@@ -339,7 +342,7 @@ std::string describe(const GemmCase& g) {
 
 TEST_F(OnednnMatMulTest, GemmMatchesNaiveForEveryVariant) {
   std::vector<GemmCase> cases;
-  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 1}, {3, 5, 7}, {17, 1024, 9}, {1, 33, 65}};
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 1}, {3, 5, 7}, {17, 1024, 9}, {1, 33, 65}, {70, 40, 1030}};
   for (const auto& s : shapes) {
     const int64_t M = s[0], K = s[1], N = s[2];
     for (int ta = 0; ta < 2; ++ta)

@@ -195,12 +195,14 @@ void swap_last_two_dims(KernelContext& ctx, const Tensor& x) {
   const int64_t rows = x.dims()[rank - 2], cols = x.dims()[rank - 1];
   std::vector<int64_t> out_dims = x.dims();
   std::swap(out_dims[rank - 2], out_dims[rank - 1]);
-  Tensor& y = ctx.allocate_output(0, x.dtype(), out_dims);
+  Tensor& y = ctx.allocate_output_uninitialized(0, x.dtype(), out_dims);
   if (y.numel() == 0) return;
   dispatch_by_size(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     swap_last_two(data<T>(x), mutable_data<T>(y), x.numel() / (rows * cols), rows, cols);
   });
 }
+
+void transpose_matrix(const float* x, float* y, int64_t rows, int64_t cols) { swap_last_two(x, y, 1, rows, cols); }
 
 }  // namespace tunnx::cpu

@@ -189,6 +189,9 @@ inline constexpr int64_t kParallelElements = int64_t{1} << 16;
 // Output 0 = x with its last two dims swapped (Transpose's most common perm, Einsum "...ij->...ji"),
 // tiled for the cache and split among the run's threads. Not for strings.
 void swap_last_two_dims(KernelContext& ctx, const Tensor& x);
+// y [cols, rows] = x [rows, cols] transposed, with the same tiling and threads (a oneDNN product's
+// operand copied into the layout its kernel reads fastest).
+void transpose_matrix(const float* x, float* y, int64_t rows, int64_t cols);
 
 // Registers one kernel for an ONNX-domain op over an opset range.
 void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,

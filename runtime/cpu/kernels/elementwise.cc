@@ -20,7 +20,7 @@ void unary(KernelContext& ctx, Types<Ts...>, Fn fn) {
   const Tensor& x = ctx.input(0);
   dispatch<Ts...>(x.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
+    Tensor& y = ctx.allocate_output_uninitialized(0, x.dtype(), x.dims());
     const T* in = data<T>(x);
     T* out = mutable_data<T>(y);
     const int64_t n = x.numel();
@@ -242,7 +242,7 @@ void register_clip(KernelRegistry& r) {
           bound(1, lo);
           bound(2, hi);
         }
-        Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
+        Tensor& y = ctx.allocate_output_uninitialized(0, x.dtype(), x.dims());
         const T* in = data<T>(x);
         T* out = mutable_data<T>(y);
         for (int64_t i = 0; i < x.numel(); ++i) {

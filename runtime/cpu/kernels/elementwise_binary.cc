@@ -76,6 +76,26 @@ void for_each_broadcast(const std::vector<int64_t>& out_dims, const std::array<s
   const int64_t inner = dims[r - 1];
   std::array<int64_t, N> inner_stride{};
   for (size_t k = 0; k < N; ++k) inner_stride[k] = strides[k][r - 1];
+  // The common rows of two operands (same shape, or one repeated along the row: a bias) as loops
+  // whose offsets the compiler sees, so it vectorizes them; false for any other pattern.
+  auto run_contiguous_row = [&](int64_t o, const std::array<int64_t, N>& base) {
+    if constexpr (N == 2) {
+      const int64_t b0 = base[0], b1 = base[1];
+      if (inner_stride[0] == 1 && inner_stride[1] == 1) {
+        for (int64_t j = 0; j < inner; ++j) fn(o + j, std::array<int64_t, 2>{b0 + j, b1 + j});
+        return true;
+      }
+      if (inner_stride[0] == 1 && inner_stride[1] == 0) {
+        for (int64_t j = 0; j < inner; ++j) fn(o + j, std::array<int64_t, 2>{b0 + j, b1});
+        return true;
+      }
+      if (inner_stride[0] == 0 && inner_stride[1] == 1) {
+        for (int64_t j = 0; j < inner; ++j) fn(o + j, std::array<int64_t, 2>{b0, b1 + j});
+        return true;
+      }
+    }
+    return false;
+  };
   // Rows [first, last) of the coalesced [rows, inner] output; each starts from its own index, so
   // rows can be split among threads (every fn call writes its own output element).
   auto run_rows = [&](int64_t first, int64_t last) {
@@ -87,10 +107,12 @@ void for_each_broadcast(const std::vector<int64_t>& out_dims, const std::array<s
       for (size_t k = 0; k < N; ++k) base[k] += index[static_cast<size_t>(i)] * strides[k][static_cast<size_t>(i)];
     }
     for (int64_t o = first * inner; o < last * inner; o += inner) {
-      std::array<int64_t, N> off = base;
-      for (int64_t j = 0; j < inner; ++j) {
-        fn(o + j, off);
-        for (size_t k = 0; k < N; ++k) off[k] += inner_stride[k];
+      if (!run_contiguous_row(o, base)) {
+        std::array<int64_t, N> off = base;
+        for (int64_t j = 0; j < inner; ++j) {
+          fn(o + j, off);
+          for (size_t k = 0; k < N; ++k) off[k] += inner_stride[k];
+        }
       }
       for (size_t i = r - 1; i-- > 0;) {
         if (++index[i] < dims[i]) {
@@ -151,7 +173,7 @@ void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const 
   dispatch<Ts...>(a.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using R = typename Out::template type<T>;
-    Tensor& y = ctx.allocate_output(0, dtype_of<R>(), dims);
+    Tensor& y = ctx.allocate_output_uninitialized(0, dtype_of<R>(), dims);
     const T* pa = data<T>(a);
     const T* pb = data<T>(b);
     R* out = mutable_data<R>(y);
@@ -221,7 +243,7 @@ void pow_kernel(KernelContext& ctx, const Alignment& alignment) {
     dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
              uint64_t>(b.dtype(), ctx, [&](auto exponent_tag) {
       using U = typename decltype(exponent_tag)::type;
-      Tensor& y = ctx.allocate_output(0, a.dtype(), dims);
+      Tensor& y = ctx.allocate_output_uninitialized(0, a.dtype(), dims);
       const T* pa = data<T>(a);
       const U* pb = data<U>(b);
       T* out = mutable_data<T>(y);
@@ -328,7 +350,7 @@ void prelu_kernel(KernelContext& ctx, bool per_channel) {
                     dims_to_string(x.dims()));
   dispatch<float, double, Float16, BFloat16, int32_t, int64_t, uint32_t, uint64_t>(x.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
+    Tensor& y = ctx.allocate_output_uninitialized(0, x.dtype(), x.dims());
     const T* px = data<T>(x);
     const T* ps = data<T>(slope);
     T* out = mutable_data<T>(y);
@@ -363,7 +385,7 @@ void variadic(KernelContext& ctx, Types<Ts...>, const Fn& fn, bool mean) {
   std::vector<int64_t> dims = broadcast_shapes(shapes, ctx);
   dispatch<Ts...>(ctx.input(0).dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    Tensor& y = ctx.allocate_output(0, ctx.input(0).dtype(), dims);
+    Tensor& y = ctx.allocate_output_uninitialized(0, ctx.input(0).dtype(), dims);
     T* out = mutable_data<T>(y);
     const T* first = data<T>(ctx.input(0));
     for_each_broadcast<1>(dims, {shapes[0]}, [&](int64_t i, const std::array<int64_t, 1>& o) { out[i] = first[o[0]]; });
@@ -408,7 +430,7 @@ void where_kernel(KernelContext& ctx) {
   dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
            bool, std::string>(x.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    Tensor& z = ctx.allocate_output(0, x.dtype(), dims);
+    Tensor& z = ctx.allocate_output_uninitialized(0, x.dtype(), dims);
     const bool* pc = data<bool>(c);
     const T* px = data<T>(x);
     const T* py = data<T>(y);

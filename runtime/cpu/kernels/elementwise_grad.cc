@@ -176,7 +176,7 @@ std::unique_ptr<Kernel> make_elementwise_grad(const KernelInit& init) {
       if (ctx.has_input(3)) c.lo = read_scalar(ctx.input(3), ctx);
       if (ctx.has_input(4)) c.hi = read_scalar(ctx.input(4), ctx);
     }
-    Tensor& dx = ctx.allocate_output(0, dy.dtype(), dy.dims());
+    Tensor& dx = ctx.allocate_output_uninitialized(0, dy.dtype(), dy.dims());
     dispatch(dy.dtype(), ctx, FloatTypes{}, [&](auto tag) {
       using T = typename decltype(tag)::type;
       run_grad_op<T>(run_op, data<T>(dy), data<T>(x), data<T>(y), mutable_data<T>(dx), dy.numel(), c,
@@ -307,7 +307,7 @@ KernelFactory softmax_grad_factory(bool log) {
         throw ctx.error("dY " + dims_to_string(dy.dims()) + " " + to_string(dy.dtype()) + " and Y " +
                         dims_to_string(y.dims()) + " " + to_string(y.dtype()) + " must match");
       const AxisView v = softmax_view(y.dims(), axis, coerce_2d, ctx);
-      Tensor& dx = ctx.allocate_output(0, dy.dtype(), dy.dims());
+      Tensor& dx = ctx.allocate_output_uninitialized(0, dy.dtype(), dy.dims());
       if (dx.numel() == 0) return;
       dispatch(dy.dtype(), ctx, FloatTypes{}, [&](auto tag) {
         using T = typename decltype(tag)::type;

@@ -62,7 +62,7 @@ class FusedMatMul : public Kernel {
                         dims_to_string(b.dims()));
       bias = data<float>(b);
     }
-    Tensor& result = ctx.allocate_output(0, DataType::kFloat32, y.dims());
+    Tensor& result = ctx.allocate_output_uninitialized(0, DataType::kFloat32, y.dims());
     const float* src = data<float>(y);
     float* dst = mutable_data<float>(result);
     for (int64_t i = 0; i < y.numel(); ++i) dst[i] = act_(bias ? src[i] + bias[i % n] : src[i]);

@@ -64,7 +64,7 @@ class OnednnLayerNorm : public Kernel {
       p = cache_.insert(key, std::move(built));
     }
 
-    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, x.dims());
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, x.dims());
     std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, wrap(p->data, data<float>(x))},
                                                   {DNNL_ARG_DST, wrap(p->data, mutable_data<float>(y))},
                                                   {DNNL_ARG_SCALE, wrap(p->channels, data<float>(scale))}};

@@ -62,7 +62,7 @@ class OnednnSoftmax : public Kernel {
       p = cache_.insert(key, std::move(built));
     }
 
-    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, x.dims());
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, x.dims());
     execute(p->primitive, p->scratchpad,
             {{DNNL_ARG_SRC, wrap(p->data, data<float>(x))}, {DNNL_ARG_DST, wrap(p->data, mutable_data<float>(y))}});
   }
