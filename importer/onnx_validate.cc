@@ -91,6 +91,9 @@ void infer_value_types(const onnx::ModelProto& model, ir::Graph& graph) {
     onnx::ShapeInferenceOptions options;
     options.check_type = false;
     options.error_mode = 0;
+    // Shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as exporters write
+    // attention's head split) are followed, so the values after them keep their ranks and dims.
+    options.enable_data_propagation = true;
     onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), options);
   } catch (const std::exception&) {
     return;  // partial knowledge is fine: the runtime infers shapes itself when it plans

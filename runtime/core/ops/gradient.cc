@@ -169,10 +169,37 @@ std::string GradientBuilder::shape_of(const std::string& value) {
   return s;
 }
 
+namespace {
+
+// Whether two declared shapes are the same size in every dim: fixed sizes that match, or one named
+// symbol ("batch"; a symbol stands for one size throughout the graph). Anonymous dims ("?", unknown)
+// prove nothing.
+bool provably_same_shape(const Shape& a, const Shape& b) {
+  if (a.rank() != b.rank()) return false;
+  for (size_t i = 0; i < a.rank(); ++i) {
+    const Dim &x = a.dims[i], &y = b.dims[i];
+    const bool named = x.is_symbolic() && x.symbol != "?";
+    if (!(x.is_fixed() || named) || x.value != y.value || x.symbol != y.symbol) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string GradientBuilder::sum_to_shape_of(const std::string& grad, const std::string& like,
                                              const std::string& broadcast_result) {
   auto a = dims(like), b = dims(broadcast_result);
   if (a && b && *a == *b) return grad;
+  // Symbolic shapes from the model's shape inference: a bias Add's [batch, seq, N] input is not
+  // broadcast, so its gradient needs no SumToShape (and no Shape node that keeps the product's output
+  // alive and stops fuse_linear from folding the bias into it).
+  auto declared = [&](const std::string& v) -> const Shape* {
+    auto it = facts_.types.find(v);
+    if (it == facts_.types.end() || it->second->kind != ir::TypeInfo::Kind::kTensor || !it->second->shape) return nullptr;
+    return &*it->second->shape;
+  };
+  const Shape *sa = declared(like), *sb = declared(broadcast_result);
+  if (sa && sb && provably_same_shape(*sa, *sb)) return grad;
   return grad_op1("SumToShape", {grad, shape_of(like)});
 }
 
