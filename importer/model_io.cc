@@ -1,4 +1,5 @@
 // Model::load and Model::save: file handling around the reader, checks, parameter policy and writer.
+#include <algorithm>
 #include <climits>
 #include <optional>
 
@@ -43,7 +44,20 @@ void apply_node_orders(const ir::Graph& graph, const ir::NodeOrders& orders, onn
     }
 }
 
-std::unique_ptr<Model::Impl> load_impl(const void* bytes, size_t size, const fs::path& model_dir,
+// Initializers an earlier tunnx export recorded as registered keep that origin.
+void mark_registered(const ir::ModelIR& ir, ParameterStore& store) {
+  for (const auto& [key, value] : ir.metadata_props) {
+    if (key != kRegisteredInitializersKey) continue;
+    size_t start = 0;
+    while (start <= value.size()) {
+      const size_t comma = std::min(value.find(',', start), value.size());
+      if (StoredTensor* e = store.find(value.substr(start, comma - start))) e->origin = TensorOrigin::kRegistered;
+      start = comma + 1;
+    }
+  }
+}
+
+std::unique_ptr<ModelImpl> load_impl(const void* bytes, size_t size, const fs::path& model_dir,
                                        const LoadOptions& options) {
   if (size == 0) throw Error(ErrorCode::kInvalidModel, "file is empty");
   if (size > kProtobufLimit)
@@ -56,7 +70,7 @@ std::unique_ptr<Model::Impl> load_impl(const void* bytes, size_t size, const fs:
   if (!proto.has_graph())
     throw Error(ErrorCode::kInvalidModel, "not an ONNX model: it has no graph", {.field = "graph"});
 
-  auto impl = std::make_unique<Model::Impl>();
+  auto impl = std::make_unique<ModelImpl>();
   ExternalDataResolver external(model_dir);
   TensorReadOptions tensor_options{options.max_tensor_bytes, &external};
   impl->ir = read_model(proto, impl->store, tensor_options);
@@ -67,6 +81,7 @@ std::unique_ptr<Model::Impl> load_impl(const void* bytes, size_t size, const fs:
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
   if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);
   assign_parameter_roles(impl->ir, impl->store);
+  mark_registered(impl->ir, impl->store);
   return impl;
 }
 
@@ -94,7 +109,10 @@ Model Model::load_from_bytes(std::string_view bytes, const fs::path& base_dir, c
 
 void Model::save(const fs::path& path, const SaveOptions& options) const {
   try {
-    size_t total = initializer_bytes(impl_->store);
+    std::unique_ptr<ModelImpl> merged;
+    if (options.merge_lora && impl_->merged_for_export) merged = impl_->merged_for_export(*impl_);
+    const ModelImpl& m = merged ? *merged : *impl_;
+    size_t total = initializer_bytes(m.store);
     ExternalDataPlan plan;
     plan.enabled = options.external_data == ExternalDataMode::kAlways ||
                    (options.external_data == ExternalDataMode::kAuto && total > kProtobufLimit - (64u << 20));
@@ -111,7 +129,7 @@ void Model::save(const fs::path& path, const SaveOptions& options) const {
         throw Error(ErrorCode::kInvalidArgument, "external data file '" + plan.location +
                                                      "' must be a plain file name in the model's folder");
     }
-    onnx::ModelProto proto = write_model(impl_->ir, impl_->store, plan);
+    onnx::ModelProto proto = write_model(m.ir, m.store, plan);
     if (proto.ByteSizeLong() > kProtobufLimit)
       throw Error(ErrorCode::kLimitExceeded,
                   "model is over protobuf's 2 GiB limit; save with external data");

@@ -150,10 +150,24 @@ onnx::ModelProto write_model(const ir::ModelIR& m, const ParameterStore& store, 
   if (!m.domain.empty()) proto.set_domain(m.domain);
   if (m.model_version) proto.set_model_version(m.model_version);
   if (!m.doc_string.empty()) proto.set_doc_string(m.doc_string);
+  // Which initializers were registered after load (Model::register_parameter / register_buffer), so
+  // a reader can tell them from the exporter's; replaces what an earlier export recorded.
+  std::string registered;
+  m.graph.visit([&](const ir::Graph& g, int) {
+    for (const auto& init : g.initializers)
+      if (store.at(init.store_key).origin == TensorOrigin::kRegistered)
+        registered += (registered.empty() ? "" : ",") + init.name;
+  });
   for (const auto& [k, v] : m.metadata_props) {
+    if (k == kRegisteredInitializersKey) continue;
     auto* kv = proto.add_metadata_props();
     kv->set_key(k);
     kv->set_value(v);
+  }
+  if (!registered.empty()) {
+    auto* kv = proto.add_metadata_props();
+    kv->set_key(kRegisteredInitializersKey);
+    kv->set_value(registered);
   }
   Writer writer(store, external);
   writer.graph(m.graph, proto.mutable_graph());

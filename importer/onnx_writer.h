@@ -10,6 +10,9 @@
 
 namespace tunnx {
 
+// metadata_props key listing, comma-separated, the initializers registered after load.
+inline constexpr const char* kRegisteredInitializersKey = "tunnx.registered_initializers";
+
 struct ExternalDataPlan {
   bool enabled = false;
   std::string location;          // relative to the model's folder

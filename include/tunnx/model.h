@@ -32,10 +32,16 @@ struct SaveOptions {
   ExternalDataMode external_data = ExternalDataMode::kAuto;
   std::string external_data_file;  // relative to the model's folder; default "<model file>.data"
   size_t external_threshold_bytes = 1024;
+  // LoRA adapters (tunnx/extend.h): folded into their weights, giving the original graph and names
+  // (the default), or kept as separate initializers with the graph that applies them.
+  bool merge_lora = true;
 };
 
 enum class TensorRole { kParameter, kBuffer };
 const char* to_string(TensorRole role);
+// Where a tensor came from: the file, or Model::register_parameter / register_buffer.
+enum class TensorOrigin { kImported, kRegistered };
+const char* to_string(TensorOrigin origin);  // "imported", "registered"
 
 // What `tunnx params` shows of one initializer.
 struct TensorInfo {
@@ -48,6 +54,9 @@ struct TensorInfo {
   size_t nbytes = 0;
   bool external = false;  // data still mapped from an external-data file
   std::string reason;     // why it is a Parameter or a buffer, in a few words
+  TensorOrigin origin = TensorOrigin::kImported;
+  bool persistent = true;  // in state_dict() (only registered buffers can opt out)
+  bool in_graph = true;    // a node or graph output reads it (registered tensors may not be wired yet)
 };
 
 struct ValueSummary {
@@ -101,7 +110,7 @@ class Model {
   // model: writing through one changes the model (a mapped view is copied on that first write).
   StateDict named_parameters() const;
   StateDict named_buffers() const;
-  std::vector<TensorInfo> tensors() const;  // every initializer, Parameters and buffers
+  std::vector<TensorInfo> tensors() const;  // every Parameter and buffer, imported and registered
   Tensor parameter(const std::string& name) const;  // a Parameter or buffer by name; throws kNotFound
   bool requires_grad(const std::string& name) const;
   // Sets requires_grad on every Parameter whose name matches the shell-style glob (`*` also matches
@@ -109,18 +118,25 @@ class Model {
   // matches only buffers and `value` is true.
   size_t requires_grad(std::string_view glob, bool value);
 
-  // Parameters and buffers, like torch's state_dict(); tensors are shared, not copied.
+  // Parameters and persistent buffers, like torch's state_dict(); tensors are shared, not copied.
   StateDict state_dict() const;
   // Copies values in by name. Shape or dtype mismatches throw naming the tensor; with `strict`,
   // missing or unexpected keys throw too (after nothing has been changed).
   LoadStateDictResult load_state_dict(const StateDict& state, bool strict = true);
 
-  struct Impl;
-  Impl& impl() { return *impl_; }
-  const Impl& impl() const { return *impl_; }
-  explicit Model(std::unique_ptr<Impl> impl);
+  // Adds a Parameter of the caller's own after load, as torch's Module.register_parameter: it is
+  // trained (unless `requires_grad` is false), listed, checkpointed and, once a node reads it,
+  // exported as an initializer. Throws Error(kInvalidArgument) when `name` is empty or already names a
+  // parameter, buffer or graph value, or when a trainable tensor is not floating-point.
+  void register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
+  // Adds a buffer (never trained), as Module.register_buffer; a non-persistent one is left out of
+  // state_dict() and checkpoints. Same name rules.
+  void register_buffer(const std::string& name, Tensor value, bool persistent = true);
 
  private:
+  friend struct ModelInternals;  // the runtime's way in (runtime/core/model_impl.h)
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -2,6 +2,8 @@
 // (which need protobuf) live in importer/model_io.cc.
 #include <cstring>
 #include <set>
+#include <mutex>
+#include <shared_mutex>
 #include <unordered_set>
 
 #include "runtime/core/glob.h"
@@ -34,9 +36,66 @@ void check_same_layout(const StoredTensor& mine, const Tensor& given) {
                            dims_to_string(given.dims())});
 }
 
+// What `name` already is in the graph (main graph and subgraphs): "input", "output", "node output"
+// or "initializer"; empty when it is none of them.
+std::string graph_use_of(const ir::Graph& graph, const std::string& name) {
+  std::string use;
+  graph.visit([&](const ir::Graph& g, int) {
+    if (!use.empty()) return;
+    for (const auto& v : g.inputs)
+      if (v.name == name) use = "input";
+    for (const auto& v : g.outputs)
+      if (use.empty() && v.name == name) use = "output";
+    for (const auto& init : g.initializers)
+      if (use.empty() && init.name == name) use = "initializer";
+    for (const auto& n : g.nodes)
+      for (const auto& o : n.outputs)
+        if (use.empty() && o == name) use = "node output";
+  });
+  return use;
+}
+
+// Store keys of the initializers some graph (main or sub) lists.
+std::unordered_set<std::string> wired_store_keys(const ir::Graph& graph) {
+  std::unordered_set<std::string> keys;
+  graph.visit([&](const ir::Graph& g, int) {
+    for (const auto& init : g.initializers) keys.insert(init.store_key);
+  });
+  return keys;
+}
+
+void register_entry(ModelImpl& m, const std::string& what, const std::string& name, Tensor value, TensorRole role,
+                    bool requires_grad, bool persistent) {
+  const std::string refusal = "cannot register " + what;
+  if (name.empty()) throw Error(ErrorCode::kInvalidArgument, refusal + " with an empty name");
+  if (!value.defined()) throw Error(ErrorCode::kInvalidArgument, refusal + ": the tensor is undefined", {.tensor = name});
+  if (const StoredTensor* existing = m.store.find(name))
+    throw Error(ErrorCode::kInvalidArgument,
+                refusal + ": the name is already taken by a " + to_string(existing->role), {.tensor = name});
+  if (std::string use = graph_use_of(m.ir.graph, name); !use.empty())
+    throw Error(ErrorCode::kInvalidArgument, refusal + ": the name is already a graph " + use, {.tensor = name});
+  if (requires_grad && !is_floating_point(value.dtype()))
+    throw Error(ErrorCode::kInvalidArgument,
+                refusal + " that requires grad: " + to_string(value.dtype()) +
+                    " is not a floating-point type (pass requires_grad = false, or register a buffer)",
+                {.tensor = name});
+  StoredTensor entry;
+  entry.name = name;
+  entry.value = std::move(value);
+  entry.role = role;
+  entry.requires_grad = requires_grad;
+  entry.persistent = persistent;
+  entry.origin = TensorOrigin::kRegistered;
+  entry.reason = "registered after load";
+  // Exclusive: no run reads the store while it grows.
+  std::unique_lock<std::shared_mutex> lock(*m.parameters_mutex);
+  m.store.add(std::move(entry));
+}
+
 }  // namespace
 
 const char* to_string(TensorRole role) { return role == TensorRole::kParameter ? "parameter" : "buffer"; }
+const char* to_string(TensorOrigin origin) { return origin == TensorOrigin::kImported ? "imported" : "registered"; }
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
@@ -90,8 +149,17 @@ StateDict Model::named_buffers() const {
   return out;
 }
 
+void Model::register_parameter(const std::string& name, Tensor value, bool requires_grad) {
+  register_entry(*impl_, "a parameter", name, std::move(value), TensorRole::kParameter, requires_grad, true);
+}
+
+void Model::register_buffer(const std::string& name, Tensor value, bool persistent) {
+  register_entry(*impl_, "a buffer", name, std::move(value), TensorRole::kBuffer, false, persistent);
+}
+
 std::vector<TensorInfo> Model::tensors() const {
   std::vector<TensorInfo> out;
+  const std::unordered_set<std::string> wired = wired_store_keys(impl_->ir.graph);
   for (const auto& e : impl_->store.entries()) {
     TensorInfo t;
     t.name = e->name;
@@ -103,6 +171,9 @@ std::vector<TensorInfo> Model::tensors() const {
     t.nbytes = e->value.dtype() == DataType::kString ? 0 : e->value.nbytes();
     t.external = e->value.is_view();
     t.reason = e->reason;
+    t.origin = e->origin;
+    t.persistent = e->persistent;
+    t.in_graph = wired.count(e->name) > 0;
     out.push_back(std::move(t));
   }
   return out;
@@ -133,7 +204,8 @@ size_t Model::requires_grad(std::string_view glob, bool value) {
 
 StateDict Model::state_dict() const {
   StateDict out;
-  for (const auto& e : impl_->store.entries()) out.emplace_back(e->name, e->value);
+  for (const auto& e : impl_->store.entries())
+    if (e->persistent) out.emplace_back(e->name, e->value);
   return out;
 }
 
@@ -152,7 +224,7 @@ LoadStateDictResult Model::load_state_dict(const StateDict& state, bool strict) 
     check_same_layout(*mine, tensor);
   }
   for (const auto& e : impl_->store.entries())
-    if (!given.count(e->name)) result.missing_keys.push_back(e->name);
+    if (e->persistent && !given.count(e->name)) result.missing_keys.push_back(e->name);
 
   if (strict && (!result.missing_keys.empty() || !result.unexpected_keys.empty())) {
     auto join = [](const std::vector<std::string>& names) {

@@ -1,14 +1,26 @@
 #include "runtime/core/parameter_store.h"
 
+#include <algorithm>
+
 namespace tunnx {
 
 StoredTensor& ParameterStore::add(StoredTensor entry) {
-  if (by_name_.count(entry.name))
-    throw Error(ErrorCode::kInvalidModel, "initializer name is defined twice", {.tensor = entry.name});
+  if (const StoredTensor* existing = find(entry.name))
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string("the name is already taken by a ") + to_string(existing->role),
+                {.tensor = entry.name});
   entries_.push_back(std::make_unique<StoredTensor>(std::move(entry)));
   StoredTensor* stored = entries_.back().get();
   by_name_.emplace(stored->name, stored);
   return *stored;
+}
+
+void ParameterStore::remove(std::string_view name) {
+  auto it = by_name_.find(std::string(name));
+  if (it == by_name_.end()) return;
+  const StoredTensor* gone = it->second;
+  by_name_.erase(it);
+  entries_.erase(std::find_if(entries_.begin(), entries_.end(), [gone](const auto& e) { return e.get() == gone; }));
 }
 
 StoredTensor* ParameterStore::find(std::string_view name) {

@@ -21,6 +21,8 @@ struct StoredTensor {
   TensorRole role = TensorRole::kBuffer;
   bool requires_grad = false;
   std::string reason;  // why the policy chose this role
+  TensorOrigin origin = TensorOrigin::kImported;
+  bool persistent = true;  // false: a registered buffer left out of state_dict() and checkpoints
   // Training state beside the Parameter (as torch keeps param.grad and optimizer.state[param]):
   // the accumulated gradient (undefined until a trainer computes one) and the optimizer's buffers.
   Tensor grad;
@@ -29,8 +31,12 @@ struct StoredTensor {
 
 class ParameterStore {
  public:
-  // Adds an entry; throws Error(kInvalidModel) naming the tensor when the name is taken.
+  // Adds an entry; throws Error(kInvalidArgument) naming the tensor when a parameter or buffer has
+  // its name already.
   StoredTensor& add(StoredTensor entry);
+
+  // Removes an entry (a graph edit dropped the last node that read it); no-op when absent.
+  void remove(std::string_view name);
 
   StoredTensor* find(std::string_view name);
   const StoredTensor* find(std::string_view name) const;

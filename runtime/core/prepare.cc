@@ -9,7 +9,7 @@
 
 namespace tunnx {
 
-PreparedGraph prepare_graph(const Model::Impl& model, const PrepareOptions& options) {
+PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& options) {
   PreparedGraph prepared;
   prepared.graph = std::make_unique<ir::Graph>(ir::deep_copy(model.ir.graph));
   ir::Graph& graph = *prepared.graph;

@@ -36,6 +36,6 @@ struct PreparedGraph {
 };
 
 // Throws Error naming the model file and the first node that cannot be planned.
-PreparedGraph prepare_graph(const Model::Impl& model, const PrepareOptions& options);
+PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& options);
 
 }  // namespace tunnx

@@ -79,7 +79,7 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
     throw Error(ErrorCode::kInvalidArgument, "threads must be 0 (all cores) or more, got " + std::to_string(options.threads));
   if (options.device.type != DeviceType::kCpu)
     throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
-  const Model::Impl& m = model.impl();
+  const ModelImpl& m = model_impl(model);
   impl_->threads = options.threads;
   impl_->parameters_mutex = m.parameters_mutex;
   PrepareOptions prepare;

@@ -154,7 +154,7 @@ void count_correct(const Tensor& logits, const Tensor& target, int64_t ignore_in
 }  // namespace
 
 struct Trainer::Impl {
-  Model::Impl* model = nullptr;
+  ModelImpl* model = nullptr;
   TrainerOptions options;
   std::string output;  // the graph output the loss reads
 
@@ -200,7 +200,7 @@ struct Trainer::Impl {
 
 Trainer::Trainer(Model& model, TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   Impl& t = *impl_;
-  t.model = &model.impl();
+  t.model = &model_impl(model);
   t.options = options;
   if (options.accumulate < 1) throw invalid("accumulate must be 1 or more, got " + std::to_string(options.accumulate));
   if (!(options.optimizer.lr >= 0)) throw invalid("the learning rate must be 0 or more");

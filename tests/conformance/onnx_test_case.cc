@@ -134,7 +134,7 @@ CaseResult run_case(const fs::path& case_dir, const std::string& name, const Tol
       result.detail = e.what();
       return result;
     }
-    const auto& graph = model.impl().ir.graph;
+    const auto& graph = tunnx::model_impl(model).ir.graph;
     std::set<std::string> initializers;
     for (const auto& init : graph.initializers) initializers.insert(init.name);
     std::vector<std::string> feedable;

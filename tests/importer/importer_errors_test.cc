@@ -24,7 +24,7 @@ class LoadChecks : public TempDirTest {};
 
 std::vector<std::string> node_names(const Model& model) {
   std::vector<std::string> names;
-  for (const auto& n : model.impl().ir.graph.nodes) names.push_back(n.name);
+  for (const auto& n : tunnx::model_impl(model).ir.graph.nodes) names.push_back(n.name);
   return names;
 }
 

@@ -141,7 +141,7 @@ class ConstantNode : public TempDirTest {
     model_ = std::make_unique<Model>(Model::load(b.save(path("m.onnx"))));
     EXPECT_EQ(model_->info().onnx_checker, "passed");
     EXPECT_TRUE(model_->state_dict().empty());  // a Constant is not an initializer
-    const auto& node = model_->impl().ir.graph.nodes.at(0);
+    const auto& node = tunnx::model_impl(*model_).ir.graph.nodes.at(0);
     EXPECT_EQ(node.op_type, "Constant");
     EXPECT_EQ(node.attributes.size(), 1u);
     const tunnx::ir::Attribute* a = node.attribute(attr);
@@ -229,7 +229,7 @@ TEST_F(Importer, ModelLocalFunctionIsKept) {
 
   EXPECT_EQ(model.info().functions, (std::vector<std::string>{"local:Double"}));
   EXPECT_EQ(model.info().op_histogram.at("local:Double"), 1);
-  const auto& fn = model.impl().ir.functions.at(0);
+  const auto& fn = tunnx::model_impl(model).ir.functions.at(0);
   EXPECT_EQ(fn.inputs, (std::vector<std::string>{"X"}));
   EXPECT_EQ(fn.outputs, (std::vector<std::string>{"Y"}));
   EXPECT_EQ(fn.attribute_names, (std::vector<std::string>{"unused"}));
@@ -260,7 +260,7 @@ TEST_F(Importer, IfBranchesKeepTheirNodes) {
   ModelBuilder b;
   build_if_model(b);
   Model model = Model::load(b.save(path("m.onnx")));
-  const auto& node = model.impl().ir.graph.nodes.at(0);
+  const auto& node = tunnx::model_impl(model).ir.graph.nodes.at(0);
   ASSERT_NE(node.attribute("then_branch"), nullptr);
   ASSERT_NE(node.attribute("else_branch"), nullptr);
   const auto& then_graph = *node.attribute("then_branch")->g;
@@ -306,7 +306,7 @@ TEST_F(Importer, SiblingBranchesMayReuseAnInitializerName) {
   EXPECT_EQ(names[1], "if/else_branch/w");
   EXPECT_TRUE(model.parameter("w").equals(Tensor::from_vector<float>({2}, {1, 1})));
   EXPECT_TRUE(model.parameter(names[1]).equals(Tensor::from_vector<float>({2}, {2, 2})));
-  const auto& else_graph = *model.impl().ir.graph.nodes.at(0).attribute("else_branch")->g;
+  const auto& else_graph = *tunnx::model_impl(model).ir.graph.nodes.at(0).attribute("else_branch")->g;
   EXPECT_EQ(else_graph.initializers.at(0).name, "w");  // the graph keeps the file's name
 }
 
@@ -329,7 +329,7 @@ TEST_F(Importer, LoopBodyKeepsItsNodesAndItsOwnInitializer) {
   Model model = Model::load(b.save(path("m.onnx")));
 
   EXPECT_EQ(model.info().onnx_checker, "passed");
-  const auto& body_graph = *model.impl().ir.graph.nodes.at(0).attribute("body")->g;
+  const auto& body_graph = *tunnx::model_impl(model).ir.graph.nodes.at(0).attribute("body")->g;
   ASSERT_EQ(body_graph.nodes.size(), 2u);
   EXPECT_EQ(body_graph.nodes[1].name, "accumulate");
   ASSERT_EQ(body_graph.initializers.size(), 1u);
@@ -378,12 +378,12 @@ TEST_F(Importer, ShapeInferenceRecordsTypesOfIntermediateValues) {
   b.node("Neg", {"h"}, {"y"}, "neg");
   b.output("y", TensorProto::FLOAT, Dims{"batch", 3});
   Model model = Model::load(b.save(path("m.onnx")));
-  const auto& inferred = model.impl().ir.graph.inferred_types;
+  const auto& inferred = tunnx::model_impl(model).ir.graph.inferred_types;
   ASSERT_TRUE(inferred.count("h"));
   EXPECT_EQ(inferred.at("h").to_string(), "tensor(float32)");
   ASSERT_TRUE(inferred.at("h").shape.has_value());
   EXPECT_EQ(inferred.at("h").shape->to_string(), "[batch,3]");
-  EXPECT_TRUE(model.impl().ir.graph.value_infos.empty());  // the file's value_info stays as it was
+  EXPECT_TRUE(tunnx::model_impl(model).ir.graph.value_infos.empty());  // the file's value_info stays as it was
 }
 
 TEST_F(Importer, AttributeWithoutTypeTakesItFromTheFilledField) {
@@ -397,7 +397,7 @@ TEST_F(Importer, AttributeWithoutTypeTakesItFromTheFilledField) {
   tunnx::LoadOptions no_checker;  // the checker wants the type set for IR >= 2
   no_checker.run_onnx_checker = false;
   Model model = Model::load(b.save(path("m.onnx")), no_checker);
-  const tunnx::ir::Attribute* a = model.impl().ir.graph.nodes.at(0).attribute("axis");
+  const tunnx::ir::Attribute* a = tunnx::model_impl(model).ir.graph.nodes.at(0).attribute("axis");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->type, tunnx::ir::AttributeType::kInt);
   EXPECT_EQ(a->i, 1);

@@ -179,8 +179,8 @@ TEST_F(SessionTest, ModelLocalFunctionsAreExpandedInTheSessionOnly) {
   EXPECT_EQ(values_of<float>(session.run({{"x", x}}).at("z").tensor()), (std::vector<float>{6.f, -8.f}));
   ASSERT_EQ(session.stats().kernels.size(), 2u);
   EXPECT_EQ(session.stats().kernels[0].node, "double/Add");
-  EXPECT_EQ(model.impl().ir.graph.nodes.size(), 2u);  // the model still calls its function
-  EXPECT_EQ(model.impl().ir.graph.nodes[0].op_type, "Double");
+  EXPECT_EQ(tunnx::model_impl(model).ir.graph.nodes.size(), 2u);  // the model still calls its function
+  EXPECT_EQ(tunnx::model_impl(model).ir.graph.nodes[0].op_type, "Double");
 }
 
 }  // namespace
