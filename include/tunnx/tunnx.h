@@ -6,6 +6,7 @@
 #include "tunnx/checkpoint.h"
 #include "tunnx/data.h"
 #include "tunnx/device.h"
+#include "tunnx/extend.h"
 #include "tunnx/io.h"
 #include "tunnx/model.h"
 #include "tunnx/session.h"

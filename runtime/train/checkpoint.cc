@@ -1,5 +1,6 @@
 // Crash-safe training checkpoints (include/tunnx/checkpoint.h).
 #include "tunnx/checkpoint.h"
+#include "tunnx/extend.h"
 
 #include <unistd.h>
 #include <zlib.h>
@@ -255,7 +256,7 @@ fs::path save_checkpoint(const fs::path& dir, const Model& model, const Trainer&
       {"rng", {{"data_order", "splitmix64(seed, epoch)"}, {"dropout_forwards", counters.forwards}}},
       {"model", {{"file", model.path().string()}, {"crc32", hex32(model.path().empty() ? 0 : model_crc32(model.path()))}}},
       {"trainer", trainer_json(trainer)},
-      {"graph_edits", json::array()},
+      {"graph_edits", graph_edits(model)},
       {"tensors", listed},
       {"run", run},
   };
@@ -308,9 +309,30 @@ std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
 
 CheckpointInfo read_checkpoint_info(const fs::path& step_dir) { return info_of(read_state(step_dir), step_dir); }
 
+namespace {
+
+// A checkpoint of an edited model (new heads, LoRA, bound inputs) loads only onto a model with the
+// same edits, made in the same order: its tensors would not fit another.
+void check_graph_edits(const json& state, const Model& model, const fs::path& step_dir) {
+  const std::vector<std::string> recorded = state.value("graph_edits", std::vector<std::string>{});
+  const std::vector<std::string> current = graph_edits(model);
+  if (recorded == current) return;
+  auto list = [](const std::vector<std::string>& edits) {
+    std::string out;
+    for (const auto& e : edits) out += (out.empty() ? "" : "; ") + e;
+    return "[" + out + "]";
+  };
+  throw Error(ErrorCode::kInvalidArgument,
+              "was made on a model with graph edits " + list(recorded) + ", but this model has " + list(current),
+              {.file = (step_dir / kStateFile).string()});
+}
+
+}  // namespace
+
 CheckpointInfo load_checkpoint_weights(const fs::path& step_dir, Model& model) {
   const json state = read_state(step_dir);
   CheckpointInfo info = info_of(state, step_dir);
+  check_graph_edits(state, model, step_dir);
   auto [weights, optimizer] = split(verified_tensors(step_dir, state));
   model.load_state_dict(weights, /*strict=*/true);
   return info;
@@ -319,6 +341,7 @@ CheckpointInfo load_checkpoint_weights(const fs::path& step_dir, Model& model) {
 CheckpointInfo load_checkpoint(const fs::path& step_dir, Model& model, Trainer& trainer) {
   const json state = read_state(step_dir);
   CheckpointInfo info = info_of(state, step_dir);
+  check_graph_edits(state, model, step_dir);
   auto [weights, optimizer] = split(verified_tensors(step_dir, state));
   // Check the optimizer state against the trainer before the model changes, so a mismatch leaves
   // both as they were.
