@@ -348,6 +348,49 @@ TEST_F(ExtensionTest, LoraAdaptersMergeOnExportAndKeepOnRequest) {
   }
 }
 
+TEST_F(ExtensionTest, LoraOnAGemmWithPlainBAndAlphaMergesExactly) {
+  // Gemm(x, W [4, 3], C, alpha=0.5, beta=2): W is [in, out], and the merged update is divided by alpha.
+  ModelBuilder b;
+  b.input("x", onnx::TensorProto::FLOAT, Dims{"batch", 4});
+  b.initializer(tunnx_test::float_tensor("w", {4, 3}, random_values(12, 80)));
+  b.initializer(tunnx_test::float_tensor("c", {3}, random_values(3, 81)));
+  onnx::NodeProto& gemm = b.node("Gemm", {"x", "w", "c"}, {"y"}, "gemm");
+  onnx::AttributeProto alpha;
+  alpha.set_name("alpha");
+  alpha.set_type(onnx::AttributeProto::FLOAT);
+  alpha.set_f(0.5f);
+  gemm.add_attribute()->CopyFrom(alpha);
+  alpha.set_name("beta");
+  alpha.set_f(2.0f);
+  gemm.add_attribute()->CopyFrom(alpha);
+  b.output("y", onnx::TensorProto::FLOAT, Dims{"batch", 3});
+  Model model = Model::load(b.save(path("gemm.onnx")));
+  const std::vector<LoraAdapter> added = add_lora(model, {.glob = "w", .rank = 2, .alpha = 3});
+  ASSERT_EQ(added.size(), 1u);
+  EXPECT_EQ(added[0].in, 4);
+  EXPECT_EQ(added[0].out, 3);
+  Tensor lb = model.parameter("w.lora_B");
+  const Tensor r = random_floats(lb.dims(), 82);
+  std::memcpy(lb.mutable_data(), r.data(), r.nbytes());
+  const Tensor x = random_floats({5, 4}, 83);
+  const Tensor adapted = run1(model, x, "y");
+  // y = 0.5 x W + 2 c + 1.5 (x A^T) B^T, computed here by hand.
+  const Tensor w = model.parameter("w"), c = model.parameter("c"), a = model.parameter("w.lora_A");
+  for (int64_t i = 0; i < 5; ++i)
+    for (int64_t o = 0; o < 3; ++o) {
+      double base = 2.0 * c.data_as<float>()[o], lora = 0;
+      for (int64_t k = 0; k < 4; ++k) base += 0.5 * x.data_as<float>()[i * 4 + k] * w.data_as<float>()[k * 3 + o];
+      for (int64_t q = 0; q < 2; ++q) {
+        double down = 0;
+        for (int64_t k = 0; k < 4; ++k) down += double(x.data_as<float>()[i * 4 + k]) * a.data_as<float>()[q * 4 + k];
+        lora += down * lb.data_as<float>()[o * 2 + q];
+      }
+      EXPECT_NEAR(adapted.data_as<float>()[i * 3 + o], base + 1.5 * lora, 1e-5);
+    }
+  model.save(path("merged.onnx"));
+  expect_close(run1(Model::load(path("merged.onnx")), x, "y"), adapted, 1e-5, "merged Gemm");
+}
+
 TEST_F(ExtensionTest, AdaptersSaveAndLoadAlone) {
   Model model = Model::load(mlp());
   add_lora(model, {.glob = "w*", .rank = 2, .alpha = 4, .seed = 1});
