@@ -232,6 +232,24 @@ TEST_F(OnednnVsReference, Softmax) {
   }
 }
 
+TEST_F(OnednnVsReference, GeluAndItsGradient) {
+  for (int c = 0; c < 24; ++c) {
+    const std::vector<int64_t> dims = random_dims();
+    const std::string approximate = coin() ? "none" : "tanh";
+    // Inputs over [-4, 4), where both branches of the tails matter.
+    Tensor x = random(dims), dy = random(dims);
+    for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data_as<float>()[i] *= 4;
+    const std::string what = tunnx::dims_to_string(dims) + " approximate " + approximate;
+    for (const char* domain : {"", "com.tunnx"}) {
+      ir::Node node{"gelu", "Gelu", domain, {"x"}, {"y"}, {string_attr("approximate", approximate)}, ""};
+      expect_agree(KernelPair(node, *domain ? 1 : 20, {x}, {false}), std::string("Gelu ") + domain + " " + what);
+    }
+    ir::Node grad{"gelu_grad", "ElementwiseGrad", "com.tunnx", {"dy", "x"}, {"dx"},
+                  {string_attr("op", "Gelu"), string_attr("approximate", approximate)}, ""};
+    expect_agree(KernelPair(grad, 1, {dy, x}, {false, false}), "ElementwiseGrad Gelu " + what);
+  }
+}
+
 TEST_F(OnednnVsReference, LayerNormalization) {
   for (int c = 0; c < 40; ++c) {
     const std::vector<int64_t> dims = random_dims();

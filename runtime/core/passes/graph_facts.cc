@@ -13,6 +13,14 @@ GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), stor
     types[v.name] = &v.type;
     outputs.insert(v.name);
   }
+  for (const auto& node : g.nodes) {
+    if (!is_onnx(node) || node.op_type != "Constant" || node.outputs.size() != 1) continue;
+    if (const Attribute* v = node.attribute("value"); v && v->type == AttributeType::kTensor)
+      constant_nodes[node.outputs[0]] = &v->t;
+    else if (const Attribute* f = node.attribute("value_float"); f && f->type == AttributeType::kFloat)
+      constant_floats[node.outputs[0]] = Tensor::from_vector<float>({}, {f->f});
+  }
+  for (const auto& [name, t] : constant_floats) constant_nodes[name] = &t;
   g.visit([this](const Graph& sub, int) {
     for (const auto& node : sub.nodes)
       for (const auto& in : node.inputs)
@@ -54,6 +62,8 @@ bool GraphFacts::private_value(const std::string& name) const {
 std::optional<float> GraphFacts::scalar(const std::string& name, float fallback) const {
   if (name.empty()) return fallback;
   const Tensor* t = constant(name);
+  if (!t)
+    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) t = it->second;
   if (!t || t->dtype() != DataType::kFloat32 || t->numel() != 1) return std::nullopt;
   return t->data_as<float>()[0];
 }

@@ -23,6 +23,10 @@ struct GraphFacts {
   std::unordered_map<std::string, const TypeInfo*> types;
   std::unordered_map<std::string, int> readers;  // nodes (subgraphs included) that read each value
   std::unordered_set<std::string> outputs;
+  // Tensors of the main graph's ONNX Constant nodes (`value`, `value_float`), by output name: torch
+  // exports without constant folding keep GELU's 0.5, 1 and sqrt(2) there, not in initializers.
+  std::unordered_map<std::string, const Tensor*> constant_nodes;
+  std::unordered_map<std::string, Tensor> constant_floats;
 
   GraphFacts(const Graph& g, const ParameterStore& s);
 
@@ -33,7 +37,7 @@ struct GraphFacts {
   std::optional<std::vector<int64_t>> dims(const std::string& name) const;
   // A value a rewrite may swallow: read by exactly one node and not returned by the graph.
   bool private_value(const std::string& name) const;
-  // The scalar float32 initializer `name` ("" means absent: `fallback`), or nothing.
+  // The scalar float32 initializer or Constant-node value `name` ("" means absent: `fallback`), or nothing.
   std::optional<float> scalar(const std::string& name, float fallback) const;
 };
 

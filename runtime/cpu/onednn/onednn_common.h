@@ -102,5 +102,6 @@ void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make ma
 // The fast paths of each op family, registered by register_onednn_kernels.
 void register_onednn_softmax(KernelRegistry& registry);     // softmax.cc
 void register_onednn_layer_norm(KernelRegistry& registry);  // layer_norm.cc
+void register_onednn_gelu(KernelRegistry& registry);        // gelu.cc
 
 }  // namespace tunnx::cpu::onednn
