@@ -1,7 +1,8 @@
 // `tunnx export`: loads a model and writes it back through tunnx — the same names, opsets and
 // metadata, with the parameters' current values or trained ones from a safetensors file or a
 // checkpoint — optionally moving large tensors into an external data file, or writes the weights
-// alone as safetensors. The write is atomic: on failure nothing is left at OUT.
+// alone as safetensors. A checkpoint of a `tunnx train` run that extended the model (heads, LoRA,
+// bound inputs) gets the same edits first. The write is atomic: on failure nothing is left at OUT.
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/commands.h"
+#include "tools/train_edits.h"
 #include "tools/weights.h"
 #include "tunnx/tunnx.h"
 
@@ -23,7 +25,7 @@ struct ExportOptions {
   std::string external_data_file;
   size_t external_threshold = 1024;
   std::filesystem::path weights, checkpoint;
-  bool weights_only = false;
+  bool weights_only = false, keep_lora = false;
 };
 
 void run_export(const ExportOptions& options) {
@@ -38,6 +40,7 @@ void run_export(const ExportOptions& options) {
         throw Error(ErrorCode::kNotFound, "holds no complete checkpoint", {.file = options.checkpoint.string()});
       step = *newest;
     }
+    apply_recorded_edits(model, step, read_checkpoint_info(step).run_json);
     load_checkpoint_weights(step, model);
   }
   if (options.weights_only) {
@@ -49,6 +52,7 @@ void run_export(const ExportOptions& options) {
   save.external_data = options.external_data ? ExternalDataMode::kAlways : ExternalDataMode::kAuto;
   save.external_data_file = options.external_data_file;
   save.external_threshold_bytes = options.external_threshold;
+  save.merge_lora = !options.keep_lora;
   model.save(options.output, save);
   std::cout << "wrote " << options.output.string();
   if (options.external_data)
@@ -82,6 +86,8 @@ void add_export_command(CLI::App& app) {
       ->type_name("DIR")
       ->excludes(weights);
   command->add_flag("--weights-only", options->weights_only, "Write only the weights, as safetensors")->excludes(external);
+  command->add_flag("--keep-lora", options->keep_lora,
+                    "A checkpoint's LoRA adapters stay separate initializers (default: folded into their weights)");
   command->footer("Examples:\n  tunnx export model.onnx --checkpoint ckpt -o tuned.onnx\n"
                   "  tunnx export tuned.onnx --weights-only -o tuned.safetensors");
   command->callback([options] { run_export(*options); });

@@ -1,5 +1,6 @@
 // `tunnx params`: the model's initializers as PyTorch would list them (Parameters that train, frozen
-// Parameters, buffers that never train), then totals like a model summary.
+// Parameters, buffers that never train), where each came from (the file, or registered after load:
+// heads, LoRA adapters, bound inputs), then totals like a model summary.
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -53,11 +54,13 @@ std::string count_line(const char* label, int64_t tensors, int64_t elements) {
 }
 
 std::string params_text(const std::vector<TensorInfo>& tensors, const ParamsTotals& totals) {
-  TextTable table({"name", "shape", "dtype", "kind", "requires_grad", "bytes"},
-                  {Align::kLeft, Align::kLeft, Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight});
+  TextTable table({"name", "shape", "dtype", "kind", "requires_grad", "bytes", "origin"},
+                  {Align::kLeft, Align::kLeft, Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft});
   for (const TensorInfo& t : tensors) {
-    table.add_row({t.name, dims_to_string(t.dims), to_string(t.dtype), to_string(t.role),
-                   t.requires_grad ? "true" : "false", with_thousands(static_cast<int64_t>(t.nbytes))});
+    std::vector<std::string> row{t.name, dims_to_string(t.dims), to_string(t.dtype), to_string(t.role),
+                                 t.requires_grad ? "true" : "false", with_thousands(static_cast<int64_t>(t.nbytes)),
+                                 to_string(t.origin)};
+    table.add_row(std::move(row));
   }
   std::string out = table.empty() ? "No initializers.\n" : table.render();
   out += '\n';
@@ -83,7 +86,10 @@ nlohmann::ordered_json params_json(const std::filesystem::path& model,
                     {"requires_grad", t.requires_grad},
                     {"bytes", t.nbytes},
                     {"external", t.external},
-                    {"reason", t.reason}});
+                    {"reason", t.reason},
+                    {"origin", to_string(t.origin)},
+                    {"persistent", t.persistent},
+                    {"in_graph", t.in_graph}});
   }
   nlohmann::ordered_json sums = {{"trainable_tensors", totals.trainable_tensors},
                                  {"trainable_elements", totals.trainable_elements},

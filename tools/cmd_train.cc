@@ -1,5 +1,7 @@
 // `tunnx train`: fine-tunes a model's Parameters on a .npz dataset with the C++ Trainer, with
-// progress, metrics, crash-safe checkpoints and resume, and writes the result as ONNX.
+// progress, metrics, crash-safe checkpoints and resume, and writes the result as ONNX. The model may
+// first be extended (new heads, LoRA, bound inputs: tools/train_edits.h); --freeze/--unfreeze come
+// after those edits.
 //
 // Every refusal (bad option values, data that does not fit the model or the loss, a checkpoint that
 // does not fit the command line) happens before the first step, as one line and exit 1, with
@@ -18,6 +20,7 @@
 
 #include "tools/commands.h"
 #include "tools/format.h"
+#include "tools/train_edits.h"
 #include "tools/train_progress.h"
 #include "tunnx/tunnx.h"
 
@@ -38,6 +41,7 @@ struct TrainArgs {
   uint64_t seed = 0;
   int accumulate = 1, threads = 0;
   std::vector<std::pair<std::string, bool>> requires_grad;  // (glob, value) in command-line order
+  EditArgs edits;
 };
 
 Error refuse(const std::string& message, ErrorContext context = {}) {
@@ -49,37 +53,39 @@ std::string absolute_text(const fs::path& p) { return p.empty() ? "" : fs::absol
 // Everything a resumed run must share with the one that wrote the checkpoint: all options but
 // --epochs, --threads, --metrics and --resume, under their option names.
 ordered_json run_identity(const TrainArgs& a) {
-  return {{"MODEL", absolute_text(a.model)},
-          {"--data", absolute_text(a.data)},
-          {"--output", a.output},
-          {"--target", a.target},
-          {"--loss", a.loss},
-          {"--optimizer", a.optimizer},
-          {"--lr", a.lr},
-          {"--momentum", a.momentum},
-          {"--dampening", a.dampening},
-          {"--nesterov", a.nesterov},
-          {"--weight-decay", a.weight_decay ? json(*a.weight_decay) : json("default")},
-          {"--batch-size", a.batch_size},
-          {"--shuffle", a.shuffle},
-          {"--seed", a.seed},
-          {"--freeze/--unfreeze", [&] {
-             json list = json::array();
-             for (const auto& [glob, value] : a.requires_grad) list.push_back((value ? "+" : "-") + glob);
-             return list;
-           }()},
-          {"--schedule", a.schedule},
-          {"--step-size", a.step_size},
-          {"--gamma", a.gamma},
-          {"--warmup-steps", a.warmup_steps},
-          {"--clip-grad-norm", a.clip_grad_norm},
-          {"--accumulate", a.accumulate},
-          {"--label-smoothing", a.label_smoothing},
-          {"--ignore-index", a.ignore_index},
-          {"--eval-data", absolute_text(a.eval_data)},
-          {"--checkpoint-dir", absolute_text(a.checkpoint_dir)},
-          {"--checkpoint-every", a.checkpoint_every},
-          {"--save", absolute_text(a.save)}};
+  ordered_json identity = {{"MODEL", absolute_text(a.model)},
+                           {"--data", absolute_text(a.data)},
+                           {"--output", a.output},
+                           {"--target", a.target},
+                           {"--loss", a.loss},
+                           {"--optimizer", a.optimizer},
+                           {"--lr", a.lr},
+                           {"--momentum", a.momentum},
+                           {"--dampening", a.dampening},
+                           {"--nesterov", a.nesterov},
+                           {"--weight-decay", a.weight_decay ? json(*a.weight_decay) : json("default")},
+                           {"--batch-size", a.batch_size},
+                           {"--shuffle", a.shuffle},
+                           {"--seed", a.seed},
+                           {"--freeze/--unfreeze", [&] {
+                              json list = json::array();
+                              for (const auto& [glob, value] : a.requires_grad) list.push_back((value ? "+" : "-") + glob);
+                              return list;
+                            }()},
+                           {"--schedule", a.schedule},
+                           {"--step-size", a.step_size},
+                           {"--gamma", a.gamma},
+                           {"--warmup-steps", a.warmup_steps},
+                           {"--clip-grad-norm", a.clip_grad_norm},
+                           {"--accumulate", a.accumulate},
+                           {"--label-smoothing", a.label_smoothing},
+                           {"--ignore-index", a.ignore_index},
+                           {"--eval-data", absolute_text(a.eval_data)},
+                           {"--checkpoint-dir", absolute_text(a.checkpoint_dir)},
+                           {"--checkpoint-every", a.checkpoint_every},
+                           {"--save", absolute_text(a.save)}};
+  add_edit_identity(identity, a.edits);
+  return identity;
 }
 
 void check_option_values(const TrainArgs& a) {
@@ -115,6 +121,7 @@ void check_option_values(const TrainArgs& a) {
   }
   if (!a.checkpoint_dir.empty() && fs::exists(a.checkpoint_dir, ec) && !fs::is_directory(a.checkpoint_dir, ec))
     throw refuse("is not a folder", {.file = a.checkpoint_dir.string()});
+  check_edit_options(a.edits);
 }
 
 DataType declared_dtype(const ValueSummary& v) {
@@ -142,8 +149,14 @@ bool fits(const ValueSummary& declared, const std::vector<int64_t>& actual, size
 std::string shape_of(const ValueSummary& v) { return v.has_shape ? v.shape.to_string() : "?"; }
 
 // The arrays of `data` against the model's inputs and the loss: names, dtypes, shapes.
-void check_dataset(const Dataset& data, const ModelInfo& info, const TrainArgs& a, const ValueSummary& output) {
+// Inputs bound by --bind-input are Parameters now, so the data must not hold them.
+void check_dataset(const Dataset& data, const ModelInfo& info, const TrainArgs& a, const ValueSummary& output,
+                   const std::set<std::string>& bound) {
   const ErrorContext where{.file = data.source()};
+  for (const std::string& name : bound)
+    if (data.contains(name))
+      throw refuse("holds an array '" + name + "', but --bind-input makes that input a trained Parameter: leave it out",
+                   where);
   std::set<std::string> inputs;
   for (const ValueSummary& in : info.inputs) {
     inputs.insert(in.name);
@@ -172,6 +185,17 @@ void check_dataset(const Dataset& data, const ModelInfo& info, const TrainArgs& 
     if (!fits(output, y.dims(), 1))
       throw refuse("has shape " + dims_to_string(y.dims()) + ": cross_entropy needs the output's shape " +
                        shape_of(output) + " without its class axis 1", at);
+    // A new head with fewer outputs than the data has classes fails here, not at the first step.
+    if (output.has_shape && output.shape.rank() >= 2 && output.shape.dims[1].is_fixed()) {
+      const int64_t classes = output.shape.dims[1].value;
+      for (int64_t i = 0; i < y.numel(); ++i) {
+        const int64_t c = y.data_as<int64_t>()[i];
+        if (c != a.ignore_index && (c < 0 || c >= classes))
+          throw refuse("holds class index " + std::to_string(c) + " but the output '" + output.name + "' has " +
+                           std::to_string(classes) + " classes",
+                       at);
+      }
+    }
   } else {
     const DataType want = declared_dtype(output);
     if (!is_floating_point(y.dtype()) || (want != DataType::kUndefined && y.dtype() != want))
@@ -256,6 +280,7 @@ class TrainRun {
 void TrainRun::prepare() {
   check_option_values(a_);
   model_ = Model::load(a_.model);
+  const std::set<std::string> bound = apply_edits(*model_, a_.edits, a_.seed);
   for (const auto& [glob, value] : a_.requires_grad) model_->requires_grad(glob, value);
   const ModelInfo info = model_->info();
   const ValueSummary* output = nullptr;
@@ -272,10 +297,10 @@ void TrainRun::prepare() {
                  {.file = a_.model.string()});
   }
   data_ = Dataset::load_npz(a_.data);
-  check_dataset(*data_, info, a_, *output);
+  check_dataset(*data_, info, a_, *output, bound);
   if (!a_.eval_data.empty()) {
     eval_data_ = Dataset::load_npz(a_.eval_data);
-    check_dataset(*eval_data_, info, a_, *output);
+    check_dataset(*eval_data_, info, a_, *output, bound);
   }
   cross_entropy_ = a_.loss == "cross_entropy";
   sampler_.emplace(data_->size(), BatchOptions{.batch_size = a_.batch_size, .shuffle = a_.shuffle, .seed = a_.seed});
@@ -290,8 +315,10 @@ void TrainRun::resume() {
   const CheckpointInfo info = read_checkpoint_info(*newest);
   const json saved = json::parse(info.run_json);
   const ordered_json now = run_identity(a_);
+  // An option newer than the checkpoint is taken as its default there.
+  const ordered_json defaults = run_identity(TrainArgs{});
   for (const auto& [key, value] : now.items()) {
-    const json before = saved.at("identity").value(key, json());
+    const json before = saved.at("identity").value(key, json(defaults.value(key, ordered_json())));
     if (before != json(value))
       throw refuse("--resume: " + key + " is " + json(value).dump() + " but the checkpoint's run had " + before.dump() +
                        " (only --epochs, --threads and --metrics may change)",
@@ -399,13 +426,20 @@ void TrainRun::run() {
     metrics_.write(line);
     std::cout << text << std::endl;
   }
+  const bool already_done = a_.resume && progress_.epoch >= a_.epochs;
   for (int64_t epoch = progress_.epoch; epoch < a_.epochs; ++epoch)
     train_epoch(epoch, epoch == progress_.epoch ? progress_.batch : 0);
-  if (progress_.epoch >= a_.epochs && a_.resume)
+  if (already_done)
     std::cout << "the checkpoint already holds " << progress_.epoch << " epochs" << std::endl;
   if (!a_.save.empty()) {
-    model_->save(a_.save);
+    SaveOptions save;
+    save.merge_lora = !a_.edits.keep_lora;
+    model_->save(a_.save, save);
     std::cout << "wrote " << a_.save.string() << std::endl;
+  }
+  if (!a_.edits.save_adapters.empty()) {
+    save_adapters(*model_, a_.edits.save_adapters);
+    std::cout << "wrote " << a_.edits.save_adapters.string() << std::endl;
   }
 }
 
@@ -429,8 +463,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--batch-size", a->batch_size, "Samples per batch; the last batch may be smaller")->default_str("32");
   cmd->add_flag("--shuffle,!--no-shuffle", a->shuffle, "Shuffle each epoch (default) or take file order");
   cmd->add_option("--seed", a->seed, "Seeds shuffling and dropout")->default_str("0");
-  cmd->add_option("--freeze", "Stop training Parameters matching GLOB (repeatable)")->type_name("GLOB")->expected(1);
-  cmd->add_option("--unfreeze", "Train Parameters matching GLOB again (repeatable)")->type_name("GLOB")->expected(1);
+  cmd->add_option("--freeze", "Stop training Parameters matching GLOB (repeatable)")
+      ->type_name("GLOB")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--unfreeze", "Train Parameters matching GLOB again (repeatable)")
+      ->type_name("GLOB")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--schedule", a->schedule, "constant, step or cosine")->default_str("constant");
   cmd->add_option("--step-size", a->step_size, "step schedule: optimizer steps between decays")->default_str("1");
   cmd->add_option("--gamma", a->gamma, "step schedule: decay factor")->default_str("0.1");
@@ -446,9 +486,33 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--metrics", a->metrics, "Append one JSON line per step and per epoch")->type_name("FILE.jsonl");
   cmd->add_option("--save", a->save, "Write the fine-tuned model (eval graph, original names)")->type_name("OUT.onnx");
   cmd->add_option("--threads", a->threads, "Threads (0: all cores)")->default_str("0");
+  cmd->add_option("--add-head", a->edits.heads,
+                  "A new Linear head of N outputs on graph value VALUE, an output called NAME (default head); repeatable")
+      ->type_name("VALUE:N[:NAME]")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_flag("--replace-output", a->edits.replace_output, "The heads become the model's only outputs");
+  cmd->add_option("--lora", a->edits.lora, "LoRA adapters on the matched weights (ALPHA default 8); freezes the model")
+      ->type_name("GLOB:RANK[:ALPHA]")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_flag("--merge-lora", a->edits.merge_lora, "--save folds the adapters into their weights (the default)");
+  cmd->add_flag("--keep-lora", a->edits.keep_lora, "--save keeps the adapters as separate initializers");
+  cmd->add_option("--save-adapters", a->edits.save_adapters, "Write the LoRA adapters alone after training")
+      ->type_name("FILE.safetensors");
+  cmd->add_option("--adapters", a->edits.adapters, "Start from these adapters (made with the same --lora)")
+      ->type_name("FILE.safetensors");
+  cmd->add_option("--bind-input", a->edits.bind_inputs,
+                  "Make graph input INPUT a trained Parameter starting from the .npy; the data then omits it")
+      ->type_name("INPUT=FILE.npy")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->footer(
       "Example:\n  tunnx train model.onnx --data train.npz --target label --loss cross_entropy --optimizer adamw \\\n"
-      "      --lr 3e-3 --epochs 10 --eval-data test.npz --metrics metrics.jsonl --save tuned.onnx");
+      "      --lr 3e-3 --epochs 10 --eval-data test.npz --metrics metrics.jsonl --save tuned.onnx\n"
+      "A new head on a frozen backbone:\n  tunnx train base.onnx --data train.npz --target label --loss cross_entropy \\\n"
+      "      --add-head /relu_1/Relu_output_0:10:digits --replace-output --freeze '*' --unfreeze 'digits.*' --save new.onnx\n"
+      "Edits apply in this order: heads, --replace-output, --lora, --bind-input, --adapters, then --freeze/--unfreeze.");
   cmd->callback([a, cmd] {
     // --freeze and --unfreeze apply in the order they were given, interleaved.
     a->requires_grad.clear();

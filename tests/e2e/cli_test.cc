@@ -87,8 +87,8 @@ std::map<std::string, ParamsRow> params_rows(const std::string& out) {
   // Header, rule, then rows until the blank line before the totals.
   for (size_t i = 2; i < lines.size() && !lines[i].empty(); ++i) {
     std::vector<std::string> w = split_words(lines[i]);
-    if (w.size() != 6) {
-      ADD_FAILURE() << "params row does not have 6 columns: '" << lines[i] << "'";
+    if (w.size() != 7) {
+      ADD_FAILURE() << "params row does not have 7 columns: '" << lines[i] << "'";
       continue;
     }
     rows[w[0]] = {w[1], w[2], w[3], w[4]};
