@@ -17,30 +17,18 @@
 #include "runtime/core/glob.h"
 #include "runtime/core/model_impl.h"
 #include "runtime/core/passes/inline_functions.h"
+#include "runtime/train/graph_edit_util.h"
 #include "tunnx/io.h"
 
 namespace tunnx {
 namespace {
 
+using edit::make_node;
+using edit::Uniform;
+
 Error invalid(const std::string& message, ErrorContext context = {}) {
   return Error(ErrorCode::kInvalidArgument, message, std::move(context));
 }
-
-// Uniform draws from SplitMix64: the same values on every platform and standard library.
-class Uniform {
- public:
-  explicit Uniform(uint64_t seed) : state_(seed) {}
-  double next(double lo, double hi) {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return lo + (hi - lo) * static_cast<double>(z >> 11) * 0x1.0p-53;
-  }
-
- private:
-  uint64_t state_;
-};
 
 // A tensor of `dtype` (float32 or float64) filled from U(-bound, bound), or zeros when bound is 0.
 Tensor uniform_tensor(DataType dtype, std::vector<int64_t> dims, double bound, Uniform& rng) {
@@ -96,25 +84,6 @@ ir::Attribute int_attr(const std::string& name, int64_t v) {
   a.type = ir::AttributeType::kInt;
   a.i = v;
   return a;
-}
-
-ir::Attribute ints_attr(const std::string& name, std::vector<int64_t> v) {
-  ir::Attribute a;
-  a.name = name;
-  a.type = ir::AttributeType::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-
-ir::Node make_node(std::string name, std::string op, std::vector<std::string> inputs, std::string output,
-                   std::vector<ir::Attribute> attrs = {}) {
-  ir::Node n;
-  n.name = std::move(name);
-  n.op_type = std::move(op);
-  n.inputs = std::move(inputs);
-  n.outputs = {std::move(output)};
-  n.attributes = std::move(attrs);
-  return n;
 }
 
 // Wires a registered tensor into the main graph as an initializer.
@@ -174,9 +143,7 @@ void add_head(Model& model, const HeadOptions& o) {
   if (rank2) {
     g.nodes.push_back(make_node(o.name + "/Gemm", "Gemm", {o.value, weight, bias}, o.name, {int_attr("transB", 1)}));
   } else {
-    std::vector<ir::Attribute> perm;
-    perm.push_back(ints_attr("perm", {1, 0}));
-    g.nodes.push_back(make_node(o.name + "/Transpose", "Transpose", {weight}, transposed, std::move(perm)));
+    g.nodes.push_back(make_node(o.name + "/Transpose", "Transpose", {weight}, transposed, {edit::perm_swap_2d()}));
     g.nodes.push_back(make_node(o.name + "/MatMul", "MatMul", {o.value, transposed}, product));
     g.nodes.push_back(make_node(o.name + "/Add", "Add", {product, bias}, o.name));
   }

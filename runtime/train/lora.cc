@@ -14,11 +14,15 @@
 #include "runtime/core/glob.h"
 #include "runtime/core/model_impl.h"
 #include "runtime/core/passes/inline_functions.h"
+#include "runtime/train/graph_edit_util.h"
 #include "tunnx/extend.h"
 #include "tunnx/io.h"
 
 namespace tunnx {
 namespace {
+
+using edit::make_node;
+using edit::Uniform;
 
 Error invalid(const std::string& message) { return Error(ErrorCode::kInvalidArgument, message); }
 
@@ -95,46 +99,12 @@ std::optional<Use> find_use(const ir::Graph& g, const std::string& weight) {
   return use;
 }
 
-class Uniform {
- public:
-  explicit Uniform(uint64_t seed) : state_(seed) {}
-  double next(double lo, double hi) {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return lo + (hi - lo) * static_cast<double>(z >> 11) * 0x1.0p-53;
-  }
-
- private:
-  uint64_t state_;
-};
-
 double element(const Tensor& t, int64_t i) {
   return t.dtype() == DataType::kFloat32 ? t.data_as<float>()[i] : t.data_as<double>()[i];
 }
 void set_element(Tensor& t, int64_t i, double v) {
   if (t.dtype() == DataType::kFloat32) t.mutable_data_as<float>()[i] = static_cast<float>(v);
   else t.mutable_data_as<double>()[i] = v;
-}
-
-ir::Node make_node(std::string name, std::string op, std::vector<std::string> inputs, std::string output,
-                   std::vector<ir::Attribute> attrs = {}) {
-  ir::Node n;
-  n.name = std::move(name);
-  n.op_type = std::move(op);
-  n.inputs = std::move(inputs);
-  n.outputs = {std::move(output)};
-  n.attributes = std::move(attrs);
-  return n;
-}
-
-ir::Attribute perm_10() {
-  ir::Attribute a;
-  a.name = "perm";
-  a.type = ir::AttributeType::kInts;
-  a.ints = {1, 0};
-  return a;
 }
 
 // A copy of `m` with `wirings` folded back: their nodes gone, the products' outputs renamed back,
@@ -282,8 +252,8 @@ std::vector<LoraAdapter> add_lora(Model& model, const LoraOptions& o) {
       w.renamed.emplace_back(original, base);
       std::vector<ir::Node> nodes;
       if (k == 0) {
-        nodes.push_back(make_node(a_t, "Transpose", {w.a}, a_t, {perm_10()}));
-        nodes.push_back(make_node(b_t, "Transpose", {w.b}, b_t, {perm_10()}));
+        nodes.push_back(make_node(a_t, "Transpose", {w.a}, a_t, {edit::perm_swap_2d()}));
+        nodes.push_back(make_node(b_t, "Transpose", {w.b}, b_t, {edit::perm_swap_2d()}));
       }
       nodes.push_back(make_node(h, "MatMul", {site.x, a_t}, h));
       nodes.push_back(make_node(d, "MatMul", {h, b_t}, d));
