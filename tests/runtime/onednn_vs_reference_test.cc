@@ -34,6 +34,20 @@ ir::Attribute int_attr(const std::string& name, int64_t v) {
   a.i = v;
   return a;
 }
+ir::Attribute ints_attr(const std::string& name, std::vector<int64_t> v) {
+  ir::Attribute a;
+  a.name = name;
+  a.type = ir::AttributeType::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+
+int64_t product_of(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t d : v) p *= d;
+  return p;
+}
+
 ir::Attribute float_attr(const std::string& name, float v) {
   ir::Attribute a;
   a.name = name;
@@ -248,6 +262,81 @@ TEST_F(OnednnVsReference, GeluAndItsGradient) {
                   {string_attr("op", "Gelu"), string_attr("approximate", approximate)}, ""};
     expect_agree(KernelPair(grad, 1, {dy, x}, {false, false}), "ElementwiseGrad Gelu " + what);
   }
+}
+
+TEST_F(OnednnVsReference, Conv) {
+  for (int c = 0; c < 60; ++c) {
+    const int nd = 1 + static_cast<int>(rng_() % 3);
+    const int64_t group = pick({1, 1, 2, 3});
+    const bool depthwise = coin() && coin();
+    const int64_t in_c = depthwise ? group * 1 : group * pick({1, 2, 5});
+    const int64_t out_c = depthwise ? group : group * pick({1, 3, 8});
+    std::vector<int64_t> x_dims = {pick({1, 2}), in_c}, w_dims = {out_c, in_c / group}, kernel, strides, dilations, pads;
+    for (int d = 0; d < nd; ++d) {
+      const int64_t k = pick({1, 2, 3});
+      kernel.push_back(k);
+      strides.push_back(pick({1, 1, 2, 3}));
+      dilations.push_back(pick({1, 1, 2}));
+      x_dims.push_back((k - 1) * dilations.back() + 1 + pick({0, 1, 4, 9}));
+      w_dims.push_back(k);
+    }
+    for (int side = 0; side < 2; ++side)
+      for (int d = 0; d < nd; ++d) pads.push_back(pick({0, 0, 1, 2}));
+    std::vector<ir::Attribute> attrs = {ints_attr("kernel_shape", kernel), ints_attr("strides", strides),
+                                        ints_attr("dilations", dilations), int_attr("group", group)};
+    const int auto_pad = static_cast<int>(rng_() % 4);
+    if (auto_pad == 0) attrs.push_back(ints_attr("pads", pads));
+    if (auto_pad == 1) attrs.push_back(string_attr("auto_pad", "SAME_UPPER"));
+    if (auto_pad == 2) attrs.push_back(string_attr("auto_pad", "SAME_LOWER"));
+    if (auto_pad == 3) attrs.push_back(string_attr("auto_pad", "VALID"));
+    const bool with_bias = coin(), constant = coin();
+    ir::Node node{"conv", "Conv", "", {"x", "w"}, {"y"}, attrs, ""};
+    std::vector<Tensor> inputs = {random(x_dims), random(w_dims)};
+    if (with_bias) {
+      node.inputs.push_back("b");
+      inputs.push_back(random({out_c}));
+    }
+    KernelPair pair(node, 11, inputs, {false, constant, false});
+    const std::string what = "Conv x " + tunnx::dims_to_string(x_dims) + " w " + tunnx::dims_to_string(w_dims) +
+                             " strides " + tunnx::dims_to_string(strides) + " dilations " +
+                             tunnx::dims_to_string(dilations) + " pads " + tunnx::dims_to_string(pads) + " auto_pad " +
+                             std::to_string(auto_pad) + (constant ? " (constant W)" : "");
+    expect_agree(pair, what, static_cast<double>(w_dims[1] * product_of(kernel)));
+  }
+}
+
+TEST_F(OnednnVsReference, MaxPoolAndAveragePool) {
+  int fast = 0;
+  for (int c = 0; c < 80; ++c) {
+    const int nd = 1 + static_cast<int>(rng_() % 3);
+    const bool max = coin();
+    std::vector<int64_t> x_dims = {pick({1, 2}), pick({1, 3, 16})}, kernel, strides, dilations, pads;
+    for (int d = 0; d < nd; ++d) {
+      kernel.push_back(pick({1, 2, 3}));
+      strides.push_back(pick({1, 2, 3}));
+      dilations.push_back(max ? pick({1, 1, 2}) : 1);
+      x_dims.push_back((kernel.back() - 1) * dilations.back() + 1 + pick({0, 1, 4, 9}));
+    }
+    for (int side = 0; side < 2; ++side)
+      for (int d = 0; d < nd; ++d) pads.push_back(std::min<int64_t>(pick({0, 0, 1}), kernel[static_cast<size_t>(d)] - 1));
+    std::vector<ir::Attribute> attrs = {ints_attr("kernel_shape", kernel), ints_attr("strides", strides)};
+    if (max) attrs.push_back(ints_attr("dilations", dilations));
+    const int auto_pad = static_cast<int>(rng_() % 3);
+    if (auto_pad == 0) attrs.push_back(ints_attr("pads", pads));
+    if (auto_pad == 1) attrs.push_back(string_attr("auto_pad", "SAME_UPPER"));
+    const bool ceil = auto_pad == 0 && coin();
+    if (ceil) attrs.push_back(int_attr("ceil_mode", 1));
+    const bool include_pad = !max && coin();
+    if (include_pad) attrs.push_back(int_attr("count_include_pad", 1));
+    ir::Node node{"pool", max ? "MaxPool" : "AveragePool", "", {"x"}, {"y"}, attrs, ""};
+    KernelPair pair(node, 12, {random(x_dims)}, {false});
+    expect_agree(pair, node.op_type + " x " + tunnx::dims_to_string(x_dims) + " kernel " + tunnx::dims_to_string(kernel) +
+                           " strides " + tunnx::dims_to_string(strides) + " dilations " + tunnx::dims_to_string(dilations) +
+                           " pads " + tunnx::dims_to_string(pads) + " auto_pad " + std::to_string(auto_pad) +
+                           (ceil ? " ceil" : "") + (include_pad ? " count_include_pad" : ""));
+    fast += pair.ready();
+  }
+  EXPECT_GT(fast, 0);
 }
 
 TEST_F(OnednnVsReference, LayerNormalization) {

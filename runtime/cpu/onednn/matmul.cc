@@ -36,7 +36,6 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/core/host_memory.h"
 #include "runtime/core/ops/linear.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/onednn/conv_linear.h"
@@ -132,22 +131,16 @@ std::shared_ptr<MatMulPrimitive> build(const dnnl::memory::desc& src, const dnnl
   }
 }
 
-struct HostBlockDeleter {
-  size_t bytes;
-  void operator()(float* block) const { host_memory::deallocate(block, bytes); }
-};
-
 // Y = A x B (+ post-ops); B is read packed when the primitive was built for the constant weights.
 void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, const float* a, const Tensor& b, float* y,
              const float* bias = nullptr) {
   std::shared_ptr<const dnnl::memory> copy;  // a packed copy stays alive for this run
-  std::unique_ptr<float, HostBlockDeleter> columns;  // B transposed, for this run
+  std::optional<onednn::HostScratch> columns;  // B transposed, for this run
   const float* weights = data<float>(b);
   if (p.transpose_b) {
-    const size_t bytes = static_cast<size_t>(p.k * p.n) * sizeof(float);
-    columns = {static_cast<float*>(host_memory::allocate(bytes)), HostBlockDeleter{bytes}};
-    transpose_matrix(weights, columns.get(), p.k, p.n);
-    weights = columns.get();
+    columns.emplace(static_cast<size_t>(p.k * p.n) * sizeof(float));
+    transpose_matrix(weights, columns->data(), p.k, p.n);
+    weights = columns->data();
   } else if (p.weights != p.stored_weights) {
     copy = packed.get(b, p.stored_weights, p.weights);
   }
@@ -377,6 +370,8 @@ void register_onednn_kernels(KernelRegistry& registry) {
   onednn::register_onednn_softmax(registry);
   onednn::register_onednn_layer_norm(registry);
   onednn::register_onednn_gelu(registry);
+  onednn::register_onednn_conv(registry);
+  onednn::register_onednn_pool(registry);
 }
 
 }  // namespace tunnx::cpu

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "runtime/core/host_memory.h"
+
 namespace tunnx::cpu::onednn {
 
 const dnnl::engine& cpu_engine() {
@@ -31,5 +33,10 @@ void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratch
   primitive.execute(stream, args);
   stream.wait();
 }
+
+HostScratch::HostScratch(size_t bytes)
+    : bytes_(bytes), data_(static_cast<float*>(host_memory::allocate(std::max<size_t>(bytes, 1)))) {}
+
+HostScratch::~HostScratch() { host_memory::deallocate(data_, std::max<size_t>(bytes_, 1)); }
 
 }  // namespace tunnx::cpu::onednn

@@ -36,6 +36,21 @@ dnnl::memory wrap(const dnnl::memory::desc& desc, float* data);
 void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
              std::unordered_map<int, dnnl::memory> args);
 
+// A block of host memory for one run (a reordered operand, a transposed B), from the host memory
+// cache so repeated runs reuse it.
+class HostScratch {
+ public:
+  explicit HostScratch(size_t bytes);
+  ~HostScratch();
+  HostScratch(const HostScratch&) = delete;
+  HostScratch& operator=(const HostScratch&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  size_t bytes_;
+  float* data_;
+};
+
 // Up to `capacity` values by key, least recently used evicted first. Values are shared_ptr so a run
 // that holds one keeps it alive even if another thread evicts it meanwhile. Thread-safe.
 template <typename Key, typename Value>
@@ -103,5 +118,7 @@ void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make ma
 void register_onednn_softmax(KernelRegistry& registry);     // softmax.cc
 void register_onednn_layer_norm(KernelRegistry& registry);  // layer_norm.cc
 void register_onednn_gelu(KernelRegistry& registry);        // gelu.cc
+void register_onednn_conv(KernelRegistry& registry);        // conv.cc
+void register_onednn_pool(KernelRegistry& registry);        // pool.cc
 
 }  // namespace tunnx::cpu::onednn
