@@ -75,6 +75,37 @@ TEST_F(ParallelKernels, TransposeAndEinsumSwapTheLastTwoDims) {
   }
 }
 
+TEST_F(ParallelKernels, TransposeKeepingTheLastDimCopiesRows) {
+  // Attention's head split [b, s, h, d] -> [b, h, s, d] and the other perms that keep d last.
+  const std::vector<int64_t> dims = {3, 37, 5, 64};
+  const Tensor x = random(dims);
+  for (const std::vector<int64_t>& perm : std::vector<std::vector<int64_t>>{{0, 2, 1, 3}, {2, 1, 0, 3}, {1, 2, 0, 3}}) {
+    ModelBuilder b;
+    b.input("x", onnx_type_of<float>(), Dims{3, 37, 5, 64});
+    auto* attr = b.node("Transpose", {"x"}, {"y"}, "t").add_attribute();
+    attr->set_name("perm");
+    attr->set_type(onnx::AttributeProto::INTS);
+    for (int64_t p : perm) attr->add_ints(p);
+    std::vector<int64_t> out(4);
+    for (size_t i = 0; i < 4; ++i) out[i] = dims[static_cast<size_t>(perm[i])];
+    b.output("y", onnx_type_of<float>(), Dims{out[0], out[1], out[2], out[3]});
+    const Tensor y = run_both(b, {{"x", x}});
+    ASSERT_EQ(y.dims(), out);
+    int64_t wrong = 0;
+    std::vector<int64_t> o(4), in(4);
+    for (o[0] = 0; o[0] < out[0]; ++o[0])
+      for (o[1] = 0; o[1] < out[1]; ++o[1])
+        for (o[2] = 0; o[2] < out[2]; ++o[2])
+          for (o[3] = 0; o[3] < out[3]; ++o[3]) {
+            for (size_t i = 0; i < 4; ++i) in[static_cast<size_t>(perm[i])] = o[i];
+            const int64_t yi = ((o[0] * out[1] + o[1]) * out[2] + o[2]) * out[3] + o[3];
+            const int64_t xi = ((in[0] * dims[1] + in[1]) * dims[2] + in[2]) * dims[3] + in[3];
+            wrong += y.data_as<float>()[yi] != x.data_as<float>()[xi];
+          }
+    EXPECT_EQ(wrong, 0) << tunnx::dims_to_string(perm);
+  }
+}
+
 TEST_F(ParallelKernels, BroadcastBinaryAndUnaryOpsMatchANaiveLoop) {
   const Tensor a = random({64, 300, 7}), c = random({300, 1});
   ModelBuilder b;

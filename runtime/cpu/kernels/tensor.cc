@@ -6,6 +6,7 @@
 #include <charconv>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <random>
@@ -77,6 +78,34 @@ std::vector<Dims> transpose_offsets(const Dims& dims, const Dims& perm, Dims& ou
     for (int64_t i = 0; i < dims[axis]; ++i) offsets[d].push_back(i * strides[axis]);
   }
   return offsets;
+}
+
+// Transpose with the last axis kept last (attention's head split and merge, [b, s, h, d] <->
+// [b, h, s, d]): whole rows of the last dim are copied, split among the run's threads, instead of
+// one gathered element at a time.
+void transpose_keeping_rows(KernelContext& ctx, const Tensor& x, const Dims& perm) {
+  const size_t rank = x.rank();
+  Dims out_dims(rank);
+  for (size_t i = 0; i < rank; ++i) out_dims[i] = x.dims()[static_cast<size_t>(perm[i])];
+  Tensor& y = ctx.allocate_output_uninitialized(0, x.dtype(), out_dims);
+  if (y.numel() == 0) return;
+  const Dims in_strides = strides_of(x.dims());
+  const size_t bytes = element_size(x.dtype());
+  const int64_t inner = x.dims().back(), rows = x.numel() / inner;
+  const char* src = static_cast<const char*>(x.data());
+  char* dst = static_cast<char*>(y.mutable_data());
+  const int threads = x.numel() >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t offset = 0;
+    for (int64_t rest = row, i = static_cast<int64_t>(rank) - 2; i >= 0; --i) {
+      const int64_t dim = out_dims[static_cast<size_t>(i)];
+      offset += (rest % dim) * in_strides[static_cast<size_t>(perm[static_cast<size_t>(i)])];
+      rest /= dim;
+    }
+    std::memcpy(dst + static_cast<size_t>(row * inner) * bytes, src + static_cast<size_t>(offset) * bytes,
+                static_cast<size_t>(inner) * bytes);
+  }
 }
 
 // Whether `perm` keeps every dim but swaps the last two.
@@ -650,6 +679,10 @@ void register_tensor_kernels(KernelRegistry& r) {
       if (static_cast<int64_t>(perm.size()) != rank) throw ctx.error("perm must have one entry per dim");
       if (swaps_last_two(perm) && x.dtype() != DataType::kString) {
         swap_last_two_dims(ctx, x);
+        return;
+      }
+      if (rank >= 2 && perm.back() == rank - 1 && x.dtype() != DataType::kString && x.dims().back() >= 16) {
+        transpose_keeping_rows(ctx, x, perm);
         return;
       }
       Dims out_dims;
