@@ -303,6 +303,14 @@ TEST_F(OnednnVsReference, Conv) {
                              std::to_string(auto_pad) + (constant ? " (constant W)" : "");
     expect_agree(pair, what, static_cast<double>(w_dims[1] * product_of(kernel)));
   }
+  // A 1-D convolution written as 2-D with a trailing size-1 dim (tf2onnx), in either position.
+  for (const bool trailing : {true, false}) {
+    const std::vector<int64_t> x_dims = trailing ? std::vector<int64_t>{2, 8, 40, 1} : std::vector<int64_t>{2, 8, 1, 40};
+    const std::vector<int64_t> w_dims = trailing ? std::vector<int64_t>{16, 8, 5, 1} : std::vector<int64_t>{16, 8, 1, 5};
+    ir::Node node{"conv", "Conv", "", {"x", "w"}, {"y"}, {ints_attr("kernel_shape", {w_dims[2], w_dims[3]})}, ""};
+    expect_agree(KernelPair(node, 11, {random(x_dims), random(w_dims)}, {false, true}),
+                 "Conv x " + tunnx::dims_to_string(x_dims), 40);
+  }
 }
 
 TEST_F(OnednnVsReference, MaxPoolAndAveragePool) {
@@ -337,6 +345,30 @@ TEST_F(OnednnVsReference, MaxPoolAndAveragePool) {
     fast += pair.ready();
   }
   EXPECT_GT(fast, 0);
+}
+
+TEST_F(OnednnVsReference, Activations) {
+  struct Case {
+    const char* op;
+    int64_t opset;
+    std::vector<ir::Attribute> attrs;
+  };
+  const std::vector<Case> cases = {
+      {"Relu", 14, {}},        {"LeakyRelu", 16, {float_attr("alpha", 0.2f)}}, {"LeakyRelu", 6, {}},
+      {"Elu", 6, {float_attr("alpha", 0.7f)}}, {"Tanh", 13, {}}, {"Sigmoid", 13, {}},
+      {"Exp", 13, {}},         {"Abs", 13, {}},        {"HardSwish", 14, {}},
+  };
+  for (const Case& c : cases)
+    for (int k = 0; k < 4; ++k) {
+      const std::vector<int64_t> dims = random_dims();
+      Tensor x = random(dims);
+      // Spread over [-12, 12) with the tails and zero present.
+      for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data_as<float>()[i] *= 12;
+      x.mutable_data_as<float>()[0] = 0;
+      if (x.numel() > 2) x.mutable_data_as<float>()[1] = -30, x.mutable_data_as<float>()[2] = 30;
+      ir::Node node{"act", c.op, "", {"x"}, {"y"}, c.attrs, ""};
+      expect_agree(KernelPair(node, c.opset, {x}, {false}), std::string(c.op) + " " + tunnx::dims_to_string(dims));
+    }
 }
 
 TEST_F(OnednnVsReference, LayerNormalization) {

@@ -130,9 +130,17 @@ class OnednnConv : public Kernel {
 
  private:
   // The primitive for one shape, or null when oneDNN has only its reference implementation for it.
-  std::shared_ptr<ConvPrimitive> build(const ops::ConvGeometry& g, const std::vector<int64_t>& x_dims,
-                                       const std::vector<int64_t>& w_dims, const std::vector<int64_t>& y_dims,
-                                       bool has_bias) const {
+  std::shared_ptr<ConvPrimitive> build(ops::ConvGeometry g, std::vector<int64_t> x_dims, std::vector<int64_t> w_dims,
+                                       std::vector<int64_t> y_dims, bool has_bias) const {
+    // A spatial dim of size 1 that a size-1 kernel reads unpadded (tf2onnx writes 1-D convolutions
+    // as [N, C, L, 1]) leaves the plain memory as it is: dropped, oneDNN runs the 1-D convolution,
+    // measured 2-3x faster than its 2-D kernel on such a shape.
+    for (size_t d = g.grid.size(); d-- > 0 && g.grid.size() > 1;) {
+      if (g.image[d] != 1 || g.kernel[d] != 1 || g.grid[d] != 1 || g.pad_begin[d] != 0) continue;
+      for (auto* v : {&g.image, &g.grid, &g.kernel, &g.strides, &g.dilations, &g.pad_begin})
+        v->erase(v->begin() + static_cast<std::ptrdiff_t>(d));
+      for (auto* v : {&x_dims, &w_dims, &y_dims}) v->erase(v->begin() + static_cast<std::ptrdiff_t>(d + 2));
+    }
     const size_t nd = g.grid.size();
     dnnl::memory::dims strides(nd), dilates(nd), pad_l(nd), pad_r(nd);
     for (size_t d = 0; d < nd; ++d) {

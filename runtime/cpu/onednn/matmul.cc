@@ -369,7 +369,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
   add_fused_matmul(registry);
   onednn::register_onednn_softmax(registry);
   onednn::register_onednn_layer_norm(registry);
-  onednn::register_onednn_gelu(registry);
+  onednn::register_onednn_eltwise(registry);
   onednn::register_onednn_conv(registry);
   onednn::register_onednn_pool(registry);
 }

@@ -117,7 +117,7 @@ void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make ma
 // The fast paths of each op family, registered by register_onednn_kernels.
 void register_onednn_softmax(KernelRegistry& registry);     // softmax.cc
 void register_onednn_layer_norm(KernelRegistry& registry);  // layer_norm.cc
-void register_onednn_gelu(KernelRegistry& registry);        // gelu.cc
+void register_onednn_eltwise(KernelRegistry& registry);     // eltwise.cc
 void register_onednn_conv(KernelRegistry& registry);        // conv.cc
 void register_onednn_pool(KernelRegistry& registry);        // pool.cc
 

@@ -1,9 +1,12 @@
-// float32 GELU and its gradient on oneDNN's eltwise primitives (gelu_erf, gelu_tanh), vectorized where
-// the reference kernels call erf/exp/tanh one element at a time: in a transformer's training step the
-// forward GELU and ElementwiseGrad(op="Gelu") were ~5% of the time. Elementwise, so every tensor is a
-// 1-D view of its elements. Shape rules and attribute checks stay the reference kernels' (ONNX Gelu
-// from opset 20, com.tunnx:Gelu that fuse_gelu makes, com.tunnx:ElementwiseGrad); other dtypes and
-// mismatched operands run the reference kernel, which reports errors in its words.
+// float32 activations on oneDNN's eltwise primitives, vectorized where the reference kernels call
+// tanh/exp/erf one element at a time: Relu, LeakyRelu, Elu, Tanh, Sigmoid, Exp, Abs, HardSwish, and
+// GELU (ONNX Gelu from opset 20 and com.tunnx:Gelu, which fuse_gelu makes) with its gradient
+// com.tunnx:ElementwiseGrad(op="Gelu"). In a transformer's training step the GELU and its gradient
+// were ~5% of the time; in a tf2onnx classifier (magika) two Tanh nodes were a quarter of the run.
+// Elementwise, so every tensor is a 1-D view of its elements. Shape rules and attribute checks stay
+// the reference kernels'; other dtypes and mismatched operands run the reference kernel, which
+// reports errors in its words. Ops whose edge cases oneDNN treats differently (Log, Sqrt of negative
+// numbers, ...) stay on the reference.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,7 +18,7 @@
 namespace tunnx::cpu::onednn {
 namespace {
 
-struct GeluPrimitive {
+struct EltwisePrimitive {
   dnnl::primitive primitive;
   dnnl::memory::desc data, scratchpad;
 };
@@ -26,11 +29,12 @@ std::optional<dnnl::algorithm> gelu_algorithm(const std::string& approximate) {
   return std::nullopt;  // the reference kernel refuses it
 }
 
-// Y = Gelu(X) (backward = false), or dX = dY * Gelu'(X) (backward = true: inputs dY, X).
-class OnednnGelu : public Kernel {
+// Y = f(X) (backward = false), or dX = dY * f'(X) (backward = true: inputs dY, X).
+class OnednnEltwise : public Kernel {
  public:
-  OnednnGelu(std::unique_ptr<Kernel> reference, dnnl::algorithm algorithm, bool backward)
-      : reference_(std::move(reference)), algorithm_(algorithm), backward_(backward) {}
+  OnednnEltwise(std::unique_ptr<Kernel> reference, dnnl::algorithm algorithm, bool backward, float alpha = 0,
+                float beta = 0)
+      : reference_(std::move(reference)), algorithm_(algorithm), backward_(backward), alpha_(alpha), beta_(beta) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& first = ctx.input(0);
@@ -39,19 +43,19 @@ class OnednnGelu : public Kernel {
         (backward_ && first.dims() != x->dims()))
       return reference_->run(ctx);
     const int64_t n = first.numel();
-    std::shared_ptr<const GeluPrimitive> p = cache_.find(n);
+    std::shared_ptr<const EltwisePrimitive> p = cache_.find(n);
     if (!p) {
-      auto built = std::make_shared<GeluPrimitive>();
+      auto built = std::make_shared<EltwisePrimitive>();
       built->data = plain_f32({n});
       try {
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
         const dnnl::prop_kind kind = backward_ ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
-        dnnl::eltwise_forward::primitive_desc forward(dnnl::eltwise_forward::desc(kind, algorithm_, built->data), attr,
+        dnnl::eltwise_forward::primitive_desc forward(dnnl::eltwise_forward::desc(kind, algorithm_, built->data, alpha_, beta_), attr,
                                                       cpu_engine());
         if (backward_) {
           dnnl::eltwise_backward::primitive_desc pd(
-              dnnl::eltwise_backward::desc(algorithm_, built->data, built->data), attr, cpu_engine(), forward);
+              dnnl::eltwise_backward::desc(algorithm_, built->data, built->data, alpha_, beta_), attr, cpu_engine(), forward);
           built->primitive = dnnl::eltwise_backward(pd);
           built->scratchpad = pd.scratchpad_desc();
         } else {
@@ -78,7 +82,8 @@ class OnednnGelu : public Kernel {
   std::unique_ptr<Kernel> reference_;
   dnnl::algorithm algorithm_;
   bool backward_;
-  LruCache<int64_t, GeluPrimitive> cache_{16};
+  float alpha_, beta_;
+  LruCache<int64_t, EltwisePrimitive> cache_{16};
 };
 
 // Registers the fast path over the reference kernel of (domain, op_type) at `opset`; `make` returns
@@ -99,21 +104,45 @@ void wrap_reference(KernelRegistry& registry, const std::string& domain, const s
 
 }  // namespace
 
-void register_onednn_gelu(KernelRegistry& registry) {
-  auto forward = [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+void register_onednn_eltwise(KernelRegistry& registry) {
+  auto gelu = [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
     const std::optional<dnnl::algorithm> alg = gelu_algorithm(init.attr_string("approximate", "none"));
     if (!alg) return reference;
-    return std::make_unique<OnednnGelu>(std::move(reference), *alg, false);
+    return std::make_unique<OnednnEltwise>(std::move(reference), *alg, false);
   };
-  wrap_reference(registry, "", "Gelu", 20, forward);
-  wrap_reference(registry, "com.tunnx", "Gelu", 1, forward);
+  wrap_reference(registry, "", "Gelu", 20, gelu);
+  wrap_reference(registry, "com.tunnx", "Gelu", 1, gelu);
   wrap_reference(registry, "com.tunnx", "ElementwiseGrad", 1,
                  [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
                    if (init.attr_string("op", "") != "Gelu") return reference;
                    const std::optional<dnnl::algorithm> alg = gelu_algorithm(init.attr_string("approximate", "none"));
                    if (!alg) return reference;
-                   return std::make_unique<OnednnGelu>(std::move(reference), *alg, true);
+                   return std::make_unique<OnednnEltwise>(std::move(reference), *alg, true);
                  });
+  // op, the opset its reference kernel is found at, the algorithm, and its alpha from the node.
+  struct Unary {
+    const char* op;
+    int64_t opset;
+    dnnl::algorithm algorithm;
+    const char* alpha_attr;
+    float alpha_default;
+  };
+  const Unary unary[] = {
+      {"Relu", 14, dnnl::algorithm::eltwise_relu, nullptr, 0},
+      {"LeakyRelu", 16, dnnl::algorithm::eltwise_relu, "alpha", 0.01f},  // relu's alpha is the slope below 0
+      {"Elu", 6, dnnl::algorithm::eltwise_elu, "alpha", 1.0f},
+      {"Tanh", 13, dnnl::algorithm::eltwise_tanh, nullptr, 0},
+      {"Sigmoid", 13, dnnl::algorithm::eltwise_logistic, nullptr, 0},
+      {"Exp", 13, dnnl::algorithm::eltwise_exp, nullptr, 0},
+      {"Abs", 13, dnnl::algorithm::eltwise_abs, nullptr, 0},
+      {"HardSwish", 14, dnnl::algorithm::eltwise_hardswish, nullptr, 0},
+  };
+  for (const Unary& u : unary)
+    wrap_reference(registry, "", u.op, u.opset,
+                   [u](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+                     const float alpha = u.alpha_attr ? init.attr_float(u.alpha_attr, u.alpha_default) : 0.0f;
+                     return std::make_unique<OnednnEltwise>(std::move(reference), u.algorithm, false, alpha);
+                   });
 }
 
 }  // namespace tunnx::cpu::onednn
