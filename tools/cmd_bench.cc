@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -40,7 +42,68 @@ struct BenchOptions {
   int64_t batch = 1;
   bool json = false;
   bool profile = false;
+  std::vector<std::string> shapes;  // --shape NAME=DxDxD
+  std::vector<std::string> dims;    // --dim SYMBOL=N
+  std::vector<std::string> inputs;  // --input NAME=FILE
 };
+
+// NAME=VALUE of a repeatable option, split at the first '='; throws naming the option.
+std::pair<std::string, std::string> name_and_value(const std::string& option, const std::string& text,
+                                                   const char* form) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
+    throw Error(ErrorCode::kInvalidArgument, option + " '" + text + "' must be " + form);
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+int64_t positive_size(const std::string& option, const std::string& text, const std::string& field) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
+  if (ec != std::errc() || end != field.data() + field.size() || v < 1)
+    throw Error(ErrorCode::kInvalidArgument,
+                option + " '" + text + "': '" + field + "' is not a positive size");
+  return v;
+}
+
+// What the command line fixes of the inputs: whole shapes, named free dims, and real data.
+struct InputChoices {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  std::map<std::string, int64_t> dims;
+  NamedValues data;
+};
+
+InputChoices input_choices(const BenchOptions& o, const ModelInfo& info) {
+  InputChoices c;
+  auto known_input = [&](const std::string& option, const std::string& text, const std::string& name) {
+    for (const ValueSummary& v : info.inputs)
+      if (v.name == name) return;
+    std::string names;
+    for (const ValueSummary& v : info.inputs) names += (names.empty() ? "" : ", ") + v.name;
+    throw Error(ErrorCode::kNotFound, option + " '" + text + "': the model has no input '" + name +
+                                          "' (its inputs: " + (names.empty() ? "none" : names) + ")");
+  };
+  for (const std::string& text : o.shapes) {
+    auto [name, value] = name_and_value("--shape", text, "NAME=DxDx... (e.g. image=1x3x224x224)");
+    known_input("--shape", text, name);
+    std::vector<int64_t> dims;
+    for (size_t start = 0; start <= value.size();) {
+      const size_t x = std::min(value.find('x', start), value.size());
+      dims.push_back(positive_size("--shape", text, value.substr(start, x - start)));
+      start = x + 1;
+    }
+    c.shapes[name] = dims;
+  }
+  for (const std::string& text : o.dims) {
+    auto [symbol, value] = name_and_value("--dim", text, "SYMBOL=N (e.g. batch=8)");
+    c.dims[symbol] = positive_size("--dim", text, value);
+  }
+  for (const std::string& text : o.inputs) {
+    auto [name, file] = name_and_value("--input", text, "NAME=FILE (.npy or TensorProto .pb)");
+    known_input("--input", text, name);
+    c.data[name] = load_value(file);
+  }
+  return c;
+}
 
 struct InputSpec {
   std::string name;
@@ -55,11 +118,15 @@ struct Latency {
 // Concrete dims for every declared input. The first free dim (symbolic or unknown) found in input
 // order is the batch: every dim with its symbol, and any anonymous free dim at axis 0, gets --batch;
 // every other free dim gets 1.
-std::vector<InputSpec> input_specs(const ModelInfo& info, int64_t batch) {
+// --shape fixes an input's dims outright (checked against its declared rank and fixed dims), --dim a
+// named free dim wherever it appears; `defaulted` is set when some size came from the rule above.
+std::vector<InputSpec> input_specs(const ModelInfo& info, int64_t batch, const InputChoices& choices,
+                                   bool& defaulted) {
   std::string batch_symbol;
   bool batch_seen = false;
   std::vector<InputSpec> specs;
   for (const ValueSummary& v : info.inputs) {
+    if (choices.data.count(v.name)) continue;  // --input: real data
     const std::string prefix = "tensor(";
     if (v.type.rfind(prefix, 0) != 0 || v.type.back() != ')')
       throw Error(ErrorCode::kUnsupported, "bench synthesizes tensor inputs only; input is " + v.type,
@@ -68,12 +135,29 @@ std::vector<InputSpec> input_specs(const ModelInfo& info, int64_t batch) {
       throw Error(ErrorCode::kUnsupported, "input declares no shape, so bench cannot synthesize it",
                   {.tensor = v.name});
     InputSpec spec{v.name, data_type_from_string(v.type.substr(prefix.size(), v.type.size() - prefix.size() - 1)), {}};
+    if (auto it = choices.shapes.find(v.name); it != choices.shapes.end()) {
+      const std::vector<int64_t>& given = it->second;
+      bool fits = given.size() == v.shape.dims.size();
+      for (size_t i = 0; fits && i < given.size(); ++i)
+        fits = !v.shape.dims[i].is_fixed() || v.shape.dims[i].value == given[i];
+      if (!fits)
+        throw Error(ErrorCode::kInvalidArgument, "--shape " + dims_to_string(given) + " does not fit the declared " +
+                                                     v.shape.to_string(), {.tensor = v.name});
+      spec.dims = given;
+      specs.push_back(std::move(spec));
+      continue;
+    }
     for (size_t axis = 0; axis < v.shape.dims.size(); ++axis) {
       const Dim& d = v.shape.dims[axis];
       if (d.is_fixed()) {
         spec.dims.push_back(d.value);
         continue;
       }
+      if (auto it = choices.dims.find(d.symbol); d.is_symbolic() && it != choices.dims.end()) {
+        spec.dims.push_back(it->second);
+        continue;
+      }
+      defaulted = true;
       bool is_batch = false;
       if (!batch_seen) {
         batch_seen = true;
@@ -202,12 +286,26 @@ void bench(const BenchOptions& o) {
   Session session(model, options);
   double session_ms = ms_since(start);
 
-  std::vector<InputSpec> specs = input_specs(model.info(), o.batch);
+  const InputChoices choices = input_choices(o, model.info());
+  bool defaulted = false;
+  std::vector<InputSpec> specs = input_specs(model.info(), o.batch, choices, defaulted);
   std::mt19937_64 rng(kInputSeed);
-  NamedValues inputs;
+  NamedValues inputs = choices.data;
   for (const InputSpec& spec : specs) inputs[spec.name] = synthesize(spec, rng);
 
-  for (int i = 0; i < o.warmup; ++i) session.run(inputs);
+  // A size bench made up may not be one the model takes (a fixed sequence length, an image size):
+  // say so on the first run's error.
+  try {
+    session.run(inputs);
+  } catch (const Error& e) {
+    if (!defaulted) throw;
+    std::string sizes;
+    for (const InputSpec& spec : specs) sizes += (sizes.empty() ? "" : ", ") + spec.name + " " + dims_to_string(spec.dims);
+    throw Error(e.code(), std::string(e.what()) + " (bench made up the input sizes " + sizes +
+                              ": --batch for the first free dim, 1 for the others; set them with --shape NAME=DxD..., "
+                              "--dim SYMBOL=N or --input NAME=FILE)");
+  }
+  for (int i = 1; i < o.warmup; ++i) session.run(inputs);
   std::vector<double> samples;
   samples.reserve(static_cast<size_t>(o.iters));
   double cpu_before = cpu_ms();
@@ -256,7 +354,11 @@ void bench(const BenchOptions& o) {
     j["iters"] = o.iters;
     nlohmann::ordered_json in = nlohmann::ordered_json::array();
     for (const InputSpec& spec : specs)
-      in.push_back({{"name", spec.name}, {"dtype", to_string(spec.dtype)}, {"shape", spec.dims}});
+      in.push_back({{"name", spec.name}, {"dtype", to_string(spec.dtype)}, {"shape", spec.dims}, {"data", "synthesized"}});
+    for (const auto& [name, value] : choices.data)
+      if (value.is_tensor())
+        in.push_back({{"name", name}, {"dtype", to_string(value.tensor().dtype())}, {"shape", value.tensor().dims()},
+                      {"data", "file"}});
     j["inputs"] = in;
     j["median_ms"] = l.median_ms;
     j["p90_ms"] = l.p90_ms;
@@ -292,6 +394,10 @@ void bench(const BenchOptions& o) {
       << ", batch " << o.batch << ", optimization level " << o.optimization << "\n";
   for (const InputSpec& spec : specs)
     out << "Input: " << spec.name << "  " << to_string(spec.dtype) << "  " << dims_to_string(spec.dims) << "\n";
+  for (const auto& [name, value] : choices.data)
+    if (value.is_tensor())
+      out << "Input: " << name << "  " << to_string(value.tensor().dtype()) << "  "
+          << dims_to_string(value.tensor().dims()) << "  (from --input)\n";
   out << "Load " << fixed(load_ms, 1) << " ms, session " << fixed(session_ms, 1) << " ms; " << o.warmup
       << " warmup runs, " << o.iters << " timed runs\n";
   TextTable table({}, {Align::kLeft, Align::kLeft});
@@ -326,13 +432,19 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--iters", o->iters, "Timed runs")->default_val(100);
   command->add_option("--batch", o->batch, "Size of the first free (symbolic) dim; other free dims are 1")
       ->default_val(1);
+  command->add_option("--shape", o->shapes, "An input's dims: NAME=DxDx... (repeatable)")->type_name("NAME=DIMS");
+  command->add_option("--dim", o->dims, "A named free dim wherever it appears: SYMBOL=N (repeatable)")
+      ->type_name("SYMBOL=N");
+  command->add_option("--input", o->inputs, "Real data for an input: NAME=FILE (.npy or TensorProto .pb; repeatable)")
+      ->type_name("NAME=FILE");
   command->add_flag("--json", o->json, "One JSON object instead of text");
   command->add_flag("--profile", o->profile,
                     "Then time each node on a second session: where the time goes, executor overhead per run");
   command->footer(
       "Example:\n"
       "  tunnx bench examples/digits_cnn.onnx --batch 32 --iters 200 --threads 4\n"
-      "  tunnx bench model.onnx --profile  # then the time per node");
+      "  tunnx bench model.onnx --profile  # then the time per node\n"
+      "  tunnx bench detector.onnx --shape images=1x3x480x640 --dim seq=128 --input sr=sr.npy");
   command->callback([o] {
     // A number out of range is a usage error (exit 2), reported in the one-line style of failures.
     if (std::string problem = usage_problem(*o); !problem.empty()) {

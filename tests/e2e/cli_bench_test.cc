@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/e2e/cli_harness.h"
+#include "tests/importer/model_builder.h"
 
 namespace tunnx::e2e {
 namespace {
@@ -45,7 +46,7 @@ TEST(CliBench, JsonHasTheLatencyFields) {
   EXPECT_GE(j.at("p90_ms").get<double>(), j.at("median_ms").get<double>());
   EXPECT_GE(j.at("p99_ms").get<double>(), j.at("p90_ms").get<double>());
   EXPECT_GT(j.at("peak_rss_bytes").get<uint64_t>(), 0u);
-  EXPECT_EQ(j.at("inputs"), json::parse(R"([{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8]}])"));
+  EXPECT_EQ(j.at("inputs"), json::parse(R"([{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8], "data": "synthesized"}])"));
 }
 
 TEST(CliBench, BatchSetsTheSymbolicDim) {
@@ -120,6 +121,50 @@ TEST(CliBench, MissingModelFailsWithOneLine) {
 
 TEST(CliBench, UnknownDeviceFailsWithOneLine) {
   expect_one_error_line(run_cli({"bench", kExampleModel.string(), "--device", "tpu", "--iters", "1"}), 1, "tpu");
+}
+
+// Real shapes: --shape fixes an input's dims, --dim a named free dim, --input times real data.
+TEST(CliBench, ShapeDimAndInputChooseTheInputs) {
+  json shaped = bench_json({"--shape", "input=3x1x8x8"});
+  EXPECT_EQ(shaped.at("inputs")[0].at("shape"), json::array({3, 1, 8, 8})) << shaped.dump();
+  json dim = bench_json({"--dim", "batch=5"});
+  EXPECT_EQ(dim.at("inputs")[0].at("shape"), json::array({5, 1, 8, 8})) << dim.dump();
+  const fs::path sample = fs::path(TUNNX_SOURCE_DIR) / "examples" / "digits_sample.npy";  // [4, 1, 8, 8]
+  json data = bench_json({"--input", "input=" + sample.string()});
+  ASSERT_EQ(data.at("inputs").size(), 1u) << data.dump();
+  EXPECT_EQ(data.at("inputs")[0].at("data"), "file");
+  EXPECT_EQ(data.at("inputs")[0].at("shape"), json::array({4, 1, 8, 8}));
+}
+
+TEST(CliBench, ShapeDimAndInputRefusals) {
+  auto refused = [](std::vector<std::string> extra, const std::string& message) {
+    std::vector<std::string> args{"bench", kExampleModel.string(), "--iters", "1", "--warmup", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    expect_one_error_line(run_cli(args), 1, message);
+  };
+  refused({"--shape", "image=1x1x8x8"}, "--shape 'image=1x1x8x8': the model has no input 'image' (its inputs: input)");
+  refused({"--shape", "input=1x1x8"}, "tensor 'input': --shape [1,1,8] does not fit the declared [batch,1,8,8]");
+  refused({"--shape", "input=2x3x8x8"}, "tensor 'input': --shape [2,3,8,8] does not fit the declared [batch,1,8,8]");
+  refused({"--shape", "input=2x0x8x8"}, "--shape 'input=2x0x8x8': '0' is not a positive size");
+  refused({"--shape", "input"}, "--shape 'input' must be NAME=DxDx... (e.g. image=1x3x224x224)");
+  refused({"--dim", "batch=-2"}, "--dim 'batch=-2': '-2' is not a positive size");
+  refused({"--input", "input=/nonexistent/x.npy"}, "/nonexistent/x.npy");
+}
+
+// A size bench made up that the model cannot take: the error says where it came from and how to set it.
+TEST(CliBench, AMadeUpSizeTheModelRefusesSaysHowToSetIt) {
+  TempFolder temp;
+  tunnx_test::ModelBuilder b;
+  b.input("x", onnx::TensorProto::FLOAT, tunnx_test::Dims{"n"});
+  b.initializer(tunnx_test::int64_tensor("shape", {2}, {2, 3}));
+  b.node("Reshape", {"x", "shape"}, {"y"}, "reshape");
+  b.output("y", onnx::TensorProto::FLOAT, tunnx_test::Dims{2, 3});
+  const fs::path model = b.save(temp.model_dir() / "reshape.onnx");
+  expect_one_error_line(run_cli({"bench", model.string(), "--iters", "1"}), 1,
+                        "(bench made up the input sizes x [1]: --batch for the first free dim, 1 for the others; set "
+                        "them with --shape NAME=DxD..., --dim SYMBOL=N or --input NAME=FILE)");
+  ProcessResult ok = run_cli({"bench", model.string(), "--iters", "1", "--dim", "n=6"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.describe();
 }
 
 }  // namespace
