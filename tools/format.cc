@@ -133,19 +133,23 @@ std::string profile_text(const SessionStats& stats) {
   double kernel_ms = 0;
   bool timed = false;
   for (const auto& k : stats.kernels) {
-    kernel_ms += k.total_ms;
+    if (k.depth == 0) kernel_ms += k.total_ms;  // a body's time is inside its node's
     timed = timed || k.calls > 0;
   }
+  // A body's nodes are indented under the node that runs them.
+  auto label = [](const SessionStats::NodeKernel& k) {
+    return std::string(static_cast<size_t>(2 * k.depth), ' ') + (k.node.empty() ? "<unnamed>" : k.node);
+  };
   std::string out = "Profile:\n";
   if (!timed) {
     TextTable table({"node", "op", "kernel"});
-    for (const auto& k : stats.kernels) table.add_row({k.node.empty() ? "<unnamed>" : k.node, k.op_type, k.kernel});
+    for (const auto& k : stats.kernels) table.add_row({label(k), k.op_type, k.kernel});
     out += table.render("  ");
   } else {
     TextTable table({"node", "op", "kernel", "calls", "ms/call", "share"},
                     {Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight, Align::kRight, Align::kRight});
     for (const auto& k : stats.kernels)
-      table.add_row({k.node.empty() ? "<unnamed>" : k.node, k.op_type, k.kernel, std::to_string(k.calls),
+      table.add_row({label(k), k.op_type, k.kernel, std::to_string(k.calls),
                      k.calls ? fixed(k.total_ms / static_cast<double>(k.calls), 4) : "-",
                      kernel_ms > 0 ? fixed(100.0 * k.total_ms / kernel_ms, 1) + "%" : "-"});
     out += table.render("  ");

@@ -39,8 +39,10 @@ struct SessionStats {
     std::string node, op_type, kernel;  // kernel: "cpu/reference/Conv", ...
     int64_t calls = 0;                  // with SessionOptions::profile: runs of this node so far
     double total_ms = 0;                //   and the time spent in its kernel
+    int depth = 0;         // 0: the main graph; a body's nodes follow the node that runs them, one deeper
+    std::string subgraph;  // for depth > 0: the body's path, "If_0/then_branch"
   };
-  std::vector<NodeKernel> kernels;  // main graph, in execution order
+  std::vector<NodeKernel> kernels;  // main graph in execution order, each If/Loop/Scan body after its node
   int64_t plans_built = 0;          // graphs planned (main graph and subgraphs)
   int64_t runs = 0;
   int64_t last_run_bytes_allocated = 0;  // output tensors allocated by kernels during the last run

@@ -111,6 +111,7 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
         }
         subgraphs.emplace(attr.name, std::move(sub));
       }
+    for (const auto& [name, sub] : subgraphs) step.subgraphs.emplace_back(name, sub);
     try {
       step.kernel = def->factory(KernelInit(node, opset, input_types, std::move(subgraphs), std::move(constant_inputs)));
     } catch (const Error& e) {
@@ -125,7 +126,7 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     output_slots_.push_back(slots_.at(v.name));
   }
 
-  if (context.profile && !outer) {
+  if (context.profile) {  // subgraphs too: a profile shows the nodes inside If/Loop/Scan bodies
     step_calls_ = std::make_unique<std::atomic<int64_t>[]>(steps_.size());
     step_ns_ = std::make_unique<std::atomic<int64_t>[]>(steps_.size());
   }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "runtime/core/graph.h"
@@ -23,7 +24,7 @@ struct PlanContext {
   std::map<std::string, int64_t> opsets;  // domain ("" = ai.onnx) -> version
   const ParameterStore* store = nullptr;  // initializer values, read in place
   std::atomic<int64_t>* plans_built = nullptr;
-  bool profile = false;  // time every step of the main graph (SessionOptions::profile)
+  bool profile = false;  // time every step, subgraphs included (SessionOptions::profile)
 };
 
 struct Frame;
@@ -38,6 +39,8 @@ class GraphPlan {
     std::vector<int> outputs;  // slot per output, -1 for an omitted optional output
     std::vector<int> implicit_inputs;  // slots its subgraphs read
     std::vector<int> release;          // slots whose last reader is this step
+    // The bodies its kernel runs (If's branches, Loop's body), by attribute name: for profiles.
+    std::vector<std::pair<std::string, std::shared_ptr<const GraphPlan>>> subgraphs;
   };
 
   // Plans `graph`. `outer` is the plan of the enclosing graph (null for the main graph); names the

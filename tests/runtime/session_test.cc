@@ -1,9 +1,12 @@
 // Session: input checking by name/dtype/shape with symbolic dims, dynamic shapes, concurrent runs,
 // parameters read in place, output subsets and statistics. Models are built in code.
+#include <filesystem>
+#include <set>
 #include <thread>
 
 #include "runtime/core/model_impl.h"
 #include "tests/importer/model_builder.h"
+#include "tunnx/io.h"
 #include "tunnx/session.h"
 
 namespace tunnx_test {
@@ -181,6 +184,41 @@ TEST_F(SessionTest, ModelLocalFunctionsAreExpandedInTheSessionOnly) {
   EXPECT_EQ(session.stats().kernels[0].node, "double/Add");
   EXPECT_EQ(tunnx::model_impl(model).ir.graph.nodes.size(), 2u);  // the model still calls its function
   EXPECT_EQ(tunnx::model_impl(model).ir.graph.nodes[0].op_type, "Double");
+}
+
+}  // namespace
+}  // namespace tunnx_test
+
+namespace tunnx_test {
+namespace {
+
+// A profile descends into If/Loop bodies: their nodes follow the node that runs them, one level
+// deeper, with the body's path; only the branch taken is timed, and the main graph's time holds it.
+TEST(SessionProfile, DescendsIntoIfBranches) {
+  const std::filesystem::path dir = std::filesystem::path(TUNNX_TESTDATA_DIR) / "node" / "test_if";
+  if (!std::filesystem::exists(dir / "model.onnx")) GTEST_SKIP() << "no libonnx-testdata";
+  Model model = Model::load(dir / "model.onnx");
+  Session session(model, {.profile = true});
+  const tunnx::Value cond = tunnx::load_value(dir / "test_data_set_0" / "input_0.pb");
+  const std::string input = model.info().inputs.at(0).name;
+  for (int i = 0; i < 3; ++i) session.run({{input, cond}});
+  const tunnx::SessionStats stats = session.stats();
+  ASSERT_FALSE(stats.kernels.empty());
+  EXPECT_EQ(stats.kernels[0].op_type, "If");
+  EXPECT_EQ(stats.kernels[0].depth, 0);
+  int timed_inside = 0, branches = 0;
+  std::set<std::string> paths;
+  for (const auto& k : stats.kernels)
+    if (k.depth == 1) {
+      ++branches;
+      paths.insert(k.subgraph);
+      timed_inside += k.calls == 3;
+      EXPECT_LE(k.total_ms, stats.kernels[0].total_ms);
+    }
+  EXPECT_GE(branches, 2);  // both branches are listed
+  EXPECT_GE(timed_inside, 1);  // the branch taken ran its nodes on every run
+  const std::string node = stats.kernels[0].node.empty() ? "<unnamed>" : stats.kernels[0].node;
+  EXPECT_TRUE(paths.count(node + "/then_branch") || paths.count(node + "/else_branch"));
 }
 
 }  // namespace

@@ -309,6 +309,29 @@ void slice_kernel(KernelContext& ctx, const Dims& starts, const Dims& ends, std:
   std::vector<Dims> offsets(static_cast<size_t>(rank));
   for (size_t d = 0; d < static_cast<size_t>(rank); ++d)
     for (int64_t i = 0; i < out_dims[d]; ++i) offsets[d].push_back((first[d] + i * step[d]) * strides[d]);
+  if (rank >= 1 && step.back() == 1 && x.dtype() != DataType::kString) {
+    // The last dim read forwards: whole runs of it are contiguous in X, copied as rows (the slices of
+    // a recurrent layer's weights and state that exporters write take most of a small model's run).
+    Tensor& y = ctx.allocate_output_uninitialized(0, x.dtype(), out_dims);
+    if (y.numel() == 0) return;
+    const size_t bytes = element_size(x.dtype());
+    const int64_t inner = out_dims.back(), rows = y.numel() / inner;
+    const char* src = static_cast<const char*>(x.data());
+    char* dst = static_cast<char*>(y.mutable_data());
+    const int threads = y.numel() >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t row = 0; row < rows; ++row) {
+      int64_t offset = offsets.back()[0];
+      for (int64_t rest = row, d = rank - 2; d >= 0; --d) {
+        const size_t dd = static_cast<size_t>(d);
+        offset += offsets[dd][static_cast<size_t>(rest % out_dims[dd])];
+        rest /= out_dims[dd];
+      }
+      std::memcpy(dst + static_cast<size_t>(row * inner) * bytes, src + static_cast<size_t>(offset) * bytes,
+                  static_cast<size_t>(inner) * bytes);
+    }
+    return;
+  }
   gather_output(ctx, x, out_dims, offsets);
 }
 
