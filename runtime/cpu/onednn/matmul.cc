@@ -22,7 +22,7 @@
 // keeps the copy, remade when the weight is written. A B that is not the constant (computed, fed) is
 // read where it lies, with one exception: oneDNN 2.6's brgemm reads a row-major B [K, N] with N in
 // the thousands at less than half the speed of the same B stored [N, K] (measured on AVX-512:
-// 1024x768x3072 at 44 against 110 GFLOP/s; from N = 768 up it loses 8-60%). The
+// 1024x768x3072 at 44 against 110 GFLOP/s; from N = 1000 up it loses 5-60%). The
 // gradients of a Linear ask for exactly that (dX = dY W, dW = dY^T X with wide X), so such a B is
 // first transposed into a scratch buffer, which costs about a tenth of the product it speeds up.
 #include <algorithm>
@@ -87,7 +87,9 @@ bool is_brgemm(const dnnl::matmul::primitive_desc& pd) { return std::string(pd.i
 
 // Whether a row-major B of these sizes is worth transposing first for brgemm: wide enough to be slow
 // as it lies, and with enough rows of A that the copy is small beside the product.
-bool worth_transposing(int64_t rows, int64_t n) { return n >= 512 && rows >= 64; }
+// From N = 768 on, the products alone were 8-25% faster transposed, but in a training step the copies
+// ate that up (BERT layer: 556-594 ms a step with the bound at 1000, 583-605 at 512, back to back).
+bool worth_transposing(int64_t rows, int64_t n) { return n >= 1000 && rows >= 64; }
 
 // Builds the primitive for these descriptors; when `packed` (B is a constant the kernel may keep in
 // another layout) it asks oneDNN for the weights layout it wants and keeps it when worth a copy. Null
