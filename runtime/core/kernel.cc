@@ -112,6 +112,11 @@ void KernelContext::set_output(size_t i, Value value) {
   outputs_[i] = std::move(value);
 }
 
+void KernelContext::reshape_output(size_t i, std::vector<int64_t> dims) {
+  if (i >= outputs_.size() || !outputs_[i].is_tensor()) throw error("output " + std::to_string(i) + " is not set");
+  outputs_[i] = Value(outputs_[i].tensor().reshaped(std::move(dims)));
+}
+
 Error KernelContext::error(const std::string& message) const {
   return node_error(node_, ErrorCode::kInvalidArgument, message);
 }

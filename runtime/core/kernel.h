@@ -81,6 +81,8 @@ class KernelContext {
   Tensor& allocate_output_uninitialized(size_t i, DataType dtype, std::vector<int64_t> dims);
   // Any value as output i (a sequence, or a tensor that shares another's storage, like Identity).
   void set_output(size_t i, Value value);
+  // Output i, already set, viewed with other dims of the same element count (no copy).
+  void reshape_output(size_t i, std::vector<int64_t> dims);
 
   Error error(const std::string& message) const;
 

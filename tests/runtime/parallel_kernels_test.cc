@@ -106,6 +106,56 @@ TEST_F(ParallelKernels, TransposeKeepingTheLastDimCopiesRows) {
   }
 }
 
+// Size-1 dims dropped before choosing a path: views, last-two swaps and row copies in disguise.
+TEST_F(ParallelKernels, TransposeWithUnitDimsMatchesANaiveLoop) {
+  struct Case {
+    std::vector<int64_t> dims, perm;
+  };
+  const std::vector<Case> cases = {
+      {{1, 40, 33, 1}, {0, 2, 1, 3}},   // tf2onnx's NCL1 -> NLC1: a last-two swap
+      {{1, 7, 1, 5}, {2, 0, 3, 1}},     // nothing moves: a view
+      {{3, 1, 20, 1}, {2, 3, 1, 0}},    // [3, 20] -> [20, 3]
+      {{2, 1, 3, 1, 32}, {2, 1, 0, 3, 4}},  // keeps the last dim: rows
+      {{1, 5, 1, 6}, {3, 2, 1, 0}},
+  };
+  for (const Case& c : cases) {
+    const Tensor x = random(c.dims);
+    const size_t rank = c.dims.size();
+    ModelBuilder b;
+    Dims in_dims, out_dims;
+    std::vector<int64_t> out(rank);
+    for (size_t i = 0; i < rank; ++i) {
+      out[i] = c.dims[static_cast<size_t>(c.perm[i])];
+      in_dims.push_back(c.dims[i]);
+      out_dims.push_back(out[i]);
+    }
+    b.input("x", onnx_type_of<float>(), in_dims);
+    auto* attr = b.node("Transpose", {"x"}, {"y"}, "t").add_attribute();
+    attr->set_name("perm");
+    attr->set_type(onnx::AttributeProto::INTS);
+    for (int64_t p : c.perm) attr->add_ints(p);
+    b.output("y", onnx_type_of<float>(), out_dims);
+    const Tensor y = run_both(b, {{"x", x}});
+    ASSERT_EQ(y.dims(), out) << tunnx::dims_to_string(c.dims);
+    // Naive: walk the output, read X at the permuted index.
+    const std::vector<int64_t> x_strides = [&] {
+      std::vector<int64_t> st(rank, 1);
+      for (size_t i = rank - 1; i-- > 0;) st[i] = st[i + 1] * c.dims[i + 1];
+      return st;
+    }();
+    int64_t wrong = 0;
+    for (int64_t flat = 0; flat < y.numel(); ++flat) {
+      int64_t rest = flat, offset = 0;
+      for (size_t i = rank; i-- > 0;) {
+        offset += (rest % out[i]) * x_strides[static_cast<size_t>(c.perm[i])];
+        rest /= out[i];
+      }
+      wrong += y.data_as<float>()[flat] != x.data_as<float>()[offset];
+    }
+    EXPECT_EQ(wrong, 0) << tunnx::dims_to_string(c.dims) << " perm " << tunnx::dims_to_string(c.perm);
+  }
+}
+
 TEST_F(ParallelKernels, BroadcastBinaryAndUnaryOpsMatchANaiveLoop) {
   const Tensor a = random({64, 300, 7}), c = random({300, 1});
   ModelBuilder b;

@@ -118,6 +118,42 @@ bool swaps_last_two(const Dims& perm) {
   return true;
 }
 
+// Size-1 dims do not move memory. With them dropped, what is left of `perm` may be no move at all (a
+// view, as tf2onnx's [N, C, L, 1] -> [N, L, C, 1] for N = 1 is not), a swap of the last two dims,
+// or a perm that keeps the last dim: each has a fast path. False, with nothing written, otherwise.
+bool transpose_without_unit_dims(KernelContext& ctx, const Tensor& x, const Dims& perm) {
+  const size_t rank = perm.size();
+  Dims kept, reduced, out_dims(rank);
+  std::vector<int64_t> position(rank, -1);
+  for (size_t i = 0; i < rank; ++i)
+    if (x.dims()[i] != 1) {
+      position[i] = static_cast<int64_t>(kept.size());
+      kept.push_back(x.dims()[i]);
+    }
+  if (kept.size() == rank || x.numel() == 0) return false;  // nothing to drop: the general paths
+  for (size_t i = 0; i < rank; ++i) {
+    const size_t from = static_cast<size_t>(perm[i]);
+    out_dims[i] = x.dims()[from];
+    if (position[from] >= 0) reduced.push_back(position[from]);
+  }
+  bool identity = true;
+  for (size_t i = 0; i < reduced.size(); ++i) identity = identity && reduced[i] == static_cast<int64_t>(i);
+  if (identity) {
+    ctx.set_output(0, Value(x.reshaped(out_dims)));
+    return true;
+  }
+  const Tensor view = x.reshaped(kept);
+  if (swaps_last_two(reduced)) {
+    swap_last_two_dims(ctx, view);
+  } else if (reduced.back() == static_cast<int64_t>(kept.size()) - 1 && kept.back() >= 16) {
+    transpose_keeping_rows(ctx, view, reduced);
+  } else {
+    return false;
+  }
+  ctx.reshape_output(0, out_dims);
+  return true;
+}
+
 // Axes normalized into [0, rank) and checked for repeats (a scalar has no axis 0 here).
 Dims normalize_axes(Dims axes, int64_t rank, const KernelContext& ctx) {
   std::set<int64_t> seen;
@@ -304,6 +340,10 @@ void slice_kernel(KernelContext& ctx, const Dims& starts, const Dims& ends, std:
     }
     first[a] = s;
     step[a] = st;
+  }
+  if (out_dims == x.dims() && std::all_of(step.begin(), step.end(), [](int64_t s) { return s == 1; })) {
+    ctx.set_output(0, Value(x));  // the whole tensor (exporters write such slices): shared, not copied
+    return;
   }
   const Dims strides = strides_of(x.dims());
   std::vector<Dims> offsets(static_cast<size_t>(rank));
@@ -704,6 +744,7 @@ void register_tensor_kernels(KernelRegistry& r) {
         swap_last_two_dims(ctx, x);
         return;
       }
+      if (x.dtype() != DataType::kString && transpose_without_unit_dims(ctx, x, perm)) return;
       if (rank >= 2 && perm.back() == rank - 1 && x.dtype() != DataType::kString && x.dims().back() >= 16) {
         transpose_keeping_rows(ctx, x, perm);
         return;
