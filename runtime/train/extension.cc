@@ -16,6 +16,7 @@
 
 #include "runtime/core/glob.h"
 #include "runtime/core/model_impl.h"
+#include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/inline_functions.h"
 #include "runtime/train/graph_edit_util.h"
 #include "tunnx/io.h"
@@ -78,14 +79,6 @@ std::string fresh_value(const ModelImpl& m, const std::string& name, const std::
   return name;
 }
 
-ir::Attribute int_attr(const std::string& name, int64_t v) {
-  ir::Attribute a;
-  a.name = name;
-  a.type = ir::AttributeType::kInt;
-  a.i = v;
-  return a;
-}
-
 // Wires a registered tensor into the main graph as an initializer.
 void add_initializer(ModelImpl& m, const std::string& name) { m.ir.graph.initializers.push_back({name, name, ""}); }
 
@@ -141,9 +134,9 @@ void add_head(Model& model, const HeadOptions& o) {
   add_initializer(m, bias);
   ir::Graph& g = m.ir.graph;
   if (rank2) {
-    g.nodes.push_back(make_node(o.name + "/Gemm", "Gemm", {o.value, weight, bias}, o.name, {int_attr("transB", 1)}));
+    g.nodes.push_back(make_node(o.name + "/Gemm", "Gemm", {o.value, weight, bias}, o.name, {ops::attr("transB", int64_t{1})}));
   } else {
-    g.nodes.push_back(make_node(o.name + "/Transpose", "Transpose", {weight}, transposed, {edit::perm_swap_2d()}));
+    g.nodes.push_back(make_node(o.name + "/Transpose", "Transpose", {weight}, transposed, {ops::attr("perm", std::vector<int64_t>{1, 0})}));
     g.nodes.push_back(make_node(o.name + "/MatMul", "MatMul", {o.value, transposed}, product));
     g.nodes.push_back(make_node(o.name + "/Add", "Add", {product, bias}, o.name));
   }

@@ -13,6 +13,8 @@
 
 #include "runtime/core/glob.h"
 #include "runtime/core/model_impl.h"
+#include "runtime/core/ops/gradient.h"
+#include "runtime/core/passes/graph_facts.h"
 #include "runtime/core/passes/inline_functions.h"
 #include "runtime/train/graph_edit_util.h"
 #include "tunnx/extend.h"
@@ -26,17 +28,9 @@ using edit::Uniform;
 
 Error invalid(const std::string& message) { return Error(ErrorCode::kInvalidArgument, message); }
 
-bool is_onnx(const ir::Node& n) { return n.domain.empty() || n.domain == "ai.onnx"; }
-
-int64_t int_attr_of(const ir::Node& n, const std::string& name, int64_t fallback) {
-  const ir::Attribute* a = n.attribute(name);
-  return a ? a->i : fallback;
-}
-
-float float_attr_of(const ir::Node& n, const std::string& name, float fallback) {
-  const ir::Attribute* a = n.attribute(name);
-  return a ? a->f : fallback;
-}
+using ir::is_onnx;
+using ops::node_float;
+using ops::node_int;
 
 // One product an adapter feeds: node `product` reads x and W (directly or through a Transpose).
 struct Site {
@@ -90,9 +84,9 @@ std::optional<Use> find_use(const ir::Graph& g, const std::string& weight) {
     if (n.op_type == "MatMul" && n.inputs[1] == weight) add(i, n.inputs[0], false, 1);
     if (n.op_type == "MatMul" && transposed.count(n.inputs[1])) add(i, n.inputs[0], true, 1);
     if (n.op_type == "Gemm" && n.inputs[1] == weight) {
-      if (int_attr_of(n, "transA", 0) != 0)
+      if (node_int(n, "transA", 0) != 0)
         throw invalid("LoRA: " + n.describe() + " reads its input transposed (transA=1), which LoRA does not adapt");
-      add(i, n.inputs[0], int_attr_of(n, "transB", 0) != 0, float_attr_of(n, "alpha", 1.0f));
+      add(i, n.inputs[0], node_int(n, "transB", 0) != 0, node_float(n, "alpha", 1.0f));
     }
   }
   if (use.sites.empty()) return std::nullopt;
@@ -252,8 +246,8 @@ std::vector<LoraAdapter> add_lora(Model& model, const LoraOptions& o) {
       w.renamed.emplace_back(original, base);
       std::vector<ir::Node> nodes;
       if (k == 0) {
-        nodes.push_back(make_node(a_t, "Transpose", {w.a}, a_t, {edit::perm_swap_2d()}));
-        nodes.push_back(make_node(b_t, "Transpose", {w.b}, b_t, {edit::perm_swap_2d()}));
+        nodes.push_back(make_node(a_t, "Transpose", {w.a}, a_t, {ops::attr("perm", std::vector<int64_t>{1, 0})}));
+        nodes.push_back(make_node(b_t, "Transpose", {w.b}, b_t, {ops::attr("perm", std::vector<int64_t>{1, 0})}));
       }
       nodes.push_back(make_node(h, "MatMul", {site.x, a_t}, h));
       nodes.push_back(make_node(d, "MatMul", {h, b_t}, d));

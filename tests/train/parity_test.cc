@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/train/parity_util.h"
 #include "tunnx/tunnx.h"
 
 namespace {
@@ -20,23 +21,9 @@ const fs::path kDir = fs::path(TUNNX_SOURCE_DIR) / "tests" / "models" / "train";
 constexpr int kSteps = 5;
 constexpr int64_t kBatch = 8;
 
-// Rows [begin, begin + count) of `t` along axis 0.
-Tensor rows(const Tensor& t, int64_t begin, int64_t count) {
-  std::vector<int64_t> dims = t.dims();
-  const size_t row_bytes = t.nbytes() / static_cast<size_t>(dims[0]);
-  dims[0] = count;
-  Tensor out(t.dtype(), dims);
-  std::memcpy(out.mutable_data(), static_cast<const char*>(t.data()) + row_bytes * static_cast<size_t>(begin),
-              row_bytes * static_cast<size_t>(count));
-  return out;
-}
-
-double value_at(const Tensor& t, int64_t i) {
-  return t.dtype() == DataType::kFloat64 ? t.data_as<double>()[i] : t.data_as<float>()[i];
-}
-
-// |a - b| <= 1e-5 |b|, or <= 1e-7 near zero.
-bool close(double a, double b) { return std::abs(a - b) <= std::max(1e-5 * std::abs(b), 1e-7); }
+using tunnx_test::close;
+using tunnx_test::rows;
+using tunnx_test::value_at;
 
 struct ParityCase {
   std::string model, optimizer;

@@ -11,6 +11,7 @@
 
 #include "runtime/train/optimizer.h"
 #include "tests/importer/model_builder.h"
+#include "tests/train/parity_util.h"
 #include "tunnx/tunnx.h"
 
 namespace {
@@ -22,15 +23,7 @@ using tunnx_test::ModelBuilder;
 
 const fs::path kDir = fs::path(TUNNX_SOURCE_DIR) / "tests" / "models" / "train";
 
-Tensor rows(const Tensor& t, int64_t begin, int64_t count) {
-  std::vector<int64_t> dims = t.dims();
-  const size_t row_bytes = t.nbytes() / static_cast<size_t>(dims[0]);
-  dims[0] = count;
-  Tensor out(t.dtype(), dims);
-  std::memcpy(out.mutable_data(), static_cast<const char*>(t.data()) + row_bytes * static_cast<size_t>(begin),
-              row_bytes * static_cast<size_t>(count));
-  return out;
-}
+using tunnx_test::rows;
 
 std::string message_of(const std::function<void()>& fn) {
   try {
