@@ -61,8 +61,11 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     constants_.emplace_back(slot, context.store->at(init.store_key).value);
   }
   std::unordered_map<std::string, const Tensor*> constant_by_name;
-  for (size_t i = 0; i < graph.initializers.size(); ++i)
+  std::unordered_set<std::string> trained_names;
+  for (size_t i = 0; i < graph.initializers.size(); ++i) {
     constant_by_name[graph.initializers[i].name] = &constants_[i].second;
+    if (context.trained.count(graph.initializers[i].store_key)) trained_names.insert(graph.initializers[i].name);
+  }
   for (const auto& v : graph.inputs) input_slots_.push_back(add_slot(v.name));
   std::unordered_map<std::string, DataType> types = known_types(graph, context.store);
 
@@ -71,9 +74,11 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     step.node = &node;
     std::vector<DataType> input_types;
     std::vector<const Tensor*> constant_inputs;
+    std::vector<bool> trained_inputs;
     for (const auto& in : node.inputs) {
       auto c = in.empty() ? constant_by_name.end() : constant_by_name.find(in);
       constant_inputs.push_back(c == constant_by_name.end() ? nullptr : c->second);
+      trained_inputs.push_back(c != constant_by_name.end() && trained_names.count(in) > 0);
       if (in.empty()) {
         step.inputs.push_back(-1);
         input_types.push_back(DataType::kUndefined);
@@ -113,7 +118,8 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
       }
     for (const auto& [name, sub] : subgraphs) step.subgraphs.emplace_back(name, sub);
     try {
-      step.kernel = def->factory(KernelInit(node, opset, input_types, std::move(subgraphs), std::move(constant_inputs)));
+      step.kernel = def->factory(KernelInit(node, opset, input_types, std::move(subgraphs), std::move(constant_inputs),
+                                             std::move(trained_inputs)));
     } catch (const Error& e) {
       throw e.with_context({.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type});
     }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -25,6 +26,9 @@ struct PlanContext {
   const ParameterStore* store = nullptr;  // initializer values, read in place
   std::atomic<int64_t>* plans_built = nullptr;
   bool profile = false;  // time every step, subgraphs included (SessionOptions::profile)
+  // Store keys of the Parameters an optimizer writes after every run of this plan (a trainer's):
+  // kernels read them as they lie instead of keeping packed copies (KernelInit::trained_input).
+  std::set<std::string> trained;
 };
 
 struct Frame;

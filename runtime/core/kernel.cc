@@ -11,12 +11,13 @@ Error node_error(const ir::Node& node, ErrorCode code, const std::string& messag
 
 KernelInit::KernelInit(const ir::Node& node, int64_t opset, std::vector<DataType> input_types,
                        std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs,
-                       std::vector<const Tensor*> constant_inputs)
+                       std::vector<const Tensor*> constant_inputs, std::vector<bool> trained_inputs)
     : node_(node),
       opset_(opset),
       input_types_(std::move(input_types)),
       subgraphs_(std::move(subgraphs)),
-      constant_inputs_(std::move(constant_inputs)) {}
+      constant_inputs_(std::move(constant_inputs)),
+      trained_inputs_(std::move(trained_inputs)) {}
 
 int64_t KernelInit::attr_int(const std::string& name, int64_t fallback) const {
   const ir::Attribute* a = node_.attribute(name);

@@ -22,7 +22,7 @@ class KernelInit {
  public:
   KernelInit(const ir::Node& node, int64_t opset, std::vector<DataType> input_types,
              std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs,
-             std::vector<const Tensor*> constant_inputs = {});
+             std::vector<const Tensor*> constant_inputs = {}, std::vector<bool> trained_inputs = {});
 
   const ir::Node& node() const { return node_; }
   int64_t opset() const { return opset_; }
@@ -35,6 +35,9 @@ class KernelInit {
   // name instead: a kernel that keeps something derived from it checks, at run time, that the input
   // shares its storage and that the version is the one it derived from.
   const Tensor* constant_input(size_t i) const { return i < constant_inputs_.size() ? constant_inputs_[i] : nullptr; }
+  // Whether input i is a Parameter that an optimizer writes after every run of this plan (a
+  // trainer's plans): a copy derived from it would be remade every run, so kernels read it as it lies.
+  bool trained_input(size_t i) const { return i < trained_inputs_.size() && trained_inputs_[i]; }
 
   bool has_attr(const std::string& name) const { return node_.attribute(name) != nullptr; }
   int64_t attr_int(const std::string& name, int64_t fallback) const;
@@ -57,6 +60,7 @@ class KernelInit {
   std::vector<DataType> input_types_;
   std::map<std::string, std::shared_ptr<const GraphPlan>> subgraphs_;
   std::vector<const Tensor*> constant_inputs_;
+  std::vector<bool> trained_inputs_;
 };
 
 // One run of one node: its input values, its output slots, and run-wide facilities.

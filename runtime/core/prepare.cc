@@ -37,6 +37,7 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
     context.store = &model.store;
     context.plans_built = options.plans_built;
     context.profile = options.profile;
+    context.trained = options.trained;
     prepared.plan = std::make_unique<GraphPlan>(graph, context, nullptr);
   } catch (const Error& e) {
     throw e.with_context({.file = model.path.string()});

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,7 @@ struct PrepareOptions {
   int optimization_level = 2;
   bool profile = false;
   std::atomic<int64_t>* plans_built = nullptr;
+  std::set<std::string> trained;  // PlanContext::trained
   // Runs after inlining and before fusions, on the copy; may add nodes, inputs and outputs.
   // `opsets` maps domain ("" = ai.onnx) to version, com.tunnx included.
   std::function<void(ir::Graph& graph, const std::map<std::string, int64_t>& opsets)> rewrite;

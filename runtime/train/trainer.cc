@@ -242,8 +242,13 @@ Trainer::Trainer(Model& model, TrainerOptions options) : impl_(std::make_unique<
       t.params.push_back(entry.get());
 
   // The training graph.
+  // Kernels of both plans read the trained Parameters as they lie from the first step on, so a step
+  // computes the same way whatever ran before it (a resumed run is bit-identical to an uninterrupted one).
+  std::set<std::string> trained;
+  for (const StoredTensor* p : t.params) trained.insert(p->name);
   PrepareOptions prepare;
   prepare.optimization_level = options.optimization_level;
+  prepare.trained = trained;
   std::vector<std::pair<std::string, std::string>> running;
   std::vector<std::string> grads;
   const int64_t onnx_opset = t.model->ir.opset_version("");
@@ -300,6 +305,7 @@ Trainer::Trainer(Model& model, TrainerOptions options) : impl_(std::make_unique<
   // The eval graph: the loss and the prediction, nothing else.
   PrepareOptions eval_prepare;
   eval_prepare.optimization_level = options.optimization_level;
+  eval_prepare.trained = trained;
   eval_prepare.rewrite = [&](ir::Graph& graph, const std::map<std::string, int64_t>&) {
     const std::string loss = append_loss(graph, options.loss, t.output);
     graph.outputs.clear();

@@ -53,14 +53,21 @@ struct ConvPrimitive {
 
 void run_on(dnnl::stream& stream, const dnnl::primitive& p, const dnnl::memory::desc& scratchpad,
             std::unordered_map<int, dnnl::memory> args) {
-  if (scratchpad.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, cpu_engine());
+  std::optional<HostScratch> scratch;  // from the host memory cache, as onednn::execute does
+  if (scratchpad.get_size() > 0) {
+    scratch.emplace(scratchpad.get_size());
+    args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, cpu_engine(), scratch->data());
+  }
   p.execute(stream, args);
+  stream.wait();  // before the scratchpad goes back
 }
 
 class OnednnConv : public Kernel {
  public:
-  OnednnConv(std::unique_ptr<Kernel> reference, ops::ConvAttrs attrs, const Tensor* constant_w)
-      : reference_(std::move(reference)), attrs_(std::move(attrs)), packed_(constant_w) {}
+  OnednnConv(std::unique_ptr<Kernel> reference, ops::ConvAttrs attrs, const KernelInit& init)
+      : reference_(std::move(reference)),
+        attrs_(std::move(attrs)),
+        packed_(init.constant_input(1), init.trained_input(1)) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
@@ -198,8 +205,7 @@ void register_onednn_conv(KernelRegistry& registry) {
       registry, "Conv",
       [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
         // The reference factory has validated the attributes, in its words.
-        return std::make_unique<OnednnConv>(std::move(reference), ops::parse_conv_attrs(init.node()),
-                                            init.constant_input(1));
+        return std::make_unique<OnednnConv>(std::move(reference), ops::parse_conv_attrs(init.node()), init);
       },
       11);
 }

@@ -1,6 +1,7 @@
 #include "runtime/cpu/onednn/onednn_common.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "runtime/core/host_memory.h"
@@ -29,7 +30,13 @@ void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratch
              std::unordered_map<int, dnnl::memory> args) {
   const dnnl::engine& engine = cpu_engine();
   dnnl::stream stream(engine);
-  if (scratchpad.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, engine);
+  // From the host memory cache: a fresh allocation per run paid its page faults on every run (brgemm's
+  // scratchpad holds copies of whole operand panels).
+  std::optional<HostScratch> scratch;
+  if (scratchpad.get_size() > 0) {
+    scratch.emplace(scratchpad.get_size());
+    args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, engine, scratch->data());
+  }
   primitive.execute(stream, args);
   stream.wait();
 }

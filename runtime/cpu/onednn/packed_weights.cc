@@ -8,7 +8,7 @@
 
 namespace tunnx::cpu::onednn {
 
-PackedWeights::PackedWeights(const Tensor* constant) {
+PackedWeights::PackedWeights(const Tensor* constant, bool trained) : trained_(trained) {
   if (constant && constant->dtype() == DataType::kFloat32) constant_ = *constant;
 }
 
@@ -47,6 +47,7 @@ std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, cons
 
 bool PackedWeights::rewritten_every_run(const Tensor& input) const {
   if (!is_constant(input)) return false;
+  if (trained_) return true;
   const uint64_t version = input.version();
   const uint64_t before = seen_version_.exchange(version, std::memory_order_relaxed);
   if (before == UINT64_MAX) return false;

@@ -24,7 +24,8 @@ namespace tunnx::cpu::onednn {
 class PackedWeights {
  public:
   PackedWeights() = default;  // no constant: nothing is ever packed
-  explicit PackedWeights(const Tensor* constant);
+  // `trained`: the plan says an optimizer writes the constant after every run (KernelInit::trained_input).
+  explicit PackedWeights(const Tensor* constant, bool trained = false);
 
   // True when `input` is the constant weight (same storage, same dims), so it may be read packed.
   bool is_constant(const Tensor& input) const;
@@ -37,7 +38,8 @@ class PackedWeights {
 
   // Whether `input`, the constant, was written between each of the last runs that asked (a trained
   // weight: every optimizer step writes it). Packing such a weight costs a copy per step, as much as
-  // a product that reads it plain. Call once per run; false for anything but the constant.
+  // a product that reads it plain. Call once per run; false for anything but the constant. Always
+  // true for a constant the plan said is trained, so every step of a trainer computes the same way.
   bool rewritten_every_run(const Tensor& input) const;
 
   // Copies made so far (repacks after a write included): for tests and statistics.
@@ -52,6 +54,7 @@ class PackedWeights {
   static constexpr size_t kMaxLayouts = 2;  // shapes that want different layouts each keep one
 
   Tensor constant_;
+  bool trained_ = false;
   mutable std::mutex mutex_;
   mutable std::vector<Copy> copies_;  // most recent first
   mutable int64_t packs_ = 0;
