@@ -385,7 +385,7 @@ TEST(LinearShapes, ActivationTableAndDefaults) {
   EXPECT_FLOAT_EQ(act->alpha, 0.01f);
   n.attributes = {attr("activation", std::string("Swish"))};
   EXPECT_FALSE(tunnx::ops::fused_activation(n, &why));
-  EXPECT_EQ(why, "activation \"Swish\" is not one FusedMatMul takes");
+  EXPECT_EQ(why, "activation \"Swish\" is not one the fused ops take");
 }
 
 }  // namespace

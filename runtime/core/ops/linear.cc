@@ -77,6 +77,9 @@ float Activation::operator()(float x) const {
       const float k = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
       return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
     }
+    case Kind::kHardSigmoid: return std::fmax(0.0f, std::fmin(1.0f, alpha * x + beta));
+    case Kind::kHardSwish: return x * std::fmax(0.0f, std::fmin(1.0f, x / 6.0f + 0.5f));
+    case Kind::kSilu: return x * Activation{.kind = Kind::kSigmoid}(x);
   }
   return x;
 }
@@ -89,6 +92,9 @@ std::optional<Activation::Kind> activation_kind(const std::string& name, const s
   if (name == "Clip") return Kind::kClip;
   if (name == "Sigmoid") return Kind::kSigmoid;
   if (name == "Tanh") return Kind::kTanh;
+  if (name == "HardSigmoid") return Kind::kHardSigmoid;
+  if (name == "HardSwish") return Kind::kHardSwish;
+  if (name == "Silu") return Kind::kSilu;
   if (name == "Gelu") {
     if (approximate == "none") return Kind::kGelu;
     if (approximate == "tanh") return Kind::kGeluTanh;
@@ -103,16 +109,17 @@ std::optional<Activation> fused_activation(const ir::Node& node, std::string* wh
   if (!kind) {
     if (why_not)
       *why_not = name == "Gelu" ? "approximate must be \"none\" or \"tanh\", got \"" + approximate + "\""
-                                : "activation \"" + name + "\" is not one FusedMatMul takes";
+                                : "activation \"" + name + "\" is not one the fused ops take";
     return std::nullopt;
   }
   Activation act;
   act.kind = *kind;
   const float inf = std::numeric_limits<float>::infinity();
   const bool clip = act.kind == Activation::Kind::kClip;
-  const float alpha_default = act.kind == Activation::Kind::kLeakyRelu ? 0.01f : clip ? -inf : 0.0f;
+  const bool hard_sigmoid = act.kind == Activation::Kind::kHardSigmoid;
+  const float alpha_default = act.kind == Activation::Kind::kLeakyRelu ? 0.01f : clip ? -inf : hard_sigmoid ? 0.2f : 0.0f;
   act.alpha = node_float(node, "activation_alpha", alpha_default);
-  act.beta = node_float(node, "activation_beta", clip ? inf : 0.0f);
+  act.beta = node_float(node, "activation_beta", clip ? inf : hard_sigmoid ? 0.5f : 0.0f);
   return act;
 }
 
@@ -277,6 +284,16 @@ std::string activation_grad(GradientBuilder& b, const std::string& dy, const Act
                 {attr("approximate", std::string(act.kind == Kind::kGelu ? "none" : "tanh"))});
     case Kind::kClip:  // FusedMatMul is float32: so are the bounds
       return eg("Clip", {recompute_pre_activation(b), "", constant_f32(b, act.alpha), constant_f32(b, act.beta)}, {});
+    case Kind::kHardSigmoid:
+      return eg("HardSigmoid", {recompute_pre_activation(b), ""}, {attr("alpha", act.alpha), attr("beta", act.beta)});
+    case Kind::kHardSwish: return eg("HardSwish", {recompute_pre_activation(b), ""}, {});
+    case Kind::kSilu: {  // d/dz z s(z) = s (1 + z (1 - s))
+      const std::string z = recompute_pre_activation(b);
+      const std::string s = b.emit1("Sigmoid", {z});
+      const std::string one = constant_f32(b, 1.0f);
+      const std::string inner = b.emit1("Add", {one, b.emit1("Mul", {z, b.emit1("Sub", {one, s})})});
+      return b.emit1("Mul", {dy, b.emit1("Mul", {s, inner})});
+    }
   }
   return dy;
 }

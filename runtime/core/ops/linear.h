@@ -40,20 +40,23 @@ GemmAttrs gemm_attrs(const ir::Node& node);
 // has_bias, activation, activation_alpha, activation_beta, approximate. With op "MatMul", transB 1
 // means B is 2-D and stored [N, K] (a Linear weight as it lies; passes/fold_weight_transpose.h). --
 struct Activation {
-  enum class Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kTanh, kGelu, kGeluTanh };
+  // kSilu is x * Sigmoid(x) (two ONNX nodes, which the fusion passes recognise as one).
+  enum class Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kTanh, kGelu, kGeluTanh, kHardSigmoid, kHardSwish, kSilu };
   Kind kind = Kind::kNone;
-  float alpha = 0, beta = 0;  // LeakyRelu: alpha (slope below 0); Clip: [alpha, beta]
+  // LeakyRelu: alpha (slope below 0); Clip: [alpha, beta]; HardSigmoid: max(0, min(1, alpha x + beta))
+  float alpha = 0, beta = 0;
 
   // As the standalone op computes it in float (Clip: NaN stays, and lo > hi gives hi).
   float operator()(float x) const;
 };
 
-// The activation table: the kind of an `activation` name ("" is kNone) with Gelu's `approximate`
-// ("none" / "tanh"); nothing for a name or approximation FusedMatMul does not take.
+// The activation table: the kind of an `activation` name ("" is kNone; the ONNX op types, and "Silu")
+// with Gelu's `approximate` ("none" / "tanh"); nothing for a name or approximation the fused ops do
+// not take. Shared by FusedMatMul and FusedConv (conv_pool.h).
 std::optional<Activation::Kind> activation_kind(const std::string& name, const std::string& approximate);
 
-// A FusedMatMul node's activation. Missing parameters take the standalone op's defaults (LeakyRelu
-// alpha 0.01, Clip unbounded). Nothing, with `why_not` set, for one FusedMatMul does not take.
+// A FusedMatMul or FusedConv node's activation. Missing parameters take the standalone op's defaults
+// (LeakyRelu alpha 0.01, Clip unbounded, HardSigmoid 0.2 and 0.5). Nothing, with `why_not` set, for one FusedMatMul does not take.
 std::optional<Activation> fused_activation(const ir::Node& node, std::string* why_not);
 
 }  // namespace tunnx::ops

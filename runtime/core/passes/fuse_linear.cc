@@ -8,69 +8,13 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/core/ops/gradient.h"
 #include "runtime/core/ops/linear.h"
+#include "runtime/core/passes/fused_activation.h"
 #include "runtime/core/passes/graph_facts.h"
 
 namespace tunnx::ir {
 namespace {
-
-Attribute make_attr(const std::string& name, AttributeType type) {
-  Attribute a;
-  a.name = name;
-  a.type = type;
-  return a;
-}
-Attribute int_attr(const std::string& name, int64_t v) {
-  Attribute a = make_attr(name, AttributeType::kInt);
-  a.i = v;
-  return a;
-}
-Attribute float_attr(const std::string& name, float v) {
-  Attribute a = make_attr(name, AttributeType::kFloat);
-  a.f = v;
-  return a;
-}
-Attribute string_attr(const std::string& name, const std::string& v) {
-  Attribute a = make_attr(name, AttributeType::kString);
-  a.s = v;
-  return a;
-}
-
-float attr_f(const Node& n, const std::string& name, float fallback) {
-  const Attribute* a = n.attribute(name);
-  return a ? a->f : fallback;
-}
-
-// An activation the fused kernels take, with its parameters as FusedMatMul attributes; nothing when
-// `node` is not one (or its parameters are not constants the pass can read).
-std::optional<std::vector<Attribute>> activation_attrs(const Node& node, const GraphFacts& facts, int64_t onnx_opset) {
-  const bool gelu_made_here = node.domain == kTunnxDomain && node.op_type == "Gelu";  // by fuse_gelu
-  if ((!is_onnx(node) && !gelu_made_here) || node.inputs.empty() || node.outputs.size() != 1) return std::nullopt;
-  using Kind = ops::Activation::Kind;
-  const std::string& op = node.op_type;
-  const Attribute* approx = node.attribute("approximate");
-  const std::string approximate = approx ? approx->s : "none";
-  const std::optional<Kind> kind = op.empty() ? std::nullopt : ops::activation_kind(op, approximate);
-  if (!kind) return std::nullopt;  // not one FusedMatMul takes (an unknown approximation: the op reports it)
-  std::vector<Attribute> attrs = {string_attr("activation", op)};
-  if (*kind == Kind::kLeakyRelu) attrs.push_back(float_attr("activation_alpha", attr_f(node, "alpha", 0.01f)));
-  if (*kind == Kind::kGelu || *kind == Kind::kGeluTanh) attrs.push_back(string_attr("approximate", approximate));
-  if (*kind == Kind::kClip) {
-    const float inf = std::numeric_limits<float>::infinity();
-    std::optional<float> lo = -inf, hi = inf;
-    if (onnx_opset < 11) {
-      lo = attr_f(node, "min", -inf);
-      hi = attr_f(node, "max", inf);
-    } else {
-      lo = facts.scalar(node.inputs.size() > 1 ? node.inputs[1] : "", -inf);
-      hi = facts.scalar(node.inputs.size() > 2 ? node.inputs[2] : "", inf);
-    }
-    if (!lo || !hi) return std::nullopt;
-    attrs.push_back(float_attr("activation_alpha", *lo));
-    attrs.push_back(float_attr("activation_beta", *hi));
-  }
-  return attrs;
-}
 
 // Whether `node` is a MatMul with B transposed as fold_weight_transpose makes it: a FusedMatMul
 // with nothing fused yet, which this pass extends as it would a MatMul.
@@ -112,7 +56,7 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     std::string value = mm.outputs[0];
     size_t last = i;
     std::string bias;
-    std::optional<std::vector<Attribute>> activation;
+    std::optional<FusedActivation> activation;
     std::vector<size_t> swallowed;
     // [Add(y, bias)]: bias a 1-D float32 initializer of length N, on either side.
     if (facts.private_value(value)) {
@@ -134,17 +78,10 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
       }
     }
     // [activation]: reads only the chain's value (Clip's bounds are constants).
-    if (facts.private_value(value)) {
-      int j = reader_of(graph, value, last);
-      if (j >= 0) {
-        const Node& act = graph.nodes[static_cast<size_t>(j)];
-        activation = act.inputs.empty() || act.inputs[0] != value ? std::nullopt : activation_attrs(act, facts, onnx_opset);
-        if (activation) {
-          last = static_cast<size_t>(j);
-          swallowed.push_back(last);
-          value = act.outputs[0];
-        }
-      }
+    activation = fused_activation_after(graph, facts, value, last, onnx_opset);
+    if (activation) {
+      swallowed.insert(swallowed.end(), activation->nodes.begin(), activation->nodes.end());
+      value = activation->output;
     }
     if (swallowed.empty()) continue;
 
@@ -156,20 +93,20 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     if (gemm) node.inputs.push_back(mm.inputs.size() > 2 ? mm.inputs[2] : "");
     if (!bias.empty()) node.inputs.push_back(bias);
     node.outputs = {value};
-    node.attributes.push_back(string_attr("op", transposed_matmul ? "MatMul" : mm.op_type));
-    if (transposed_matmul) node.attributes.push_back(int_attr("transB", trans_b(mm) ? 1 : 0));
+    node.attributes.push_back(ops::attr("op", transposed_matmul ? "MatMul" : mm.op_type));
+    if (transposed_matmul) node.attributes.push_back(ops::attr("transB", int64_t{trans_b(mm) ? 1 : 0}));
     if (gemm) {
       const ops::GemmAttrs g = ops::gemm_attrs(mm);
-      node.attributes.push_back(int_attr("transA", g.trans_a ? 1 : 0));
-      node.attributes.push_back(int_attr("transB", g.trans_b ? 1 : 0));
-      node.attributes.push_back(float_attr("alpha", g.alpha));
-      node.attributes.push_back(float_attr("beta", g.beta));
+      node.attributes.push_back(ops::attr("transA", int64_t{g.trans_a ? 1 : 0}));
+      node.attributes.push_back(ops::attr("transB", int64_t{g.trans_b ? 1 : 0}));
+      node.attributes.push_back(ops::attr("alpha", g.alpha));
+      node.attributes.push_back(ops::attr("beta", g.beta));
     }
-    node.attributes.push_back(int_attr("has_bias", bias.empty() ? 0 : 1));
+    node.attributes.push_back(ops::attr("has_bias", int64_t{bias.empty() ? 0 : 1}));
     if (activation)
-      for (auto& a : *activation) node.attributes.push_back(std::move(a));
+      for (auto& a : activation->attrs) node.attributes.push_back(std::move(a));
     else
-      node.attributes.push_back(string_attr("activation", ""));
+      node.attributes.push_back(ops::attr("activation", std::string()));
     for (size_t s : swallowed) removed[s] = true;
     fused.emplace_back(i, std::move(node));
   }

@@ -8,7 +8,7 @@
 
 namespace tunnx::cpu::onednn {
 
-ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActivation activation)
+ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation)
     : b_transposed_(b_transposed), activation_(activation), packed_(constant_b) {}
 
 bool ConvLinear::takes(const Tensor& b, int64_t M) const {
@@ -38,11 +38,9 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
     built->bias = bias ? dnnl::memory::desc({N}, dt::f32, tag::a) : dnnl::memory::desc();
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (activation_.present) {
-      dnnl::post_ops post;
-      post.append_eltwise(1.0f, activation_.algorithm, activation_.alpha, activation_.beta);
-      attr.set_post_ops(post);
-    }
+    dnnl::post_ops post;
+    append_activation(post, activation_);  // the matmul kernel only builds this for activations it takes
+    attr.set_post_ops(post);
     try {
       dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                            built->src, any_layout(built->stored_weights), built->bias, built->dst,

@@ -25,17 +25,11 @@
 
 namespace tunnx::cpu::onednn {
 
-// The activation a node fixes; whether a run adds a bias is said per run.
-struct LinearActivation {
-  bool present = false;
-  dnnl::algorithm algorithm = dnnl::algorithm::eltwise_relu;
-  float alpha = 0, beta = 0;
-};
-
 class ConvLinear {
  public:
-  // `b_transposed`: B is stored [N, K] (Gemm transB=1), else [K, N].
-  ConvLinear(const Tensor* constant_b, bool b_transposed, LinearActivation activation = {});
+  // `b_transposed`: B is stored [N, K] (Gemm transB=1), else [K, N]. `activation`: the node's (one
+  // append_activation takes); whether a run adds a bias is said per run.
+  ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation = {});
 
   // Runs the product when this path takes it (see takes()) and oneDNN has a fast convolution for the
   // shapes. False otherwise, with nothing written; the caller takes another path.
@@ -54,7 +48,7 @@ class ConvLinear {
   using Key = std::vector<int64_t>;
 
   bool b_transposed_;
-  LinearActivation activation_;
+  ops::Activation activation_;
   PackedWeights packed_;
   LruCache<Key, Primitive> cache_{16};
   // Shapes oneDNN declined (kept so they are not retried on every run).

@@ -1,6 +1,8 @@
 #include "runtime/cpu/onednn/onednn_common.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -39,6 +41,32 @@ void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratch
   }
   primitive.execute(stream, args);
   stream.wait();
+}
+
+bool append_activation(dnnl::post_ops& ops, const ops::Activation& act) {
+  using Kind = ops::Activation::Kind;
+  using dnnl::algorithm;
+  switch (act.kind) {
+    case Kind::kNone: return true;
+    case Kind::kRelu: ops.append_eltwise(1.0f, algorithm::eltwise_relu, 0, 0); return true;
+    case Kind::kLeakyRelu: ops.append_eltwise(1.0f, algorithm::eltwise_relu, act.alpha, 0); return true;  // alpha: slope below 0
+    case Kind::kClip:
+      if (!(act.alpha <= act.beta)) return false;  // lo > hi gives hi everywhere; the reference does that
+      ops.append_eltwise(1.0f, algorithm::eltwise_clip_v2, std::fmax(act.alpha, std::numeric_limits<float>::lowest()),
+                         std::fmin(act.beta, std::numeric_limits<float>::max()));
+      return true;
+    case Kind::kSigmoid: ops.append_eltwise(1.0f, algorithm::eltwise_logistic, 0, 0); return true;
+    case Kind::kTanh: ops.append_eltwise(1.0f, algorithm::eltwise_tanh, 0, 0); return true;
+    case Kind::kGelu: ops.append_eltwise(1.0f, algorithm::eltwise_gelu_erf, 0, 0); return true;
+    case Kind::kGeluTanh: ops.append_eltwise(1.0f, algorithm::eltwise_gelu_tanh, 0, 0); return true;
+    case Kind::kHardSigmoid:
+      ops.append_eltwise(1.0f, algorithm::eltwise_linear, act.alpha, act.beta);
+      ops.append_eltwise(1.0f, algorithm::eltwise_clip_v2, 0.0f, 1.0f);
+      return true;
+    case Kind::kHardSwish: ops.append_eltwise(1.0f, algorithm::eltwise_hardswish, 0, 0); return true;
+    case Kind::kSilu: ops.append_eltwise(1.0f, algorithm::eltwise_swish, 1.0f, 0); return true;
+  }
+  return false;
 }
 
 HostScratch::HostScratch(size_t bytes)

@@ -16,6 +16,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "runtime/core/kernel_registry.h"
+#include "runtime/core/ops/linear.h"
 
 namespace tunnx::cpu::onednn {
 
@@ -35,6 +36,11 @@ dnnl::memory wrap(const dnnl::memory::desc& desc, float* data);
 // run: runs share primitives, so primitives are built with a user scratchpad, not one they own.
 void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
              std::unordered_map<int, dnnl::memory> args);
+
+// Appends `act` (the fused ops' activation table, runtime/core/ops/linear.h) as eltwise post-ops that
+// compute what the reference computes; false, with `ops` unchanged, for one oneDNN cannot match
+// (a Clip with lo > hi). HardSigmoid is two post-ops (linear, then clip to [0, 1]); SiLU is swish.
+bool append_activation(dnnl::post_ops& ops, const ops::Activation& act);
 
 // A block of host memory for one run (a reordered operand, a transposed B), from the host memory
 // cache so repeated runs reuse it.

@@ -42,6 +42,9 @@ class PackedWeights {
   // true for a constant the plan said is trained, so every step of a trainer computes the same way.
   bool rewritten_every_run(const Tensor& input) const;
 
+  // Whether the plan said the constant is trained (the constructor's `trained`).
+  bool trained_by_plan() const { return trained_; }
+
   // Copies made so far (repacks after a write included): for tests and statistics.
   int64_t packs() const;
 

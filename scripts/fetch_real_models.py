@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Fetches the public real models that tunnx's benchmarks and real-model tests run, from their PyPI wheels.
+
+  magika      magika==1.0.3       magika/models/standard_v3_3/model.onnx  file-type classifier (tf2onnx):
+                                  bytes int32 [batch, 2048] -> target_label float [batch, 214]
+  silero_vad  silero-vad==6.2.3   silero_vad/data/silero_vad.onnx         voice activity detector (LSTM):
+                                  input float [1, 512] at 16 kHz, state float [2, 1, 128], sr int64 scalar
+                                  -> output float [1, 1], stateN [2, 1, 128] (the next frame's state)
+
+Each wheel is downloaded with `python -m pip download --no-deps --only-binary=:all:` into a temporary
+folder of the cache, only the .onnx file named above is extracted, its SHA-256 is checked against the
+pin below, and the wheel is deleted. A model already in the cache is not fetched again. The cache is
+$TUNNX_MODEL_CACHE, else ~/.cache/tunnx/models; the models are never copied into the repository.
+
+  .venv/bin/python scripts/fetch_real_models.py [--cache DIR] [magika] [silero_vad]
+
+prints `NAME PATH` per model; exits 1 with one line on stderr when a download fails (offline, say).
+From Python (bench/compare_ort.py, tests):
+
+  sys.path.insert(0, "scripts"); import fetch_real_models
+  paths = fetch_real_models.fetch()   # {"magika": ".../model.onnx", "silero_vad": ".../silero_vad.onnx"}
+  # raises fetch_real_models.FetchError with the same one-line message
+"""
+import argparse
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections import namedtuple
+
+Wheel = namedtuple("Wheel", "package version member sha256")
+
+# The SHA-256 is of the extracted .onnx file, so a republished wheel or a changed member fails loudly
+# instead of silently benchmarking another model.
+MODELS = {
+    "magika": Wheel("magika", "1.0.3", "magika/models/standard_v3_3/model.onnx",
+                    "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c"),
+    "silero_vad": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad.onnx",
+                        "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
+}
+
+
+class FetchError(Exception):
+    """A model could not be fetched; the message is one line."""
+
+
+def cache_dir():
+    return os.environ.get("TUNNX_MODEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tunnx", "models")
+
+
+def model_path(name, cache=None):
+    """Where NAME lives in the cache (whether or not it is there yet)."""
+    w = MODELS[name]
+    return os.path.join(cache or cache_dir(), f"{w.package}-{w.version}", os.path.basename(w.member))
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download_and_extract(name, path, cache):
+    w = MODELS[name]
+    spec = f"{w.package}=={w.version}"
+    os.makedirs(cache, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="wheel-", dir=cache) as tmp:
+        # Few retries and a short timeout: offline should fail in seconds, not after pip's minute of backoff.
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+               "--quiet", "--retries", "1", "--timeout", "20", "--dest", tmp, spec]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = glob.glob(os.path.join(tmp, "*.whl"))
+        if r.returncode != 0 or len(wheels) != 1:
+            lines = [line.strip() for line in (r.stderr + r.stdout).splitlines() if line.strip()]
+            why = lines[-1] if lines else f"pip exited {r.returncode} without a wheel"
+            raise FetchError(f"could not download {spec} from PyPI (offline?): {why}")
+        try:
+            with zipfile.ZipFile(wheels[0]) as z, z.open(w.member) as src:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                part = path + ".part"
+                with open(part, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        except (KeyError, zipfile.BadZipFile) as e:
+            raise FetchError(f"{os.path.basename(wheels[0])} has no readable {w.member}: {e}") from None
+    digest = sha256(part)
+    if digest != w.sha256:
+        os.remove(part)
+        raise FetchError(f"{w.member} from {spec} has SHA-256 {digest}, expected {w.sha256}")
+    os.replace(part, path)
+
+
+def fetch(names=None, cache=None):
+    """{name: path} of the named models (default all), downloading the ones missing from the cache."""
+    cache = cache or cache_dir()
+    paths = {}
+    for name in names or MODELS:
+        if name not in MODELS:
+            raise FetchError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+        path = model_path(name, cache)
+        if not os.path.exists(path):
+            _download_and_extract(name, path, cache)
+        paths[name] = path
+    return paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to fetch (default all: {' '.join(MODELS)})")
+    parser.add_argument("--cache", help="cache folder (default $TUNNX_MODEL_CACHE, else ~/.cache/tunnx/models)")
+    args = parser.parse_args()
+    try:
+        paths = fetch(args.names, args.cache)
+    except FetchError as e:
+        print(f"fetch_real_models: {e}", file=sys.stderr)
+        return 1
+    for name, path in paths.items():
+        print(f"{name} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
