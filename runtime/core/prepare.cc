@@ -2,6 +2,7 @@
 
 #include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/fold_weight_transpose.h"
+#include "runtime/core/passes/fuse_conv.h"
 #include "runtime/core/passes/fuse_gelu.h"
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/inline_functions.h"
@@ -29,7 +30,10 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
       ir::fold_weight_transpose(graph, model.store);
     }
     if (options.rewrite) options.rewrite(graph, prepared.opsets);
-    if (options.optimization_level >= 2) ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
+    if (options.optimization_level >= 2) {
+      ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
+      ir::fuse_conv(graph, model.store, model.ir.opset_version(""));
+    }
     PlanContext context;
     context.registry = &KernelRegistry::global();
     context.device = options.device;

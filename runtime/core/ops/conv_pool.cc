@@ -145,6 +145,16 @@ std::optional<ConvGeometry> place_transposed(const ConvAttrs& a, const std::vect
 
 }  // namespace
 
+std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not) {
+  const std::optional<Activation> act = fused_activation(node, why_not);
+  if (!act) return std::nullopt;
+  return FusedConvAttrs{.has_bn = node_int(node, "has_bn", 0) != 0,
+                        .epsilon = node_float(node, "epsilon", 1e-5f),
+                        .has_residual = node_int(node, "has_residual", 0) != 0,
+                        .residual_after_activation = node_int(node, "residual_after_activation", 0) != 0,
+                        .activation = *act};
+}
+
 ConvAttrs parse_conv_attrs(const ir::Node& node) {
   ConvAttrs a;
   a.auto_pad = read_auto_pad(node);

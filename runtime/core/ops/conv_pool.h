@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "runtime/core/graph.h"
+#include "runtime/core/ops/linear.h"
 
 namespace tunnx::ops {
 
@@ -39,6 +40,18 @@ struct ConvAttrs {
 // Throws Error (invalid model) naming the node on an unknown auto_pad, a group or offset_group below 1,
 // strides or dilations below 1, negative pads.
 ConvAttrs parse_conv_attrs(const ir::Node& node);
+
+// ---- com.tunnx:FusedConv (runtime/core/passes/fuse_conv.h): the convolution's attributes plus what
+// follows it. Y = act(BN(conv) + Z), or act(BN(conv)) + Z when residual_after_activation. ----------
+struct FusedConvAttrs {
+  bool has_bn = false;
+  float epsilon = 1e-5f;
+  bool has_residual = false, residual_after_activation = false;
+  Activation activation;
+};
+
+// Nothing, with `why_not` set, for an activation the fused ops do not take.
+std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not);
 
 // The sizes of one convolution. `image` is the spatial shape of the tensor patches are read from
 // (Conv) or added into (ConvTranspose); `grid` is the spatial shape of the patch positions.

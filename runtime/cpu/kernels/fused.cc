@@ -7,12 +7,14 @@
 // With op "MatMul" and transB 1, B is 2-D [N, K] and the product reads its transpose.
 // The oneDNN kernel (runtime/cpu/onednn/matmul.cc) runs on top of this one as its fallback.
 #include <climits>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "runtime/core/ops/conv_pool.h"
 #include "runtime/core/ops/linear.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
@@ -75,6 +77,71 @@ class FusedMatMul : public Kernel {
   ops::Activation act_;
 };
 
+// com.tunnx:FusedConv, the node runtime/core/passes/fuse_conv.cc makes of Conv -> [BatchNormalization]
+// -> [Add(y, Z)] -> [activation] (or the Add after the activation). Inputs X, W, B, scale, bn_bias,
+// mean, var, Z ("" for the absent). The reference composes the reference math: the reference Conv
+// kernel computes Y from X, W, B; then each channel c is normalised, (y - mean) * scale /
+// sqrt(var + epsilon) + bn_bias (computed in double, as the reference BatchNormalization does), Z is
+// added and the activation applied in the node's order. The oneDNN kernel (runtime/cpu/onednn/conv.cc)
+// runs on top of this one as its fallback.
+class FusedConv : public Kernel {
+ public:
+  FusedConv(std::unique_ptr<ir::Node> inner, std::unique_ptr<Kernel> conv, ops::FusedConvAttrs attrs)
+      : inner_(std::move(inner)), conv_(std::move(conv)), attrs_(attrs) {}
+
+  void run(KernelContext& ctx) const override {
+    std::vector<const Value*> in;
+    for (size_t i = 0; i < 3; ++i) in.push_back(ctx.has_input(i) ? &ctx.input_value(i) : nullptr);
+    std::vector<Value> out(1);
+    int64_t bytes = 0;  // Y is a temporary; the output below is what the run keeps
+    KernelContext inner(*inner_, std::move(in), out, {true}, bytes, nullptr);
+    conv_->run(inner);
+    const Tensor& y = out[0].tensor();
+    if (y.dtype() != DataType::kFloat32) throw ctx.error(std::string("dtype ") + to_string(y.dtype()) + " is not supported");
+    const int64_t channels = y.dims()[1];
+    const int64_t inner_size = y.numel() / (y.dims()[0] * channels);
+    std::vector<double> scale(static_cast<size_t>(channels), 1.0), shift(static_cast<size_t>(channels), 0.0);
+    if (attrs_.has_bn) {
+      const float* p[4];
+      for (size_t i = 0; i < 4; ++i) {
+        const Tensor& t = ctx.input(3 + i);
+        if (t.dtype() != DataType::kFloat32 || t.numel() != channels)
+          throw ctx.error("BatchNormalization input " + std::to_string(i + 1) + " must be float32 [" +
+                          std::to_string(channels) + "], got " + to_string(t.dtype()) + " " + dims_to_string(t.dims()));
+        p[i] = data<float>(t);
+      }
+      for (int64_t c = 0; c < channels; ++c) {
+        scale[c] = p[0][c] / std::sqrt(static_cast<double>(p[3][c]) + attrs_.epsilon);
+        shift[c] = p[1][c] - p[2][c] * scale[c];
+      }
+    }
+    const float* z = nullptr;
+    if (attrs_.has_residual) {
+      const Tensor& t = ctx.input(7);
+      if (t.dtype() != DataType::kFloat32 || t.dims() != y.dims())
+        throw ctx.error("the residual must be float32 " + dims_to_string(y.dims()) + ", got " + to_string(t.dtype()) +
+                        " " + dims_to_string(t.dims()));
+      z = data<float>(t);
+    }
+    Tensor& result = ctx.allocate_output_uninitialized(0, DataType::kFloat32, y.dims());
+    const float* src = data<float>(y);
+    float* dst = mutable_data<float>(result);
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const int64_t c = i / inner_size % channels;
+      float v = attrs_.has_bn ? static_cast<float>(src[i] * scale[c] + shift[c]) : src[i];
+      if (z && !attrs_.residual_after_activation) v += z[i];
+      v = attrs_.activation(v);
+      if (z && attrs_.residual_after_activation) v += z[i];
+      dst[i] = v;
+    }
+  }
+
+ private:
+  std::unique_ptr<ir::Node> inner_;  // the Conv node `conv_` was built for
+  std::unique_ptr<Kernel> conv_;
+  ops::FusedConvAttrs attrs_;
+};
+
 }  // namespace
 
 void register_fused_kernels(KernelRegistry& r) {
@@ -85,6 +152,31 @@ void register_fused_kernels(KernelRegistry& r) {
     def.domain = "com.tunnx";
     def.since_version = 1;
     def.until_version = INT_MAX;
+    r.add(std::move(def));
+  }
+  if (const KernelDef* onnx_conv = r.find_reference("", "Conv", 11, DeviceType::kCpu)) {
+    KernelDef def;
+    def.domain = "com.tunnx";
+    def.op_type = "FusedConv";
+    def.types = {DataType::kFloat32};
+    def.name = "cpu/reference/FusedConv";
+    def.factory = [conv = onnx_conv->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
+      if (init.num_inputs() != 8) throw init.error("expects 8 inputs (X, W, B, scale, bias, mean, var, Z), got " +
+                                                   std::to_string(init.num_inputs()));
+      std::string why_not;
+      const std::optional<ops::FusedConvAttrs> attrs = ops::fused_conv_attrs(init.node(), &why_not);
+      if (!attrs) throw init.error(why_not);
+      auto inner = std::make_unique<ir::Node>();
+      inner->name = init.node().name;
+      inner->op_type = "Conv";
+      inner->inputs.assign(init.node().inputs.begin(), init.node().inputs.begin() + 3);
+      inner->outputs = init.node().outputs;
+      for (const char* name : {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
+        if (const ir::Attribute* a = init.node().attribute(name)) inner->attributes.push_back(*a);
+      std::vector<DataType> types = {init.input_type(0), init.input_type(1), init.input_type(2)};
+      std::unique_ptr<Kernel> kernel = conv(KernelInit(*inner, 11, types, {}));
+      return std::make_unique<FusedConv>(std::move(inner), std::move(kernel), *attrs);
+    };
     r.add(std::move(def));
   }
   KernelFactory matmul, gemm;

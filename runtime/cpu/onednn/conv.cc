@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -49,7 +50,42 @@ struct ConvPrimitive {
   dnnl::convolution_forward primitive;
   dnnl::memory::desc src_plain, src, weights_plain, weights, bias, dst_plain, dst, scratchpad;
   std::optional<Reorder> src_in, weights_in, dst_out;
+  std::optional<Reorder> dst_in;  // FusedConv's residual into the primitive's dst layout
 };
+
+// Weights and bias with a BatchNormalization folded in: W'[c] = W[c] s[c], B'[c] = (B[c] - mean[c])
+// s[c] + bn_bias[c], s = scale / sqrt(var + epsilon) (in double). Kept while every source is the same
+// storage at the same version, so a Parameter or running statistic that changes refolds them.
+struct FoldedWeights {
+  std::vector<std::pair<const void*, uint64_t>> sources;  // W, B (or null), scale, bn_bias, mean, var
+  Tensor weights, bias;
+  mutable std::mutex mutex;
+  mutable std::shared_ptr<const dnnl::memory> packed;  // `weights` in the layout a primitive reads
+};
+
+std::vector<std::pair<const void*, uint64_t>> sources_of(const std::vector<const Tensor*>& tensors) {
+  std::vector<std::pair<const void*, uint64_t>> s;
+  for (const Tensor* t : tensors) s.emplace_back(t ? t->data() : nullptr, t ? t->version() : 0);
+  return s;
+}
+
+std::shared_ptr<FoldedWeights> fold_batch_norm(const Tensor& w, const Tensor* b, const Tensor* bn[4], float epsilon) {
+  auto f = std::make_shared<FoldedWeights>();
+  f->sources = sources_of({&w, b, bn[0], bn[1], bn[2], bn[3]});
+  const int64_t channels = w.dims()[0], per_channel = w.numel() / channels;
+  f->weights = Tensor::uninitialized(DataType::kFloat32, w.dims());
+  f->bias = Tensor::uninitialized(DataType::kFloat32, {channels});
+  const float *pw = data<float>(w), *scale = data<float>(*bn[0]), *shift = data<float>(*bn[1]);
+  const float *mean = data<float>(*bn[2]), *var = data<float>(*bn[3]);
+  float* fw = f->weights.mutable_data_as<float>();
+  float* fb = f->bias.mutable_data_as<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    const double s = scale[c] / std::sqrt(static_cast<double>(var[c]) + epsilon);
+    for (int64_t i = 0; i < per_channel; ++i) fw[c * per_channel + i] = static_cast<float>(pw[c * per_channel + i] * s);
+    fb[c] = static_cast<float>(((b ? data<float>(*b)[c] : 0.0f) - mean[c]) * s + shift[c]);
+  }
+  return f;
+}
 
 void run_on(dnnl::stream& stream, const dnnl::primitive& p, const dnnl::memory::desc& scratchpad,
             std::unordered_map<int, dnnl::memory> args) {
@@ -64,32 +100,55 @@ void run_on(dnnl::stream& stream, const dnnl::primitive& p, const dnnl::memory::
 
 class OnednnConv : public Kernel {
  public:
-  OnednnConv(std::unique_ptr<Kernel> reference, ops::ConvAttrs attrs, const KernelInit& init)
+  // `fused`: a com.tunnx:FusedConv node's BatchNormalization, residual and activation (its post-ops
+  // must be ones append_activation takes); nothing for a plain Conv.
+  OnednnConv(std::unique_ptr<Kernel> reference, ops::ConvAttrs attrs, const KernelInit& init,
+             std::optional<ops::FusedConvAttrs> fused = std::nullopt)
       : reference_(std::move(reference)),
         attrs_(std::move(attrs)),
-        packed_(init.constant_input(1), init.trained_input(1)) {}
+        fused_(fused),
+        packed_(init.constant_input(1), init.trained_input(1)) {
+    if (!fused_) return;
+    // conv -> [sum Z] -> activation -> [sum Z]: the sum post-op adds what dst holds before the run.
+    if (fused_->has_residual && !fused_->residual_after_activation) post_ops_.append_sum(1.0f);
+    append_activation(post_ops_, fused_->activation);
+    if (fused_->has_residual && fused_->residual_after_activation) post_ops_.append_sum(1.0f);
+  }
 
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
-    const Tensor& w = ctx.input(1);
+    const Tensor* w = &ctx.input(1);
     const Tensor* bias = ctx.has_input(2) ? &ctx.input(2) : nullptr;
-    if (x.dtype() != DataType::kFloat32 || w.dtype() != DataType::kFloat32 ||
+    const Tensor* residual = fused_ && fused_->has_residual ? &ctx.input(7) : nullptr;
+    if (x.dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32 ||
         (bias && (bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) || x.rank() < 3 || x.rank() > 5 ||
-        w.rank() != x.rank() || x.numel() == 0 || w.numel() == 0)
+        w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0)
       return reference_->run(ctx);
-    const std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, x.dims(), w.dims(), false, nullptr);
+    const std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, x.dims(), w->dims(), false, nullptr);
     if (!g || (bias && bias->numel() != g->out_channels)) return reference_->run(ctx);  // it reports the error
     std::vector<int64_t> y_dims = {g->batch, g->out_channels};
     y_dims.insert(y_dims.end(), g->grid.begin(), g->grid.end());
     if (product(y_dims) == 0) return reference_->run(ctx);
+    if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != y_dims)) return reference_->run(ctx);
+    std::shared_ptr<const FoldedWeights> folded;
+    if (fused_ && fused_->has_bn) {
+      const Tensor* bn[4];
+      for (size_t i = 0; i < 4; ++i) {
+        bn[i] = &ctx.input(3 + i);
+        if (bn[i]->dtype() != DataType::kFloat32 || bn[i]->numel() != g->out_channels) return reference_->run(ctx);
+      }
+      folded = folded_for(*w, bias, bn);
+      w = &folded->weights;
+      bias = &folded->bias;
+    }
 
     Key key = x.dims();
-    key.insert(key.end(), w.dims().begin(), w.dims().end());
+    key.insert(key.end(), w->dims().begin(), w->dims().end());
     key.push_back(bias ? 1 : 0);
     if (declined_.find(key)) return reference_->run(ctx);
     std::shared_ptr<const ConvPrimitive> p = cache_.find(key);
     if (!p) {
-      std::shared_ptr<ConvPrimitive> built = build(*g, x.dims(), w.dims(), y_dims, bias != nullptr);
+      std::shared_ptr<ConvPrimitive> built = build(*g, x.dims(), w->dims(), y_dims, bias != nullptr);
       if (!built) {
         declined_.insert(key, std::make_shared<const bool>(true));
         return reference_->run(ctx);
@@ -111,9 +170,12 @@ class OnednnConv : public Kernel {
     }
     // Weights: packed once per version for a constant, reordered per run for a trained or fed one.
     std::shared_ptr<const dnnl::memory> packed;
-    dnnl::memory weights = wrap(p->weights_plain, data<float>(w));
-    if (packed_.is_constant(w) && !packed_.rewritten_every_run(w)) {
-      packed = packed_.get(w, p->weights_plain, p->weights);
+    dnnl::memory weights = wrap(p->weights_plain, data<float>(*w));
+    if (folded && p->weights_in) {
+      packed = packed_folded(*folded, *p);
+      weights = *packed;
+    } else if (!folded && packed_.is_constant(*w) && !packed_.rewritten_every_run(*w)) {
+      packed = packed_.get(*w, p->weights_plain, p->weights);
       weights = *packed;
     } else if (p->weights_in) {
       weights_block.emplace(p->weights.get_size());
@@ -127,6 +189,14 @@ class OnednnConv : public Kernel {
     if (p->dst_out) {
       dst_block.emplace(p->dst.get_size());
       dst = dnnl::memory(p->dst, engine, dst_block->data());
+    }
+    if (residual) {  // what the sum post-op adds: Z, in the dst layout
+      if (p->dst_in) {
+        dnnl::memory z = wrap(p->dst_plain, data<float>(*residual));
+        run_on(stream, p->dst_in->primitive, p->dst_in->scratchpad, {{DNNL_ARG_FROM, z}, {DNNL_ARG_TO, dst}});
+      } else {
+        std::copy(data<float>(*residual), data<float>(*residual) + residual->numel(), mutable_data<float>(y));
+      }
     }
     std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
     if (bias) args[DNNL_ARG_BIAS] = wrap(p->bias, data<float>(*bias));
@@ -172,6 +242,7 @@ class OnednnConv : public Kernel {
     try {
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      attr.set_post_ops(post_ops_);
       dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                            any_layout(built->src_plain), any_layout(built->weights_plain),
                                            built->bias, any_layout(built->dst_plain), strides, dilates, pad_l, pad_r);
@@ -185,15 +256,40 @@ class OnednnConv : public Kernel {
       built->src_in = reorder_between(built->src_plain, built->src);
       built->weights_in = reorder_between(built->weights_plain, built->weights);
       built->dst_out = reorder_between(built->dst, built->dst_plain);
+      if (fused_ && fused_->has_residual) built->dst_in = reorder_between(built->dst_plain, built->dst);
     } catch (const dnnl::error&) {
       return nullptr;
     }
     return built;
   }
 
+  // The weights and bias with the BatchNormalization folded in, for the current source values.
+  std::shared_ptr<const FoldedWeights> folded_for(const Tensor& w, const Tensor* b, const Tensor* bn[4]) const {
+    const auto sources = sources_of({&w, b, bn[0], bn[1], bn[2], bn[3]});
+    std::lock_guard<std::mutex> lock(folded_mutex_);
+    if (!folded_ || folded_->sources != sources) folded_ = fold_batch_norm(w, b, bn, fused_->epsilon);
+    return folded_;
+  }
+
+  // `folded`'s weights in the primitive's layout, reordered once per fold (and per layout).
+  static std::shared_ptr<const dnnl::memory> packed_folded(const FoldedWeights& folded, const ConvPrimitive& p) {
+    std::lock_guard<std::mutex> lock(folded.mutex);
+    if (folded.packed && folded.packed->get_desc() == p.weights) return folded.packed;
+    auto packed = std::make_shared<dnnl::memory>(p.weights, cpu_engine());
+    dnnl::memory source = wrap(p.weights_plain, data<float>(folded.weights));
+    dnnl::stream stream(cpu_engine());
+    run_on(stream, p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
+    folded.packed = packed;
+    return packed;
+  }
+
   std::unique_ptr<Kernel> reference_;
   ops::ConvAttrs attrs_;
+  std::optional<ops::FusedConvAttrs> fused_;
+  dnnl::post_ops post_ops_;
   PackedWeights packed_;
+  mutable std::mutex folded_mutex_;
+  mutable std::shared_ptr<const FoldedWeights> folded_;
   LruCache<Key, ConvPrimitive> cache_{16};
   LruCache<Key, bool> declined_{16};  // shapes oneDNN has no fast implementation for
 };
@@ -208,6 +304,24 @@ void register_onednn_conv(KernelRegistry& registry) {
         return std::make_unique<OnednnConv>(std::move(reference), ops::parse_conv_attrs(init.node()), init);
       },
       11);
+  // com.tunnx:FusedConv (runtime/core/passes/fuse_conv.h) over its reference kernel (kernels/fused.cc).
+  const KernelDef* ref = registry.find_reference("com.tunnx", "FusedConv", 1, DeviceType::kCpu);
+  if (!ref || ref->priority != 0) return;
+  KernelDef def;
+  def.domain = "com.tunnx";
+  def.op_type = "FusedConv";
+  def.types = {DataType::kFloat32};
+  def.name = "cpu/onednn/FusedConv";
+  def.priority = 10;
+  def.falls_back_at_run_time = true;
+  def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
+    std::unique_ptr<Kernel> fallback = reference(init);  // validates the node, in its words
+    const std::optional<ops::FusedConvAttrs> fused = ops::fused_conv_attrs(init.node(), nullptr);
+    dnnl::post_ops probe;
+    if (!fused || !append_activation(probe, fused->activation)) return fallback;
+    return std::make_unique<OnednnConv>(std::move(fallback), ops::parse_conv_attrs(init.node()), init, fused);
+  };
+  registry.add(std::move(def));
 }
 
 }  // namespace tunnx::cpu::onednn

@@ -1,0 +1,142 @@
+#include "runtime/core/passes/fuse_conv.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/core/ops/gradient.h"
+#include "runtime/core/passes/fuse_linear.h"
+#include "runtime/core/passes/fused_activation.h"
+#include "runtime/core/passes/graph_facts.h"
+
+namespace tunnx::ir {
+namespace {
+
+// Whether shape inference proves `a` and `b` have one shape: same rank, and at each position equal
+// fixed sizes or one named symbol ("?" and unnamed dims prove nothing).
+bool same_shape(const GraphFacts& facts, const std::string& a, const std::string& b) {
+  auto ta = facts.types.find(a), tb = facts.types.find(b);
+  if (ta == facts.types.end() || tb == facts.types.end() || !ta->second || !tb->second) return false;
+  const std::optional<Shape>& sa = ta->second->shape;
+  const std::optional<Shape>& sb = tb->second->shape;
+  if (!sa || !sb || sa->rank() != sb->rank()) return false;
+  for (size_t i = 0; i < sa->rank(); ++i) {
+    const Dim &da = sa->dims[i], &db = sb->dims[i];
+    const bool fixed_equal = da.is_fixed() && db.is_fixed() && da.value == db.value;
+    const bool symbol_equal = da.is_symbolic() && db.is_symbolic() && da.symbol == db.symbol && da.symbol != "?";
+    if (!fixed_equal && !symbol_equal) return false;
+  }
+  return true;
+}
+
+// BatchNormalization in its inference form reading `value`, with constant statistics and affine.
+bool is_foldable_batch_norm(const Node& bn, const std::string& value, const GraphFacts& facts) {
+  if (!is_onnx(bn) || bn.op_type != "BatchNormalization" || bn.inputs.size() != 5 || bn.outputs.size() != 1 ||
+      bn.inputs[0] != value || ops::node_int(bn, "training_mode", 0) != 0 || ops::node_int(bn, "spatial", 1) != 1)
+    return false;
+  for (size_t i = 1; i < 5; ++i) {
+    const Tensor* t = facts.constant(bn.inputs[i]);
+    if (!t || t->dtype() != DataType::kFloat32 || t->rank() != 1) return false;
+  }
+  return true;
+}
+
+// The other operand of Add `add` when one of its two inputs is `value` and the other has its shape.
+std::optional<std::string> residual_of(const Node& add, const std::string& value, const GraphFacts& facts) {
+  if (!is_onnx(add) || add.op_type != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1 ||
+      add.inputs[0] == add.inputs[1])
+    return std::nullopt;
+  const std::string& other = add.inputs[0] == value ? add.inputs[1] : add.inputs[0];
+  if (add.inputs[0] != value && add.inputs[1] != value) return std::nullopt;
+  if (facts.dtype(other) != DataType::kFloat32 || !same_shape(facts, other, value)) return std::nullopt;
+  return other;
+}
+
+}  // namespace
+
+int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  const GraphFacts facts(graph, store);
+  std::vector<bool> removed(graph.nodes.size(), false);
+  std::vector<std::pair<size_t, Node>> fused;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& conv = graph.nodes[i];
+    if (removed[i] || !is_onnx(conv) || conv.op_type != "Conv" || conv.outputs.size() != 1 || conv.inputs.size() < 2)
+      continue;
+    if (facts.dtype(conv.inputs[0]) != DataType::kFloat32 || facts.dtype(conv.inputs[1]) != DataType::kFloat32) continue;
+
+    std::string value = conv.outputs[0];
+    size_t last = i;
+    std::vector<size_t> swallowed;
+    std::vector<std::string> bn_inputs(4);
+    float epsilon = 1e-5f;
+    std::string residual;
+    bool residual_after_activation = false;
+    std::optional<FusedActivation> activation;
+    auto next_reader = [&](const std::string& v) -> const Node* {
+      if (!facts.private_value(v)) return nullptr;
+      const int j = reader_of(graph, v, last);
+      // A node another chain swallowed already (the Add of a block whose two branches both end in a
+      // convolution) stays with that chain.
+      return j < 0 || removed[static_cast<size_t>(j)] ? nullptr : &graph.nodes[static_cast<size_t>(j)];
+    };
+    auto take = [&](const Node* node) {
+      last = static_cast<size_t>(node - graph.nodes.data());
+      swallowed.push_back(last);
+      value = node->outputs[0];
+    };
+    if (const Node* bn = next_reader(value); bn && is_foldable_batch_norm(*bn, value, facts)) {
+      bn_inputs.assign(bn->inputs.begin() + 1, bn->inputs.end());
+      epsilon = ops::node_float(*bn, "epsilon", 1e-5f);
+      take(bn);
+    }
+    if (const Node* add = next_reader(value)) {
+      if (std::optional<std::string> z = residual_of(*add, value, facts)) {
+        residual = *z;
+        take(add);
+      }
+    }
+    activation = fused_activation_after(graph, facts, value, last, onnx_opset);
+    if (activation && std::any_of(activation->nodes.begin(), activation->nodes.end(), [&](size_t n) { return removed[n]; }))
+      activation.reset();
+    if (activation) {
+      swallowed.insert(swallowed.end(), activation->nodes.begin(), activation->nodes.end());
+      last = activation->nodes.back();
+      value = activation->output;
+      if (residual.empty())
+        if (const Node* add = next_reader(value))
+          if (std::optional<std::string> z = residual_of(*add, value, facts)) {
+            residual = *z;
+            residual_after_activation = true;
+            take(add);
+          }
+    }
+    if (swallowed.empty()) continue;
+
+    Node node;
+    node.name = conv.name + "+fused";
+    node.op_type = "FusedConv";
+    node.domain = kTunnxDomain;
+    node.inputs = {conv.inputs[0], conv.inputs[1], conv.inputs.size() > 2 ? conv.inputs[2] : ""};
+    node.inputs.insert(node.inputs.end(), bn_inputs.begin(), bn_inputs.end());
+    node.inputs.push_back(residual);
+    node.outputs = {value};
+    node.attributes = conv.attributes;
+    node.attributes.push_back(ops::attr("has_bn", int64_t{bn_inputs[0].empty() ? 0 : 1}));
+    node.attributes.push_back(ops::attr("epsilon", epsilon));
+    node.attributes.push_back(ops::attr("has_residual", int64_t{residual.empty() ? 0 : 1}));
+    node.attributes.push_back(ops::attr("residual_after_activation", int64_t{residual_after_activation ? 1 : 0}));
+    if (activation)
+      for (auto& a : activation->attrs) node.attributes.push_back(std::move(a));
+    else
+      node.attributes.push_back(ops::attr("activation", std::string()));
+    removed[i] = true;
+    for (size_t s : swallowed) removed[s] = true;
+    // The fused node sits where the last swallowed node was: Z may be computed after the Conv.
+    fused.emplace_back(last, std::move(node));
+  }
+  return splice_nodes(graph, std::move(fused), std::move(removed));
+}
+
+}  // namespace tunnx::ir

@@ -1,0 +1,27 @@
+// Fuses a Conv with what follows it into one com.tunnx:FusedConv node, in a session's copy of the
+// graph (optimization level 2); the stored model keeps its nodes, so export writes them unchanged.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/core/graph.h"
+#include "runtime/core/parameter_store.h"
+
+namespace tunnx::ir {
+
+// Rewrites, in the main graph, each float32 chain
+//   Conv(X, W, [B]) -> [BatchNormalization (inference form)] -> [Add(y, Z)] -> [activation]
+//   Conv(X, W, [B]) -> [BatchNormalization] -> activation -> Add(y, Z)
+// with at least one of the bracketed nodes, where BatchNormalization's scale, bias, mean and var are
+// initializers, Z has the chain's shape (shape inference proves it: equal fixed dims or one named
+// symbol), the activation is one of passes/fused_activation.h, and every intermediate value has one
+// reader and is not a graph output. The fused node takes the Conv's name + "+fused" and the last
+// node's output name. Inputs (always eight, "" for the absent): X, W, B, scale, bn_bias, mean, var, Z.
+// Attributes: the Conv's own, has_bn, epsilon, has_residual, residual_after_activation (0: the
+// activation reads conv + Z; 1: Z is added to the activation's output) and the activation's
+// (ops/linear.h). BatchNormalization is folded into the weights by the kernels, from the current
+// values of its Parameters and buffers, so a trained or reloaded model stays consistent.
+// Returns the number of nodes made.
+int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset);
+
+}  // namespace tunnx::ir

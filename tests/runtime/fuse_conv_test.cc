@@ -1,0 +1,273 @@
+// The Conv fusion pass (runtime/core/passes/fuse_conv.cc) and the FusedConv kernels: at optimization
+// level 2 Conv -> [BatchNormalization] -> [Add(residual)] -> [activation] (or the Add after the
+// activation) runs as one com.tunnx:FusedConv node and gives level 0's outputs, for every activation
+// of the shared table, SiLU spelled x * Sigmoid(x) included; the folded BatchNormalization follows
+// its Parameters when they change; chains that cannot fuse are left alone.
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "runtime/core/kernel_registry.h"
+#include "tests/importer/model_builder.h"
+
+namespace {
+
+using namespace tunnx_test;
+using tunnx::DataType;
+using tunnx::Model;
+using tunnx::Session;
+using tunnx::SessionOptions;
+using tunnx::Tensor;
+
+constexpr int32_t kF32 = onnx_type_of<float>();
+constexpr int64_t kBatch = 2, kIn = 4, kOut = 6, kSize = 9;
+
+bool have_onednn() {
+  const tunnx::KernelDef* def = tunnx::KernelRegistry::global().find(
+      "", "Conv", 11, tunnx::DeviceType::kCpu, {DataType::kFloat32, DataType::kFloat32}, nullptr);
+  return def && def->name == "cpu/onednn/Conv";
+}
+
+std::vector<float> uniform(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// An activation as the graph spells it: appends its nodes reading `in` and writing `out`.
+struct Act {
+  std::string name;
+  std::function<void(GraphBuilder&, const std::string& in, const std::string& out)> emit;
+};
+
+std::vector<Act> activations() {
+  auto single = [](const char* op, std::function<void(GraphBuilder&, onnx::NodeProto&)> setup = nullptr) {
+    return [op, setup](GraphBuilder& b, const std::string& in, const std::string& out) {
+      auto& n = b.node(op, {in}, {out}, "act");
+      if (setup) setup(b, n);
+    };
+  };
+  auto clip = [](float lo, float hi) {
+    return [lo, hi](GraphBuilder& b, const std::string& in, const std::string& out) {
+      b.initializer(float_tensor("lo", {}, {lo}));
+      b.initializer(float_tensor("hi", {}, {hi}));
+      b.node("Clip", {in, "lo", "hi"}, {out}, "act");
+    };
+  };
+  return {
+      {"Relu", single("Relu")},
+      {"LeakyRelu", single("LeakyRelu", [](GraphBuilder&, onnx::NodeProto& n) { attr_float(n, "alpha", 0.1f); })},
+      {"Clip(0,6)", clip(0.0f, 6.0f)},
+      {"Clip(lo>hi)", clip(0.5f, -0.25f)},  // oneDNN's clip differs here: the reference kernel runs
+      {"Sigmoid", single("Sigmoid")},
+      {"Tanh", single("Tanh")},
+      {"HardSigmoid", single("HardSigmoid", [](GraphBuilder&, onnx::NodeProto& n) {
+         attr_float(n, "alpha", 0.3f);
+         attr_float(n, "beta", 0.4f);
+       })},
+      {"HardSwish", single("HardSwish")},
+      {"SiLU", [](GraphBuilder& b, const std::string& in, const std::string& out) {
+         b.node("Sigmoid", {in}, {"sig"}, "sigmoid");
+         b.node("Mul", {"sig", in}, {out}, "mul");
+       }},
+  };
+}
+
+struct Chain {
+  bool bn = true, residual = false, residual_after = false, symbolic_batch = false;
+  int64_t group = 1;
+};
+
+class FuseConvTest : public TempDirTest {
+ protected:
+  // Opset 17: the newest that Debian's ONNX shape inference knows, which proves the residual's shape
+  // (GELU, an opset-20 op, fuses through the same table: fuse_linear_test.cc runs it).
+  Model chain(const Chain& c, const Act* act) {
+    ModelBuilder b(17);
+    const DimSpec batch = c.symbolic_batch ? DimSpec("N") : DimSpec(kBatch);
+    b.input("x", kF32, Dims{batch, kIn, kSize, kSize});
+    b.initializer(float_tensor("w", {kOut, kIn / c.group, 3, 3}, uniform(kOut * kIn / c.group * 9, rng_)));
+    b.initializer(float_tensor("b", {kOut}, uniform(kOut, rng_)));
+    auto& conv = b.node("Conv", {"x", "w", "b"}, {"c"}, "conv");
+    attr_ints(conv, "pads", {1, 1, 1, 1});
+    attr_int(conv, "group", c.group);
+    std::string v = "c";
+    if (c.bn) {
+      b.initializer(float_tensor("scale", {kOut}, uniform(kOut, rng_, 0.5f, 1.5f)));
+      b.initializer(float_tensor("shift", {kOut}, uniform(kOut, rng_)));
+      b.initializer(float_tensor("mean", {kOut}, uniform(kOut, rng_)));
+      b.initializer(float_tensor("var", {kOut}, uniform(kOut, rng_, 0.2f, 2.0f)));
+      auto& bn = b.node("BatchNormalization", {v, "scale", "shift", "mean", "var"}, {"n"}, "bn");
+      attr_float(bn, "epsilon", 1e-3f);
+      v = "n";
+    }
+    if (c.residual) b.input("z", kF32, Dims{batch, kOut, kSize, kSize});
+    if (c.residual && !c.residual_after) {
+      b.node("Add", {v, "z"}, {"s"}, "add");
+      v = "s";
+    }
+    if (act) {
+      act->emit(b, v, "a");
+      v = "a";
+    }
+    if (c.residual && c.residual_after) {
+      b.node("Add", {"z", v}, {"s"}, "add");
+      v = "s";
+    }
+    b.node("Identity", {v}, {"y"}, "out");
+    b.output("y", kF32, Dims{batch, kOut, kSize, kSize});
+    return Model::load(b.save(path("m" + std::to_string(saved_++) + ".onnx")));
+  }
+
+  static Session session(const Model& model, int level) {
+    SessionOptions options;
+    options.optimization_level = level;
+    return Session(model, options);
+  }
+
+  Tensor random_tensor(const std::vector<int64_t>& dims) {
+    Tensor t(DataType::kFloat32, dims);
+    const std::vector<float> v = uniform(static_cast<size_t>(t.numel()), rng_);
+    std::copy(v.begin(), v.end(), t.mutable_data_as<float>());
+    return t;
+  }
+
+  tunnx::NamedValues inputs(bool residual) {
+    tunnx::NamedValues in = {{"x", random_tensor({kBatch, kIn, kSize, kSize})}};
+    if (residual) in.emplace("z", random_tensor({kBatch, kOut, kSize, kSize}));
+    return in;
+  }
+
+  static void expect_near(const Tensor& got, const Tensor& want, const std::string& what) {
+    ASSERT_EQ(got.dims(), want.dims()) << what;
+    for (int64_t i = 0; i < got.numel(); ++i) {
+      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+      ASSERT_LE(std::fabs(g - w), 2e-5f * std::fmax(std::fabs(g), std::fabs(w)) + 2e-6f) << what << " element " << i;
+    }
+  }
+
+  static std::vector<std::string> op_types(const Session& s) {
+    std::vector<std::string> out;
+    for (const auto& k : s.stats().kernels) out.push_back(k.op_type);
+    return out;
+  }
+
+  std::mt19937 rng_{7};
+  int saved_ = 0;
+};
+
+TEST_F(FuseConvTest, EveryChainAndActivationFusesAndMatchesLevelZero) {
+  const std::vector<Chain> chains = {
+      {.bn = true},
+      {.bn = false},
+      {.bn = true, .residual = true},
+      {.bn = true, .residual = true, .residual_after = true},
+      {.bn = false, .residual = true, .symbolic_batch = true},
+      {.bn = true, .group = 2},
+  };
+  for (const Chain& c : chains)
+    for (const Act& act : activations()) {
+      const std::string what = std::string(c.bn ? "BN " : "") + (c.residual ? (c.residual_after ? "act+Z " : "Z+act ") : "") +
+                               "group " + std::to_string(c.group) + (c.symbolic_batch ? " batch N " : " ") + act.name;
+      Model model = chain(c, &act);
+      Session fused = session(model, 2), plain = session(model, 0);
+      EXPECT_EQ(op_types(fused), (std::vector<std::string>{"FusedConv", "Identity"})) << what;
+      const tunnx::NamedValues in = inputs(c.residual);
+      for (int run = 0; run < 2; ++run)  // the second run reads the folded, packed copy
+        expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what);
+      // The registered kernel (with Clip lo > hi the oneDNN one hands every run to the reference).
+      EXPECT_EQ(fused.stats().kernels[0].kernel, have_onednn() ? "cpu/onednn/FusedConv" : "cpu/reference/FusedConv") << what;
+    }
+  // Batch-norm alone, with nothing after it.
+  Model bn_only = chain({.bn = true}, nullptr);
+  Session fused = session(bn_only, 2), plain = session(bn_only, 0);
+  EXPECT_EQ(op_types(fused), (std::vector<std::string>{"FusedConv", "Identity"}));
+  const tunnx::NamedValues in = inputs(false);
+  expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "BN only");
+}
+
+// The folded weights are remade when a Parameter or running statistic they came from changes.
+TEST_F(FuseConvTest, FoldedBatchNormFollowsItsParameters) {
+  const std::vector<Act> acts = activations();
+  Model model = chain({.bn = true}, &acts[0]);
+  Session fused = session(model, 2), plain = session(model, 0);
+  const tunnx::NamedValues in = inputs(false);
+  const Tensor before = fused.run(in).at("y").tensor().clone();
+  tunnx::StateDict changed;
+  for (const char* name : {"scale", "var", "w"}) {
+    Tensor t = model.parameter(name).clone();
+    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data_as<float>()[i] *= 1.5f;
+    changed.emplace_back(name, t);
+  }
+  model.load_state_dict(changed, /*strict=*/false);
+  const Tensor after = fused.run(in).at("y").tensor();
+  EXPECT_FALSE(after.equals(before));
+  expect_near(after, plain.run(in).at("y").tensor(), "after load_state_dict");
+}
+
+// A value with a second reader or that the graph returns stays; a BatchNormalization in training
+// form or with statistics the graph computes is not folded.
+TEST_F(FuseConvTest, ChainsThatCannotFuseStay) {
+  {  // the Conv's output is also a graph output
+    ModelBuilder b(17);
+    b.input("x", kF32, Dims{1, kIn, kSize, kSize});
+    b.initializer(float_tensor("w", {kOut, kIn, 1, 1}, uniform(kOut * kIn, rng_)));
+    b.node("Conv", {"x", "w"}, {"c"}, "conv");
+    b.node("Relu", {"c"}, {"y"}, "relu");
+    b.output("y", kF32, Dims{1, kOut, kSize, kSize});
+    b.output("c", kF32, Dims{1, kOut, kSize, kSize});
+    Session s = session(Model::load(b.save(path("out.onnx"))), 2);
+    EXPECT_EQ(op_types(s), (std::vector<std::string>{"Conv", "Relu"}));
+  }
+  {  // BatchNormalization's mean is a graph input: not foldable; the Relu after it is not the Conv's
+    ModelBuilder b(17);
+    b.input("x", kF32, Dims{1, kIn, kSize, kSize});
+    b.input("mean", kF32, Dims{kOut});
+    b.initializer(float_tensor("w", {kOut, kIn, 1, 1}, uniform(kOut * kIn, rng_)));
+    for (const char* n : {"scale", "shift", "var"}) b.initializer(float_tensor(n, {kOut}, uniform(kOut, rng_, 0.5f, 1.0f)));
+    b.node("Conv", {"x", "w"}, {"c"}, "conv");
+    b.node("BatchNormalization", {"c", "scale", "shift", "mean", "var"}, {"n"}, "bn");
+    b.node("Relu", {"n"}, {"y"}, "relu");
+    b.output("y", kF32, Dims{1, kOut, kSize, kSize});
+    Session s = session(Model::load(b.save(path("bn.onnx"))), 2);
+    EXPECT_EQ(op_types(s), (std::vector<std::string>{"Conv", "BatchNormalization", "Relu"}));
+  }
+  {  // an Add whose other operand broadcasts (a [C,1,1] bias) is not a residual
+    ModelBuilder b(17);
+    b.input("x", kF32, Dims{1, kIn, kSize, kSize});
+    b.initializer(float_tensor("w", {kOut, kIn, 1, 1}, uniform(kOut * kIn, rng_)));
+    b.initializer(float_tensor("bias", {kOut, 1, 1}, uniform(kOut, rng_)));
+    b.node("Conv", {"x", "w"}, {"c"}, "conv");
+    b.node("Add", {"c", "bias"}, {"y"}, "add");
+    b.output("y", kF32, Dims{1, kOut, kSize, kSize});
+    Session s = session(Model::load(b.save(path("bias.onnx"))), 2);
+    EXPECT_EQ(op_types(s), (std::vector<std::string>{"Conv", "Add"}));
+  }
+}
+
+// Two convolution branches meeting in one Add (a ResNet block with a projection): the Add joins one
+// chain only, and the graph still computes level 0's result.
+TEST_F(FuseConvTest, AnAddOfTwoConvolutionsJoinsOneChain) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{1, kIn, kSize, kSize});
+  b.initializer(float_tensor("w1", {kOut, kIn, 3, 3}, uniform(kOut * kIn * 9, rng_)));
+  b.initializer(float_tensor("w2", {kOut, kIn, 1, 1}, uniform(kOut * kIn, rng_)));
+  auto& c1 = b.node("Conv", {"x", "w1"}, {"c1"}, "conv1");
+  attr_ints(c1, "pads", {1, 1, 1, 1});
+  b.node("Conv", {"x", "w2"}, {"c2"}, "conv2");
+  b.node("Add", {"c1", "c2"}, {"s"}, "add");
+  b.node("Relu", {"s"}, {"y"}, "relu");
+  b.output("y", kF32, Dims{1, kOut, kSize, kSize});
+  Model model = Model::load(b.save(path("two.onnx")));
+  Session fused = session(model, 2), plain = session(model, 0);
+  EXPECT_EQ(op_types(fused), (std::vector<std::string>{"Conv", "FusedConv"}));
+  const tunnx::NamedValues in = {{"x", random_tensor({1, kIn, kSize, kSize})}};
+  expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "two branches");
+}
+
+}  // namespace
