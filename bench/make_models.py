@@ -171,15 +171,14 @@ class CnnBuilder(GraphBuilder):
         self.inits.append(init(name, array.astype(np.float32)))
         return name
 
-    def conv(self, x, cin, cout, k, stride, prefix, groups=1, bias=False, pad=None):
+    def conv(self, x, cin, cout, k, stride, prefix, groups=1, bias=False):
         # weight [cout, cin/groups, k, k]; He-uniform keeps a ReLU stack's activations at a steady scale
         fan_in = cin // groups * k * k
         bound = math.sqrt(6 / fan_in)
         inputs = [x, self.param(prefix + ".weight", self.rng.uniform(-bound, bound, (cout, cin // groups, k, k)))]
         if bias:
             inputs.append(self.param(prefix + ".bias", self.rng.uniform(-1, 1, cout) / math.sqrt(fan_in)))
-        pad = k // 2 if pad is None else pad
-        return self.op("Conv", inputs, prefix, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4,
+        return self.op("Conv", inputs, prefix, kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4,
                        dilations=[1, 1], group=groups)
 
     def batch_norm(self, x, c, prefix, eps=1e-5, momentum=0.1):
@@ -222,7 +221,8 @@ def resnet18(classes=1000):
             stride = 2 if layer > 1 and block == 0 else 1
             identity = x
             if stride != 1 or cin != width:
-                identity = g.batch_norm(g.conv(x, cin, width, 1, stride, p + ".downsample.0"), width, p + ".downsample.1")
+                identity = g.batch_norm(g.conv(x, cin, width, 1, stride, p + ".downsample.0"), width,
+                                        p + ".downsample.1")
             y = g.op("Relu", [g.batch_norm(g.conv(x, cin, width, 3, stride, p + ".conv1"), width, p + ".bn1")])
             y = g.batch_norm(g.conv(y, width, width, 3, 1, p + ".conv2"), width, p + ".bn2")
             x = g.op("Relu", [g.op("Add", [y, identity])])
@@ -289,7 +289,8 @@ def yolov8n(classes=80, size=640):
 
     def cbs(x, cin, cout, k, stride, prefix):
         # ultralytics Conv: Conv2d(bias=False) + BatchNorm2d(eps 1e-3, momentum 0.03) + SiLU as x * Sigmoid(x)
-        y = g.batch_norm(g.conv(x, cin, cout, k, stride, prefix + ".conv"), cout, prefix + ".bn", eps=1e-3, momentum=0.03)
+        y = g.batch_norm(g.conv(x, cin, cout, k, stride, prefix + ".conv"), cout, prefix + ".bn", eps=1e-3,
+                         momentum=0.03)
         return g.op("Mul", [y, g.op("Sigmoid", [y])], prefix + ".act")
 
     def c2f(x, cin, cout, n, shortcut, prefix):
@@ -348,8 +349,8 @@ def yolov8n(classes=80, size=640):
     # DFL: softmax over each side's 16 bins, expectation as a fixed 1x1 convolution with weights 0..15
     d = g.op("Reshape", [box, g.const("shape", np.array([0, 4, reg_max, -1], np.int64))])
     d = g.op("Softmax", [g.op("Transpose", [d], perm=[0, 2, 1, 3])], axis=1)  # [B, 16, 4, A]
-    d = g.op("Conv", [d, g.param("model.22.dfl.conv.weight", np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1))],
-             "model.22.dfl.conv", kernel_shape=[1, 1])
+    bins = g.param("model.22.dfl.conv.weight", np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1))
+    d = g.op("Conv", [d, bins], "model.22.dfl.conv", kernel_shape=[1, 1])
     d = g.op("Reshape", [d, g.const("shape", np.array([0, 4, -1], np.int64))])  # [B, 4, A]: left, top, right, bottom
     # dist2bbox: anchors are the cell centres of the three grids, in grid units; boxes as xywh in pixels
     anchors, strides = [], []
@@ -388,7 +389,8 @@ def main():
         onnx.save(model, tmp)
         os.replace(tmp, path)
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-        print(f"wrote {path}  ({len(model.graph.node)} nodes, {params:,} parameters, {os.path.getsize(path) / 2**20:.1f} MiB)")
+        print(f"wrote {path}  ({len(model.graph.node)} nodes, {params:,} parameters, "
+              f"{os.path.getsize(path) / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":

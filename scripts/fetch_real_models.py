@@ -4,8 +4,10 @@
   magika      magika==1.0.3       magika/models/standard_v3_3/model.onnx  file-type classifier (tf2onnx):
                                   bytes int32 [batch, 2048] -> target_label float [batch, 214]
   silero_vad  silero-vad==6.2.3   silero_vad/data/silero_vad.onnx         voice activity detector (LSTM):
-                                  input float [1, 512] at 16 kHz, state float [2, 1, 128], sr int64 scalar
-                                  -> output float [1, 1], stateN [2, 1, 128] (the next frame's state)
+                                  input float [1, 576] (at 16 kHz: the previous window's last 64 samples,
+                                  then 512 new ones, as silero_vad's OnnxWrapper feeds it), state float
+                                  [2, 1, 128], sr int64 scalar 16000 -> output float [1, 1] (speech
+                                  probability), stateN [2, 1, 128] (the next window's state)
 
 Each wheel is downloaded with `python -m pip download --no-deps --only-binary=:all:` into a temporary
 folder of the cache, only the .onnx file named above is extracted, its SHA-256 is checked against the
@@ -72,8 +74,8 @@ def _download_and_extract(name, path, cache):
     os.makedirs(cache, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wheel-", dir=cache) as tmp:
         # Few retries and a short timeout: offline should fail in seconds, not after pip's minute of backoff.
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-               "--quiet", "--retries", "1", "--timeout", "20", "--dest", tmp, spec]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--quiet", "--retries", "1", "--timeout", "20", "--dest", tmp, spec]
         r = subprocess.run(cmd, capture_output=True, text=True)
         wheels = glob.glob(os.path.join(tmp, "*.whl"))
         if r.returncode != 0 or len(wheels) != 1:
