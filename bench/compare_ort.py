@@ -2,20 +2,20 @@
 """tunnx against ONNX Runtime on the models of make_models.py and two public real models, run alternately.
 
 For every pass, every case (model, batch, threads) runs, one after the other and each in a fresh process:
-`tunnx bench --json`, `tunnx run` (first-run latency) and an ONNX Runtime worker (this script with
---ort-worker), on the same model, inputs, thread count, warmup and iteration counts, so slow drift of
+`tunnx bench --json` and an ONNX Runtime worker (this script with --ort-worker), on the same model, inputs, thread count, warmup and iteration counts, so slow drift of
 the machine (other jobs, frequency) hits both. Per case the table reports the median over passes of
 each pass's median and p90 latency (p90: nearest rank, as `tunnx bench` computes it), the tunnx/ORT
 ratio of the medians (below 1: tunnx is faster), cores busy (CPU time / wall time of the timed runs),
 peak RSS and first-run latency:
 
-- peak RSS: getrusage ru_maxrss of each fresh process at the end of its timed runs, the largest over
-  passes. tunnx's is the whole `tunnx bench` process; ORT's is the whole worker, Python and numpy
+- peak RSS: each fresh process's own peak at the end of its timed runs, the largest over passes.
+  tunnx's is the whole `tunnx bench` process (VmHWM); ORT's is the whole worker, Python and numpy
   included (its RSS right after importing onnxruntime and numpy is given in parentheses).
-- first run: from nothing to the first result. ORT: the worker imports onnxruntime and numpy, then
-  starts the clock, creates the InferenceSession from the file and runs once. tunnx: the wall time of a
-  fresh `tunnx run MODEL --input ...` process (process start and dynamic linking, ~10 ms, included: the
-  header prints a fresh `tunnx --version` for scale; reading the inputs and printing a summary too).
+- first run: from a loaded program to the first result, measured the same way inside each process.
+  ORT: the worker imports onnxruntime and numpy, then starts the clock, creates the InferenceSession
+  from the file and runs once. tunnx: `tunnx bench`'s load_ms + session_ms + first_run_ms (reading
+  the file, building the session, the first run). Process start and dynamic linking are in neither
+  (the header prints a fresh `tunnx --version` for scale).
 
 Inputs are written once per case as .npy files and fed to both runtimes (`--input NAME=FILE`), so both
 compute on the same data: synthesized ones follow `tunnx bench`'s rules (floats uniform in [-1, 1),
@@ -264,20 +264,11 @@ def time_tunnx(tunnx, model, case, threads, inputs, optimization):
     return json.loads(r.stdout)
 
 
-def tunnx_first_run(tunnx, model, threads, inputs, optimization):
-    """Wall ms of a fresh `tunnx run` process (load, session, one run, summary printed), or the error line."""
-    cmd = [tunnx, "run", model, "--threads", str(threads)] + input_args(inputs)
-    if optimization is not None:
-        cmd += ["--optimization", str(optimization)]
-    start = time.perf_counter()
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True)
-    except OSError as e:  # the binary is being rebuilt
-        return f"tunnx run failed: {e}"
-    ms = (time.perf_counter() - start) * 1000
-    if r.returncode != 0:
-        return f"tunnx run failed ({r.returncode}): {last_line(r.stderr, r.returncode)}"
-    return ms
+def first_run_ms(result):
+    """tunnx's first-run latency from its bench JSON (load + session + first run), or its error line."""
+    if not ok(result):
+        return result
+    return result["load_ms"] + result["session_ms"] + result["first_run_ms"]
 
 
 def process_start_ms(tunnx, repeat=5):
@@ -491,8 +482,8 @@ def main():
                 inputs, frames = case_inputs[case.label]
                 for threads in args.threads:
                     key = (case.label, threads)
-                    record = {"tunnx": time_tunnx(args.tunnx, model, case, threads, inputs, args.optimization),
-                              "first_run": tunnx_first_run(args.tunnx, model, threads, inputs, args.optimization),
+                    tunnx_result = time_tunnx(args.tunnx, model, case, threads, inputs, args.optimization)
+                    record = {"tunnx": tunnx_result, "first_run": first_run_ms(tunnx_result),
                               "ort": time_ort(model, case, threads, inputs, frames)}
                     results.setdefault(key, []).append(record)
                     t, o = record["tunnx"], record["ort"]
@@ -527,8 +518,8 @@ def main():
     # Other jobs on the machine skew both runtimes (the 2-thread rows most): say how busy it was.
     print(f"1-minute load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     start_ms = process_start_ms(args.tunnx)
-    print(f"first run: ORT = session + first run after the imports; tunnx = a fresh `tunnx run` process, "
-          f"whose start alone (`tunnx --version`) takes {start_ms:.1f} ms here\n")
+    print(f"first run: ORT = session + first run after the imports; tunnx = load + session + first run in "
+          f"`tunnx bench`; neither includes process start (`tunnx --version` alone takes {start_ms:.1f} ms here)\n")
     rows = table(cases, args.threads, results)
     if any(c.feed == "silero" for c in cases):
         print(f"\nsilero-vad frame: ORT streams {FRAME}-sample windows (+{CONTEXT} of context) of a synthetic 16 kHz "

@@ -8,8 +8,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -247,10 +249,23 @@ Latency summarize(std::vector<double> ms) {
   return l;
 }
 
+// The process's own peak resident memory: VmHWM of /proc/self/status. getrusage's ru_maxrss is the
+// fallback only: on Linux it starts from the parent's peak when a process is forked and executed
+// without an exec in between (a benchmark script's Python), so it can report the parent's memory.
 uint64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "VmHWM:   1234 kB"
   struct rusage usage {};
   ::getrusage(RUSAGE_SELF, &usage);
   return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+// The OpenMP wait policy this process started with (tunnx/threads.h).
+std::string wait_policy() {
+  if (const char* p = std::getenv("OMP_WAIT_POLICY")) return std::string("OMP_WAIT_POLICY=") + p;
+  if (const char* s = std::getenv("GOMP_SPINCOUNT")) return std::string("GOMP_SPINCOUNT=") + s;
+  return "libgomp default";
 }
 
 // User + system CPU time of every thread of the process so far.
@@ -295,8 +310,11 @@ void bench(const BenchOptions& o) {
 
   // A size bench made up may not be one the model takes (a fixed sequence length, an image size):
   // say so on the first run's error.
+  double first_run_ms = 0;
   try {
+    start = std::chrono::steady_clock::now();
     session.run(inputs);
+    first_run_ms = ms_since(start);
   } catch (const Error& e) {
     if (!defaulted) throw;
     std::string sizes;
@@ -371,6 +389,8 @@ void bench(const BenchOptions& o) {
     j["samples_per_s"] = samples_per_s;
     j["load_ms"] = load_ms;
     j["session_ms"] = session_ms;
+    j["first_run_ms"] = first_run_ms;  // load + session + this: the first result, as a user waits for it
+    j["wait_policy"] = wait_policy();
     j["cores_busy"] = cores_busy;
     j["peak_rss_bytes"] = rss;
     j["kernels"] = kernels;
@@ -400,8 +420,9 @@ void bench(const BenchOptions& o) {
     if (value.is_tensor())
       out << "Input: " << name << "  " << to_string(value.tensor().dtype()) << "  "
           << dims_to_string(value.tensor().dims()) << "  (from --input)\n";
-  out << "Load " << fixed(load_ms, 1) << " ms, session " << fixed(session_ms, 1) << " ms; " << o.warmup
-      << " warmup runs, " << o.iters << " timed runs\n";
+  out << "Load " << fixed(load_ms, 1) << " ms, session " << fixed(session_ms, 1) << " ms, first run "
+      << fixed(first_run_ms, 1) << " ms; " << o.warmup << " warmup runs, " << o.iters << " timed runs; threads wait by "
+      << wait_policy() << "\n";
   TextTable table({}, {Align::kLeft, Align::kLeft});
   table.add_row({"median", fixed(l.median_ms, 3) + " ms"});
   table.add_row({"p90", fixed(l.p90_ms, 3) + " ms"});

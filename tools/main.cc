@@ -18,6 +18,9 @@ constexpr int kUsageError = 2;
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The commands that compute may start the program again, with OpenMP's wait policy set.
+  if (argc > 1 && (std::string(argv[1]) == "run" || std::string(argv[1]) == "bench" || std::string(argv[1]) == "train"))
+    tunnx::use_recommended_wait_policy(argv);
   CLI::App app("Inspect ONNX models with the tunnx runtime", "tunnx");
   app.set_version_flag("--version",
                        std::string("tunnx ") + tunnx::version() + " (" + tunnx::build_features() + ")");

@@ -12,6 +12,7 @@
 #include "tunnx/session.h"
 #include "tunnx/status.h"
 #include "tunnx/tensor.h"
+#include "tunnx/threads.h"
 #include "tunnx/train.h"
 #include "tunnx/value.h"
 

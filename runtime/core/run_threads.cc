@@ -1,7 +1,12 @@
 #include "runtime/core/run_threads.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
+
+#include "tunnx/threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -69,6 +74,16 @@ int RunThreads::current() {
 int RunThreads::in_use() {
   std::lock_guard<std::mutex> lock(ledger_mutex);
   return threads_in_use;
+}
+
+void use_recommended_wait_policy(char** argv) {
+  // The marker keeps a program that is run again from trying once more (were the variable dropped).
+  constexpr const char* kMarker = "TUNNX_WAIT_POLICY_APPLIED";
+  if (!argv || !argv[0] || std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv(kMarker)) return;
+  if (setenv("GOMP_SPINCOUNT", kRecommendedSpinCount, 1) != 0 || setenv(kMarker, "1", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // Still here: executing failed (no /proc). Run on with libgomp's default policy, as before; the
+  // variables stay set for child processes, which then start with the policy.
 }
 
 }  // namespace tunnx

@@ -7,6 +7,7 @@
 
 #include "tests/e2e/cli_harness.h"
 #include "tests/importer/model_builder.h"
+#include "tunnx/threads.h"
 
 namespace tunnx::e2e {
 namespace {
@@ -36,7 +37,8 @@ void expect_one_error_line(const ProcessResult& r, int exit_code, const std::str
 TEST(CliBench, JsonHasTheLatencyFields) {
   json j = bench_json({});
   ASSERT_TRUE(j.is_object()) << j.dump();
-  for (const char* field : {"median_ms", "p90_ms", "p99_ms", "mean_ms", "iters", "threads", "batch", "peak_rss_bytes"})
+  for (const char* field : {"median_ms", "p90_ms", "p99_ms", "mean_ms", "iters", "threads", "batch", "peak_rss_bytes",
+                            "load_ms", "session_ms", "first_run_ms", "wait_policy"})
     EXPECT_TRUE(j.contains(field)) << "missing " << field << " in " << j.dump();
   EXPECT_EQ(j.at("iters"), 5);
   EXPECT_EQ(j.at("warmup"), 1);
@@ -47,6 +49,24 @@ TEST(CliBench, JsonHasTheLatencyFields) {
   EXPECT_GE(j.at("p99_ms").get<double>(), j.at("p90_ms").get<double>());
   EXPECT_GT(j.at("peak_rss_bytes").get<uint64_t>(), 0u);
   EXPECT_EQ(j.at("inputs"), json::parse(R"([{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8], "data": "synthesized"}])"));
+}
+
+// OpenMP's wait policy (tunnx/threads.h): bench starts again with the recommended spin count when
+// the environment names none, and keeps the user's when it does; the JSON says which it ran with.
+TEST(CliBench, StartsWithTheRecommendedWaitPolicyUnlessOneIsSet) {
+  const std::vector<std::string> bench = {kCli.string(), "bench", kExampleModel.string(), "--iters", "2", "--json"};
+  auto policy_with = [&](std::vector<std::string> env_args) {
+    env_args.insert(env_args.begin(), {"/usr/bin/env", "-u", "OMP_WAIT_POLICY", "-u", "GOMP_SPINCOUNT", "-u",
+                                       "TUNNX_WAIT_POLICY_APPLIED"});
+    env_args.insert(env_args.end(), bench.begin(), bench.end());
+    ProcessResult r = run_process(env_args, std::chrono::seconds(120));
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    json j = json::parse(r.out, nullptr, false);
+    return j.is_object() && j.contains("wait_policy") ? j.at("wait_policy").get<std::string>() : r.describe();
+  };
+  EXPECT_EQ(policy_with({}), std::string("GOMP_SPINCOUNT=") + kRecommendedSpinCount);
+  EXPECT_EQ(policy_with({"OMP_WAIT_POLICY=passive"}), "OMP_WAIT_POLICY=passive");
+  EXPECT_EQ(policy_with({"GOMP_SPINCOUNT=123"}), "GOMP_SPINCOUNT=123");
 }
 
 TEST(CliBench, BatchSetsTheSymbolicDim) {
