@@ -106,6 +106,15 @@ TEST_F(OnednnSoftmaxTest, CoercedRowsBeforeOpset13) {
   }
 }
 
+// An axis with many values after it runs the row-combining path (YOLOv8's box decoder: softmax over
+// the 16 bins of [batch, 16, 4, anchors]); column blocks of 512 with a partial last one.
+TEST_F(OnednnSoftmaxTest, AxisWithManyValuesAfterIt) {
+  for (const std::vector<int64_t>& dims : {std::vector<int64_t>{2, 16, 4, 1100}, std::vector<int64_t>{3, 5, 17}}) {
+    Tensor x = random(dims, 30.0f);
+    expect_close(run(x, 13, 1), expected_softmax(x, 1, 2), "axis 1 of " + std::to_string(dims.size()) + "-D");
+  }
+}
+
 TEST_F(OnednnSoftmaxTest, LargeLogitsStayFinite) {
   Tensor x = random({4, 1000}, 1000.0f);
   Tensor y = run(x, 13, -1);

@@ -64,7 +64,9 @@ int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     const Node& conv = graph.nodes[i];
     if (removed[i] || !is_onnx(conv) || conv.op_type != "Conv" || conv.outputs.size() != 1 || conv.inputs.size() < 2)
       continue;
-    if (facts.dtype(conv.inputs[0]) != DataType::kFloat32 || facts.dtype(conv.inputs[1]) != DataType::kFloat32) continue;
+    // X and W share one type (ONNX's T): W's says it where inference lost X's (after a Resize, a Split).
+    const std::optional<DataType> x_type = facts.dtype(conv.inputs[0]);
+    if (facts.dtype(conv.inputs[1]) != DataType::kFloat32 || (x_type && *x_type != DataType::kFloat32)) continue;
 
     std::string value = conv.outputs[0];
     size_t last = i;
