@@ -28,6 +28,9 @@ struct KernelDef {
   // A fast path that checks dtypes itself and hands what it does not serve to the reference kernel it
   // wraps may also take nodes whose dtype the planner cannot tell (backward values, mostly).
   bool falls_back_at_run_time = false;
+  // A convolution kernel that is fastest on channels-last activations: the planner's channels_last
+  // pass (runtime/core/passes/channels_last.h) runs only where the device's FusedConv says so.
+  bool prefers_channels_last = false;
   KernelFactory factory;
 };
 

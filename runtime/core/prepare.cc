@@ -1,6 +1,7 @@
 #include "runtime/core/prepare.h"
 
 #include "runtime/core/ops/gradient.h"
+#include "runtime/core/passes/channels_last.h"
 #include "runtime/core/passes/fold_weight_transpose.h"
 #include "runtime/core/passes/fuse_conv.h"
 #include "runtime/core/passes/fuse_gelu.h"
@@ -33,6 +34,9 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
     if (options.optimization_level >= 2) {
       ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
       ir::fuse_conv(graph, model.store, model.ir.opset_version(""));
+      const KernelDef* conv = KernelRegistry::global().find(ir::kTunnxDomain, "FusedConv", 1, options.device,
+                                                            {DataType::kFloat32}, nullptr);
+      if (conv && conv->prefers_channels_last) ir::channels_last(graph, model.store);
     }
     PlanContext context;
     context.registry = &KernelRegistry::global();

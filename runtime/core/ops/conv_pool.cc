@@ -152,6 +152,7 @@ std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string
                         .epsilon = node_float(node, "epsilon", 1e-5f),
                         .has_residual = node_int(node, "has_residual", 0) != 0,
                         .residual_after_activation = node_int(node, "residual_after_activation", 0) != 0,
+                        .channels_last = node_int(node, "channels_last", 0) != 0,
                         .activation = *act};
 }
 

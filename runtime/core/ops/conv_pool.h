@@ -47,6 +47,8 @@ struct FusedConvAttrs {
   bool has_bn = false;
   float epsilon = 1e-5f;
   bool has_residual = false, residual_after_activation = false;
+  // X, Z and Y are [N, H, W, C] (runtime/core/passes/channels_last.h); W and the rest as in Conv.
+  bool channels_last = false;
   Activation activation;
 };
 

@@ -77,12 +77,31 @@ class FusedMatMul : public Kernel {
   ops::Activation act_;
 };
 
+// [N, H, W, C] <-> [N, C, H, W] float32 copies, for FusedConv with channels_last.
+Tensor channels_moved(const Tensor& t, bool to_channels_last, const KernelContext& ctx) {
+  if (t.dtype() != DataType::kFloat32 || t.rank() != 4)
+    throw ctx.error("channels_last needs a 4-D float32 tensor, got " + std::string(to_string(t.dtype())) + " " +
+                    dims_to_string(t.dims()));
+  const std::vector<int64_t>& d = t.dims();
+  // As [N, A, B] -> [N, B, A]: A = C, B = H*W to channels last; A = H*W, B = C back.
+  const int64_t n = d[0], a = to_channels_last ? d[1] : d[1] * d[2], b = to_channels_last ? d[2] * d[3] : d[3];
+  Tensor out = Tensor::uninitialized(DataType::kFloat32, to_channels_last ? std::vector<int64_t>{d[0], d[2], d[3], d[1]}
+                                                                          : std::vector<int64_t>{d[0], d[3], d[1], d[2]});
+  const float* src = data<float>(t);
+  float* dst = out.mutable_data_as<float>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t x = 0; x < a; ++x)
+      for (int64_t y = 0; y < b; ++y) dst[(i * b + y) * a + x] = src[(i * a + x) * b + y];
+  return out;
+}
+
 // com.tunnx:FusedConv, the node runtime/core/passes/fuse_conv.cc makes of Conv -> [BatchNormalization]
 // -> [Add(y, Z)] -> [activation] (or the Add after the activation). Inputs X, W, B, scale, bn_bias,
 // mean, var, Z ("" for the absent). The reference composes the reference math: the reference Conv
 // kernel computes Y from X, W, B; then each channel c is normalised, (y - mean) * scale /
 // sqrt(var + epsilon) + bn_bias (computed in double, as the reference BatchNormalization does), Z is
-// added and the activation applied in the node's order. The oneDNN kernel (runtime/cpu/onednn/conv.cc)
+// added and the activation applied in the node's order. With channels_last (passes/channels_last.h)
+// X and Z are read, and Y written, as [N, H, W, C]: converted around the same computation. The oneDNN kernel (runtime/cpu/onednn/conv.cc)
 // runs on top of this one as its fallback.
 class FusedConv : public Kernel {
  public:
@@ -92,6 +111,11 @@ class FusedConv : public Kernel {
   void run(KernelContext& ctx) const override {
     std::vector<const Value*> in;
     for (size_t i = 0; i < 3; ++i) in.push_back(ctx.has_input(i) ? &ctx.input_value(i) : nullptr);
+    Value x_nchw;
+    if (attrs_.channels_last) {
+      x_nchw = Value(channels_moved(ctx.input(0), false, ctx));
+      in[0] = &x_nchw;
+    }
     std::vector<Value> out(1);
     int64_t bytes = 0;  // Y is a temporary; the output below is what the run keeps
     KernelContext inner(*inner_, std::move(in), out, {true}, bytes, nullptr);
@@ -116,14 +140,18 @@ class FusedConv : public Kernel {
       }
     }
     const float* z = nullptr;
+    Tensor z_nchw;
     if (attrs_.has_residual) {
-      const Tensor& t = ctx.input(7);
+      if (attrs_.channels_last) z_nchw = channels_moved(ctx.input(7), false, ctx);
+      const Tensor& t = attrs_.channels_last ? z_nchw : ctx.input(7);
       if (t.dtype() != DataType::kFloat32 || t.dims() != y.dims())
         throw ctx.error("the residual must be float32 " + dims_to_string(y.dims()) + ", got " + to_string(t.dtype()) +
                         " " + dims_to_string(t.dims()));
       z = data<float>(t);
     }
-    Tensor& result = ctx.allocate_output_uninitialized(0, DataType::kFloat32, y.dims());
+    Tensor nchw_result;  // with channels_last, Y before it is moved into the output
+    if (attrs_.channels_last) nchw_result = Tensor::uninitialized(DataType::kFloat32, y.dims());
+    Tensor& result = attrs_.channels_last ? nchw_result : ctx.allocate_output_uninitialized(0, DataType::kFloat32, y.dims());
     const float* src = data<float>(y);
     float* dst = mutable_data<float>(result);
     for (int64_t i = 0; i < y.numel(); ++i) {
@@ -134,6 +162,7 @@ class FusedConv : public Kernel {
       if (z && attrs_.residual_after_activation) v += z[i];
       dst[i] = v;
     }
+    if (attrs_.channels_last) ctx.set_output(0, Value(channels_moved(nchw_result, true, ctx)));
   }
 
  private:

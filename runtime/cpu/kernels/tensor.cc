@@ -118,11 +118,14 @@ bool swaps_last_two(const Dims& perm) {
   return true;
 }
 
-// Size-1 dims do not move memory. With them dropped, what is left of `perm` may be no move at all (a
-// view, as tf2onnx's [N, C, L, 1] -> [N, L, C, 1] for N = 1 is not), a swap of the last two dims,
-// or a perm that keeps the last dim: each has a fast path. False, with nothing written, otherwise.
-bool transpose_without_unit_dims(KernelContext& ctx, const Tensor& x, const Dims& perm) {
+// Size-1 dims do not move memory, and input dims that stay next to each other, in order, move as
+// one. With those dropped and merged, what is left of `perm` may be no move at all (a view, as
+// tf2onnx's [N, C, L, 1] -> [N, L, C, 1] for N = 1 is not), a swap of the last two dims (NCHW <->
+// NHWC: [N, C, H*W] <-> [N, H*W, C]), or a perm that keeps the last dim: each has a fast path. False,
+// with nothing written, otherwise.
+bool transpose_reduced(KernelContext& ctx, const Tensor& x, const Dims& perm) {
   const size_t rank = perm.size();
+  if (x.numel() == 0) return false;
   Dims kept, reduced, out_dims(rank);
   std::vector<int64_t> position(rank, -1);
   for (size_t i = 0; i < rank; ++i)
@@ -130,23 +133,36 @@ bool transpose_without_unit_dims(KernelContext& ctx, const Tensor& x, const Dims
       position[i] = static_cast<int64_t>(kept.size());
       kept.push_back(x.dims()[i]);
     }
-  if (kept.size() == rank || x.numel() == 0) return false;  // nothing to drop: the general paths
   for (size_t i = 0; i < rank; ++i) {
     const size_t from = static_cast<size_t>(perm[i]);
     out_dims[i] = x.dims()[from];
     if (position[from] >= 0) reduced.push_back(position[from]);
   }
-  bool identity = true;
-  for (size_t i = 0; i < reduced.size(); ++i) identity = identity && reduced[i] == static_cast<int64_t>(i);
-  if (identity) {
+  // Runs of kept input axes that follow each other in the output: (first axis, count), output order.
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  for (int64_t a : reduced)
+    if (!runs.empty() && a == runs.back().first + runs.back().second) ++runs.back().second;
+    else runs.emplace_back(a, 1);
+  if (kept.size() == rank && runs.size() == rank) return false;  // nothing to drop or merge: the general paths
+  std::vector<size_t> by_input(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) by_input[i] = i;
+  std::sort(by_input.begin(), by_input.end(), [&](size_t a, size_t b) { return runs[a].first < runs[b].first; });
+  Dims merged(runs.size()), merged_perm(runs.size());
+  for (size_t k = 0; k < by_input.size(); ++k) {
+    const auto [first, count] = runs[by_input[k]];
+    merged[k] = 1;
+    for (int64_t a = first; a < first + count; ++a) merged[k] *= kept[static_cast<size_t>(a)];
+    merged_perm[by_input[k]] = static_cast<int64_t>(k);
+  }
+  if (merged.size() <= 1) {  // every dim in place
     ctx.set_output(0, Value(x.reshaped(out_dims)));
     return true;
   }
-  const Tensor view = x.reshaped(kept);
-  if (swaps_last_two(reduced)) {
+  const Tensor view = x.reshaped(merged);
+  if (swaps_last_two(merged_perm)) {
     swap_last_two_dims(ctx, view);
-  } else if (reduced.back() == static_cast<int64_t>(kept.size()) - 1 && kept.back() >= 16) {
-    transpose_keeping_rows(ctx, view, reduced);
+  } else if (merged_perm.back() == static_cast<int64_t>(merged.size()) - 1 && merged.back() >= 16) {
+    transpose_keeping_rows(ctx, view, merged_perm);
   } else {
     return false;
   }
@@ -744,7 +760,7 @@ void register_tensor_kernels(KernelRegistry& r) {
         swap_last_two_dims(ctx, x);
         return;
       }
-      if (x.dtype() != DataType::kString && transpose_without_unit_dims(ctx, x, perm)) return;
+      if (x.dtype() != DataType::kString && transpose_reduced(ctx, x, perm)) return;
       if (rank >= 2 && perm.back() == rank - 1 && x.dtype() != DataType::kString && x.dims().back() >= 16) {
         transpose_keeping_rows(ctx, x, perm);
         return;

@@ -120,16 +120,22 @@ class OnednnConv : public Kernel {
     const Tensor* w = &ctx.input(1);
     const Tensor* bias = ctx.has_input(2) ? &ctx.input(2) : nullptr;
     const Tensor* residual = fused_ && fused_->has_residual ? &ctx.input(7) : nullptr;
+    const bool channels_last = fused_ && fused_->channels_last;
     if (x.dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32 ||
         (bias && (bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) || x.rank() < 3 || x.rank() > 5 ||
-        w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0)
+        w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0 || (channels_last && x.rank() != 4))
       return reference_->run(ctx);
-    const std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, x.dims(), w->dims(), false, nullptr);
+    // The shape rules read NCHW: a channels-last X [N, H, W, C] is [N, C, H, W] to them.
+    const std::vector<int64_t> x_dims =
+        channels_last ? std::vector<int64_t>{x.dims()[0], x.dims()[3], x.dims()[1], x.dims()[2]} : x.dims();
+    const std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, x_dims, w->dims(), false, nullptr);
     if (!g || (bias && bias->numel() != g->out_channels)) return reference_->run(ctx);  // it reports the error
     std::vector<int64_t> y_dims = {g->batch, g->out_channels};
     y_dims.insert(y_dims.end(), g->grid.begin(), g->grid.end());
     if (product(y_dims) == 0) return reference_->run(ctx);
-    if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != y_dims)) return reference_->run(ctx);
+    const std::vector<int64_t> out_dims =
+        channels_last ? std::vector<int64_t>{y_dims[0], y_dims[2], y_dims[3], y_dims[1]} : y_dims;
+    if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != out_dims)) return reference_->run(ctx);
     std::shared_ptr<const FoldedWeights> folded;
     if (fused_ && fused_->has_bn) {
       const Tensor* bn[4];
@@ -142,13 +148,13 @@ class OnednnConv : public Kernel {
       bias = &folded->bias;
     }
 
-    Key key = x.dims();
+    Key key = x_dims;
     key.insert(key.end(), w->dims().begin(), w->dims().end());
     key.push_back(bias ? 1 : 0);
     if (declined_.find(key)) return reference_->run(ctx);
     std::shared_ptr<const ConvPrimitive> p = cache_.find(key);
     if (!p) {
-      std::shared_ptr<ConvPrimitive> built = build(*g, x.dims(), w->dims(), y_dims, bias != nullptr);
+      std::shared_ptr<ConvPrimitive> built = build(*g, x_dims, w->dims(), y_dims, bias != nullptr, channels_last);
       if (!built) {
         declined_.insert(key, std::make_shared<const bool>(true));
         return reference_->run(ctx);
@@ -156,7 +162,7 @@ class OnednnConv : public Kernel {
       p = cache_.insert(key, std::move(built));
     }
 
-    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, y_dims);
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
     const dnnl::engine& engine = cpu_engine();
     dnnl::stream stream(engine);
     // Source: the plain tensor, or a blocked copy of it.
@@ -208,11 +214,11 @@ class OnednnConv : public Kernel {
  private:
   // The primitive for one shape, or null when oneDNN has only its reference implementation for it.
   std::shared_ptr<ConvPrimitive> build(ops::ConvGeometry g, std::vector<int64_t> x_dims, std::vector<int64_t> w_dims,
-                                       std::vector<int64_t> y_dims, bool has_bias) const {
+                                       std::vector<int64_t> y_dims, bool has_bias, bool channels_last) const {
     // A spatial dim of size 1 that a size-1 kernel reads unpadded (tf2onnx writes 1-D convolutions
     // as [N, C, L, 1]) leaves the plain memory as it is: dropped, oneDNN runs the 1-D convolution,
     // measured 2-3x faster than its 2-D kernel on such a shape.
-    for (size_t d = g.grid.size(); d-- > 0 && g.grid.size() > 1;) {
+    for (size_t d = g.grid.size(); d-- > 0 && g.grid.size() > 1 && !channels_last;) {
       if (g.image[d] != 1 || g.kernel[d] != 1 || g.grid[d] != 1 || g.pad_begin[d] != 0) continue;
       for (auto* v : {&g.image, &g.grid, &g.kernel, &g.strides, &g.dilations, &g.pad_begin})
         v->erase(v->begin() + static_cast<std::ptrdiff_t>(d));
@@ -235,9 +241,15 @@ class OnednnConv : public Kernel {
       weight_dims[1] = g.out_channels / g.group;
     }
     auto built = std::make_shared<ConvPrimitive>();
-    built->src_plain = plain_f32(x_dims);
+    // The layouts the tensors lie in: NCHW, or NHWC (channels_last, always 2-D here).
+    auto lying = [channels_last](const std::vector<int64_t>& dims) {
+      return channels_last ? dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32,
+                                                dnnl::memory::format_tag::nhwc)
+                           : plain_f32(dims);
+    };
+    built->src_plain = lying(x_dims);
     built->weights_plain = plain_f32(weight_dims);
-    built->dst_plain = plain_f32(y_dims);
+    built->dst_plain = lying(y_dims);
     built->bias = has_bias ? plain_f32({g.out_channels}) : dnnl::memory::desc();
     try {
       dnnl::primitive_attr attr;
@@ -313,6 +325,7 @@ void register_onednn_conv(KernelRegistry& registry) {
   def.types = {DataType::kFloat32};
   def.name = "cpu/onednn/FusedConv";
   def.priority = 10;
+  def.prefers_channels_last = true;
   def.falls_back_at_run_time = true;
   def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
     std::unique_ptr<Kernel> fallback = reference(init);  // validates the node, in its words

@@ -1,0 +1,167 @@
+#include "runtime/core/passes/channels_last.h"
+
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "runtime/core/ops/gradient.h"
+#include "runtime/core/passes/fuse_linear.h"
+#include "runtime/core/passes/graph_facts.h"
+
+namespace tunnx::ir {
+namespace {
+
+const std::vector<int64_t> kToNhwc = {0, 2, 3, 1};
+const std::vector<int64_t> kToNchw = {0, 3, 1, 2};
+
+std::optional<size_t> rank_of(const GraphFacts& facts, const std::string& name) {
+  if (const Tensor* t = facts.constant(name)) return t->rank();
+  auto it = facts.types.find(name);
+  if (it == facts.types.end() || !it->second || !it->second->shape) return std::nullopt;
+  return it->second->shape->rank();
+}
+
+bool is_2d_conv(const Node& node, const GraphFacts& facts) {
+  const bool conv = is_onnx(node) && node.op_type == "Conv";
+  const bool fused = node.domain == kTunnxDomain && node.op_type == "FusedConv";
+  if ((!conv && !fused) || node.inputs.size() < 2 || node.outputs.size() != 1) return false;
+  if (fused && ops::node_int(node, "channels_last", 0) != 0) return false;
+  const std::optional<DataType> x_type = facts.dtype(node.inputs[0]);
+  return facts.dtype(node.inputs[1]) == DataType::kFloat32 && (!x_type || *x_type == DataType::kFloat32) &&
+         rank_of(facts, node.inputs[1]) == 4u && rank_of(facts, node.inputs[0]) == 4u;
+}
+
+// Ops that compute the same on NHWC values as on NCHW ones when every data operand is NHWC.
+bool is_layout_free_elementwise(const Node& node) {
+  if (!is_onnx(node) || node.outputs.size() != 1) return false;
+  static const std::unordered_set<std::string> unary = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish"};
+  static const std::unordered_set<std::string> binary = {"Add", "Mul", "Sub", "Div"};
+  return (unary.count(node.op_type) && node.inputs.size() == 1) || (binary.count(node.op_type) && node.inputs.size() == 2);
+}
+
+Node transpose(const std::string& name, const std::string& in, const std::string& out, const std::vector<int64_t>& perm) {
+  Node t;
+  t.name = name;
+  t.op_type = "Transpose";
+  t.inputs = {in};
+  t.outputs = {out};
+  t.attributes = {ops::attr("perm", perm)};
+  return t;
+}
+
+// Every value the nodes (and their subgraphs, at any depth) read, into `read`.
+void collect_reads(const std::vector<Node>& nodes, std::unordered_set<std::string>& read) {
+  for (const auto& n : nodes) {
+    for (const auto& in : n.inputs) read.insert(in);
+    for (const auto& a : n.attributes)
+      if (a.g) collect_reads(a.g->nodes, read);
+  }
+}
+
+}  // namespace
+
+int channels_last(Graph& graph, const ParameterStore& store) {
+  const GraphFacts facts(graph, store);
+  std::unordered_map<std::string, std::string> nhwc_of;  // NCHW value -> its NHWC twin, made so far
+  std::vector<Node> out;
+  out.reserve(graph.nodes.size() * 2);
+  int rewritten = 0;
+  // The NHWC twin of `value`, converting it where it is (a Transpose) when no node made one.
+  auto nhwc = [&](const std::string& value) {
+    auto it = nhwc_of.find(value);
+    if (it != nhwc_of.end()) return it->second;
+    const std::string twin = value + "/nhwc";
+    out.push_back(transpose(value + "/to_nhwc", value, twin, kToNhwc));
+    nhwc_of.emplace(value, twin);
+    return twin;
+  };
+  // Writes the NHWC result `twin` of the node that wrote `value` before, and `value` itself (NCHW)
+  // for readers that want it (the Transpose is dropped below when none does).
+  auto produced = [&](const std::string& value, const std::string& name) {
+    const std::string twin = value + "/nhwc";
+    nhwc_of.emplace(value, twin);
+    out.push_back(transpose(name + "/to_nchw", twin, value, kToNchw));
+    return twin;
+  };
+  auto rank4 = [&](const std::string& v) { return nhwc_of.count(v) || rank_of(facts, v) == 4u; };
+
+  for (Node& node : graph.nodes) {
+    if (is_2d_conv(node, facts)) {
+      Node conv = std::move(node);
+      if (is_onnx(conv)) {  // a plain Conv becomes a FusedConv with nothing fused
+        conv.op_type = "FusedConv";
+        conv.domain = kTunnxDomain;
+        conv.inputs.resize(8);
+        conv.attributes.push_back(ops::attr("activation", std::string()));
+      }
+      conv.attributes.push_back(ops::attr("channels_last", int64_t{1}));
+      conv.inputs[0] = nhwc(conv.inputs[0]);
+      if (conv.inputs.size() > 7 && !conv.inputs[7].empty()) conv.inputs[7] = nhwc(conv.inputs[7]);
+      const std::string y = conv.outputs[0];
+      conv.outputs[0] = y + "/nhwc";
+      nhwc_of.emplace(y, conv.outputs[0]);
+      const std::string name = conv.name;
+      out.push_back(std::move(conv));
+      out.push_back(transpose(name + "/to_nchw", y + "/nhwc", y, kToNchw));
+      ++rewritten;
+      continue;
+    }
+    // Layout-free ops whose 4-D operands all have NHWC twins already (at least one), same shapes.
+    bool all_twinned = false;
+    if (is_layout_free_elementwise(node)) {
+      all_twinned = nhwc_of.count(node.inputs[0]) > 0;
+      if (node.inputs.size() == 2) {
+        auto a = facts.types.find(node.inputs[0]), b = facts.types.find(node.inputs[1]);
+        const bool same = a != facts.types.end() && b != facts.types.end() && a->second && b->second &&
+                          a->second->shape && b->second->shape && a->second->shape->is_fixed() &&
+                          *a->second->shape == *b->second->shape;
+        all_twinned = all_twinned && nhwc_of.count(node.inputs[1]) > 0 && same;
+      }
+    }
+    const bool channel_concat = is_onnx(node) && node.op_type == "Concat" && node.outputs.size() == 1 &&
+                                (ops::node_int(node, "axis", 0) == 1 || ops::node_int(node, "axis", 0) == -3);
+    const bool channel_split = is_onnx(node) && node.op_type == "Split" && !node.inputs.empty() &&
+                               (ops::node_int(node, "axis", 0) == 1 || ops::node_int(node, "axis", 0) == -3);
+    if (channel_concat) {
+      all_twinned = !node.inputs.empty();
+      for (const auto& in : node.inputs) all_twinned = all_twinned && nhwc_of.count(in) > 0;
+    }
+    if (channel_split) all_twinned = nhwc_of.count(node.inputs[0]) > 0 && rank4(node.inputs[0]);
+    if (!all_twinned) {
+      out.push_back(std::move(node));
+      continue;
+    }
+    Node twin = node;
+    twin.name = node.name + "/nhwc";
+    for (size_t i = 0; i < twin.inputs.size(); ++i)
+      if (!(channel_split && i > 0)) twin.inputs[i] = nhwc_of.at(twin.inputs[i]);
+    if (channel_concat || channel_split)
+      for (auto& a : twin.attributes)
+        if (a.name == "axis") a.i = 3;
+    std::vector<std::string> outputs = twin.outputs;
+    for (auto& o : twin.outputs)
+      if (!o.empty()) o += "/nhwc";
+    out.push_back(std::move(twin));
+    for (const auto& o : outputs)
+      if (!o.empty()) produced(o, node.name.empty() ? o : node.name + ":" + o);
+    ++rewritten;
+  }
+  // Drop the Transposes (made here) whose output nobody reads: the NCHW values only NHWC nodes used.
+  std::unordered_set<std::string> read(graph.outputs.size());
+  for (const auto& o : graph.outputs) read.insert(o.name);
+  collect_reads(out, read);  // subgraphs read outer values by name
+  std::vector<Node> kept;
+  kept.reserve(out.size());
+  for (auto& n : out) {
+    const bool made_here = n.op_type == "Transpose" && n.name.size() > 8 && n.name.rfind("/to_nchw") == n.name.size() - 8;
+    if (made_here && !read.count(n.outputs[0])) continue;
+    kept.push_back(std::move(n));
+  }
+  graph.nodes = std::move(kept);
+  return rewritten;
+}
+
+}  // namespace tunnx::ir

@@ -1,0 +1,139 @@
+// The channels_last pass (runtime/core/passes/channels_last.cc): where the FusedConv kernel prefers
+// NHWC (oneDNN), 2-D convolutions read and write channels-last values, consecutive ones (through
+// channel Split/Concat and same-shape elementwise ops) hand them over with no conversion between, a
+// Transpose converts only at the edges, and every output equals level 0's.
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "runtime/core/kernel_registry.h"
+#include "tests/importer/model_builder.h"
+
+namespace {
+
+using namespace tunnx_test;
+using tunnx::DataType;
+using tunnx::Model;
+using tunnx::Session;
+using tunnx::SessionOptions;
+using tunnx::Tensor;
+
+constexpr int32_t kF32 = onnx_type_of<float>();
+
+bool prefers_channels_last() {
+  const tunnx::KernelDef* def = tunnx::KernelRegistry::global().find("com.tunnx", "FusedConv", 1, tunnx::DeviceType::kCpu,
+                                                                      {DataType::kFloat32}, nullptr);
+  return def && def->prefers_channels_last;
+}
+
+class ChannelsLastTest : public TempDirTest {
+ protected:
+  std::vector<float> uniform(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng_);
+    return v;
+  }
+
+  // Conv k x k (pads k/2) from `in` (c_in channels) to `out` (c_out), with a bias.
+  void conv(ModelBuilder& b, const std::string& in, const std::string& out, int64_t c_in, int64_t c_out, int64_t k,
+            int64_t stride = 1) {
+    b.initializer(float_tensor(out + ".w", {c_out, c_in, k, k}, uniform(static_cast<size_t>(c_out * c_in * k * k))));
+    b.initializer(float_tensor(out + ".b", {c_out}, uniform(static_cast<size_t>(c_out))));
+    auto& n = b.node("Conv", {in, out + ".w", out + ".b"}, {out}, out);
+    attr_ints(n, "pads", {k / 2, k / 2, k / 2, k / 2});
+    attr_ints(n, "strides", {stride, stride});
+  }
+
+  static Session session(const Model& model, int level) {
+    SessionOptions options;
+    options.optimization_level = level;
+    return Session(model, options);
+  }
+
+  static void expect_near(const Tensor& got, const Tensor& want, const std::string& what) {
+    ASSERT_EQ(got.dims(), want.dims()) << what;
+    for (int64_t i = 0; i < got.numel(); ++i) {
+      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+      ASSERT_LE(std::fabs(g - w), 2e-5f * std::fmax(std::fabs(g), std::fabs(w)) + 2e-5f) << what << " element " << i;
+    }
+  }
+
+  static int count(const Session& s, const std::string& op) {
+    const auto& k = s.stats().kernels;
+    return static_cast<int>(std::count_if(k.begin(), k.end(), [&](const auto& n) { return n.op_type == op; }));
+  }
+
+  Tensor input(const std::vector<int64_t>& dims) {
+    Tensor t(DataType::kFloat32, dims);
+    const std::vector<float> v = uniform(static_cast<size_t>(t.numel()));
+    std::copy(v.begin(), v.end(), t.mutable_data_as<float>());
+    return t;
+  }
+
+  std::mt19937 rng_{3};
+  int saved_ = 0;
+};
+
+// A C2f-like block (YOLOv8): conv -> SiLU -> Split on channels -> conv on one half -> Add with it ->
+// Concat on channels -> conv; then a MaxPool (not channels-last) and a last conv. Transposes: one
+// into the first region, one out before the MaxPool, one in after it, one out at the end.
+TEST_F(ChannelsLastTest, ConsecutiveConvolutionsShareChannelsLastValues) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{2, 3, 12, 12});
+  conv(b, "x", "c1", 3, 8, 3);
+  b.node("Sigmoid", {"c1"}, {"s1"}, "sig");
+  b.node("Mul", {"c1", "s1"}, {"a1"}, "silu");
+  b.initializer(int64_tensor("halves", {2}, {4, 4}));
+  auto& split = b.node("Split", {"a1", "halves"}, {"h0", "h1"}, "split");
+  attr_int(split, "axis", 1);
+  conv(b, "h1", "c2", 4, 4, 3);
+  b.node("Relu", {"c2"}, {"r2"}, "relu");
+  b.node("Add", {"r2", "h1"}, {"sum"}, "add");
+  auto& cat = b.node("Concat", {"h0", "h1", "sum"}, {"cat"}, "concat");
+  attr_int(cat, "axis", 1);
+  conv(b, "cat", "c3", 12, 6, 1);
+  auto& pool = b.node("MaxPool", {"c3"}, {"p"}, "pool");
+  attr_ints(pool, "kernel_shape", {2, 2});
+  attr_ints(pool, "strides", {2, 2});
+  conv(b, "p", "c4", 6, 5, 3, 2);
+  b.output("c4", kF32, Dims{2, 5, 3, 3});
+  b.output("cat", kF32, Dims{2, 12, 12, 12});  // an NCHW graph output inside the region
+  Model model = Model::load(b.save(path("c2f.onnx")));
+  Session fused = session(model, 2), plain = session(model, 0);
+  const tunnx::NamedValues in = {{"x", input({2, 3, 12, 12})}};
+  for (int run = 0; run < 2; ++run) {
+    auto got = fused.run(in), want = plain.run(in);
+    expect_near(got.at("c4").tensor(), want.at("c4").tensor(), "c4");
+    expect_near(got.at("cat").tensor(), want.at("cat").tensor(), "cat");
+  }
+  if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+  EXPECT_EQ(count(fused, "FusedConv"), 4);
+  EXPECT_EQ(count(fused, "Conv"), 0);
+  // In before c1; out for the MaxPool and for the graph output cat; in after the pool; out at the end.
+  EXPECT_EQ(count(fused, "Transpose"), 5);
+}
+
+// A residual from outside the region is converted once; a graph input read by a convolution too.
+TEST_F(ChannelsLastTest, ResidualFromAnNchwValueIsConverted) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{1, 4, 7, 7});
+  b.input("z", kF32, Dims{1, 4, 7, 7});
+  conv(b, "x", "c", 4, 4, 3);
+  b.node("Add", {"c", "z"}, {"s"}, "add");
+  b.node("Relu", {"s"}, {"y"}, "relu");
+  b.output("y", kF32, Dims{1, 4, 7, 7});
+  Model model = Model::load(b.save(path("res.onnx")));
+  Session fused = session(model, 2), plain = session(model, 0);
+  const tunnx::NamedValues in = {{"x", input({1, 4, 7, 7})}, {"z", input({1, 4, 7, 7})}};
+  expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "y");
+  if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+  EXPECT_EQ(count(fused, "FusedConv"), 1);
+  EXPECT_EQ(count(fused, "Transpose"), 3);  // x and z in, y out
+}
+
+}  // namespace
