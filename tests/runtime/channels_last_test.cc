@@ -118,6 +118,28 @@ TEST_F(ChannelsLastTest, ConsecutiveConvolutionsShareChannelsLastValues) {
   EXPECT_EQ(count(fused, "Transpose"), 5);
 }
 
+// An upsampling Resize between convolutions (YOLOv8's neck) runs on NHWC values with its scales
+// reordered; a Resize that scales the channels does not.
+TEST_F(ChannelsLastTest, ResizeOfHeightAndWidthStaysChannelsLast) {
+  for (bool scales_channels : {false, true}) {
+    ModelBuilder b(17);
+    b.input("x", kF32, Dims{1, 3, 5, 6});
+    conv(b, "x", "c1", 3, 4, 3);
+    b.initializer(float_tensor("scales", {4}, {1.0f, scales_channels ? 2.0f : 1.0f, 2.0f, 3.0f}));
+    auto& resize = b.node("Resize", {"c1", "", "scales"}, {"up"}, "resize");
+    attr_string(resize, "mode", "nearest");
+    const int64_t channels = scales_channels ? 8 : 4;
+    conv(b, "up", "c2", channels, 2, 3);
+    b.output("c2", kF32, Dims{1, 2, 10, 18});
+    Model model = Model::load(b.save(path("resize" + std::to_string(saved_++) + ".onnx")));
+    Session fused = session(model, 2), plain = session(model, 0);
+    const tunnx::NamedValues in = {{"x", input({1, 3, 5, 6})}};
+    expect_near(fused.run(in).at("c2").tensor(), plain.run(in).at("c2").tensor(), "resize");
+    if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+    EXPECT_EQ(count(fused, "Transpose"), scales_channels ? 4 : 2) << "scales channels: " << scales_channels;
+  }
+}
+
 // A residual from outside the region is converted once; a graph input read by a convolution too.
 TEST_F(ChannelsLastTest, ResidualFromAnNchwValueIsConverted) {
   ModelBuilder b(17);

@@ -30,8 +30,9 @@ bool is_2d_conv(const Node& node, const GraphFacts& facts) {
   if ((!conv && !fused) || node.inputs.size() < 2 || node.outputs.size() != 1) return false;
   if (fused && ops::node_int(node, "channels_last", 0) != 0) return false;
   const std::optional<DataType> x_type = facts.dtype(node.inputs[0]);
+  // X has W's rank (ONNX's Conv rule), so W's says it where inference lost X's.
   return facts.dtype(node.inputs[1]) == DataType::kFloat32 && (!x_type || *x_type == DataType::kFloat32) &&
-         rank_of(facts, node.inputs[1]) == 4u && rank_of(facts, node.inputs[0]) == 4u;
+         rank_of(facts, node.inputs[1]) == 4u;
 }
 
 // Ops that compute the same on NHWC values as on NCHW ones when every data operand is NHWC.
@@ -50,6 +51,23 @@ Node transpose(const std::string& name, const std::string& in, const std::string
   t.outputs = {out};
   t.attributes = {ops::attr("perm", perm)};
   return t;
+}
+
+// A Resize (opset 11+) that scales only H and W by constant scales: the same on NHWC values with the
+// scales reordered. Its NHWC scales, or nothing.
+std::optional<std::vector<float>> nhwc_resize_scales(const Node& node, const GraphFacts& facts) {
+  if (!is_onnx(node) || node.op_type != "Resize" || node.inputs.size() != 3 || node.outputs.size() != 1 ||
+      node.attribute("axes") || ops::node_string(node, "coordinate_transformation_mode", "") == "tf_crop_and_resize")
+    return std::nullopt;
+  const Tensor* scales = facts.constant(node.inputs[2]);
+  if (!scales) {
+    auto it = facts.constant_nodes.find(node.inputs[2]);
+    if (it != facts.constant_nodes.end()) scales = it->second;
+  }
+  if (!scales || scales->dtype() != DataType::kFloat32 || scales->numel() != 4) return std::nullopt;
+  const float* v = scales->data_as<float>();
+  if (v[0] != 1.0f || v[1] != 1.0f) return std::nullopt;
+  return std::vector<float>{v[0], v[2], v[3], v[1]};
 }
 
 // Every value the nodes (and their subgraphs, at any depth) read, into `read`.
@@ -130,6 +148,11 @@ int channels_last(Graph& graph, const ParameterStore& store) {
       for (const auto& in : node.inputs) all_twinned = all_twinned && nhwc_of.count(in) > 0;
     }
     if (channel_split) all_twinned = nhwc_of.count(node.inputs[0]) > 0 && rank4(node.inputs[0]);
+    std::optional<std::vector<float>> resize_scales;
+    if (!all_twinned && nhwc_of.count(node.inputs.empty() ? "" : node.inputs[0])) {
+      resize_scales = nhwc_resize_scales(node, facts);
+      all_twinned = resize_scales.has_value();
+    }
     if (!all_twinned) {
       out.push_back(std::move(node));
       continue;
@@ -137,7 +160,20 @@ int channels_last(Graph& graph, const ParameterStore& store) {
     Node twin = node;
     twin.name = node.name + "/nhwc";
     for (size_t i = 0; i < twin.inputs.size(); ++i)
-      if (!(channel_split && i > 0)) twin.inputs[i] = nhwc_of.at(twin.inputs[i]);
+      if (!((channel_split || resize_scales) && i > 0)) twin.inputs[i] = nhwc_of.at(twin.inputs[i]);
+    if (resize_scales) {  // the scales for [N, H, W, C], from a Constant node made here
+      Node scales;
+      scales.name = node.name + "/nhwc_scales";
+      scales.op_type = "Constant";
+      scales.outputs = {node.outputs[0] + "/nhwc_scales"};
+      Attribute value;
+      value.name = "value";
+      value.type = AttributeType::kTensor;
+      value.t = Tensor::from_vector<float>({4}, *resize_scales);
+      scales.attributes.push_back(std::move(value));
+      twin.inputs[2] = scales.outputs[0];
+      out.push_back(std::move(scales));
+    }
     if (channel_concat || channel_split)
       for (auto& a : twin.attributes)
         if (a.name == "axis") a.i = 3;

@@ -15,9 +15,9 @@ namespace tunnx::ir {
 // Rewrites every 2-D float32 Conv and FusedConv (rank-4 X, W a rank-4 float32 value) into a FusedConv
 // with attribute channels_last = 1, which reads X [N, H, W, C] and Z [N, OH, OW, M] and writes Y
 // [N, OH, OW, M] (W, B and the batch-norm inputs are unchanged). Between such nodes the NHWC values
-// flow directly; Concat and Split along the channels, and Add, Mul, Sub, Div, Relu, Sigmoid, Tanh,
-// LeakyRelu, HardSigmoid, HardSwish of same-shape NHWC operands run on NHWC values too (Concat/Split
-// with axis 3). Everywhere else a Transpose (perm 0,2,3,1 in, 0,3,1,2 out) converts at the edge,
+// flow directly; Concat and Split along the channels, Resize of H and W by constant scales (with
+// the scales reordered by a Constant node), and Add, Mul, Sub, Div, Relu, Sigmoid, Tanh, LeakyRelu,
+// HardSigmoid, HardSwish of same-shape NHWC operands run on NHWC values too (Concat/Split on axis 3). Everywhere else a Transpose (perm 0,2,3,1 in, 0,3,1,2 out) converts at the edge,
 // and only where a node still reads the NCHW value; graph inputs and outputs keep their layout.
 // Values are renamed "<name>/nhwc". Returns the number of nodes rewritten.
 int channels_last(Graph& graph, const ParameterStore& store);

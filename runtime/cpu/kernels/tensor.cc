@@ -393,6 +393,11 @@ void slice_kernel(KernelContext& ctx, const Dims& starts, const Dims& ends, std:
 
 // ---- Split / Concat ----------------------------------------------------------------------------
 
+// An output whose every element the kernel writes: not zero-filled first (strings still start empty).
+Tensor& allocate_every_element_written(KernelContext& ctx, size_t i, DataType dtype, const Dims& dims) {
+  return dtype == DataType::kString ? ctx.allocate_output(i, dtype, dims) : ctx.allocate_output_uninitialized(i, dtype, dims);
+}
+
 void split_kernel(KernelContext& ctx, int64_t axis_attr, std::optional<Dims> split, int64_t num_outputs) {
   const Tensor& x = ctx.input(0);
   if (x.rank() == 0) throw ctx.error("cannot split a scalar");
@@ -425,12 +430,14 @@ void split_kernel(KernelContext& ctx, int64_t axis_attr, std::optional<Dims> spl
     Dims dims = x.dims();
     dims[axis] = sizes[o];
     if (ctx.output_wanted(o)) {
-      Tensor& y = ctx.allocate_output(o, x.dtype(), dims);
+      Tensor& y = allocate_every_element_written(ctx, o, x.dtype(), dims);
       dispatch_by_size(x.dtype(), [&](auto tag) {
         using T = typename decltype(tag)::type;
         const T* in = data<T>(x);
         T* out = mutable_data<T>(y);
         const int64_t block = sizes[o] * inner;
+        const int threads = outer * block >= kParallelElements && outer > 1 ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t b = 0; b < outer; ++b) std::copy_n(in + b * n * inner + offset * inner, block, out + b * block);
       });
     }
@@ -453,18 +460,27 @@ void concat_kernel(KernelContext& ctx, int64_t axis_attr) {
                                " cannot be concatenated on axis " + std::to_string(axis));
     dims[axis] += t.dims()[axis];
   }
-  Tensor& y = ctx.allocate_output(0, first.dtype(), dims);
+  Tensor& y = allocate_every_element_written(ctx, 0, first.dtype(), dims);
   const int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1);
   dispatch_by_size(first.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* out = mutable_data<T>(y);
-    int64_t offset = 0;
+    // Each output row [outer index] gathers one block of every input: rows are split among threads.
+    std::vector<const T*> ins;
+    std::vector<int64_t> blocks;
     for (size_t i = 0; i < ctx.num_inputs(); ++i) {
-      const Tensor& t = ctx.input(i);
-      const int64_t block = t.dims()[axis] * inner;
-      const T* in = data<T>(t);
-      for (int64_t b = 0; b < outer; ++b) std::copy_n(in + b * block, block, out + b * dims[axis] * inner + offset);
-      offset += block;
+      ins.push_back(data<T>(ctx.input(i)));
+      blocks.push_back(ctx.input(i).dims()[axis] * inner);
+    }
+    const int64_t row = dims[axis] * inner;
+    const int threads = outer * row >= kParallelElements && outer > 1 ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < outer; ++b) {
+      T* dst = out + b * row;
+      for (size_t i = 0; i < ins.size(); ++i) {
+        std::copy_n(ins[i] + b * blocks[i], blocks[i], dst);
+        dst += blocks[i];
+      }
     }
   });
 }
