@@ -53,6 +53,20 @@ Node transpose(const std::string& name, const std::string& in, const std::string
   return t;
 }
 
+// A Constant node writing `value` to `output`.
+Node constant(const std::string& name, const std::string& output, Tensor value) {
+  Node c;
+  c.name = name;
+  c.op_type = "Constant";
+  c.outputs = {output};
+  Attribute attr;
+  attr.name = "value";
+  attr.type = AttributeType::kTensor;
+  attr.t = std::move(value);
+  c.attributes.push_back(std::move(attr));
+  return c;
+}
+
 // A Resize (opset 11+) that scales only H and W by constant scales: the same on NHWC values with the
 // scales reordered. Its NHWC scales, or nothing.
 std::optional<std::vector<float>> nhwc_resize_scales(const Node& node, const GraphFacts& facts) {
@@ -81,7 +95,7 @@ void collect_reads(const std::vector<Node>& nodes, std::unordered_set<std::strin
 
 }  // namespace
 
-int channels_last(Graph& graph, const ParameterStore& store) {
+int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
   const GraphFacts facts(graph, store);
   std::unordered_map<std::string, std::string> nhwc_of;  // NCHW value -> its NHWC twin, made so far
   std::vector<Node> out;
@@ -131,13 +145,9 @@ int channels_last(Graph& graph, const ParameterStore& store) {
     bool all_twinned = false;
     if (is_layout_free_elementwise(node)) {
       all_twinned = nhwc_of.count(node.inputs[0]) > 0;
-      if (node.inputs.size() == 2) {
-        auto a = facts.types.find(node.inputs[0]), b = facts.types.find(node.inputs[1]);
-        const bool same = a != facts.types.end() && b != facts.types.end() && a->second && b->second &&
-                          a->second->shape && b->second->shape && a->second->shape->is_fixed() &&
-                          *a->second->shape == *b->second->shape;
-        all_twinned = all_twinned && nhwc_of.count(node.inputs[1]) > 0 && same;
-      }
+      // Both operands rank-4 NHWC twins: broadcasting lines their dims up the same way in either
+      // layout (an SE block's [N, C, 1, 1] x [N, C, H, W] is [N, 1, 1, C] x [N, H, W, C]).
+      if (node.inputs.size() == 2) all_twinned = all_twinned && nhwc_of.count(node.inputs[1]) > 0;
     }
     const bool channel_concat = is_onnx(node) && node.op_type == "Concat" && node.outputs.size() == 1 &&
                                 (ops::node_int(node, "axis", 0) == 1 || ops::node_int(node, "axis", 0) == -3);
@@ -148,6 +158,26 @@ int channels_last(Graph& graph, const ParameterStore& store) {
       for (const auto& in : node.inputs) all_twinned = all_twinned && nhwc_of.count(in) > 0;
     }
     if (channel_split) all_twinned = nhwc_of.count(node.inputs[0]) > 0 && rank4(node.inputs[0]);
+    // GlobalAveragePool: the mean over H and W, a ReduceMean over axes 1 and 2 of the NHWC value.
+    if (is_onnx(node) && node.op_type == "GlobalAveragePool" && node.inputs.size() == 1 && node.outputs.size() == 1 &&
+        nhwc_of.count(node.inputs[0])) {
+      Node mean;
+      mean.name = node.name + "/nhwc";
+      mean.op_type = "ReduceMean";
+      mean.inputs = {nhwc_of.at(node.inputs[0])};
+      mean.outputs = {node.outputs[0] + "/nhwc"};
+      mean.attributes = {ops::attr("keepdims", int64_t{1})};
+      if (onnx_opset < 18) {
+        mean.attributes.push_back(ops::attr("axes", std::vector<int64_t>{1, 2}));
+      } else {  // axes moved to an input at 18
+        out.push_back(constant(node.name + "/nhwc_axes", node.outputs[0] + "/nhwc_axes", Tensor::from_vector<int64_t>({2}, {1, 2})));
+        mean.inputs.push_back(out.back().outputs[0]);
+      }
+      out.push_back(std::move(mean));
+      produced(node.outputs[0], node.name.empty() ? node.outputs[0] : node.name);
+      ++rewritten;
+      continue;
+    }
     std::optional<std::vector<float>> resize_scales;
     if (!all_twinned && nhwc_of.count(node.inputs.empty() ? "" : node.inputs[0])) {
       resize_scales = nhwc_resize_scales(node, facts);
@@ -162,17 +192,9 @@ int channels_last(Graph& graph, const ParameterStore& store) {
     for (size_t i = 0; i < twin.inputs.size(); ++i)
       if (!((channel_split || resize_scales) && i > 0)) twin.inputs[i] = nhwc_of.at(twin.inputs[i]);
     if (resize_scales) {  // the scales for [N, H, W, C], from a Constant node made here
-      Node scales;
-      scales.name = node.name + "/nhwc_scales";
-      scales.op_type = "Constant";
-      scales.outputs = {node.outputs[0] + "/nhwc_scales"};
-      Attribute value;
-      value.name = "value";
-      value.type = AttributeType::kTensor;
-      value.t = Tensor::from_vector<float>({4}, *resize_scales);
-      scales.attributes.push_back(std::move(value));
-      twin.inputs[2] = scales.outputs[0];
-      out.push_back(std::move(scales));
+      out.push_back(constant(node.name + "/nhwc_scales", node.outputs[0] + "/nhwc_scales",
+                             Tensor::from_vector<float>({4}, *resize_scales)));
+      twin.inputs[2] = out.back().outputs[0];
     }
     if (channel_concat || channel_split)
       for (auto& a : twin.attributes)

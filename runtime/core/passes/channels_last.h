@@ -17,9 +17,12 @@ namespace tunnx::ir {
 // [N, OH, OW, M] (W, B and the batch-norm inputs are unchanged). Between such nodes the NHWC values
 // flow directly; Concat and Split along the channels, Resize of H and W by constant scales (with
 // the scales reordered by a Constant node), and Add, Mul, Sub, Div, Relu, Sigmoid, Tanh, LeakyRelu,
-// HardSigmoid, HardSwish of same-shape NHWC operands run on NHWC values too (Concat/Split on axis 3). Everywhere else a Transpose (perm 0,2,3,1 in, 0,3,1,2 out) converts at the edge,
+// HardSigmoid, HardSwish of NHWC operands run on NHWC values too (Concat/Split on axis 3), and a
+// GlobalAveragePool becomes a ReduceMean over H and W. Everywhere else a Transpose (perm 0,2,3,1 in, 0,3,1,2 out) converts at the edge,
 // and only where a node still reads the NCHW value; graph inputs and outputs keep their layout.
 // Values are renamed "<name>/nhwc". Returns the number of nodes rewritten.
-int channels_last(Graph& graph, const ParameterStore& store);
+// `onnx_opset`: the model's ai.onnx opset (the ReduceMean that stands for a GlobalAveragePool takes
+// its axes as an attribute before 18, as an input from 18).
+int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset);
 
 }  // namespace tunnx::ir

@@ -171,6 +171,24 @@ namespace {
 
 template <typename T>
 void swap_last_two(const T* x, T* y, int64_t batch, int64_t rows, int64_t cols) {
+  // A few long rows (an RGB image to channels-last: [3, H*W] -> [H*W, 3]): each output row takes one
+  // value of every input row, read as `rows` forward streams; tiles would be a few values tall.
+  if (rows <= 8) {
+    constexpr int64_t kBlock = 4096;  // columns per task
+    const int64_t blocks = (cols + kBlock - 1) / kBlock, tasks = batch * blocks;
+    const int threads = batch * rows * cols >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t b = t / blocks, c0 = t % blocks * kBlock, c1 = std::min(c0 + kBlock, cols);
+      const T* xb = x + b * rows * cols;
+      T* yb = y + b * rows * cols;
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = xb + r * cols;
+        for (int64_t c = c0; c < c1; ++c) yb[c * rows + r] = xr[c];
+      }
+    }
+    return;
+  }
   constexpr int64_t kTile = 32;
   const int64_t tiles_r = (rows + kTile - 1) / kTile, tiles_c = (cols + kTile - 1) / kTile;
   const int64_t tiles = batch * tiles_r * tiles_c;
