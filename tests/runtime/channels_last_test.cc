@@ -140,6 +140,29 @@ TEST_F(ChannelsLastTest, ResizeOfHeightAndWidthStaysChannelsLast) {
   }
 }
 
+// A squeeze-excite block (MobileNetV3): GlobalAveragePool -> 1x1 conv -> HardSigmoid -> Mul with
+// the block's input, broadcast over H and W; at opset 17 (axes attribute) and 18 (axes input).
+TEST_F(ChannelsLastTest, SqueezeExciteStaysChannelsLast) {
+  for (int64_t opset : {17, 18}) {
+    ModelBuilder b(opset);
+    b.input("x", kF32, Dims{2, 3, 6, 5});
+    conv(b, "x", "c1", 3, 8, 3);
+    b.node("GlobalAveragePool", {"c1"}, {"pooled"}, "gap");
+    conv(b, "pooled", "squeeze", 8, 8, 1);
+    b.node("HardSigmoid", {"squeeze"}, {"gate"}, "gate");
+    b.node("Mul", {"c1", "gate"}, {"excited"}, "mul");
+    conv(b, "excited", "c2", 8, 4, 1);
+    b.output("c2", kF32, Dims{2, 4, 6, 5});
+    Model model = Model::load(b.save(path("se" + std::to_string(opset) + ".onnx")));
+    Session fused = session(model, 2), plain = session(model, 0);
+    const tunnx::NamedValues in = {{"x", input({2, 3, 6, 5})}};
+    expect_near(fused.run(in).at("c2").tensor(), plain.run(in).at("c2").tensor(), "opset " + std::to_string(opset));
+    if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+    EXPECT_EQ(count(fused, "Transpose"), 2) << "opset " << opset;  // in and out only
+    EXPECT_EQ(count(fused, "ReduceMean"), 1) << "opset " << opset;
+  }
+}
+
 // A residual from outside the region is converted once; a graph input read by a convolution too.
 TEST_F(ChannelsLastTest, ResidualFromAnNchwValueIsConverted) {
   ModelBuilder b(17);
