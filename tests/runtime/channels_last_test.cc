@@ -163,6 +163,23 @@ TEST_F(ChannelsLastTest, SqueezeExciteStaysChannelsLast) {
   }
 }
 
+// A 1-D convolution written as 2-D (tf2onnx's [N, C, L, 1] with a [k, 1] kernel) stays NCHW, where
+// oneDNN runs it as 1-D.
+TEST_F(ChannelsLastTest, OneDimensionalConvolutionWrittenAs2DStays) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{"N", 4, 9, 1});
+  b.initializer(float_tensor("w", {6, 4, 3, 1}, uniform(72)));
+  auto& c = b.node("Conv", {"x", "w"}, {"y"}, "conv");
+  attr_ints(c, "pads", {1, 0, 1, 0});
+  b.output("y", kF32, Dims{"N", 6, 9, 1});
+  Model model = Model::load(b.save(path("conv1d.onnx")));
+  Session fused = session(model, 2), plain = session(model, 0);
+  const tunnx::NamedValues in = {{"x", input({2, 4, 9, 1})}};
+  expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "1-D");
+  EXPECT_EQ(count(fused, "Transpose"), 0);
+  EXPECT_EQ(count(fused, "Conv"), 1);
+}
+
 // A residual from outside the region is converted once; a graph input read by a convolution too.
 TEST_F(ChannelsLastTest, ResidualFromAnNchwValueIsConverted) {
   ModelBuilder b(17);
