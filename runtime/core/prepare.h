@@ -26,6 +26,9 @@ struct PrepareOptions {
   bool profile = false;
   std::atomic<int64_t>* plans_built = nullptr;
   std::set<std::string> trained;  // PlanContext::trained
+  // A graph with a backward pass (the trainer's): convolutions stay NCHW, where their gradient kernels
+  // read the forward values (channels_last is an inference layout here).
+  bool has_backward = false;
   // Runs after inlining and before fusions, on the copy; may add nodes, inputs and outputs.
   // `opsets` maps domain ("" = ai.onnx) to version, com.tunnx included.
   std::function<void(ir::Graph& graph, const std::map<std::string, int64_t>& opsets)> rewrite;

@@ -249,6 +249,7 @@ Trainer::Trainer(Model& model, TrainerOptions options) : impl_(std::make_unique<
   PrepareOptions prepare;
   prepare.optimization_level = options.optimization_level;
   prepare.trained = trained;
+  prepare.has_backward = true;
   std::vector<std::pair<std::string, std::string>> running;
   std::vector<std::string> grads;
   const int64_t onnx_opset = t.model->ir.opset_version("");
