@@ -1,5 +1,6 @@
 #include "runtime/train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -77,16 +78,25 @@ void update_one(const OptimizerOptions& o, double lr, int64_t step, StoredTensor
 }  // namespace
 
 void optimizer_update(const OptimizerOptions& options, double lr, int64_t step, const std::vector<StoredTensor*>& params) {
-  for (StoredTensor* p : params) {
-    if (!p->grad.defined()) continue;  // no path to the loss: torch skips a parameter whose grad is None
-    switch (p->value.dtype()) {
-      case DataType::kFloat32: update_one<float>(options, lr, step, *p); break;
-      case DataType::kFloat64: update_one<double>(options, lr, step, *p); break;
-      default:
-        throw Error(ErrorCode::kUnsupported,
-                    std::string("optimizers update float32 and float64 parameters, not ") + to_string(p->value.dtype()),
-                    {.tensor = p->name});
-    }
+  for (StoredTensor* p : params)
+    if (p->grad.defined() && p->value.dtype() != DataType::kFloat32 && p->value.dtype() != DataType::kFloat64)
+      throw Error(ErrorCode::kUnsupported,
+                  std::string("optimizers update float32 and float64 parameters, not ") + to_string(p->value.dtype()),
+                  {.tensor = p->name});
+  // Parameters are independent: they are split among the caller's threads (the trainer's count), the
+  // largest first so no thread is left with a big one at the end. Each element's update is the same
+  // whichever thread runs it.
+  std::vector<StoredTensor*> order;
+  for (StoredTensor* p : params)
+    if (p->grad.defined()) order.push_back(p);  // no path to the loss: torch skips a parameter whose grad is None
+  std::stable_sort(order.begin(), order.end(),
+                   [](const StoredTensor* a, const StoredTensor* b) { return a->value.numel() > b->value.numel(); });
+  const int64_t count = static_cast<int64_t>(order.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < count; ++i) {
+    StoredTensor& p = *order[static_cast<size_t>(i)];
+    if (p.value.dtype() == DataType::kFloat32) update_one<float>(options, lr, step, p);
+    else update_one<double>(options, lr, step, p);
   }
 }
 

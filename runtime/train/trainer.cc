@@ -372,6 +372,7 @@ void Trainer::optimizer_step() {
   if (t.options.clip_grad_norm > 0) train::clip_grad_norm(t.params, t.options.clip_grad_norm);
   const double lr = this->lr();
   {
+    RunThreads threads(t.options.threads);
     std::unique_lock<std::shared_mutex> writing(*t.model->parameters_mutex);
     train::optimizer_update(t.options.optimizer, lr, t.steps + 1, t.params);
   }
