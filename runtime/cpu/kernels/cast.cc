@@ -165,6 +165,17 @@ void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx) {
       using To = typename decltype(to_tag)::type;
       const From* in = data<From>(x);
       To* out = mutable_data<To>(y);
+      if constexpr (!std::is_same_v<From, std::string> && !std::is_same_v<To, std::string>) {
+        // Numbers and bools: no element can fail, so the run's threads split them.
+        const int64_t n = x.numel();
+        const int threads = n >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t i = 0; i < n; ++i) {
+          if constexpr (std::is_same_v<From, To>) out[i] = in[i];
+          else out[i] = convert<To>(in[i]);
+        }
+        return;
+      }
       for (int64_t i = 0; i < x.numel(); ++i) {
         if constexpr (std::is_same_v<From, To>) {
           out[i] = in[i];
@@ -210,7 +221,9 @@ void register_cast_kernels(KernelRegistry& r) {
     return make_kernel([to](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       if (x.dtype() == to) return ctx.set_output(0, x);
-      cast_into(x, ctx.allocate_output(0, to, x.dims()), ctx);
+      // Every element is written: only strings need their empty start.
+      Tensor& y = to == DataType::kString ? ctx.allocate_output(0, to, x.dims()) : ctx.allocate_output_uninitialized(0, to, x.dims());
+      cast_into(x, y, ctx);
     });
   });
   add_kernel(r, "CastLike", 15, INT_MAX, any, [](const KernelInit&) {

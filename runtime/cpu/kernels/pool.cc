@@ -123,7 +123,9 @@ void run_global_pool(KernelContext& ctx, PoolKind kind, double p) {
     using T = typename decltype(tag)::type;
     using Acc = FloatAcc<T>;
     const T* in = data<T>(x);
-    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), dims));
+    T* out = mutable_data<T>(ctx.allocate_output_uninitialized(0, x.dtype(), dims));
+    const int threads = x.numel() >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const T* src = in + plane * size;
       Acc result = kind == PoolKind::kMax ? -std::numeric_limits<Acc>::infinity() : Acc(0);
