@@ -160,4 +160,49 @@ TEST_F(FuseGeluTest, AnIntermediateReadElsewhereKeepsTheNodes) {
   expect_same_outputs(m, "erf returned");
 }
 
+// The tanh form as JAX writes it (magika): the cube as Mul(x, Mul(x, Mul(0.044715, x))), the half
+// before x; and with a Pow by 3 and x before the half. Both become one Gelu(approximate "tanh"),
+// which runs after a MatMul fused into it; a wrong coefficient leaves the nodes.
+TEST_F(FuseGeluTest, TheTanhFormBecomesOneNode) {
+  for (int spelling = 0; spelling < 3; ++spelling) {
+    const std::string what = spelling == 0 ? "JAX" : spelling == 1 ? "Pow" : "coefficient 0.05";
+    ModelBuilder b(17);
+    b.input("x", kF32, Dims{M, K});
+    b.initializer(float_tensor("c", {}, {spelling == 2 ? 0.05f : 0.044715f}));
+    b.initializer(float_tensor("k", {}, {static_cast<float>(std::sqrt(2.0 / std::numbers::pi))}));
+    b.initializer(float_tensor("one", {}, {1.0f}));
+    b.initializer(float_tensor("half", {}, {0.5f}));
+    b.initializer(float_tensor("three", {}, {3.0f}));
+    if (spelling == 1) {
+      b.node("Pow", {"x", "three"}, {"x3"}, "pow");
+      b.node("Mul", {"x3", "c"}, {"cube"}, "cube");
+    } else {
+      b.node("Mul", {"c", "x"}, {"cx"}, "cx");
+      b.node("Mul", {"x", "cx"}, {"cx2"}, "cx2");
+      b.node("Mul", {"x", "cx2"}, {"cube"}, "cube");
+    }
+    b.node("Add", {"x", "cube"}, {"inner"}, "inner");
+    b.node("Mul", {"k", "inner"}, {"scaled"}, "scaled");
+    b.node("Tanh", {"scaled"}, {"t"}, "tanh");
+    b.node("Add", {"one", "t"}, {"one_plus"}, "one_plus");
+    if (spelling == 1) {
+      b.node("Mul", {"x", "one_plus"}, {"x_times"}, "x_times");
+      b.node("Mul", {"x_times", "half"}, {"y"}, "gelu");
+    } else {
+      b.node("Mul", {"half", "one_plus"}, {"half_sum"}, "half_sum");
+      b.node("Mul", {"x", "half_sum"}, {"y"}, "gelu");
+    }
+    b.output("y", kF32, Dims{M, K});
+    Model m = Model::load(b.save(path("tanh" + std::to_string(spelling) + ".onnx")));
+    Session fused = session(m, 2);
+    if (spelling == 2) {
+      EXPECT_GT(ops(fused).size(), 5u) << what;
+    } else {
+      ASSERT_EQ(ops(fused), std::vector<std::string>{"Gelu"}) << what;
+      EXPECT_EQ(fused.stats().kernels[0].node, "tanh+gelu") << what;
+    }
+    expect_same_outputs(m, what);
+  }
+}
+
 }  // namespace

@@ -16,7 +16,10 @@ namespace tunnx::ir {
 // where S(x) is Div(x, sqrt(2)) or Mul(x, 1/sqrt(2)), any operand order of Add and Mul, constants
 // scalar float32 initializers (within 1e-6 relative), and every intermediate read once and not a
 // graph output, becomes com.tunnx:Gelu(x) (approximate "none"), named after the Erf node + "+gelu",
-// with the last node's output. Returns the number of nodes made.
+// with the last node's output. The tanh form, 0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 x^3))), with
+// the cube written as products of x and constants or a Pow by 3 (JAX's export: Mul(x, Mul(x,
+// Mul(0.044715, x)))) and the half and x multiplied in either order, becomes Gelu with approximate
+// "tanh", named after the Tanh node + "+gelu". Returns the number of nodes made.
 int fuse_gelu(Graph& graph, const ParameterStore& store);
 
 }  // namespace tunnx::ir
