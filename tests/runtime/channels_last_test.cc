@@ -80,8 +80,8 @@ class ChannelsLastTest : public TempDirTest {
 };
 
 // A C2f-like block (YOLOv8): conv -> SiLU -> Split on channels -> conv on one half -> Add with it ->
-// Concat on channels -> conv; then a MaxPool (not channels-last) and a last conv. Transposes: one
-// into the first region, one out before the MaxPool, one in after it, one out at the end.
+// Concat on channels -> conv; then a MaxPool and an AveragePool (com.tunnx:ChannelsLastPool) and a
+// last conv. Transposes: one in before c1, one out for the graph output `cat`, one out at the end.
 TEST_F(ChannelsLastTest, ConsecutiveConvolutionsShareChannelsLastValues) {
   ModelBuilder b(17);
   b.input("x", kF32, Dims{2, 3, 12, 12});
@@ -100,7 +100,10 @@ TEST_F(ChannelsLastTest, ConsecutiveConvolutionsShareChannelsLastValues) {
   auto& pool = b.node("MaxPool", {"c3"}, {"p"}, "pool");
   attr_ints(pool, "kernel_shape", {2, 2});
   attr_ints(pool, "strides", {2, 2});
-  conv(b, "p", "c4", 6, 5, 3, 2);
+  auto& average = b.node("AveragePool", {"p"}, {"a"}, "average");
+  attr_ints(average, "kernel_shape", {3, 3});
+  attr_ints(average, "pads", {1, 1, 1, 1});
+  conv(b, "a", "c4", 6, 5, 3, 2);
   b.output("c4", kF32, Dims{2, 5, 3, 3});
   b.output("cat", kF32, Dims{2, 12, 12, 12});  // an NCHW graph output inside the region
   Model model = Model::load(b.save(path("c2f.onnx")));
@@ -114,8 +117,8 @@ TEST_F(ChannelsLastTest, ConsecutiveConvolutionsShareChannelsLastValues) {
   if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
   EXPECT_EQ(count(fused, "FusedConv"), 4);
   EXPECT_EQ(count(fused, "Conv"), 0);
-  // In before c1; out for the MaxPool and for the graph output cat; in after the pool; out at the end.
-  EXPECT_EQ(count(fused, "Transpose"), 5);
+  EXPECT_EQ(count(fused, "ChannelsLastPool"), 2);
+  EXPECT_EQ(count(fused, "Transpose"), 3);
 }
 
 // An upsampling Resize between convolutions (YOLOv8's neck) runs on NHWC values with its scales
@@ -178,6 +181,26 @@ TEST_F(ChannelsLastTest, OneDimensionalConvolutionWrittenAs2DStays) {
   expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "1-D");
   EXPECT_EQ(count(fused, "Transpose"), 0);
   EXPECT_EQ(count(fused, "Conv"), 1);
+}
+
+// An AveragePool whose last window reaches past the end pad (ceil_mode) runs on the reference kernel
+// under the oneDNN one: ChannelsLastPool's reference moves the channels around it.
+TEST_F(ChannelsLastTest, PoolOnTheReferencePathMatches) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{1, 3, 6, 7});
+  conv(b, "x", "c", 3, 4, 3);
+  auto& pool = b.node("AveragePool", {"c"}, {"p"}, "pool");
+  attr_ints(pool, "kernel_shape", {3, 3});
+  attr_ints(pool, "strides", {2, 2});
+  attr_int(pool, "ceil_mode", 1);
+  conv(b, "p", "y", 4, 2, 1);
+  b.output("y", kF32, Dims{1, 2, 3, 3});
+  Model model = Model::load(b.save(path("ceil.onnx")));
+  Session fused = session(model, 2), plain = session(model, 0);
+  const tunnx::NamedValues in = {{"x", input({1, 3, 6, 7})}};
+  expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "ceil_mode pool");
+  if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+  EXPECT_EQ(count(fused, "ChannelsLastPool"), 1);
 }
 
 // A residual from outside the region is converted once; a graph input read by a convolution too.

@@ -192,6 +192,21 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
       ++rewritten;
       continue;
     }
+    // A 2-D MaxPool (without Indices) or AveragePool: com.tunnx:ChannelsLastPool on the NHWC value.
+    if (is_onnx(node) && (node.op_type == "MaxPool" || node.op_type == "AveragePool") && node.inputs.size() == 1 &&
+        node.outputs.size() == 1 && nhwc_of.count(node.inputs[0]) && ops::node_ints(node, "kernel_shape").size() == 2) {
+      Node pool = node;
+      pool.name = node.name + "/nhwc";
+      pool.op_type = "ChannelsLastPool";
+      pool.domain = kTunnxDomain;
+      pool.attributes.push_back(ops::attr("op", node.op_type));
+      pool.inputs = {nhwc_of.at(node.inputs[0])};
+      pool.outputs = {node.outputs[0] + "/nhwc"};
+      out.push_back(std::move(pool));
+      produced(node.outputs[0], node.name.empty() ? node.outputs[0] : node.name);
+      ++rewritten;
+      continue;
+    }
     std::optional<std::vector<float>> resize_scales;
     if (!all_twinned && nhwc_of.count(node.inputs.empty() ? "" : node.inputs[0])) {
       resize_scales = nhwc_resize_scales(node, facts);

@@ -17,8 +17,9 @@ namespace tunnx::ir {
 // [N, OH, OW, M] (W, B and the batch-norm inputs are unchanged). Between such nodes the NHWC values
 // flow directly; Concat and Split along the channels, Resize of H and W by constant scales (with
 // the scales reordered by a Constant node), and Add, Mul, Sub, Div, Relu, Sigmoid, Tanh, LeakyRelu,
-// HardSigmoid, HardSwish of NHWC operands run on NHWC values too (Concat/Split on axis 3), and a
-// GlobalAveragePool becomes a ReduceMean over H and W. Everywhere else a Transpose (perm 0,2,3,1 in, 0,3,1,2 out) converts at the edge,
+// HardSigmoid, HardSwish of NHWC operands run on NHWC values too (Concat/Split on axis 3), a
+// GlobalAveragePool becomes a ReduceMean over H and W, and a 2-D MaxPool (without Indices) or
+// AveragePool a com.tunnx:ChannelsLastPool (attribute op, the pool's own attributes). Everywhere else a Transpose (perm 0,2,3,1 in, 0,3,1,2 out) converts at the edge,
 // and only where a node still reads the NCHW value; graph inputs and outputs keep their layout.
 // Values are renamed "<name>/nhwc". Returns the number of nodes rewritten.
 // `onnx_opset`: the model's ai.onnx opset (the ReduceMean that stands for a GlobalAveragePool takes

@@ -171,6 +171,28 @@ class FusedConv : public Kernel {
   ops::FusedConvAttrs attrs_;
 };
 
+// com.tunnx:ChannelsLastPool (runtime/core/passes/channels_last.h): the MaxPool or AveragePool
+// (attribute op, the pool's own attributes beside it) of an X [N, H, W, C], written [N, OH, OW, C].
+// The reference moves the channels around the reference pool kernel.
+class ChannelsLastPool : public Kernel {
+ public:
+  ChannelsLastPool(std::unique_ptr<ir::Node> inner, std::unique_ptr<Kernel> pool)
+      : inner_(std::move(inner)), pool_(std::move(pool)) {}
+
+  void run(KernelContext& ctx) const override {
+    const Value x_nchw(channels_moved(ctx.input(0), false, ctx));
+    std::vector<Value> out(1);
+    int64_t bytes = 0;
+    KernelContext inner(*inner_, {&x_nchw}, out, {true}, bytes, nullptr);
+    pool_->run(inner);
+    ctx.set_output(0, Value(channels_moved(out[0].tensor(), true, ctx)));
+  }
+
+ private:
+  std::unique_ptr<ir::Node> inner_;  // the MaxPool/AveragePool node `pool_` was built for
+  std::unique_ptr<Kernel> pool_;
+};
+
 }  // namespace
 
 void register_fused_kernels(KernelRegistry& r) {
@@ -205,6 +227,27 @@ void register_fused_kernels(KernelRegistry& r) {
       std::vector<DataType> types = {init.input_type(0), init.input_type(1), init.input_type(2)};
       std::unique_ptr<Kernel> kernel = conv(KernelInit(*inner, 11, types, {}));
       return std::make_unique<FusedConv>(std::move(inner), std::move(kernel), *attrs);
+    };
+    r.add(std::move(def));
+  }
+  KernelFactory max_pool, average_pool;
+  if (const KernelDef* d = r.find_reference("", "MaxPool", 12, DeviceType::kCpu)) max_pool = d->factory;
+  if (const KernelDef* d = r.find_reference("", "AveragePool", 11, DeviceType::kCpu)) average_pool = d->factory;
+  if (max_pool && average_pool) {
+    KernelDef def;
+    def.domain = "com.tunnx";
+    def.op_type = "ChannelsLastPool";
+    def.types = {DataType::kFloat32};
+    def.name = "cpu/reference/ChannelsLastPool";
+    def.factory = [max_pool, average_pool](const KernelInit& init) -> std::unique_ptr<Kernel> {
+      const std::string op = init.attr_string("op", "");
+      if (op != "MaxPool" && op != "AveragePool") throw init.error("op must be \"MaxPool\" or \"AveragePool\", got \"" + op + "\"");
+      auto inner = std::make_unique<ir::Node>(init.node());
+      inner->op_type = op;
+      inner->domain.clear();
+      std::erase_if(inner->attributes, [](const ir::Attribute& a) { return a.name == "op"; });
+      std::unique_ptr<Kernel> pool = (op == "MaxPool" ? max_pool : average_pool)(KernelInit(*inner, 12, {init.input_type(0)}, {}));
+      return std::make_unique<ChannelsLastPool>(std::move(inner), std::move(pool));
     };
     r.add(std::move(def));
   }

@@ -31,30 +31,36 @@ struct PoolPrimitive {
 
 class OnednnPool : public Kernel {
  public:
-  OnednnPool(std::unique_ptr<Kernel> reference, ops::PoolAttrs attrs, bool max)
-      : reference_(std::move(reference)), attrs_(std::move(attrs)), max_(max) {}
+  // `channels_last`: com.tunnx:ChannelsLastPool, X and Y [N, H, W, C].
+  OnednnPool(std::unique_ptr<Kernel> reference, ops::PoolAttrs attrs, bool max, bool channels_last = false)
+      : reference_(std::move(reference)), attrs_(std::move(attrs)), max_(max), channels_last_(channels_last) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
     if (x.dtype() != DataType::kFloat32 || x.rank() < 3 || x.rank() > 5 || x.numel() == 0 ||
-        (max_ && ctx.output_wanted(1)))
+        (max_ && ctx.output_wanted(1)) || (channels_last_ && x.rank() != 4))
       return reference_->run(ctx);
-    const std::optional<ops::PoolGeometry> g = ops::pool_geometry(attrs_, x.dims(), nullptr);
+    // The window rule reads NCHW: a channels-last X is [N, C, H, W] to it.
+    const std::vector<int64_t> x_dims =
+        channels_last_ ? std::vector<int64_t>{x.dims()[0], x.dims()[3], x.dims()[1], x.dims()[2]} : x.dims();
+    const std::optional<ops::PoolGeometry> g = ops::pool_geometry(attrs_, x_dims, nullptr);
     if (!g) return reference_->run(ctx);  // it reports the error
-    const std::vector<int64_t> y_dims = ops::pooled_dims(x.dims(), g->out);
+    const std::vector<int64_t> y_dims = ops::pooled_dims(x_dims, g->out);
     if (product(y_dims) == 0) return reference_->run(ctx);
-    const Key key = x.dims();
+    const std::vector<int64_t> out_dims =
+        channels_last_ ? std::vector<int64_t>{y_dims[0], y_dims[2], y_dims[3], y_dims[1]} : y_dims;
+    const Key key = x_dims;
     if (declined_.find(key)) return reference_->run(ctx);
     std::shared_ptr<const PoolPrimitive> p = cache_.find(key);
     if (!p) {
-      std::shared_ptr<PoolPrimitive> built = build(*g, x.dims(), y_dims);
+      std::shared_ptr<PoolPrimitive> built = build(*g, x_dims, y_dims);
       if (!built) {
         declined_.insert(key, std::make_shared<const bool>(true));
         return reference_->run(ctx);
       }
       p = cache_.insert(key, std::move(built));
     }
-    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, y_dims);
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
     execute(p->primitive, p->scratchpad,
             {{DNNL_ARG_SRC, wrap(p->src, data<float>(x))}, {DNNL_ARG_DST, wrap(p->dst, mutable_data<float>(y))}});
   }
@@ -79,8 +85,13 @@ class OnednnPool : public Kernel {
                                      : attrs_.count_include_pad ? dnnl::algorithm::pooling_avg_include_padding
                                                                 : dnnl::algorithm::pooling_avg_exclude_padding;
     auto built = std::make_shared<PoolPrimitive>();
-    built->src = plain_f32(x_dims);
-    built->dst = plain_f32(y_dims);
+    auto lying = [this](const std::vector<int64_t>& dims) {  // NCHW, or NHWC for channels_last
+      return channels_last_ ? dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32,
+                                                 dnnl::memory::format_tag::nhwc)
+                            : plain_f32(dims);
+    };
+    built->src = lying(x_dims);
+    built->dst = lying(y_dims);
     try {
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -99,6 +110,7 @@ class OnednnPool : public Kernel {
   std::unique_ptr<Kernel> reference_;
   ops::PoolAttrs attrs_;
   bool max_;
+  bool channels_last_;
   LruCache<Key, PoolPrimitive> cache_{16};
   LruCache<Key, bool> declined_{16};
 };
@@ -113,6 +125,21 @@ void register_onednn_pool(KernelRegistry& registry) {
           return std::make_unique<OnednnPool>(std::move(reference), ops::parse_pool_attrs(init.node()), max);
         },
         12);
+  const KernelDef* ref = registry.find_reference("com.tunnx", "ChannelsLastPool", 1, DeviceType::kCpu);
+  if (!ref || ref->priority != 0) return;
+  KernelDef def;
+  def.domain = "com.tunnx";
+  def.op_type = "ChannelsLastPool";
+  def.types = {DataType::kFloat32};
+  def.name = "cpu/onednn/ChannelsLastPool";
+  def.priority = 10;
+  def.falls_back_at_run_time = true;
+  def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
+    std::unique_ptr<Kernel> fallback = reference(init);  // validates the node, in its words
+    return std::make_unique<OnednnPool>(std::move(fallback), ops::parse_pool_attrs(init.node()),
+                                        init.attr_string("op", "") == "MaxPool", /*channels_last=*/true);
+  };
+  registry.add(std::move(def));
 }
 
 }  // namespace tunnx::cpu::onednn
