@@ -297,6 +297,29 @@ void resize_nearest(const ResizeAttrs& a, const std::vector<AxisResize>& plan, c
     if constexpr (std::is_same_v<T, std::string>) return std::string();
     else return from_double<T>(a.extrapolation);
   }();
+  // The last axis kept as it is (NHWC upsampling: the channels): whole rows of it are copied, the
+  // rows split among the run's threads.
+  bool rows_kept = rank >= 1 && plan[rank - 1].out == x.dims()[rank - 1];
+  for (size_t d = 0; d < rank && rows_kept; ++d)
+    for (int64_t o = 0; o < plan[d].out && rows_kept; ++o)
+      rows_kept = src[d][static_cast<size_t>(o)] >= 0 && (d + 1 < rank || src[d][static_cast<size_t>(o)] == o);
+  if constexpr (!std::is_same_v<T, std::string>) {
+    if (rows_kept && y.numel() > 0) {
+      const int64_t inner = plan[rank - 1].out, rows = y.numel() / inner;
+      const int threads = y.numel() >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t row = 0; row < rows; ++row) {
+        int64_t offset = 0;
+        for (int64_t rest = row, d = static_cast<int64_t>(rank) - 2; d >= 0; --d) {
+          const size_t dd = static_cast<size_t>(d);
+          offset += src[dd][static_cast<size_t>(rest % plan[dd].out)] * in_strides[dd];
+          rest /= plan[dd].out;
+        }
+        std::copy(in + offset, in + offset + inner, out + row * inner);
+      }
+      return;
+    }
+  }
   std::vector<int64_t> idx(rank, 0);
   for (int64_t flat = 0; flat < y.numel(); ++flat) {
     int64_t offset = 0;
