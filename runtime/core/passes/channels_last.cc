@@ -124,15 +124,13 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     nhwc_of.emplace(value, twin);
     return twin;
   };
-  // Writes the NHWC result `twin` of the node that wrote `value` before, and `value` itself (NCHW)
-  // for readers that want it (the Transpose is dropped below when none does).
+  // Records "<value>/nhwc", written by the node just added, as `value`'s NHWC twin, and adds the
+  // Transpose that writes `value` itself for readers that want NCHW (dropped below when none does).
   auto produced = [&](const std::string& value, const std::string& name) {
     const std::string twin = value + "/nhwc";
     nhwc_of.emplace(value, twin);
     out.push_back(transpose(name + "/to_nchw", twin, value, kToNchw));
-    return twin;
   };
-  auto rank4 = [&](const std::string& v) { return nhwc_of.count(v) || rank_of(facts, v) == 4u; };
 
   for (Node& node : graph.nodes) {
     if (is_2d_conv(node, facts)) {
@@ -146,16 +144,14 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
       conv.attributes.push_back(ops::attr("channels_last", int64_t{1}));
       conv.inputs[0] = nhwc(conv.inputs[0]);
       if (conv.inputs.size() > 7 && !conv.inputs[7].empty()) conv.inputs[7] = nhwc(conv.inputs[7]);
-      const std::string y = conv.outputs[0];
+      const std::string y = conv.outputs[0], name = conv.name;
       conv.outputs[0] = y + "/nhwc";
-      nhwc_of.emplace(y, conv.outputs[0]);
-      const std::string name = conv.name;
       out.push_back(std::move(conv));
-      out.push_back(transpose(name + "/to_nchw", y + "/nhwc", y, kToNchw));
+      produced(y, name);
       ++rewritten;
       continue;
     }
-    // Layout-free ops whose 4-D operands all have NHWC twins already (at least one), same shapes.
+    // Layout-free ops whose operands all have NHWC twins already (only rank-4 values have them).
     bool all_twinned = false;
     if (is_layout_free_elementwise(node)) {
       all_twinned = nhwc_of.count(node.inputs[0]) > 0;
@@ -171,7 +167,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
       all_twinned = !node.inputs.empty();
       for (const auto& in : node.inputs) all_twinned = all_twinned && nhwc_of.count(in) > 0;
     }
-    if (channel_split) all_twinned = nhwc_of.count(node.inputs[0]) > 0 && rank4(node.inputs[0]);
+    if (channel_split) all_twinned = nhwc_of.count(node.inputs[0]) > 0;
     // GlobalAveragePool: the mean over H and W, a ReduceMean over axes 1 and 2 of the NHWC value.
     if (is_onnx(node) && node.op_type == "GlobalAveragePool" && node.inputs.size() == 1 && node.outputs.size() == 1 &&
         nhwc_of.count(node.inputs[0])) {
