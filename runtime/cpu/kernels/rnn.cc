@@ -124,11 +124,15 @@ Config parse_config(const KernelInit& init, Cell cell) {
   return c;
 }
 
-// y[j] += sum_k m[j][k] * v[k] for rows j of a row-major matrix with `cols` columns.
+// y[j] += sum_k m[j][k] * v[k] for rows j of a row-major matrix with `cols` columns. The sum is a
+// SIMD reduction (lanes summed at the end, an order of additions the compiler picks): a strictly
+// serial sum waits an add's latency per element, and a recurrent model's step is these products
+// (silero-vad's 128-wide LSTM: 4x faster).
 template <typename T> void add_matvec(const T* m, int64_t rows, int64_t cols, const T* v, T* y) {
   for (int64_t j = 0; j < rows; ++j) {
     const T* row = m + j * cols;
     T sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t k = 0; k < cols; ++k) sum += row[k] * v[k];
     y[j] += sum;
   }
