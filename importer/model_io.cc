@@ -57,14 +57,31 @@ void mark_registered(const ir::ModelIR& ir, ParameterStore& store) {
   }
 }
 
-std::unique_ptr<ModelImpl> load_impl(const void* bytes, size_t size, const fs::path& model_dir,
-                                       const LoadOptions& options) {
+onnx::ModelProto parse_model(const void* bytes, size_t size) {
   if (size == 0) throw Error(ErrorCode::kInvalidModel, "file is empty");
   if (size > kProtobufLimit)
     throw Error(ErrorCode::kInvalidModel, "file is larger than protobuf's 2 GiB limit (keep weights in external data)");
   onnx::ModelProto proto;
   if (!proto.ParseFromArray(bytes, static_cast<int>(size)))
     throw Error(ErrorCode::kInvalidModel, "not an ONNX model: protobuf parsing failed (truncated or corrupt file)");
+  return proto;
+}
+
+// Drops the data of the initializers that type inference does not read (all but the integer ones,
+// which shapes are computed from), once the checker has seen them: a big model's weights would be
+// held a third time (file, proto, tensors) otherwise.
+void drop_weight_data(onnx::ModelProto& proto) {
+  for (auto& init : *proto.mutable_graph()->mutable_initializer()) {
+    if (init.data_type() == onnx::TensorProto::INT64 || init.data_type() == onnx::TensorProto::INT32) continue;
+    init.clear_raw_data();
+    init.clear_float_data();
+    init.clear_double_data();
+    init.clear_int32_data();
+  }
+}
+
+// `proto` is consumed: its weight data is dropped once read.
+std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& model_dir, const LoadOptions& options) {
   if (proto.ir_version() <= 0)
     throw Error(ErrorCode::kInvalidModel, "not an ONNX model: ir_version is not set", {.field = "ir_version"});
   if (!proto.has_graph())
@@ -79,6 +96,7 @@ std::unique_ptr<ModelImpl> load_impl(const void* bytes, size_t size, const fs::p
   // ONNX's checker insists on topological order in the file; show it the order tunnx sorted.
   apply_node_orders(impl->ir.graph, orders, *proto.mutable_graph());
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
+  drop_weight_data(proto);
   if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);
   assign_parameter_roles(impl->ir, impl->store);
   mark_registered(impl->ir, impl->store);
@@ -94,8 +112,13 @@ Model Model::load(const fs::path& path, const LoadOptions& options) {
     if (fs::is_directory(path, ec)) throw Error(ErrorCode::kInvalidArgument, "is a directory, not a model file");
     // A FIFO or device would block or never end; only regular files are models.
     if (!fs::is_regular_file(path, ec)) throw Error(ErrorCode::kInvalidArgument, "is not a regular file");
-    std::shared_ptr<MappedFile> file = MappedFile::open(path);
-    auto impl = load_impl(file->data(), file->size(), path.parent_path(), options);
+    onnx::ModelProto proto;
+    {
+      // Unmapped once parsed: the file's pages would otherwise stay resident beside the copies.
+      std::shared_ptr<MappedFile> file = MappedFile::open(path);
+      proto = parse_model(file->data(), file->size());
+    }
+    auto impl = load_impl(proto, path.parent_path(), options);
     impl->path = path;
     return Model(std::move(impl));
   } catch (const Error& e) {
@@ -104,7 +127,8 @@ Model Model::load(const fs::path& path, const LoadOptions& options) {
 }
 
 Model Model::load_from_bytes(std::string_view bytes, const fs::path& base_dir, const LoadOptions& options) {
-  return Model(load_impl(bytes.data(), bytes.size(), base_dir, options));
+  onnx::ModelProto proto = parse_model(bytes.data(), bytes.size());
+  return Model(load_impl(proto, base_dir, options));
 }
 
 void Model::save(const fs::path& path, const SaveOptions& options) const {
