@@ -67,20 +67,7 @@ onnx::ModelProto parse_model(const void* bytes, size_t size) {
   return proto;
 }
 
-// Drops the data of the initializers that type inference does not read (all but the integer ones,
-// which shapes are computed from), once the checker has seen them: a big model's weights would be
-// held a third time (file, proto, tensors) otherwise.
-void drop_weight_data(onnx::ModelProto& proto) {
-  for (auto& init : *proto.mutable_graph()->mutable_initializer()) {
-    if (init.data_type() == onnx::TensorProto::INT64 || init.data_type() == onnx::TensorProto::INT32) continue;
-    init.clear_raw_data();
-    init.clear_float_data();
-    init.clear_double_data();
-    init.clear_int32_data();
-  }
-}
-
-// `proto` is consumed: its weight data is dropped once read.
+// `proto` is consumed: its weight data is dropped once read (infer_value_types).
 std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& model_dir, const LoadOptions& options) {
   if (proto.ir_version() <= 0)
     throw Error(ErrorCode::kInvalidModel, "not an ONNX model: ir_version is not set", {.field = "ir_version"});
@@ -96,8 +83,7 @@ std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& mo
   // ONNX's checker insists on topological order in the file; show it the order tunnx sorted.
   apply_node_orders(impl->ir.graph, orders, *proto.mutable_graph());
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
-  drop_weight_data(proto);
-  if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);
+  if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);  // drops the weights' bytes first
   assign_parameter_roles(impl->ir, impl->store);
   mark_registered(impl->ir, impl->store);
   return impl;

@@ -74,11 +74,9 @@ std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesyste
   return "passed";
 }
 
-void infer_value_types(const onnx::ModelProto& model, ir::Graph& graph) {
+void infer_value_types(onnx::ModelProto& model, ir::Graph& graph) {
   if (!why_library_cannot_check(model).empty()) return;
-  // Weights are not needed to infer types; leave them out of the copy so big models stay cheap.
-  onnx::ModelProto copy = model;
-  for (auto& init : *copy.mutable_graph()->mutable_initializer()) {
+  for (auto& init : *model.mutable_graph()->mutable_initializer()) {
     if (init.data_type() == onnx::TensorProto::INT64 || init.data_type() == onnx::TensorProto::INT32) continue;
     init.clear_raw_data();
     init.clear_float_data();
@@ -94,12 +92,12 @@ void infer_value_types(const onnx::ModelProto& model, ir::Graph& graph) {
     // Shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as exporters write
     // attention's head split) are followed, so the values after them keep their ranks and dims.
     options.enable_data_propagation = true;
-    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), options);
+    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
   } catch (const std::exception&) {
     return;  // partial knowledge is fine: the runtime infers shapes itself when it plans
   }
-  for (const auto& v : copy.graph().value_info()) graph.inferred_types[v.name()] = type_from_proto(v.type());
-  for (const auto& v : copy.graph().output()) graph.inferred_types[v.name()] = type_from_proto(v.type());
+  for (const auto& v : model.graph().value_info()) graph.inferred_types[v.name()] = type_from_proto(v.type());
+  for (const auto& v : model.graph().output()) graph.inferred_types[v.name()] = type_from_proto(v.type());
 }
 
 }  // namespace tunnx

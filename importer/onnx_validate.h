@@ -13,8 +13,10 @@ namespace tunnx {
 // the library knows). Throws Error(kInvalidModel) with the checker's first line when it fails.
 std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesystem::path& model_dir);
 
-// Runs ONNX shape inference on a copy of the model (the file stays as it was) and records the types
-// found for the main graph's values in graph.inferred_types. Failures only mean fewer known types.
-void infer_value_types(const onnx::ModelProto& model, ir::Graph& graph);
+// Runs ONNX shape inference on the parsed model, which it consumes: the weights' data (all but the
+// integer initializers, which shapes are computed from) is dropped first, so a big model is not held
+// a third time, and inference writes its findings into it. Records the types found for the main
+// graph's values in graph.inferred_types. Failures only mean fewer known types.
+void infer_value_types(onnx::ModelProto& model, ir::Graph& graph);
 
 }  // namespace tunnx
