@@ -4,12 +4,14 @@
 // reference computes is handed to oneDNN as is (its dilation is ONNX's minus one; its right padding is
 // what makes the output size exact).
 //
-// The primitive picks its own layouts (format `any`): on AVX2/AVX-512 machines blocked ones (nChw8c /
-// nChw16c activations, OIhw16i16o-like weights), which its fastest kernels need. Activations are
-// reordered from and to the plain layout the rest of the graph reads at each run (keeping blocked
-// layouts across consecutive oneDNN ops is a later step); constant weights are packed once per weight
-// version (packed_weights.h), as the Linear path does, and a weight rewritten every run (training) is
-// reordered per run. A geometry only oneDNN's reference implementation takes, other dtypes and
+// The primitive picks its own layouts (format `any`): blocked weights always, and for activations
+// NHWC (brgconv on AVX-512) or nChw8c/16c (older kernels). Activations lie in NCHW, or in NHWC for
+// com.tunnx:FusedConv with channels_last (runtime/core/passes/channels_last.h, which keeps them NHWC
+// between convolutions); they are reordered only when the primitive wants another layout. Constant
+// weights are packed once per weight version (packed_weights.h), as the Linear path does, and a
+// weight rewritten every run (training) is reordered per run. FusedConv also folds a
+// BatchNormalization into the weights (refolded when a source's version moves), adds a residual as a
+// sum post-op and its activation as eltwise post-ops. A geometry only oneDNN's reference implementation takes, other dtypes and
 // anything the shared rules reject run the reference kernel, which reports errors in its words.
 #include <algorithm>
 #include <cstdint>
