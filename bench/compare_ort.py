@@ -45,6 +45,7 @@ measured peak x threads, at the clock the machine runs at that moment.
                                         [--tunnx build/tools/tunnx] [--json FILE]
 """
 import argparse
+import atexit
 import datetime
 import json
 import math
@@ -446,6 +447,24 @@ def table(cases, thread_counts, results):
     return rows
 
 
+def start_background(kind, tunnx, models):
+    """Processes that keep every core busy for the whole run (issue 11's busy-machine check), or []:
+    spin: one pure-Python busy loop per core; openmp: another OpenMP program (tunnx bench on the 1024^3
+    MatMul with all cores and OpenMP's active wait policy, as a spinning HPC job would run)."""
+    cores = os.cpu_count() or 1
+    processes = []
+    if kind == "spin":
+        processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    elif kind == "openmp":
+        env = dict(os.environ, OMP_WAIT_POLICY="active")
+        cmd = [tunnx, "bench", os.path.join(models, "matmul_1024.onnx"), "--threads", str(cores), "--warmup", "0",
+               "--iters", "100000000"]
+        processes = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for process in processes:  # also when the run stops early
+        atexit.register(process.kill)
+    return processes
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tunnx", default=os.path.join(ROOT, "build", "tools", "tunnx"))
@@ -457,6 +476,9 @@ def main():
     parser.add_argument("--optimization", type=int, choices=[0, 1, 2],
                         help="tunnx's graph optimization level (default: tunnx's default)")
     parser.add_argument("--peak-tool", default=os.path.join(ROOT, "build", "bench", "tunnx_matmul_peak"))
+    parser.add_argument("--background", choices=["none", "spin", "openmp"], default="none",
+                        help="measure on a busy machine: spin (a busy loop per core) or openmp (another OpenMP "
+                             "program on every core)")
     parser.add_argument("--ort-worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ort_worker:
@@ -470,6 +492,9 @@ def main():
     cases = [c for c in CASES if not args.only or c.label in args.only]
     cases, model_paths = resolve_models(cases, args.models)
 
+    background = start_background(args.background, args.tunnx, args.models)
+    if background:
+        time.sleep(2)  # let the background load settle
     load_before = os.getloadavg()[0]
     results, kernels = {}, {}  # (label, threads) -> one record per pass; label -> tunnx's kernels
     onednn_ms, peak_gflops = {}, {}
@@ -516,7 +541,13 @@ def main():
     print(f"{version}; onnxruntime {ort.__version__}; {args.passes} passes, median of per-pass medians; "
           f"tunnx optimization level {level}")
     # Other jobs on the machine skew both runtimes (the 2-thread rows most): say how busy it was.
-    print(f"1-minute load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    load_after = os.getloadavg()[0]
+    for process in background:
+        process.kill()
+        process.wait()
+    if background:
+        print(f"background load: {args.background} ({len(background)} process(es) kept every core busy throughout)")
+    print(f"1-minute load average: {load_before:.2f} before, {load_after:.2f} after")
     start_ms = process_start_ms(args.tunnx)
     print(f"first run: ORT = session + first run after the imports; tunnx = load + session + first run in "
           f"`tunnx bench`; neither includes process start (`tunnx --version` alone takes {start_ms:.1f} ms here)\n")
