@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/core/graph.h"
+#include "runtime/core/ops/gradient.h"
 #include "runtime/train/splitmix64.h"
 
 namespace tunnx::edit {
@@ -22,16 +23,7 @@ class Uniform {
   SplitMix64 rng_;
 };
 
-inline ir::Node make_node(std::string name, std::string op, std::vector<std::string> inputs, std::string output,
-                          std::vector<ir::Attribute> attrs = {}) {
-  ir::Node n;
-  n.name = std::move(name);
-  n.op_type = std::move(op);
-  n.inputs = std::move(inputs);
-  n.outputs = {std::move(output)};
-  n.attributes = std::move(attrs);
-  return n;
-}
+using ops::make_node;
 
 
 }  // namespace tunnx::edit

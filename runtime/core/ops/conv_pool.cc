@@ -156,6 +156,14 @@ std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string
                         .activation = *act};
 }
 
+std::vector<int64_t> nchw_of_channels_last(const std::vector<int64_t>& d) {
+  return d.size() == 4 ? std::vector<int64_t>{d[0], d[3], d[1], d[2]} : d;
+}
+
+std::vector<int64_t> channels_last_of_nchw(const std::vector<int64_t>& d) {
+  return d.size() == 4 ? std::vector<int64_t>{d[0], d[2], d[3], d[1]} : d;
+}
+
 ConvAttrs parse_conv_attrs(const ir::Node& node) {
   ConvAttrs a;
   a.auto_pad = read_auto_pad(node);

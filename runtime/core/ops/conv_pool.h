@@ -55,6 +55,11 @@ struct FusedConvAttrs {
 // Nothing, with `why_not` set, for an activation the fused ops do not take.
 std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not);
 
+// The dims of a 4-D tensor as the shape rules read them, for one lying channels-last ([N, H, W, C]
+// -> [N, C, H, W]), or as it lies channels-last (back). Other ranks are returned as they are.
+std::vector<int64_t> nchw_of_channels_last(const std::vector<int64_t>& nhwc);
+std::vector<int64_t> channels_last_of_nchw(const std::vector<int64_t>& nchw);
+
 // The sizes of one convolution. `image` is the spatial shape of the tensor patches are read from
 // (Conv) or added into (ConvTranspose); `grid` is the spatial shape of the patch positions.
 struct ConvGeometry {

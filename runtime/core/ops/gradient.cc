@@ -44,6 +44,17 @@ ir::Attribute attr(const std::string& name, const std::vector<float>& values) {
   return a;
 }
 
+ir::Node make_node(std::string name, std::string op, std::vector<std::string> inputs, std::string output,
+                   std::vector<ir::Attribute> attrs) {
+  ir::Node n;
+  n.name = std::move(name);
+  n.op_type = std::move(op);
+  n.inputs = std::move(inputs);
+  n.outputs = {std::move(output)};
+  n.attributes = std::move(attrs);
+  return n;
+}
+
 ir::Attribute attr_tensor(const std::string& name, Tensor value) {
   ir::Attribute a;
   a.name = name;

@@ -34,6 +34,10 @@ ir::Attribute attr(const std::string& name, const std::vector<int64_t>& values);
 ir::Attribute attr(const std::string& name, const std::vector<float>& values);
 ir::Attribute attr_tensor(const std::string& name, Tensor value);
 
+// A new default-domain node with one output (graph rewrites and edits make them).
+ir::Node make_node(std::string name, std::string op, std::vector<std::string> inputs, std::string output,
+                   std::vector<ir::Attribute> attrs = {});
+
 // The forward node's attribute `name` (int, float, ints, string), or `fallback`.
 int64_t node_int(const ir::Node& node, const std::string& name, int64_t fallback);
 float node_float(const ir::Node& node, const std::string& name, float fallback);

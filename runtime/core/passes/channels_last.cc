@@ -58,27 +58,12 @@ bool is_layout_free_elementwise(const Node& node) {
 }
 
 Node transpose(const std::string& name, const std::string& in, const std::string& out, const std::vector<int64_t>& perm) {
-  Node t;
-  t.name = name;
-  t.op_type = "Transpose";
-  t.inputs = {in};
-  t.outputs = {out};
-  t.attributes = {ops::attr("perm", perm)};
-  return t;
+  return ops::make_node(name, "Transpose", {in}, out, {ops::attr("perm", perm)});
 }
 
 // A Constant node writing `value` to `output`.
 Node constant(const std::string& name, const std::string& output, Tensor value) {
-  Node c;
-  c.name = name;
-  c.op_type = "Constant";
-  c.outputs = {output};
-  Attribute attr;
-  attr.name = "value";
-  attr.type = AttributeType::kTensor;
-  attr.t = std::move(value);
-  c.attributes.push_back(std::move(attr));
-  return c;
+  return ops::make_node(name, "Constant", {}, output, {ops::attr_tensor("value", std::move(value))});
 }
 
 // A Resize (opset 11+) that scales only H and W by constant scales: the same on NHWC values with the

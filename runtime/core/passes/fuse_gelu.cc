@@ -33,14 +33,14 @@ class GeluMatcher {
 
   std::optional<Match> at(size_t erf_index) const {
     const Node& erf = graph_.nodes[erf_index];
-    if (!is_op(erf, "Erf", 1)) return std::nullopt;
+    if (!is_onnx_op(erf, "Erf", 1)) return std::nullopt;
     Match m;
     // S(x): Div(x, sqrt 2) or Mul(x, 1/sqrt 2), read only by the Erf.
     const Node* scale = produced(erf.inputs[0]);
     if (!scale || !facts_.private_value(erf.inputs[0])) return std::nullopt;
-    if (is_op(*scale, "Div", 2) && constant_is(scale->inputs[1], std::numbers::sqrt2)) {
+    if (is_onnx_op(*scale, "Div", 2) && constant_is(scale->inputs[1], std::numbers::sqrt2)) {
       m.x = scale->inputs[0];
-    } else if (is_op(*scale, "Mul", 2)) {
+    } else if (is_onnx_op(*scale, "Mul", 2)) {
       std::optional<std::string> other = operand_besides_constant(*scale, 1 / std::numbers::sqrt2);
       if (!other) return std::nullopt;
       m.x = *other;
@@ -53,20 +53,20 @@ class GeluMatcher {
 
     // Add(Erf, 1)
     std::optional<size_t> add = only_reader(erf.outputs[0], erf_index);
-    if (!add || !is_op(graph_.nodes[*add], "Add", 2)) return std::nullopt;
+    if (!add || !is_onnx_op(graph_.nodes[*add], "Add", 2)) return std::nullopt;
     if (operand_besides_constant(graph_.nodes[*add], 1.0) != erf.outputs[0]) return std::nullopt;
     m.nodes.push_back(*add);
     const std::string& one_plus = graph_.nodes[*add].outputs[0];
 
     // Mul(one_plus, other): other is x (then Mul(., 0.5) follows) or Mul(x, 0.5) (then this is y).
     std::optional<size_t> mul = only_reader(one_plus, *add);
-    if (!mul || !is_op(graph_.nodes[*mul], "Mul", 2)) return std::nullopt;
+    if (!mul || !is_onnx_op(graph_.nodes[*mul], "Mul", 2)) return std::nullopt;
     const Node& product = graph_.nodes[*mul];
     if (product.inputs[0] == product.inputs[1]) return std::nullopt;
     const std::string& other = product.inputs[0] == one_plus ? product.inputs[1] : product.inputs[0];
     if (constant_is(other, 0.5)) {  // Mul(x, Mul(0.5, one_plus)): torch's dynamo exporter
       std::optional<size_t> times_x = only_reader(product.outputs[0], *mul);
-      if (!times_x || !is_op(graph_.nodes[*times_x], "Mul", 2)) return std::nullopt;
+      if (!times_x || !is_onnx_op(graph_.nodes[*times_x], "Mul", 2)) return std::nullopt;
       const Node& last = graph_.nodes[*times_x];
       const std::string& x = last.inputs[0] == product.outputs[0] ? last.inputs[1] : last.inputs[0];
       if (x != m.x || last.inputs[0] == last.inputs[1]) return std::nullopt;
@@ -75,7 +75,7 @@ class GeluMatcher {
       m.y = last.outputs[0];
     } else if (other == m.x) {
       std::optional<size_t> half = only_reader(product.outputs[0], *mul);
-      if (!half || !is_op(graph_.nodes[*half], "Mul", 2) ||
+      if (!half || !is_onnx_op(graph_.nodes[*half], "Mul", 2) ||
           operand_besides_constant(graph_.nodes[*half], 0.5) != product.outputs[0])
         return std::nullopt;
       m.nodes.push_back(*mul);
@@ -83,7 +83,7 @@ class GeluMatcher {
       m.y = graph_.nodes[*half].outputs[0];
     } else {
       const Node* half_x = produced(other);
-      if (!half_x || !facts_.private_value(other) || !is_op(*half_x, "Mul", 2) ||
+      if (!half_x || !facts_.private_value(other) || !is_onnx_op(*half_x, "Mul", 2) ||
           operand_besides_constant(*half_x, 0.5) != m.x)
         return std::nullopt;
       m.nodes.push_back(index_of(*half_x));
@@ -98,14 +98,14 @@ class GeluMatcher {
   // by 3), the outer half and x multiplied in either order.
   std::optional<Match> at_tanh(size_t tanh_index) const {
     const Node& tanh = graph_.nodes[tanh_index];
-    if (!is_op(tanh, "Tanh", 1)) return std::nullopt;
+    if (!is_onnx_op(tanh, "Tanh", 1)) return std::nullopt;
     Match m;
     // sqrt(2/pi) * s, read only by the Tanh.
     const Node* scaled = produced(tanh.inputs[0]);
-    if (!scaled || !facts_.private_value(tanh.inputs[0]) || !is_op(*scaled, "Mul", 2)) return std::nullopt;
+    if (!scaled || !facts_.private_value(tanh.inputs[0]) || !is_onnx_op(*scaled, "Mul", 2)) return std::nullopt;
     std::optional<std::string> sum = operand_besides_constant(*scaled, std::sqrt(2.0 / std::numbers::pi));
     const Node* add = sum ? produced(*sum) : nullptr;
-    if (!add || !facts_.private_value(*sum) || !is_op(*add, "Add", 2)) return std::nullopt;
+    if (!add || !facts_.private_value(*sum) || !is_onnx_op(*add, "Add", 2)) return std::nullopt;
     // s = x + 0.044715 x^3: one operand is x, the other the cube of it.
     for (int side = 0; side < 2 && m.x.empty(); ++side) {
       const std::string& x = add->inputs[static_cast<size_t>(side)];
@@ -126,7 +126,7 @@ class GeluMatcher {
     // 1 + tanh, then times 0.5 and times x, in either order.
     std::optional<size_t> one_plus = only_reader(tanh.outputs[0], tanh_index);
     if (!one_plus || operand_besides_constant(graph_.nodes[*one_plus], 1.0) != tanh.outputs[0] ||
-        !is_op(graph_.nodes[*one_plus], "Add", 2))
+        !is_onnx_op(graph_.nodes[*one_plus], "Add", 2))
       return std::nullopt;
     m.nodes.push_back(*one_plus);
     std::string value = graph_.nodes[*one_plus].outputs[0];
@@ -134,7 +134,7 @@ class GeluMatcher {
     size_t last = *one_plus;
     while (!(half && times_x)) {
       std::optional<size_t> next = only_reader(value, last);
-      if (!next || !is_op(graph_.nodes[*next], "Mul", 2)) return std::nullopt;
+      if (!next || !is_onnx_op(graph_.nodes[*next], "Mul", 2)) return std::nullopt;
       const Node& mul = graph_.nodes[*next];
       if (mul.inputs[0] == mul.inputs[1]) return std::nullopt;
       const std::string& other = mul.inputs[0] == value ? mul.inputs[1] : mul.inputs[0];
@@ -163,14 +163,14 @@ class GeluMatcher {
     if (std::optional<float> c = facts_.scalar(value, 0); c && !value.empty()) return Term{*c, 0};
     const Node* n = produced(value);
     if (!n || !facts_.private_value(value)) return std::nullopt;
-    if (is_op(*n, "Mul", 2)) {
+    if (is_onnx_op(*n, "Mul", 2)) {
       std::optional<Term> a = term(n->inputs[0], x, nodes);
       std::optional<Term> b = a ? term(n->inputs[1], x, nodes) : std::nullopt;
       if (!b) return std::nullopt;
       nodes.push_back(index_of(*n));
       return Term{a->coef * b->coef, a->power + b->power};
     }
-    if (is_op(*n, "Pow", 2) && constant_is(n->inputs[1], 3.0)) {
+    if (is_onnx_op(*n, "Pow", 2) && constant_is(n->inputs[1], 3.0)) {
       std::optional<Term> base = term(n->inputs[0], x, nodes);
       if (!base) return std::nullopt;
       nodes.push_back(index_of(*n));
@@ -179,13 +179,7 @@ class GeluMatcher {
     return std::nullopt;
   }
 
-  // An ai.onnx node `op` with `inputs` inputs (none empty) and one output.
-  static bool is_op(const Node& n, const char* op, size_t inputs) {
-    if (!is_onnx(n) || n.op_type != op || n.inputs.size() != inputs || n.outputs.size() != 1) return false;
-    for (const auto& in : n.inputs)
-      if (in.empty()) return false;
-    return true;
-  }
+
 
   bool constant_is(const std::string& name, double wanted) const {
     if (name.empty()) return false;

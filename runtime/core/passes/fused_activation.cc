@@ -44,10 +44,6 @@ std::optional<std::vector<Attribute>> single_node_attrs(const Node& node, const 
   return attrs;
 }
 
-bool is_onnx_op(const Node& node, const char* op, size_t inputs) {
-  return is_onnx(node) && node.op_type == op && node.inputs.size() == inputs && node.outputs.size() == 1;
-}
-
 }  // namespace
 
 std::optional<FusedActivation> fused_activation_after(const Graph& graph, const GraphFacts& facts,

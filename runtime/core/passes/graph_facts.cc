@@ -4,6 +4,13 @@ namespace tunnx::ir {
 
 bool is_onnx(const Node& node) { return node.domain.empty() || node.domain == "ai.onnx"; }
 
+bool is_onnx_op(const Node& node, const char* op, size_t inputs) {
+  if (!is_onnx(node) || node.op_type != op || node.inputs.size() != inputs || node.outputs.size() != 1) return false;
+  for (const auto& in : node.inputs)
+    if (in.empty()) return false;
+  return true;
+}
+
 GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), store(s) {
   for (const auto& init : g.initializers) initializers[init.name] = &init;
   for (const auto& [name, t] : g.inferred_types) types[name] = &t;

@@ -15,6 +15,8 @@
 namespace tunnx::ir {
 
 bool is_onnx(const Node& node);  // the default domain ("" or "ai.onnx")
+// An ai.onnx node `op` with `inputs` inputs (none empty) and one output: what a pattern's node must be.
+bool is_onnx_op(const Node& node, const char* op, size_t inputs);
 
 struct GraphFacts {
   const Graph& graph;

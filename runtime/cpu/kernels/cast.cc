@@ -174,17 +174,15 @@ void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx) {
           if constexpr (std::is_same_v<From, To>) out[i] = in[i];
           else out[i] = convert<To>(in[i]);
         }
-        return;
-      }
-      for (int64_t i = 0; i < x.numel(); ++i) {
-        if constexpr (std::is_same_v<From, To>) {
-          out[i] = in[i];
-        } else if constexpr (std::is_same_v<From, std::string>) {
-          if (!parse_number(in[i], out[i])) throw ctx.error("cannot cast the string '" + in[i] + "' to a number");
-        } else if constexpr (std::is_same_v<To, std::string>) {
-          out[i] = to_text(in[i]);
-        } else {
-          out[i] = convert<To>(in[i]);
+      } else {  // strings: parsing may fail (an exception must not leave a parallel region)
+        for (int64_t i = 0; i < x.numel(); ++i) {
+          if constexpr (std::is_same_v<From, To>) {
+            out[i] = in[i];
+          } else if constexpr (std::is_same_v<From, std::string>) {
+            if (!parse_number(in[i], out[i])) throw ctx.error("cannot cast the string '" + in[i] + "' to a number");
+          } else {
+            out[i] = to_text(in[i]);
+          }
         }
       }
     });

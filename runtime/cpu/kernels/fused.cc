@@ -77,21 +77,18 @@ class FusedMatMul : public Kernel {
   ops::Activation act_;
 };
 
-// [N, H, W, C] <-> [N, C, H, W] float32 copies, for FusedConv with channels_last.
+// [N, H, W, C] <-> [N, C, H, W] float32 copies, for the channels-last nodes' reference kernels: each
+// image is one matrix transpose ([C, H*W] <-> [H*W, C]).
 Tensor channels_moved(const Tensor& t, bool to_channels_last, const KernelContext& ctx) {
   if (t.dtype() != DataType::kFloat32 || t.rank() != 4)
     throw ctx.error("channels_last needs a 4-D float32 tensor, got " + std::string(to_string(t.dtype())) + " " +
                     dims_to_string(t.dims()));
   const std::vector<int64_t>& d = t.dims();
-  // As [N, A, B] -> [N, B, A]: A = C, B = H*W to channels last; A = H*W, B = C back.
-  const int64_t n = d[0], a = to_channels_last ? d[1] : d[1] * d[2], b = to_channels_last ? d[2] * d[3] : d[3];
-  Tensor out = Tensor::uninitialized(DataType::kFloat32, to_channels_last ? std::vector<int64_t>{d[0], d[2], d[3], d[1]}
-                                                                          : std::vector<int64_t>{d[0], d[3], d[1], d[2]});
-  const float* src = data<float>(t);
-  float* dst = out.mutable_data_as<float>();
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t x = 0; x < a; ++x)
-      for (int64_t y = 0; y < b; ++y) dst[(i * b + y) * a + x] = src[(i * a + x) * b + y];
+  const int64_t rows = to_channels_last ? d[1] : d[1] * d[2], cols = t.numel() / (d[0] * rows);
+  Tensor out = Tensor::uninitialized(DataType::kFloat32, to_channels_last ? ops::channels_last_of_nchw(d)
+                                                                          : ops::nchw_of_channels_last(d));
+  for (int64_t i = 0; i < d[0]; ++i)
+    transpose_matrix(data<float>(t) + i * rows * cols, out.mutable_data_as<float>() + i * rows * cols, rows, cols);
   return out;
 }
 

@@ -128,15 +128,13 @@ class OnednnConv : public Kernel {
         w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0 || (channels_last && x.rank() != 4))
       return reference_->run(ctx);
     // The shape rules read NCHW: a channels-last X [N, H, W, C] is [N, C, H, W] to them.
-    const std::vector<int64_t> x_dims =
-        channels_last ? std::vector<int64_t>{x.dims()[0], x.dims()[3], x.dims()[1], x.dims()[2]} : x.dims();
+    const std::vector<int64_t> x_dims = channels_last ? ops::nchw_of_channels_last(x.dims()) : x.dims();
     const std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, x_dims, w->dims(), false, nullptr);
     if (!g || (bias && bias->numel() != g->out_channels)) return reference_->run(ctx);  // it reports the error
     std::vector<int64_t> y_dims = {g->batch, g->out_channels};
     y_dims.insert(y_dims.end(), g->grid.begin(), g->grid.end());
     if (product(y_dims) == 0) return reference_->run(ctx);
-    const std::vector<int64_t> out_dims =
-        channels_last ? std::vector<int64_t>{y_dims[0], y_dims[2], y_dims[3], y_dims[1]} : y_dims;
+    const std::vector<int64_t> out_dims = channels_last ? ops::channels_last_of_nchw(y_dims) : y_dims;
     if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != out_dims)) return reference_->run(ctx);
     std::shared_ptr<const FoldedWeights> folded;
     if (fused_ && fused_->has_bn) {
@@ -244,14 +242,9 @@ class OnednnConv : public Kernel {
     }
     auto built = std::make_shared<ConvPrimitive>();
     // The layouts the tensors lie in: NCHW, or NHWC (channels_last, always 2-D here).
-    auto lying = [channels_last](const std::vector<int64_t>& dims) {
-      return channels_last ? dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32,
-                                                dnnl::memory::format_tag::nhwc)
-                           : plain_f32(dims);
-    };
-    built->src_plain = lying(x_dims);
+    built->src_plain = activation_f32(x_dims, channels_last);
     built->weights_plain = plain_f32(weight_dims);
-    built->dst_plain = lying(y_dims);
+    built->dst_plain = activation_f32(y_dims, channels_last);
     built->bias = has_bias ? plain_f32({g.out_channels}) : dnnl::memory::desc();
     try {
       dnnl::primitive_attr attr;
@@ -319,24 +312,17 @@ void register_onednn_conv(KernelRegistry& registry) {
       },
       11);
   // com.tunnx:FusedConv (runtime/core/passes/fuse_conv.h) over its reference kernel (kernels/fused.cc).
-  const KernelDef* ref = registry.find_reference("com.tunnx", "FusedConv", 1, DeviceType::kCpu);
-  if (!ref || ref->priority != 0) return;
-  KernelDef def;
-  def.domain = "com.tunnx";
-  def.op_type = "FusedConv";
-  def.types = {DataType::kFloat32};
-  def.name = "cpu/onednn/FusedConv";
-  def.priority = 10;
-  def.prefers_channels_last = true;
-  def.falls_back_at_run_time = true;
-  def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
-    std::unique_ptr<Kernel> fallback = reference(init);  // validates the node, in its words
-    const std::optional<ops::FusedConvAttrs> fused = ops::fused_conv_attrs(init.node(), nullptr);
-    dnnl::post_ops probe;
-    if (!fused || !append_activation(probe, fused->activation)) return fallback;
-    return std::make_unique<OnednnConv>(std::move(fallback), ops::parse_conv_attrs(init.node()), init, fused);
-  };
-  registry.add(std::move(def));
+  std::optional<KernelDef> fused = fast_path_def(
+      registry, "com.tunnx", "FusedConv", 1,
+      [](const KernelInit& init, std::unique_ptr<Kernel> fallback) -> std::unique_ptr<Kernel> {
+        const std::optional<ops::FusedConvAttrs> attrs = ops::fused_conv_attrs(init.node(), nullptr);
+        dnnl::post_ops probe;
+        if (!attrs || !append_activation(probe, attrs->activation)) return fallback;
+        return std::make_unique<OnednnConv>(std::move(fallback), ops::parse_conv_attrs(init.node()), init, attrs);
+      });
+  if (!fused) return;
+  fused->prefers_channels_last = true;
+  registry.add(std::move(*fused));
 }
 
 }  // namespace tunnx::cpu::onednn

@@ -86,22 +86,6 @@ class OnednnEltwise : public Kernel {
   LruCache<int64_t, EltwisePrimitive> cache_{16};
 };
 
-// Registers the fast path over the reference kernel of (domain, op_type) at `opset`; `make` returns
-// the fast kernel, or the reference one for nodes it does not take.
-template <typename Make>
-void wrap_reference(KernelRegistry& registry, const std::string& domain, const std::string& op_type, int64_t opset,
-                    Make make) {
-  const KernelDef* ref = registry.find_reference(domain, op_type, opset, DeviceType::kCpu);
-  if (!ref || ref->priority != 0) return;
-  KernelDef def = *ref;
-  def.types = {DataType::kFloat32};
-  def.name = "cpu/onednn/" + op_type;
-  def.priority = 10;
-  def.falls_back_at_run_time = true;
-  def.factory = [reference = ref->factory, make](const KernelInit& init) { return make(init, reference(init)); };
-  registry.add(std::move(def));
-}
-
 }  // namespace
 
 void register_onednn_eltwise(KernelRegistry& registry) {
@@ -110,15 +94,17 @@ void register_onednn_eltwise(KernelRegistry& registry) {
     if (!alg) return reference;
     return std::make_unique<OnednnEltwise>(std::move(reference), *alg, false);
   };
-  wrap_reference(registry, "", "Gelu", 20, gelu);
-  wrap_reference(registry, "com.tunnx", "Gelu", 1, gelu);
-  wrap_reference(registry, "com.tunnx", "ElementwiseGrad", 1,
-                 [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-                   if (init.attr_string("op", "") != "Gelu") return reference;
-                   const std::optional<dnnl::algorithm> alg = gelu_algorithm(init.attr_string("approximate", "none"));
-                   if (!alg) return reference;
-                   return std::make_unique<OnednnEltwise>(std::move(reference), *alg, true);
-                 });
+  add_fast_path(registry, "Gelu", gelu, 20);
+  add_fast_path(registry, "Gelu", gelu, 1, "com.tunnx");
+  add_fast_path(
+      registry, "ElementwiseGrad",
+      [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+        if (init.attr_string("op", "") != "Gelu") return reference;
+        const std::optional<dnnl::algorithm> alg = gelu_algorithm(init.attr_string("approximate", "none"));
+        if (!alg) return reference;
+        return std::make_unique<OnednnEltwise>(std::move(reference), *alg, true);
+      },
+      1, "com.tunnx");
   // op, the opset its reference kernel is found at, the algorithm, and its alpha from the node.
   struct Unary {
     const char* op;
@@ -138,11 +124,13 @@ void register_onednn_eltwise(KernelRegistry& registry) {
       {"HardSwish", 14, dnnl::algorithm::eltwise_hardswish, nullptr, 0},
   };
   for (const Unary& u : unary)
-    wrap_reference(registry, "", u.op, u.opset,
-                   [u](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-                     const float alpha = u.alpha_attr ? init.attr_float(u.alpha_attr, u.alpha_default) : 0.0f;
-                     return std::make_unique<OnednnEltwise>(std::move(reference), u.algorithm, false, alpha);
-                   });
+    add_fast_path(
+        registry, u.op,
+        [u](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+          const float alpha = u.alpha_attr ? init.attr_float(u.alpha_attr, u.alpha_default) : 0.0f;
+          return std::make_unique<OnednnEltwise>(std::move(reference), u.algorithm, false, alpha);
+        },
+        u.opset);
 }
 
 }  // namespace tunnx::cpu::onednn

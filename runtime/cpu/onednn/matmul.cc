@@ -351,30 +351,23 @@ class OnednnLinear : public Kernel {
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
+// com.tunnx:FusedMatMul (runtime/core/passes/fuse_linear.cc) over its reference kernel (kernels/fused.cc).
 void add_fused_matmul(KernelRegistry& registry) {
-  const KernelDef* ref = registry.find_reference("com.tunnx", "FusedMatMul", 1, DeviceType::kCpu);
-  if (!ref || ref->priority != 0) return;
-  KernelDef def;
-  def.domain = "com.tunnx";
-  def.op_type = "FusedMatMul";
-  def.types = {DataType::kFloat32};
-  def.name = "cpu/onednn/FusedMatMul";
-  def.priority = 10;
-  def.falls_back_at_run_time = true;
-  def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
-    std::unique_ptr<Kernel> fallback = reference(init);  // validates the attributes, in its words
-    LinearAttrs attrs;
-    attrs.gemm = init.attr_string("op", "") == "Gemm";
-    attrs.g = ops::gemm_attrs(init.node());
-    attrs.has_bias = init.attr_int("has_bias", 0) != 0;
-    attrs.matmul_trans_b = !attrs.gemm && init.attr_int("transB", 0) != 0;
-    const std::optional<ops::Activation> act = ops::fused_activation(init.node(), nullptr);
-    dnnl::post_ops probe;
-    if (!act || !onednn::append_activation(probe, *act)) return fallback;  // the reference computes it as it should
-    attrs.act = *act;
-    return std::make_unique<OnednnLinear>(std::move(fallback), attrs, init);
-  };
-  registry.add(std::move(def));
+  onednn::add_fast_path(
+      registry, "FusedMatMul",
+      [](const KernelInit& init, std::unique_ptr<Kernel> fallback) -> std::unique_ptr<Kernel> {
+        LinearAttrs attrs;
+        attrs.gemm = init.attr_string("op", "") == "Gemm";
+        attrs.g = ops::gemm_attrs(init.node());
+        attrs.has_bias = init.attr_int("has_bias", 0) != 0;
+        attrs.matmul_trans_b = !attrs.gemm && init.attr_int("transB", 0) != 0;
+        const std::optional<ops::Activation> act = ops::fused_activation(init.node(), nullptr);
+        dnnl::post_ops probe;
+        if (!act || !onednn::append_activation(probe, *act)) return fallback;  // the reference computes it as it should
+        attrs.act = *act;
+        return std::make_unique<OnednnLinear>(std::move(fallback), attrs, init);
+      },
+      1, "com.tunnx");
 }
 
 }  // namespace

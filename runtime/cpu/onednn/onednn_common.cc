@@ -22,6 +22,12 @@ dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims) {
   return dnnl::memory::desc(d, dnnl::memory::data_type::f32, strides);
 }
 
+dnnl::memory::desc activation_f32(const std::vector<int64_t>& dims, bool channels_last) {
+  if (!channels_last) return plain_f32(dims);
+  return dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32,
+                            dnnl::memory::format_tag::nhwc);
+}
+
 dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data) {
   return dnnl::memory(desc, cpu_engine(), const_cast<float*>(data));  // read only: see the header
 }

@@ -8,6 +8,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <string>
 #include <utility>
@@ -26,6 +27,10 @@ const dnnl::engine& cpu_engine();
 
 // A dense row-major f32 descriptor of `dims`.
 dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims);
+
+// An f32 descriptor of NCHW `dims` [N, C, H, W] for memory laid out as they read, or as NHWC when
+// `channels_last` (com.tunnx's channels-last nodes: runtime/core/passes/channels_last.h).
+dnnl::memory::desc activation_f32(const std::vector<int64_t>& dims, bool channels_last);
 
 // Memory over a tensor's data. oneDNN only reads what is passed as a source (SRC, WEIGHTS, BIAS,
 // SCALE, ...), so const data may be wrapped.
@@ -95,29 +100,29 @@ class LruCache {
   mutable std::list<std::pair<Key, std::shared_ptr<const Value>>> items_;
 };
 
-// The reference def of `op_type` at `opset` (the priority-0 kernel a fast path wraps), or null when
-// none is registered yet.
-inline const KernelDef* reference_def(const KernelRegistry& registry, const std::string& op_type, int64_t opset) {
-  return registry.find_reference("", op_type, opset, DeviceType::kCpu);
-}
-
-// Registers a float32 fast path over the opset range of the reference kernel found at `opset`;
-// `make` builds the fast kernel around the reference kernel the reference factory returns for the
-// same node.
+// The def of a float32 fast path over the reference kernel of (domain, op_type) found at `opset`, for
+// the same opset range; `make` builds the fast kernel around the reference kernel the reference
+// factory returns for the same node (and may return that one for nodes it does not take). Nothing when
+// no reference is registered yet: no reference to fall back on, no fast path either.
 template <typename Make>
-void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make make, int64_t opset = 13) {
-  const KernelDef* ref = reference_def(registry, op_type, opset);
-  if (!ref || ref->priority != 0) return;  // no reference to fall back on: no fast path either
-  KernelDef def;
-  def.op_type = op_type;
-  def.since_version = ref->since_version;
-  def.until_version = ref->until_version;
+std::optional<KernelDef> fast_path_def(const KernelRegistry& registry, const std::string& domain,
+                                       const std::string& op_type, int64_t opset, Make make) {
+  const KernelDef* ref = registry.find_reference(domain, op_type, opset, DeviceType::kCpu);
+  if (!ref || ref->priority != 0) return std::nullopt;
+  KernelDef def = *ref;
   def.types = {DataType::kFloat32};
   def.name = "cpu/onednn/" + op_type;
   def.priority = 10;
   def.falls_back_at_run_time = true;  // every oneDNN kernel hands non-float32 inputs to `reference`
   def.factory = [reference = ref->factory, make](const KernelInit& init) { return make(init, reference(init)); };
-  registry.add(std::move(def));  // `ref` may dangle from here on; its factory was copied
+  return def;  // `ref` may dangle once the def is added; its factory was copied
+}
+
+// Registers fast_path_def's def, for an ONNX op (`domain` "") unless another domain is given.
+template <typename Make>
+void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make make, int64_t opset = 13,
+                   const std::string& domain = "") {
+  if (std::optional<KernelDef> def = fast_path_def(registry, domain, op_type, opset, make)) registry.add(std::move(*def));
 }
 
 // The fast paths of each op family, registered by register_onednn_kernels.

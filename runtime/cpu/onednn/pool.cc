@@ -41,14 +41,12 @@ class OnednnPool : public Kernel {
         (max_ && ctx.output_wanted(1)) || (channels_last_ && x.rank() != 4))
       return reference_->run(ctx);
     // The window rule reads NCHW: a channels-last X is [N, C, H, W] to it.
-    const std::vector<int64_t> x_dims =
-        channels_last_ ? std::vector<int64_t>{x.dims()[0], x.dims()[3], x.dims()[1], x.dims()[2]} : x.dims();
+    const std::vector<int64_t> x_dims = channels_last_ ? ops::nchw_of_channels_last(x.dims()) : x.dims();
     const std::optional<ops::PoolGeometry> g = ops::pool_geometry(attrs_, x_dims, nullptr);
     if (!g) return reference_->run(ctx);  // it reports the error
     const std::vector<int64_t> y_dims = ops::pooled_dims(x_dims, g->out);
     if (product(y_dims) == 0) return reference_->run(ctx);
-    const std::vector<int64_t> out_dims =
-        channels_last_ ? std::vector<int64_t>{y_dims[0], y_dims[2], y_dims[3], y_dims[1]} : y_dims;
+    const std::vector<int64_t> out_dims = channels_last_ ? ops::channels_last_of_nchw(y_dims) : y_dims;
     const Key key = x_dims;
     if (declined_.find(key)) return reference_->run(ctx);
     std::shared_ptr<const PoolPrimitive> p = cache_.find(key);
@@ -85,13 +83,8 @@ class OnednnPool : public Kernel {
                                      : attrs_.count_include_pad ? dnnl::algorithm::pooling_avg_include_padding
                                                                 : dnnl::algorithm::pooling_avg_exclude_padding;
     auto built = std::make_shared<PoolPrimitive>();
-    auto lying = [this](const std::vector<int64_t>& dims) {  // NCHW, or NHWC for channels_last
-      return channels_last_ ? dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32,
-                                                 dnnl::memory::format_tag::nhwc)
-                            : plain_f32(dims);
-    };
-    built->src = lying(x_dims);
-    built->dst = lying(y_dims);
+    built->src = activation_f32(x_dims, channels_last_);
+    built->dst = activation_f32(y_dims, channels_last_);
     try {
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -125,21 +118,14 @@ void register_onednn_pool(KernelRegistry& registry) {
           return std::make_unique<OnednnPool>(std::move(reference), ops::parse_pool_attrs(init.node()), max);
         },
         12);
-  const KernelDef* ref = registry.find_reference("com.tunnx", "ChannelsLastPool", 1, DeviceType::kCpu);
-  if (!ref || ref->priority != 0) return;
-  KernelDef def;
-  def.domain = "com.tunnx";
-  def.op_type = "ChannelsLastPool";
-  def.types = {DataType::kFloat32};
-  def.name = "cpu/onednn/ChannelsLastPool";
-  def.priority = 10;
-  def.falls_back_at_run_time = true;
-  def.factory = [reference = ref->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
-    std::unique_ptr<Kernel> fallback = reference(init);  // validates the node, in its words
-    return std::make_unique<OnednnPool>(std::move(fallback), ops::parse_pool_attrs(init.node()),
-                                        init.attr_string("op", "") == "MaxPool", /*channels_last=*/true);
-  };
-  registry.add(std::move(def));
+  // com.tunnx:ChannelsLastPool (runtime/core/passes/channels_last.h) over its reference (kernels/fused.cc).
+  add_fast_path(
+      registry, "ChannelsLastPool",
+      [](const KernelInit& init, std::unique_ptr<Kernel> fallback) -> std::unique_ptr<Kernel> {
+        return std::make_unique<OnednnPool>(std::move(fallback), ops::parse_pool_attrs(init.node()),
+                                            init.attr_string("op", "") == "MaxPool", /*channels_last=*/true);
+      },
+      1, "com.tunnx");
 }
 
 }  // namespace tunnx::cpu::onednn
