@@ -77,6 +77,8 @@ struct TrainerOptions {
   int threads = 0;            // as SessionOptions::threads
   int optimization_level = 2;
   uint64_t seed = 0;          // dropout masks
+  // Time every node of the training graph (forward, loss and backward): Trainer::profile().
+  bool profile = false;
 };
 
 struct StepResult {
@@ -139,6 +141,10 @@ class Trainer {
   // before anything changes) and clears the gradients.
   StateDict optimizer_state() const;
   void load_optimizer_state(const StateDict& state, const Counters& counters);
+
+  // With TrainerOptions::profile: the training graph's nodes in execution order, with their runs and
+  // time so far (as SessionStats::kernels); empty otherwise.
+  std::vector<SessionStats::NodeKernel> profile() const;
 
   struct Impl;
 

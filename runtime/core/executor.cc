@@ -224,4 +224,21 @@ std::vector<Value> KernelContext::run_subgraph(const GraphPlan& plan, std::vecto
   return plan.run(std::move(inputs), static_cast<const Frame*>(frame_), bytes_allocated_);
 }
 
+std::vector<SessionStats::NodeKernel> kernel_stats(const GraphPlan& plan) {
+  std::vector<SessionStats::NodeKernel> kernels;
+  auto walk = [&kernels](auto& self, const GraphPlan& p, int depth, const std::string& path) -> void {
+    const auto& steps = p.steps();
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const GraphPlan::StepTime t = p.step_time(i);
+      kernels.push_back({steps[i].node->name, steps[i].node->op_type, steps[i].kernel_name, t.calls,
+                         static_cast<double>(t.ns) / 1e6, depth, path});
+      const std::string node = steps[i].node->name.empty() ? "<unnamed>" : steps[i].node->name;
+      for (const auto& [attr, body] : steps[i].subgraphs)
+        self(self, *body, depth + 1, (path.empty() ? "" : path + "/") + node + "/" + attr);
+    }
+  };
+  walk(walk, plan, 0, "");
+  return kernels;
+}
+
 }  // namespace tunnx

@@ -15,6 +15,7 @@
 #include "runtime/core/graph.h"
 #include "runtime/core/kernel_registry.h"
 #include "runtime/core/parameter_store.h"
+#include "tunnx/session.h"
 
 namespace tunnx {
 
@@ -80,6 +81,10 @@ class GraphPlan {
   // Summed by concurrent runs; sized once planning is done.
   std::unique_ptr<std::atomic<int64_t>[]> step_calls_, step_ns_;
 };
+
+// Every step of `plan` in execution order with its runs and time so far, each If/Loop/Scan body's
+// steps after the node that runs them, one level deeper (SessionStats::kernels).
+std::vector<SessionStats::NodeKernel> kernel_stats(const GraphPlan& plan);
 
 // The values of one run of one graph.
 struct Frame {

@@ -167,19 +167,7 @@ std::vector<std::string> Session::output_names() const {
 
 SessionStats Session::stats() const {
   SessionStats stats;
-  // Each step, then the steps of the bodies it runs, one level deeper.
-  auto walk = [&stats](auto& self, const GraphPlan& plan, int depth, const std::string& path) -> void {
-    const auto& steps = plan.steps();
-    for (size_t i = 0; i < steps.size(); ++i) {
-      const GraphPlan::StepTime t = plan.step_time(i);
-      stats.kernels.push_back({steps[i].node->name, steps[i].node->op_type, steps[i].kernel_name, t.calls,
-                               static_cast<double>(t.ns) / 1e6, depth, path});
-      const std::string node = steps[i].node->name.empty() ? "<unnamed>" : steps[i].node->name;
-      for (const auto& [attr, body] : steps[i].subgraphs)
-        self(self, *body, depth + 1, (path.empty() ? "" : path + "/") + node + "/" + attr);
-    }
-  };
-  walk(walk, *impl_->plan, 0, "");
+  stats.kernels = kernel_stats(*impl_->plan);
   stats.plans_built = impl_->plans_built.load();
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
   stats.runs = impl_->runs;

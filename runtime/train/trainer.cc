@@ -250,6 +250,7 @@ Trainer::Trainer(Model& model, TrainerOptions options) : impl_(std::make_unique<
   prepare.optimization_level = options.optimization_level;
   prepare.trained = trained;
   prepare.has_backward = true;
+  prepare.profile = options.profile;
   std::vector<std::pair<std::string, std::string>> running;
   std::vector<std::string> grads;
   const int64_t onnx_opset = t.model->ir.opset_version("");
@@ -440,6 +441,11 @@ StateDict Trainer::optimizer_state() const {
   for (StoredTensor* p : impl_->params)
     for (const auto& [key, tensor] : p->optimizer_state) out.emplace_back(p->name + "/" + key, tensor);
   return out;
+}
+
+std::vector<SessionStats::NodeKernel> Trainer::profile() const {
+  if (!impl_->options.profile) return {};
+  return kernel_stats(*impl_->train.plan);
 }
 
 Trainer::Counters Trainer::counters() const { return {impl_->steps, impl_->seed_counter}; }

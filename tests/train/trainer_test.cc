@@ -88,6 +88,26 @@ TEST(Trainer, AccumulatingTwoHalvesEqualsOneBatch) {
   }
 }
 
+TEST(Trainer, ProfileTimesForwardAndBackwardNodes) {
+  Model model = Model::load(kDir / "mlp.onnx");
+  const Tensor x = load_npy(kDir / "mlp.x.npy"), y = load_npy(kDir / "mlp.y.npy");
+  EXPECT_TRUE(Trainer(model, cross_entropy_sgd()).profile().empty());  // off by default
+  TrainerOptions options = cross_entropy_sgd();
+  options.profile = true;
+  Trainer trainer(model, options);
+  for (int k = 0; k < 2; ++k) trainer.step({{"input", rows(x, 0, 8)}, {"target", rows(y, 0, 8)}});
+  const std::vector<SessionStats::NodeKernel> nodes = trainer.profile();
+  bool forward = false, backward = false;
+  for (const auto& n : nodes) {
+    EXPECT_EQ(n.calls, 2) << n.node;
+    EXPECT_GE(n.total_ms, 0.0) << n.node;
+    forward = forward || n.op_type == "FusedMatMul";
+    backward = backward || n.node.find("/grad/") != std::string::npos;
+  }
+  EXPECT_TRUE(forward);
+  EXPECT_TRUE(backward);
+}
+
 TEST(Trainer, GradientsAreReadableByNameAndZeroed) {
   Model model = Model::load(kDir / "mlp.onnx");
   const Tensor x = load_npy(kDir / "mlp.x.npy"), y = load_npy(kDir / "mlp.y.npy");

@@ -274,7 +274,11 @@ template <bool Log, typename T> void softmax_grad_typed(const T* dy, const T* y,
     else return static_cast<T>(ov * (gv - s));
   };
   const int64_t block = v.len * v.inner;
-  std::vector<Acc> sums(static_cast<size_t>(v.inner));
+  // Rows are independent: split among the run's threads (attention's [b, h, s, s] has b*h*s of them).
+  const int threads = v.outer > 1 && v.outer * block >= kParallelElements ? max_threads() : 1;
+  // Per thread: `inner` running sums (allocated here: nothing in the parallel loop may throw).
+  std::vector<Acc> all_sums(v.inner == 1 ? 0 : static_cast<size_t>(v.inner) * static_cast<size_t>(threads));
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t o = 0; o < v.outer; ++o) {
     const T* g = dy + o * block;
     const T* out = y + o * block;
@@ -284,7 +288,8 @@ template <bool Log, typename T> void softmax_grad_typed(const T* dy, const T* y,
       for (int64_t j = 0; j < v.len; ++j) d[j] = result(g[j], out[j], s);
       continue;
     }
-    std::fill(sums.begin(), sums.end(), Acc(0));
+    Acc* sums = all_sums.data() + static_cast<size_t>(thread_index()) * static_cast<size_t>(v.inner);
+    std::fill(sums, sums + v.inner, Acc(0));
     for (int64_t j = 0; j < v.len; ++j)
       for (int64_t i = 0; i < v.inner; ++i)
         sums[static_cast<size_t>(i)] += term(g[j * v.inner + i], out[j * v.inner + i]);
