@@ -44,6 +44,9 @@ struct SessionStats {
   };
   std::vector<NodeKernel> kernels;  // main graph in execution order, each If/Loop/Scan body after its node
   int64_t plans_built = 0;          // graphs planned (main graph and subgraphs)
+  // Nodes computed from initializers and Constant nodes alone, whose outputs later runs reuse until
+  // one of those initializers is written (constant folding that keeps Parameters; main graph and bodies).
+  int64_t folded_nodes = 0;
   int64_t runs = 0;
   int64_t last_run_bytes_allocated = 0;  // output tensors allocated by kernels during the last run
   double last_run_ms = 0;

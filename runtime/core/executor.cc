@@ -1,5 +1,6 @@
 #include "runtime/core/executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_set>
 
@@ -32,7 +33,49 @@ std::string input_shapes(const ir::Node& node, const std::vector<const Value*>& 
   return out;
 }
 
+// Ops whose outputs differ between runs of the same inputs: never folded.
+bool draws_random_numbers(const ir::Node& node) {
+  static const std::unordered_set<std::string> ops = {"RandomUniform", "RandomNormal", "RandomUniformLike",
+                                                      "RandomNormalLike", "Bernoulli", "Multinomial",
+                                                      "Dropout", "TrainDropout"};
+  return ops.count(node.op_type) > 0;
+}
+
+// Sources of a folded value: the union of its inputs' sources, each once.
+void add_sources(GraphPlan::ConstantOrigin& to, const GraphPlan::ConstantOrigin& from) {
+  for (const Tensor* t : from.sources)
+    if (std::find(to.sources.begin(), to.sources.end(), t) == to.sources.end()) to.sources.push_back(t);
+  to.trained = to.trained || from.trained;
+}
+
 }  // namespace
+
+const GraphPlan::ConstantOrigin* GraphPlan::constant_origin(const std::string& name) const {
+  for (const GraphPlan* p = this; p; p = p->outer_) {
+    auto it = p->constant_values_.find(name);
+    if (it != p->constant_values_.end()) return &it->second;
+    if (p->slots_.count(name) && !p->captured_names_.count(name)) return nullptr;  // computed here
+  }
+  return nullptr;
+}
+
+const std::pair<const Tensor*, bool>* GraphPlan::initializer(const std::string& name) const {
+  for (const GraphPlan* p = this; p; p = p->outer_) {
+    auto it = p->initializers_.find(name);
+    if (it != p->initializers_.end()) return &it->second;
+    if (p->slots_.count(name) && !p->captured_names_.count(name)) return nullptr;  // computed or fed here
+  }
+  return nullptr;
+}
+
+int64_t GraphPlan::folded_steps() const {
+  int64_t n = 0;
+  for (const auto& step : steps_) {
+    n += step.folded ? 1 : 0;
+    for (const auto& [attr, body] : step.subgraphs) n += body->folded_steps();
+  }
+  return n;
+}
 
 const Value* Frame::find(const std::string& name) const {
   for (const Frame* f = this; f; f = f->outer) {
@@ -67,6 +110,25 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     if (context.trained.count(graph.initializers[i].store_key)) trained_names.insert(graph.initializers[i].name);
   }
   for (const auto& v : graph.inputs) input_slots_.push_back(add_slot(v.name));
+  // Initializers a caller cannot override by feeding an input of the same name are folding's sources.
+  std::unordered_set<std::string> fed(graph.inputs.size());
+  for (const auto& v : graph.inputs) fed.insert(v.name);
+  for (size_t i = 0; i < graph.initializers.size(); ++i) {
+    const std::string& name = graph.initializers[i].name;
+    if (fed.count(name)) continue;
+    const bool trained = trained_names.count(name) > 0;
+    constant_values_[name] = {{&constants_[i].second}, trained};
+    initializers_[name] = {&constants_[i].second, trained};
+  }
+  std::unordered_set<std::string> returned;
+  for (const auto& v : graph.outputs) returned.insert(v.name);
+  // A name read from an enclosing graph: a constant there is one here.
+  auto capture = [this](int slot, const std::string& name) {
+    captured_.emplace_back(slot, name);
+    captured_names_.insert(name);
+    if (outer_)
+      if (const ConstantOrigin* origin = outer_->constant_origin(name)) constant_values_[name] = *origin;
+  };
   std::unordered_map<std::string, DataType> types = known_types(graph, context.store);
 
   for (const auto& node : graph.nodes) {
@@ -77,14 +139,21 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     std::vector<bool> trained_inputs;
     for (const auto& in : node.inputs) {
       auto c = in.empty() ? constant_by_name.end() : constant_by_name.find(in);
-      constant_inputs.push_back(c == constant_by_name.end() ? nullptr : c->second);
-      trained_inputs.push_back(c != constant_by_name.end() && trained_names.count(in) > 0);
+      // A body's weights are usually its enclosing graph's initializers (silero-vad's under If): its
+      // kernels may pack them once as they do their own graph's.
+      const std::pair<const Tensor*, bool>* outer_init =
+          c == constant_by_name.end() && !in.empty() && outer_ && (!slots_.count(in) || captured_names_.count(in))
+              ? outer_->initializer(in)
+              : nullptr;
+      constant_inputs.push_back(c != constant_by_name.end() ? c->second : outer_init ? outer_init->first : nullptr);
+      trained_inputs.push_back((c != constant_by_name.end() && trained_names.count(in) > 0) ||
+                               (outer_init && outer_init->second));
       if (in.empty()) {
         step.inputs.push_back(-1);
         input_types.push_back(DataType::kUndefined);
         continue;
       }
-      if (!slots_.count(in)) captured_.emplace_back(add_slot(in), in);  // from an enclosing graph
+      if (!slots_.count(in)) capture(add_slot(in), in);  // from an enclosing graph
       step.inputs.push_back(slots_.at(in));
       auto t = types.find(in);
       input_types.push_back(t == types.end() ? DataType::kUndefined : t->second);
@@ -110,7 +179,7 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
           int here = slot_of(name);
           if (here < 0) {
             here = add_slot(name);
-            captured_.emplace_back(here, name);
+            capture(here, name);
           }
           step.implicit_inputs.push_back(here);
         }
@@ -125,10 +194,46 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     }
     step.kernel_name = def->name;
     for (const auto& out : node.outputs) step.outputs.push_back(out.empty() ? -1 : add_slot(out));
+    // Folded when every input is a constant (a Constant node has none) and nothing else stands in the way.
+    ConstantOrigin origin;
+    bool foldable = step.subgraphs.empty() && !draws_random_numbers(node);
+    for (const auto& in : node.inputs) {
+      if (!foldable || in.empty()) continue;
+      auto c = constant_values_.find(in);
+      if (c == constant_values_.end()) foldable = false;
+      else add_sources(origin, c->second);
+    }
+    for (const auto& out : node.outputs) foldable = foldable && !returned.count(out);
+    if (foldable && !origin.trained) {
+      step.folded = std::make_unique<FoldedOutputs>();
+      step.folded->sources = origin.sources;
+      for (const auto& out : node.outputs)
+        if (!out.empty()) constant_values_[out] = origin;
+      // A Constant node's tensor is taken now, so the kernels that read it (exporters such as
+      // PyTorch's for If bodies and Paddle2ONNX keep weights there) see it as a constant input and
+      // pack it once, as an initializer; it is the same storage on every run.
+      if ((node.domain.empty() || node.domain == "ai.onnx") && node.op_type == "Constant" && step.outputs.size() == 1 && step.outputs[0] >= 0) {
+        std::vector<Value> out(1);
+        int64_t bytes = 0;
+        KernelContext ctx(node, {}, out, {true}, bytes, nullptr);
+        try {
+          step.kernel->run(ctx);
+        } catch (const Error&) {
+          out[0] = Value();  // it fails at run time again, with the run's context
+        }
+        if (out[0].is_tensor()) {
+          step.folded->outputs = std::move(out);
+          step.folded->kept = true;
+          const Tensor* value = &step.folded->outputs[0].tensor();
+          constant_by_name[node.outputs[0]] = value;
+          initializers_[node.outputs[0]] = {value, false};
+        }
+      }
+    }
     steps_.push_back(std::move(step));
   }
   for (const auto& v : graph.outputs) {
-    if (!slots_.count(v.name)) captured_.emplace_back(add_slot(v.name), v.name);
+    if (!slots_.count(v.name)) capture(add_slot(v.name), v.name);
     output_slots_.push_back(slots_.at(v.name));
   }
 
@@ -187,7 +292,9 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
     for (int slot : step.outputs) wanted.push_back(slot >= 0);
     KernelContext ctx(node, in, out, std::move(wanted), bytes_allocated, &frame);
     try {
-      if (step_ns_) {
+      if (step.folded) {
+        run_folded(step, ctx, out, index);
+      } else if (step_ns_) {
         const auto start = std::chrono::steady_clock::now();
         step.kernel->run(ctx);
         const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
@@ -213,6 +320,38 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
   results.reserve(output_slots_.size());
   for (int slot : output_slots_) results.push_back(frame.values[static_cast<size_t>(slot)]);
   return results;
+}
+
+void GraphPlan::run_folded(const Step& step, KernelContext& ctx, std::vector<Value>& out, size_t index) const {
+  FoldedOutputs& f = *step.folded;
+  std::lock_guard<std::mutex> lock(f.mutex);
+  bool current = f.kept;
+  for (size_t i = 0; current && i < f.sources.size(); ++i) current = f.sources[i]->version() == f.versions[i];
+  if (current) {
+    out = f.outputs;
+    if (step_ns_) step_calls_[index].fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  step.kernel->run(ctx);
+  if (step_ns_) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
+    step_ns_[index].fetch_add(ns.count(), std::memory_order_relaxed);
+    step_calls_[index].fetch_add(1, std::memory_order_relaxed);
+  }
+  int64_t bytes = 0;
+  for (const Value& v : out)
+    if (v.is_tensor()) bytes += static_cast<int64_t>(v.tensor().nbytes());
+  if (!f.kept) {  // the first run takes its share of the plan's budget, or leaves the step unfolded
+    if (folded_budget_.fetch_sub(bytes, std::memory_order_relaxed) < bytes) {
+      folded_budget_.fetch_add(bytes, std::memory_order_relaxed);
+      return;
+    }
+  }
+  f.outputs = out;
+  f.versions.clear();
+  for (const Tensor* t : f.sources) f.versions.push_back(t->version());
+  f.kept = true;
 }
 
 GraphPlan::StepTime GraphPlan::step_time(size_t step) const {

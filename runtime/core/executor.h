@@ -6,9 +6,11 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -34,6 +36,21 @@ struct PlanContext {
 
 struct Frame;
 
+// Constant folding that keeps Parameters: a step whose inputs all derive from initializers and
+// Constant nodes (an LSTM's weights sliced and concatenated from the file's, a shape computed from a
+// constant) runs once, and its outputs are kept for later runs until one of the initializers they
+// derive from is written (Tensor::version), as packed weights are. So a model's Parameters stay
+// Parameters (trainable, saveable, their writes seen by the next run) and nothing is folded away.
+// Not for steps that read a trained Parameter (remade after every step anyway), that run a body, that
+// draw random numbers, or that the graph returns (a caller could write into the kept tensor).
+struct FoldedOutputs {
+  std::vector<const Tensor*> sources;  // initializers the outputs derive from
+  std::mutex mutex;                    // concurrent runs: one computes, the others wait and reuse
+  bool kept = false;
+  std::vector<Value> outputs;
+  std::vector<uint64_t> versions;  // of `sources` when `outputs` were made
+};
+
 class GraphPlan {
  public:
   struct Step {
@@ -46,6 +63,9 @@ class GraphPlan {
     std::vector<int> release;          // slots whose last reader is this step
     // The bodies its kernel runs (If's branches, Loop's body), by attribute name: for profiles.
     std::vector<std::pair<std::string, std::shared_ptr<const GraphPlan>>> subgraphs;
+    // Set when every input derives from initializers and Constant nodes alone (constant folding
+    // that keeps Parameters: see FoldedOutputs).
+    std::unique_ptr<FoldedOutputs> folded;
   };
 
   // Plans `graph`. `outer` is the plan of the enclosing graph (null for the main graph); names the
@@ -61,6 +81,16 @@ class GraphPlan {
   const std::vector<Step>& steps() const { return steps_; }
   int slot_of(const std::string& name) const;  // -1 when not in this graph
 
+  // What a value computed from initializers and Constant nodes alone derives from: the initializers
+  // whose writes make it stale, and whether an optimizer writes one of them after every run.
+  struct ConstantOrigin {
+    std::vector<const Tensor*> sources;
+    bool trained = false;
+  };
+  // `name` as this plan sees it, when it is such a value (here or in an enclosing graph), else null.
+  const ConstantOrigin* constant_origin(const std::string& name) const;
+  int64_t folded_steps() const;  // steps whose outputs are kept between runs (FoldedOutputs), bodies included
+
   // Per step: runs and nanoseconds spent in its kernel so far (zero unless planned with `profile`).
   struct StepTime {
     int64_t calls = 0, ns = 0;
@@ -69,6 +99,8 @@ class GraphPlan {
 
  private:
   int add_slot(const std::string& name);
+  // Runs a folded step, or hands out the outputs it kept while its sources are unwritten.
+  void run_folded(const Step& step, KernelContext& ctx, std::vector<Value>& out, size_t index) const;
 
   const ir::Graph& graph_;
   const GraphPlan* outer_;
@@ -78,6 +110,14 @@ class GraphPlan {
   std::vector<std::pair<int, Tensor>> constants_;      // initializers
   std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
   std::vector<Step> steps_;
+  std::unordered_map<std::string, ConstantOrigin> constant_values_;
+  // Initializers no graph input overrides, and whether a trainer writes each (PlanContext::trained).
+  std::unordered_map<std::string, std::pair<const Tensor*, bool>> initializers_;
+  // `name` as an initializer of this graph or of an enclosing one that nothing in between redefines.
+  const std::pair<const Tensor*, bool>* initializer(const std::string& name) const;
+  std::unordered_set<std::string> captured_names_;
+  // Bytes the folded steps may keep between runs, together; past it a step runs every time.
+  mutable std::atomic<int64_t> folded_budget_{int64_t{256} << 20};
   // Summed by concurrent runs; sized once planning is done.
   std::unique_ptr<std::atomic<int64_t>[]> step_calls_, step_ns_;
 };

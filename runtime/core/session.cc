@@ -169,6 +169,7 @@ SessionStats Session::stats() const {
   SessionStats stats;
   stats.kernels = kernel_stats(*impl_->plan);
   stats.plans_built = impl_->plans_built.load();
+  stats.folded_nodes = impl_->plan->folded_steps();
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
   stats.runs = impl_->runs;
   stats.last_run_bytes_allocated = impl_->last_bytes;
