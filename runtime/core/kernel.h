@@ -90,6 +90,11 @@ class KernelContext {
 
   Error error(const std::string& message) const;
 
+  // The executor hands the same buffers to every node of a run instead of allocating them per node.
+  const std::vector<const Value*>& inputs() const { return inputs_; }
+  std::vector<const Value*> take_inputs() { return std::move(inputs_); }
+  std::vector<bool> take_wanted() { return std::move(wanted_); }
+
   // Runs a planned subgraph (If/Loop/Scan body) with this graph's values visible to it.
   std::vector<Value> run_subgraph(const GraphPlan& plan, std::vector<Value> inputs) const;
 

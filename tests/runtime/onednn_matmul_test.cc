@@ -12,7 +12,9 @@
 #include <gtest/gtest.h>
 
 #include "runtime/core/kernel_registry.h"
+#include "runtime/core/run_threads.h"
 #if TUNNX_WITH_ONEDNN
+#include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/packed_weights.h"
 #endif
 #include "tests/importer/model_builder.h"
@@ -481,5 +483,23 @@ TEST_F(OnednnMatMulTest, ConcurrentFirstRunsOnConstantWeights) {
     for (size_t t = 0; t < rows.size(); ++t) EXPECT_EQ(mismatches[t], 0) << "round " << round << ", thread " << t;
   }
 }
+
+#if TUNNX_WITH_ONEDNN
+// A primitive of a few microseconds runs on the calling thread (waking the team cost more than the
+// work); the run's thread count comes back after it, and larger work keeps every thread.
+TEST(SerialIfSmall, SmallWorkRunsOnTheCallingThreadAndTheCountComesBack) {
+  tunnx::RunThreads threads(2);
+  if (tunnx::RunThreads::current() != 2) GTEST_SKIP() << "built without OpenMP";
+  {
+    const tunnx::cpu::onednn::SerialIfSmall serial(100);
+    EXPECT_EQ(tunnx::RunThreads::current(), 1);
+  }
+  EXPECT_EQ(tunnx::RunThreads::current(), 2);
+  {
+    const tunnx::cpu::onednn::SerialIfSmall serial(tunnx::cpu::onednn::SerialIfSmall::kSerialWork * 2);
+    EXPECT_EQ(tunnx::RunThreads::current(), 2);
+  }
+}
+#endif
 
 }  // namespace

@@ -163,6 +163,7 @@ class OnednnConv : public Kernel {
     }
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
+    const SerialIfSmall serial(static_cast<double>(product(y_dims)) * static_cast<double>(w->numel() / g->out_channels));
     const dnnl::engine& engine = cpu_engine();
     dnnl::stream stream(engine);
     // Source: the plain tensor, or a blocked copy of it.

@@ -61,7 +61,7 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
   std::unordered_map<int, dnnl::memory> args = {
       {DNNL_ARG_SRC, wrap(p->src, a)}, {DNNL_ARG_WEIGHTS, *weights}, {DNNL_ARG_DST, wrap(p->dst, y)}};
   if (bias) args[DNNL_ARG_BIAS] = wrap(p->bias, bias);
-  execute(p->primitive, p->scratchpad, std::move(args));
+  execute(p->primitive, p->scratchpad, std::move(args), static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
   return true;
 }
 

@@ -160,7 +160,8 @@ void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, cons
                                                 {DNNL_ARG_DST, onednn::wrap(p.dst, y)}};
   if (p.bias_index >= 0)
     args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(p.bias_index) | DNNL_ARG_SRC_1] = onednn::wrap(p.bias, bias);
-  onednn::execute(p.primitive, p.scratchpad, std::move(args));
+  const double macs = static_cast<double>(p.dst.get_size() / sizeof(float)) * static_cast<double>(p.src.dims().back());
+  onednn::execute(p.primitive, p.scratchpad, std::move(args), macs);
 }
 
 bool is_f32(const Tensor& t) { return t.dtype() == DataType::kFloat32; }
@@ -174,6 +175,7 @@ struct SgemmProduct {
 };
 
 bool run_sgemm(const SgemmProduct& p, const float* a, const float* b, float* y) {
+  const onednn::SerialIfSmall serial(static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k));
   return dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', p.m, p.n, p.k, p.alpha, a, p.lda, b, p.ldb,
                     p.beta, y, p.n) == dnnl_success;
 }

@@ -8,6 +8,10 @@
 
 #include "runtime/core/host_memory.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace tunnx::cpu::onednn {
 
 const dnnl::engine& cpu_engine() {
@@ -34,8 +38,32 @@ dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data) {
 
 dnnl::memory wrap(const dnnl::memory::desc& desc, float* data) { return dnnl::memory(desc, cpu_engine(), data); }
 
+SerialIfSmall::SerialIfSmall(double work) {
+#ifdef _OPENMP
+  if (work >= kSerialWork) return;
+  const int threads = omp_get_max_threads();
+  if (threads <= 1) return;
+  previous_ = threads;
+  omp_set_num_threads(1);
+#else
+  (void)work;
+#endif
+}
+
+SerialIfSmall::~SerialIfSmall() {
+#ifdef _OPENMP
+  if (previous_ > 0) omp_set_num_threads(previous_);
+#endif
+}
+
 void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
-             std::unordered_map<int, dnnl::memory> args) {
+             std::unordered_map<int, dnnl::memory> args, double work) {
+  if (work < 0) {
+    auto dst = args.find(DNNL_ARG_DST);
+    if (dst == args.end()) dst = args.find(DNNL_ARG_DIFF_SRC);
+    work = dst == args.end() ? SerialIfSmall::kSerialWork : static_cast<double>(dst->second.get_desc().get_size()) / sizeof(float);
+  }
+  const SerialIfSmall serial(work);
   const dnnl::engine& engine = cpu_engine();
   dnnl::stream stream(engine);
   // From the host memory cache: a fresh allocation per run paid its page faults on every run (brgemm's

@@ -37,10 +37,28 @@ dnnl::memory::desc activation_f32(const std::vector<int64_t>& dims, bool channel
 dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data);
 dnnl::memory wrap(const dnnl::memory::desc& desc, float* data);
 
+// oneDNN spreads every primitive over the run's OpenMP threads. On a primitive of a few microseconds
+// (a recurrent model's 4-wide convolutions, a reorder of 500 floats) waking the team and meeting at
+// its barrier costs more than the work: silero-vad ran slower at 2 threads than at 1. While this
+// lives, work of fewer than kSerialWork operations (multiply-adds, elements) runs on the calling thread.
+class SerialIfSmall {
+ public:
+  static constexpr double kSerialWork = 1 << 20;
+  explicit SerialIfSmall(double work);
+  ~SerialIfSmall();
+  SerialIfSmall(const SerialIfSmall&) = delete;
+  SerialIfSmall& operator=(const SerialIfSmall&) = delete;
+
+ private:
+  int previous_ = 0;  // the thread count to restore; 0: nothing changed
+};
+
 // Runs `primitive` on a stream of its own with `args` and a scratchpad of `scratchpad` made for this
 // run: runs share primitives, so primitives are built with a user scratchpad, not one they own.
+// `work` (multiply-adds of a product) decides SerialIfSmall; below 0 it is the destination's
+// element count (DNNL_ARG_DST, or DNNL_ARG_DIFF_SRC of a backward primitive).
 void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
-             std::unordered_map<int, dnnl::memory> args);
+             std::unordered_map<int, dnnl::memory> args, double work = -1);
 
 // Appends `act` (the fused ops' activation table, runtime/core/ops/linear.h) as eltwise post-ops that
 // compute what the reference computes; false, with `ops` unchanged, for one oneDNN cannot match
