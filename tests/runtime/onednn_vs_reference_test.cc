@@ -86,11 +86,11 @@ class KernelPair {
 
   bool ready() const { return fast_ && reference_; }
   const std::string& fast_name() const { return fast_name_; }
-  Tensor run_fast() const { return run(*fast_); }
-  Tensor run_reference() const { return run(*reference_); }
+  Tensor run_fast(size_t output = 0) const { return run(*fast_, output); }
+  Tensor run_reference(size_t output = 0) const { return run(*reference_, output); }
 
  private:
-  Tensor run(const Kernel& kernel) const {
+  Tensor run(const Kernel& kernel, size_t output) const {
     std::vector<Value> values;
     for (const Tensor& t : inputs_) values.push_back(t.defined() ? Value(t) : Value());
     std::vector<const Value*> in;
@@ -99,7 +99,7 @@ class KernelPair {
     int64_t bytes = 0;
     KernelContext ctx(node_, in, out, std::vector<bool>(node_.outputs.size(), true), bytes, nullptr);
     kernel.run(ctx);
-    return out[0].tensor();
+    return out[output].tensor();
   }
 
   ir::Node node_;
@@ -137,9 +137,9 @@ class OnednnVsReference : public ::testing::Test {
   bool coin() { return rng_() % 2 == 0; }
 
   // Runs both kernels and compares: float sums of K terms may differ by ~K ulps of their magnitude.
-  void expect_agree(const KernelPair& pair, const std::string& what, double K = 1) {
+  void expect_agree(const KernelPair& pair, const std::string& what, double K = 1, size_t output = 0) {
     ASSERT_TRUE(pair.ready()) << what << ": no oneDNN/reference kernel pair";
-    const Tensor fast = pair.run_fast(), reference = pair.run_reference();
+    const Tensor fast = pair.run_fast(output), reference = pair.run_reference(output);
     ASSERT_EQ(fast.dims(), reference.dims()) << what;
     const double atol = 2e-6 * std::sqrt(K) + 1e-6;
     int bad = 0;
@@ -230,6 +230,36 @@ TEST_F(OnednnVsReference, FusedMatMul) {
                      " K=" + std::to_string(K) + " N=" + std::to_string(N) + " " + act[0].s +
                      (constant ? " constant B" : ""),
                  static_cast<double>(K));
+  }
+}
+
+TEST_F(OnednnVsReference, Lstm) {
+  for (int c = 0; c < 40; ++c) {
+    const int64_t T = pick({1, 2, 5}), N = pick({1, 3}), I = pick({1, 7, 16}), H = pick({1, 5, 16, 33});
+    const std::string direction = c % 3 == 0 ? "forward" : c % 3 == 1 ? "reverse" : "bidirectional";
+    const int64_t D = direction == "bidirectional" ? 2 : 1;
+    const bool bias = coin(), initial = coin(), lens = coin() && coin(), constant = coin();
+    ir::Node node{"lstm", "LSTM", "", {"x", "w", "r", bias ? "b" : ""}, {"y", "y_h", "y_c"},
+                  {string_attr("direction", direction), int_attr("hidden_size", H)}, ""};
+    std::vector<Tensor> inputs = {random({T, N, I}), random({D, 4 * H, I}), random({D, 4 * H, H}),
+                                  bias ? random({D, 8 * H}) : Tensor()};
+    if (lens || initial) {
+      node.inputs.push_back(lens ? "lens" : "");
+      inputs.push_back(lens ? Tensor::from_vector<int32_t>({N}, std::vector<int32_t>(static_cast<size_t>(N), static_cast<int32_t>(T)))
+                            : Tensor());
+    }
+    if (initial) {
+      node.inputs.insert(node.inputs.end(), {"h0", "c0"});
+      inputs.push_back(random({D, N, H}));
+      inputs.push_back(random({D, N, H}));
+    }
+    KernelPair pair(node, 14, inputs, {false, constant, constant, constant});
+    const std::string what = "LSTM " + direction + " T=" + std::to_string(T) + " N=" + std::to_string(N) +
+                             " I=" + std::to_string(I) + " H=" + std::to_string(H) + (bias ? " bias" : "") +
+                             (initial ? " initial state" : "") + (lens ? " sequence_lens" : "") +
+                             (constant ? " constant weights" : "");
+    for (size_t output = 0; output < 3; ++output)
+      expect_agree(pair, what + " output " + std::to_string(output), static_cast<double>(I + H) * T, output);
   }
 }
 

@@ -396,6 +396,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
   onednn::register_onednn_eltwise(registry);
   onednn::register_onednn_conv(registry);
   onednn::register_onednn_pool(registry);
+  onednn::register_onednn_rnn(registry);
 }
 
 }  // namespace tunnx::cpu

@@ -149,5 +149,6 @@ void register_onednn_layer_norm(KernelRegistry& registry);  // layer_norm.cc
 void register_onednn_eltwise(KernelRegistry& registry);     // eltwise.cc
 void register_onednn_conv(KernelRegistry& registry);        // conv.cc
 void register_onednn_pool(KernelRegistry& registry);        // pool.cc
+void register_onednn_rnn(KernelRegistry& registry);         // rnn.cc
 
 }  // namespace tunnx::cpu::onednn
