@@ -169,6 +169,14 @@ void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t si
 // both sides in cache, and tiles are split among the run's threads.
 namespace {
 
+// Columns [c0, c1) of a [Rows, cols] matrix into rows of y [cols, Rows]: each output row is written
+// whole from `Rows` forward streams, with Rows known to the compiler.
+template <int64_t Rows, typename T>
+void interleave_rows(const T* x, T* y, int64_t cols, int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t r = 0; r < Rows; ++r) y[c * Rows + r] = x[r * cols + c];
+}
+
 template <typename T>
 void swap_last_two(const T* x, T* y, int64_t batch, int64_t rows, int64_t cols) {
   // A few long rows (an RGB image to channels-last: [3, H*W] -> [H*W, 3]): each output row takes one
@@ -182,9 +190,16 @@ void swap_last_two(const T* x, T* y, int64_t batch, int64_t rows, int64_t cols) 
       const int64_t b = t / blocks, c0 = t % blocks * kBlock, c1 = std::min(c0 + kBlock, cols);
       const T* xb = x + b * rows * cols;
       T* yb = y + b * rows * cols;
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = xb + r * cols;
-        for (int64_t c = c0; c < c1; ++c) yb[c * rows + r] = xr[c];
+      switch (rows) {
+        case 1: interleave_rows<1>(xb, yb, cols, c0, c1); break;
+        case 2: interleave_rows<2>(xb, yb, cols, c0, c1); break;
+        case 3: interleave_rows<3>(xb, yb, cols, c0, c1); break;
+        case 4: interleave_rows<4>(xb, yb, cols, c0, c1); break;
+        default:
+          for (int64_t r = 0; r < rows; ++r) {
+            const T* xr = xb + r * cols;
+            for (int64_t c = c0; c < c1; ++c) yb[c * rows + r] = xr[c];
+          }
       }
     }
     return;

@@ -122,6 +122,45 @@ template <ReduceOp Op, typename T> struct AccOf {
                          std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>, uint64_t>>;
 };
 
+// Sum or mean of float over one contiguous block of reduced axes with kept axes after it: X seen as
+// [outer, count, inner] (a channels-last global average pool: [1, H*W, C]). Each output adds its
+// inputs in the order the general loop does, in double, so the result is the same; the inner loop
+// runs over contiguous columns and vectorizes, and column blocks are split among threads. False,
+// with nothing written, for other layouts.
+bool reduce_rows_of_block(const float* in, float* out, const ReduceGeometry& g, bool mean) {
+  const size_t rank = g.in_dims.size();
+  size_t first = rank, last = 0;
+  for (size_t i = 0; i < rank; ++i)
+    if (g.out_strides[i] == 0 && g.in_dims[i] != 1) {
+      first = std::min(first, i);
+      last = i;
+    }
+  if (first == rank || last + 1 == rank) return false;  // nothing reduced, or no kept axes after it
+  for (size_t i = first; i <= last; ++i)
+    if (g.out_strides[i] != 0 && g.in_dims[i] != 1) return false;  // kept axes inside the block
+  int64_t outer = 1, inner = 1;
+  for (size_t i = 0; i < first; ++i) outer *= g.in_dims[i];
+  for (size_t i = last + 1; i < rank; ++i) inner *= g.in_dims[i];
+  const int64_t count = g.count;
+  if (outer * count * inner == 0) return false;
+  constexpr int64_t kColumns = 256;
+  const int64_t blocks = (inner + kColumns - 1) / kColumns, tasks = outer * blocks;
+  const int threads = outer * count * inner >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t o = t / blocks, c0 = t % blocks * kColumns, c1 = std::min(c0 + kColumns, inner);
+    double acc[kColumns] = {};
+    const float* base = in + o * count * inner;
+    for (int64_t r = 0; r < count; ++r) {
+      const float* row = base + r * inner;
+      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += static_cast<double>(row[c]);
+    }
+    for (int64_t c = c0; c < c1; ++c)
+      out[o * inner + c] = static_cast<float>(mean ? acc[c - c0] / static_cast<double>(count) : acc[c - c0]);
+  }
+  return true;
+}
+
 template <ReduceOp Op, typename T> void reduce_typed(const Tensor& x, Tensor& y, const ReduceGeometry& g) {
   using Acc = typename AccOf<Op, T>::type;
   const T* in = data<T>(x);
@@ -144,6 +183,9 @@ template <ReduceOp Op, typename T> void reduce_typed(const Tensor& x, Tensor& y,
     for (size_t o = 0; o < n; ++o) out[o] = store_reduced<T>(std::log(sum[o]) + shift[o]);
     return;
   } else {
+    if constexpr ((Op == ReduceOp::kSum || Op == ReduceOp::kMean) && std::is_same_v<T, float>) {
+      if (reduce_rows_of_block(in, out, g, Op == ReduceOp::kMean)) return;
+    }
     Acc init{};
     if constexpr (Op == ReduceOp::kProd) init = Acc(1);
     if constexpr (Op == ReduceOp::kMax) {
