@@ -190,6 +190,27 @@ TEST_F(ParallelKernels, SumToShapeColumnSumsAddRowsInOrder) {
   }
 }
 
+TEST_F(ParallelKernels, ReduceMeanOverAMiddleBlockSumsColumnsInOrder) {
+  // A channels-last global average pool ([N, H, W, C] over H and W, a unit dim inside the block) and
+  // a block with a kept dim before it: the column path, on 1 and 2 threads, equals a double sum in
+  // input order.
+  const Tensor x = random({2, 17, 1, 19, 300});
+  ModelBuilder b;
+  b.input("x", onnx_type_of<float>(), Dims{2, 17, 1, 19, 300});
+  auto& mean = b.node("ReduceMean", {"x"}, {"y"}, "mean");
+  attr_ints(mean, "axes", {1, 2, 3});
+  attr_int(mean, "keepdims", 0);
+  b.output("y", onnx_type_of<float>(), Dims{2, 300});
+  const Tensor y = run_both(b, {{"x", x}});
+  ASSERT_EQ(y.dims(), (std::vector<int64_t>{2, 300}));
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t c = 0; c < 300; ++c) {
+      double sum = 0;
+      for (int64_t r = 0; r < 17 * 19; ++r) sum += x.data_as<float>()[(n * 17 * 19 + r) * 300 + c];
+      ASSERT_EQ(y.data_as<float>()[n * 300 + c], static_cast<float>(sum / (17 * 19))) << n << ", " << c;
+    }
+}
+
 TEST(HostMemory, FreedLargeBlocksAreReusedAndCanBeReleased) {
   const auto before = tunnx::host_memory::stats();
   {
