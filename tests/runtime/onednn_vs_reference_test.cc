@@ -233,32 +233,42 @@ TEST_F(OnednnVsReference, FusedMatMul) {
   }
 }
 
-TEST_F(OnednnVsReference, Lstm) {
-  for (int c = 0; c < 40; ++c) {
+// LSTM and GRU (linear_before_reset either way) in every direction, with and without bias, initial
+// state and full-length sequence_lens; every output compared.
+TEST_F(OnednnVsReference, RecurrentLayers) {
+  for (int c = 0; c < 80; ++c) {
+    const bool lstm = c % 2 == 0;
+    const int64_t G = lstm ? 4 : 3;
     const int64_t T = pick({1, 2, 5}), N = pick({1, 3}), I = pick({1, 7, 16}), H = pick({1, 5, 16, 33});
-    const std::string direction = c % 3 == 0 ? "forward" : c % 3 == 1 ? "reverse" : "bidirectional";
+    const std::string direction = c / 2 % 3 == 0 ? "forward" : c / 2 % 3 == 1 ? "reverse" : "bidirectional";
     const int64_t D = direction == "bidirectional" ? 2 : 1;
     const bool bias = coin(), initial = coin(), lens = coin() && coin(), constant = coin();
-    ir::Node node{"lstm", "LSTM", "", {"x", "w", "r", bias ? "b" : ""}, {"y", "y_h", "y_c"},
+    const bool linear_before_reset = !lstm && coin();
+    ir::Node node{"rnn", lstm ? "LSTM" : "GRU", "", {"x", "w", "r", bias ? "b" : ""}, {"y", "y_h"},
                   {string_attr("direction", direction), int_attr("hidden_size", H)}, ""};
-    std::vector<Tensor> inputs = {random({T, N, I}), random({D, 4 * H, I}), random({D, 4 * H, H}),
-                                  bias ? random({D, 8 * H}) : Tensor()};
+    if (lstm) node.outputs.push_back("y_c");
+    if (linear_before_reset) node.attributes.push_back(int_attr("linear_before_reset", 1));
+    std::vector<Tensor> inputs = {random({T, N, I}), random({D, G * H, I}), random({D, G * H, H}),
+                                  bias ? random({D, 2 * G * H}) : Tensor()};
     if (lens || initial) {
       node.inputs.push_back(lens ? "lens" : "");
       inputs.push_back(lens ? Tensor::from_vector<int32_t>({N}, std::vector<int32_t>(static_cast<size_t>(N), static_cast<int32_t>(T)))
                             : Tensor());
     }
     if (initial) {
-      node.inputs.insert(node.inputs.end(), {"h0", "c0"});
+      node.inputs.push_back("h0");
       inputs.push_back(random({D, N, H}));
-      inputs.push_back(random({D, N, H}));
+      if (lstm) {
+        node.inputs.push_back("c0");
+        inputs.push_back(random({D, N, H}));
+      }
     }
     KernelPair pair(node, 14, inputs, {false, constant, constant, constant});
-    const std::string what = "LSTM " + direction + " T=" + std::to_string(T) + " N=" + std::to_string(N) +
+    const std::string what = node.op_type + " " + direction + " T=" + std::to_string(T) + " N=" + std::to_string(N) +
                              " I=" + std::to_string(I) + " H=" + std::to_string(H) + (bias ? " bias" : "") +
                              (initial ? " initial state" : "") + (lens ? " sequence_lens" : "") +
-                             (constant ? " constant weights" : "");
-    for (size_t output = 0; output < 3; ++output)
+                             (linear_before_reset ? " linear_before_reset" : "") + (constant ? " constant weights" : "");
+    for (size_t output = 0; output < node.outputs.size(); ++output)
       expect_agree(pair, what + " output " + std::to_string(output), static_cast<double>(I + H) * T, output);
   }
 }

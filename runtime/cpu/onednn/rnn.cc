@@ -1,15 +1,16 @@
-// float32 LSTM on oneDNN's lstm_forward primitive (vanilla LSTM, one layer, each direction its own
-// primitive). The reference kernel (kernels/rnn.cc) computes every step as scalar matrix-vector
-// products on one thread; the primitive runs the input projections of all steps as one product and
-// the recurrent ones with JIT kernels.
+// float32 LSTM and GRU on oneDNN's RNN primitives (lstm_forward; gru_forward, or lbr_gru_forward for
+// linear_before_reset), one layer, each direction its own primitive. The reference kernel
+// (kernels/rnn.cc) computes every step as scalar matrix-vector products on one thread; the primitives
+// run the input projections of all steps as one product and the recurrent ones with JIT kernels.
 //
-// ONNX and oneDNN lay the weights out differently: ONNX W [dirs, 4H, I] and R [dirs, 4H, H] hold the
-// gates in the order i, o, f, c, with two biases (Wb, Rb); oneDNN wants [I, 4, H] (ldigo) with the
-// gates in the order i, f, c, o and one bias. The converted weights are made once per version of W,
-// R and B (a write to any of them remakes them), then reordered into the layout the primitive picks.
+// ONNX and oneDNN lay the weights out differently: ONNX W [dirs, G*H, I] and R [dirs, G*H, H] hold the
+// gates in the order i, o, f, c (LSTM) or z, r, h (GRU), with two biases (Wb, Rb); oneDNN wants
+// [I, G, H] (ldigo) with the LSTM gates in the order i, f, c, o (GRU's are ONNX's) and one bias (LBR
+// GRU: four, the recurrent candidate bias apart). The converted weights are made once per version of
+// W, R and B (a write to any of them remakes them), then reordered into the layout the primitive picks.
 //
 // What stays on the reference kernel: float64, peepholes, clip, input_forget, activations other than
-// the defaults (Sigmoid, Tanh, Tanh), layout 1, and sequence_lens that are not all the full length.
+// the defaults, layout 1, and sequence_lens that are not all the full length.
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -30,11 +31,19 @@ namespace {
 
 using Key = std::vector<int64_t>;
 
-// oneDNN gate g (i, f, c, o) is ONNX gate kOnnxGate[g] (ONNX order i, o, f, c).
-constexpr std::array<int64_t, 4> kOnnxGate = {0, 2, 3, 1};
+enum class Cell { kLstm, kGru, kLbrGru };
 
-struct LstmPrimitive {
-  dnnl::lstm_forward primitive;
+int64_t gates_of(Cell cell) { return cell == Cell::kLstm ? 4 : 3; }
+int64_t bias_gates_of(Cell cell) { return cell == Cell::kGru ? 3 : 4; }
+
+// oneDNN gate g is ONNX gate onnx_gate(g): LSTM's i, f, c, o are ONNX's 0, 2, 3, 1; GRU's are in order.
+int64_t onnx_gate(Cell cell, int64_t g) {
+  constexpr std::array<int64_t, 4> kLstm = {0, 2, 3, 1};
+  return cell == Cell::kLstm ? kLstm[static_cast<size_t>(g)] : g;
+}
+
+struct RnnPrimitive {
+  dnnl::primitive primitive;
   dnnl::memory::desc src_layer, state, weights_layer, weights_iter, bias, dst_layer, scratchpad;
 };
 
@@ -52,28 +61,33 @@ struct ConvertedWeights {
   mutable dnnl::memory::desc packed_layer, packed_iter;
 };
 
-std::shared_ptr<ConvertedWeights> convert(const Tensor& w, const Tensor& r, const Tensor* b, int64_t dirs,
-                                          int64_t hidden, int64_t input) {
+std::shared_ptr<ConvertedWeights> convert(Cell cell, const Tensor& w, const Tensor& r, const Tensor* b,
+                                          int64_t dirs, int64_t hidden, int64_t input) {
   auto out = std::make_shared<ConvertedWeights>();
   const float* pw = data<float>(w);
   const float* pr = data<float>(r);
   const float* pb = b ? data<float>(*b) : nullptr;
-  const int64_t H = hidden, I = input;
+  const int64_t H = hidden, I = input, G = gates_of(cell);
   for (int64_t d = 0; d < dirs; ++d) {
     DirectionWeights dw;
-    dw.layer.resize(static_cast<size_t>(I * 4 * H));
-    dw.iter.resize(static_cast<size_t>(H * 4 * H));
-    dw.bias.assign(static_cast<size_t>(4 * H), 0.0f);
-    for (int64_t g = 0; g < 4; ++g) {
-      const int64_t og = kOnnxGate[static_cast<size_t>(g)];
+    dw.layer.resize(static_cast<size_t>(I * G * H));
+    dw.iter.resize(static_cast<size_t>(H * G * H));
+    dw.bias.assign(static_cast<size_t>(bias_gates_of(cell) * H), 0.0f);
+    const float* bd = pb ? pb + d * 2 * G * H : nullptr;  // Wb [G*H], then Rb [G*H]
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t og = onnx_gate(cell, g);
       for (int64_t h = 0; h < H; ++h) {
-        const float* wrow = pw + (d * 4 * H + og * H + h) * I;
-        for (int64_t i = 0; i < I; ++i) dw.layer[static_cast<size_t>((i * 4 + g) * H + h)] = wrow[i];
-        const float* rrow = pr + (d * 4 * H + og * H + h) * H;
-        for (int64_t k = 0; k < H; ++k) dw.iter[static_cast<size_t>((k * 4 + g) * H + h)] = rrow[k];
-        if (pb) {
-          const float* bd = pb + d * 8 * H;
-          dw.bias[static_cast<size_t>(g * H + h)] = bd[og * H + h] + bd[4 * H + og * H + h];
+        const float* wrow = pw + (d * G * H + og * H + h) * I;
+        for (int64_t i = 0; i < I; ++i) dw.layer[static_cast<size_t>((i * G + g) * H + h)] = wrow[i];
+        const float* rrow = pr + (d * G * H + og * H + h) * H;
+        for (int64_t k = 0; k < H; ++k) dw.iter[static_cast<size_t>((k * G + g) * H + h)] = rrow[k];
+        if (!bd) continue;
+        // LBR GRU keeps the candidate's recurrent bias apart (it is multiplied by r): bias gate 3.
+        if (cell == Cell::kLbrGru && g == 2) {
+          dw.bias[static_cast<size_t>(2 * H + h)] = bd[og * H + h];
+          dw.bias[static_cast<size_t>(3 * H + h)] = bd[G * H + og * H + h];
+        } else {
+          dw.bias[static_cast<size_t>(g * H + h)] = bd[og * H + h] + bd[G * H + og * H + h];
         }
       }
     }
@@ -83,26 +97,27 @@ std::shared_ptr<ConvertedWeights> convert(const Tensor& w, const Tensor& r, cons
   return out;
 }
 
-class OnednnLstm : public Kernel {
+class OnednnRnn : public Kernel {
  public:
-  OnednnLstm(std::unique_ptr<Kernel> reference, int64_t dirs, bool reverse_only, int64_t hidden)
-      : reference_(std::move(reference)), dirs_(dirs), reverse_only_(reverse_only), hidden_(hidden) {}
+  OnednnRnn(std::unique_ptr<Kernel> reference, Cell cell, int64_t dirs, bool reverse_only, int64_t hidden)
+      : reference_(std::move(reference)), cell_(cell), dirs_(dirs), reverse_only_(reverse_only), hidden_(hidden) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
     const Tensor& w = ctx.input(1);
     const Tensor& r = ctx.input(2);
     const Tensor* b = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+    const bool lstm = cell_ == Cell::kLstm;
     const Tensor* h0 = ctx.has_input(5) ? &ctx.input(5) : nullptr;
-    const Tensor* c0 = ctx.has_input(6) ? &ctx.input(6) : nullptr;
+    const Tensor* c0 = lstm && ctx.has_input(6) ? &ctx.input(6) : nullptr;
     if (x.dtype() != DataType::kFloat32 || w.dtype() != DataType::kFloat32 || r.dtype() != DataType::kFloat32 ||
-        x.rank() != 3 || w.rank() != 3 || r.rank() != 3 || ctx.has_input(7) || x.numel() == 0)
+        x.rank() != 3 || w.rank() != 3 || r.rank() != 3 || (lstm && ctx.has_input(7)) || x.numel() == 0)
       return reference_->run(ctx);
-    const int64_t T = x.dims()[0], N = x.dims()[1], I = x.dims()[2], D = dirs_;
+    const int64_t T = x.dims()[0], N = x.dims()[1], I = x.dims()[2], D = dirs_, G = gates_of(cell_);
     const int64_t H = hidden_ >= 0 ? hidden_ : r.dims()[2];
     const std::vector<int64_t> state_dims = {D, N, H};
-    if (w.dims() != std::vector<int64_t>{D, 4 * H, I} || r.dims() != std::vector<int64_t>{D, 4 * H, H} ||
-        (b && (b->dtype() != DataType::kFloat32 || b->dims() != std::vector<int64_t>{D, 8 * H})) ||
+    if (w.dims() != std::vector<int64_t>{D, G * H, I} || r.dims() != std::vector<int64_t>{D, G * H, H} ||
+        (b && (b->dtype() != DataType::kFloat32 || b->dims() != std::vector<int64_t>{D, 2 * G * H})) ||
         (h0 && (h0->dtype() != DataType::kFloat32 || h0->dims() != state_dims)) ||
         (c0 && (c0->dtype() != DataType::kFloat32 || c0->dims() != state_dims)))
       return reference_->run(ctx);  // it reports the mismatch
@@ -114,12 +129,12 @@ class OnednnLstm : public Kernel {
     }
 
     const Key key = {T, N, I, H};
-    std::shared_ptr<const std::array<std::shared_ptr<const LstmPrimitive>, 2>> prims = cache_.find(key);
+    std::shared_ptr<const std::array<std::shared_ptr<const RnnPrimitive>, 2>> prims = cache_.find(key);
     if (!prims) {
-      auto built = std::make_shared<std::array<std::shared_ptr<const LstmPrimitive>, 2>>();
+      auto built = std::make_shared<std::array<std::shared_ptr<const RnnPrimitive>, 2>>();
       for (int64_t d = 0; d < D; ++d) {
         const bool right_to_left = reverse_only_ || d == 1;
-        (*built)[static_cast<size_t>(d)] = build(T, N, I, H, right_to_left);
+        (*built)[static_cast<size_t>(d)] = build(cell_, T, N, I, H, right_to_left);
         if (!(*built)[static_cast<size_t>(d)]) return reference_->run(ctx);
       }
       prims = cache_.insert(key, std::move(built));
@@ -129,13 +144,13 @@ class OnednnLstm : public Kernel {
     // Y [T, D, N, H]: one direction writes it in place; two write [T, N, H] each, copied in after.
     float* y = ctx.output_wanted(0) ? mutable_data<float>(ctx.allocate_output_uninitialized(0, DataType::kFloat32, {T, D, N, H})) : nullptr;
     float* y_h = ctx.output_wanted(1) ? mutable_data<float>(ctx.allocate_output_uninitialized(1, DataType::kFloat32, state_dims)) : nullptr;
-    float* y_c = ctx.output_wanted(2) ? mutable_data<float>(ctx.allocate_output_uninitialized(2, DataType::kFloat32, state_dims)) : nullptr;
+    float* y_c = lstm && ctx.output_wanted(2) ? mutable_data<float>(ctx.allocate_output_uninitialized(2, DataType::kFloat32, state_dims)) : nullptr;
     const size_t state_floats = static_cast<size_t>(N * H), seq_floats = static_cast<size_t>(T * N * H);
     HostScratch zeros(state_floats * sizeof(float)), layer_out(seq_floats * sizeof(float)),
         h_out(state_floats * sizeof(float)), c_out(state_floats * sizeof(float));
     std::fill(zeros.data(), zeros.data() + state_floats, 0.0f);
     for (int64_t d = 0; d < D; ++d) {
-      const LstmPrimitive& p = *(*prims)[static_cast<size_t>(d)];
+      const RnnPrimitive& p = *(*prims)[static_cast<size_t>(d)];
       const auto [layer, iter] = packed(*weights, d, p);
       const DirectionWeights& dw = weights->directions[static_cast<size_t>(d)];
       float* dst_layer = y && D == 1 ? y : layer_out.data();
@@ -144,15 +159,17 @@ class OnednnLstm : public Kernel {
       std::unordered_map<int, dnnl::memory> args = {
           {DNNL_ARG_SRC_LAYER, wrap(p.src_layer, data<float>(x))},
           {DNNL_ARG_SRC_ITER, wrap(p.state, h0 ? data<float>(*h0) + d * N * H : zeros.data())},
-          {DNNL_ARG_SRC_ITER_C, wrap(p.state, c0 ? data<float>(*c0) + d * N * H : zeros.data())},
           {DNNL_ARG_WEIGHTS_LAYER, *layer},
           {DNNL_ARG_WEIGHTS_ITER, *iter},
           {DNNL_ARG_BIAS, wrap(p.bias, dw.bias.data())},
           {DNNL_ARG_DST_LAYER, wrap(p.dst_layer, dst_layer)},
-          {DNNL_ARG_DST_ITER, wrap(p.state, dst_h)},
-          {DNNL_ARG_DST_ITER_C, wrap(p.state, dst_c)}};
+          {DNNL_ARG_DST_ITER, wrap(p.state, dst_h)}};
+      if (lstm) {
+        args[DNNL_ARG_SRC_ITER_C] = wrap(p.state, c0 ? data<float>(*c0) + d * N * H : zeros.data());
+        args[DNNL_ARG_DST_ITER_C] = wrap(p.state, dst_c);
+      }
       execute(p.primitive, p.scratchpad, std::move(args),
-              static_cast<double>(T * N) * static_cast<double>(4 * H) * static_cast<double>(I + H));
+              static_cast<double>(T * N) * static_cast<double>(G * H) * static_cast<double>(I + H));
       if (y && D > 1)
         for (int64_t t = 0; t < T; ++t)
           std::memcpy(y + (t * D + d) * N * H, layer_out.data() + t * N * H, state_floats * sizeof(float));
@@ -160,29 +177,54 @@ class OnednnLstm : public Kernel {
   }
 
  private:
-  static std::shared_ptr<const LstmPrimitive> build(int64_t T, int64_t N, int64_t I, int64_t H, bool right_to_left) {
+  static std::shared_ptr<const RnnPrimitive> build(Cell cell, int64_t T, int64_t N, int64_t I, int64_t H,
+                                                   bool right_to_left) {
     using tag = dnnl::memory::format_tag;
     using dt = dnnl::memory::data_type;
-    auto built = std::make_shared<LstmPrimitive>();
+    const int64_t G = gates_of(cell);
+    auto built = std::make_shared<RnnPrimitive>();
     built->src_layer = dnnl::memory::desc({T, N, I}, dt::f32, tag::tnc);
     built->state = dnnl::memory::desc({1, 1, N, H}, dt::f32, tag::ldnc);
-    built->bias = dnnl::memory::desc({1, 1, 4, H}, dt::f32, tag::ldgo);
+    built->bias = dnnl::memory::desc({1, 1, bias_gates_of(cell), H}, dt::f32, tag::ldgo);
     built->dst_layer = dnnl::memory::desc({T, N, H}, dt::f32, tag::tnc);
-    const dnnl::memory::desc any_layer({1, 1, I, 4, H}, dt::f32, tag::any), any_iter({1, 1, H, 4, H}, dt::f32, tag::any);
+    const dnnl::memory::desc any_layer({1, 1, I, G, H}, dt::f32, tag::any), any_iter({1, 1, H, G, H}, dt::f32, tag::any);
+    const auto kind = dnnl::prop_kind::forward_inference;
+    const auto direction = right_to_left ? dnnl::rnn_direction::unidirectional_right2left
+                                         : dnnl::rnn_direction::unidirectional_left2right;
     try {
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-      const auto direction = right_to_left ? dnnl::rnn_direction::unidirectional_right2left
-                                           : dnnl::rnn_direction::unidirectional_left2right;
-      dnnl::lstm_forward::desc desc(dnnl::prop_kind::forward_inference, direction, built->src_layer, built->state,
-                                    built->state, any_layer, any_iter, built->bias, built->dst_layer, built->state,
-                                    built->state);
-      dnnl::lstm_forward::primitive_desc pd(desc, attr, cpu_engine());
-      if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return nullptr;
-      built->weights_layer = pd.weights_layer_desc();
-      built->weights_iter = pd.weights_iter_desc();
-      built->scratchpad = pd.scratchpad_desc();
-      built->primitive = dnnl::lstm_forward(pd);
+      // Each primitive kind has its own descriptor types; what is kept is the same for all three. Unlike
+      // other primitives, an RNN implementation named "ref" is kept: it is oneDNN's gemm-based RNN
+      // (input projections of all steps in one sgemm), what GRU gets on oneDNN 2.6.
+      auto keep = [&](const auto& pd, auto primitive) {
+        built->weights_layer = pd.weights_layer_desc();
+        built->weights_iter = pd.weights_iter_desc();
+        built->scratchpad = pd.scratchpad_desc();
+        built->primitive = primitive;
+        return true;
+      };
+      bool ok = false;
+      if (cell == Cell::kLstm) {
+        dnnl::lstm_forward::primitive_desc pd(
+            dnnl::lstm_forward::desc(kind, direction, built->src_layer, built->state, built->state, any_layer, any_iter,
+                                     built->bias, built->dst_layer, built->state, built->state),
+            attr, cpu_engine());
+        ok = keep(pd, dnnl::lstm_forward(pd));
+      } else if (cell == Cell::kGru) {
+        dnnl::gru_forward::primitive_desc pd(
+            dnnl::gru_forward::desc(kind, direction, built->src_layer, built->state, any_layer, any_iter, built->bias,
+                                    built->dst_layer, built->state),
+            attr, cpu_engine());
+        ok = keep(pd, dnnl::gru_forward(pd));
+      } else {
+        dnnl::lbr_gru_forward::primitive_desc pd(
+            dnnl::lbr_gru_forward::desc(kind, direction, built->src_layer, built->state, any_layer, any_iter,
+                                        built->bias, built->dst_layer, built->state),
+            attr, cpu_engine());
+        ok = keep(pd, dnnl::lbr_gru_forward(pd));
+      }
+      if (!ok) return nullptr;
     } catch (const dnnl::error&) {
       return nullptr;
     }
@@ -196,7 +238,7 @@ class OnednnLstm : public Kernel {
     if (b) sources.emplace_back(b->data(), b->version());
     std::lock_guard<std::mutex> lock(mutex_);
     if (!converted_ || converted_->sources != sources) {
-      auto fresh = convert(w, r, b, D, H, I);
+      auto fresh = convert(cell_, w, r, b, D, H, I);
       fresh->sources = std::move(sources);
       converted_ = std::move(fresh);
     }
@@ -205,7 +247,7 @@ class OnednnLstm : public Kernel {
 
   // Direction d's weights in the layouts primitive `p` reads, reordered once per conversion and layout.
   static std::pair<std::shared_ptr<dnnl::memory>, std::shared_ptr<dnnl::memory>> packed(const ConvertedWeights& cw,
-                                                                                        int64_t d, const LstmPrimitive& p) {
+                                                                                        int64_t d, const RnnPrimitive& p) {
     using tag = dnnl::memory::format_tag;
     using dt = dnnl::memory::data_type;
     std::lock_guard<std::mutex> lock(cw.mutex);
@@ -226,34 +268,45 @@ class OnednnLstm : public Kernel {
   }
 
   std::unique_ptr<Kernel> reference_;
+  Cell cell_;
   int64_t dirs_;
   bool reverse_only_;
   int64_t hidden_;
   mutable std::mutex mutex_;
   mutable std::shared_ptr<const ConvertedWeights> converted_;
-  LruCache<Key, std::array<std::shared_ptr<const LstmPrimitive>, 2>> cache_{8};
+  LruCache<Key, std::array<std::shared_ptr<const RnnPrimitive>, 2>> cache_{8};
 };
+
+// The fast kernel for an LSTM or GRU node whose attributes it computes as the reference does, else
+// the reference kernel itself.
+std::unique_ptr<Kernel> make_rnn(bool lstm, const KernelInit& init, std::unique_ptr<Kernel> reference) {
+  const std::string direction = init.attr_string("direction", "forward");
+  // The default activations: Sigmoid, Tanh, Tanh (LSTM) or Sigmoid, Tanh (GRU), per direction.
+  const size_t per_direction = lstm ? 3 : 2;
+  const std::vector<std::string> acts = init.attr_strings("activations");
+  bool default_acts = true;
+  for (size_t i = 0; i < acts.size(); ++i) {
+    std::string lower = acts[i];
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    default_acts = default_acts && lower == (i % per_direction == 0 ? "sigmoid" : "tanh");
+  }
+  if (init.has_attr("clip") || init.attr_int("input_forget", 0) != 0 || init.attr_int("layout", 0) != 0 ||
+      !default_acts || init.has_attr("activation_alpha") || init.has_attr("activation_beta") ||
+      (direction != "forward" && direction != "reverse" && direction != "bidirectional"))
+    return reference;
+  const Cell cell = lstm ? Cell::kLstm : init.attr_int("linear_before_reset", 0) != 0 ? Cell::kLbrGru : Cell::kGru;
+  return std::make_unique<OnednnRnn>(std::move(reference), cell, direction == "bidirectional" ? 2 : 1,
+                                     direction == "reverse", init.attr_int("hidden_size", -1));
+}
 
 }  // namespace
 
 void register_onednn_rnn(KernelRegistry& registry) {
-  add_fast_path(registry, "LSTM", [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-    const std::string direction = init.attr_string("direction", "forward");
-    const std::vector<std::string> acts = init.attr_strings("activations");
-    const bool default_acts = acts.empty() || [&acts] {
-      for (size_t i = 0; i < acts.size(); ++i) {
-        std::string lower = acts[i];
-        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (lower != (i % 3 == 0 ? "sigmoid" : "tanh")) return false;
-      }
-      return true;
-    }();
-    if (init.has_attr("clip") || init.attr_int("input_forget", 0) != 0 || init.attr_int("layout", 0) != 0 ||
-        !default_acts || init.has_attr("activation_alpha") || init.has_attr("activation_beta") ||
-        (direction != "forward" && direction != "reverse" && direction != "bidirectional"))
-      return reference;
-    return std::make_unique<OnednnLstm>(std::move(reference), direction == "bidirectional" ? 2 : 1,
-                                        direction == "reverse", init.attr_int("hidden_size", -1));
+  add_fast_path(registry, "LSTM", [](const KernelInit& init, std::unique_ptr<Kernel> reference) {
+    return make_rnn(true, init, std::move(reference));
+  }, 14);
+  add_fast_path(registry, "GRU", [](const KernelInit& init, std::unique_ptr<Kernel> reference) {
+    return make_rnn(false, init, std::move(reference));
   }, 14);
 }
 
