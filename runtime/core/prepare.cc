@@ -6,6 +6,7 @@
 #include "runtime/core/passes/fuse_conv.h"
 #include "runtime/core/passes/fuse_gelu.h"
 #include "runtime/core/passes/fuse_linear.h"
+#include "runtime/core/passes/fuse_one_hot.h"
 #include "runtime/core/passes/inline_functions.h"
 #include "runtime/train/gradient_op.h"
 
@@ -32,6 +33,7 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
     }
     if (options.rewrite) options.rewrite(graph, prepared.opsets);
     if (options.optimization_level >= 2) {
+      ir::fuse_one_hot_matmul(graph, model.store);
       ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
       ir::fuse_conv(graph, model.store, model.ir.opset_version(""));
       const KernelDef* conv = KernelRegistry::global().find(ir::kTunnxDomain, "FusedConv", 1, options.device,

@@ -6,9 +6,11 @@
 //   inputs  A, B, [C] (Gemm only; "" when absent), [bias]        output  act(Y + bias), Y's shape
 // With op "MatMul" and transB 1, B is 2-D [N, K] and the product reads its transpose.
 // The oneDNN kernel (runtime/cpu/onednn/matmul.cc) runs on top of this one as its fallback.
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -190,9 +192,78 @@ class ChannelsLastPool : public Kernel {
   std::unique_ptr<Kernel> pool_;
 };
 
+// com.tunnx:OneHotMatMul(X, W) = MatMul(Cast(Equal(X, [0, 1, ..., K-1]), float), W), which
+// runtime/core/passes/fuse_one_hot.cc makes of an embedding written as a one-hot product: Y [..., N]
+// for X [..., 1] or [..., K] and W float32 [K, N]. For X [..., 1] each row of Y is W's row X (zeros for
+// an X outside [0, K)), copied; the product gives exactly that when W is finite (x + 0 * w is x). A W
+// holding an infinity or NaN, and X [..., K], are multiplied out in order as the product would be.
+class OneHotMatMul : public Kernel {
+ public:
+  void run(KernelContext& ctx) const override {
+    const Tensor& x = ctx.input(0);
+    const Tensor& w = ctx.input(1);
+    if (w.dtype() != DataType::kFloat32 || w.rank() != 2)
+      throw ctx.error("W must be float32 [K, N], got " + std::string(to_string(w.dtype())) + " " + dims_to_string(w.dims()));
+    const int64_t K = w.dims()[0], N = w.dims()[1];
+    if (x.rank() == 0 || (x.dims().back() != 1 && x.dims().back() != K))
+      throw ctx.error("X " + dims_to_string(x.dims()) + " must end in 1 or K = " + std::to_string(K));
+    std::vector<int64_t> dims = x.dims();
+    dims.back() = N;
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, dims);
+    const std::vector<int64_t> index = read_int_values(x, ctx);
+    const int64_t last = x.dims().back(), rows = last ? x.numel() / last : 0;
+    const float* pw = data<float>(w);
+    float* out = mutable_data<float>(y);
+    if (last == 1 && finite(w)) {
+      const int threads = rows * N >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t k = index[static_cast<size_t>(r)];
+        if (k >= 0 && k < K) std::copy(pw + k * N, pw + (k + 1) * N, out + r * N);
+        else std::fill(out + r * N, out + (r + 1) * N, 0.0f);
+      }
+      return;
+    }
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t n = 0; n < N; ++n) {
+        float sum = 0;
+        for (int64_t k = 0; k < K; ++k)
+          sum += (index[static_cast<size_t>(r * last + (last == 1 ? 0 : k))] == k ? 1.0f : 0.0f) * pw[k * N + n];
+        out[r * N + n] = sum;
+      }
+  }
+
+ private:
+  // Whether every element of W is finite, checked once per version of W.
+  bool finite(const Tensor& w) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (checked_data_ != w.data() || checked_version_ != w.version()) {
+      const float* p = data<float>(w);
+      finite_ = std::all_of(p, p + w.numel(), [](float v) { return std::isfinite(v); });
+      checked_data_ = w.data();
+      checked_version_ = w.version();
+    }
+    return finite_;
+  }
+
+  mutable std::mutex mutex_;
+  mutable const void* checked_data_ = nullptr;
+  mutable uint64_t checked_version_ = 0;
+  mutable bool finite_ = false;
+};
+
 }  // namespace
 
 void register_fused_kernels(KernelRegistry& r) {
+  {
+    KernelDef def;
+    def.domain = "com.tunnx";
+    def.op_type = "OneHotMatMul";
+    def.types = {DataType::kInt32, DataType::kInt64, DataType::kUInt8};
+    def.name = "cpu/reference/OneHotMatMul";
+    def.factory = [](const KernelInit&) -> std::unique_ptr<Kernel> { return std::make_unique<OneHotMatMul>(); };
+    r.add(std::move(def));
+  }
   // com.tunnx:Gelu, which runtime/core/passes/fuse_gelu.cc makes of a spelled-out exact GELU: ONNX's
   // Gelu kernel (opset 20) under the session's own domain, so models of any opset can run it.
   if (const KernelDef* onnx_gelu = r.find_reference("", "Gelu", 20, DeviceType::kCpu)) {
