@@ -5,6 +5,7 @@
 // memory cache that keeps freed tensor blocks for reuse.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -209,6 +210,25 @@ TEST_F(ParallelKernels, ReduceMeanOverAMiddleBlockSumsColumnsInOrder) {
       for (int64_t r = 0; r < 17 * 19; ++r) sum += x.data_as<float>()[(n * 17 * 19 + r) * 300 + c];
       ASSERT_EQ(y.data_as<float>()[n * 300 + c], static_cast<float>(sum / (17 * 19))) << n << ", " << c;
     }
+}
+
+TEST_F(ParallelKernels, GlobalMaxPoolSkipsNaNAsASingleChainDoes) {
+  // Planes of 203 values (not a multiple of the 8 running maxima), one with a NaN among them and one
+  // all NaN (-inf, as std::max from -inf skips every NaN).
+  Tensor x = random({2, 300, 203, 1});
+  float* p = x.mutable_data_as<float>();
+  p[5 * 203 + 17] = std::nanf("");
+  for (int64_t i = 0; i < 203; ++i) p[7 * 203 + i] = std::nanf("");
+  ModelBuilder b;
+  b.input("x", onnx_type_of<float>(), Dims{2, 300, 203, 1});
+  b.node("GlobalMaxPool", {"x"}, {"y"}, "pool");
+  b.output("y", onnx_type_of<float>(), Dims{2, 300, 1, 1});
+  const Tensor y = run_both(b, {{"x", x}});
+  for (int64_t plane = 0; plane < 600; ++plane) {
+    float best = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < 203; ++i) best = std::max(best, p[plane * 203 + i]);
+    ASSERT_EQ(y.data_as<float>()[plane], best) << "plane " << plane;
+  }
 }
 
 TEST(HostMemory, FreedLargeBlocksAreReusedAndCanBeReleased) {

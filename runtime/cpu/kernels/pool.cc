@@ -128,11 +128,24 @@ void run_global_pool(KernelContext& ctx, PoolKind kind, double p) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const T* src = in + plane * size;
-      Acc result = kind == PoolKind::kMax ? -std::numeric_limits<Acc>::infinity() : Acc(0);
+      if (kind == PoolKind::kMax) {
+        // Eight running maxima: one chain waits a comparison's latency per element. The maximum does
+        // not depend on the order, and a NaN is skipped by every chain as by one (NaN < x is false).
+        Acc lanes[8];
+        std::fill(lanes, lanes + 8, -std::numeric_limits<Acc>::infinity());
+        int64_t i = 0;
+        for (; i + 8 <= size; i += 8)
+          for (int k = 0; k < 8; ++k) lanes[k] = std::max(lanes[k], to_acc<Acc>(src[i + k]));
+        for (; i < size; ++i) lanes[0] = std::max(lanes[0], to_acc<Acc>(src[i]));
+        Acc result = lanes[0];
+        for (int k = 1; k < 8; ++k) result = std::max(result, lanes[k]);
+        out[plane] = from_acc<T>(result);
+        continue;
+      }
+      Acc result = Acc(0);
       for (int64_t i = 0; i < size; ++i) {
         const Acc v = to_acc<Acc>(src[i]);
-        if (kind == PoolKind::kMax) result = std::max(result, v);
-        else if (kind == PoolKind::kAverage) result += v;
+        if (kind == PoolKind::kAverage) result += v;
         else result += static_cast<Acc>(std::pow(std::abs(v), p));
       }
       if (kind == PoolKind::kAverage) result = size > 0 ? result / static_cast<Acc>(size) : Acc(0);
