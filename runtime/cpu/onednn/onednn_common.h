@@ -43,7 +43,7 @@ dnnl::memory wrap(const dnnl::memory::desc& desc, float* data);
 // lives, work of fewer than kSerialWork operations (multiply-adds, elements) runs on the calling thread.
 class SerialIfSmall {
  public:
-  static constexpr double kSerialWork = 1 << 20;
+  static constexpr double kSerialWork = 1 << 19;
   explicit SerialIfSmall(double work);
   ~SerialIfSmall();
   SerialIfSmall(const SerialIfSmall&) = delete;
