@@ -36,7 +36,7 @@ struct TrainArgs {
   std::string output, target, loss, optimizer = "sgd", schedule = "constant";
   double lr = 1e-3, momentum = 0, dampening = 0, gamma = 0.1, clip_grad_norm = 0, label_smoothing = 0;
   std::optional<double> weight_decay;
-  bool nesterov = false, shuffle = true, resume = false;
+  bool nesterov = false, shuffle = true, resume = false, profile = false;
   int64_t epochs = 1, batch_size = 32, step_size = 1, warmup_steps = 0, checkpoint_every = 0, ignore_index = -100;
   uint64_t seed = 0;
   int accumulate = 1, threads = 0;
@@ -232,6 +232,7 @@ TrainerOptions trainer_options(const TrainArgs& a, int64_t batches_per_epoch) {
   o.accumulate = a.accumulate;
   o.threads = a.threads;
   o.seed = a.seed;
+  o.profile = a.profile;
   return o;
 }
 
@@ -431,6 +432,11 @@ void TrainRun::run() {
     train_epoch(epoch, epoch == progress_.epoch ? progress_.batch : 0);
   if (already_done)
     std::cout << "the checkpoint already holds " << progress_.epoch << " epochs" << std::endl;
+  if (a_.profile) {
+    SessionStats stats;
+    stats.kernels = trainer_->profile();
+    std::cout << "training graph (forward, loss, backward), " << profile_text(stats);
+  }
   if (!a_.save.empty()) {
     SaveOptions save;
     save.merge_lora = !a_.edits.keep_lora;
@@ -486,6 +492,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--metrics", a->metrics, "Append one JSON line per step and per epoch")->type_name("FILE.jsonl");
   cmd->add_option("--save", a->save, "Write the fine-tuned model (eval graph, original names)")->type_name("OUT.onnx");
   cmd->add_option("--threads", a->threads, "Threads (0: all cores)")->default_str("0");
+  cmd->add_flag("--profile", a->profile, "After training, the kernel, calls and time of every node of the training graph");
   cmd->add_option("--add-head", a->edits.heads,
                   "A new Linear head of N outputs on graph value VALUE, an output called NAME (default head); repeatable")
       ->type_name("VALUE:N[:NAME]")

@@ -181,6 +181,20 @@ TEST(CliTrain, FreezeAndUnfreezeApplyInCommandLineOrder) {
   EXPECT_FALSE(fs::exists(out.string() + ".2"));
 }
 
+// --profile: after training, every node of the training graph with its kernel and calls, the
+// forward products and the backward's gradient nodes among them.
+TEST(CliTrain, ProfileListsTheTrainingGraphsNodes) {
+  TempFolder temp;
+  const fs::path data = digits_subset(temp.model_dir(), "train.npz", 64);
+  const ProcessResult r = run_cli({"train", kFreshDigitsModel.string(), "--data", data.string(), "--target", "label",
+                                   "--loss", "cross_entropy", "--batch-size", "32", "--profile"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "training graph (forward, loss, backward), Profile:")) << r.out;
+  EXPECT_TRUE(contains(r.out, "cpu/onednn/FusedMatMul") || contains(r.out, "cpu/reference/FusedMatMul")) << r.out;
+  EXPECT_TRUE(contains(r.out, "/grad/")) << r.out;
+  EXPECT_TRUE(contains(r.out, "ms/call")) << r.out;
+}
+
 // Each refusal: one line naming the problem, exit 1, before any step, with nothing written.
 struct Refusal {
   std::string name;
