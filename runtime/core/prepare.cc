@@ -2,6 +2,7 @@
 
 #include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/channels_last.h"
+#include "runtime/core/passes/fold_matmul_operands.h"
 #include "runtime/core/passes/fold_weight_transpose.h"
 #include "runtime/core/passes/fuse_conv.h"
 #include "runtime/core/passes/fuse_gelu.h"
@@ -35,6 +36,7 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
     if (options.optimization_level >= 2) {
       ir::fuse_one_hot_matmul(graph, model.store);
       ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
+      ir::fold_matmul_operands(graph, model.store);
       ir::fuse_conv(graph, model.store, model.ir.opset_version(""));
       const KernelDef* conv = KernelRegistry::global().find(ir::kTunnxDomain, "FusedConv", 1, options.device,
                                                             {DataType::kFloat32}, nullptr);

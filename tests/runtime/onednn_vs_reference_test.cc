@@ -273,6 +273,27 @@ TEST_F(OnednnVsReference, RecurrentLayers) {
   }
 }
 
+// FusedMatMul op "MatMul" with folded operands (passes/fold_matmul_operands.h): batched A and B read
+// with their last two dims swapped, and alpha, against the reference's explicit transposes.
+TEST_F(OnednnVsReference, FusedMatMulTransposedOperandsAndAlpha) {
+  for (int c = 0; c < 40; ++c) {
+    const int64_t M = pick(kRows), K = pick({1, 3, 17, 64}), N = pick(kCols), batch = pick({1, 2, 3});
+    const bool ta = coin(), tb = coin(), batched_b = coin();
+    const float alpha = coin() ? 1.0f : 0.125f;
+    std::vector<int64_t> ad = ta ? std::vector<int64_t>{batch, K, M} : std::vector<int64_t>{batch, M, K};
+    std::vector<int64_t> bd = tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N};
+    if (batched_b) bd.insert(bd.begin(), batch);
+    ir::Node node{"fused", "FusedMatMul", "com.tunnx", {"a", "b"}, {"y"},
+                  {string_attr("op", "MatMul"), int_attr("has_bias", 0), string_attr("activation", ""),
+                   int_attr("transA", ta), int_attr("transB", tb), float_attr("alpha", alpha)}, ""};
+    KernelPair pair(node, 1, {random(ad), random(bd)}, {false, false});
+    expect_agree(pair,
+                 "FusedMatMul A " + tunnx::dims_to_string(ad) + (ta ? " transA" : "") + " B " + tunnx::dims_to_string(bd) +
+                     (tb ? " transB" : "") + " alpha " + std::to_string(alpha),
+                 static_cast<double>(K));
+  }
+}
+
 TEST_F(OnednnVsReference, Softmax) {
   for (int c = 0; c < 40; ++c) {
     const std::vector<int64_t> dims = random_dims();

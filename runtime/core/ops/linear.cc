@@ -304,6 +304,11 @@ void fused_matmul_grads(GradientBuilder& b) {
   std::string why_not;
   std::optional<Activation> act = fused_activation(b.node(), &why_not);
   if (!act) throw b.error(why_not);
+  if (op == "MatMul") {
+    // Folded transposes and scales are made after autodiff, for kernels only (fold_matmul_operands).
+    const GemmAttrs g = gemm_attrs(b.node());
+    if (g.trans_a || g.alpha != 1.0f) throw b.error("no gradient rule for a MatMul with transA or alpha");
+  }
   const std::string dz = activation_grad(b, b.GO(0), *act);
   size_t bias = 2;
   if (op == "MatMul" && node_int(b.node(), "transB", 0) != 0) {

@@ -37,8 +37,11 @@ struct GemmAttrs {
 GemmAttrs gemm_attrs(const ir::Node& node);
 
 // ---- com.tunnx:FusedMatMul: act(product + bias), attributes op ("MatMul" / "Gemm"), Gemm's four,
-// has_bias, activation, activation_alpha, activation_beta, approximate. With op "MatMul", transB 1
-// means B is 2-D and stored [N, K] (a Linear weight as it lies; passes/fold_weight_transpose.h). --
+// has_bias, activation, activation_alpha, activation_beta, approximate. With op "MatMul" the product
+// is alpha * A' B' (numpy.matmul, A' and B' with their last two dims swapped when transA / transB,
+// any rank >= 2; alpha default 1): transB holds a Linear weight as it lies [N, K]
+// (passes/fold_weight_transpose.h), and transposes and scalar scales next to a product fold into it
+// (passes/fold_matmul_operands.h). gemm_attrs reads them (beta unused). ----------------------------
 struct Activation {
   // kSilu is x * Sigmoid(x) (two ONNX nodes, which the fusion passes recognise as one).
   enum class Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kTanh, kGelu, kGeluTanh, kHardSigmoid, kHardSwish, kSilu };

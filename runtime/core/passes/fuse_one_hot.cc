@@ -35,14 +35,7 @@ std::optional<int64_t> iota_length(const Tensor& t) {
 
 int fuse_one_hot_matmul(Graph& graph, const ParameterStore& store) {
   const GraphFacts facts(graph, store);
-  std::unordered_map<std::string, size_t> producer;
-  for (size_t i = 0; i < graph.nodes.size(); ++i)
-    for (const auto& out : graph.nodes[i].outputs)
-      if (!out.empty()) producer[out] = i;
-  auto produced_by = [&](const std::string& value) -> const Node* {
-    auto it = producer.find(value);
-    return it == producer.end() ? nullptr : &graph.nodes[it->second];
-  };
+  const auto& producer = facts.producer;
 
   std::vector<bool> removed(graph.nodes.size(), false);
   std::vector<std::pair<size_t, Node>> made;
@@ -51,11 +44,11 @@ int fuse_one_hot_matmul(Graph& graph, const ParameterStore& store) {
     if (!is_onnx_op(mm, "MatMul", 2)) continue;
     const Tensor* w = facts.constant(mm.inputs[1]);
     if (!w || w->dtype() != DataType::kFloat32 || w->rank() != 2) continue;
-    const Node* cast = produced_by(mm.inputs[0]);
+    const Node* cast = facts.produced_by(mm.inputs[0]);
     if (!cast || !is_onnx_op(*cast, "Cast", 1) || !facts.private_value(mm.inputs[0])) continue;
     const Attribute* to = cast->attribute("to");
     if (!to || to->i != static_cast<int64_t>(DataType::kFloat32)) continue;
-    const Node* equal = produced_by(cast->inputs[0]);
+    const Node* equal = facts.produced_by(cast->inputs[0]);
     if (!equal || !is_onnx_op(*equal, "Equal", 2) || !facts.private_value(cast->inputs[0])) continue;
     std::string x;
     size_t c_rank = 0;

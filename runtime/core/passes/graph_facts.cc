@@ -28,6 +28,9 @@ GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), stor
       constant_floats[node.outputs[0]] = Tensor::from_vector<float>({}, {f->f});
   }
   for (const auto& [name, t] : constant_floats) constant_nodes[name] = &t;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& out : g.nodes[i].outputs)
+      if (!out.empty()) producer[out] = i;
   g.visit([this](const Graph& sub, int) {
     for (const auto& node : sub.nodes)
       for (const auto& in : node.inputs)
@@ -73,6 +76,11 @@ std::optional<float> GraphFacts::scalar(const std::string& name, float fallback)
     if (auto it = constant_nodes.find(name); it != constant_nodes.end()) t = it->second;
   if (!t || t->dtype() != DataType::kFloat32 || t->numel() != 1) return std::nullopt;
   return t->data_as<float>()[0];
+}
+
+const Node* GraphFacts::produced_by(const std::string& name) const {
+  auto it = producer.find(name);
+  return it == producer.end() ? nullptr : &graph.nodes[it->second];
 }
 
 int reader_of(const Graph& graph, const std::string& value, size_t after) {

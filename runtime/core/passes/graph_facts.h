@@ -29,6 +29,7 @@ struct GraphFacts {
   // exports without constant folding keep GELU's 0.5, 1 and sqrt(2) there, not in initializers.
   std::unordered_map<std::string, const Tensor*> constant_nodes;
   std::unordered_map<std::string, Tensor> constant_floats;
+  std::unordered_map<std::string, size_t> producer;  // main-graph node index of each value's producer
 
   GraphFacts(const Graph& g, const ParameterStore& s);
 
@@ -41,6 +42,8 @@ struct GraphFacts {
   bool private_value(const std::string& name) const;
   // The scalar float32 initializer or Constant-node value `name` ("" means absent: `fallback`), or nothing.
   std::optional<float> scalar(const std::string& name, float fallback) const;
+  // The main-graph node that makes `name`, or null (an input, an initializer, an outer value).
+  const Node* produced_by(const std::string& name) const;
 };
 
 // The first node after index `after` that reads `value`, by index, or -1.

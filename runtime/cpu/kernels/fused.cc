@@ -4,7 +4,8 @@
 // gets its bias (a 1-D float32 [N] along the last dim) and the activation, in float (the activation
 // table and its math are runtime/core/ops/linear.h's):
 //   inputs  A, B, [C] (Gemm only; "" when absent), [bias]        output  act(Y + bias), Y's shape
-// With op "MatMul" and transB 1, B is 2-D [N, K] and the product reads its transpose.
+// With op "MatMul", transA / transB swap the last two dims of A / B (copies made here) and alpha scales
+// the product before the bias.
 // The oneDNN kernel (runtime/cpu/onednn/matmul.cc) runs on top of this one as its fallback.
 #include <algorithm>
 #include <climits>
@@ -24,31 +25,46 @@
 namespace tunnx::cpu {
 namespace {
 
+// `t` (float32, rank >= 2) with its last two dims swapped, copied.
+Tensor last_two_swapped(const Tensor& t, const KernelContext& ctx, const char* name) {
+  if (t.rank() < 2 || t.dtype() != DataType::kFloat32)
+    throw ctx.error(std::string(name) + " needs a float32 operand of rank 2 or more, got " + to_string(t.dtype()) + " " +
+                    dims_to_string(t.dims()));
+  std::vector<int64_t> dims = t.dims();
+  const int64_t rows = dims[dims.size() - 2], cols = dims.back(), batch = t.numel() / std::max<int64_t>(rows * cols, 1);
+  std::swap(dims[dims.size() - 2], dims.back());
+  Tensor out(DataType::kFloat32, dims);
+  const float* src = data<float>(t);
+  float* dst = out.mutable_data_as<float>();
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) dst[(b * cols + j) * rows + i] = src[(b * rows + i) * cols + j];
+  return out;
+}
+
 class FusedMatMul : public Kernel {
  public:
+  // `matmul`: op "MatMul" with its transA, transB and alpha (ops/linear.h); unused for op "Gemm".
   FusedMatMul(std::unique_ptr<ir::Node> inner, std::unique_ptr<Kernel> product, bool gemm, bool has_bias,
-              bool matmul_trans_b, ops::Activation act)
+              ops::GemmAttrs matmul, ops::Activation act)
       : inner_(std::move(inner)),
         product_(std::move(product)),
         gemm_(gemm),
         has_bias_(has_bias),
-        matmul_trans_b_(matmul_trans_b),
+        matmul_(matmul),
         act_(act) {}
 
   void run(KernelContext& ctx) const override {
     const size_t operands = gemm_ ? 3 : 2;
     std::vector<const Value*> in;
     for (size_t i = 0; i < operands; ++i) in.push_back(ctx.has_input(i) ? &ctx.input_value(i) : nullptr);
-    Value b_transposed;  // op MatMul, transB: the reference product reads B^T, made here
-    if (matmul_trans_b_) {
-      const Tensor& b = ctx.input(1);
-      if (b.rank() != 2 || b.dtype() != DataType::kFloat32)
-        throw ctx.error("transB needs a 2-D float32 B, got " + std::string(to_string(b.dtype())) + " " + dims_to_string(b.dims()));
-      const int64_t n = b.dims()[0], k = b.dims()[1];
-      Tensor t(DataType::kFloat32, {k, n});
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < k; ++j) t.mutable_data_as<float>()[j * n + i] = data<float>(b)[i * k + j];
-      b_transposed = Value(std::move(t));
+    Value a_transposed, b_transposed;  // op MatMul, transA / transB: the reference product reads these
+    if (!gemm_ && matmul_.trans_a) {
+      a_transposed = Value(last_two_swapped(ctx.input(0), ctx, "transA"));
+      in[0] = &a_transposed;
+    }
+    if (!gemm_ && matmul_.trans_b) {
+      b_transposed = Value(last_two_swapped(ctx.input(1), ctx, "transB"));
       in[1] = &b_transposed;
     }
     std::vector<Value> out(1);
@@ -69,13 +85,18 @@ class FusedMatMul : public Kernel {
     Tensor& result = ctx.allocate_output_uninitialized(0, DataType::kFloat32, y.dims());
     const float* src = data<float>(y);
     float* dst = mutable_data<float>(result);
-    for (int64_t i = 0; i < y.numel(); ++i) dst[i] = act_(bias ? src[i] + bias[i % n] : src[i]);
+    const float alpha = gemm_ ? 1.0f : matmul_.alpha;  // Gemm's alpha is the inner Gemm's
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const float z = alpha == 1.0f ? src[i] : alpha * src[i];
+      dst[i] = act_(bias ? z + bias[i % n] : z);
+    }
   }
 
  private:
   std::unique_ptr<ir::Node> inner_;  // the MatMul/Gemm node `product_` was built for
   std::unique_ptr<Kernel> product_;
-  bool gemm_, has_bias_, matmul_trans_b_;
+  bool gemm_, has_bias_;
+  ops::GemmAttrs matmul_;
   ops::Activation act_;
 };
 
@@ -343,14 +364,14 @@ void register_fused_kernels(KernelRegistry& r) {
     if (is_gemm)
       for (const char* name : {"transA", "transB", "alpha", "beta"})
         if (const ir::Attribute* a = init.node().attribute(name)) inner->attributes.push_back(*a);
-    const bool matmul_trans_b = !is_gemm && init.attr_int("transB", 0) != 0;
+    const ops::GemmAttrs matmul_attrs = ops::gemm_attrs(init.node());
     std::vector<DataType> types;
     for (size_t i = 0; i < operands; ++i) types.push_back(init.input_type(i));
     std::string why_not;
     const std::optional<ops::Activation> act = ops::fused_activation(init.node(), &why_not);
     if (!act) throw init.error(why_not);
     std::unique_ptr<Kernel> product = (is_gemm ? gemm : matmul)(KernelInit(*inner, 13, types, {}));
-    return std::make_unique<FusedMatMul>(std::move(inner), std::move(product), is_gemm, has_bias, matmul_trans_b, *act);
+    return std::make_unique<FusedMatMul>(std::move(inner), std::move(product), is_gemm, has_bias, matmul_attrs, *act);
   };
   r.add(std::move(def));
 }

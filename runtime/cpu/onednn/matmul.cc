@@ -166,6 +166,26 @@ void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, cons
 
 bool is_f32(const Tensor& t) { return t.dtype() == DataType::kFloat32; }
 
+std::vector<int64_t> last_two_swapped(std::vector<int64_t> dims) {
+  std::swap(dims[dims.size() - 2], dims.back());
+  return dims;
+}
+
+// An f32 descriptor of logical `dims` [..., R, C] for memory that holds [..., C, R] row-major (a
+// transposed operand read as it lies).
+dnnl::memory::desc swapped_f32(const std::vector<int64_t>& dims) {
+  const size_t r = dims.size();
+  dnnl::memory::dims strides(r);
+  strides[r - 2] = 1;
+  strides[r - 1] = dims[r - 2];
+  int64_t stride = dims[r - 2] * dims[r - 1];
+  for (size_t i = r - 2; i-- > 0;) {
+    strides[i] = stride;
+    stride *= std::max<int64_t>(dims[i], 1);
+  }
+  return dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32, strides);
+}
+
 // Y [M, N] = alpha * op(A) op(B) + beta * Y on oneDNN's sgemm (row-major; op is a transpose when
 // `trans_*`), for the products the header comment sends there.
 struct SgemmProduct {
@@ -207,7 +227,9 @@ void fill_with_c(float* y, const Tensor& c, const std::vector<int64_t>& cd, int6
 // A plain MatMul or Gemm node is the product with neither bias nor activation.
 struct LinearAttrs {
   bool gemm = false;
-  bool matmul_trans_b = false;  // FusedMatMul op "MatMul", transB: B is 2-D [N, K] as it lies
+  // FusedMatMul op "MatMul": transA / transB read A / B with their last two dims swapped (a Linear
+  // weight [N, K] as it lies, a folded Transpose), through strides; g.alpha scales the product.
+  bool matmul_trans_a = false, matmul_trans_b = false;
   ops::GemmAttrs g;
   bool has_bias = false;
   ops::Activation act;  // as eltwise post-ops (onednn::append_activation)
@@ -260,34 +282,29 @@ class OnednnLinear : public Kernel {
                            .lda = a.dims()[1], .ldb = b.dims()[1], .alpha = g.alpha, .beta = c ? g.beta : 0.0f};
     } else {
       // Both operands padded to one rank; oneDNN broadcasts batch dims of size 1 itself. A transposed
-      // B is its logical [K, N] read through swapped strides.
-      if (attrs_.matmul_trans_b && b.rank() != 2) return reference_->run(ctx);  // it reports the error
-      const std::vector<int64_t> b_logical =
-          attrs_.matmul_trans_b ? std::vector<int64_t>{b.dims()[1], b.dims()[0]} : b.dims();
-      std::optional<ops::MatMulShape> shapes = ops::matmul_shape(a.dims(), b_logical, nullptr);
+      // operand is its logical matrix read through swapped strides.
+      if ((attrs_.matmul_trans_a && a.rank() < 2) || (attrs_.matmul_trans_b && b.rank() < 2))
+        return reference_->run(ctx);  // it reports the error
+      const std::vector<int64_t> a_logical = attrs_.matmul_trans_a ? last_two_swapped(a.dims()) : a.dims();
+      const std::vector<int64_t> b_logical = attrs_.matmul_trans_b ? last_two_swapped(b.dims()) : b.dims();
+      std::optional<ops::MatMulShape> shapes = ops::matmul_shape(a_logical, b_logical, nullptr);
       if (!shapes || shapes->y.size() > DNNL_MAX_NDIMS) return reference_->run(ctx);
       const std::vector<int64_t>& ad = shapes->a;
       const std::vector<int64_t>& bd = shapes->b;
       yd = shapes->y;
       out_dims = shapes->out;
       if (bias && out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
-      src = onednn::plain_f32(ad);
-      if (attrs_.matmul_trans_b) {
-        const int64_t k = bd[bd.size() - 2], n = bd.back();
-        dnnl::memory::dims strides(bd.size(), k * n);
-        strides[bd.size() - 2] = 1;
-        strides[bd.size() - 1] = k;
-        weights = dnnl::memory::desc(bd, dnnl::memory::data_type::f32, strides);
-      } else {
-        weights = onednn::plain_f32(bd);
-        b_row_major = b.numel() == bd[bd.size() - 2] * bd.back();  // no batch of Bs
-      }
+      src = attrs_.matmul_trans_a ? swapped_f32(ad) : onednn::plain_f32(ad);
+      weights = attrs_.matmul_trans_b ? swapped_f32(bd) : onednn::plain_f32(bd);
+      b_row_major = !attrs_.matmul_trans_b && b.numel() == bd[bd.size() - 2] * bd.back();  // no batch of Bs
       key = ad;
       key.insert(key.end(), bd.begin(), bd.end());
+      key.push_back(attrs_.matmul_trans_a ? 1 : 0);
       const int64_t k = bd[bd.size() - 2], n = bd.back();
-      if (attrs_.matmul_trans_b || b_row_major)  // one B: A's batch dims fold into its rows
+      const bool one_b = b.numel() == k * n;
+      if (!attrs_.matmul_trans_a && one_b)  // one B: A's batch dims fold into its rows
         sgemm = SgemmProduct{.trans_b = attrs_.matmul_trans_b, .m = a.numel() / k, .n = n, .k = k, .lda = k,
-                             .ldb = attrs_.matmul_trans_b ? k : n};
+                             .ldb = attrs_.matmul_trans_b ? k : n, .alpha = g.alpha};
     }
     if (bias && bias->numel() != out_dims.back()) return reference_->run(ctx);  // it reports the mismatch
 
@@ -296,11 +313,12 @@ class OnednnLinear : public Kernel {
     // (conv_linear.h says why).
     const int64_t N = yd.back();  // out_dims may have lost it (a 1-D B); oneDNN's view has not
     const bool c_is_bias = c && !bias && cd[0] == 1 && cd[1] == N && g.beta == 1;
-    const int64_t K = attrs_.gemm ? a.dims()[1] : attrs_.matmul_trans_b ? b.dims()[1] : b.dims()[0];
+    const int64_t K = attrs_.gemm ? a.dims()[1] : attrs_.matmul_trans_b ? b.dims().back() : b.dims()[0];
     const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
     // A weight an optimizer writes every step is read plain (matmul) rather than re-packed each run.
     const bool trained = packed_.rewritten_every_run(b);
-    if (!trained && !(attrs_.gemm && (g.trans_a || g.alpha != 1 || (c && !c_is_bias))) && conv_.takes(b, M)) {
+    if (!trained && !(attrs_.gemm && (g.trans_a || (c && !c_is_bias))) && g.alpha == 1 && !attrs_.matmul_trans_a &&
+        conv_.takes(b, M)) {
       const float* conv_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
       Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
       if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), conv_bias)) return;
@@ -325,7 +343,7 @@ class OnednnLinear : public Kernel {
     std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
     if (!p) {
       dnnl::primitive_attr attr;
-      if (attrs_.gemm && g.alpha != 1) attr.set_output_scales(0, {g.alpha});
+      if (g.alpha != 1) attr.set_output_scales(0, {g.alpha});
       dnnl::post_ops ops;
       int bias_index = -1;
       std::vector<int64_t> bias_dims(yd.size(), 1);
@@ -368,6 +386,7 @@ void add_fused_matmul(KernelRegistry& registry) {
         attrs.gemm = init.attr_string("op", "") == "Gemm";
         attrs.g = ops::gemm_attrs(init.node());
         attrs.has_bias = init.attr_int("has_bias", 0) != 0;
+        attrs.matmul_trans_a = !attrs.gemm && init.attr_int("transA", 0) != 0;
         attrs.matmul_trans_b = !attrs.gemm && init.attr_int("transB", 0) != 0;
         const std::optional<ops::Activation> act = ops::fused_activation(init.node(), nullptr);
         dnnl::post_ops probe;
