@@ -155,7 +155,7 @@ std::vector<InputSpec> input_specs(const ModelInfo& info, int64_t batch, const I
         spec.dims.push_back(d.value);
         continue;
       }
-      if (auto it = choices.dims.find(d.symbol); d.is_symbolic() && it != choices.dims.end()) {
+      if (auto it = choices.dims.find(d.symbol); d.is_named() && it != choices.dims.end()) {
         spec.dims.push_back(it->second);
         continue;
       }
@@ -163,10 +163,10 @@ std::vector<InputSpec> input_specs(const ModelInfo& info, int64_t batch, const I
       bool is_batch = false;
       if (!batch_seen) {
         batch_seen = true;
-        batch_symbol = d.symbol;
+        batch_symbol = d.is_named() ? d.symbol : "";
         is_batch = true;
       } else {
-        is_batch = d.is_symbolic() ? d.symbol == batch_symbol : axis == 0;
+        is_batch = d.is_named() ? d.symbol == batch_symbol : axis == 0;  // each "?" is a size of its own
       }
       spec.dims.push_back(is_batch ? batch : 1);
     }

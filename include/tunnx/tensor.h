@@ -66,6 +66,9 @@ struct Dim {
   static Dim unknown() { return {}; }
   bool is_fixed() const { return value >= 0; }
   bool is_symbolic() const { return value < 0 && !symbol.empty(); }
+  // A symbol that names one size wherever it appears (every input, every axis). "?", which exporters
+  // such as Paddle2ONNX write for an anonymous size, names none: each "?" is a size of its own.
+  bool is_named() const { return is_symbolic() && symbol != "?"; }
   std::string to_string() const;  // "3", "batch", "?"
   bool operator==(const Dim&) const = default;
 };

@@ -19,8 +19,17 @@ Error input_error(const std::string& name, const std::string& message, const std
   return Error(ErrorCode::kInvalidArgument, message, {.tensor = name, .shapes = shapes});
 }
 
-// Checks one fed value against the graph input's declared type; binds symbolic dims in `symbols`.
-void check_input(const ir::ValueInfo& declared, const Value& value, std::unordered_map<std::string, int64_t>& symbols) {
+// Where a named dim got its size in this run: the size, and the input and axis that set it.
+struct SymbolBinding {
+  int64_t size = 0;
+  std::string input;
+  size_t axis = 0;
+};
+
+// Checks one fed value against the graph input's declared type; binds named dims in `symbols`
+// (anonymous ones, "?" or empty, take any size).
+void check_input(const ir::ValueInfo& declared, const Value& value,
+                 std::unordered_map<std::string, SymbolBinding>& symbols) {
   using Kind = ir::TypeInfo::Kind;
   const ir::TypeInfo& type = declared.type;
   if (type.kind == Kind::kSequence && !value.is_sequence())
@@ -43,11 +52,14 @@ void check_input(const ir::ValueInfo& declared, const Value& value, std::unorder
     if (d.is_fixed() && d.value != got)
       throw input_error(declared.name, "dimension " + std::to_string(i) + " must be " + std::to_string(d.value) +
                                            ", got " + std::to_string(got), shapes);
-    if (d.is_symbolic()) {
-      auto [it, inserted] = symbols.emplace(d.symbol, got);
-      if (!inserted && it->second != got)
-        throw input_error(declared.name, "dimension '" + d.symbol + "' is " + std::to_string(got) +
-                                             " here but " + std::to_string(it->second) + " in another input",
+    if (d.is_named()) {
+      auto [it, inserted] = symbols.emplace(d.symbol, SymbolBinding{got, declared.name, i});
+      const SymbolBinding& first = it->second;
+      if (!inserted && first.size != got)
+        throw input_error(declared.name, "dimension '" + d.symbol + "' is " + std::to_string(first.size) + " in input '" +
+                                             first.input + "' axis " + std::to_string(first.axis) + " but " +
+                                             std::to_string(got) + " in input '" + declared.name + "' axis " +
+                                             std::to_string(i),
                           shapes);
     }
   }
@@ -103,7 +115,7 @@ NamedValues Session::run(const NamedValues& inputs, const std::vector<std::strin
   const Impl& s = *impl_;
   auto start = std::chrono::steady_clock::now();
   std::vector<Value> feeds(s.graph().inputs.size());
-  std::unordered_map<std::string, int64_t> symbols;
+  std::unordered_map<std::string, SymbolBinding> symbols;
   for (const auto& [name, value] : inputs) {
     auto it = s.input_index.find(name);
     if (it == s.input_index.end()) {

@@ -137,7 +137,25 @@ TEST_F(SessionTest, SymbolicDimsBindAcrossInputs) {
   Tensor three = Tensor::from_vector<float>({3, 2}, {1, 2, 3, 4, 5, 6});
   EXPECT_NO_THROW(session.run({{"a", two}, {"b", two}}));
   tunnx::Error e = expect_error([&] { session.run({{"a", two}, {"b", three}}); });
-  EXPECT_TRUE(contains(e.what(), "dimension 'n' is 3 here but 2 in another input")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "dimension 'n' is 2 in input 'a' axis 0 but 3 in input 'b' axis 0")) << e.what();
+}
+
+TEST_F(SessionTest, AnonymousDimsTakeAnySizeEachWhileNamedOnesBind) {
+  // A PaddlePaddle classifier declares [?, 3, ?, ?]: every "?" (and an empty dim_param) is a size of
+  // its own, in one input and across inputs; a named dim still binds, within one input too.
+  ModelBuilder b;
+  b.input("x", TensorProto::FLOAT, Dims{"?", 3, "?", "?"});
+  b.input("y", TensorProto::FLOAT, Dims{"?", "h", "h"});
+  b.node("Identity", {"x"}, {"x_out"}, "ix");
+  b.node("Identity", {"y"}, {"y_out"}, "iy");
+  b.output("x_out", TensorProto::FLOAT, Dims{"?", 3, "?", "?"});
+  b.output("y_out", TensorProto::FLOAT, Dims{"?", "h", "h"});
+  Model model = Model::load(b.save(path("m.onnx")));
+  Session session(model);
+  const Tensor x(tunnx::DataType::kFloat32, {1, 3, 48, 192});
+  EXPECT_NO_THROW(session.run({{"x", x}, {"y", Tensor(tunnx::DataType::kFloat32, {5, 4, 4})}}));
+  tunnx::Error e = expect_error([&] { session.run({{"x", x}, {"y", Tensor(tunnx::DataType::kFloat32, {5, 4, 6})}}); });
+  EXPECT_TRUE(contains(e.what(), "dimension 'h' is 4 in input 'y' axis 1 but 6 in input 'y' axis 2")) << e.what();
 }
 
 TEST_F(SessionTest, UnsupportedOpIsRefusedAtCreationNamingTheNode) {

@@ -189,7 +189,7 @@ bool provably_same_shape(const Shape& a, const Shape& b) {
   if (a.rank() != b.rank()) return false;
   for (size_t i = 0; i < a.rank(); ++i) {
     const Dim &x = a.dims[i], &y = b.dims[i];
-    const bool named = x.is_symbolic() && x.symbol != "?";
+    const bool named = x.is_named();
     if (!(x.is_fixed() || named) || x.value != y.value || x.symbol != y.symbol) return false;
   }
   return true;

@@ -25,7 +25,7 @@ bool same_shape(const GraphFacts& facts, const std::string& a, const std::string
   for (size_t i = 0; i < sa->rank(); ++i) {
     const Dim &da = sa->dims[i], &db = sb->dims[i];
     const bool fixed_equal = da.is_fixed() && db.is_fixed() && da.value == db.value;
-    const bool symbol_equal = da.is_symbolic() && db.is_symbolic() && da.symbol == db.symbol && da.symbol != "?";
+    const bool symbol_equal = da.is_named() && db.is_named() && da.symbol == db.symbol;
     if (!fixed_equal && !symbol_equal) return false;
   }
   return true;
