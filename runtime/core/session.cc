@@ -77,6 +77,8 @@ struct Session::Impl {
   std::unordered_set<std::string> initializer_names;
   std::unordered_map<std::string, size_t> input_index, output_index;
 
+  std::string model_file;  // errors of a run name it, as the errors of planning do
+
   mutable std::mutex stats_mutex;
   mutable int64_t runs = 0, last_bytes = 0;
   mutable double last_ms = 0, total_ms = 0;
@@ -94,6 +96,7 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   const ModelImpl& m = model_impl(model);
   impl_->threads = options.threads;
   impl_->parameters_mutex = m.parameters_mutex;
+  impl_->model_file = m.path.string();
   PrepareOptions prepare;
   prepare.device = options.device.type;
   prepare.optimization_level = options.optimization_level;
@@ -112,6 +115,14 @@ Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
 NamedValues Session::run(const NamedValues& inputs, const std::vector<std::string>& output_names) const {
+  try {
+    return run_checked(inputs, output_names);
+  } catch (const Error& e) {
+    throw e.with_context({.file = impl_->model_file});  // "<model file>: tensor 'x': ...", as at load and plan
+  }
+}
+
+NamedValues Session::run_checked(const NamedValues& inputs, const std::vector<std::string>& output_names) const {
   const Impl& s = *impl_;
   auto start = std::chrono::steady_clock::now();
   std::vector<Value> feeds(s.graph().inputs.size());

@@ -108,13 +108,19 @@ TEST_F(SessionTest, ChosenOutputsOnly) {
   EXPECT_EQ(out.size(), 1u);
   EXPECT_TRUE(out.count("mask"));
   tunnx::Error e = expect_error([&] { session.run({{"x", input(2)}}, {"nope"}); });
-  EXPECT_EQ(std::string(e.what()), "tensor 'nope': is not an output of this model");
+  EXPECT_EQ(std::string(e.what()), path("m.onnx").string() + ": tensor 'nope': is not an output of this model");
 }
 
 TEST_F(SessionTest, InputErrorsNameTheInput) {
   Model model = add_relu_model();
   Session session(model);
-  auto message = [&](const NamedValues& feeds) { return std::string(expect_error([&] { session.run(feeds); }).what()); };
+  // Each line starts with the model file, as the errors of loading and planning do.
+  const std::string file = path("m.onnx").string() + ": ";
+  auto message = [&](const NamedValues& feeds) {
+    const std::string what = expect_error([&] { session.run(feeds); }).what();
+    EXPECT_EQ(what.rfind(file, 0), 0u) << what;
+    return what.substr(std::min(what.size(), file.size()));
+  };
   EXPECT_EQ(message({}), "tensor 'x': is a required input and was not given");
   EXPECT_EQ(message({{"x", input(2)}, {"z", input(2)}}), "tensor 'z': is not an input of this model (inputs: x)");
   EXPECT_EQ(message({{"x", Tensor::from_vector<double>({1, 4}, {1, 2, 3, 4})}}),
