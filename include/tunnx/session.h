@@ -75,7 +75,6 @@ class Session {
   struct Impl;
 
  private:
-  NamedValues run_checked(const NamedValues& inputs, const std::vector<std::string>& output_names) const;
   std::unique_ptr<Impl> impl_;
 };
 

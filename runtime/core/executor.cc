@@ -59,15 +59,6 @@ const GraphPlan::ConstantOrigin* GraphPlan::constant_origin(const std::string& n
   return nullptr;
 }
 
-const std::pair<const Tensor*, bool>* GraphPlan::initializer(const std::string& name) const {
-  for (const GraphPlan* p = this; p; p = p->outer_) {
-    auto it = p->initializers_.find(name);
-    if (it != p->initializers_.end()) return &it->second;
-    if (p->slots_.count(name) && !p->captured_names_.count(name)) return nullptr;  // computed or fed here
-  }
-  return nullptr;
-}
-
 int64_t GraphPlan::folded_steps() const {
   int64_t n = 0;
   for (const auto& step : steps_) {
@@ -116,9 +107,8 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
   for (size_t i = 0; i < graph.initializers.size(); ++i) {
     const std::string& name = graph.initializers[i].name;
     if (fed.count(name)) continue;
-    const bool trained = trained_names.count(name) > 0;
-    constant_values_[name] = {{&constants_[i].second}, trained};
-    initializers_[name] = {&constants_[i].second, trained};
+    const Tensor* tensor = &constants_[i].second;
+    constant_values_[name] = {{tensor}, trained_names.count(name) > 0, tensor};
   }
   std::unordered_set<std::string> returned;
   for (const auto& v : graph.outputs) returned.insert(v.name);
@@ -138,22 +128,22 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     std::vector<const Tensor*> constant_inputs;
     std::vector<bool> trained_inputs;
     for (const auto& in : node.inputs) {
-      auto c = in.empty() ? constant_by_name.end() : constant_by_name.find(in);
-      // A body's weights are usually its enclosing graph's initializers (silero-vad's under If): its
-      // kernels may pack them once as they do their own graph's.
-      const std::pair<const Tensor*, bool>* outer_init =
-          c == constant_by_name.end() && !in.empty() && outer_ && (!slots_.count(in) || captured_names_.count(in))
-              ? outer_->initializer(in)
-              : nullptr;
-      constant_inputs.push_back(c != constant_by_name.end() ? c->second : outer_init ? outer_init->first : nullptr);
-      trained_inputs.push_back((c != constant_by_name.end() && trained_names.count(in) > 0) ||
-                               (outer_init && outer_init->second));
       if (in.empty()) {
+        constant_inputs.push_back(nullptr);
+        trained_inputs.push_back(false);
         step.inputs.push_back(-1);
         input_types.push_back(DataType::kUndefined);
         continue;
       }
       if (!slots_.count(in)) capture(add_slot(in), in);  // from an enclosing graph
+      // This graph's initializers (a fed one included: kernels compare storage before using a packed
+      // copy), then a tensor planning knows: a Constant node's, or an enclosing graph's initializer
+      // (silero-vad's weights under If), which kernels may pack once as they do their own graph's.
+      auto c = constant_by_name.find(in);
+      const ConstantOrigin* origin = c == constant_by_name.end() ? constant_origin(in) : nullptr;
+      const Tensor* known = origin ? origin->tensor : nullptr;
+      constant_inputs.push_back(c != constant_by_name.end() ? c->second : known);
+      trained_inputs.push_back(c != constant_by_name.end() ? trained_names.count(in) > 0 : known && origin->trained);
       step.inputs.push_back(slots_.at(in));
       auto t = types.find(in);
       input_types.push_back(t == types.end() ? DataType::kUndefined : t->second);
@@ -224,9 +214,7 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
         if (out[0].is_tensor()) {
           step.folded->outputs = std::move(out);
           step.folded->kept = true;
-          const Tensor* value = &step.folded->outputs[0].tensor();
-          constant_by_name[node.outputs[0]] = value;
-          initializers_[node.outputs[0]] = {value, false};
+          constant_values_[node.outputs[0]].tensor = &step.folded->outputs[0].tensor();
         }
       }
     }

@@ -82,10 +82,13 @@ class GraphPlan {
   int slot_of(const std::string& name) const;  // -1 when not in this graph
 
   // What a value computed from initializers and Constant nodes alone derives from: the initializers
-  // whose writes make it stale, and whether an optimizer writes one of them after every run.
+  // whose writes make it stale, and whether an optimizer writes one of them after every run. `tensor`
+  // is the value itself when planning knows it (an initializer, a Constant node's tensor): kernels
+  // reading it take it as a constant input.
   struct ConstantOrigin {
     std::vector<const Tensor*> sources;
     bool trained = false;
+    const Tensor* tensor = nullptr;
   };
   // `name` as this plan sees it, when it is such a value (here or in an enclosing graph), else null.
   const ConstantOrigin* constant_origin(const std::string& name) const;
@@ -111,10 +114,6 @@ class GraphPlan {
   std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
   std::vector<Step> steps_;
   std::unordered_map<std::string, ConstantOrigin> constant_values_;
-  // Initializers no graph input overrides, and whether a trainer writes each (PlanContext::trained).
-  std::unordered_map<std::string, std::pair<const Tensor*, bool>> initializers_;
-  // `name` as an initializer of this graph or of an enclosing one that nothing in between redefines.
-  const std::pair<const Tensor*, bool>* initializer(const std::string& name) const;
   std::unordered_set<std::string> captured_names_;
   // Bytes the folded steps may keep between runs, together; past it a step runs every time.
   mutable std::atomic<int64_t> folded_budget_{int64_t{256} << 20};

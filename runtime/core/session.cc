@@ -79,6 +79,9 @@ struct Session::Impl {
 
   std::string model_file;  // errors of a run name it, as the errors of planning do
 
+  // Session::run without the model file on its errors.
+  NamedValues run(const Session& session, const NamedValues& inputs, const std::vector<std::string>& output_names) const;
+
   mutable std::mutex stats_mutex;
   mutable int64_t runs = 0, last_bytes = 0;
   mutable double last_ms = 0, total_ms = 0;
@@ -116,14 +119,15 @@ Session& Session::operator=(Session&&) noexcept = default;
 
 NamedValues Session::run(const NamedValues& inputs, const std::vector<std::string>& output_names) const {
   try {
-    return run_checked(inputs, output_names);
+    return impl_->run(*this, inputs, output_names);
   } catch (const Error& e) {
     throw e.with_context({.file = impl_->model_file});  // "<model file>: tensor 'x': ...", as at load and plan
   }
 }
 
-NamedValues Session::run_checked(const NamedValues& inputs, const std::vector<std::string>& output_names) const {
-  const Impl& s = *impl_;
+NamedValues Session::Impl::run(const Session& session, const NamedValues& inputs,
+                               const std::vector<std::string>& output_names) const {
+  const Impl& s = *this;
   auto start = std::chrono::steady_clock::now();
   std::vector<Value> feeds(s.graph().inputs.size());
   std::unordered_map<std::string, SymbolBinding> symbols;
@@ -131,7 +135,7 @@ NamedValues Session::run_checked(const NamedValues& inputs, const std::vector<st
     auto it = s.input_index.find(name);
     if (it == s.input_index.end()) {
       std::string known;
-      for (const auto& in : input_names()) known += (known.empty() ? "" : ", ") + in;
+      for (const auto& in : session.input_names()) known += (known.empty() ? "" : ", ") + in;
       throw input_error(name, "is not an input of this model (inputs: " + known + ")");
     }
     check_input(s.graph().inputs[it->second], value, symbols);

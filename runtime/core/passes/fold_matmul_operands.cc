@@ -38,7 +38,6 @@ bool swaps_last_two(const Node& node) {
 
 int fold_matmul_operands(Graph& graph, const ParameterStore& store) {
   const GraphFacts facts(graph, store);
-  const auto& producer = facts.producer;
   // A value's dtype: stated or inferred, else its producer's first input's when the producer keeps
   // the dtype (autodiff's values have no inferred type): the ONNX ops below, and every com.tunnx
   // gradient op but CastLike (gradient_ops.md: output 0 has the dtype of dY or X, input 0).
@@ -64,10 +63,7 @@ int fold_matmul_operands(Graph& graph, const ParameterStore& store) {
   auto is_f32 = [&](const std::string& v) { return dtype_of(dtype_of, v, 0) == DataType::kFloat32; };
   // A float32 scalar held by a Constant node (not an initializer: a caller may write a Parameter).
   auto constant_scalar = [&](const std::string& v) -> std::optional<float> {
-    auto it = facts.constant_nodes.find(v);
-    if (it == facts.constant_nodes.end() || it->second->dtype() != DataType::kFloat32 || it->second->numel() != 1)
-      return std::nullopt;
-    return it->second->data_as<float>()[0];
+    return facts.initializers.count(v) ? std::nullopt : facts.scalar(v, 0.0f);
   };
   // For Mul(X, c), Mul(c, X), Div(X, c) with c a Constant-node scalar: X and the factor.
   auto scaling = [&](const Node& n) -> std::optional<std::pair<std::string, float>> {
@@ -82,7 +78,6 @@ int fold_matmul_operands(Graph& graph, const ParameterStore& store) {
   };
 
   std::vector<Product> products;
-  std::unordered_map<size_t, size_t> product_at;  // node index -> products index
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& n = graph.nodes[i];
     Product p;
@@ -105,7 +100,6 @@ int fold_matmul_operands(Graph& graph, const ParameterStore& store) {
     }
     p.inputs = n.inputs;
     p.outputs = n.outputs;
-    product_at[i] = products.size();
     products.push_back(std::move(p));
   }
 
@@ -116,11 +110,11 @@ int fold_matmul_operands(Graph& graph, const ParameterStore& store) {
     for (size_t side = 0; side < 2; ++side) {
       const std::string v = p.inputs[side];
       const Node* t = facts.produced_by(v);
+      // Private: only this product reads it, so no other product has folded it already.
       if (!t || !is_onnx_op(*t, "Transpose", 1) || !swaps_last_two(*t) || !facts.private_value(v)) continue;
-      if (removed[producer.at(v)]) continue;
       p.inputs[side] = t->inputs[0];
       (side == 0 ? p.trans_a : p.trans_b) = !(side == 0 ? p.trans_a : p.trans_b);
-      removed[producer.at(v)] = true;
+      removed[facts.producer.at(v)] = true;
       p.changed = true;
       ++rewrites;
     }

@@ -20,11 +20,7 @@ bool near(float value, double wanted) { return std::fabs(value - wanted) <= 1e-6
 // Finds GELU chains around each Erf node.
 class GeluMatcher {
  public:
-  GeluMatcher(const Graph& graph, const GraphFacts& facts) : graph_(graph), facts_(facts) {
-    for (size_t i = 0; i < graph.nodes.size(); ++i)
-      for (const auto& out : graph.nodes[i].outputs)
-        if (!out.empty()) producer_[out] = i;
-  }
+  GeluMatcher(const Graph& graph, const GraphFacts& facts) : graph_(graph), facts_(facts) {}
 
   struct Match {
     std::string x, y;
@@ -194,10 +190,7 @@ class GeluMatcher {
     return std::nullopt;
   }
 
-  const Node* produced(const std::string& value) const {
-    auto it = producer_.find(value);
-    return it == producer_.end() ? nullptr : &graph_.nodes[it->second];
-  }
+  const Node* produced(const std::string& value) const { return facts_.produced_by(value); }
   size_t index_of(const Node& n) const { return static_cast<size_t>(&n - graph_.nodes.data()); }
 
   // The one node reading `value` when nothing else does and it is not a graph output.
@@ -209,7 +202,6 @@ class GeluMatcher {
 
   const Graph& graph_;
   const GraphFacts& facts_;
-  std::unordered_map<std::string, size_t> producer_;
 };
 
 }  // namespace

@@ -35,7 +35,6 @@ std::optional<int64_t> iota_length(const Tensor& t) {
 
 int fuse_one_hot_matmul(Graph& graph, const ParameterStore& store) {
   const GraphFacts facts(graph, store);
-  const auto& producer = facts.producer;
 
   std::vector<bool> removed(graph.nodes.size(), false);
   std::vector<std::pair<size_t, Node>> made;
@@ -74,8 +73,8 @@ int fuse_one_hot_matmul(Graph& graph, const ParameterStore& store) {
     node.domain = kTunnxDomain;
     node.inputs = {x, mm.inputs[1]};
     node.outputs = mm.outputs;
-    removed[producer.at(cast->outputs[0])] = true;
-    removed[producer.at(equal->outputs[0])] = true;
+    removed[facts.producer.at(cast->outputs[0])] = true;
+    removed[facts.producer.at(equal->outputs[0])] = true;
     made.emplace_back(i, std::move(node));  // where the MatMul was: X and W are ready there
   }
   return splice_nodes(graph, std::move(made), std::move(removed));

@@ -33,12 +33,9 @@ Tensor last_two_swapped(const Tensor& t, const KernelContext& ctx, const char* n
   std::vector<int64_t> dims = t.dims();
   const int64_t rows = dims[dims.size() - 2], cols = dims.back(), batch = t.numel() / std::max<int64_t>(rows * cols, 1);
   std::swap(dims[dims.size() - 2], dims.back());
-  Tensor out(DataType::kFloat32, dims);
-  const float* src = data<float>(t);
-  float* dst = out.mutable_data_as<float>();
+  Tensor out = Tensor::uninitialized(DataType::kFloat32, dims);
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) dst[(b * cols + j) * rows + i] = src[(b * rows + i) * cols + j];
+    transpose_matrix(data<float>(t) + b * rows * cols, out.mutable_data_as<float>() + b * rows * cols, rows, cols);
   return out;
 }
 

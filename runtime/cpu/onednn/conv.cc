@@ -65,15 +65,9 @@ struct FoldedWeights {
   mutable std::shared_ptr<const dnnl::memory> packed;  // `weights` in the layout a primitive reads
 };
 
-std::vector<std::pair<const void*, uint64_t>> sources_of(const std::vector<const Tensor*>& tensors) {
-  std::vector<std::pair<const void*, uint64_t>> s;
-  for (const Tensor* t : tensors) s.emplace_back(t ? t->data() : nullptr, t ? t->version() : 0);
-  return s;
-}
-
 std::shared_ptr<FoldedWeights> fold_batch_norm(const Tensor& w, const Tensor* b, const Tensor* bn[4], float epsilon) {
   auto f = std::make_shared<FoldedWeights>();
-  f->sources = sources_of({&w, b, bn[0], bn[1], bn[2], bn[3]});
+  f->sources = source_versions({&w, b, bn[0], bn[1], bn[2], bn[3]});
   const int64_t channels = w.dims()[0], per_channel = w.numel() / channels;
   f->weights = Tensor::uninitialized(DataType::kFloat32, w.dims());
   f->bias = Tensor::uninitialized(DataType::kFloat32, {channels});
@@ -273,7 +267,7 @@ class OnednnConv : public Kernel {
 
   // The weights and bias with the BatchNormalization folded in, for the current source values.
   std::shared_ptr<const FoldedWeights> folded_for(const Tensor& w, const Tensor* b, const Tensor* bn[4]) const {
-    const auto sources = sources_of({&w, b, bn[0], bn[1], bn[2], bn[3]});
+    const auto sources = source_versions({&w, b, bn[0], bn[1], bn[2], bn[3]});
     std::lock_guard<std::mutex> lock(folded_mutex_);
     if (!folded_ || folded_->sources != sources) folded_ = fold_batch_norm(w, b, bn, fused_->epsilon);
     return folded_;

@@ -38,6 +38,12 @@ dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data) {
 
 dnnl::memory wrap(const dnnl::memory::desc& desc, float* data) { return dnnl::memory(desc, cpu_engine(), data); }
 
+std::vector<std::pair<const void*, uint64_t>> source_versions(const std::vector<const Tensor*>& tensors) {
+  std::vector<std::pair<const void*, uint64_t>> s;
+  for (const Tensor* t : tensors) s.emplace_back(t ? t->data() : nullptr, t ? t->version() : 0);
+  return s;
+}
+
 SerialIfSmall::SerialIfSmall(double work) {
 #ifdef _OPENMP
   if (work >= kSerialWork) return;

@@ -65,6 +65,10 @@ void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratch
 // (a Clip with lo > hi). HardSigmoid is two post-ops (linear, then clip to [0, 1]); SiLU is swish.
 bool append_activation(dnnl::post_ops& ops, const ops::Activation& act);
 
+// The storage and version of each tensor (null: absent), to tell when weights derived from them
+// (BatchNorm folded into a convolution, an RNN's converted gates) must be made again.
+std::vector<std::pair<const void*, uint64_t>> source_versions(const std::vector<const Tensor*>& tensors);
+
 // A block of host memory for one run (a reordered operand, a transposed B), from the host memory
 // cache so repeated runs reuse it.
 class HostScratch {

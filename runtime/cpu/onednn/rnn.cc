@@ -7,7 +7,8 @@
 // gates in the order i, o, f, c (LSTM) or z, r, h (GRU), with two biases (Wb, Rb); oneDNN wants
 // [I, G, H] (ldigo) with the LSTM gates in the order i, f, c, o (GRU's are ONNX's) and one bias (LBR
 // GRU: four, the recurrent candidate bias apart). The converted weights are made once per version of
-// W, R and B (a write to any of them remakes them), then reordered into the layout the primitive picks.
+// W, R and B (a write to any of them remakes them), then packed into the layout the primitive picks
+// (PackedWeights).
 //
 // What stays on the reference kernel: float64, peepholes, clip, input_forget, activations other than
 // the defaults, layout 1, and sequence_lens that are not all the full length.
@@ -25,6 +26,7 @@
 
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/onednn/onednn_common.h"
+#include "runtime/cpu/onednn/packed_weights.h"
 
 namespace tunnx::cpu::onednn {
 namespace {
@@ -47,18 +49,17 @@ struct RnnPrimitive {
   dnnl::memory::desc src_layer, state, weights_layer, weights_iter, bias, dst_layer, scratchpad;
 };
 
-// One direction's weights in oneDNN's plain layouts (ldigo, ldgo), for one version of W, R, B.
+// One direction's weights in oneDNN's plain layouts (ldigo, ldgo), for one version of W, R, B, each
+// product weight with its copies in the layouts primitives pick.
 struct DirectionWeights {
-  std::vector<float> layer, iter, bias;
+  Tensor layer, iter;  // [1, 1, I or H, G, H]
+  std::vector<float> bias;
+  std::unique_ptr<PackedWeights> packed_layer, packed_iter;
 };
 
 struct ConvertedWeights {
-  std::vector<std::pair<const void*, uint64_t>> sources;  // W, R, B storage and version
+  std::vector<std::pair<const void*, uint64_t>> sources;  // W, R, B (source_versions)
   std::vector<DirectionWeights> directions;
-  // Per direction, the weights in the layout the last primitive asked for.
-  mutable std::mutex mutex;
-  mutable std::vector<std::pair<std::shared_ptr<dnnl::memory>, std::shared_ptr<dnnl::memory>>> packed;
-  mutable dnnl::memory::desc packed_layer, packed_iter;
 };
 
 std::shared_ptr<ConvertedWeights> convert(Cell cell, const Tensor& w, const Tensor& r, const Tensor* b,
@@ -70,17 +71,19 @@ std::shared_ptr<ConvertedWeights> convert(Cell cell, const Tensor& w, const Tens
   const int64_t H = hidden, I = input, G = gates_of(cell);
   for (int64_t d = 0; d < dirs; ++d) {
     DirectionWeights dw;
-    dw.layer.resize(static_cast<size_t>(I * G * H));
-    dw.iter.resize(static_cast<size_t>(H * G * H));
+    dw.layer = Tensor::uninitialized(DataType::kFloat32, {1, 1, I, G, H});
+    dw.iter = Tensor::uninitialized(DataType::kFloat32, {1, 1, H, G, H});
+    float* layer = dw.layer.mutable_data_as<float>();
+    float* iter = dw.iter.mutable_data_as<float>();
     dw.bias.assign(static_cast<size_t>(bias_gates_of(cell) * H), 0.0f);
     const float* bd = pb ? pb + d * 2 * G * H : nullptr;  // Wb [G*H], then Rb [G*H]
     for (int64_t g = 0; g < G; ++g) {
       const int64_t og = onnx_gate(cell, g);
       for (int64_t h = 0; h < H; ++h) {
         const float* wrow = pw + (d * G * H + og * H + h) * I;
-        for (int64_t i = 0; i < I; ++i) dw.layer[static_cast<size_t>((i * G + g) * H + h)] = wrow[i];
+        for (int64_t i = 0; i < I; ++i) layer[(i * G + g) * H + h] = wrow[i];
         const float* rrow = pr + (d * G * H + og * H + h) * H;
-        for (int64_t k = 0; k < H; ++k) dw.iter[static_cast<size_t>((k * G + g) * H + h)] = rrow[k];
+        for (int64_t k = 0; k < H; ++k) iter[(k * G + g) * H + h] = rrow[k];
         if (!bd) continue;
         // LBR GRU keeps the candidate's recurrent bias apart (it is multiplied by r): bias gate 3.
         if (cell == Cell::kLbrGru && g == 2) {
@@ -91,9 +94,10 @@ std::shared_ptr<ConvertedWeights> convert(Cell cell, const Tensor& w, const Tens
         }
       }
     }
+    dw.packed_layer = std::make_unique<PackedWeights>(&dw.layer);
+    dw.packed_iter = std::make_unique<PackedWeights>(&dw.iter);
     out->directions.push_back(std::move(dw));
   }
-  out->packed.resize(static_cast<size_t>(dirs));
   return out;
 }
 
@@ -145,34 +149,42 @@ class OnednnRnn : public Kernel {
     float* y = ctx.output_wanted(0) ? mutable_data<float>(ctx.allocate_output_uninitialized(0, DataType::kFloat32, {T, D, N, H})) : nullptr;
     float* y_h = ctx.output_wanted(1) ? mutable_data<float>(ctx.allocate_output_uninitialized(1, DataType::kFloat32, state_dims)) : nullptr;
     float* y_c = lstm && ctx.output_wanted(2) ? mutable_data<float>(ctx.allocate_output_uninitialized(2, DataType::kFloat32, state_dims)) : nullptr;
+    // Scratch only for what the outputs do not hold: a zero initial state, a direction's Y of two, an
+    // unwanted final state.
     const size_t state_floats = static_cast<size_t>(N * H), seq_floats = static_cast<size_t>(T * N * H);
-    HostScratch zeros(state_floats * sizeof(float)), layer_out(seq_floats * sizeof(float)),
-        h_out(state_floats * sizeof(float)), c_out(state_floats * sizeof(float));
-    std::fill(zeros.data(), zeros.data() + state_floats, 0.0f);
+    std::optional<HostScratch> zeros, layer_out, h_out, c_out;
+    if (!h0 || (lstm && !c0)) {
+      zeros.emplace(state_floats * sizeof(float));
+      std::fill(zeros->data(), zeros->data() + state_floats, 0.0f);
+    }
+    if (!y || D > 1) layer_out.emplace(seq_floats * sizeof(float));
+    if (!y_h) h_out.emplace(state_floats * sizeof(float));
+    if (lstm && !y_c) c_out.emplace(state_floats * sizeof(float));
     for (int64_t d = 0; d < D; ++d) {
       const RnnPrimitive& p = *(*prims)[static_cast<size_t>(d)];
-      const auto [layer, iter] = packed(*weights, d, p);
       const DirectionWeights& dw = weights->directions[static_cast<size_t>(d)];
-      float* dst_layer = y && D == 1 ? y : layer_out.data();
-      float* dst_h = y_h ? y_h + d * N * H : h_out.data();
-      float* dst_c = y_c ? y_c + d * N * H : c_out.data();
+      const auto layer = dw.packed_layer->get(dw.layer, plain_ldigo(p.weights_layer), p.weights_layer);
+      const auto iter = dw.packed_iter->get(dw.iter, plain_ldigo(p.weights_iter), p.weights_iter);
+      float* dst_layer = layer_out ? layer_out->data() : y;
+      float* dst_h = y_h ? y_h + d * N * H : h_out->data();
+      float* dst_c = y_c ? y_c + d * N * H : c_out ? c_out->data() : nullptr;
       std::unordered_map<int, dnnl::memory> args = {
           {DNNL_ARG_SRC_LAYER, wrap(p.src_layer, data<float>(x))},
-          {DNNL_ARG_SRC_ITER, wrap(p.state, h0 ? data<float>(*h0) + d * N * H : zeros.data())},
+          {DNNL_ARG_SRC_ITER, wrap(p.state, h0 ? data<float>(*h0) + d * N * H : zeros->data())},
           {DNNL_ARG_WEIGHTS_LAYER, *layer},
           {DNNL_ARG_WEIGHTS_ITER, *iter},
           {DNNL_ARG_BIAS, wrap(p.bias, dw.bias.data())},
           {DNNL_ARG_DST_LAYER, wrap(p.dst_layer, dst_layer)},
           {DNNL_ARG_DST_ITER, wrap(p.state, dst_h)}};
       if (lstm) {
-        args[DNNL_ARG_SRC_ITER_C] = wrap(p.state, c0 ? data<float>(*c0) + d * N * H : zeros.data());
+        args[DNNL_ARG_SRC_ITER_C] = wrap(p.state, c0 ? data<float>(*c0) + d * N * H : zeros->data());
         args[DNNL_ARG_DST_ITER_C] = wrap(p.state, dst_c);
       }
       execute(p.primitive, p.scratchpad, std::move(args),
               static_cast<double>(T * N) * static_cast<double>(G * H) * static_cast<double>(I + H));
       if (y && D > 1)
         for (int64_t t = 0; t < T; ++t)
-          std::memcpy(y + (t * D + d) * N * H, layer_out.data() + t * N * H, state_floats * sizeof(float));
+          std::memcpy(y + (t * D + d) * N * H, layer_out->data() + t * N * H, state_floats * sizeof(float));
     }
   }
 
@@ -234,8 +246,7 @@ class OnednnRnn : public Kernel {
   // The converted weights for the current versions of W, R, B.
   std::shared_ptr<const ConvertedWeights> converted(const Tensor& w, const Tensor& r, const Tensor* b, int64_t D,
                                                     int64_t H, int64_t I) const {
-    std::vector<std::pair<const void*, uint64_t>> sources = {{w.data(), w.version()}, {r.data(), r.version()}};
-    if (b) sources.emplace_back(b->data(), b->version());
+    std::vector<std::pair<const void*, uint64_t>> sources = source_versions({&w, &r, b});
     std::lock_guard<std::mutex> lock(mutex_);
     if (!converted_ || converted_->sources != sources) {
       auto fresh = convert(cell_, w, r, b, D, H, I);
@@ -245,26 +256,9 @@ class OnednnRnn : public Kernel {
     return converted_;
   }
 
-  // Direction d's weights in the layouts primitive `p` reads, reordered once per conversion and layout.
-  static std::pair<std::shared_ptr<dnnl::memory>, std::shared_ptr<dnnl::memory>> packed(const ConvertedWeights& cw,
-                                                                                        int64_t d, const RnnPrimitive& p) {
-    using tag = dnnl::memory::format_tag;
-    using dt = dnnl::memory::data_type;
-    std::lock_guard<std::mutex> lock(cw.mutex);
-    auto& slot = cw.packed[static_cast<size_t>(d)];
-    if (slot.first && slot.first->get_desc() == p.weights_layer && slot.second->get_desc() == p.weights_iter) return slot;
-    const DirectionWeights& dw = cw.directions[static_cast<size_t>(d)];
-    const dnnl::memory::dims layer_dims = p.weights_layer.dims(), iter_dims = p.weights_iter.dims();
-    const dnnl::memory::desc plain_layer(layer_dims, dt::f32, tag::ldigo), plain_iter(iter_dims, dt::f32, tag::ldigo);
-    auto layer = std::make_shared<dnnl::memory>(p.weights_layer, cpu_engine());
-    auto iter = std::make_shared<dnnl::memory>(p.weights_iter, cpu_engine());
-    dnnl::stream stream(cpu_engine());
-    dnnl::memory from_layer = wrap(plain_layer, dw.layer.data()), from_iter = wrap(plain_iter, dw.iter.data());
-    dnnl::reorder(from_layer, *layer).execute(stream, from_layer, *layer);
-    dnnl::reorder(from_iter, *iter).execute(stream, from_iter, *iter);
-    stream.wait();
-    slot = {layer, iter};
-    return slot;
+  // The plain ldigo descriptor of a primitive's weights (what the converted weights hold).
+  static dnnl::memory::desc plain_ldigo(const dnnl::memory::desc& layout) {
+    return dnnl::memory::desc(layout.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::ldigo);
   }
 
   std::unique_ptr<Kernel> reference_;
