@@ -2,6 +2,7 @@
 // edge sizes (1, odd, K up to 1024+): both are built from the registry for one node and run on the
 // same inputs, kernel by kernel, with constant weights (the convolution path) and fed ones (matmul).
 // Fixed seed: a failure names the case, and rerunning gives the same case.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -304,6 +305,29 @@ TEST_F(OnednnVsReference, Softmax) {
     KernelPair pair(node, opset, {random(dims)}, {false});
     expect_agree(pair, "Softmax " + tunnx::dims_to_string(dims) + " axis " + std::to_string(axis) + " opset " +
                            std::to_string(opset));
+  }
+}
+
+// Large enough for the reorder (16,384 elements and up), ranks 2-6 with size-1 dims that collapse,
+// every kind of perm: random, reversed (no attribute), negative entries, identity.
+TEST_F(OnednnVsReference, Transpose) {
+  for (int c = 0; c < 60; ++c) {
+    std::vector<int64_t> dims;
+    const int rank = 2 + static_cast<int>(rng_() % 5);
+    do {
+      dims.clear();
+      for (int i = 0; i < rank; ++i) dims.push_back(pick({1, 2, 3, 7, 16, 33, 65, 130, 257}));
+    } while (product_of(dims) < (1 << 14) || product_of(dims) > 600000);
+    std::vector<int64_t> perm(static_cast<size_t>(rank));
+    for (int i = 0; i < rank; ++i) perm[static_cast<size_t>(i)] = i;
+    const int kind = static_cast<int>(rng_() % 4);  // 0, 1: shuffled, 2: no attribute, 3: identity
+    if (kind < 2) std::shuffle(perm.begin(), perm.end(), rng_);
+    if (kind == 1) perm[0] -= rank;
+    ir::Node node{"transpose", "Transpose", "", {"x"}, {"y"}, {}, ""};
+    if (kind != 2) node.attributes.push_back(ints_attr("perm", perm));
+    KernelPair pair(node, 13, {random(dims)}, {false});
+    expect_agree(pair, "Transpose " + tunnx::dims_to_string(dims) +
+                           (kind == 2 ? std::string(" reversed") : " perm " + tunnx::dims_to_string(perm)));
   }
 }
 

@@ -416,6 +416,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
   onednn::register_onednn_conv(registry);
   onednn::register_onednn_pool(registry);
   onednn::register_onednn_rnn(registry);
+  onednn::register_onednn_transpose(registry);
 }
 
 }  // namespace tunnx::cpu
