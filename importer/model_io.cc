@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "importer/atomic_file.h"
+#include "importer/constant_weights.h"
 #include "importer/external_data.h"
 #include "importer/mapped_file.h"
 #include "importer/onnx_reader.h"
@@ -84,6 +85,7 @@ std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& mo
   apply_node_orders(impl->ir.graph, orders, *proto.mutable_graph());
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
   if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);  // drops the weights' bytes first
+  lift_constant_weights(impl->ir.graph, impl->store);  // after the file's node order is no longer needed
   assign_parameter_roles(impl->ir, impl->store);
   mark_registered(impl->ir, impl->store);
   return impl;

@@ -1,5 +1,11 @@
 #include "importer/onnx_writer.h"
 
+#include <algorithm>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
 #include "importer/tensor_proto.h"
 
 namespace tunnx {
@@ -17,8 +23,26 @@ class Writer {
   void graph(const ir::Graph& g, onnx::GraphProto* proto) {
     proto->set_name(g.name);
     if (!g.doc_string.empty()) proto->set_doc_string(g.doc_string);
-    for (const auto& n : g.nodes) node(n, proto->add_node());
+    // Weights the file held in Constant nodes go back as Constant nodes where they were, but never
+    // after their first reader (graph edits may have moved nodes since).
+    std::vector<std::pair<size_t, const ir::Initializer*>> constant_nodes;
+    std::unordered_map<std::string, size_t> readers;
     for (const auto& init : g.initializers) {
+      if (!init.constant_node) continue;
+      if (constant_nodes.empty()) readers = first_readers(g);
+      auto first = readers.find(init.name);
+      constant_nodes.emplace_back(std::min(init.constant_node->position, first == readers.end() ? g.nodes.size() : first->second), &init);
+    }
+    std::stable_sort(constant_nodes.begin(), constant_nodes.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    auto next_constant = constant_nodes.begin();
+    for (size_t i = 0; i <= g.nodes.size(); ++i) {
+      for (; next_constant != constant_nodes.end() && next_constant->first <= i; ++next_constant)
+        constant_node(*next_constant->second, proto->add_node());
+      if (i < g.nodes.size()) node(g.nodes[i], proto->add_node());
+    }
+    for (const auto& init : g.initializers) {
+      if (init.constant_node) continue;
       onnx::TensorProto* t = proto->add_initializer();
       initializer(store_.at(init.store_key).value, t);
       t->set_name(init.name);
@@ -39,6 +63,46 @@ class Writer {
     if (!n.domain.empty()) proto->set_domain(n.domain);
     if (!n.doc_string.empty()) proto->set_doc_string(n.doc_string);
     for (const auto& a : n.attributes) attribute(a, proto->add_attribute());
+  }
+
+  // The Constant node a weight came from, holding the weight's current value.
+  void constant_node(const ir::Initializer& init, onnx::NodeProto* proto) {
+    const ir::ConstantNodeOrigin& origin = *init.constant_node;
+    const Tensor& value = store_.at(init.store_key).value;
+    proto->add_output(init.name);
+    if (!origin.node_name.empty()) proto->set_name(origin.node_name);
+    proto->set_op_type("Constant");
+    if (!origin.node_doc_string.empty()) proto->set_doc_string(origin.node_doc_string);
+    onnx::AttributeProto* a = proto->add_attribute();
+    a->set_name(origin.attribute);
+    if (origin.attribute == "value_floats" && value.dtype() == DataType::kFloat32) {
+      a->set_type(onnx::AttributeProto::FLOATS);
+      for (int64_t i = 0; i < value.numel(); ++i) a->add_floats(value.data_as<float>()[i]);
+      return;
+    }
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    tensor_to_proto(value, a->mutable_t());
+    label(origin.label, a->mutable_t());
+  }
+
+  // For each name a node of `g` reads (itself or in one of its subgraphs), the index of the first such node.
+  static std::unordered_map<std::string, size_t> first_readers(const ir::Graph& g) {
+    std::unordered_map<std::string, size_t> first;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      auto note = [&](const std::string& name) { first.emplace(name, i); };
+      for (const auto& in : g.nodes[i].inputs) note(in);
+      for (const auto& attr : g.nodes[i].attributes) {
+        auto walk = [&](const ir::Graph& sub, int) {
+          for (const auto& n : sub.nodes)
+            for (const auto& in : n.inputs) note(in);
+          for (const auto& out : sub.outputs) note(out.name);
+        };
+        if (attr.g) static_cast<const ir::Graph&>(*attr.g).visit(walk);
+        for (const auto& sub : attr.graphs) static_cast<const ir::Graph&>(*sub).visit(walk);
+      }
+    }
+    return first;
   }
 
   void function(const ir::Function& f, onnx::FunctionProto* proto) {

@@ -1,5 +1,6 @@
 #include "importer/parameter_policy.h"
 
+#include <initializer_list>
 #include <unordered_map>
 
 #include "onnx/defs/schema.h"
@@ -19,6 +20,31 @@ constexpr NonTrainableInput kRunningStatistics[] = {
     {"BatchNormalization", 4, "running variance of BatchNormalization"},
 };
 
+// The scale and zero point of a quantized op are calibration results, not weights, though ONNX's
+// schemas call some of them differentiable and com.microsoft's ops have no schema here: in
+// QuantizeLinear / DequantizeLinear (any domain) inputs 1 and 2; in QLinear* ops every floating input
+// (their data inputs are integers); in com.microsoft's dynamic-quantization ops the listed inputs.
+struct QuantizationInputs {
+  const char* op_type;
+  std::initializer_list<int> inputs;
+};
+const QuantizationInputs kQuantizationParameters[] = {
+    {"QuantizeLinear", {1, 2}},
+    {"DequantizeLinear", {1, 2}},
+    {"DynamicQuantizeMatMul", {2, 3}},           // b_scale, b_zero_point
+    {"MatMulIntegerToFloat", {2, 3, 4, 5}},      // a_scale, b_scale, a_zero_point, b_zero_point
+    {"DynamicQuantizeLSTM", {8, 9, 10, 11}},     // W_scale, W_zero_point, R_scale, R_zero_point
+};
+
+bool is_quantization_parameter(const ir::Node& node, int index) {
+  if (node.op_type.rfind("QLinear", 0) == 0) return true;
+  for (const auto& q : kQuantizationParameters)
+    if (node.op_type == q.op_type)
+      for (int i : q.inputs)
+        if (i == index) return true;
+  return false;
+}
+
 enum class Use { kTrainable, kNonDifferentiable };
 
 struct UseVerdict {
@@ -33,6 +59,9 @@ UseVerdict classify_use(const ir::ModelIR& model, const ir::Node& node, int inde
     for (const auto& entry : kRunningStatistics)
       if (node.op_type == entry.op_type && index == entry.input_index)
         return {Use::kNonDifferentiable, entry.why};
+
+  if (is_quantization_parameter(node, index))
+    return {Use::kNonDifferentiable, "quantization scale or zero point of " + node.op_type};
 
   int64_t opset = model.opset_version(node.domain);
   const onnx::OpSchema* schema = opset > 0 ? onnx::OpSchemaRegistry::Schema(
@@ -94,6 +123,10 @@ void assign_parameter_roles(const ir::ModelIR& model, ParameterStore& store) {
     }
     if (t.value.rank() == 0) {
       t.reason = "rank-0 constant";
+      continue;
+    }
+    if (t.value.numel() == 0) {  // nothing to train (exporters write empty tensors for absent inputs)
+      t.reason = "empty tensor";
       continue;
     }
     auto it = consumers.find(t.name);

@@ -39,9 +39,11 @@ struct SaveOptions {
 
 enum class TensorRole { kParameter, kBuffer };
 const char* to_string(TensorRole role);
-// Where a tensor came from: the file, or Model::register_parameter / register_buffer.
-enum class TensorOrigin { kImported, kRegistered };
-const char* to_string(TensorOrigin origin);  // "imported", "registered"
+// Where a tensor came from: the file's initializers, a Constant node of the file (a weight kept as a
+// node's value, as Paddle2ONNX writes them; saved back as that node), or Model::register_parameter /
+// register_buffer.
+enum class TensorOrigin { kImported, kConstantNode, kRegistered };
+const char* to_string(TensorOrigin origin);  // "imported", "constant node", "registered""
 
 // What `tunnx params` shows of one initializer.
 struct TensorInfo {

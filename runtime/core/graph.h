@@ -95,11 +95,22 @@ struct Node {
   std::string describe() const;
 };
 
+// A weight the file kept in a Constant node (Paddle2ONNX and spox write every weight so): tunnx holds
+// it as an initializer, so sessions, training and state_dict treat it as one, and writes it back as
+// the Constant node it was.
+struct ConstantNodeOrigin {
+  std::string node_name, node_doc_string;
+  std::string attribute;  // "value" (a tensor) or "value_floats"
+  TensorLabel label;      // the value TensorProto's name and doc_string
+  size_t position = 0;    // how many of the graph's remaining nodes came before it in the file
+};
+
 // An initializer: its tensor lives in the ParameterStore under `store_key`.
 struct Initializer {
   std::string name;        // as in the file
   std::string store_key;   // name in the ParameterStore (== name unless a subgraph reuses it)
   std::string doc_string;
+  std::optional<ConstantNodeOrigin> constant_node = std::nullopt;  // set: the file had a Constant node, not an initializer
 };
 
 struct Graph {

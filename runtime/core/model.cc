@@ -95,7 +95,14 @@ void register_entry(ModelImpl& m, const std::string& what, const std::string& na
 }  // namespace
 
 const char* to_string(TensorRole role) { return role == TensorRole::kParameter ? "parameter" : "buffer"; }
-const char* to_string(TensorOrigin origin) { return origin == TensorOrigin::kImported ? "imported" : "registered"; }
+const char* to_string(TensorOrigin origin) {
+  switch (origin) {
+    case TensorOrigin::kImported: return "imported";
+    case TensorOrigin::kConstantNode: return "constant node";
+    case TensorOrigin::kRegistered: return "registered";
+  }
+  return "?";
+}
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
@@ -129,6 +136,11 @@ ModelInfo Model::info() const {
       ++info.op_histogram[default_domain ? node.op_type : node.domain + ":" + node.op_type];
       ++info.node_count;
     }
+    for (const auto& init : g.initializers)  // weights held as initializers but nodes in the file
+      if (init.constant_node) {
+        ++info.op_histogram["Constant"];
+        ++info.node_count;
+      }
   });
   for (const auto& f : m.functions) info.functions.push_back(f.domain + ":" + f.name);
   info.onnx_checker = impl_->onnx_checker;

@@ -337,5 +337,45 @@ TEST(PolicyOnRealFiles, LinearWeightAndBiasTrainable) {
   EXPECT_TRUE(model.named_buffers().empty());
 }
 
+// ---- Quantization parameters and empty tensors are buffers -----------------------------------------
+
+TEST_F(Policy, QuantizationScalesAndZeroPointsAreBuffers) {
+  ModelBuilder b;
+  b.add_opset("com.microsoft", 1);
+  b.input("x", kFloat, Dims{1, 4});
+  b.initializer(float_tensor("q_scale", {1}, {0.1f}));
+  b.initializer(float_tensor("W", {4, 2}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  b.initializer(float_tensor("b_scale", {2}, {0.5f, 0.25f}));
+  b.initializer(float_tensor("dq_scale", {1}, {0.1f}));
+  b.node("QuantizeLinear", {"x", "q_scale"}, {"q"}, "quantize");
+  b.node("DequantizeLinear", {"q", "dq_scale"}, {"dq"}, "dequantize");
+  b.node("MatMul", {"dq", "W"}, {"y"}, "matmul");
+  auto& dynamic = b.node("DynamicQuantizeMatMul", {"dq", "Wq", "b_scale"}, {"z"}, "dqmm");
+  dynamic.set_domain("com.microsoft");
+  b.initializer(raw_tensor<int8_t>("Wq", {4, 2}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  b.output("y", kFloat, Dims{1, 2});
+  b.output("z", kFloat, Dims{1, 2});
+  tunnx::LoadOptions options;
+  options.run_onnx_checker = false;  // com.microsoft has no schema in the ONNX library
+  Model model = Model::load(b.save(path("m.onnx")), options);
+  EXPECT_TRUE(is_parameter(model, "W"));
+  for (const char* name : {"q_scale", "dq_scale", "b_scale"}) {
+    EXPECT_FALSE(is_parameter(model, name)) << name;
+    EXPECT_NE(info_of(model, name).reason.find("quantization scale or zero point"), std::string::npos) << name;
+  }
+}
+
+TEST_F(Policy, EmptyFloatTensorIsABuffer) {
+  ModelBuilder b;
+  b.input("x", kFloat, Dims{1, 2});
+  b.initializer(float_tensor("roi", {0}, {}));
+  b.initializer(float_tensor("scales", {2}, {1, 2}));
+  b.node("Resize", {"x", "roi", "scales"}, {"y"}, "resize");
+  b.output("y", kFloat, Dims{1, 4});
+  Model model = load(b);
+  EXPECT_FALSE(is_parameter(model, "roi"));
+  EXPECT_EQ(info_of(model, "roi").reason, "empty tensor");
+}
+
 }  // namespace
 }  // namespace tunnx_test

@@ -219,7 +219,9 @@ namespace {
 // A profile descends into If/Loop bodies: their nodes follow the node that runs them, one level
 // deeper, with the body's path; only the branch taken is timed, and the main graph's time holds it.
 TEST(SessionProfile, DescendsIntoIfBranches) {
-  const std::filesystem::path dir = std::filesystem::path(TUNNX_TESTDATA_DIR) / "node" / "test_if";
+  // test_if_seq: each branch builds a sequence from a Constant (test_if's branches hold nothing but
+  // their Constant weights, which load as the branches' initializers).
+  const std::filesystem::path dir = std::filesystem::path(TUNNX_TESTDATA_DIR) / "node" / "test_if_seq";
   if (!std::filesystem::exists(dir / "model.onnx")) GTEST_SKIP() << "no libonnx-testdata";
   Model model = Model::load(dir / "model.onnx");
   Session session(model, {.profile = true});
