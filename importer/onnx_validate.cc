@@ -1,5 +1,6 @@
 #include "importer/onnx_validate.h"
 
+#include <mutex>
 #include <regex>
 #include <unordered_map>
 
@@ -28,6 +29,34 @@ std::string why_library_cannot_check(const onnx::ModelProto& model) {
   return "";
 }
 
+// ONNX Runtime's contrib LayerNormalization: ai.onnx version 1, as ORT registers it, so files its
+// transformer tools wrote for opsets 1-16 check (ONNX's own op starts at 17, with the same inputs,
+// outputs and attributes). Registered once, into the process's ONNX schema registry.
+void register_onnx_runtime_schemas() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (onnx::OpSchemaRegistry::Schema("LayerNormalization", 16, "")) return;  // a libonnx that knows it
+    onnx::OpSchema schema;
+    schema.SetName("LayerNormalization")
+        .SetDomain("")
+        .SinceVersion(1)
+        .SetDoc("ONNX Runtime's contrib LayerNormalization (ONNX's own from opset 17)")
+        .Attr("axis", "first normalized dimension", onnx::AttributeProto::INT, int64_t{-1})
+        .Attr("epsilon", "added to the variance", onnx::AttributeProto::FLOAT, 1e-5f)
+        .Attr("stash_type", "type of Mean and InvStdDev", onnx::AttributeProto::INT, int64_t{1})
+        .Input(0, "X", "input", "T")
+        .Input(1, "Scale", "scale", "T")
+        .Input(2, "B", "bias", "T", onnx::OpSchema::Optional)
+        .Output(0, "Y", "output", "T")
+        .Output(1, "Mean", "saved mean", "U", onnx::OpSchema::Optional)
+        .Output(2, "InvStdDev", "saved inverse standard deviation", "U", onnx::OpSchema::Optional)
+        .TypeConstraint("T", {"tensor(float16)", "tensor(float)", "tensor(double)", "tensor(bfloat16)"}, "input types")
+        .TypeConstraint("U", {"tensor(float)", "tensor(bfloat16)", "tensor(float16)", "tensor(double)"}, "statistics types")
+        .TypeAndShapeInferenceFunction([](onnx::InferenceContext& ctx) { onnx::propagateShapeAndTypeFromFirstInput(ctx); });
+    onnx::RegisterSchema(std::move(schema));
+  });
+}
+
 std::unordered_map<std::string, int> opset_map(const onnx::ModelProto& model) {
   std::unordered_map<std::string, int> map;
   for (const auto& o : model.opset_import())
@@ -38,6 +67,7 @@ std::unordered_map<std::string, int> opset_map(const onnx::ModelProto& model) {
 }  // namespace
 
 std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesystem::path& model_dir) {
+  register_onnx_runtime_schemas();
   if (std::string why = why_library_cannot_check(model); !why.empty()) return why;
   // check_model(ModelProto) cannot be told the model's folder, so external data could not be found;
   // this is its body with the folder set.

@@ -44,7 +44,8 @@ std::string values_text(const char* label, const std::vector<ValueSummary>& valu
   return out + table.render("  ");
 }
 
-std::string check_text(const std::filesystem::path& model, const ModelInfo& info) {
+std::string check_text(const std::filesystem::path& model, const ModelInfo& info,
+                       const std::vector<std::string>& unsupported) {
   std::string opsets;
   for (const auto& [domain, version] : info.opset_imports) {
     if (!opsets.empty()) opsets += ", ";
@@ -84,6 +85,11 @@ std::string check_text(const std::filesystem::path& model, const ModelInfo& info
   for (const auto& [op, count] : ops) histogram.add_row({op, with_thousands(count)});
   out += histogram.render("  ");
 
+  if (!unsupported.empty()) {
+    std::string list;
+    for (const auto& op : unsupported) list += (list.empty() ? "" : ", ") + op;
+    return out + "NOT RUNNABLE: " + model.string() + " is valid ONNX, but these ops have no kernel here: " + list + "\n";
+  }
   // Without ONNX's checker (opsets newer than libonnx knows) tunnx's own structural checks passed.
   if (info.onnx_checker == "passed")
     out += "OK: " + model.string() + " is a valid ONNX model\n";
@@ -117,7 +123,8 @@ nlohmann::ordered_json values_json(const std::vector<ValueSummary>& values) {
   return out;
 }
 
-nlohmann::ordered_json check_json(const std::filesystem::path& model, const ModelInfo& info) {
+nlohmann::ordered_json check_json(const std::filesystem::path& model, const ModelInfo& info,
+                                  const std::vector<std::string>& unsupported) {
   nlohmann::ordered_json opsets = nlohmann::ordered_json::array();
   for (const auto& [domain, version] : info.opset_imports) {
     opsets.push_back({{"domain", domain_name(domain)}, {"version", version}});
@@ -142,16 +149,20 @@ nlohmann::ordered_json check_json(const std::filesystem::path& model, const Mode
           {"subgraph_count", info.subgraph_count},
           {"functions", info.functions},
           {"op_histogram", std::move(histogram)},
-          {"valid", true}};
+          {"valid", true},
+          {"unsupported_ops", unsupported},
+          {"runnable", unsupported.empty()}};
 }
 
 void run_check(const CheckOptions& options) {
   // Model::load throws on anything invalid, so reaching the print means the model is valid.
   Model model = Model::load(options.model);
   ModelInfo info = model.info();
-  std::string out =
-      options.json ? pretty_json(check_json(options.model, info)) : check_text(options.model, info);
+  const std::vector<std::string> unsupported = unsupported_ops(model);
+  std::string out = options.json ? pretty_json(check_json(options.model, info, unsupported))
+                                 : check_text(options.model, info, unsupported);
   std::cout << out << std::flush;
+  if (!unsupported.empty()) throw CLI::RuntimeError(kNotRunnable);  // valid, but not runnable here
 }
 
 }  // namespace
@@ -164,7 +175,8 @@ void add_check_command(CLI::App& app) {
   command->footer(
       "Example:\n"
       "  tunnx check examples/digits_cnn.onnx\n"
-      "  tunnx check model.onnx --json     # exit 1 with one line on stderr if the model is invalid");
+      "  tunnx check model.onnx --json     # exit 1 with one line on stderr if the model is invalid,\n"
+      "                                    # 3 if it is valid but holds ops tunnx has no kernel for");
   command->callback([options] { run_check(*options); });
 }
 

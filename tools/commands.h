@@ -8,6 +8,12 @@ class App;
 
 namespace tunnx::cli {
 
+// Exit codes: 0 success; 1 failure (an invalid model, a bad input: one line on stderr); 2 usage error;
+// 3 a valid model holding ops tunnx has no kernel for (`tunnx check`).
+inline constexpr int kFailure = 1;
+inline constexpr int kUsageError = 2;
+inline constexpr int kNotRunnable = 3;
+
 // `tunnx params MODEL [--json]`: every initializer as a Parameter or buffer, with totals.
 void add_params_command(CLI::App& app);
 // `tunnx check MODEL [--json]`: what the model file declares, after loading and validating it.

@@ -1,5 +1,6 @@
-// The `tunnx` command line. Exit codes: 0 success, 1 the model or the library failed (one line on
-// stderr), 2 the command line itself was wrong.
+// The `tunnx` command line. Exit codes (tools/commands.h): 0 success, 1 the model or the library
+// failed (one line on stderr), 2 the command line itself was wrong, 3 `tunnx check` of a valid model
+// with ops tunnx has no kernel for.
 #include <exception>
 #include <iostream>
 #include <string>
@@ -10,12 +11,8 @@
 #include "tools/format.h"
 #include "tunnx/tunnx.h"
 
-namespace {
-
-constexpr int kFailure = 1;
-constexpr int kUsageError = 2;
-
-}  // namespace
+using tunnx::cli::kFailure;
+using tunnx::cli::kUsageError;
 
 int main(int argc, char** argv) {
   // The commands that compute may start the program again, with OpenMP's wait policy set.

@@ -54,6 +54,12 @@ struct SessionStats {
   double total_run_ms = 0;  // all runs so far; minus the nodes' total_ms, the executor's overhead  // threads the last run was granted (see SessionOptions::threads)
 };
 
+// The op types of `model` that no kernel on `device` runs at the model's opsets, as "Op (opset N)" or
+// "domain:Op (opset N)", sorted; empty when a session could plan every node (dtypes aside). Functions
+// are inlined and ONNX Runtime's contrib ops lowered first, as a session does. What `tunnx check`
+// reports for a valid model tunnx cannot run.
+std::vector<std::string> unsupported_ops(const Model& model, DeviceType device = DeviceType::kCpu);
+
 class Session {
  public:
   // Plans `model` for `options.device`. Throws Error naming the node, op type, opset and dtype of the

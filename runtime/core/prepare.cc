@@ -9,6 +9,7 @@
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/fuse_one_hot.h"
 #include "runtime/core/passes/inline_functions.h"
+#include "runtime/core/passes/lower_contrib_ops.h"
 #include "runtime/train/gradient_op.h"
 
 namespace tunnx {
@@ -23,6 +24,7 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
 
   try {
     ir::inline_functions(graph, model.ir.functions);
+    ir::lower_contrib_ops(graph, model.ir.opset_version(""));
     train::lower_gradient_ops(graph, prepared.opsets, model.store);
     // Before the caller's rewrite, so autodiff differentiates the simpler graph: GELU spelled out as
     // five ops becomes one Gelu (one gradient kernel), and MatMul(x, Transpose(W)) one product reading
@@ -55,6 +57,27 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
     throw e.with_context({.file = model.path.string()});
   }
   return prepared;
+}
+
+std::vector<std::string> ops_without_kernels(const ModelImpl& model, DeviceType device) {
+  ir::Graph graph = ir::deep_copy(model.ir.graph);
+  std::map<std::string, int64_t> opsets;
+  for (const auto& o : model.ir.opset_imports) opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
+  opsets.emplace(ir::kTunnxDomain, 1);
+  ir::inline_functions(graph, model.ir.functions);
+  ir::lower_contrib_ops(graph, model.ir.opset_version(""));
+  std::set<std::string> missing;
+  graph.visit([&](const ir::Graph& g, int) {
+    for (const auto& node : g.nodes) {
+      const std::string domain = node.domain == "ai.onnx" ? "" : node.domain;
+      if (domain == "ai.onnx.preview.training" && node.op_type == "Gradient") continue;  // autodiff lowers it
+      auto o = opsets.find(domain);
+      const int64_t opset = o == opsets.end() ? 0 : o->second;
+      if (!KernelRegistry::global().find_reference(domain, node.op_type, opset, device))
+        missing.insert((domain.empty() ? "" : domain + ":") + node.op_type + " (opset " + std::to_string(opset) + ")");
+    }
+  });
+  return {missing.begin(), missing.end()};
 }
 
 }  // namespace tunnx

@@ -1,6 +1,7 @@
 // The one preparation pipeline every runnable graph goes through, for inference sessions and
 // trainers alike:
-//   copy the model's graph -> inline model-local functions -> lower ONNX Gradient nodes (autodiff)
+//   copy the model's graph -> inline model-local functions -> lower ONNX Runtime's contrib ops
+//   (com.microsoft) -> lower ONNX Gradient nodes (autodiff)
 //   -> GELU fusion, Linear weight-transpose folding (level 2) -> the caller's rewrite (train mode,
 //   loss, backward)
 //   -> Linear fusion (level 2) -> plan.
@@ -13,6 +14,7 @@
 #include <set>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/core/executor.h"
 #include "runtime/core/graph.h"
@@ -42,5 +44,10 @@ struct PreparedGraph {
 
 // Throws Error naming the model file and the first node that cannot be planned.
 PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& options);
+
+// The op types of the model, after functions are inlined and contrib ops lowered as prepare_graph
+// does, that no kernel on `device` runs at the model's opset: "Op (opset N)" or "domain:Op (opset N)",
+// sorted, each once. Subgraphs included.
+std::vector<std::string> ops_without_kernels(const ModelImpl& model, DeviceType device);
 
 }  // namespace tunnx

@@ -88,6 +88,10 @@ struct Session::Impl {
   mutable int last_threads = 0;
 };
 
+std::vector<std::string> unsupported_ops(const Model& model, DeviceType device) {
+  return ops_without_kernels(model_impl(model), device);
+}
+
 Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
   if (options.optimization_level < 0 || options.optimization_level > 2)
     throw Error(ErrorCode::kInvalidArgument,

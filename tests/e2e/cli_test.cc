@@ -763,6 +763,36 @@ TEST(HostileFileControls, BaseModelLoads) {
   ASSERT_EQ(c.exit_code, 0) << c.describe();
 }
 
+// A valid model whose ops tunnx cannot run: `tunnx check` names them and exits 3 (1 stays "invalid");
+// ONNX Runtime's contrib ops that tunnx lowers do not count.
+TEST(CliCheck, ValidModelWithOpsWithoutKernelsExits3) {
+  TempFolder temp;
+  fs::path p = temp.model_dir() / "custom.onnx";
+  onnx::ModelProto m = base_model();
+  auto* custom = m.add_opset_import();
+  custom->set_domain("com.example");
+  custom->set_version(1);
+  auto* microsoft = m.add_opset_import();
+  microsoft->set_domain("com.microsoft");
+  microsoft->set_version(1);
+  onnx::GraphProto* g = m.mutable_graph();
+  g->mutable_output(0)->set_name("z");
+  add_node(g, "gelu", "FastGelu", {"y"}, {"g"})->set_domain("com.microsoft");
+  add_node(g, "swizzle", "Swizzle", {"g"}, {"z"})->set_domain("com.example");
+  write_model(p, m);
+  ProcessResult r = run_cli({"check", p.string()});
+  ASSERT_TRUE(r.exited) << r.describe();
+  EXPECT_EQ(r.exit_code, 3) << r.describe();
+  EXPECT_EQ(split_lines(r.out).back(), "NOT RUNNABLE: " + p.string() +
+                                           " is valid ONNX, but these ops have no kernel here: com.example:Swizzle (opset 1)");
+  ProcessResult j = run_cli({"check", "--json", p.string()});
+  EXPECT_EQ(j.exit_code, 3) << j.describe();
+  json parsed = json::parse(j.out);
+  EXPECT_EQ(parsed.at("valid"), true);
+  EXPECT_EQ(parsed.at("runnable"), false);
+  EXPECT_EQ(parsed.at("unsupported_ops"), json::array({"com.example:Swizzle (opset 1)"}));
+}
+
 TEST(HostileFileControls, ExternalDataInsideTheFolderLoads) {
   TempFolder temp;
   write_file(temp.model_dir() / "weights.bin", kEightBytes);

@@ -282,15 +282,18 @@ void register_fused_kernels(KernelRegistry& r) {
     def.factory = [](const KernelInit&) -> std::unique_ptr<Kernel> { return std::make_unique<OneHotMatMul>(); };
     r.add(std::move(def));
   }
-  // com.tunnx:Gelu, which runtime/core/passes/fuse_gelu.cc makes of a spelled-out exact GELU: ONNX's
-  // Gelu kernel (opset 20) under the session's own domain, so models of any opset can run it.
-  if (const KernelDef* onnx_gelu = r.find_reference("", "Gelu", 20, DeviceType::kCpu)) {
-    KernelDef def = *onnx_gelu;
-    def.domain = "com.tunnx";
-    def.since_version = 1;
-    def.until_version = INT_MAX;
-    r.add(std::move(def));
-  }
+  // ONNX kernels under com.tunnx for every opset, so rewrites can emit them into models of any opset:
+  // Gelu (opset 20), which runtime/core/passes/fuse_gelu.cc makes of a spelled-out exact GELU, and
+  // LayerNormalization (opset 17), which passes/lower_contrib_ops.cc makes of ONNX Runtime's contrib
+  // LayerNormalization and SkipLayerNormalization.
+  for (const auto& [op, opset] : {std::pair<const char*, int64_t>{"Gelu", 20}, {"LayerNormalization", 17}})
+    if (const KernelDef* onnx_def = r.find_reference("", op, opset, DeviceType::kCpu)) {
+      KernelDef def = *onnx_def;
+      def.domain = "com.tunnx";
+      def.since_version = 1;
+      def.until_version = INT_MAX;
+      r.add(std::move(def));
+    }
   if (const KernelDef* onnx_conv = r.find_reference("", "Conv", 11, DeviceType::kCpu)) {
     KernelDef def;
     def.domain = "com.tunnx";

@@ -82,14 +82,13 @@ class OnednnLayerNorm : public Kernel {
 }  // namespace
 
 void register_onednn_layer_norm(KernelRegistry& registry) {
-  add_fast_path(
-      registry, "LayerNormalization",
-      [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-        if (init.attr_int("stash_type", 1) != static_cast<int64_t>(DataType::kFloat32)) return reference;
-        return std::make_unique<OnednnLayerNorm>(std::move(reference), init.attr_int("axis", -1),
-                                                 init.attr_float("epsilon", 1e-5f));
-      },
-      17);
+  auto make = [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+    if (init.attr_int("stash_type", 1) != static_cast<int64_t>(DataType::kFloat32)) return reference;
+    return std::make_unique<OnednnLayerNorm>(std::move(reference), init.attr_int("axis", -1),
+                                             init.attr_float("epsilon", 1e-5f));
+  };
+  add_fast_path(registry, "LayerNormalization", make, 17);
+  add_fast_path(registry, "LayerNormalization", make, 1, "com.tunnx");  // lowered contrib ops' (kernels/fused.cc)
 }
 
 }  // namespace tunnx::cpu::onednn

@@ -1,0 +1,193 @@
+#include "runtime/core/passes/lower_contrib_ops.h"
+
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/core/ops/gradient.h"
+#include "runtime/core/passes/fuse_linear.h"
+#include "runtime/core/passes/graph_facts.h"
+#include "tunnx/status.h"
+
+namespace tunnx::ir {
+namespace {
+
+constexpr const char* kMicrosoft = "com.microsoft";
+
+// Appends one contrib node's replacement, naming new values after the node's first output.
+class Emitter {
+ public:
+  Emitter(const Node& node, std::vector<Node>& out) : node_(node), out_(out) {
+    prefix_ = (node.name.empty() ? node.outputs.at(0) : node.name) + "/lowered";
+  }
+
+  std::string fresh() { return prefix_ + "/" + std::to_string(count_++); }
+
+  // Adds `op` (ai.onnx unless `domain`) reading `inputs` into `output` (fresh when empty); returns it.
+  std::string add(const std::string& op, std::vector<std::string> inputs, std::string output = "",
+                  std::vector<Attribute> attrs = {}, const std::string& domain = "") {
+    if (output.empty()) output = fresh();
+    Node n = ops::make_node(prefix_ + "/" + op + std::to_string(count_++), op, std::move(inputs), output, std::move(attrs));
+    n.domain = domain;
+    out_.push_back(std::move(n));
+    return output;
+  }
+
+  std::string constant(float value) {
+    return add("Constant", {}, "", {ops::attr_tensor("value", Tensor::from_vector<float>({}, {value}))});
+  }
+
+  Error error(const std::string& what) const {
+    return Error(ErrorCode::kUnsupported, what, {.node = node_.name.empty() ? "<unnamed>" : node_.name, .op_type = node_.op_type});
+  }
+
+ private:
+  const Node& node_;
+  std::vector<Node>& out_;
+  std::string prefix_;
+  int count_ = 0;
+};
+
+std::string input(const Node& n, size_t i) { return i < n.inputs.size() ? n.inputs[i] : ""; }
+std::string output(const Node& n, size_t i) { return i < n.outputs.size() ? n.outputs[i] : ""; }
+
+// y = activation(x) for FusedGemm's and FusedConv's activation names; `params` as ORT orders them
+// (LeakyRelu alpha; HardSigmoid alpha, beta; Clip min, max), missing ones at the op's defaults.
+void activation(Emitter& e, const std::string& kind, const std::vector<float>& params, const std::string& x,
+                const std::string& y, int64_t onnx_opset) {
+  auto param = [&](size_t i, float fallback) { return i < params.size() ? params[i] : fallback; };
+  if (kind.empty()) e.add("Identity", {x}, y);
+  else if (kind == "Relu" || kind == "Sigmoid" || kind == "Tanh") e.add(kind, {x}, y);
+  else if (kind == "LeakyRelu") e.add("LeakyRelu", {x}, y, {ops::attr("alpha", param(0, 0.01f))});
+  else if (kind == "HardSigmoid")
+    e.add("HardSigmoid", {x}, y, {ops::attr("alpha", param(0, 0.2f)), ops::attr("beta", param(1, 0.5f))});
+  else if (kind == "Clip") {
+    const float lo = param(0, -std::numeric_limits<float>::infinity()), hi = param(1, std::numeric_limits<float>::infinity());
+    if (onnx_opset >= 11) e.add("Clip", {x, e.constant(lo), e.constant(hi)}, y);
+    else e.add("Clip", {x}, y, {ops::attr("min", lo), ops::attr("max", hi)});
+  } else {
+    throw e.error("activation '" + kind + "' is not one tunnx lowers (Relu, LeakyRelu, Sigmoid, Tanh, HardSigmoid, Clip)");
+  }
+}
+
+// The attributes of `node` except `dropped`.
+std::vector<Attribute> attributes_without(const Node& node, const std::vector<std::string>& dropped) {
+  std::vector<Attribute> kept;
+  for (const auto& a : node.attributes) {
+    bool drop = false;
+    for (const auto& d : dropped) drop = drop || a.name == d;
+    if (!drop) kept.push_back(a);
+  }
+  return kept;
+}
+
+// (A - a_zp)(B - b_zp) * a_scale * b_scale [+ bias] into `y`.
+void integer_product_to_float(Emitter& e, const std::string& a, const std::string& b, const std::string& a_scale,
+                              const std::string& b_scale, const std::string& a_zp, const std::string& b_zp,
+                              const std::string& bias, const std::string& y) {
+  const std::string product = e.add("MatMulInteger", {a, b, a_zp, b_zp});
+  const std::string as_float = e.add("Cast", {product}, "", {ops::attr("to", int64_t{1})});
+  const std::string scale = e.add("Mul", {a_scale, b_scale});
+  if (bias.empty()) {
+    e.add("Mul", {as_float, scale}, y);
+    return;
+  }
+  e.add("Add", {e.add("Mul", {as_float, scale}), bias}, y);
+}
+
+// Appends the replacement of `n` to `out`; false when `n` is not an op this pass lowers.
+bool lower(const Node& n, int64_t onnx_opset, std::vector<Node>& out) {
+  const bool microsoft = n.domain == kMicrosoft;
+  const bool onnx_contrib_layer_norm = is_onnx(n) && n.op_type == "LayerNormalization" && onnx_opset < 17;
+  if (!microsoft && !onnx_contrib_layer_norm) return false;
+  const std::string& op = n.op_type;
+  Emitter e(n, out);
+  auto gelu = [&](const std::string& x, const std::string& approximate) {
+    e.add("Gelu", {x}, output(n, 0), {ops::attr("approximate", approximate)}, kTunnxDomain);
+  };
+  if (op == "Gelu") {
+    gelu(input(n, 0), "none");
+  } else if (op == "FastGelu") {
+    gelu(input(n, 1).empty() ? input(n, 0) : e.add("Add", {input(n, 0), input(n, 1)}), "tanh");
+  } else if (op == "BiasGelu") {
+    gelu(e.add("Add", {input(n, 0), input(n, 1)}), "none");
+  } else if (op == "QuickGelu") {
+    const std::string scaled = e.add("Mul", {input(n, 0), e.constant(ops::node_float(n, "alpha", 1.702f))});
+    e.add("Mul", {input(n, 0), e.add("Sigmoid", {scaled})}, output(n, 0));
+  } else if (op == "FusedGemm") {
+    std::vector<Attribute> gemm = attributes_without(
+        n, {"activation", "activation_alpha", "activation_beta", "activation_gamma", "leaky_relu_alpha"});
+    std::vector<std::string> inputs = {input(n, 0), input(n, 1)};
+    if (!input(n, 2).empty()) inputs.push_back(input(n, 2));
+    const std::string product = e.add("Gemm", inputs, "", std::move(gemm));
+    std::vector<float> params;
+    for (const char* name : {"activation_alpha", "activation_beta"})
+      if (const Attribute* a = n.attribute(name)) params.push_back(a->f);
+    activation(e, ops::node_string(n, "activation", ""), params, product, output(n, 0), onnx_opset);
+  } else if (op == "FusedConv") {
+    std::vector<Attribute> conv = attributes_without(n, {"activation", "activation_params"});
+    std::vector<std::string> inputs = {input(n, 0), input(n, 1)};
+    if (!input(n, 2).empty()) inputs.push_back(input(n, 2));
+    std::string y = e.add("Conv", inputs, "", std::move(conv));
+    if (!input(n, 3).empty()) y = e.add("Add", {y, input(n, 3)});
+    std::vector<float> params;
+    if (const Attribute* a = n.attribute("activation_params")) params = a->floats;
+    activation(e, ops::node_string(n, "activation", ""), params, y, output(n, 0), onnx_opset);
+  } else if (op == "SkipLayerNormalization") {
+    const bool has_bias = !input(n, 4).empty();
+    std::string sum = e.add("Add", {input(n, 0), input(n, 1)}, has_bias ? "" : output(n, 3));
+    if (has_bias) sum = e.add("Add", {sum, input(n, 4)}, output(n, 3));
+    std::vector<std::string> inputs = {sum, input(n, 2)};
+    if (!input(n, 3).empty()) inputs.push_back(input(n, 3));
+    e.add("LayerNormalization", inputs, output(n, 0),
+          {ops::attr("axis", int64_t{-1}), ops::attr("epsilon", ops::node_float(n, "epsilon", 1e-12f))}, kTunnxDomain);
+    // Mean and inverse standard deviation, when the node names them: a second LayerNormalization's.
+    if (!output(n, 1).empty() || !output(n, 2).empty()) {
+      out.back().outputs = {output(n, 0), output(n, 1), output(n, 2)};
+    }
+  } else if (op == "LayerNormalization") {
+    Node copy = n;
+    copy.domain = kTunnxDomain;
+    out.push_back(std::move(copy));
+  } else if (op == "MatMulIntegerToFloat") {
+    integer_product_to_float(e, input(n, 0), input(n, 1), input(n, 2), input(n, 3), input(n, 4), input(n, 5),
+                             input(n, 6), output(n, 0));
+  } else if (op == "DynamicQuantizeMatMul") {
+    const std::string q = e.fresh(), scale = e.fresh(), zero_point = e.fresh();
+    Node quantize = ops::make_node(e.fresh(), "DynamicQuantizeLinear", {input(n, 0)}, q);
+    quantize.outputs = {q, scale, zero_point};
+    out.push_back(std::move(quantize));
+    integer_product_to_float(e, q, input(n, 1), scale, input(n, 2), zero_point, input(n, 3), input(n, 4), output(n, 0));
+  } else {
+    return false;  // a contrib op tunnx does not lower: planning names it
+  }
+  return true;
+}
+
+int lower_in(Graph& graph, int64_t onnx_opset) {
+  int lowered = 0;
+  std::vector<Node> nodes;
+  nodes.reserve(graph.nodes.size());
+  for (auto& n : graph.nodes) {
+    for (auto& attr : n.attributes) {
+      if (attr.g) lowered += lower_in(*attr.g, onnx_opset);
+      for (auto& sub : attr.graphs) lowered += lower_in(*sub, onnx_opset);
+    }
+    const size_t before = nodes.size();
+    if (lower(n, onnx_opset, nodes)) {
+      ++lowered;
+    } else {
+      nodes.resize(before);
+      nodes.push_back(std::move(n));
+    }
+  }
+  graph.nodes = std::move(nodes);
+  return lowered;
+}
+
+}  // namespace
+
+int lower_contrib_ops(Graph& graph, int64_t onnx_opset) { return lower_in(graph, onnx_opset); }
+
+}  // namespace tunnx::ir

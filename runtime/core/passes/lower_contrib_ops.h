@@ -1,0 +1,37 @@
+// ONNX Runtime's contrib ops (com.microsoft), as its quantization and transformer tools write them into
+// shipped models, lowered to the ops they are defined by: ai.onnx ops whose meaning no opset changed,
+// and com.tunnx's opset-free copies (Gelu, LayerNormalization). The fusion passes that run after this
+// one fold the pieces back into fused kernels (Gemm + activation, Conv + residual + activation), and
+// autodiff differentiates them like any ONNX graph. The model's graph keeps the contrib nodes: export
+// writes them back as they were.
+//
+//   Gelu(X)                           -> com.tunnx:Gelu(X)
+//   FastGelu(X[, bias])               -> com.tunnx:Gelu(X + bias, approximate "tanh")
+//   BiasGelu(A, B)                    -> com.tunnx:Gelu(A + B)
+//   QuickGelu(X; alpha = 1.702)       -> X * Sigmoid(alpha X)
+//   FusedGemm(A, B[, C]; activation)  -> activation(Gemm(A, B, C))
+//   FusedConv(X, W[, B[, Z]]; ...)    -> activation(Conv(X, W, B) + Z)
+//   SkipLayerNormalization(X, skip, gamma[, beta[, bias]]) -> LayerNorm over the last axis of
+//                                        X + skip + bias; outputs mean, inv_std_var, the sum
+//   LayerNormalization (com.microsoft, or ai.onnx below opset 17: ORT's contrib schema)
+//                                     -> com.tunnx:LayerNormalization
+//   MatMulIntegerToFloat(A, B, a_scale, b_scale[, a_zp, b_zp, bias])
+//                                     -> Cast(MatMulInteger(A, B, a_zp, b_zp)) * a_scale * b_scale + bias
+//   DynamicQuantizeMatMul(A, B, b_scale[, b_zp, bias])
+//                                     -> DynamicQuantizeLinear(A), then as MatMulIntegerToFloat
+//
+// The activations FusedGemm and FusedConv take: Relu, LeakyRelu, Sigmoid, Tanh, HardSigmoid, Clip.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/core/graph.h"
+
+namespace tunnx::ir {
+
+// Lowers every contrib node of `graph` and its subgraphs; `onnx_opset` is the model's ai.onnx
+// version (Clip's bounds are inputs from 11, attributes before). Returns how many nodes were lowered;
+// throws Error naming the node for an attribute value the lowering does not take.
+int lower_contrib_ops(Graph& graph, int64_t onnx_opset);
+
+}  // namespace tunnx::ir

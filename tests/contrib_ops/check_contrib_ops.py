@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""ONNX Runtime's contrib ops (com.microsoft) in tunnx against ONNX Runtime itself.
+
+Each case is a one-node model made here (random inputs from a fixed seed, weights as initializers),
+run through `tunnx run` and through onnxruntime's CPU provider; every output must agree within 1e-4 of
+its scale (its largest magnitude, at least 1). The cases cover the attribute variants ONNX Runtime's
+fusion and quantization tools write: FastGelu with and without bias, FusedGemm's transposes, alpha,
+beta and activations, FusedConv with a residual and each activation, SkipLayerNormalization with and
+without beta, bias and the sum output, ORT's contrib LayerNormalization (ai.onnx below opset 17), and
+the dynamic-quantization products.
+
+  .venv/bin/python tests/contrib_ops/check_contrib_ops.py --tunnx build/tools/tunnx
+
+Exit 0 when all agree, 1 with a line per disagreement; 77 (ctest's skip) without onnx/onnxruntime,
+except under CI=true.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError as e:
+    print(f"check_contrib_ops: {e}", file=sys.stderr)
+    sys.exit(1 if os.environ.get("CI") == "true" else 77)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOLERANCE = 1e-4
+rng = np.random.default_rng(2026)
+
+
+def normal(*shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+class Case:
+    """One node of `op` with inputs (name -> array; names in `weights` become initializers)."""
+
+    def __init__(self, label, op, inputs, outputs, attrs=None, domain="com.microsoft", weights=(), opset=17):
+        self.label, self.op, self.inputs, self.outputs = label, op, inputs, outputs
+        self.attrs, self.domain, self.weights, self.opset = attrs or {}, domain, set(weights), opset
+
+    def model(self, shapes=None):
+        """The model; `shapes` (output name -> array) gives the outputs their types, as the ONNX
+        checker of Debian's libonnx wants them declared."""
+        names = [name if value is not None else "" for name, value in self.inputs]
+        node = helper.make_node(self.op, names, self.outputs, domain=self.domain, **self.attrs)
+        graph_inputs, initializers = [], []
+        for name, value in self.inputs:
+            if value is None:
+                continue
+            if name in self.weights:
+                initializers.append(numpy_helper.from_array(value, name))
+            else:
+                graph_inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
+        outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, (shapes[o].shape if shapes else None))
+                   for o in self.outputs if o]
+        graph = helper.make_graph([node], "contrib", graph_inputs, outputs, initializers)
+        opsets = [helper.make_opsetid("", self.opset), helper.make_opsetid("com.microsoft", 1)]
+        return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+    def feeds(self):
+        return {name: value for name, value in self.inputs if value is not None and name not in self.weights}
+
+
+def cases():
+    x = normal(2, 3, 16, scale=2.0)
+    yield Case("Gelu", "Gelu", [("x", x)], ["y"])
+    yield Case("FastGelu", "FastGelu", [("x", x)], ["y"])
+    yield Case("FastGelu bias", "FastGelu", [("x", x), ("bias", normal(16))], ["y"], weights=["bias"])
+    yield Case("BiasGelu", "BiasGelu", [("a", x), ("b", normal(16))], ["y"], weights=["b"])
+    yield Case("QuickGelu", "QuickGelu", [("x", x)], ["y"])
+    yield Case("QuickGelu alpha 1.5", "QuickGelu", [("x", x)], ["y"], {"alpha": 1.5})
+    for ta in (0, 1):
+        for tb in (0, 1):
+            a = normal(*((7, 5) if ta else (5, 7)))
+            b = normal(*((9, 7) if tb else (7, 9)))
+            yield Case(f"FusedGemm transA {ta} transB {tb} Relu", "FusedGemm", [("a", a), ("b", b), ("c", normal(9))],
+                       ["y"], {"transA": ta, "transB": tb, "alpha": 0.5, "beta": 2.0, "activation": "Relu"}, weights=["b", "c"])
+    a, b = normal(5, 7), normal(7, 9)
+    for act, extra in [("LeakyRelu", {"activation_alpha": 0.2}), ("Sigmoid", {}), ("Tanh", {}),
+                       ("HardSigmoid", {"activation_alpha": 0.3, "activation_beta": 0.4})]:
+        yield Case(f"FusedGemm {act}", "FusedGemm", [("a", a), ("b", b), ("c", normal(5, 9))], ["y"],
+                   {"activation": act, **extra}, weights=["b"])
+    yield Case("FusedGemm no C", "FusedGemm", [("a", a), ("b", b)], ["y"], {"activation": "Relu"}, weights=["b"])
+    image = normal(1, 8, 10, 10)
+    conv = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    for act, params in [("Relu", []), ("LeakyRelu", [0.1]), ("Clip", [0.0, 6.0]), ("Sigmoid", []),
+                        ("HardSigmoid", [0.2, 0.5]), ("Tanh", [])]:
+        attrs = {**conv, "activation": act}
+        if params:
+            attrs["activation_params"] = params
+        yield Case(f"FusedConv {act}", "FusedConv", [("x", image), ("w", normal(16, 8, 3, 3, scale=0.3)), ("b", normal(16))],
+                   ["y"], attrs, weights=["w", "b"])
+    yield Case("FusedConv residual Relu", "FusedConv",
+               [("x", image), ("w", normal(16, 8, 3, 3, scale=0.3)), ("b", normal(16)), ("z", normal(1, 16, 10, 10))],
+               ["y"], {**conv, "activation": "Relu"}, weights=["w", "b"])
+    yield Case("FusedConv groups strides Relu", "FusedConv", [("x", image), ("w", normal(8, 2, 3, 3, scale=0.3))],
+               ["y"], {**conv, "group": 4, "strides": [2, 2], "activation": "Relu"}, weights=["w"])
+    hidden = normal(2, 6, 32)
+    gamma, beta, bias = normal(32), normal(32), normal(32)
+    yield Case("SkipLayerNormalization", "SkipLayerNormalization", [("x", hidden), ("skip", normal(2, 6, 32)), ("gamma", gamma)],
+               ["y"], {"epsilon": 1e-5}, weights=["gamma"])
+    yield Case("SkipLayerNormalization beta bias sum", "SkipLayerNormalization",
+               [("x", hidden), ("skip", normal(2, 6, 32)), ("gamma", gamma), ("beta", beta), ("bias", bias)],
+               ["y", "", "", "sum"], {"epsilon": 1e-12}, weights=["gamma", "beta", "bias"])
+    for axis in (-1, 1):
+        yield Case(f"LayerNormalization contrib (opset 13) axis {axis}", "LayerNormalization",
+                   [("x", hidden), ("scale", normal(*hidden.shape[axis:])), ("b", normal(*hidden.shape[axis:]))], ["y"],
+                   {"axis": axis, "epsilon": 1e-5}, domain="", weights=["scale", "b"], opset=13)
+    a_q = rng.integers(0, 256, (3, 8)).astype(np.uint8)
+    b_q = rng.integers(-128, 128, (8, 5)).astype(np.int8)
+    yield Case("MatMulIntegerToFloat", "MatMulIntegerToFloat",
+               [("a", a_q), ("b", b_q), ("a_scale", np.array(0.02, np.float32)), ("b_scale", np.abs(normal(5)) * 0.01),
+                ("a_zp", np.array(128, np.uint8)), ("b_zp", None), ("bias", normal(5))], ["y"],
+               weights=["b", "a_scale", "b_scale", "a_zp", "bias"])
+    yield Case("DynamicQuantizeMatMul", "DynamicQuantizeMatMul",
+               [("a", normal(4, 16)), ("b", rng.integers(-128, 128, (16, 6)).astype(np.int8)),
+                ("b_scale", np.abs(normal(6)) * 0.01), ("b_zp", None), ("bias", normal(6))], ["y"],
+               weights=["b", "b_scale", "bias"])
+    yield Case("DynamicQuantizeMatMul uint8 B, zero point", "DynamicQuantizeMatMul",
+               [("a", normal(4, 16)), ("b", rng.integers(0, 256, (16, 6)).astype(np.uint8)),
+                ("b_scale", np.array(0.01, np.float32)), ("b_zp", np.array(120, np.uint8))], ["y"],
+               weights=["b", "b_scale", "b_zp"])
+
+
+def run_tunnx(tunnx, path, feeds, folder):
+    cmd = [tunnx, "run", path, "--output-dir", os.path.join(folder, "out")]
+    for i, (name, value) in enumerate(feeds.items()):
+        np.save(os.path.join(folder, f"{i}.npy"), value)
+        cmd += ["--input", f"{name}={os.path.join(folder, f'{i}.npy')}"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip())
+    out = os.path.join(folder, "out")
+    return {f[:-4]: np.load(os.path.join(out, f)) for f in os.listdir(out)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tunnx", default=os.path.join(ROOT, "build", "tools", "tunnx"))
+    args = parser.parse_args()
+    failures, count = [], 0
+    with tempfile.TemporaryDirectory(prefix="tunnx-contrib-") as tmp:
+        for i, case in enumerate(cases()):
+            folder = os.path.join(tmp, str(i))
+            os.makedirs(folder)
+            path = os.path.join(folder, "model.onnx")
+            onnx.save(case.model(), path)
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            want = dict(zip([o.name for o in session.get_outputs()], session.run(None, case.feeds())))
+            onnx.save(case.model(want), path)
+            try:
+                got = run_tunnx(args.tunnx, path, case.feeds(), folder)
+            except RuntimeError as e:
+                failures.append(f"{case.label}: tunnx failed: {e}")
+                continue
+            worst = 0.0
+            for name, expected in want.items():
+                if name not in got or got[name].shape != expected.shape:
+                    failures.append(f"{case.label}: output '{name}' missing or shaped {got.get(name, np.zeros(0)).shape}, "
+                                    f"ONNX Runtime's {expected.shape}")
+                    continue
+                scale = max(1.0, float(np.max(np.abs(expected))))
+                error = float(np.max(np.abs(got[name].astype(np.float64) - expected)))
+                worst = max(worst, error / scale)
+                if not error <= TOLERANCE * scale:
+                    failures.append(f"{case.label}: output '{name}' differs by {error:.3g} (scale {scale:.3g})")
+            count += 1
+            print(f"{case.label:48s} worst error / scale {worst:.2e}")
+    print(f"{count} contrib-op cases, tolerance {TOLERANCE} of each output's scale")
+    for f in failures:
+        print(f"FAIL {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
