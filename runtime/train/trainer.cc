@@ -381,15 +381,28 @@ void Trainer::optimizer_step() {
   zero_grad();
 }
 
+// Errors of a step or an evaluation (a batch of the wrong shape or dtype, a kernel failing) name the
+// model file, as loading, planning and Session::run do: "<model file>: tensor 'x': ...".
+template <typename Fn>
+auto naming_model_file(const ModelImpl& model, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    throw e.with_context({.file = model.path.string()});
+  }
+}
+
 StepResult Trainer::step(const NamedValues& batch) {
   if (!training_) throw invalid("step() needs train mode (call train() after eval())");
-  StepResult r;
-  r.loss = impl_->backward(batch, &r);
-  if (impl_->micro_steps >= impl_->options.accumulate) {
-    optimizer_step();
-    r.updated = true;
-  }
-  return r;
+  return naming_model_file(*impl_->model, [&] {
+    StepResult r;
+    r.loss = impl_->backward(batch, &r);
+    if (impl_->micro_steps >= impl_->options.accumulate) {
+      optimizer_step();
+      r.updated = true;
+    }
+    return r;
+  });
 }
 
 void Trainer::zero_grad() {
@@ -400,20 +413,22 @@ void Trainer::zero_grad() {
 
 EvalResult Trainer::evaluate(const NamedValues& batch) const {
   const Impl& t = *impl_;
-  t.check_batch(t.eval_inputs, batch);
-  std::vector<Value> results;
-  int64_t bytes = 0;
-  {
-    RunThreads threads(t.options.threads);
-    std::shared_lock<std::shared_mutex> reading(*t.model->parameters_mutex);
-    results = t.eval.plan->run(const_cast<Impl&>(t).feeds(t.eval_inputs, batch, false), nullptr, bytes);
-  }
-  EvalResult r;
-  r.loss = scalar_of(results[0].tensor());
-  if (t.options.loss.kind == LossKind::kCrossEntropy)
-    count_correct(results[t.eval_prediction].tensor(), batch.at(t.options.loss.target).tensor(),
-                  t.options.loss.ignore_index, r.correct, r.counted);
-  return r;
+  return naming_model_file(*t.model, [&] {
+    t.check_batch(t.eval_inputs, batch);
+    std::vector<Value> results;
+    int64_t bytes = 0;
+    {
+      RunThreads threads(t.options.threads);
+      std::shared_lock<std::shared_mutex> reading(*t.model->parameters_mutex);
+      results = t.eval.plan->run(const_cast<Impl&>(t).feeds(t.eval_inputs, batch, false), nullptr, bytes);
+    }
+    EvalResult r;
+    r.loss = scalar_of(results[0].tensor());
+    if (t.options.loss.kind == LossKind::kCrossEntropy)
+      count_correct(results[t.eval_prediction].tensor(), batch.at(t.options.loss.target).tensor(),
+                    t.options.loss.ignore_index, r.correct, r.counted);
+    return r;
+  });
 }
 
 Tensor Trainer::grad(const std::string& name) const {

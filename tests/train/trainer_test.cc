@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "runtime/core/model_impl.h"
 #include "runtime/train/optimizer.h"
 #include "tests/importer/model_builder.h"
 #include "tests/train/parity_util.h"
@@ -239,6 +240,14 @@ TEST(Trainer, RefusesBadOptionsWithClearMessages) {
   EXPECT_NE(message_of([&] { t.step({{"inputs", Tensor(DataType::kFloat32, {2, 20})}}); })
                 .find("is neither an input of this model nor the target"),
             std::string::npos);
+  // Batch errors carry the model file, as loading and Session::run's do.
+  const std::string wrong_shape = message_of([&] {
+    t.step({{"input", Tensor(DataType::kFloat32, {2, 3})}, {"target", Tensor(DataType::kInt64, {2})}});
+  });
+  EXPECT_EQ(wrong_shape.rfind(model_impl(model).path.string() + ": ", 0), 0u) << wrong_shape;
+  EXPECT_EQ(message_of([&] { t.evaluate({{"input", Tensor(DataType::kFloat32, {2, 3})}}); })
+                .rfind(model_impl(model).path.string() + ": ", 0),
+            0u);
 }
 
 // A model whose path to the loss has an op without a gradient rule is refused when the trainer is
