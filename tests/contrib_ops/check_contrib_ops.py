@@ -113,6 +113,32 @@ def cases():
         yield Case(f"LayerNormalization contrib (opset 13) axis {axis}", "LayerNormalization",
                    [("x", hidden), ("scale", normal(*hidden.shape[axis:])), ("b", normal(*hidden.shape[axis:]))], ["y"],
                    {"axis": axis, "epsilon": 1e-5}, domain="", weights=["scale", "b"], opset=13)
+    # Attention: 4 heads of 4 over hidden 16, batch 2, sequence 5.
+    tokens = normal(2, 5, 16)
+    qkv = {"weights": normal(16, 48, scale=0.3), "bias": normal(48)}
+
+    def attention(label, extra_inputs=(), attrs=None, outputs=("y",), weights=qkv):
+        ins = [("x", tokens), ("weights", weights["weights"]), ("bias", weights["bias"])]
+        ins += list(extra_inputs)
+        return Case(label, "Attention", ins, list(outputs), {"num_heads": 4, **(attrs or {})},
+                    weights=["weights", "bias"])
+
+    yield attention("Attention")
+    yield attention("Attention scale 0.3", attrs={"scale": 0.3})
+    yield attention("Attention unidirectional", attrs={"unidirectional": 1})
+    raw = np.ones((2, 5), np.int32)
+    raw[1, 3:] = 0
+    yield attention("Attention mask [B, T] raw", [("mask", raw)])
+    yield attention("Attention mask [B] key lengths", [("mask", np.array([5, 3], np.int32))])
+    raw3 = np.ones((2, 5, 5), np.int32)
+    raw3[0, :, 4] = 0
+    raw3[1, 2, 1:] = 0
+    yield attention("Attention mask [B, S, T] raw", [("mask", raw3)])
+    yield attention("Attention attention_bias", [("mask", None), ("past", None), ("attention_bias", normal(1, 4, 5, 5))])
+    yield attention("Attention qkv_hidden_sizes 16 16 24", attrs={"qkv_hidden_sizes": [16, 16, 24]},
+                    weights={"weights": normal(16, 56, scale=0.3), "bias": normal(56)})
+    yield attention("Attention past and present, unidirectional", [("mask", None), ("past", normal(2, 2, 4, 3, 4))],
+                    attrs={"unidirectional": 1}, outputs=("y", "present"))
     a_q = rng.integers(0, 256, (3, 8)).astype(np.uint8)
     b_q = rng.integers(-128, 128, (8, 5)).astype(np.int8)
     yield Case("MatMulIntegerToFloat", "MatMulIntegerToFloat",

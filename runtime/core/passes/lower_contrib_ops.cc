@@ -1,6 +1,7 @@
 #include "runtime/core/passes/lower_contrib_ops.h"
 
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,6 +37,16 @@ class Emitter {
 
   std::string constant(float value) {
     return add("Constant", {}, "", {ops::attr_tensor("value", Tensor::from_vector<float>({}, {value}))});
+  }
+  std::string constant(std::vector<int64_t> values, bool scalar = false) {
+    const std::vector<int64_t> dims = scalar ? std::vector<int64_t>{} : std::vector<int64_t>{static_cast<int64_t>(values.size())};
+    return add("Constant", {}, "", {ops::attr_tensor("value", Tensor::from_vector<int64_t>(dims, values))});
+  }
+
+  // Unsqueeze at `axes`: the attribute before opset 13, the input from 13.
+  std::string unsqueeze(const std::string& x, const std::vector<int64_t>& axes, int64_t onnx_opset) {
+    if (onnx_opset >= 13) return add("Unsqueeze", {x, constant(axes)});
+    return add("Unsqueeze", {x}, "", {ops::attr("axes", axes)});
   }
 
   Error error(const std::string& what) const {
@@ -96,8 +107,119 @@ void integer_product_to_float(Emitter& e, const std::string& a, const std::strin
   e.add("Add", {e.add("Mul", {as_float, scale}), bias}, y);
 }
 
+// com.microsoft Attention: Q, K, V = input @ weights + bias split by qkv_hidden_sizes (equal thirds by
+// default), heads of hidden / num_heads; K and V after `past` [2, B, H, P, D] when given (`present`
+// is both, concatenated); scores Q K^T * scale (1/sqrt(D) by default) plus attention_bias, with
+// mask_filter_value (-10000) added where the mask excludes a key: mask_index as key lengths [B], raw
+// 0/1 [B, T] or [B, S, T]; unidirectional hides keys after the query's position. Softmax over the
+// keys, times V, heads merged back.
+void lower_attention(const Node& n, Emitter& e, int64_t onnx_opset, std::optional<size_t> mask_rank) {
+  const int64_t heads = ops::node_int(n, "num_heads", 0);
+  if (heads <= 0) throw e.error("num_heads must be positive");
+  if (ops::node_int(n, "do_rotary", 0) != 0) throw e.error("do_rotary is not supported");
+  if (!input(n, 6).empty()) throw e.error("past_sequence_length is not supported");
+  const std::vector<int64_t> sizes = ops::node_ints(n, "qkv_hidden_sizes", {});
+  const std::string qkv = e.add("MatMul", {input(n, 0), input(n, 1)});
+  const std::string projected = input(n, 2).empty() ? qkv : e.add("Add", {qkv, input(n, 2)});
+  // The three parts along the last axis: [0, q), [q, q + k), [q + k, end).
+  std::vector<std::string> parts;
+  if (sizes.size() == 3) {
+    const int64_t bounds[4] = {0, sizes[0], sizes[0] + sizes[1], sizes[0] + sizes[1] + sizes[2]};
+    for (int i = 0; i < 3; ++i)
+      parts.push_back(e.add("Slice", {projected, e.constant(std::vector<int64_t>{bounds[i]}),
+                                      e.constant(std::vector<int64_t>{bounds[i + 1]}), e.constant(std::vector<int64_t>{-1})}));
+  } else if (sizes.empty()) {
+    // Equal thirds: [B, S, 3 * hidden] -> [B, S, 3, hidden], one Gather per part.
+    const std::string thirds = e.add("Reshape", {projected, e.constant({0, 0, 3, -1})});
+    for (int64_t i = 0; i < 3; ++i)
+      parts.push_back(e.add("Gather", {thirds, e.constant({i}, true)}, "", {ops::attr("axis", int64_t{2})}));
+  } else {
+    throw e.error("qkv_hidden_sizes must have 3 values");
+  }
+  // [B, S, hidden] -> [B, H, S, D].
+  auto split_heads = [&](const std::string& x) {
+    return e.add("Transpose", {e.add("Reshape", {x, e.constant({0, 0, heads, -1})})}, "",
+                 {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
+  };
+  const std::string q = split_heads(parts[0]);
+  std::string k = split_heads(parts[1]), v = split_heads(parts[2]);
+  if (!input(n, 4).empty()) {
+    const std::string zero = e.constant({0}, true), one = e.constant({1}, true);
+    const std::string past_k = e.add("Gather", {input(n, 4), zero}, "", {ops::attr("axis", int64_t{0})});
+    const std::string past_v = e.add("Gather", {input(n, 4), one}, "", {ops::attr("axis", int64_t{0})});
+    k = e.add("Concat", {past_k, k}, "", {ops::attr("axis", int64_t{2})});
+    v = e.add("Concat", {past_v, v}, "", {ops::attr("axis", int64_t{2})});
+  }
+  if (!output(n, 1).empty())
+    e.add("Concat", {e.unsqueeze(k, {0}, onnx_opset), e.unsqueeze(v, {0}, onnx_opset)}, output(n, 1),
+          {ops::attr("axis", int64_t{0})});
+  // scale: the attribute, or 1/sqrt(D) with D from Q's shape.
+  std::string scale;
+  if (const Attribute* a = n.attribute("scale"); a && a->f != 0.0f) {
+    scale = e.constant(a->f);
+  } else {
+    const std::string d = e.add("Cast", {e.add("Gather", {e.add("Shape", {q}), e.constant({3}, true)})}, "",
+                                {ops::attr("to", int64_t{1})});
+    scale = e.add("Reciprocal", {e.add("Sqrt", {d})});
+  }
+  const std::string kt = e.add("Transpose", {k}, "", {ops::attr("perm", std::vector<int64_t>{0, 1, 3, 2})});
+  std::string scores = e.add("Mul", {e.add("MatMul", {q, kt}), scale});
+  if (!input(n, 5).empty()) scores = e.add("Add", {scores, input(n, 5)});
+  const float filter = ops::node_float(n, "mask_filter_value", -10000.0f);
+  // Query positions (past included) and key positions, for the masks that need them.
+  auto positions = [&](const std::string& of, int64_t axis) {  // Range(0, of.shape[axis])
+    const std::string length = e.add("Gather", {e.add("Shape", {of}), e.constant({axis}, true)});
+    return std::make_pair(e.add("Range", {e.constant({0}, true), length, e.constant({1}, true)}), length);
+  };
+  if (!input(n, 3).empty()) {
+    // A 0/1 "key is visible" tensor broadcast to [B, H, S, T]; the form follows mask_index's rank.
+    if (!mask_rank || *mask_rank < 1 || *mask_rank > 3)
+      throw e.error("mask_index must be declared as [B] key lengths, [B, T] or [B, S, T] (its rank is " +
+                    (mask_rank ? std::to_string(*mask_rank) : std::string("unknown")) + ")");
+    const size_t rank = *mask_rank;
+    std::string visible;
+    if (rank == 1) {
+      const auto [keys, total] = positions(k, 2);
+      (void)total;
+      const std::string lengths = e.unsqueeze(e.add("Cast", {input(n, 3)}, "", {ops::attr("to", int64_t{7})}), {1}, onnx_opset);
+      visible = e.add("Cast", {e.add("Less", {keys, lengths})}, "", {ops::attr("to", int64_t{1})});  // [B, T]
+      visible = e.unsqueeze(visible, {1, 2}, onnx_opset);
+    } else {
+      visible = e.add("Cast", {input(n, 3)}, "", {ops::attr("to", int64_t{1})});
+      visible = e.unsqueeze(visible, rank == 3 ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2}, onnx_opset);
+    }
+    const std::string hidden_keys = e.add("Sub", {e.constant(1.0f), visible});
+    scores = e.add("Add", {scores, e.add("Mul", {hidden_keys, e.constant(filter)})});
+  }
+  if (ops::node_int(n, "unidirectional", 0) != 0) {
+    const auto [keys, total] = positions(k, 2);
+    const auto [queries, count] = positions(q, 2);
+    const std::string past = e.add("Sub", {total, count});
+    const std::string rows = e.unsqueeze(e.add("Add", {queries, past}), {1}, onnx_opset);  // [S, 1]
+    const std::string later = e.add("Cast", {e.add("Greater", {keys, rows})}, "", {ops::attr("to", int64_t{1})});
+    scores = e.add("Add", {scores, e.add("Mul", {later, e.constant(filter)})});
+  }
+  const std::string probs = e.add("Softmax", {scores}, "", {ops::attr("axis", int64_t{-1})});
+  const std::string merged = e.add("Transpose", {e.add("MatMul", {probs, v})}, "",
+                                   {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
+  e.add("Reshape", {merged, e.constant({0, 0, -1})}, output(n, 0));
+}
+
+// The rank `graph` declares or inferred for `name`, if it knows it.
+std::optional<size_t> rank_of(const Graph& graph, const std::string& name) {
+  auto rank = [](const TypeInfo& t) -> std::optional<size_t> {
+    if (t.kind != TypeInfo::Kind::kTensor || !t.shape) return std::nullopt;
+    return t.shape->dims.size();
+  };
+  for (const auto* values : {&graph.inputs, &graph.value_infos, &graph.outputs})
+    for (const auto& v : *values)
+      if (v.name == name) return rank(v.type);
+  if (auto it = graph.inferred_types.find(name); it != graph.inferred_types.end()) return rank(it->second);
+  return std::nullopt;
+}
+
 // Appends the replacement of `n` to `out`; false when `n` is not an op this pass lowers.
-bool lower(const Node& n, int64_t onnx_opset, std::vector<Node>& out) {
+bool lower(const Node& n, const Graph& graph, int64_t onnx_opset, std::vector<Node>& out) {
   const bool microsoft = n.domain == kMicrosoft;
   const bool onnx_contrib_layer_norm = is_onnx(n) && n.op_type == "LayerNormalization" && onnx_opset < 17;
   if (!microsoft && !onnx_contrib_layer_norm) return false;
@@ -150,6 +272,8 @@ bool lower(const Node& n, int64_t onnx_opset, std::vector<Node>& out) {
     Node copy = n;
     copy.domain = kTunnxDomain;
     out.push_back(std::move(copy));
+  } else if (op == "Attention") {
+    lower_attention(n, e, onnx_opset, input(n, 3).empty() ? std::nullopt : rank_of(graph, input(n, 3)));
   } else if (op == "MatMulIntegerToFloat") {
     integer_product_to_float(e, input(n, 0), input(n, 1), input(n, 2), input(n, 3), input(n, 4), input(n, 5),
                              input(n, 6), output(n, 0));
@@ -175,7 +299,7 @@ int lower_in(Graph& graph, int64_t onnx_opset) {
       for (auto& sub : attr.graphs) lowered += lower_in(*sub, onnx_opset);
     }
     const size_t before = nodes.size();
-    if (lower(n, onnx_opset, nodes)) {
+    if (lower(n, graph, onnx_opset, nodes)) {
       ++lowered;
     } else {
       nodes.resize(before);

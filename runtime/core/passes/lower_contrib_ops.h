@@ -19,6 +19,12 @@
 //                                     -> Cast(MatMulInteger(A, B, a_zp, b_zp)) * a_scale * b_scale + bias
 //   DynamicQuantizeMatMul(A, B, b_scale[, b_zp, bias])
 //                                     -> DynamicQuantizeLinear(A), then as MatMulIntegerToFloat
+//   Attention(input, weights[, bias, mask_index, past, attention_bias]; num_heads, qkv_hidden_sizes,
+//             scale, unidirectional, mask_filter_value)
+//                                     -> the projections, heads split, softmax(Q K^T scale + bias +
+//                                        masks) V, heads merged; present = past and this step's K, V.
+//                                        mask_index as declared: [B] key lengths, [B, T] or [B, S, T]
+//                                        0/1; not taken: do_rotary, past_sequence_length
 //
 // The activations FusedGemm and FusedConv take: Relu, LeakyRelu, Sigmoid, Tanh, HardSigmoid, Clip.
 #pragma once
