@@ -41,8 +41,9 @@ def normal(*shape, scale=1.0):
 class Case:
     """One node of `op` with inputs (name -> array; names in `weights` become initializers)."""
 
-    def __init__(self, label, op, inputs, outputs, attrs=None, domain="com.microsoft", weights=(), opset=17):
+    def __init__(self, label, op, inputs, outputs, attrs=None, domain="com.microsoft", weights=(), opset=17, types=None):
         self.label, self.op, self.inputs, self.outputs = label, op, inputs, outputs
+        self.types = types or {}  # output name -> TensorProto type where not float
         self.attrs, self.domain, self.weights, self.opset = attrs or {}, domain, set(weights), opset
 
     def model(self, shapes=None):
@@ -58,7 +59,9 @@ class Case:
                 initializers.append(numpy_helper.from_array(value, name))
             else:
                 graph_inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
-        outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, (shapes[o].shape if shapes else None))
+        outputs = [helper.make_tensor_value_info(
+                       o, helper.np_dtype_to_tensor_dtype(shapes[o].dtype) if shapes else self.types.get(o, TensorProto.FLOAT),
+                       shapes[o].shape if shapes else None)
                    for o in self.outputs if o]
         graph = helper.make_graph([node], "contrib", graph_inputs, outputs, initializers)
         opsets = [helper.make_opsetid("", self.opset), helper.make_opsetid("com.microsoft", 1)]
@@ -139,6 +142,40 @@ def cases():
                     weights={"weights": normal(16, 56, scale=0.3), "bias": normal(56)})
     yield attention("Attention past and present, unidirectional", [("mask", None), ("past", normal(2, 2, 4, 3, 4))],
                     attrs={"unidirectional": 1}, outputs=("y", "present"))
+    # MultiHeadAttention: query [2, 5, 16], key [2, 6, 16], value [2, 6, 24], 4 heads.
+    query, key, value = normal(2, 5, 16), normal(2, 6, 16), normal(2, 6, 24)
+
+    def mha(label, extra_inputs=(), attrs=None, outputs=("y",), q=query, k=key, v=value, weights=()):
+        ins = [("query", q), ("key", k), ("value", v)] + list(extra_inputs)
+        return Case(label, "MultiHeadAttention", ins, list(outputs), {"num_heads": 4, **(attrs or {})}, weights=weights)
+
+    yield mha("MultiHeadAttention")
+    yield mha("MultiHeadAttention bias", [("bias", normal(56))], weights=["bias"])
+    pad = np.ones((2, 6), np.int32)
+    pad[0, 4:] = 0
+    yield mha("MultiHeadAttention key_padding_mask [B, T]", [("bias", None), ("mask", pad)])
+    yield mha("MultiHeadAttention key_padding_mask [B]", [("bias", None), ("mask", np.array([6, 2], np.int32))])
+    yield mha("MultiHeadAttention attention_bias", [("bias", None), ("mask", None), ("attention_bias", normal(1, 4, 5, 6))])
+    yield mha("MultiHeadAttention scale 0.25", attrs={"scale": 0.25})
+    self_k, self_v = normal(2, 5, 16), normal(2, 5, 16)
+    yield mha("MultiHeadAttention past, present, unidirectional",
+              [("bias", None), ("mask", None), ("attention_bias", None), ("past_key", normal(2, 4, 3, 4)),
+               ("past_value", normal(2, 4, 3, 4))], attrs={"unidirectional": 1},
+              outputs=("y", "present_key", "present_value"), k=self_k, v=self_v)
+    # EmbedLayerNormalization: vocabulary 30, 2 segments, hidden 16, batch 2, sequence 5.
+    ids = rng.integers(0, 30, (2, 5)).astype(np.int32)
+    segments = rng.integers(0, 2, (2, 5)).astype(np.int32)
+    tables = [("word", normal(30, 16)), ("position", normal(8, 16)), ("segment", normal(2, 16)),
+              ("gamma", normal(16)), ("beta", normal(16))]
+    names = [name for name, _ in tables]
+    ragged = np.ones((2, 5), np.int32)
+    ragged[1, 3:] = 0
+    yield Case("EmbedLayerNormalization", "EmbedLayerNormalization",
+               [("ids", ids), ("segments", segments)] + tables + [("mask", ragged)], ["y", "mask_index"],
+               {"epsilon": 1e-12}, weights=names, types={"mask_index": TensorProto.INT32})
+    yield Case("EmbedLayerNormalization no segment, sum output", "EmbedLayerNormalization",
+               [("ids", ids), ("segments", None), tables[0], tables[1], ("segment", None), tables[3], tables[4]],
+               ["y", "", "sum"], weights=["word", "position", "gamma", "beta"])
     a_q = rng.integers(0, 256, (3, 8)).astype(np.uint8)
     b_q = rng.integers(-128, 128, (8, 5)).astype(np.int8)
     yield Case("MatMulIntegerToFloat", "MatMulIntegerToFloat",

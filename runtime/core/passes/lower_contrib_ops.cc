@@ -1,5 +1,6 @@
 #include "runtime/core/passes/lower_contrib_ops.h"
 
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <string>
@@ -107,15 +108,76 @@ void integer_product_to_float(Emitter& e, const std::string& a, const std::strin
   e.add("Add", {e.add("Mul", {as_float, scale}), bias}, y);
 }
 
-// com.microsoft Attention: Q, K, V = input @ weights + bias split by qkv_hidden_sizes (equal thirds by
-// default), heads of hidden / num_heads; K and V after `past` [2, B, H, P, D] when given (`present`
-// is both, concatenated); scores Q K^T * scale (1/sqrt(D) by default) plus attention_bias, with
-// mask_filter_value (-10000) added where the mask excludes a key: mask_index as key lengths [B], raw
-// 0/1 [B, T] or [B, S, T]; unidirectional hides keys after the query's position. Softmax over the
-// keys, times V, heads merged back.
-void lower_attention(const Node& n, Emitter& e, int64_t onnx_opset, std::optional<size_t> mask_rank) {
+// [B, S, hidden] -> [B, heads, S, hidden / heads].
+std::string split_heads(Emitter& e, const std::string& x, int64_t heads) {
+  return e.add("Transpose", {e.add("Reshape", {x, e.constant({0, 0, heads, -1})})}, "",
+               {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
+}
+
+// What Attention and MultiHeadAttention share once Q, K, V are [B, H, S|T, D]: scores Q K^T * scale
+// (the `scale` attribute, else 1/sqrt(D)) plus `attention_bias`, with mask_filter_value (-10000)
+// added where `mask` (rank `mask_rank`: key lengths [B], or 0/1 [B, T] or [B, S, T]) hides a key and,
+// when unidirectional, where a key comes after the query's position (past keys come first); softmax
+// over the keys, times V, heads merged into `output` [B, S, H * Dv].
+void attend(const Node& n, Emitter& e, int64_t onnx_opset, const std::string& q, const std::string& k,
+            const std::string& v, const std::string& mask, std::optional<size_t> mask_rank,
+            const std::string& attention_bias, const std::string& output) {
+  std::string scale;
+  if (const Attribute* a = n.attribute("scale"); a && a->f != 0.0f) {
+    scale = e.constant(a->f);
+  } else {
+    const std::string d = e.add("Cast", {e.add("Gather", {e.add("Shape", {q}), e.constant({3}, true)})}, "",
+                                {ops::attr("to", int64_t{1})});
+    scale = e.add("Reciprocal", {e.add("Sqrt", {d})});
+  }
+  const std::string kt = e.add("Transpose", {k}, "", {ops::attr("perm", std::vector<int64_t>{0, 1, 3, 2})});
+  std::string scores = e.add("Mul", {e.add("MatMul", {q, kt}), scale});
+  if (!attention_bias.empty()) scores = e.add("Add", {scores, attention_bias});
+  const float filter = ops::node_float(n, "mask_filter_value", -10000.0f);
+  auto positions = [&](const std::string& of) {  // Range(0, of.shape[2]) and the length
+    const std::string length = e.add("Gather", {e.add("Shape", {of}), e.constant({2}, true)});
+    return std::make_pair(e.add("Range", {e.constant({0}, true), length, e.constant({1}, true)}), length);
+  };
+  if (!mask.empty()) {
+    if (!mask_rank || *mask_rank < 1 || *mask_rank > 3)
+      throw e.error("the mask must be declared as [B] key lengths, [B, T] or [B, S, T] (its rank is " +
+                    (mask_rank ? std::to_string(*mask_rank) : std::string("unknown")) + ")");
+    std::string visible;  // 1 where a key is seen, broadcast to [B, H, S, T]
+    if (*mask_rank == 1) {
+      const std::string keys = positions(k).first;
+      const std::string lengths = e.unsqueeze(e.add("Cast", {mask}, "", {ops::attr("to", int64_t{7})}), {1}, onnx_opset);
+      visible = e.add("Cast", {e.add("Less", {keys, lengths})}, "", {ops::attr("to", int64_t{1})});
+      visible = e.unsqueeze(visible, {1, 2}, onnx_opset);
+    } else {
+      visible = e.add("Cast", {mask}, "", {ops::attr("to", int64_t{1})});
+      visible = e.unsqueeze(visible, *mask_rank == 3 ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2}, onnx_opset);
+    }
+    const std::string hidden_keys = e.add("Sub", {e.constant(1.0f), visible});
+    scores = e.add("Add", {scores, e.add("Mul", {hidden_keys, e.constant(filter)})});
+  }
+  if (ops::node_int(n, "unidirectional", 0) != 0) {
+    const auto [keys, total] = positions(k);
+    const auto [queries, count] = positions(q);
+    const std::string rows = e.unsqueeze(e.add("Add", {queries, e.add("Sub", {total, count})}), {1}, onnx_opset);
+    const std::string later = e.add("Cast", {e.add("Greater", {keys, rows})}, "", {ops::attr("to", int64_t{1})});
+    scores = e.add("Add", {scores, e.add("Mul", {later, e.constant(filter)})});
+  }
+  const std::string probs = e.add("Softmax", {scores}, "", {ops::attr("axis", int64_t{-1})});
+  const std::string merged = e.add("Transpose", {e.add("MatMul", {probs, v})}, "",
+                                   {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
+  e.add("Reshape", {merged, e.constant({0, 0, -1})}, output);
+}
+
+int64_t num_heads(const Node& n, Emitter& e) {
   const int64_t heads = ops::node_int(n, "num_heads", 0);
   if (heads <= 0) throw e.error("num_heads must be positive");
+  return heads;
+}
+
+// com.microsoft Attention: Q, K, V = input @ weights + bias split by qkv_hidden_sizes (equal thirds by
+// default); K and V after `past` [2, B, H, P, D] when given (`present` is both, stacked); then attend.
+void lower_attention(const Node& n, Emitter& e, int64_t onnx_opset, std::optional<size_t> mask_rank) {
+  const int64_t heads = num_heads(n, e);
   if (ops::node_int(n, "do_rotary", 0) != 0) throw e.error("do_rotary is not supported");
   if (!input(n, 6).empty()) throw e.error("past_sequence_length is not supported");
   const std::vector<int64_t> sizes = ops::node_ints(n, "qkv_hidden_sizes", {});
@@ -136,73 +198,51 @@ void lower_attention(const Node& n, Emitter& e, int64_t onnx_opset, std::optiona
   } else {
     throw e.error("qkv_hidden_sizes must have 3 values");
   }
-  // [B, S, hidden] -> [B, H, S, D].
-  auto split_heads = [&](const std::string& x) {
-    return e.add("Transpose", {e.add("Reshape", {x, e.constant({0, 0, heads, -1})})}, "",
-                 {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
-  };
-  const std::string q = split_heads(parts[0]);
-  std::string k = split_heads(parts[1]), v = split_heads(parts[2]);
+  const std::string q = split_heads(e, parts[0], heads);
+  std::string k = split_heads(e, parts[1], heads), v = split_heads(e, parts[2], heads);
   if (!input(n, 4).empty()) {
-    const std::string zero = e.constant({0}, true), one = e.constant({1}, true);
-    const std::string past_k = e.add("Gather", {input(n, 4), zero}, "", {ops::attr("axis", int64_t{0})});
-    const std::string past_v = e.add("Gather", {input(n, 4), one}, "", {ops::attr("axis", int64_t{0})});
+    const std::string past_k = e.add("Gather", {input(n, 4), e.constant({0}, true)}, "", {ops::attr("axis", int64_t{0})});
+    const std::string past_v = e.add("Gather", {input(n, 4), e.constant({1}, true)}, "", {ops::attr("axis", int64_t{0})});
     k = e.add("Concat", {past_k, k}, "", {ops::attr("axis", int64_t{2})});
     v = e.add("Concat", {past_v, v}, "", {ops::attr("axis", int64_t{2})});
   }
   if (!output(n, 1).empty())
     e.add("Concat", {e.unsqueeze(k, {0}, onnx_opset), e.unsqueeze(v, {0}, onnx_opset)}, output(n, 1),
           {ops::attr("axis", int64_t{0})});
-  // scale: the attribute, or 1/sqrt(D) with D from Q's shape.
-  std::string scale;
-  if (const Attribute* a = n.attribute("scale"); a && a->f != 0.0f) {
-    scale = e.constant(a->f);
-  } else {
-    const std::string d = e.add("Cast", {e.add("Gather", {e.add("Shape", {q}), e.constant({3}, true)})}, "",
-                                {ops::attr("to", int64_t{1})});
-    scale = e.add("Reciprocal", {e.add("Sqrt", {d})});
-  }
-  const std::string kt = e.add("Transpose", {k}, "", {ops::attr("perm", std::vector<int64_t>{0, 1, 3, 2})});
-  std::string scores = e.add("Mul", {e.add("MatMul", {q, kt}), scale});
-  if (!input(n, 5).empty()) scores = e.add("Add", {scores, input(n, 5)});
-  const float filter = ops::node_float(n, "mask_filter_value", -10000.0f);
-  // Query positions (past included) and key positions, for the masks that need them.
-  auto positions = [&](const std::string& of, int64_t axis) {  // Range(0, of.shape[axis])
-    const std::string length = e.add("Gather", {e.add("Shape", {of}), e.constant({axis}, true)});
-    return std::make_pair(e.add("Range", {e.constant({0}, true), length, e.constant({1}, true)}), length);
-  };
+  attend(n, e, onnx_opset, q, k, v, input(n, 3), mask_rank, input(n, 5), output(n, 0));
+}
+
+// com.microsoft MultiHeadAttention with separate query [B, S, D], key [B, T, D] and value [B, T, Dv]
+// (bias [D + D + Dv] added to each's part), key_padding_mask, attention_bias, past_key / past_value
+// [B, H, P, Dh] before this step's (present_key / present_value: both); then attend. Packed QKV, keys
+// already split into heads and the decoding-only inputs are refused by name.
+void lower_multi_head_attention(const Node& n, Emitter& e, int64_t onnx_opset, std::optional<size_t> mask_rank,
+                                std::optional<size_t> key_rank) {
+  const int64_t heads = num_heads(n, e);
+  if (input(n, 1).empty() || input(n, 2).empty()) throw e.error("packed query/key/value are not supported");
+  if (key_rank != 3) throw e.error("key must be declared [B, T, D] (keys already split into heads are not supported)");
+  for (size_t i = 8; i < n.inputs.size(); ++i)
+    if (!n.inputs[i].empty()) throw e.error("input " + std::to_string(i) + " (decoding state) is not supported");
+  std::string query = input(n, 0), key = input(n, 1), value = input(n, 2);
   if (!input(n, 3).empty()) {
-    // A 0/1 "key is visible" tensor broadcast to [B, H, S, T]; the form follows mask_index's rank.
-    if (!mask_rank || *mask_rank < 1 || *mask_rank > 3)
-      throw e.error("mask_index must be declared as [B] key lengths, [B, T] or [B, S, T] (its rank is " +
-                    (mask_rank ? std::to_string(*mask_rank) : std::string("unknown")) + ")");
-    const size_t rank = *mask_rank;
-    std::string visible;
-    if (rank == 1) {
-      const auto [keys, total] = positions(k, 2);
-      (void)total;
-      const std::string lengths = e.unsqueeze(e.add("Cast", {input(n, 3)}, "", {ops::attr("to", int64_t{7})}), {1}, onnx_opset);
-      visible = e.add("Cast", {e.add("Less", {keys, lengths})}, "", {ops::attr("to", int64_t{1})});  // [B, T]
-      visible = e.unsqueeze(visible, {1, 2}, onnx_opset);
-    } else {
-      visible = e.add("Cast", {input(n, 3)}, "", {ops::attr("to", int64_t{1})});
-      visible = e.unsqueeze(visible, rank == 3 ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2}, onnx_opset);
-    }
-    const std::string hidden_keys = e.add("Sub", {e.constant(1.0f), visible});
-    scores = e.add("Add", {scores, e.add("Mul", {hidden_keys, e.constant(filter)})});
+    // bias = [bq (D), bk (D), bv (Dv)], with D = query's last dim.
+    const std::string d = e.add("Slice", {e.add("Shape", {query}), e.constant(std::vector<int64_t>{-1}),
+                                          e.constant(std::vector<int64_t>{INT64_MAX})});
+    const std::string two_d = e.add("Add", {d, d});
+    auto part = [&](const std::string& from, const std::string& to) {
+      return e.add("Slice", {input(n, 3), from, to});
+    };
+    query = e.add("Add", {query, part(e.constant(std::vector<int64_t>{0}), d)});
+    key = e.add("Add", {key, part(d, two_d)});
+    value = e.add("Add", {value, part(two_d, e.constant(std::vector<int64_t>{INT64_MAX}))});
   }
-  if (ops::node_int(n, "unidirectional", 0) != 0) {
-    const auto [keys, total] = positions(k, 2);
-    const auto [queries, count] = positions(q, 2);
-    const std::string past = e.add("Sub", {total, count});
-    const std::string rows = e.unsqueeze(e.add("Add", {queries, past}), {1}, onnx_opset);  // [S, 1]
-    const std::string later = e.add("Cast", {e.add("Greater", {keys, rows})}, "", {ops::attr("to", int64_t{1})});
-    scores = e.add("Add", {scores, e.add("Mul", {later, e.constant(filter)})});
-  }
-  const std::string probs = e.add("Softmax", {scores}, "", {ops::attr("axis", int64_t{-1})});
-  const std::string merged = e.add("Transpose", {e.add("MatMul", {probs, v})}, "",
-                                   {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
-  e.add("Reshape", {merged, e.constant({0, 0, -1})}, output(n, 0));
+  const std::string q = split_heads(e, query, heads);
+  std::string k = split_heads(e, key, heads), v = split_heads(e, value, heads);
+  if (!input(n, 6).empty()) k = e.add("Concat", {input(n, 6), k}, "", {ops::attr("axis", int64_t{2})});
+  if (!input(n, 7).empty()) v = e.add("Concat", {input(n, 7), v}, "", {ops::attr("axis", int64_t{2})});
+  if (!output(n, 1).empty()) e.add("Identity", {k}, output(n, 1));
+  if (!output(n, 2).empty()) e.add("Identity", {v}, output(n, 2));
+  attend(n, e, onnx_opset, q, k, v, input(n, 4), mask_rank, input(n, 5), output(n, 0));
 }
 
 // The rank `graph` declares or inferred for `name`, if it knows it.
@@ -216,6 +256,36 @@ std::optional<size_t> rank_of(const Graph& graph, const std::string& name) {
       if (v.name == name) return rank(v.type);
   if (auto it = graph.inferred_types.find(name); it != graph.inferred_types.end()) return rank(it->second);
   return std::nullopt;
+}
+
+// com.microsoft EmbedLayerNormalization: word + position (position_ids, or 0..S-1) [+ segment]
+// embeddings of the ids, LayerNorm over the hidden axis with gamma, beta, epsilon; mask_index is the
+// mask's row sums (its key lengths; zeros without a mask); embedding_sum the sum before the norm.
+void lower_embed_layer_norm(const Node& n, Emitter& e, int64_t onnx_opset) {
+  auto gather = [&](const std::string& table, const std::string& ids) { return e.add("Gather", {table, ids}); };
+  std::string positions = input(n, 8);
+  if (positions.empty()) {
+    const std::string length = e.add("Gather", {e.add("Shape", {input(n, 0)}), e.constant({1}, true)});
+    positions = e.unsqueeze(e.add("Range", {e.constant({0}, true), length, e.constant({1}, true)}), {0}, onnx_opset);
+  }
+  std::string sum = e.add("Add", {gather(input(n, 2), input(n, 0)), gather(input(n, 3), positions)});
+  if (!input(n, 1).empty() && !input(n, 4).empty())
+    sum = e.add("Add", {sum, gather(input(n, 4), input(n, 1))}, "");
+  if (!output(n, 2).empty()) e.add("Identity", {sum}, output(n, 2));
+  std::vector<std::string> norm_inputs = {sum, input(n, 5)};
+  if (!input(n, 6).empty()) norm_inputs.push_back(input(n, 6));
+  e.add("LayerNormalization", norm_inputs, output(n, 0),
+        {ops::attr("axis", int64_t{-1}), ops::attr("epsilon", ops::node_float(n, "epsilon", 1e-12f))}, kTunnxDomain);
+  if (output(n, 1).empty()) return;
+  if (input(n, 7).empty()) {
+    const std::string batch = e.add("Slice", {e.add("Shape", {input(n, 0)}), e.constant(std::vector<int64_t>{0}),
+                                              e.constant(std::vector<int64_t>{1})});
+    e.add("ConstantOfShape", {batch}, output(n, 1), {ops::attr_tensor("value", Tensor::from_vector<int32_t>({1}, {0}))});
+    return;
+  }
+  const std::string mask = e.add("Cast", {input(n, 7)}, "", {ops::attr("to", int64_t{6})});
+  if (onnx_opset >= 13) e.add("ReduceSum", {mask, e.constant(std::vector<int64_t>{1})}, output(n, 1), {ops::attr("keepdims", int64_t{0})});
+  else e.add("ReduceSum", {mask}, output(n, 1), {ops::attr("axes", std::vector<int64_t>{1}), ops::attr("keepdims", int64_t{0})});
 }
 
 // Appends the replacement of `n` to `out`; false when `n` is not an op this pass lowers.
@@ -274,6 +344,11 @@ bool lower(const Node& n, const Graph& graph, int64_t onnx_opset, std::vector<No
     out.push_back(std::move(copy));
   } else if (op == "Attention") {
     lower_attention(n, e, onnx_opset, input(n, 3).empty() ? std::nullopt : rank_of(graph, input(n, 3)));
+  } else if (op == "MultiHeadAttention") {
+    lower_multi_head_attention(n, e, onnx_opset, input(n, 4).empty() ? std::nullopt : rank_of(graph, input(n, 4)),
+                               rank_of(graph, input(n, 1)));
+  } else if (op == "EmbedLayerNormalization") {
+    lower_embed_layer_norm(n, e, onnx_opset);
   } else if (op == "MatMulIntegerToFloat") {
     integer_product_to_float(e, input(n, 0), input(n, 1), input(n, 2), input(n, 3), input(n, 4), input(n, 5),
                              input(n, 6), output(n, 0));

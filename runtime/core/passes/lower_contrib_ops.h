@@ -25,6 +25,11 @@
 //                                        masks) V, heads merged; present = past and this step's K, V.
 //                                        mask_index as declared: [B] key lengths, [B, T] or [B, S, T]
 //                                        0/1; not taken: do_rotary, past_sequence_length
+//   MultiHeadAttention(query, key, value[, bias, key_padding_mask, attention_bias, past_key,
+//                      past_value])      -> the same with separate projections (3-D key and value);
+//                                        present_key / present_value
+//   EmbedLayerNormalization(ids[, segment_ids], word, position[, segment], gamma, beta[, mask,
+//                           position_ids]) -> embeddings summed, LayerNorm; mask_index = mask row sums
 //
 // The activations FusedGemm and FusedConv take: Relu, LeakyRelu, Sigmoid, Tanh, HardSigmoid, Clip.
 #pragma once
