@@ -54,67 +54,7 @@ struct ConvPrimitive {
   std::optional<Reorder> src_in, weights_in, dst_out;
   std::optional<Reorder> dst_in;  // FusedConv's residual into the primitive's dst layout
 
-  // Runs the convolution on data in the primitive's layouts (bias may be null) and waits. Packed
-  // weights come as their memory object: setting a blocked layout's handle zero-fills its padding,
-  // a write to weights other runs read.
-  void run(dnnl::stream& stream, void* src_data, const dnnl::memory* packed_weights, void* weights_data,
-           void* bias_data, void* dst_data) const {
-    std::unique_ptr<Bound> b = take();
-    b->src.set_data_handle(src_data);
-    if (packed_weights) {
-      b->args[DNNL_ARG_WEIGHTS] = *packed_weights;
-    } else {
-      b->weights.set_data_handle(weights_data);
-      b->args[DNNL_ARG_WEIGHTS] = b->weights;
-    }
-    b->dst.set_data_handle(dst_data);
-    if (bias_data) b->bias.set_data_handle(bias_data);
-    std::optional<HostScratch> scratch;  // from the host memory cache
-    if (scratchpad.get_size() > 0) {
-      scratch.emplace(scratchpad.get_size());
-      b->scratch.set_data_handle(scratch->data());
-    }
-    primitive.execute(stream, b->args);
-    stream.wait();  // before the scratchpad goes back
-    std::lock_guard<std::mutex> lock(mutex);
-    spare.push_back(std::move(b));
-  }
-
- private:
-  // The argument memory objects of one run, kept for the next ones (set_data_handle): made per call,
-  // two allocations each, they were most of a small convolution's time (brgconv_1x1 16x16 at 1x1
-  // measured alone: 3.0 us with fresh memory objects, 0.6 us with reused ones).
-  struct Bound {
-    dnnl::memory src, weights, dst, bias, scratch;
-    std::unordered_map<int, dnnl::memory> args;
-  };
-  std::unique_ptr<Bound> take() const {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (!spare.empty()) {
-        std::unique_ptr<Bound> b = std::move(spare.back());
-        spare.pop_back();
-        return b;
-      }
-    }
-    const dnnl::engine& engine = cpu_engine();
-    auto b = std::make_unique<Bound>();
-    b->src = dnnl::memory(src, engine, nullptr);
-    b->weights = dnnl::memory(weights, engine, nullptr);
-    b->dst = dnnl::memory(dst, engine, nullptr);
-    b->args = {{DNNL_ARG_SRC, b->src}, {DNNL_ARG_WEIGHTS, b->weights}, {DNNL_ARG_DST, b->dst}};
-    if (bias.get_size() > 0) {
-      b->bias = dnnl::memory(bias, engine, nullptr);
-      b->args[DNNL_ARG_BIAS] = b->bias;
-    }
-    if (scratchpad.get_size() > 0) {
-      b->scratch = dnnl::memory(scratchpad, engine, nullptr);
-      b->args[DNNL_ARG_SCRATCHPAD] = b->scratch;
-    }
-    return b;
-  }
-  mutable std::mutex mutex;
-  mutable std::vector<std::unique_ptr<Bound>> spare;
+  BoundPrimitive bound;  // the primitive with its arguments' memory objects (SRC, WEIGHTS, DST[, BIAS])
 };
 
 // Weights and bias with a BatchNormalization folded in: W'[c] = W[c] s[c], B'[c] = (B[c] - mean[c])
@@ -219,7 +159,8 @@ class OnednnConv : public Kernel {
     }
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
-    const SerialIfSmall serial(static_cast<double>(product(y_dims)) * static_cast<double>(w->numel() / g->out_channels));
+    const double work = static_cast<double>(product(y_dims)) * static_cast<double>(w->numel() / g->out_channels);
+    const SerialIfSmall serial(work);
     const dnnl::engine& engine = cpu_engine();
     dnnl::stream stream(engine);
     // Source: the plain tensor, or a blocked copy of it.
@@ -257,7 +198,12 @@ class OnednnConv : public Kernel {
         std::copy(data<float>(*residual), data<float>(*residual) + residual->numel(), mutable_data<float>(y));
       }
     }
-    p->run(stream, src, packed.get(), weights, bias ? const_cast<float*>(data<float>(*bias)) : nullptr, dst);
+    // Packed weights go in as their memory object: setting a blocked layout's handle zero-fills its
+    // padding, a write to weights other runs read.
+    if (packed)
+      p->bound.run({src, nullptr, dst, bias ? data<float>(*bias) : nullptr}, {{DNNL_ARG_WEIGHTS, *packed}}, work);
+    else
+      p->bound.run({src, weights, dst, bias ? data<float>(*bias) : nullptr}, {}, work);
     if (p->dst_out)
       run_on(stream, p->dst_out->primitive, p->dst_out->scratchpad,
              {{DNNL_ARG_FROM, wrap(p->dst, static_cast<float*>(dst))}, {DNNL_ARG_TO, wrap(p->dst_plain, mutable_data<float>(y))}});
@@ -317,6 +263,10 @@ class OnednnConv : public Kernel {
       built->weights_in = reorder_between(built->weights_plain, built->weights);
       built->dst_out = reorder_between(built->dst, built->dst_plain);
       if (fused_ && fused_->has_residual) built->dst_in = reorder_between(built->dst_plain, built->dst);
+      std::vector<std::pair<int, dnnl::memory::desc>> args = {
+          {DNNL_ARG_SRC, built->src}, {DNNL_ARG_WEIGHTS, built->weights}, {DNNL_ARG_DST, built->dst}};
+      if (has_bias) args.emplace_back(DNNL_ARG_BIAS, built->bias);
+      built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
     } catch (const dnnl::error&) {
       return nullptr;
     }

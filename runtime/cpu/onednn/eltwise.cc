@@ -21,6 +21,7 @@ namespace {
 struct EltwisePrimitive {
   dnnl::primitive primitive;
   dnnl::memory::desc data, scratchpad;
+  BoundPrimitive bound;  // forward: SRC, DST; backward: SRC, DIFF_DST, DIFF_SRC
 };
 
 std::optional<dnnl::algorithm> gelu_algorithm(const std::string& approximate) {
@@ -65,17 +66,19 @@ class OnednnEltwise : public Kernel {
       } catch (const dnnl::error&) {
         return reference_->run(ctx);
       }
+      if (backward_)
+        built->bound = BoundPrimitive(
+            built->primitive, {{DNNL_ARG_SRC, built->data}, {DNNL_ARG_DIFF_DST, built->data}, {DNNL_ARG_DIFF_SRC, built->data}},
+            built->scratchpad);
+      else
+        built->bound = BoundPrimitive(built->primitive, {{DNNL_ARG_SRC, built->data}, {DNNL_ARG_DST, built->data}}, built->scratchpad);
       p = cache_.insert(n, std::move(built));
     }
     Tensor& out = ctx.allocate_output_uninitialized(0, DataType::kFloat32, first.dims());
     if (backward_)
-      execute(p->primitive, p->scratchpad,
-              {{DNNL_ARG_SRC, wrap(p->data, data<float>(*x))},
-               {DNNL_ARG_DIFF_DST, wrap(p->data, data<float>(first))},
-               {DNNL_ARG_DIFF_SRC, wrap(p->data, mutable_data<float>(out))}});
+      p->bound.run({data<float>(*x), data<float>(first), mutable_data<float>(out)});
     else
-      execute(p->primitive, p->scratchpad,
-              {{DNNL_ARG_SRC, wrap(p->data, data<float>(*x))}, {DNNL_ARG_DST, wrap(p->data, mutable_data<float>(out))}});
+      p->bound.run({data<float>(*x), mutable_data<float>(out)});
   }
 
  private:

@@ -71,6 +71,13 @@ struct MatMulPrimitive {
   // B [K, N] is copied to [N, K] before each run (the brgemm exception in the header comment).
   bool transpose_b = false;
   int64_t k = 0, n = 0;
+  onednn::BoundPrimitive bound;  // SRC, WEIGHTS, DST[, the bias post-op's operand]; made by bind()
+
+  void bind() {
+    std::vector<std::pair<int, dnnl::memory::desc>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+    if (bias_index >= 0) args.emplace_back(DNNL_ARG_ATTR_MULTIPLE_POST_OP(bias_index) | DNNL_ARG_SRC_1, bias);
+    bound = onednn::BoundPrimitive(primitive, std::move(args), scratchpad);
+  }
 };
 
 // Rows of the product (A's rows, all batch dims folded in) and B's K and N, from the descriptors.
@@ -155,13 +162,13 @@ void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, cons
   } else if (p.weights != p.stored_weights) {
     copy = packed.get(b, p.stored_weights, p.weights);
   }
-  std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(p.src, a)},
-                                                {DNNL_ARG_WEIGHTS, copy ? *copy : onednn::wrap(p.weights, weights)},
-                                                {DNNL_ARG_DST, onednn::wrap(p.dst, y)}};
-  if (p.bias_index >= 0)
-    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(p.bias_index) | DNNL_ARG_SRC_1] = onednn::wrap(p.bias, bias);
   const double macs = static_cast<double>(p.dst.get_size() / sizeof(float)) * static_cast<double>(p.src.dims().back());
-  onednn::execute(p.primitive, p.scratchpad, std::move(args), macs);
+  // A packed copy goes in as its memory object (setting a blocked layout's handle zero-fills its
+  // padding, a write to weights other runs read).
+  if (copy)
+    p.bound.run({a, nullptr, y, p.bias_index >= 0 ? bias : nullptr}, {{DNNL_ARG_WEIGHTS, *copy}}, macs);
+  else
+    p.bound.run({a, weights, y, p.bias_index >= 0 ? bias : nullptr}, {}, macs);
 }
 
 bool is_f32(const Tensor& t) { return t.dtype() == DataType::kFloat32; }
@@ -360,6 +367,7 @@ class OnednnLinear : public Kernel {
       if (!built) return reference_->run(ctx);
       built->bias = onednn::plain_f32(bias_dims);
       built->bias_index = bias_index;
+      built->bind();
       p = cache_.insert(key, std::move(built));
     }
 

@@ -83,6 +83,78 @@ void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratch
   stream.wait();
 }
 
+struct BoundPrimitive::Bound {
+  std::vector<dnnl::memory> memories;  // one per pointer argument
+  dnnl::memory scratch;
+  std::unordered_map<int, dnnl::memory> args;
+};
+
+struct BoundPrimitive::State {
+  dnnl::primitive primitive;
+  std::vector<std::pair<int, dnnl::memory::desc>> pointer_args;
+  dnnl::memory::desc scratchpad;
+  double elements = -1;  // of DST or DIFF_SRC, for SerialIfSmall
+  std::mutex mutex;
+  std::vector<std::unique_ptr<Bound>> spare;
+};
+
+BoundPrimitive::BoundPrimitive(dnnl::primitive primitive, std::vector<std::pair<int, dnnl::memory::desc>> pointer_args,
+                               dnnl::memory::desc scratchpad)
+    : state_(std::make_shared<State>()) {
+  state_->primitive = std::move(primitive);
+  state_->pointer_args = std::move(pointer_args);
+  state_->scratchpad = std::move(scratchpad);
+  for (const auto& [id, desc] : state_->pointer_args)
+    if (id == DNNL_ARG_DST || (id == DNNL_ARG_DIFF_SRC && state_->elements < 0))
+      state_->elements = static_cast<double>(desc.get_size()) / sizeof(float);
+}
+
+void BoundPrimitive::run(std::initializer_list<const void*> pointers,
+                         std::initializer_list<std::pair<int, dnnl::memory>> objects, double work) const {
+  State& s = *state_;
+  std::unique_ptr<Bound> b;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (!s.spare.empty()) {
+      b = std::move(s.spare.back());
+      s.spare.pop_back();
+    }
+  }
+  const dnnl::engine& engine = cpu_engine();
+  if (!b) {
+    b = std::make_unique<Bound>();
+    for (const auto& [id, desc] : s.pointer_args) b->memories.emplace_back(desc, engine, nullptr);
+    if (s.scratchpad.get_size() > 0) b->scratch = dnnl::memory(s.scratchpad, engine, nullptr);
+  }
+  // Objects first, then pointers; an argument given neither way is left out. The map keeps its
+  // entries from run to run (assigning an existing key allocates nothing).
+  for (const auto& [id, memory] : objects) b->args[id] = memory;
+  size_t i = 0;
+  for (const void* p : pointers) {
+    if (i >= s.pointer_args.size()) break;
+    const int id = s.pointer_args[i].first;
+    if (p) {
+      b->memories[i].set_data_handle(const_cast<void*>(p));  // oneDNN only reads its sources
+      b->args[id] = b->memories[i];
+    } else if (std::none_of(objects.begin(), objects.end(), [id](const auto& o) { return o.first == id; })) {
+      b->args.erase(id);
+    }
+    ++i;
+  }
+  const SerialIfSmall serial(work >= 0 ? work : s.elements >= 0 ? s.elements : SerialIfSmall::kSerialWork);
+  dnnl::stream stream(engine);
+  std::optional<HostScratch> scratch;  // from the host memory cache, as execute() takes it
+  if (s.scratchpad.get_size() > 0) {
+    scratch.emplace(s.scratchpad.get_size());
+    b->scratch.set_data_handle(scratch->data());
+    b->args[DNNL_ARG_SCRATCHPAD] = b->scratch;
+  }
+  s.primitive.execute(stream, b->args);
+  stream.wait();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.spare.push_back(std::move(b));
+}
+
 bool append_activation(dnnl::post_ops& ops, const ops::Activation& act) {
   using Kind = ops::Activation::Kind;
   using dnnl::algorithm;

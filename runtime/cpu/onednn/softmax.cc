@@ -56,6 +56,7 @@ void softmax_strided(const float* x, float* y, int64_t outer, int64_t channels, 
 struct SoftmaxPrimitive {
   dnnl::softmax_forward primitive;
   dnnl::memory::desc data, scratchpad;
+  BoundPrimitive bound;  // SRC, DST
 };
 
 class OnednnSoftmax : public Kernel {
@@ -101,6 +102,7 @@ class OnednnSoftmax : public Kernel {
             cpu_engine());
         built->primitive = dnnl::softmax_forward(pd);
         built->scratchpad = pd.scratchpad_desc();
+        built->bound = BoundPrimitive(built->primitive, {{DNNL_ARG_SRC, built->data}, {DNNL_ARG_DST, built->data}}, built->scratchpad);
       } catch (const dnnl::error&) {
         return reference_->run(ctx);
       }
@@ -108,8 +110,7 @@ class OnednnSoftmax : public Kernel {
     }
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, x.dims());
-    execute(p->primitive, p->scratchpad,
-            {{DNNL_ARG_SRC, wrap(p->data, data<float>(x))}, {DNNL_ARG_DST, wrap(p->data, mutable_data<float>(y))}});
+    p->bound.run({data<float>(x), mutable_data<float>(y)});
   }
 
  private:

@@ -72,6 +72,7 @@ CollapsedTranspose collapse(const std::vector<int64_t>& dims, const std::vector<
 struct TransposeReorder {
   dnnl::reorder primitive;
   dnnl::memory::desc from, to, scratchpad;
+  BoundPrimitive bound;  // FROM, TO
 };
 
 std::shared_ptr<TransposeReorder> build(const CollapsedTranspose& c) {
@@ -96,6 +97,7 @@ std::shared_ptr<TransposeReorder> build(const CollapsedTranspose& c) {
   dnnl::reorder::primitive_desc pd(cpu_engine(), built->from, cpu_engine(), built->to, attr);
   built->primitive = dnnl::reorder(pd);
   built->scratchpad = pd.scratchpad_desc();
+  built->bound = BoundPrimitive(built->primitive, {{DNNL_ARG_FROM, built->from}, {DNNL_ARG_TO, built->to}}, built->scratchpad);
   return built;
 }
 
@@ -140,8 +142,7 @@ class OnednnTranspose : public Kernel {
     std::vector<int64_t> out_dims;
     for (int64_t d : perm) out_dims.push_back(x.dims()[static_cast<size_t>(d)]);
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, std::move(out_dims));
-    execute(p->primitive, p->scratchpad,
-            {{DNNL_ARG_FROM, wrap(p->from, data<float>(x))}, {DNNL_ARG_TO, wrap(p->to, mutable_data<float>(y))}});
+    p->bound.run({data<float>(x), mutable_data<float>(y)});
   }
 
  private:
