@@ -50,6 +50,9 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
       built->primitive = dnnl::convolution_forward(pd);
       built->weights = pd.weights_desc();
       built->scratchpad = pd.scratchpad_desc();
+      std::vector<std::pair<int, dnnl::memory::desc>> args = {{DNNL_ARG_SRC, built->src}, {DNNL_ARG_DST, built->dst}};
+      if (bias) args.emplace_back(DNNL_ARG_BIAS, built->bias);
+      built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
     } catch (const dnnl::error&) {
       declined_.insert(key, std::make_shared<const bool>(true));
       return false;
@@ -58,10 +61,8 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
   }
 
   std::shared_ptr<const dnnl::memory> weights = packed_.get(b, p->stored_weights, p->weights);
-  std::unordered_map<int, dnnl::memory> args = {
-      {DNNL_ARG_SRC, wrap(p->src, a)}, {DNNL_ARG_WEIGHTS, *weights}, {DNNL_ARG_DST, wrap(p->dst, y)}};
-  if (bias) args[DNNL_ARG_BIAS] = wrap(p->bias, bias);
-  execute(p->primitive, p->scratchpad, std::move(args), static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
+  p->bound.run({a, y, bias}, {{DNNL_ARG_WEIGHTS, *weights}},
+               static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
   return true;
 }
 

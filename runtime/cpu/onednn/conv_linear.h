@@ -44,6 +44,7 @@ class ConvLinear {
   struct Primitive {
     dnnl::convolution_forward primitive;
     dnnl::memory::desc src, stored_weights, weights, bias, dst, scratchpad;
+    BoundPrimitive bound;  // SRC, DST[, BIAS]; the packed weights go in as their memory object
   };
   using Key = std::vector<int64_t>;
 

@@ -20,6 +20,7 @@ namespace {
 struct LayerNormPrimitive {
   dnnl::layer_normalization_forward primitive;
   dnnl::memory::desc data, channels, scratchpad;
+  BoundPrimitive bound;  // SRC, DST, SCALE[, SHIFT]
 };
 
 class OnednnLayerNorm : public Kernel {
@@ -58,6 +59,10 @@ class OnednnLayerNorm : public Kernel {
             attr, cpu_engine());
         built->primitive = dnnl::layer_normalization_forward(pd);
         built->scratchpad = pd.scratchpad_desc();
+        std::vector<std::pair<int, dnnl::memory::desc>> args = {
+            {DNNL_ARG_SRC, built->data}, {DNNL_ARG_DST, built->data}, {DNNL_ARG_SCALE, built->channels}};
+        if (shift) args.emplace_back(DNNL_ARG_SHIFT, built->channels);
+        built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
       } catch (const dnnl::error&) {
         return reference_->run(ctx);
       }
@@ -65,11 +70,7 @@ class OnednnLayerNorm : public Kernel {
     }
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, x.dims());
-    std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, wrap(p->data, data<float>(x))},
-                                                  {DNNL_ARG_DST, wrap(p->data, mutable_data<float>(y))},
-                                                  {DNNL_ARG_SCALE, wrap(p->channels, data<float>(scale))}};
-    if (shift) args[DNNL_ARG_SHIFT] = wrap(p->channels, data<float>(*shift));
-    execute(p->primitive, p->scratchpad, std::move(args));
+    p->bound.run({data<float>(x), mutable_data<float>(y), data<float>(scale), shift ? data<float>(*shift) : nullptr});
   }
 
  private:

@@ -27,6 +27,7 @@ using Key = std::vector<int64_t>;
 struct PoolPrimitive {
   dnnl::pooling_v2_forward primitive;
   dnnl::memory::desc src, dst, scratchpad;
+  BoundPrimitive bound;  // SRC, DST
 };
 
 class OnednnPool : public Kernel {
@@ -59,8 +60,7 @@ class OnednnPool : public Kernel {
       p = cache_.insert(key, std::move(built));
     }
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
-    execute(p->primitive, p->scratchpad,
-            {{DNNL_ARG_SRC, wrap(p->src, data<float>(x))}, {DNNL_ARG_DST, wrap(p->dst, mutable_data<float>(y))}});
+    p->bound.run({data<float>(x), mutable_data<float>(y)});
   }
 
  private:
@@ -94,6 +94,7 @@ class OnednnPool : public Kernel {
       if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return nullptr;
       built->primitive = dnnl::pooling_v2_forward(pd);
       built->scratchpad = pd.scratchpad_desc();
+      built->bound = BoundPrimitive(built->primitive, {{DNNL_ARG_SRC, built->src}, {DNNL_ARG_DST, built->dst}}, built->scratchpad);
     } catch (const dnnl::error&) {
       return nullptr;
     }
