@@ -13,18 +13,35 @@
 #include "runtime/train/gradient_op.h"
 
 namespace tunnx {
+namespace {
+
+// The model's opsets by domain ("" for ai.onnx), with com.tunnx, the domain of fused and gradient
+// nodes (a model's own import of it wins).
+std::map<std::string, int64_t> opsets_of(const ModelImpl& model) {
+  std::map<std::string, int64_t> opsets;
+  for (const auto& o : model.ir.opset_imports) opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
+  opsets.emplace(ir::kTunnxDomain, 1);
+  return opsets;
+}
+
+// The first steps of every preparation: a copy of the model's graph with functions inlined and
+// contrib ops lowered.
+ir::Graph lowered_copy(const ModelImpl& model) {
+  ir::Graph graph = ir::deep_copy(model.ir.graph);
+  ir::inline_functions(graph, model.ir.functions);
+  ir::lower_contrib_ops(graph, model.ir.opset_version(""));
+  return graph;
+}
+
+}  // namespace
 
 PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& options) {
   PreparedGraph prepared;
-  prepared.graph = std::make_unique<ir::Graph>(ir::deep_copy(model.ir.graph));
-  ir::Graph& graph = *prepared.graph;
-  for (const auto& o : model.ir.opset_imports) prepared.opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
-  // The domain of fused and gradient nodes; a model's own import of it wins.
-  prepared.opsets.emplace(ir::kTunnxDomain, 1);
+  prepared.opsets = opsets_of(model);
 
   try {
-    ir::inline_functions(graph, model.ir.functions);
-    ir::lower_contrib_ops(graph, model.ir.opset_version(""));
+    prepared.graph = std::make_unique<ir::Graph>(lowered_copy(model));
+    ir::Graph& graph = *prepared.graph;
     train::lower_gradient_ops(graph, prepared.opsets, model.store);
     // Before the caller's rewrite, so autodiff differentiates the simpler graph: GELU spelled out as
     // five ops becomes one Gelu (one gradient kernel), and MatMul(x, Transpose(W)) one product reading
@@ -60,12 +77,8 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
 }
 
 std::vector<std::string> ops_without_kernels(const ModelImpl& model, DeviceType device) {
-  ir::Graph graph = ir::deep_copy(model.ir.graph);
-  std::map<std::string, int64_t> opsets;
-  for (const auto& o : model.ir.opset_imports) opsets[o.domain == "ai.onnx" ? "" : o.domain] = o.version;
-  opsets.emplace(ir::kTunnxDomain, 1);
-  ir::inline_functions(graph, model.ir.functions);
-  ir::lower_contrib_ops(graph, model.ir.opset_version(""));
+  const ir::Graph graph = lowered_copy(model);
+  const std::map<std::string, int64_t> opsets = opsets_of(model);
   std::set<std::string> missing;
   graph.visit([&](const ir::Graph& g, int) {
     for (const auto& node : g.nodes) {

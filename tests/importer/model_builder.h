@@ -380,6 +380,16 @@ inline onnx::GraphProto& attr_graph(onnx::NodeProto& n, const std::string& name,
   g.set_name(graph_name);
   return g;
 }
+// Graph attribute `name` of `n` (an If branch) that returns Identity(input) as the float `output`.
+inline void attr_identity_graph(onnx::NodeProto& n, const std::string& name, const std::string& graph_name,
+                                const std::string& input, const std::string& output, const Dims& dims) {
+  onnx::GraphProto& g = attr_graph(n, name, graph_name);
+  auto* id = g.add_node();
+  id->set_op_type("Identity");
+  id->add_input(input);
+  id->add_output(output);
+  *g.add_output() = value_info(output, TensorProto::FLOAT, dims);
+}
 inline void attr_sparse(onnx::NodeProto& n, const std::string& name, const onnx::SparseTensorProto& s) {
   *add_attribute(n, name, onnx::AttributeProto::SPARSE_TENSOR).mutable_sparse_tensor() = s;
 }

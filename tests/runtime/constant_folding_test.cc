@@ -119,12 +119,7 @@ TEST_F(ConstantFolding, ConstantNodesOfAnIfBodyAreTheBodysConstants) {
   mul->add_input("c3");
   mul->add_output("then_y");
   *then_branch.add_output() = value_info("then_y", kF32, Dims{3});
-  onnx::GraphProto& else_branch = attr_graph(node, "else_branch", "else");
-  auto* id = else_branch.add_node();
-  id->set_op_type("Identity");
-  id->add_input("x");
-  id->add_output("else_y");
-  *else_branch.add_output() = value_info("else_y", kF32, Dims{3});
+  attr_identity_graph(node, "else_branch", "else", "x", "else_y", Dims{3});
   b.output("y", kF32, Dims{3});
   Model model = Model::load(b.save(path("m.onnx")));
   Session session(model);

@@ -118,12 +118,7 @@ TEST_F(ConstantNodeWeights, InsideAnIfBranch) {
   mul->add_input("scale");
   mul->add_output("then_y");
   *then_branch.add_output() = tunnx_test::value_info("then_y", kFloat, Dims{3});
-  onnx::GraphProto& else_branch = tunnx_test::attr_graph(node, "else_branch", "else");
-  auto* id = else_branch.add_node();
-  id->set_op_type("Identity");
-  id->add_input("x");
-  id->add_output("else_y");
-  *else_branch.add_output() = tunnx_test::value_info("else_y", kFloat, Dims{3});
+  tunnx_test::attr_identity_graph(node, "else_branch", "else", "x", "else_y", Dims{3});
   b.output("y", kFloat, Dims{3});
   Model model = Model::load(b.save(path("if.onnx")));
   ASSERT_EQ(model.named_parameters().size(), 1u);

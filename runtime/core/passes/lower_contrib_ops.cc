@@ -373,13 +373,8 @@ int lower_in(Graph& graph, int64_t onnx_opset) {
       if (attr.g) lowered += lower_in(*attr.g, onnx_opset);
       for (auto& sub : attr.graphs) lowered += lower_in(*sub, onnx_opset);
     }
-    const size_t before = nodes.size();
-    if (lower(n, graph, onnx_opset, nodes)) {
-      ++lowered;
-    } else {
-      nodes.resize(before);
-      nodes.push_back(std::move(n));
-    }
+    if (lower(n, graph, onnx_opset, nodes)) ++lowered;  // appends nothing when it returns false
+    else nodes.push_back(std::move(n));
   }
   graph.nodes = std::move(nodes);
   return lowered;

@@ -85,13 +85,15 @@ std::shared_ptr<FoldedWeights> fold_batch_norm(const Tensor& w, const Tensor* b,
   return f;
 }
 
-void run_on(dnnl::stream& stream, const dnnl::primitive& p, const dnnl::memory::desc& scratchpad,
-            std::unordered_map<int, dnnl::memory> args) {
-  std::optional<HostScratch> scratch;  // from the host memory cache, as onednn::execute does
+// Runs a layout reorder (uncommon paths: the convolution itself runs through its BoundPrimitive) on
+// a stream of its own, and waits.
+void run_on(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad, std::unordered_map<int, dnnl::memory> args) {
+  std::optional<HostScratch> scratch;  // from the host memory cache, as BoundPrimitive::run does
   if (scratchpad.get_size() > 0) {
     scratch.emplace(scratchpad.get_size());
     args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, cpu_engine(), scratch->data());
   }
+  dnnl::stream stream(cpu_engine());
   p.execute(stream, args);
   stream.wait();  // before the scratchpad goes back
 }
@@ -161,14 +163,12 @@ class OnednnConv : public Kernel {
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
     const double work = static_cast<double>(product(y_dims)) * static_cast<double>(w->numel() / g->out_channels);
     const SerialIfSmall serial(work);
-    const dnnl::engine& engine = cpu_engine();
-    dnnl::stream stream(engine);
     // Source: the plain tensor, or a blocked copy of it.
     std::optional<HostScratch> src_block, weights_block, dst_block;
     void* src = const_cast<float*>(data<float>(x));  // oneDNN only reads a source
     if (p->src_in) {
       src_block.emplace(p->src.get_size());
-      run_on(stream, p->src_in->primitive, p->src_in->scratchpad,
+      run_on(p->src_in->primitive, p->src_in->scratchpad,
              {{DNNL_ARG_FROM, wrap(p->src_plain, data<float>(x))}, {DNNL_ARG_TO, wrap(p->src, src_block->data())}});
       src = src_block->data();
     }
@@ -181,7 +181,7 @@ class OnednnConv : public Kernel {
       packed = packed_.get(*w, p->weights_plain, p->weights);
     } else if (p->weights_in) {
       weights_block.emplace(p->weights.get_size());
-      run_on(stream, p->weights_in->primitive, p->weights_in->scratchpad,
+      run_on(p->weights_in->primitive, p->weights_in->scratchpad,
              {{DNNL_ARG_FROM, wrap(p->weights_plain, data<float>(*w))}, {DNNL_ARG_TO, wrap(p->weights, weights_block->data())}});
       weights = weights_block->data();
     }
@@ -192,7 +192,7 @@ class OnednnConv : public Kernel {
     }
     if (residual) {  // what the sum post-op adds: Z, in the dst layout
       if (p->dst_in) {
-        run_on(stream, p->dst_in->primitive, p->dst_in->scratchpad,
+        run_on(p->dst_in->primitive, p->dst_in->scratchpad,
                {{DNNL_ARG_FROM, wrap(p->dst_plain, data<float>(*residual))}, {DNNL_ARG_TO, wrap(p->dst, static_cast<float*>(dst))}});
       } else {
         std::copy(data<float>(*residual), data<float>(*residual) + residual->numel(), mutable_data<float>(y));
@@ -205,9 +205,8 @@ class OnednnConv : public Kernel {
     else
       p->bound.run({src, weights, dst, bias ? data<float>(*bias) : nullptr}, {}, work);
     if (p->dst_out)
-      run_on(stream, p->dst_out->primitive, p->dst_out->scratchpad,
+      run_on(p->dst_out->primitive, p->dst_out->scratchpad,
              {{DNNL_ARG_FROM, wrap(p->dst, static_cast<float*>(dst))}, {DNNL_ARG_TO, wrap(p->dst_plain, mutable_data<float>(y))}});
-    stream.wait();
   }
 
  private:
@@ -287,8 +286,7 @@ class OnednnConv : public Kernel {
     if (folded.packed && folded.packed->get_desc() == p.weights) return folded.packed;
     auto packed = std::make_shared<dnnl::memory>(p.weights, cpu_engine());
     dnnl::memory source = wrap(p.weights_plain, data<float>(folded.weights));
-    dnnl::stream stream(cpu_engine());
-    run_on(stream, p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
+    run_on(p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
     folded.packed = packed;
     return packed;
   }

@@ -62,27 +62,6 @@ SerialIfSmall::~SerialIfSmall() {
 #endif
 }
 
-void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
-             std::unordered_map<int, dnnl::memory> args, double work) {
-  if (work < 0) {
-    auto dst = args.find(DNNL_ARG_DST);
-    if (dst == args.end()) dst = args.find(DNNL_ARG_DIFF_SRC);
-    work = dst == args.end() ? SerialIfSmall::kSerialWork : static_cast<double>(dst->second.get_desc().get_size()) / sizeof(float);
-  }
-  const SerialIfSmall serial(work);
-  const dnnl::engine& engine = cpu_engine();
-  dnnl::stream stream(engine);
-  // From the host memory cache: a fresh allocation per run paid its page faults on every run (brgemm's
-  // scratchpad holds copies of whole operand panels).
-  std::optional<HostScratch> scratch;
-  if (scratchpad.get_size() > 0) {
-    scratch.emplace(scratchpad.get_size());
-    args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, engine, scratch->data());
-  }
-  primitive.execute(stream, args);
-  stream.wait();
-}
-
 struct BoundPrimitive::Bound {
   std::vector<dnnl::memory> memories;  // one per pointer argument
   dnnl::memory scratch;
@@ -143,7 +122,9 @@ void BoundPrimitive::run(std::initializer_list<const void*> pointers,
   }
   const SerialIfSmall serial(work >= 0 ? work : s.elements >= 0 ? s.elements : SerialIfSmall::kSerialWork);
   dnnl::stream stream(engine);
-  std::optional<HostScratch> scratch;  // from the host memory cache, as execute() takes it
+  // From the host memory cache: a fresh allocation per run paid its page faults on every run (brgemm's
+  // scratchpad holds copies of whole operand panels).
+  std::optional<HostScratch> scratch;
   if (s.scratchpad.get_size() > 0) {
     scratch.emplace(s.scratchpad.get_size());
     b->scratch.set_data_handle(scratch->data());

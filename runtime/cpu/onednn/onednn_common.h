@@ -53,17 +53,12 @@ class SerialIfSmall {
   int previous_ = 0;  // the thread count to restore; 0: nothing changed
 };
 
-// Runs `primitive` on a stream of its own with `args` and a scratchpad of `scratchpad` made for this
-// run: runs share primitives, so primitives are built with a user scratchpad, not one they own.
-// `work` (multiply-adds of a product) decides SerialIfSmall; below 0 it is the destination's
-// element count (DNNL_ARG_DST, or DNNL_ARG_DIFF_SRC of a backward primitive).
-void execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
-             std::unordered_map<int, dnnl::memory> args, double work = -1);
-
 // A cached primitive with the memory objects of its arguments, made once and reused by later runs
 // through set_data_handle: made per call (two allocations each, with a ~1 KiB descriptor copy) they
 // were most of a small primitive's time (a 16x16 1x1 convolution alone: 3.0 us with fresh memory
 // objects, 0.6 us with reused ones). Concurrent runs take separate sets. Copies share the sets.
+// Each run has a stream of its own and a scratchpad made for it: runs share primitives, so
+// primitives are built with a user scratchpad, not one they own.
 class BoundPrimitive {
  public:
   BoundPrimitive() = default;
@@ -74,8 +69,8 @@ class BoundPrimitive {
                  dnnl::memory::desc scratchpad);
 
   // Runs with `pointers[i]` as the data of pointer_args[i] (null: left out this run) and `objects` as
-  // they are, a scratchpad from the host memory cache, SerialIfSmall(work) as execute() decides it
-  // (work < 0: DST's or DIFF_SRC's element count), and waits.
+  // they are, a scratchpad from the host memory cache, and SerialIfSmall(work) (work: multiply-adds of
+  // a product; below 0, DST's or DIFF_SRC's element count), and waits.
   void run(std::initializer_list<const void*> pointers,
            std::initializer_list<std::pair<int, dnnl::memory>> objects = {}, double work = -1) const;
 

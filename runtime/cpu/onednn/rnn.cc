@@ -47,6 +47,9 @@ int64_t onnx_gate(Cell cell, int64_t g) {
 struct RnnPrimitive {
   dnnl::primitive primitive;
   dnnl::memory::desc src_layer, state, weights_layer, weights_iter, bias, dst_layer, scratchpad;
+  // SRC_LAYER, SRC_ITER, BIAS, DST_LAYER, DST_ITER[, SRC_ITER_C, DST_ITER_C]; the packed weights go
+  // in as their memory objects.
+  BoundPrimitive bound;
 };
 
 // One direction's weights in oneDNN's plain layouts (ldigo, ldgo), for one version of W, R, B, each
@@ -168,20 +171,11 @@ class OnednnRnn : public Kernel {
       float* dst_layer = layer_out ? layer_out->data() : y;
       float* dst_h = y_h ? y_h + d * N * H : h_out->data();
       float* dst_c = y_c ? y_c + d * N * H : c_out ? c_out->data() : nullptr;
-      std::unordered_map<int, dnnl::memory> args = {
-          {DNNL_ARG_SRC_LAYER, wrap(p.src_layer, data<float>(x))},
-          {DNNL_ARG_SRC_ITER, wrap(p.state, h0 ? data<float>(*h0) + d * N * H : zeros->data())},
-          {DNNL_ARG_WEIGHTS_LAYER, *layer},
-          {DNNL_ARG_WEIGHTS_ITER, *iter},
-          {DNNL_ARG_BIAS, wrap(p.bias, dw.bias.data())},
-          {DNNL_ARG_DST_LAYER, wrap(p.dst_layer, dst_layer)},
-          {DNNL_ARG_DST_ITER, wrap(p.state, dst_h)}};
-      if (lstm) {
-        args[DNNL_ARG_SRC_ITER_C] = wrap(p.state, c0 ? data<float>(*c0) + d * N * H : zeros->data());
-        args[DNNL_ARG_DST_ITER_C] = wrap(p.state, dst_c);
-      }
-      execute(p.primitive, p.scratchpad, std::move(args),
-              static_cast<double>(T * N) * static_cast<double>(G * H) * static_cast<double>(I + H));
+      const float* src_c = lstm ? (c0 ? data<float>(*c0) + d * N * H : zeros->data()) : nullptr;
+      p.bound.run({data<float>(x), h0 ? data<float>(*h0) + d * N * H : zeros->data(), dw.bias.data(), dst_layer, dst_h,
+                   src_c, dst_c},
+                  {{DNNL_ARG_WEIGHTS_LAYER, *layer}, {DNNL_ARG_WEIGHTS_ITER, *iter}},
+                  static_cast<double>(T * N) * static_cast<double>(G * H) * static_cast<double>(I + H));
       if (y && D > 1)
         for (int64_t t = 0; t < T; ++t)
           std::memcpy(y + (t * D + d) * N * H, layer_out->data() + t * N * H, state_floats * sizeof(float));
@@ -237,6 +231,14 @@ class OnednnRnn : public Kernel {
         ok = keep(pd, dnnl::lbr_gru_forward(pd));
       }
       if (!ok) return nullptr;
+      std::vector<std::pair<int, dnnl::memory::desc>> args = {
+          {DNNL_ARG_SRC_LAYER, built->src_layer}, {DNNL_ARG_SRC_ITER, built->state}, {DNNL_ARG_BIAS, built->bias},
+          {DNNL_ARG_DST_LAYER, built->dst_layer}, {DNNL_ARG_DST_ITER, built->state}};
+      if (cell == Cell::kLstm) {
+        args.emplace_back(DNNL_ARG_SRC_ITER_C, built->state);
+        args.emplace_back(DNNL_ARG_DST_ITER_C, built->state);
+      }
+      built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
     } catch (const dnnl::error&) {
       return nullptr;
     }
