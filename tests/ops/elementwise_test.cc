@@ -221,6 +221,35 @@ TEST(ElementwiseGrad, Float32KernelsMatchFloat64) {
   }
 }
 
+// float32 Add/Sub/Mul/Div run on vector loops for the broadcasts that come down to rows (same shape,
+// scalar, a row repeated, a value per row, both stretched) and on the generic walk otherwise; sizes
+// from 65,536 elements split among threads. Each must match the float64 kernel, rounded.
+TEST(ElementwiseGrad, Float32ArithmeticMatchesFloat64OnEveryBroadcastPattern) {
+  const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
+      {{70001}, {70001}},                 // one long row, threaded by columns
+      {{1, 16, 56, 56}, {1, 16, 1, 1}},   // a value per channel row (NCHW)
+      {{1, 56, 56, 16}, {1, 1, 1, 16}},   // a row repeated (NHWC scale, a bias)
+      {{300, 300}, {}},                   // scalar, threaded by rows
+      {{}, {5, 7}},                       // scalar first
+      {{37, 1}, {1, 41}},                 // both stretched
+      {{2, 3, 4}, {2, 1, 4}},             // three dims left after merging: the generic walk
+      {{0, 3}, {3}},                      // empty
+  };
+  for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      SCOPED_TRACE(std::string(op) + " case " + std::to_string(k));
+      const Tensor a = sampled(shapes[k].first, -2, 2, 10 + k), b = sampled(shapes[k].second, 0.5, 2, 20 + k);
+      const Tensor wide = run_node("", op, {a, b}, {})[0].tensor();
+      const Tensor low = run_node("", op, {f32_of(a), f32_of(b)}, {})[0].tensor();
+      ASSERT_EQ(low.dims(), wide.dims());
+      for (int64_t i = 0; i < wide.numel(); ++i) {
+        const double w = wide.data_as<double>()[i];
+        ASSERT_NEAR(low.data_as<float>()[i], w, 1e-6 * std::max(1.0, std::abs(w))) << "element " << i;
+      }
+    }
+  }
+}
+
 // ---- Where and the variadic ops ---------------------------------------------------------------------
 
 TEST(ElementwiseGrad, Where) {

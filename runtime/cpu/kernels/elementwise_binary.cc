@@ -7,8 +7,10 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 
 namespace tunnx::cpu {
 namespace {
@@ -36,15 +38,16 @@ struct BoolResult {
   template <typename T> using type = bool;
 };
 
-// Walks the output of `out_dims` in row-major order and calls fn(out_index, offsets) where offsets[k]
-// is the flat index of the element of input k (dims `in_dims[k]`, broadcast to `out_dims`). Dims are
-// coalesced first, so same-shape and scalar operands run as one flat loop.
-template <size_t N, typename Fn>
-void for_each_broadcast(const std::vector<int64_t>& out_dims, const std::array<std::vector<int64_t>, N>& in_dims,
-                        Fn&& fn) {
-  int64_t total = 1;
-  for (int64_t d : out_dims) total *= d;
-  if (total == 0) return;
+// The output of `out_dims` as few dims as possible: consecutive dims merge where every input steps
+// through them as one (same-shape and scalar operands become one flat dim). strides[k][i] is input
+// k's step along dims[i], 0 where it repeats. Never empty: a scalar output is one dim of 1.
+template <size_t N> struct Coalesced {
+  std::vector<int64_t> dims;
+  std::array<std::vector<int64_t>, N> strides;
+};
+
+template <size_t N>
+Coalesced<N> coalesce(const std::vector<int64_t>& out_dims, const std::array<std::vector<int64_t>, N>& in_dims) {
   const size_t rank = out_dims.size();
   std::array<std::vector<int64_t>, N> full;  // input strides over the output's dims; 0 where repeated
   for (size_t k = 0; k < N; ++k) {
@@ -54,24 +57,35 @@ void for_each_broadcast(const std::vector<int64_t>& out_dims, const std::array<s
     for (size_t i = 0; i < in.size(); ++i)
       if (in[i] != 1) full[k][rank - in.size() + i] = in_strides[i];
   }
-  std::vector<int64_t> dims;
-  std::array<std::vector<int64_t>, N> strides;
+  Coalesced<N> c;
   for (size_t i = 0; i < rank; ++i) {
     if (out_dims[i] == 1) continue;
-    bool merge = !dims.empty();
-    for (size_t k = 0; k < N && merge; ++k) merge = strides[k].back() == full[k][i] * out_dims[i];
+    bool merge = !c.dims.empty();
+    for (size_t k = 0; k < N && merge; ++k) merge = c.strides[k].back() == full[k][i] * out_dims[i];
     if (merge) {
-      dims.back() *= out_dims[i];
-      for (size_t k = 0; k < N; ++k) strides[k].back() = full[k][i];
+      c.dims.back() *= out_dims[i];
+      for (size_t k = 0; k < N; ++k) c.strides[k].back() = full[k][i];
     } else {
-      dims.push_back(out_dims[i]);
-      for (size_t k = 0; k < N; ++k) strides[k].push_back(full[k][i]);
+      c.dims.push_back(out_dims[i]);
+      for (size_t k = 0; k < N; ++k) c.strides[k].push_back(full[k][i]);
     }
   }
-  if (dims.empty()) {
-    dims.push_back(1);
-    for (size_t k = 0; k < N; ++k) strides[k].push_back(0);
+  if (c.dims.empty()) {
+    c.dims.push_back(1);
+    for (size_t k = 0; k < N; ++k) c.strides[k].push_back(0);
   }
+  return c;
+}
+
+// Walks the output of `out_dims` in row-major order and calls fn(out_index, offsets) where offsets[k]
+// is the flat index of the element of input k (dims `in_dims[k]`, broadcast to `out_dims`).
+template <size_t N, typename Fn>
+void for_each_broadcast(const std::vector<int64_t>& out_dims, const std::array<std::vector<int64_t>, N>& in_dims,
+                        Fn&& fn) {
+  int64_t total = 1;
+  for (int64_t d : out_dims) total *= d;
+  if (total == 0) return;
+  auto [dims, strides] = coalesce<N>(out_dims, in_dims);
   const size_t r = dims.size();
   const int64_t inner = dims[r - 1];
   std::array<int64_t, N> inner_stride{};
@@ -162,9 +176,44 @@ struct Alignment {
   }
 };
 
+// Float arithmetic whose broadcast comes down to rows (same shapes, a scalar, a bias row, a value
+// per row: every pattern of a CNN's or a transformer's operands) on the vector loops, the rows split
+// among threads; false for any other pattern.
+bool float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_dims, const float* b,
+                  const std::vector<int64_t>& b_dims, float* out, const std::vector<int64_t>& out_dims) {
+  int64_t total = 1;
+  for (int64_t d : out_dims) total *= d;
+  if (total == 0) return true;
+  const Coalesced<2> c = coalesce<2>(out_dims, {a_dims, b_dims});
+  const size_t r = c.dims.size();
+  if (r > 2) return false;
+  const int64_t a_col = c.strides[0][r - 1], b_col = c.strides[1][r - 1];
+  if (a_col > 1 || b_col > 1) return false;
+  const int64_t rows = r == 2 ? c.dims[0] : 1, n = c.dims[r - 1];
+  const int64_t a_row = r == 2 ? c.strides[0][0] : 0, b_row = r == 2 ? c.strides[1][0] : 0;
+  const int threads = total >= kParallelElements ? max_threads() : 1;
+  if (threads <= 1) {
+    float_binary_rows(op, a, a_row, a_col, b, b_row, b_col, out, rows, n);
+  } else if (rows == 1) {  // one long row: split its columns
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; ++t) {
+      const int64_t j0 = n * t / threads, j1 = n * (t + 1) / threads;
+      float_binary_rows(op, a + j0 * a_col, 0, a_col, b + j0 * b_col, 0, b_col, out + j0, 1, j1 - j0);
+    }
+  } else {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; ++t) {
+      const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+      float_binary_rows(op, a + r0 * a_row, a_row, a_col, b + r0 * b_row, b_row, b_col, out + r0 * n, r1 - r0, n);
+    }
+  }
+  return true;
+}
+
 // c = fn(a, b) with broadcasting; `Out` picks the output type from the input type.
 template <typename Out, typename... Ts, typename Fn>
-void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const Fn& fn) {
+void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const Fn& fn,
+            std::optional<FloatBinaryOp> fast = std::nullopt) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   require_same_dtype(ctx, a, b);
@@ -177,6 +226,9 @@ void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const 
     const T* pa = data<T>(a);
     const T* pb = data<T>(b);
     R* out = mutable_data<R>(y);
+    if constexpr (std::is_same_v<T, float> && std::is_same_v<R, float>) {
+      if (fast && float_binary(*fast, pa, a.dims(), pb, b_dims, out, dims)) return;
+    }
     for_each_broadcast<2>(dims, {a.dims(), b_dims}, [&](int64_t i, const std::array<int64_t, 2>& off) {
       out[i] = static_cast<R>(fn(load(pa[off[0]]), load(pb[off[1]])));
     });
@@ -186,17 +238,20 @@ void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const 
 // Registers a binary op over opsets [since, inf). `bind(init)` parses attributes once and returns the
 // per-element function.
 template <typename Out, typename... Ts, typename Bind>
-void add_binary_with_attrs(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Bind bind) {
-  add_kernel(r, op, since, INT_MAX, dtypes(types), [bind](const KernelInit& init) {
+void add_binary_with_attrs(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Bind bind,
+                           std::optional<FloatBinaryOp> fast = std::nullopt) {
+  add_kernel(r, op, since, INT_MAX, dtypes(types), [bind, fast](const KernelInit& init) {
     Alignment alignment = Alignment::of(init);
     auto fn = bind(init);
-    return make_kernel([alignment, fn](KernelContext& ctx) { binary<Out>(ctx, alignment, Types<Ts...>{}, fn); });
+    return make_kernel(
+        [alignment, fn, fast](KernelContext& ctx) { binary<Out>(ctx, alignment, Types<Ts...>{}, fn, fast); });
   });
 }
 
 template <typename Out, typename... Ts, typename Fn>
-void add_binary(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Fn fn) {
-  add_binary_with_attrs<Out>(r, op, since, types, [fn](const KernelInit&) { return fn; });
+void add_binary(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Fn fn,
+                std::optional<FloatBinaryOp> fast = std::nullopt) {
+  add_binary_with_attrs<Out>(r, op, since, types, [fn](const KernelInit&) { return fn; }, fast);
 }
 
 // Integer Div and Mod have no result for a zero divisor; say so instead of trapping.
@@ -274,10 +329,13 @@ void register_arithmetic(KernelRegistry& r) {
     if constexpr (std::is_integral_v<C>) return static_cast<C>(op(static_cast<Wide<C>>(a), static_cast<Wide<C>>(b)));
     else return op(a, b);
   };
-  add_binary<SameType>(r, "Add", 1, NumericTypes{}, [wrap](auto a, auto b) { return wrap(a, b, std::plus<>()); });
-  add_binary<SameType>(r, "Sub", 1, NumericTypes{}, [wrap](auto a, auto b) { return wrap(a, b, std::minus<>()); });
-  add_binary<SameType>(r, "Mul", 1, NumericTypes{},
-                       [wrap](auto a, auto b) { return wrap(a, b, std::multiplies<>()); });
+  add_binary<SameType>(
+      r, "Add", 1, NumericTypes{}, [wrap](auto a, auto b) { return wrap(a, b, std::plus<>()); }, FloatBinaryOp::kAdd);
+  add_binary<SameType>(
+      r, "Sub", 1, NumericTypes{}, [wrap](auto a, auto b) { return wrap(a, b, std::minus<>()); }, FloatBinaryOp::kSub);
+  add_binary<SameType>(
+      r, "Mul", 1, NumericTypes{}, [wrap](auto a, auto b) { return wrap(a, b, std::multiplies<>()); },
+      FloatBinaryOp::kMul);
 
   // Div: integer division truncates toward zero (C++ semantics match the spec).
   add_kernel(r, "Div", 1, INT_MAX, dtypes(NumericTypes{}), [](const KernelInit& init) {
@@ -290,7 +348,7 @@ void register_arithmetic(KernelRegistry& r) {
           if (b == -1) return static_cast<C>(Wide<C>(0) - static_cast<Wide<C>>(a));  // MIN / -1 wraps
         }
         return static_cast<C>(a / b);
-      });
+      }, FloatBinaryOp::kDiv);
     });
   });
 

@@ -16,6 +16,7 @@
 #include <numeric>
 
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
@@ -151,10 +152,7 @@ bool reduce_rows_of_block(const float* in, float* out, const ReduceGeometry& g, 
     const int64_t o = t / blocks, c0 = t % blocks * kColumns, c1 = std::min(c0 + kColumns, inner);
     double acc[kColumns] = {};
     const float* base = in + o * count * inner;
-    for (int64_t r = 0; r < count; ++r) {
-      const float* row = base + r * inner;
-      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += static_cast<double>(row[c]);
-    }
+    accumulate_rows(base + c0, count, inner, c1 - c0, acc);
     for (int64_t c = c0; c < c1; ++c)
       out[o * inner + c] = static_cast<float>(mean ? acc[c - c0] / static_cast<double>(count) : acc[c - c0]);
   }
