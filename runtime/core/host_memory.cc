@@ -1,5 +1,7 @@
 #include "runtime/core/host_memory.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -40,6 +42,23 @@ Cache& cache() {
   return *instance;
 }
 
+// Blocks from 2 MiB up (a detector's activations, packed weights) are aligned to 2 MiB and offered
+// to the kernel's transparent huge pages: their first touch then faults once per 2 MiB instead of
+// once per 4 KiB, a fifth of a detector's first run.
+constexpr size_t kHugePage = size_t{2} << 20;
+
+void* fresh(size_t bytes) {
+  if (bytes < kHugePage) return ::operator new(bytes, kAlignment);
+  void* block = ::operator new(bytes, std::align_val_t{kHugePage});
+  madvise(block, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // whole huge pages only: no tail
+  return block;
+}
+
+void release(void* block, size_t bytes) {
+  if (bytes < kHugePage) ::operator delete(block, kAlignment);
+  else ::operator delete(block, std::align_val_t{kHugePage});
+}
+
 }  // namespace
 
 void* allocate(size_t bytes) {
@@ -56,7 +75,7 @@ void* allocate(size_t bytes) {
     }
     ++c.misses;
   }
-  return ::operator new(bytes, kAlignment);
+  return fresh(bytes);
 }
 
 void deallocate(void* block, size_t bytes) {
@@ -70,7 +89,7 @@ void deallocate(void* block, size_t bytes) {
       return;
     }
   }
-  ::operator delete(block, kAlignment);
+  release(block, bytes);
 }
 
 Stats stats() {
@@ -83,7 +102,7 @@ void release_cached() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   for (auto& [bytes, blocks] : c.free_blocks)
-    for (void* block : blocks) ::operator delete(block, kAlignment);
+    for (void* block : blocks) release(block, bytes);
   c.free_blocks.clear();
   c.cached = 0;
 }

@@ -5,6 +5,7 @@
 // memory cache that keeps freed tensor blocks for reuse.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -244,6 +245,21 @@ TEST(HostMemory, FreedLargeBlocksAreReusedAndCanBeReleased) {
   EXPECT_LT(after.cached_bytes, cached.cached_bytes);
   EXPECT_EQ(again.data_as<float>()[12345], 0.0f);  // reused memory is zero-filled like new memory
   tunnx::host_memory::release_cached();
+  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
+}
+
+TEST(HostMemory, BlocksFromTwoMiBAreHugePageAlignedAndReused) {
+  // 5 MiB + 4 bytes: two whole huge pages offered to the kernel, the tail left in small pages.
+  const size_t bytes = (size_t{5} << 20) + 4;
+  void* block = tunnx::host_memory::allocate(bytes);
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % (uintptr_t{2} << 20), 0u);
+  std::memset(block, 7, bytes);  // every byte usable, the unaligned tail included
+  tunnx::host_memory::deallocate(block, bytes);
+  void* again = tunnx::host_memory::allocate(bytes);
+  EXPECT_EQ(again, block);  // from the cache
+  tunnx::host_memory::deallocate(again, bytes);
+  tunnx::host_memory::release_cached();  // freed with the alignment it was made with
   EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
 }
 
