@@ -38,6 +38,7 @@ struct BenchOptions {
   std::filesystem::path model;
   std::string device = "cpu";
   int threads = 0;
+  bool fixed_threads = false;
   int optimization = SessionOptions{}.optimization_level;
   int warmup = 10;
   int iters = 100;
@@ -296,6 +297,7 @@ void bench(const BenchOptions& o) {
   SessionOptions options;
   options.device = Device::parse(o.device);
   options.threads = o.threads;
+  options.adaptive_threads = !o.fixed_threads;
   options.optimization_level = o.optimization;
   start = std::chrono::steady_clock::now();
   Session session(model, options);
@@ -366,6 +368,7 @@ void bench(const BenchOptions& o) {
     j["device"] = options.device.to_string();
     j["threads"] = o.threads;
     j["threads_granted"] = stats.last_run_threads;
+    j["adaptive_threads"] = options.adaptive_threads;
     j["optimization"] = o.optimization;
     j["hardware_threads"] = std::thread::hardware_concurrency();
     j["batch"] = o.batch;
@@ -448,6 +451,9 @@ void add_bench_command(CLI::App& app) {
   command->add_option("MODEL", o->model, "ONNX model file")->required()->type_name("FILE");
   command->add_option("--device", o->device, "cpu (cuda: later)")->default_val("cpu");
   command->add_option("--threads", o->threads, "Threads (0: all cores)")->default_val(0);
+  command->add_flag("--fixed-threads", o->fixed_threads,
+                    "Every run on --threads threads, even on a busy machine (default: a run whose threads the "
+                    "machine preempts is timed against one thread, and the faster is kept)");
   command->add_option("--optimization", o->optimization, "Graph rewrites: 0 none, 1 basic, 2 fusions")
       ->default_val(SessionOptions{}.optimization_level)
       ->check(CLI::Range(0, 2));

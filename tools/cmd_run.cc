@@ -31,6 +31,7 @@ struct RunOptions {
   fs::path test_data;
   std::string device = "cpu";
   int threads = 0;
+  bool fixed_threads = false;
   int optimization = SessionOptions{}.optimization_level;
   bool profile = false;
   double rtol = 1e-3, atol = 1e-7;
@@ -144,6 +145,7 @@ int run(const RunOptions& o) {
   SessionOptions options;
   options.device = Device::parse(o.device);
   options.threads = o.threads;
+  options.adaptive_threads = !o.fixed_threads;
   options.optimization_level = o.optimization;
   options.profile = o.profile;
   Session session(model, options);
@@ -192,6 +194,9 @@ void add_run_command(CLI::App& app) {
   command->add_option("--atol", o->atol, "Absolute tolerance for --test-data")->default_val(1e-7);
   command->add_option("--device", o->device, "cpu (cuda: later)")->default_val("cpu");
   command->add_option("--threads", o->threads, "Threads (0: all cores)")->default_val(0);
+  command->add_flag("--fixed-threads", o->fixed_threads,
+                    "Every run on --threads threads, even on a busy machine (default: a run whose threads the "
+                    "machine preempts is timed against one thread, and the faster is kept)");
   command->add_option("--optimization", o->optimization, "Graph rewrites: 0 none, 1 basic, 2 fusions")
       ->default_val(SessionOptions{}.optimization_level)
       ->check(CLI::Range(0, 2));

@@ -22,6 +22,11 @@ struct SessionOptions {
   // threads gets what is left of the cores (at least 1, at most this many), so K concurrent runs use
   // at most cores + K - 1 threads, not K x threads.
   int threads = 0;
+  // On a busy machine (other processes taking cores from this one's threads, seen as involuntary
+  // context switches), runs time `threads` against one thread and keep the faster, as ONNX Runtime's
+  // caller takes over work its pool's threads do not get to; a quiet machine gets `threads` on every
+  // run. false: every run asks for `threads`. SessionStats::last_run_threads says what a run got.
+  bool adaptive_threads = true;
   // 0: run the graph as written (model-local functions still expanded); 1: basic rewrites (none yet);
   // 2, the default as ONNX Runtime's ORT_ENABLE_ALL is its: fusions too (MatMul/Gemm + bias +
   // activation into one node, runtime/core/passes/fuse_linear.cc).

@@ -1,5 +1,6 @@
 #include "runtime/core/run_threads.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -74,6 +75,42 @@ int RunThreads::current() {
 int RunThreads::in_use() {
   std::lock_guard<std::mutex> lock(ledger_mutex);
   return threads_in_use;
+}
+
+int ThreadGovernor::choose(int requested) {
+  const int all = requested > 0 ? requested : RunThreads::current();
+  if (!adaptive_ || all <= 1) return all;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (busy_ < kBusyRate) return all;
+  // Busy: time each count (its first run builds primitives and is not counted), then keep the faster
+  // and look at the other now and then.
+  if (all_.samples < 2) return all;
+  if (one_.samples < 2) return 1;
+  const bool explore = ++runs_ % kExploreEvery == 0;
+  const bool one_is_faster = one_.ms < all_.ms;
+  return one_is_faster != explore ? 1 : all;
+}
+
+void ThreadGovernor::record(int threads, double ms, int64_t preemptions, int64_t shape_sum) {
+  if (!adaptive_) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (shape_sum != shape_sum_) {  // other sizes: earlier times say nothing about these
+    all_ = one_ = Arm{};
+    shape_sum_ = shape_sum;
+  }
+  // One preemption in a short run is a high rate: capped, one stray switch on a quiet machine does
+  // not make it busy; a steady stream does.
+  const double rate = std::min(1.0, static_cast<double>(preemptions) / std::max(ms, 0.01));
+  busy_ = 0.9 * busy_ + 0.1 * rate;
+  Arm& arm = threads <= 1 ? one_ : all_;
+  if (arm.samples++ == 0) return;
+  arm.ms = arm.samples == 2 ? ms : 0.7 * arm.ms + 0.3 * ms;
+}
+
+int64_t ThreadGovernor::preemptions() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return usage.ru_nivcsw;
 }
 
 void use_recommended_wait_policy(char** argv) {

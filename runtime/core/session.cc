@@ -82,6 +82,8 @@ struct Session::Impl {
   // Session::run without the model file on its errors.
   NamedValues run(const Session& session, const NamedValues& inputs, const std::vector<std::string>& output_names) const;
 
+  std::unique_ptr<ThreadGovernor> governor;  // each run's thread count on a busy machine
+
   mutable std::mutex stats_mutex;
   mutable int64_t runs = 0, last_bytes = 0;
   mutable double last_ms = 0, total_ms = 0;
@@ -102,6 +104,7 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
     throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
   const ModelImpl& m = model_impl(model);
   impl_->threads = options.threads;
+  impl_->governor = std::make_unique<ThreadGovernor>(options.adaptive_threads);
   impl_->parameters_mutex = m.parameters_mutex;
   impl_->model_file = m.path.string();
   PrepareOptions prepare;
@@ -135,6 +138,7 @@ NamedValues Session::Impl::run(const Session& session, const NamedValues& inputs
   auto start = std::chrono::steady_clock::now();
   std::vector<Value> feeds(s.graph().inputs.size());
   std::unordered_map<std::string, SymbolBinding> symbols;
+  uint64_t shape_sum = 0;  // the governor compares times of runs of one input size only
   for (const auto& [name, value] : inputs) {
     auto it = s.input_index.find(name);
     if (it == s.input_index.end()) {
@@ -144,6 +148,7 @@ NamedValues Session::Impl::run(const Session& session, const NamedValues& inputs
     }
     check_input(s.graph().inputs[it->second], value, symbols);
     feeds[it->second] = value;
+    if (value.is_tensor()) shape_sum = shape_sum * 31 + static_cast<uint64_t>(value.tensor().numel());
   }
   for (size_t i = 0; i < feeds.size(); ++i)
     if (feeds[i].is_none() && !s.initializer_names.count(s.graph().inputs[i].name) &&
@@ -163,7 +168,8 @@ NamedValues Session::Impl::run(const Session& session, const NamedValues& inputs
   }
 
   int64_t bytes = 0;
-  RunThreads threads(s.threads);
+  const int64_t preempted_before = ThreadGovernor::preemptions();
+  RunThreads threads(s.governor->choose(s.threads));
   std::vector<Value> results;
   {
     // A run reads one whole parameter version: a trainer's update waits for it, and it for the update.
@@ -174,6 +180,8 @@ NamedValues Session::Impl::run(const Session& session, const NamedValues& inputs
   for (size_t i : wanted) out[s.graph().outputs[i].name] = results[i];
 
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  s.governor->record(threads.granted(), ms, ThreadGovernor::preemptions() - preempted_before,
+                     static_cast<int64_t>(shape_sum));
   std::lock_guard<std::mutex> lock(s.stats_mutex);
   ++s.runs;
   s.last_bytes = bytes;

@@ -499,6 +499,11 @@ TEST(SerialIfSmall, SmallWorkRunsOnTheCallingThreadAndTheCountComesBack) {
     const tunnx::cpu::onednn::SerialIfSmall serial(tunnx::cpu::onednn::SerialIfSmall::kSerialWork * 2);
     EXPECT_EQ(tunnx::RunThreads::current(), 2);
   }
+  // Primitives are cached per the team they are built for: small work one thread, large the run's.
+  EXPECT_EQ(tunnx::cpu::onednn::team_for(100), 1);
+  EXPECT_EQ(tunnx::cpu::onednn::team_for(tunnx::cpu::onednn::SerialIfSmall::kSerialWork * 2), 2);
+  tunnx::RunThreads one(1);
+  EXPECT_EQ(tunnx::cpu::onednn::team_for(tunnx::cpu::onednn::SerialIfSmall::kSerialWork * 2), 1);
 }
 #endif
 

@@ -146,9 +146,12 @@ class OnednnConv : public Kernel {
       bias = &folded->bias;
     }
 
+    const double work = static_cast<double>(product(y_dims)) * static_cast<double>(w->numel() / g->out_channels);
+    const SerialIfSmall serial(work);  // built and run for the same team
     Key key = x_dims;
     key.insert(key.end(), w->dims().begin(), w->dims().end());
     key.push_back(bias ? 1 : 0);
+    key.push_back(team_for(work));
     if (declined_.find(key)) return reference_->run(ctx);
     std::shared_ptr<const ConvPrimitive> p = cache_.find(key);
     if (!p) {
@@ -161,8 +164,6 @@ class OnednnConv : public Kernel {
     }
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
-    const double work = static_cast<double>(product(y_dims)) * static_cast<double>(w->numel() / g->out_channels);
-    const SerialIfSmall serial(work);
     // Source: the plain tensor, or a blocked copy of it.
     std::optional<HostScratch> src_block, weights_block, dst_block;
     void* src = const_cast<float*>(data<float>(x));  // oneDNN only reads a source

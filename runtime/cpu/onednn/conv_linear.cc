@@ -22,7 +22,9 @@ bool ConvLinear::takes(const Tensor& b, int64_t M) const {
 bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
                      const float* bias) const {
   if (!takes(b, M) || M <= 0 || K <= 0 || N <= 0) return false;
-  const Key key = {M, K, N, bias != nullptr};
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const SerialIfSmall serial(work);  // built and run for the same team
+  const Key key = {M, K, N, bias != nullptr, team_for(work)};
   if (declined_.find(key)) return false;
 
   std::shared_ptr<const Primitive> p = cache_.find(key);
@@ -61,8 +63,7 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
   }
 
   std::shared_ptr<const dnnl::memory> weights = packed_.get(b, p->stored_weights, p->weights);
-  p->bound.run({a, y, bias}, {{DNNL_ARG_WEIGHTS, *weights}},
-               static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
+  p->bound.run({a, y, bias}, {{DNNL_ARG_WEIGHTS, *weights}}, work);
   return true;
 }
 

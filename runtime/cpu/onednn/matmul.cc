@@ -346,6 +346,9 @@ class OnednnLinear : public Kernel {
       return reference_->run(ctx);  // sgemm declined the sizes: the reference computes Y afresh
     }
     key.push_back(constant);
+    const double macs = static_cast<double>(product(yd)) * static_cast<double>(K);
+    const onednn::SerialIfSmall serial(macs);  // built and run for the same team
+    key.push_back(onednn::team_for(macs));
 
     std::shared_ptr<const MatMulPrimitive> p = cache_.find(key);
     if (!p) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "runtime/core/host_memory.h"
+#include "runtime/core/run_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -61,6 +62,8 @@ SerialIfSmall::~SerialIfSmall() {
   if (previous_ > 0) omp_set_num_threads(previous_);
 #endif
 }
+
+int team_for(double work) { return work < SerialIfSmall::kSerialWork ? 1 : RunThreads::current(); }
 
 struct BoundPrimitive::Bound {
   std::vector<dnnl::memory> memories;  // one per pointer argument

@@ -53,6 +53,14 @@ class SerialIfSmall {
   int previous_ = 0;  // the thread count to restore; 0: nothing changed
 };
 
+// The threads a primitive of `work` operations runs on in the current run: 1 below kSerialWork,
+// otherwise the run's count. oneDNN's convolutions, brgemm matmuls and RNNs fix their team when they
+// are built (a brgconv built during a 2-thread run still starts 2 threads under
+// omp_set_num_threads(1)), so they are built inside the SerialIfSmall of their work and cached per
+// this count: a run granted fewer threads (a busy machine, concurrent runs) gets primitives built
+// for its count instead of waiting at barriers for threads it does not have.
+int team_for(double work);
+
 // A cached primitive with the memory objects of its arguments, made once and reused by later runs
 // through set_data_handle: made per call (two allocations each, with a ~1 KiB descriptor copy) they
 // were most of a small primitive's time (a 16x16 1x1 convolution alone: 3.0 us with fresh memory

@@ -135,7 +135,9 @@ class OnednnRnn : public Kernel {
         return reference_->run(ctx);
     }
 
-    const Key key = {T, N, I, H};
+    const double work = static_cast<double>(T * N) * static_cast<double>(G * H) * static_cast<double>(I + H);
+    const SerialIfSmall serial(work);  // built and run for the same team
+    const Key key = {T, N, I, H, team_for(work)};
     std::shared_ptr<const std::array<std::shared_ptr<const RnnPrimitive>, 2>> prims = cache_.find(key);
     if (!prims) {
       auto built = std::make_shared<std::array<std::shared_ptr<const RnnPrimitive>, 2>>();
@@ -175,7 +177,7 @@ class OnednnRnn : public Kernel {
       p.bound.run({data<float>(x), h0 ? data<float>(*h0) + d * N * H : zeros->data(), dw.bias.data(), dst_layer, dst_h,
                    src_c, dst_c},
                   {{DNNL_ARG_WEIGHTS_LAYER, *layer}, {DNNL_ARG_WEIGHTS_ITER, *iter}},
-                  static_cast<double>(T * N) * static_cast<double>(G * H) * static_cast<double>(I + H));
+                  work);
       if (y && D > 1)
         for (int64_t t = 0; t < T; ++t)
           std::memcpy(y + (t * D + d) * N * H, layer_out->data() + t * N * H, state_floats * sizeof(float));
