@@ -6,8 +6,9 @@ run through `tunnx run` and through onnxruntime's CPU provider; every output mus
 its scale (its largest magnitude, at least 1). The cases cover the attribute variants ONNX Runtime's
 fusion and quantization tools write: FastGelu with and without bias, FusedGemm's transposes, alpha,
 beta and activations, FusedConv with a residual and each activation, SkipLayerNormalization with and
-without beta, bias and the sum output, ORT's contrib LayerNormalization (ai.onnx below opset 17), and
-the dynamic-quantization products.
+without beta, bias and the sum output, ORT's contrib LayerNormalization (ai.onnx below opset 17), the
+dynamic-quantization products, and DynamicQuantizeLSTM (int8/uint8 weights, per-direction or per-column
+scales, initial state, peepholes, both directions).
 
   .venv/bin/python tests/contrib_ops/check_contrib_ops.py --tunnx build/tools/tunnx
 
@@ -191,6 +192,33 @@ def cases():
                 ("b_scale", np.array(0.01, np.float32)), ("b_zp", np.array(120, np.uint8))], ["y"],
                weights=["b", "b_scale", "b_zp"])
 
+    # DynamicQuantizeLSTM as quantize_dynamic writes it: W [D, I, 4H], R [D, H, 4H] in 8 bits, scales and
+    # zero points per direction or per gate column; X and each step's h quantized on the fly.
+    def quantized_lstm(label, directions, hidden, signed, per_column, states=True, peepholes=False):
+        seq, batch, size = 5, 3, 7
+        wtype = np.int8 if signed else np.uint8
+        lo, hi = (-128, 128) if signed else (0, 256)
+        cols = 4 * hidden
+        scale_shape = (directions, cols) if per_column else (directions,)
+        # ONNX Runtime takes one zero point value for all of W (and of R): "must be constant".
+        zero = np.zeros(scale_shape, wtype) if signed else np.full(scale_shape, 128, np.uint8)
+        inputs = [("x", normal(seq, batch, size)),
+                  ("w", rng.integers(lo, hi, (directions, size, cols)).astype(wtype)),
+                  ("r", rng.integers(lo, hi, (directions, hidden, cols)).astype(wtype)),
+                  ("bias", normal(directions, 2 * cols, scale=0.1)), ("seq_lens", None),
+                  ("h0", normal(directions, batch, hidden, scale=0.5) if states else None),
+                  ("c0", normal(directions, batch, hidden, scale=0.5) if states else None),
+                  ("p", normal(directions, 3 * hidden, scale=0.1) if peepholes else None),
+                  ("w_scale", (np.abs(normal(*scale_shape)) * 0.005 + 0.002).astype(np.float32)), ("w_zp", zero),
+                  ("r_scale", (np.abs(normal(*scale_shape)) * 0.005 + 0.002).astype(np.float32)), ("r_zp", zero.copy())]
+        return Case(label, "DynamicQuantizeLSTM", inputs, ["y", "y_h", "y_c"],
+                    attrs={"hidden_size": hidden, "direction": "bidirectional" if directions == 2 else "forward"},
+                    weights=["w", "r", "bias", "p", "w_scale", "w_zp", "r_scale", "r_zp"])
+
+    yield quantized_lstm("DynamicQuantizeLSTM int8, per tensor", 1, 8, True, False)
+    yield quantized_lstm("DynamicQuantizeLSTM uint8, per column, no initial state", 1, 6, False, True, states=False)
+    yield quantized_lstm("DynamicQuantizeLSTM bidirectional int8, per column, peepholes", 2, 8, True, True, peepholes=True)
+
 
 def run_tunnx(tunnx, path, feeds, folder):
     cmd = [tunnx, "run", path, "--output-dir", os.path.join(folder, "out")]
@@ -217,6 +245,10 @@ def main():
             onnx.save(case.model(), path)
             so = ort.SessionOptions()
             so.log_severity_level = 3
+            # One thread: ONNX Runtime's DynamicQuantizeLSTM quantizes h(t-1) per chunk of batch rows
+            # that each thread takes, so its answer moves with its thread count (3.8e-4 between 1 and 2
+            # threads on a 3-row batch); on one thread the whole batch shares one scale, as in tunnx.
+            so.intra_op_num_threads = 1
             session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
             want = dict(zip([o.name for o in session.get_outputs()], session.run(None, case.feeds())))
             onnx.save(case.model(want), path)

@@ -309,5 +309,50 @@ TEST(ElementwiseGrad, ComparisonLogicAndRoundingStopTheGradient) {
   }
 }
 
+// ---- Forward values of the opset 18+ elementwise ops, against hand-computed results. ----------
+
+TEST(ElementwiseForward, BitwiseOpsBroadcast) {
+  const Tensor a = Tensor::from_vector<int32_t>({2, 2}, {12, -1, 5, 0}), b = Tensor::from_vector<int32_t>({2}, {10, 3});
+  EXPECT_EQ(values_of<int32_t>(run_node("", "BitwiseAnd", {a, b}, {}, 18)[0]), (std::vector<int32_t>{8, 3, 0, 0}));
+  EXPECT_EQ(values_of<int32_t>(run_node("", "BitwiseOr", {a, b}, {}, 18)[0]), (std::vector<int32_t>{14, -1, 15, 3}));
+  EXPECT_EQ(values_of<int32_t>(run_node("", "BitwiseXor", {a, b}, {}, 18)[0]), (std::vector<int32_t>{6, -4, 15, 3}));
+  const Tensor x = Tensor::from_vector<uint8_t>({3}, {0, 255, 0x0f});
+  EXPECT_EQ(values_of<uint8_t>(run_node("", "BitwiseNot", {x}, {}, 18)[0]), (std::vector<uint8_t>{255, 0, 0xf0}));
+  const std::string why = error_of([] { run_node("", "BitwiseAnd", {f64({2}, {1, 2}), f64({2}, {3, 4})}, {}, 18); });
+  EXPECT_NE(why.find("float64"), std::string::npos) << why;
+}
+
+TEST(ElementwiseForward, SignedBitShift) {
+  const Tensor x = Tensor::from_vector<int8_t>({5}, {-8, 5, -1, 64, -8});
+  const Tensor by = Tensor::from_vector<int8_t>({5}, {1, 1, 9, 1, -1});
+  // RIGHT is arithmetic; a shift >= 8 or < 0 leaves the sign fill (-1 for a negative X).
+  EXPECT_EQ(values_of<int8_t>(run_node("", "BitShift", {x, by}, {attr("direction", std::string("RIGHT"))}, 28)[0]),
+            (std::vector<int8_t>{-4, 2, -1, 32, -1}));
+  // LEFT wraps through the sign bit (64 << 1 is -128) and gives 0 for an out-of-range shift.
+  EXPECT_EQ(values_of<int8_t>(run_node("", "BitShift", {x, by}, {attr("direction", std::string("LEFT"))}, 28)[0]),
+            (std::vector<int8_t>{-16, 10, 0, -128, 0}));
+  // Unsigned X stays a logical shift at opset 28.
+  const Tensor u = Tensor::from_vector<uint8_t>({2}, {200, 200}), u_by = Tensor::from_vector<uint8_t>({2}, {1, 8});
+  EXPECT_EQ(values_of<uint8_t>(run_node("", "BitShift", {u, u_by}, {attr("direction", std::string("RIGHT"))}, 28)[0]),
+            (std::vector<uint8_t>{100, 0}));
+  const std::string why =
+      error_of([&] { run_node("", "BitShift", {x, by}, {attr("direction", std::string("UP"))}, 28); });
+  EXPECT_NE(why.find("direction must be \"LEFT\" or \"RIGHT\""), std::string::npos) << why;
+}
+
+TEST(ElementwiseForward, SwishMishSwiGLU) {
+  const double sig1 = 1 / (1 + std::exp(-1.0)), sig2 = 1 / (1 + std::exp(-2.0));
+  auto swish = run_node("", "Swish", {f64({2}, {1, -1})}, {attr("alpha", 2.0f)}, 24);
+  EXPECT_NEAR(values_of<double>(swish[0])[0], sig2, 1e-12);
+  EXPECT_NEAR(values_of<double>(swish[0])[1], -(1 - sig2), 1e-12);
+  auto mish = run_node("", "Mish", {f64({1}, {1})}, {}, 18);
+  EXPECT_NEAR(values_of<double>(mish[0])[0], std::tanh(std::log1p(std::exp(1.0))), 1e-12);
+  auto swiglu = run_node("", "SwiGLU", {f64({2}, {1, -2}), f64({2}, {3, 0.5})}, {}, 28);
+  EXPECT_NEAR(values_of<double>(swiglu[0])[0], sig1 * 3, 1e-12);
+  EXPECT_NEAR(values_of<double>(swiglu[0])[1], -2 * (1 - 1 / (1 + std::exp(-2.0))) * 0.5, 1e-12);
+  const std::string why = error_of([] { run_node("", "SwiGLU", {f64({2}, {1, 2}), f64({1}, {3})}, {}, 28); });
+  EXPECT_NE(why.find("A of shape [2] and B of shape [1] must have the same shape"), std::string::npos) << why;
+}
+
 }  // namespace
 }  // namespace tunnx_test

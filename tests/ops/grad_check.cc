@@ -66,7 +66,7 @@ GradCase make_grad_case(const std::string& op, int64_t opset, std::vector<GradIn
 }
 
 std::vector<tunnx::Value> run_node(const std::string& domain, const std::string& op, const std::vector<Tensor>& inputs,
-                                   std::vector<tunnx::ir::Attribute> attributes) {
+                                   std::vector<tunnx::ir::Attribute> attributes, int64_t opset) {
   ir::Graph g;
   ir::Node n;
   n.name = "node";
@@ -91,7 +91,7 @@ std::vector<tunnx::Value> run_node(const std::string& domain, const std::string&
   ParameterStore store;
   PlanContext context;
   context.registry = &KernelRegistry::global();
-  context.opsets = {{"", 17}, {"com.tunnx", 1}};
+  context.opsets = {{"", opset}, {"com.tunnx", 1}};
   context.store = &store;
   GraphPlan plan(g, context, nullptr);
   int64_t bytes = 0;

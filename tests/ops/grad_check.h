@@ -94,10 +94,26 @@ GradCase make_grad_case(const std::string& op, int64_t opset, std::vector<GradIn
 // Runs the case; reports failures through gtest with the op, input and element.
 void check_gradient(const GradCase& c);
 
-// Runs one node on the CPU kernels (opsets: ai.onnx 17, com.tunnx 1); inputs i0.. (an undefined
+// Runs one node on the CPU kernels (opsets: ai.onnx `opset`, com.tunnx 1); inputs i0.. (an undefined
 // tensor omits one), one output o0. Kernel errors propagate as tunnx::Error.
 std::vector<tunnx::Value> run_node(const std::string& domain, const std::string& op, const std::vector<Tensor>& inputs,
-                                   std::vector<tunnx::ir::Attribute> attributes = {});
+                                   std::vector<tunnx::ir::Attribute> attributes = {}, int64_t opset = 17);
+
+// The message of the tunnx::Error that `fn` throws ("" when it throws none).
+template <typename Fn> std::string error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const tunnx::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A tensor value's elements, read as T.
+template <typename T> std::vector<T> values_of(const tunnx::Value& v) {
+  const Tensor& t = v.tensor();
+  return std::vector<T>(t.data_as<T>(), t.data_as<T>() + t.numel());
+}
 
 // Builds a float64 tensor.
 Tensor f64(std::vector<int64_t> dims, std::vector<double> values);

@@ -199,5 +199,36 @@ TEST(NormalizationGrad, BatchNormTrainOneValuePerChannelIsAnError) {
   }
 }
 
+TEST(NormalizationForward, RMSNormalization) {
+  // rms([1, 2]) = sqrt(2.5); scale [1, 2].
+  const auto y = values_of<double>(
+      run_node("", "RMSNormalization", {f64({1, 2}, {1, 2}), f64({2}, {1, 2})}, {attr("epsilon", 0.0f)}, 23)[0]);
+  ASSERT_EQ(y.size(), 2u);
+  EXPECT_NEAR(y[0], 1 / std::sqrt(2.5), 1e-12);
+  EXPECT_NEAR(y[1], 4 / std::sqrt(2.5), 1e-12);
+  const std::string why =
+      error_of([] { run_node("", "RMSNormalization", {f64({1, 2}, {1, 2}), f64({3}, {1, 2, 3})}, {}, 23); });
+  EXPECT_NE(why.find("shapes [3] and [1,2] do not broadcast"), std::string::npos) << why;
+}
+
+TEST(NormalizationForward, GroupNormalizationPerGroupThenPerChannel) {
+  // Two groups of two channels: {1, 3} and {5, 9} both normalize to {-1, 1}.
+  const Tensor x = f64({1, 4, 1}, {1, 3, 5, 9});
+  const A attrs = {attr("num_groups", int64_t{2}), attr("epsilon", 0.0f)};
+  // Opset 18: scale and bias per group.
+  EXPECT_EQ(
+      values_of<double>(run_node("", "GroupNormalization", {x, f64({2}, {1, 2}), f64({2}, {0, 1})}, attrs, 18)[0]),
+      (std::vector<double>{-1, 1, -1, 3}));
+  // Opset 21: per channel.
+  EXPECT_EQ(values_of<double>(
+                run_node("", "GroupNormalization", {x, f64({4}, {1, 2, 3, 4}), f64({4}, {0, 0, 0, 1})}, attrs, 21)[0]),
+            (std::vector<double>{-1, 2, -3, 5}));
+  const std::string why = error_of([&] {
+    run_node("", "GroupNormalization", {x, f64({3}, {1, 1, 1}), f64({3}, {0, 0, 0})},
+             {attr("num_groups", int64_t{3})}, 21);
+  });
+  EXPECT_NE(why.find("num_groups 3 must divide the channel count 4"), std::string::npos) << why;
+}
+
 }  // namespace
 }  // namespace tunnx_test

@@ -111,5 +111,19 @@ TEST(ReduceGrad, ArgMaxArgMinHardmaxStopTheGradient) {
   }
 }
 
+TEST(ReduceForward, CumProd) {
+  const Tensor x = i64({2, 3}, {1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(values_of<int64_t>(run_node("", "CumProd", {x, i64({}, {1})}, {}, 26)[0]),
+            (std::vector<int64_t>{1, 2, 6, 4, 20, 120}));
+  const std::vector<tunnx::ir::Attribute> reverse_exclusive = {attr("reverse", int64_t{1}),
+                                                               attr("exclusive", int64_t{1})};
+  EXPECT_EQ(values_of<int64_t>(run_node("", "CumProd", {x, i64({}, {-1})}, reverse_exclusive, 26)[0]),
+            (std::vector<int64_t>{6, 3, 1, 30, 6, 1}));
+  EXPECT_EQ(values_of<double>(run_node("", "CumProd", {f64({3}, {2, -0.5, 3}), i64({}, {0})}, {}, 26)[0]),
+            (std::vector<double>{2, -1, -3}));
+  const std::string why = error_of([&] { run_node("", "CumProd", {x, i64({2}, {0, 1})}, {}, 26); });
+  EXPECT_NE(why.find("axis must be a single value, got shape [2]"), std::string::npos) << why;
+}
+
 }  // namespace
 }  // namespace tunnx_test

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "runtime/core/float16.h"
 #include "tests/ops/grad_check.h"
 
 namespace tunnx_test {
@@ -286,6 +287,22 @@ TEST(TensorGrad, Float32Kernels) {
   EXPECT_EQ(float32_gradient("Expand", 13, {f32({1}, V(1, 1)), i64({2}, {2, 3})}), (V{6}));
   // A float32 -> float64 cast: the float64 gradient is cast back (com.tunnx CastLike).
   EXPECT_EQ(float32_gradient("Cast", 13, {f32({2}, V(2, 1))}, {attr("to", int64_t{11})}), (V{1, 1}));
+}
+
+TEST(TensorForward, RangeOfFloat16) {
+  auto half = [](float v) {
+    Tensor t(DataType::kFloat16, {});
+    *static_cast<uint16_t*>(t.mutable_data()) = tunnx::Float16::from_float(v);
+    return t;
+  };
+  const Tensor y = run_node("", "Range", {half(1), half(5), half(2)}, {}, 27)[0].tensor();
+  ASSERT_EQ(y.dtype(), DataType::kFloat16);
+  ASSERT_EQ(y.dims(), (Ints{2}));
+  const auto* bits = static_cast<const uint16_t*>(y.data());
+  EXPECT_EQ(tunnx::Float16::to_float(bits[0]), 1.0f);
+  EXPECT_EQ(tunnx::Float16::to_float(bits[1]), 3.0f);
+  const std::string why = error_of([&] { run_node("", "Range", {half(1), half(5), half(0)}, {}, 27); });
+  EXPECT_NE(why.find("delta must not be 0"), std::string::npos) << why;
 }
 
 }  // namespace

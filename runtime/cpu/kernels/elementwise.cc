@@ -1,6 +1,7 @@
-// Elementwise ops: unary math and activations, Clip. Shape rule: the output keeps the input's shape
-// (and dtype, except IsInf/IsNaN which give bool). The broadcasting ops (binary arithmetic, logic and
-// comparison, PRelu, variadic Max/Min/Sum/Mean, Where) live in elementwise_binary.cc.
+// Elementwise ops: unary math and activations, Clip, SwiGLU. Shape rule: the output keeps the input's
+// shape (and dtype, except IsInf/IsNaN which give bool). The broadcasting ops (binary arithmetic,
+// logic and comparison, PRelu, variadic Max/Min/Sum/Mean, Where) live in elementwise_binary.cc, the
+// integer bitwise ops in bitwise.cc.
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -139,6 +140,17 @@ void register_activations(KernelRegistry& r) {
     return x * std::fmax(C(0), std::fmin(C(1), x / C(6) + C(0.5)));
   });
 
+  // Mish: x * tanh(softplus(x)); opset 22 only widened the dtypes.
+  add_unary(r, "Mish", 18, FloatTypes{}, [](auto x) {
+    using C = decltype(x);
+    const C softplus = x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+    return x * std::tanh(softplus);
+  });
+  add_unary_with_attrs(r, "Swish", 24, FloatTypes{}, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 1.0f);
+    return [alpha](auto x) { return x * sigmoid(static_cast<decltype(x)>(alpha) * x); };
+  });
+
   add_unary_with_attrs(r, "LeakyRelu", 1, FloatTypes{}, [](const KernelInit& init) {
     const float alpha = init.attr_float("alpha", 0.01f);
     return [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha * x); };
@@ -256,12 +268,42 @@ void register_clip(KernelRegistry& r) {
   });
 }
 
+// SwiGLU: Y = Swish_alpha(A) * B, A (the gate) and B of one shape; no broadcasting.
+void register_swiglu(KernelRegistry& r) {
+  add_kernel(r, "SwiGLU", 28, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    const float alpha = init.attr_float("alpha", 1.0f);
+    return make_kernel([alpha](KernelContext& ctx) {
+      const Tensor& a = ctx.input(0);
+      const Tensor& b = ctx.input(1);
+      require_same_dtype(ctx, a, b);
+      if (a.dims() != b.dims())
+        throw ctx.error("A of shape " + dims_to_string(a.dims()) + " and B of shape " + dims_to_string(b.dims()) +
+                        " must have the same shape");
+      dispatch(a.dtype(), ctx, FloatTypes{}, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using C = Compute<T>;
+        Tensor& y = ctx.allocate_output_uninitialized(0, a.dtype(), a.dims());
+        const T* pa = data<T>(a);
+        const T* pb = data<T>(b);
+        T* out = mutable_data<T>(y);
+        const C k = static_cast<C>(alpha);
+        for (int64_t i = 0; i < a.numel(); ++i) {
+          const C g = static_cast<C>(pa[i]);
+          out[i] = static_cast<T>(g * sigmoid(k * g) * static_cast<C>(pb[i]));
+        }
+      });
+    });
+  });
+}
+
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r) {
   register_math(r);
   register_activations(r);
   register_clip(r);
+  register_swiglu(r);
+  register_bitwise_kernels(r);  // first: its BitShift (opset 28) must win over the unsigned one there
   register_elementwise_binary_kernels(r);
 }
 

@@ -1,6 +1,7 @@
 // Normalization ops: BatchNormalization (inference and training), InstanceNormalization,
-// LayerNormalization, MeanVarianceNormalization, LpNormalization. Y always has X's shape and dtype;
-// statistics are accumulated in double whatever the input dtype (16-bit floats go through float).
+// LayerNormalization, RMSNormalization, GroupNormalization, MeanVarianceNormalization,
+// LpNormalization. Y always has X's shape and dtype; statistics are accumulated in double whatever the
+// input dtype (16-bit floats go through float).
 #include <algorithm>
 #include <cmath>
 
@@ -202,6 +203,75 @@ void run_layer_norm(KernelContext& ctx, const LayerNormAttrs& attrs) {
   if (wants(ctx, 2)) write_output(ctx, 2, attrs.stash_type, stat_dims, inv_stds);
 }
 
+// ---- RMSNormalization (opset 23): y = x / sqrt(mean(x^2 over X.dims[axis:]) + epsilon) * scale,
+// scale broadcast to X as LayerNormalization's. Computed in double, which is at least stash_type. --
+
+void run_rms_norm(KernelContext& ctx, int64_t axis_attr, float epsilon) {
+  const Tensor& x = ctx.input(0);
+  const auto axis = static_cast<size_t>(normalize_axis(axis_attr, static_cast<int64_t>(x.rank()), ctx));
+  int64_t rows = 1, cols = 1;
+  for (size_t d = 0; d < x.rank(); ++d) (d < axis ? rows : cols) *= x.dims()[d];
+  const Tensor& scale_t = ctx.input(1);
+  const std::vector<double> scale = read_double_values(scale_t, ctx);
+  const std::vector<int64_t> scale_map = param_map(scale_t, x.dims(), axis, ctx);
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* in = data<T>(x);
+    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
+    for (int64_t r = 0; r < rows; ++r) {
+      double sq = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double v = static_cast<double>(in[r * cols + j]);
+        sq += v * v;
+      }
+      const double inv_rms = 1.0 / std::sqrt(sq / static_cast<double>(std::max<int64_t>(cols, 1)) + epsilon);
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t i = r * cols + j;
+        out[i] = static_cast<T>(static_cast<double>(in[i]) * inv_rms * scale[scale_map.empty() ? j : scale_map[i]]);
+      }
+    }
+  });
+}
+
+// ---- GroupNormalization: X [N, C, D1..Dn] normalized per (n, group of C / num_groups channels).
+// scale and bias hold one value per group before opset 21, one per channel from 21. ---------------
+
+void run_group_norm(KernelContext& ctx, int64_t num_groups, float epsilon, bool per_channel) {
+  const Tensor& x = ctx.input(0);
+  if (x.rank() < 2) throw ctx.error("X must have rank >= 2 ([N, C, ...]), got " + dims_to_string(x.dims()));
+  const int64_t n = x.dims()[0], channels = x.dims()[1];
+  if (num_groups <= 0 || channels % num_groups != 0)
+    throw ctx.error("num_groups " + std::to_string(num_groups) + " must divide the channel count " +
+                    std::to_string(channels));
+  const int64_t spatial = n * channels != 0 ? x.numel() / (n * channels) : 0;
+  const int64_t group_channels = channels / num_groups;
+  const std::vector<double> scale = read_double_values(ctx.input(1), ctx), bias = read_double_values(ctx.input(2), ctx);
+  const int64_t params = per_channel ? channels : num_groups;
+  if (static_cast<int64_t>(scale.size()) != params || static_cast<int64_t>(bias.size()) != params)
+    throw ctx.error(std::string("scale and bias must have ") + (per_channel ? "C = " : "num_groups = ") +
+                    std::to_string(params) + " values, got " + std::to_string(scale.size()) + " and " +
+                    std::to_string(bias.size()));
+  dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* in = data<T>(x);
+    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
+    // A group's channels are contiguous: (b, g) covers group_channels * spatial elements from base.
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t g = 0; g < num_groups; ++g) {
+        const int64_t base = (b * channels + g * group_channels) * spatial;
+        double mean = 0, var = 0;
+        moments(in, base, 1, group_channels * spatial, mean, var);
+        const double inv_std = 1.0 / std::sqrt(var + epsilon);
+        for (int64_t c = 0; c < group_channels; ++c) {
+          const int64_t p = per_channel ? g * group_channels + c : g;
+          const int64_t start = base + c * spatial;
+          for (int64_t s = 0; s < spatial; ++s)
+            out[start + s] = static_cast<T>((static_cast<double>(in[start + s]) - mean) * inv_std * scale[p] + bias[p]);
+        }
+      }
+  });
+}
+
 // ---- Normalization over a set of axes (MeanVarianceNormalization, LpNormalization). --------------
 
 // For each element of `dims`, the index of its group: the element's coordinates on the axes not in
@@ -310,6 +380,24 @@ void register_normalization_kernels(KernelRegistry& r) {
       throw init.error("stash_type " + std::to_string(stash) + " is not a floating-point type");
     attrs.stash_type = stash_type;
     return make_kernel([attrs](KernelContext& ctx) { run_layer_norm(ctx, attrs); });
+  });
+
+  add_kernel(r, "RMSNormalization", 23, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    const int64_t axis = init.attr_int("axis", -1);
+    const float epsilon = init.attr_float("epsilon", 1e-5f);
+    const int64_t stash = init.attr_int("stash_type", 1);
+    if (!is_known_data_type(static_cast<int32_t>(stash)) || !is_floating_point(static_cast<DataType>(stash)))
+      throw init.error("stash_type " + std::to_string(stash) + " is not a floating-point type");
+    return make_kernel([axis, epsilon](KernelContext& ctx) { run_rms_norm(ctx, axis, epsilon); });
+  });
+
+  add_kernel(r, "GroupNormalization", 18, INT_MAX, kFloatTypes, [](const KernelInit& init) {
+    const int64_t num_groups = init.required_attr("num_groups").i;
+    const float epsilon = init.attr_float("epsilon", 1e-5f);
+    const bool per_channel = init.opset() >= 21;
+    return make_kernel([num_groups, epsilon, per_channel](KernelContext& ctx) {
+      run_group_norm(ctx, num_groups, epsilon, per_channel);
+    });
   });
 
   add_kernel(r, "MeanVarianceNormalization", 9, INT_MAX, kFloatTypes, [](const KernelInit& init) {

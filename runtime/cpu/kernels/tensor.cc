@@ -675,22 +675,36 @@ void register_tensor_kernels(KernelRegistry& r) {
     });
   });
 
-  // Range: ceil((limit - start) / delta) values start, start + delta, ...
+  // Range: ceil((limit - start) / delta) values start, start + delta, ... The 16-bit floats compute in
+  // float (stash_type 1, the default) or, with stash_type naming their own dtype (opset 27), round to
+  // it after each operation as the spec's loop in that type would.
   add_kernel(r, "Range", 11, INT_MAX, {DataType::kFloat32, DataType::kFloat64, DataType::kInt16, DataType::kInt32,
-                                       DataType::kInt64}, [](const KernelInit&) {
-    return make_kernel([](KernelContext& ctx) {
+                                       DataType::kInt64, DataType::kFloat16, DataType::kBFloat16},
+             [](const KernelInit& init) {
+    const int64_t stash = init.attr_int("stash_type", 1);
+    return make_kernel([stash](KernelContext& ctx) {
       const Tensor& start_t = ctx.input(0);
-      dispatch<float, double, int16_t, int32_t, int64_t>(start_t.dtype(), ctx, [&](auto tag) {
+      dispatch<float, double, int16_t, int32_t, int64_t, Float16, BFloat16>(start_t.dtype(), ctx, [&](auto tag) {
         using T = typename decltype(tag)::type;
+        using C = Compute<T>;
         for (size_t i = 0; i < 3; ++i)
           if (ctx.input(i).dtype() != start_t.dtype() || ctx.input(i).numel() != 1)
             throw ctx.error("start, limit and delta must be scalars of one dtype");
-        const T start = data<T>(ctx.input(0))[0], limit = data<T>(ctx.input(1))[0], delta = data<T>(ctx.input(2))[0];
-        if (delta == T(0)) throw ctx.error("delta must not be 0");
+        const C start = load(data<T>(ctx.input(0))[0]), limit = load(data<T>(ctx.input(1))[0]);
+        const C delta = load(data<T>(ctx.input(2))[0]);
+        if (delta == C(0)) throw ctx.error("delta must not be 0");
         const double count = std::ceil((static_cast<double>(limit) - static_cast<double>(start)) / static_cast<double>(delta));
         Tensor& y = ctx.allocate_output(0, start_t.dtype(), {std::max<int64_t>(0, static_cast<int64_t>(count))});
         T* out = mutable_data<T>(y);
-        for (int64_t i = 0; i < y.numel(); ++i) out[i] = static_cast<T>(start + static_cast<T>(i) * delta);
+        const bool round_each_step = kIs16BitFloat<T> && stash == static_cast<int64_t>(start_t.dtype());
+        for (int64_t i = 0; i < y.numel(); ++i) {
+          if (round_each_step) {
+            const C step = load(static_cast<T>(load(static_cast<T>(static_cast<C>(i))) * delta));
+            out[i] = static_cast<T>(start + step);
+          } else {
+            out[i] = static_cast<T>(start + static_cast<C>(i) * delta);
+          }
+        }
       });
     });
   });

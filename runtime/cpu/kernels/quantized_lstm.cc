@@ -1,0 +1,221 @@
+// com.microsoft:DynamicQuantizeLSTM, as ONNX Runtime's quantization tool writes it for an LSTM:
+// W [D, I, 4H] and R [D, H, 4H] are 8-bit (int8 or uint8) with a scale and zero point per direction
+// or per column, B and P stay float. Its products are computed as ONNX Runtime computes them, not as
+// a float LSTM over dequantized weights (which differs from ONNX Runtime by ~3e-3): X over the whole
+// sequence, and then h(t-1) at every step, are quantized to uint8 with a dynamic scale and zero point
+// (DynamicQuantizeLinear's rule), multiplied in integers and scaled back. Gates as ai.onnx LSTM (iofc
+// order): Sigmoid/Tanh/Tanh, optional clip, input_forget and peepholes; sequence_lens of full length.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/kernels.h"
+
+namespace tunnx::cpu {
+namespace {
+
+struct QuantizedLstmAttrs {
+  int64_t hidden = 0;
+  std::string direction = "forward";
+  float clip = 0;  // 0: none
+  bool input_forget = false;
+};
+
+// ONNX Runtime's dynamic quantization of a float block to uint8: the range includes 0; round half to even.
+struct DynamicQuantized {
+  std::vector<uint8_t> values;
+  float scale = 1;
+  int32_t zero = 0;
+};
+
+DynamicQuantized quantize_dynamic(const float* x, int64_t n) {
+  float lo = 0, hi = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  DynamicQuantized q;
+  q.scale = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+  q.zero = static_cast<int32_t>(std::nearbyint(std::clamp(0.0f - lo / q.scale, 0.0f, 255.0f)));
+  q.values.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    q.values[static_cast<size_t>(i)] =
+        static_cast<uint8_t>(std::clamp(std::nearbyint(x[i] / q.scale) + static_cast<float>(q.zero), 0.0f, 255.0f));
+  return q;
+}
+
+// One direction's 8-bit weight matrix [K, N] with its scale and zero point per column (or one for all).
+struct QuantizedWeights {
+  std::vector<int32_t> values;  // K * N, as integers
+  std::vector<float> scale;     // N
+  std::vector<int32_t> zero;    // N
+};
+
+QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* zero, int64_t d, int64_t K, int64_t N,
+                            const KernelContext& ctx, const char* name) {
+  QuantizedWeights q;
+  q.values.resize(static_cast<size_t>(K * N));
+  const bool is_signed = w.dtype() == DataType::kInt8;
+  for (int64_t i = 0; i < K * N; ++i)
+    q.values[static_cast<size_t>(i)] = is_signed ? data<int8_t>(w)[d * K * N + i] : data<uint8_t>(w)[d * K * N + i];
+  // Scale and zero point: [D] (per tensor) or [D, N] (per column).
+  auto per_column = [&](const Tensor& t, const char* what) {
+    if (t.numel() == t.dims()[0] || t.rank() == 1) return false;
+    if (t.rank() != 2 || t.dims()[1] != N)
+      throw ctx.error(std::string(name) + "'s " + what + " must be [num_directions] or [num_directions, " +
+                      std::to_string(N) + "], got " + dims_to_string(t.dims()));
+    return true;
+  };
+  const bool scale_cols = per_column(scale, "scale");
+  q.scale.resize(static_cast<size_t>(N));
+  for (int64_t c = 0; c < N; ++c) q.scale[static_cast<size_t>(c)] = data<float>(scale)[scale_cols ? d * N + c : d];
+  q.zero.assign(static_cast<size_t>(N), 0);
+  if (zero) {
+    if (zero->dtype() != w.dtype())
+      throw ctx.error(std::string(name) + "'s zero point must have its dtype " + to_string(w.dtype()) + ", got " +
+                      to_string(zero->dtype()));
+    const bool zero_cols = per_column(*zero, "zero point");
+    for (int64_t c = 0; c < N; ++c) {
+      const int64_t at = zero_cols ? d * N + c : d;
+      q.zero[static_cast<size_t>(c)] = is_signed ? data<int8_t>(*zero)[at] : data<uint8_t>(*zero)[at];
+    }
+  }
+  return q;
+}
+
+// out[r, c] (+)= sum_k (a[r, k] - a.zero) (w[k, c] - w.zero[c]) * a.scale * w.scale[c], for M rows.
+void quantized_product(const DynamicQuantized& a, int64_t M, int64_t K, const QuantizedWeights& w, int64_t N,
+                       float* out, bool accumulate) {
+  std::vector<int32_t> row(static_cast<size_t>(N));
+  for (int64_t r = 0; r < M; ++r) {
+    std::fill(row.begin(), row.end(), 0);
+    for (int64_t k = 0; k < K; ++k) {
+      const int32_t av = static_cast<int32_t>(a.values[static_cast<size_t>(r * K + k)]) - a.zero;
+      if (av == 0) continue;
+      const int32_t* wk = w.values.data() + k * N;
+      for (int64_t c = 0; c < N; ++c) row[static_cast<size_t>(c)] += av * (wk[c] - w.zero[static_cast<size_t>(c)]);
+    }
+    for (int64_t c = 0; c < N; ++c) {
+      const float v = static_cast<float>(row[static_cast<size_t>(c)]) * (a.scale * w.scale[static_cast<size_t>(c)]);
+      out[r * N + c] = accumulate ? out[r * N + c] + v : v;
+    }
+  }
+}
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  const Tensor& r = ctx.input(2);
+  if (x.dtype() != DataType::kFloat32 || x.rank() != 3)
+    throw ctx.error("X must be float32 [seq_length, batch, input_size], got " + std::string(to_string(x.dtype())) + " " +
+                    dims_to_string(x.dims()));
+  for (const Tensor* t : {&w, &r})
+    if (t->dtype() != DataType::kInt8 && t->dtype() != DataType::kUInt8)
+      throw ctx.error(std::string("W and R must be int8 or uint8, got ") + to_string(t->dtype()));
+  const int64_t S = x.dims()[0], Bn = x.dims()[1], I = x.dims()[2], H = a.hidden, G = 4 * H;
+  const int64_t D = a.direction == "bidirectional" ? 2 : 1;
+  if (w.dims() != std::vector<int64_t>{D, I, G} || r.dims() != std::vector<int64_t>{D, H, G})
+    throw ctx.error("W " + dims_to_string(w.dims()) + " and R " + dims_to_string(r.dims()) + " must be [" +
+                    std::to_string(D) + ", " + std::to_string(I) + ", " + std::to_string(G) + "] and [" +
+                    std::to_string(D) + ", " + std::to_string(H) + ", " + std::to_string(G) + "]");
+  const Tensor* bias = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  const Tensor* h0 = ctx.has_input(5) ? &ctx.input(5) : nullptr;
+  const Tensor* c0 = ctx.has_input(6) ? &ctx.input(6) : nullptr;
+  const Tensor* peep = ctx.has_input(7) ? &ctx.input(7) : nullptr;
+  if (ctx.has_input(4))
+    for (int64_t len : read_int_values(ctx.input(4), ctx))
+      if (len != S) throw ctx.error("sequence_lens shorter than the sequence (" + std::to_string(len) + " of " +
+                                    std::to_string(S) + ") are not supported");
+  if (!ctx.has_input(8) || !ctx.has_input(10)) throw ctx.error("W_scale and R_scale are required");
+  const std::vector<int64_t> state = {D, Bn, H};
+  if (bias && bias->dims() != std::vector<int64_t>{D, 2 * G}) throw ctx.error("B must be " + dims_to_string({D, 2 * G}));
+  if (h0 && h0->dims() != state) throw ctx.error("initial_h must be " + dims_to_string(state));
+  if (c0 && c0->dims() != state) throw ctx.error("initial_c must be " + dims_to_string(state));
+  if (peep && peep->dims() != std::vector<int64_t>{D, 3 * H}) throw ctx.error("P must be " + dims_to_string({D, 3 * H}));
+
+  float* y = ctx.output_wanted(0) ? mutable_data<float>(ctx.allocate_output_uninitialized(0, DataType::kFloat32, {S, D, Bn, H}))
+                                  : nullptr;
+  float* y_h = ctx.output_wanted(1) ? mutable_data<float>(ctx.allocate_output_uninitialized(1, DataType::kFloat32, state)) : nullptr;
+  float* y_c = ctx.output_wanted(2) ? mutable_data<float>(ctx.allocate_output_uninitialized(2, DataType::kFloat32, state)) : nullptr;
+
+  const DynamicQuantized xq = quantize_dynamic(data<float>(x), S * Bn * I);  // one scale for the whole sequence
+  std::vector<float> xw(static_cast<size_t>(S * Bn * G)), gates(static_cast<size_t>(Bn * G));
+  std::vector<float> h(static_cast<size_t>(Bn * H)), c(static_cast<size_t>(Bn * H));
+  for (int64_t d = 0; d < D; ++d) {
+    const bool reverse = a.direction == "reverse" || d == 1;
+    const QuantizedWeights wq = weights_of(w, ctx.input(8), ctx.has_input(9) ? &ctx.input(9) : nullptr, d, I, G, ctx, "W");
+    const QuantizedWeights rq = weights_of(r, ctx.input(10), ctx.has_input(11) ? &ctx.input(11) : nullptr, d, H, G, ctx, "R");
+    quantized_product(xq, S * Bn, I, wq, G, xw.data(), false);
+    for (int64_t i = 0; i < Bn * H; ++i) {
+      h[static_cast<size_t>(i)] = h0 ? data<float>(*h0)[d * Bn * H + i] : 0.0f;
+      c[static_cast<size_t>(i)] = c0 ? data<float>(*c0)[d * Bn * H + i] : 0.0f;
+    }
+    const float* wb = bias ? data<float>(*bias) + d * 2 * G : nullptr;
+    const float* p = peep ? data<float>(*peep) + d * 3 * H : nullptr;
+    for (int64_t step = 0; step < S; ++step) {
+      const int64_t t = reverse ? S - 1 - step : step;
+      std::copy_n(xw.data() + t * Bn * G, Bn * G, gates.data());
+      quantized_product(quantize_dynamic(h.data(), Bn * H), Bn, H, rq, G, gates.data(), true);  // h quantized per step
+      for (int64_t b = 0; b < Bn; ++b) {
+        float* g = gates.data() + b * G;
+        if (wb)
+          for (int64_t j = 0; j < G; ++j) g[j] += wb[j] + wb[G + j];
+        for (int64_t j = 0; j < H; ++j) {
+          float& cc = c[static_cast<size_t>(b * H + j)];
+          float gi = g[j], go = g[H + j], gf = g[2 * H + j], gc = g[3 * H + j];
+          if (p) {
+            gi += p[j] * cc;
+            gf += p[2 * H + j] * cc;
+          }
+          if (a.clip > 0) {
+            gi = std::clamp(gi, -a.clip, a.clip);
+            gf = std::clamp(gf, -a.clip, a.clip);
+            gc = std::clamp(gc, -a.clip, a.clip);
+          }
+          const float i_gate = sigmoid(gi);
+          const float f_gate = a.input_forget ? 1.0f - i_gate : sigmoid(gf);
+          cc = f_gate * cc + i_gate * std::tanh(gc);
+          if (p) go += p[H + j] * cc;
+          if (a.clip > 0) go = std::clamp(go, -a.clip, a.clip);
+          h[static_cast<size_t>(b * H + j)] = sigmoid(go) * std::tanh(cc);
+        }
+      }
+      if (y) std::copy(h.begin(), h.end(), y + (t * D + d) * Bn * H);
+    }
+    if (y_h) std::copy(h.begin(), h.end(), y_h + d * Bn * H);
+    if (y_c) std::copy(c.begin(), c.end(), y_c + d * Bn * H);
+  }
+}
+
+}  // namespace
+
+void register_quantized_rnn_kernels(KernelRegistry& r) {
+  KernelDef def;
+  def.domain = "com.microsoft";
+  def.op_type = "DynamicQuantizeLSTM";
+  def.types = {DataType::kFloat32};
+  def.name = "cpu/reference/DynamicQuantizeLSTM";
+  def.factory = [](const KernelInit& init) {
+    QuantizedLstmAttrs a;
+    a.hidden = init.attr_int("hidden_size", 0);
+    if (a.hidden <= 0) throw init.error("hidden_size must be positive, got " + std::to_string(a.hidden));
+    a.direction = init.attr_string("direction", "forward");
+    if (a.direction != "forward" && a.direction != "reverse" && a.direction != "bidirectional")
+      throw init.error("direction must be forward, reverse or bidirectional, got \"" + a.direction + "\"");
+    a.clip = init.attr_float("clip", 0.0f);
+    a.input_forget = init.attr_int("input_forget", 0) != 0;
+    const std::vector<std::string> acts = init.attr_strings("activations");
+    for (size_t i = 0; i < acts.size(); ++i)
+      if (acts[i] != (i % 3 == 0 ? "Sigmoid" : "Tanh"))
+        throw init.error("activations other than Sigmoid, Tanh, Tanh are not supported, got " + acts[i]);
+    return make_kernel([a](KernelContext& ctx) { run_quantized_lstm(ctx, a); });
+  };
+  r.add(std::move(def));
+}
+
+}  // namespace tunnx::cpu
