@@ -8,9 +8,7 @@ namespace tunnx {
 void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_elementwise_kernels(registry);
   cpu::register_reduce_kernels(registry);
-  cpu::register_cumulative_kernels(registry);
   cpu::register_linear_kernels(registry);
-  cpu::register_attention_op_kernels(registry);
   cpu::register_conv_pool_kernels(registry);
   cpu::register_tensor_kernels(registry);
   cpu::register_normalization_kernels(registry);

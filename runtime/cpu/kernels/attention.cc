@@ -1,9 +1,244 @@
-// Attention building blocks: RotaryEmbedding (opset 23). Y has X's shape and dtype.
+// The attention family: Attention (opsets 23-25) and RotaryEmbedding (opset 23).
+//
+// Attention: scaled dot-product attention over 3-D [B, S, heads * D] or 4-D
+// [B, heads, S, D] Q/K/V, with grouped-query heads (each key/value head serves q_num_heads /
+// kv_num_heads query heads), a boolean or additive mask (right-aligned broadcast to [B, Hq, Sq, T],
+// its last dim padded with masked positions up to T), causal masking aligned bottom-right (offset:
+// the past length, or nonpad_kv_seqlen - Sq per batch), opset 25's sliding window, past/present
+// key-value state, softcap, and the qk_matmul_output debug output. Semantics follow onnx.reference's
+// op_attention.py, which the node tests' expected outputs come from: a row whose mask allows no key
+// gives zero probabilities and a zero output row, never NaN.
+//
+// RotaryEmbedding: Y has X's shape and dtype.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <optional>
+
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
 namespace {
+
+
+struct AttentionAttrs {
+  bool causal = false;
+  int64_t q_heads = 0, kv_heads = 0;  // 0: not given (4-D inputs carry them)
+  int64_t qk_mode = 0;
+  std::optional<float> scale;
+  float softcap = 0;
+  bool has_softcap = false;
+  int64_t left_window = -1, right_window = -1;
+};
+
+// `dims` right-aligned against `rank`, padded with 1s in front.
+std::vector<int64_t> aligned_dims(const std::vector<int64_t>& dims, size_t rank) {
+  std::vector<int64_t> out(rank, 1);
+  std::copy(dims.begin(), dims.end(), out.begin() + static_cast<std::ptrdiff_t>(rank - dims.size()));
+  return out;
+}
+
+template <typename E> void attention_typed(KernelContext& ctx, const AttentionAttrs& a) {
+  using C = std::conditional_t<std::is_same_v<E, double>, double, float>;  // compute type
+  const Tensor& q_in = ctx.input(0);
+  const Tensor& k_in = ctx.input(1);
+  const Tensor& v_in = ctx.input(2);
+  const Tensor* mask = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  const Tensor* past_k = ctx.has_input(4) ? &ctx.input(4) : nullptr;
+  const Tensor* past_v = ctx.has_input(5) ? &ctx.input(5) : nullptr;
+  const Tensor* nonpad = ctx.has_input(6) ? &ctx.input(6) : nullptr;
+  const size_t rank = q_in.rank();
+  if ((rank != 3 && rank != 4) || k_in.rank() != rank || v_in.rank() != rank)
+    throw ctx.error("Q, K and V must all be 3-D or all 4-D, got " + dims_to_string(q_in.dims()) + ", " +
+                    dims_to_string(k_in.dims()) + ", " + dims_to_string(v_in.dims()));
+  if ((past_k == nullptr) != (past_v == nullptr)) throw ctx.error("past_key and past_value must be given together");
+  if (nonpad && past_k) throw ctx.error("nonpad_kv_seqlen cannot be combined with past_key/past_value");
+  require_same_dtype(ctx, q_in, k_in);
+  require_same_dtype(ctx, q_in, v_in);
+
+  // Geometry: B, heads, lengths and head sizes, and the element strides of Q, K, V as [b, h, s, d].
+  const int64_t B = q_in.dims()[0];
+  int64_t Hq, Hkv, Sq, Skv, D, Dv;
+  if (rank == 3) {
+    if (a.q_heads <= 0 || a.kv_heads <= 0) throw ctx.error("3-D inputs need q_num_heads and kv_num_heads");
+    Hq = a.q_heads;
+    Hkv = a.kv_heads;
+    Sq = q_in.dims()[1];
+    Skv = k_in.dims()[1];
+    if (q_in.dims()[2] % Hq || k_in.dims()[2] % Hkv || v_in.dims()[2] % Hkv)
+      throw ctx.error("hidden sizes " + dims_to_string({q_in.dims()[2], k_in.dims()[2], v_in.dims()[2]}) +
+                      " do not split into q_num_heads " + std::to_string(Hq) + " / kv_num_heads " +
+                      std::to_string(Hkv));
+    D = q_in.dims()[2] / Hq;
+    Dv = v_in.dims()[2] / Hkv;
+    if (k_in.dims()[2] / Hkv != D) throw ctx.error("Q and K head sizes differ");
+  } else {
+    Hq = q_in.dims()[1];
+    Hkv = k_in.dims()[1];
+    Sq = q_in.dims()[2];
+    Skv = k_in.dims()[2];
+    D = q_in.dims()[3];
+    Dv = v_in.dims()[3];
+    if (k_in.dims()[3] != D)
+      throw ctx.error("Q and K head sizes differ: " + std::to_string(D) + " vs " + std::to_string(k_in.dims()[3]));
+    if (v_in.dims()[1] != Hkv) throw ctx.error("K and V head counts differ");
+  }
+  if (k_in.dims()[0] != B || v_in.dims()[0] != B) throw ctx.error("Q, K and V batch sizes differ");
+  if ((rank == 3 ? v_in.dims()[1] : v_in.dims()[2]) != Skv) throw ctx.error("K and V sequence lengths differ");
+  if (Hkv <= 0 || Hq % Hkv)
+    throw ctx.error("q_num_heads " + std::to_string(Hq) + " is not a multiple of kv_num_heads " + std::to_string(Hkv));
+  const int64_t group = Hq / Hkv;
+  const int64_t Sp = past_k ? past_k->dims()[2] : 0, T = Sp + Skv;  // T: past and new keys
+  if (past_k && (past_k->dims() != std::vector<int64_t>{B, Hkv, Sp, D} ||
+                 past_v->dims() != std::vector<int64_t>{B, Hkv, Sp, Dv}))
+    throw ctx.error("past_key " + dims_to_string(past_k->dims()) + " / past_value " + dims_to_string(past_v->dims()) +
+                    " do not match [B, kv_heads, past, head size]");
+  // [b, h, s, d] strides of an input as it lies.
+  auto strides_of_input = [rank](int64_t H, int64_t S, int64_t Dh) {
+    return rank == 3 ? std::array<int64_t, 4>{S * H * Dh, Dh, H * Dh, 1}
+                     : std::array<int64_t, 4>{H * S * Dh, S * Dh, Dh, 1};
+  };
+  const auto qs = strides_of_input(Hq, Sq, D), ks = strides_of_input(Hkv, Skv, D), vs = strides_of_input(Hkv, Skv, Dv);
+
+  // present_key / present_value: past then new, [B, Hkv, T, D]; the keys and values attention reads.
+  Tensor present_k = ctx.output_wanted(1) ? ctx.allocate_output_uninitialized(1, q_in.dtype(), {B, Hkv, T, D})
+                                          : Tensor::uninitialized(q_in.dtype(), {B, Hkv, T, D});
+  Tensor present_v = ctx.output_wanted(2) ? ctx.allocate_output_uninitialized(2, q_in.dtype(), {B, Hkv, T, Dv})
+                                          : Tensor::uninitialized(q_in.dtype(), {B, Hkv, T, Dv});
+  {
+    E* pk = mutable_data<E>(present_k);
+    E* pv = mutable_data<E>(present_v);
+    const E* k = data<E>(k_in);
+    const E* v = data<E>(v_in);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < Hkv; ++h)
+        for (int64_t s = 0; s < T; ++s) {
+          E* kd = pk + ((b * Hkv + h) * T + s) * D;
+          E* vd = pv + ((b * Hkv + h) * T + s) * Dv;
+          if (s < Sp) {
+            std::copy_n(data<E>(*past_k) + ((b * Hkv + h) * Sp + s) * D, D, kd);
+            std::copy_n(data<E>(*past_v) + ((b * Hkv + h) * Sp + s) * Dv, Dv, vd);
+          } else {
+            const int64_t n = s - Sp;
+            for (int64_t d = 0; d < D; ++d) kd[d] = k[b * ks[0] + h * ks[1] + n * ks[2] + d];
+            for (int64_t d = 0; d < Dv; ++d) vd[d] = v[b * vs[0] + h * vs[1] + n * vs[2] + d];
+          }
+        }
+  }
+
+  // The additive bias per [b, h, i, j]: the mask (bool: allowed 0, else -inf; float: as is; padded
+  // with masked positions past its last dim), then causal, window and padding limits as -inf.
+  const C neg_inf = -std::numeric_limits<C>::infinity();
+  std::vector<int64_t> mask_dims, mask_strides;
+  if (mask) {
+    if (mask->rank() < 1 || mask->rank() > 4)
+      throw ctx.error("attn_mask must have rank 1 to 4, got " + dims_to_string(mask->dims()));
+    if (mask->dtype() != DataType::kBool && mask->dtype() != q_in.dtype())
+      throw ctx.error(std::string("attn_mask must be bool or ") + to_string(q_in.dtype()) + ", got " +
+                      to_string(mask->dtype()));
+    mask_dims = aligned_dims(mask->dims(), 4);
+    const std::vector<int64_t> want = {B, Hq, Sq, T};
+    for (size_t i = 0; i < 3; ++i)
+      if (mask_dims[i] != 1 && mask_dims[i] != want[i])
+        throw ctx.error("attn_mask " + dims_to_string(mask->dims()) + " does not broadcast to " + dims_to_string(want));
+    if (mask_dims[3] > T)
+      throw ctx.error("attn_mask's last dim " + std::to_string(mask_dims[3]) + " exceeds the " + std::to_string(T) +
+                      " keys");
+    mask_strides = strides_of(mask_dims);
+    for (size_t i = 0; i < 4; ++i)
+      if (mask_dims[i] == 1) mask_strides[i] = 0;
+  }
+  std::vector<int64_t> lens;
+  if (nonpad) {
+    lens = read_int_values(*nonpad, ctx);
+    if (static_cast<int64_t>(lens.size()) != B)
+      throw ctx.error("nonpad_kv_seqlen has " + std::to_string(lens.size()) + " values for batch " + std::to_string(B));
+  }
+  auto bias_at = [&](int64_t b, int64_t h, int64_t i, int64_t j) -> C {
+    C bias = 0;
+    if (mask) {
+      if (j >= mask_dims[3]) {
+        bias = neg_inf;
+      } else {
+        const int64_t at = b * mask_strides[0] + h * mask_strides[1] + i * mask_strides[2] + j;
+        if (mask->dtype() == DataType::kBool) bias = data<bool>(*mask)[at] ? C(0) : neg_inf;
+        else bias = static_cast<C>(load(data<E>(*mask)[at]));
+      }
+    }
+    const int64_t offset = past_k ? Sp : nonpad ? lens[static_cast<size_t>(b)] - Sq : 0;
+    const int64_t diff = i + offset - j;
+    if (a.causal && diff < 0) bias = neg_inf;
+    if (a.left_window >= 0 && diff > a.left_window) bias = neg_inf;
+    if (a.right_window >= 0 && -diff > a.right_window) bias = neg_inf;
+    if (nonpad && j >= lens[static_cast<size_t>(b)]) bias = neg_inf;
+    return bias;
+  };
+
+  // Q and K are each scaled by sqrt(scale), rounded to the input type first, as the reference does.
+  const double scale = a.scale ? static_cast<double>(*a.scale) : 1.0 / std::sqrt(static_cast<double>(D));
+  const C scale_sqrt = static_cast<C>(load(static_cast<E>(static_cast<C>(std::sqrt(scale)))));
+  auto scaled = [scale_sqrt](const E& x) { return static_cast<C>(load(static_cast<E>(static_cast<C>(load(x)) * scale_sqrt))); };
+  const std::vector<int64_t> y_dims =
+      rank == 3 ? std::vector<int64_t>{B, Sq, Hq * Dv} : std::vector<int64_t>{B, Hq, Sq, Dv};
+  E* y = mutable_data<E>(ctx.allocate_output_uninitialized(0, q_in.dtype(), y_dims));
+  E* qk_out = ctx.output_wanted(3)
+                  ? mutable_data<E>(ctx.allocate_output_uninitialized(3, q_in.dtype(), {B, Hq, Sq, T}))
+                  : nullptr;
+  const E* q = data<E>(q_in);
+  const E* pk = data<E>(present_k);
+  const E* pv = data<E>(present_v);
+  std::vector<C> qrow(static_cast<size_t>(D)), scores(static_cast<size_t>(T)), probs(static_cast<size_t>(T)),
+      acc(static_cast<size_t>(Dv));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < Hq; ++h) {
+      const int64_t kvh = h / group;
+      const E* kh = pk + (b * Hkv + kvh) * T * D;
+      const E* vh = pv + (b * Hkv + kvh) * T * Dv;
+      for (int64_t i = 0; i < Sq; ++i) {
+        for (int64_t d = 0; d < D; ++d) qrow[static_cast<size_t>(d)] = scaled(q[b * qs[0] + h * qs[1] + i * qs[2] + d]);
+        bool any_allowed = false;
+        for (int64_t j = 0; j < T; ++j) {
+          C dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += qrow[static_cast<size_t>(d)] * scaled(kh[j * D + d]);
+          if (a.has_softcap && a.softcap > 0)
+            dot = static_cast<C>(a.softcap) * std::tanh(dot / static_cast<C>(a.softcap));
+          const C bias = bias_at(b, h, i, j);
+          any_allowed = any_allowed || bias != neg_inf;
+          scores[static_cast<size_t>(j)] = dot;
+          probs[static_cast<size_t>(j)] = dot + bias;
+        }
+        // Softmax over the keys; a row with no allowed key is all zeros.
+        C max = neg_inf;
+        for (C v : probs) max = std::max(max, v);
+        C sum = 0;
+        for (C& v : probs) {
+          v = any_allowed && max != neg_inf ? std::exp(v - max) : C(0);
+          sum += v;
+        }
+        for (C& v : probs) v = sum > 0 ? v / sum : C(0);
+        if (qk_out) {  // modes 0 and 1: the (softcapped) scores; 2: with the bias; 3: the probabilities
+          E* row = qk_out + ((b * Hq + h) * Sq + i) * T;
+          for (int64_t j = 0; j < T; ++j) {
+            C value = scores[static_cast<size_t>(j)];
+            if (a.qk_mode == 2) value += bias_at(b, h, i, j);
+            if (a.qk_mode == 3) value = probs[static_cast<size_t>(j)];
+            row[j] = static_cast<E>(value);
+          }
+        }
+        std::fill(acc.begin(), acc.end(), C(0));
+        for (int64_t j = 0; j < T; ++j) {
+          const C p = static_cast<C>(load(static_cast<E>(probs[static_cast<size_t>(j)])));  // in the input type
+          if (p == 0) continue;
+          for (int64_t d = 0; d < Dv; ++d) acc[static_cast<size_t>(d)] += p * static_cast<C>(load(vh[j * Dv + d]));
+        }
+        E* out = rank == 3 ? y + (b * Sq + i) * Hq * Dv + h * Dv : y + ((b * Hq + h) * Sq + i) * Dv;
+        for (int64_t d = 0; d < Dv; ++d) out[d] = static_cast<E>(acc[static_cast<size_t>(d)]);
+      }
+    }
+}
+
 
 using RotaryTypes = Types<float, Float16, BFloat16>;
 
@@ -104,6 +339,26 @@ void run_rotary(KernelContext& ctx, const RotaryAttrs& attrs) {
 }  // namespace
 
 void register_attention_kernels(KernelRegistry& r) {
+  add_kernel(r, "Attention", 23, INT_MAX, dtypes(FloatTypes{}), [](const KernelInit& init) {
+    AttentionAttrs a;
+    a.causal = init.attr_int("is_causal", 0) != 0;
+    a.q_heads = init.attr_int("q_num_heads", 0);
+    a.kv_heads = init.attr_int("kv_num_heads", 0);
+    a.qk_mode = init.attr_int("qk_matmul_output_mode", 0);
+    if (a.qk_mode < 0 || a.qk_mode > 3)
+      throw init.error("qk_matmul_output_mode must be 0 to 3, got " + std::to_string(a.qk_mode));
+    if (init.has_attr("scale")) a.scale = init.attr_float("scale", 1.0f);
+    a.has_softcap = init.has_attr("softcap");
+    a.softcap = init.attr_float("softcap", 0.0f);
+    a.left_window = init.attr_int("left_window_size", -1);
+    a.right_window = init.attr_int("right_window_size", -1);
+    if (a.left_window < -1 || a.right_window < -1) throw init.error("window sizes must be -1 or nonnegative");
+    return make_kernel([a](KernelContext& ctx) {
+      dispatch<float, double, Float16, BFloat16>(ctx.input(0).dtype(), ctx, [&](auto tag) {
+        attention_typed<typename decltype(tag)::type>(ctx, a);
+      });
+    });
+  });
   add_kernel(r, "RotaryEmbedding", 23, INT_MAX, dtypes(RotaryTypes{}), [](const KernelInit& init) {
     RotaryAttrs attrs;
     attrs.interleaved = init.attr_int("interleaved", 0) != 0;

@@ -7,11 +7,9 @@
 namespace tunnx::cpu {
 
 void register_elementwise_kernels(KernelRegistry& registry);    // unary math, activations, binary, variadic, Where
-void register_reduce_kernels(KernelRegistry& registry);         // Reduce*, ArgMax/Min, Softmax family, CumSum, TopK
-void register_cumulative_kernels(KernelRegistry& registry);     // CumProd (CumSum's sibling)
-void register_attention_kernels(KernelRegistry& registry);      // RotaryEmbedding (attention.cc)
+void register_reduce_kernels(KernelRegistry& registry);         // Reduce*, ArgMax/Min, Softmax family, CumSum, CumProd, TopK
+void register_attention_kernels(KernelRegistry& registry);      // Attention, RotaryEmbedding (attention.cc)
 void register_linear_kernels(KernelRegistry& registry);         // MatMul, Gemm, Einsum, quantized matmul, Det
-void register_attention_op_kernels(KernelRegistry& registry);   // Attention (opset 23+)
 void register_conv_pool_kernels(KernelRegistry& registry);      // Conv*, pools, LRN
 void register_tensor_kernels(KernelRegistry& registry);         // shape, movement, indexing, Cast, Constant
 void register_normalization_kernels(KernelRegistry& registry);  // BatchNorm, InstanceNorm, LayerNorm, MVN, RMS, Group

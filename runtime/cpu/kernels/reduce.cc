@@ -1,11 +1,11 @@
 // Reductions and ops that work along an axis: Reduce* (Sum, Mean, Max, Min, Prod, L1, L2, LogSum,
-// LogSumExp, SumSquare), ArgMax/ArgMin, Softmax/LogSoftmax/Hardmax, CumSum, TopK.
+// LogSumExp, SumSquare), ArgMax/ArgMin, Softmax/LogSoftmax/Hardmax, CumSum, CumProd, TopK.
 //
 // Shape rules:
 //   Reduce*: the reduced axes become 1 (keepdims=1) or disappear (keepdims=0); no axes means all axes
 //            unless noop_with_empty_axes=1, which makes the op elementwise (shape kept).
 //   ArgMax/ArgMin: like a reduction over the single `axis`; output int64.
-//   Softmax family, CumSum: output shape equals the input's.
+//   Softmax family, CumSum, CumProd: output shape equals the input's.
 //   TopK: the input's shape with dims[axis] = k, for both outputs (values T, indices int64).
 //
 // Along-axis ops view the input as [outer, len, inner] around the axis; opset<13 Softmax/LogSoftmax/
@@ -399,12 +399,13 @@ KernelFactory softmax_factory(SoftmaxKind kind) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// CumSum
+// CumSum, CumProd (opset 26): the running sum or product along the scalar `axis` input; exclusive=1
+// starts from the identity (0 or 1), reverse=1 runs from the end of the axis.
 
-std::unique_ptr<Kernel> cumsum_kernel(const KernelInit& init) {
+template <typename... Ts> std::unique_ptr<Kernel> cumulative_kernel(const KernelInit& init, bool product) {
   const bool exclusive = init.attr_int("exclusive", 0) != 0;
   const bool reverse = init.attr_int("reverse", 0) != 0;
-  return make_kernel([exclusive, reverse](KernelContext& ctx) {
+  return make_kernel([exclusive, reverse, product](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     const Tensor& axis_t = ctx.input(1);
     if (axis_t.numel() != 1) throw ctx.error("axis must be a single value, got shape " + dims_to_string(axis_t.dims()));
@@ -414,8 +415,7 @@ std::unique_ptr<Kernel> cumsum_kernel(const KernelInit& init) {
     const AxisView v = axis_view(x.dims(), axis);
     Tensor& y = ctx.allocate_output(0, x.dtype(), x.dims());
     if (y.numel() == 0) return;
-    dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
-             uint64_t>(x.dtype(), ctx, [&](auto tag) {
+    dispatch<Ts...>(x.dtype(), ctx, [&](auto tag) {
       using T = typename decltype(tag)::type;
       using Acc = std::conditional_t<kIsFloat<T>, double, uint64_t>;  // uint64: modular, no overflow UB
       const T* in = data<T>(x);
@@ -426,20 +426,16 @@ std::unique_ptr<Kernel> cumsum_kernel(const KernelInit& init) {
       };
       std::vector<Acc> acc(static_cast<size_t>(v.inner));
       for (int64_t o = 0; o < v.outer; ++o) {
-        std::fill(acc.begin(), acc.end(), Acc(0));
+        std::fill(acc.begin(), acc.end(), Acc(product ? 1 : 0));
         for (int64_t step = 0; step < v.len; ++step) {
           const int64_t j = reverse ? v.len - 1 - step : step;
           const int64_t base = (o * v.len + j) * v.inner;
           for (int64_t i = 0; i < v.inner; ++i) {
             Acc& a = acc[static_cast<size_t>(i)];
             Acc c = static_cast<Acc>(compute_value(in[base + i]));
-            if (exclusive) {
-              out[base + i] = store(a);
-              a += c;
-            } else {
-              a += c;
-              out[base + i] = store(a);
-            }
+            if (exclusive) out[base + i] = store(a);
+            a = product ? a * c : a + c;
+            if (!exclusive) out[base + i] = store(a);
           }
         }
       }
@@ -539,7 +535,16 @@ void register_reduce_kernels(KernelRegistry& r) {
   add_kernel(r, "LogSoftmax", 1, INT_MAX, kFloatTypes, softmax_factory(SoftmaxKind::kLogSoftmax));
   add_kernel(r, "Hardmax", 1, INT_MAX, kFloatTypes, softmax_factory(SoftmaxKind::kHardmax));
 
-  add_kernel(r, "CumSum", 11, INT_MAX, numeric, cumsum_kernel);
+  add_kernel(r, "CumSum", 11, INT_MAX, numeric, [](const KernelInit& init) {
+    return cumulative_kernel<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
+                             uint32_t, uint64_t>(init, false);
+  });
+  add_kernel(r, "CumProd", 26, INT_MAX,
+             {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32,
+              DataType::kInt64, DataType::kUInt32, DataType::kUInt64},
+             [](const KernelInit& init) {
+               return cumulative_kernel<float, double, Float16, BFloat16, int32_t, int64_t, uint32_t, uint64_t>(init, true);
+             });
 
   // K is an attribute in opset 1, an input from 10; `largest` and `sorted` exist from 11.
   add_kernel(r, "TopK", 1, INT_MAX, numeric, topk_kernel);
