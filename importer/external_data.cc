@@ -1,5 +1,6 @@
 #include "importer/external_data.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -103,7 +104,7 @@ Tensor ExternalDataResolver::load(const onnx::TensorProto& proto, const TensorLa
 
   const std::byte* bytes = file->data() + entry.offset;
   // Views must be aligned for their element type; a misaligned tensor is copied once, here.
-  if (reinterpret_cast<uintptr_t>(bytes) % element_size(layout.dtype) != 0) {
+  if (reinterpret_cast<uintptr_t>(bytes) % std::max<size_t>(1, element_bits(layout.dtype) / 8) != 0) {
     Tensor copy(layout.dtype, layout.dims);
     std::memcpy(copy.mutable_data(), bytes, layout.nbytes);
     return copy;

@@ -321,6 +321,12 @@ Tensor parse_npy(std::string_view bytes, const ErrorContext& where) {
   return t;
 }
 
+bool npy_writes(DataType dtype) {
+  for (const auto& t : kNpyTypes)
+    if (t.dtype == dtype) return true;
+  return dtype == DataType::kString;
+}
+
 NpyBytes encode_npy(const Tensor& tensor) {
   std::string descr;
   std::string strings;

@@ -26,4 +26,7 @@ struct NpyBytes {
 // that is not valid UTF-8 or ends in NUL (NumPy drops trailing NULs).
 NpyBytes encode_npy(const Tensor& tensor);
 
+// Whether encode_npy can write `dtype`.
+bool npy_writes(DataType dtype);
+
 }  // namespace tunnx

@@ -8,6 +8,7 @@
 #include "importer/tensor_proto.h"
 #include "onnx/onnx-data_pb.h"
 #include "runtime/core/float16.h"
+#include "runtime/core/narrow_types.h"
 #include "tunnx/io.h"
 
 namespace tunnx {
@@ -44,9 +45,20 @@ std::vector<double> as_doubles(const Tensor& t) {
     case DataType::kFloat64: fill(double{}); break;
     case DataType::kFloat16: fill(Float16{}); break;
     case DataType::kBFloat16: fill(BFloat16{}); break;
-    default: break;
+    default:
+      if (is_narrow_float(t.dtype()))
+        for (int64_t i = 0; i < t.numel(); ++i)
+          out[static_cast<size_t>(i)] = narrow_float_value(t.dtype(), read_code(t.dtype(), t.data(), i));
+      break;
   }
   return out;
+}
+
+// Packed integers compare by element: the padding bits of the last byte do not count.
+bool same_packed_elements(const Tensor& a, const Tensor& b) {
+  for (int64_t i = 0; i < a.numel(); ++i)
+    if (read_code(a.dtype(), a.data(), i) != read_code(b.dtype(), b.data(), i)) return false;
+  return true;
 }
 
 Comparison compare_tensors(const Tensor& expected, const Tensor& actual, double rtol, double atol) {
@@ -63,7 +75,11 @@ Comparison compare_tensors(const Tensor& expected, const Tensor& actual, double 
     fail("shape " + dims_to_string(actual.dims()) + ", expected " + dims_to_string(expected.dims()));
     return c;
   }
-  if (!is_floating_point(expected.dtype())) {
+  if (is_packed_integer(expected.dtype())) {
+    if (!same_packed_elements(expected, actual)) fail("values differ");
+    return c;
+  }
+  if (!is_floating_point(expected.dtype()) && !is_narrow_float(expected.dtype())) {
     if (!expected.equals(actual)) fail("values differ");
     return c;
   }
@@ -105,6 +121,16 @@ void save_npy(const fs::path& path, const Tensor& tensor) {
     out.write(npy.tail.data(), static_cast<std::streamsize>(npy.tail.size()));
   });
 }
+
+void save_tensor_pb(const fs::path& path, const Tensor& tensor, const std::string& name) {
+  onnx::TensorProto proto;
+  tensor_to_proto(tensor, &proto);
+  if (!name.empty()) proto.set_name(name);
+  const std::string bytes = proto.SerializeAsString();
+  write_file_atomically(path, [&bytes](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
+}
+
+bool npy_can_hold(DataType dtype) { return npy_writes(dtype); }
 
 Value load_value(const fs::path& path, ValueKind kind) {
   if (path.extension() == ".npy") return load_npy(path);

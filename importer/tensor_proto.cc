@@ -74,16 +74,16 @@ TensorLayout tensor_layout_from_proto(const TensorProto& proto, uint64_t max_ten
     throw e.with_context({.tensor = proto.name(), .field = "dims"});
   }
   // Strings have no fixed size; count their elements against the cap as pointers would take.
-  uint64_t elem = element_size(layout.dtype);
-  if (static_cast<uint64_t>(layout.numel) > std::numeric_limits<uint64_t>::max() / elem ||
-      static_cast<uint64_t>(layout.numel) * elem > max_tensor_bytes) {
+  const uint64_t bits = element_bits(layout.dtype);
+  if (static_cast<uint64_t>(layout.numel) > std::numeric_limits<uint64_t>::max() / bits ||
+      storage_bytes(layout.dtype, layout.numel) > max_tensor_bytes) {
     throw tensor_error(proto, ErrorCode::kLimitExceeded,
                        "declares " + std::to_string(layout.numel) + " elements of " +
                            to_string(layout.dtype) + ", over the limit of " +
                            std::to_string(max_tensor_bytes) + " bytes per tensor",
                        "dims");
   }
-  layout.nbytes = static_cast<uint64_t>(layout.numel) * elem;
+  layout.nbytes = storage_bytes(layout.dtype, layout.numel);
   return layout;
 }
 
@@ -116,9 +116,11 @@ Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& opti
     return t;
   }
 
-  // Check the data is all there before allocating what the dims declare.
+  // Check the data is all there before allocating what the dims declare. Sub-byte types keep one
+  // packed byte per int32_data entry (two int4 or four int2 elements).
   auto [have, field] = typed_field_count(proto, layout.dtype);
-  check_count(proto, have, n, field);
+  const int64_t entries = element_bits(layout.dtype) < 8 ? static_cast<int64_t>(layout.nbytes) : n;
+  check_count(proto, have, entries, field);
   Tensor t(layout.dtype, layout.dims);
   switch (layout.dtype) {
     case DataType::kFloat32:
@@ -164,6 +166,20 @@ Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& opti
     case DataType::kBFloat16:
       copy_bits16(proto.int32_data(), n, t);
       break;
+    case DataType::kFloat8E4M3FN:
+    case DataType::kFloat8E4M3FNUZ:
+    case DataType::kFloat8E5M2:
+    case DataType::kFloat8E5M2FNUZ:
+    case DataType::kFloat8E8M0:
+    case DataType::kInt4:
+    case DataType::kUInt4:
+    case DataType::kFloat4E2M1:
+    case DataType::kInt2:
+    case DataType::kUInt2: {  // one byte (one element, or one packed group) per entry
+      auto* dst = static_cast<uint8_t*>(t.mutable_data());
+      for (int64_t i = 0; i < entries; ++i) dst[i] = static_cast<uint8_t>(proto.int32_data(static_cast<int>(i)));
+      break;
+    }
     case DataType::kString: {
       auto* dst = t.mutable_data_as<std::string>();
       for (int64_t i = 0; i < n; ++i) dst[i] = proto.string_data(static_cast<int>(i));

@@ -1,5 +1,5 @@
 // `tunnx run`: runs a model on inputs from .npy / ONNX .pb files, optionally with weights from a
-// safetensors file. Either writes every output as DIR/<name>.npy (all or nothing), prints a summary
+// safetensors file. Either writes every output as DIR/<name>.npy or .pb (all or nothing), prints a summary
 // of each output, or compares with an ONNX test_data_set folder and reports the error per output.
 #include <unistd.h>
 
@@ -28,6 +28,7 @@ struct RunOptions {
   std::vector<std::string> inputs;  // NAME=FILE
   fs::path weights;                 // .safetensors
   fs::path output_dir;
+  std::string output_format = "auto";  // npy, pb, or auto: npy where NumPy has the dtype, else pb
   fs::path test_data;
   std::string device = "cpu";
   int threads = 0;
@@ -38,12 +39,18 @@ struct RunOptions {
 };
 
 // Output names become file names: anything outside [A-Za-z0-9._-] turns into '_'.
-std::string file_name_for(const std::string& output) {
+std::string file_name_for(const std::string& output, const std::string& extension) {
   std::string name = output;
   for (char& c : name)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
   if (name.empty() || name == "." || name == "..") name = "_" + name;
-  return name + ".npy";
+  return name + extension;
+}
+
+// The file type of an output: .npy unless asked for .pb, or (auto) NumPy lacks its dtype.
+std::string extension_for(const Tensor& t, const std::string& format) {
+  if (format == "pb" || (format == "auto" && !npy_can_hold(t.dtype()))) return ".pb";
+  return ".npy";
 }
 
 std::string first_values(const Tensor& t, int64_t count) {
@@ -75,7 +82,7 @@ std::string summarize(const std::string& name, const Value& v) {
 
 // Writes every output into a staging folder inside DIR (made, like mkdir -p, once the run has
 // succeeded), then moves them into place, so a failure leaves no partial set of outputs.
-void write_outputs(const fs::path& dir, const NamedValues& outputs) {
+void write_outputs(const fs::path& dir, const NamedValues& outputs, const std::string& format) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (!ec && !fs::is_directory(dir, ec)) ec = std::make_error_code(std::errc::not_a_directory);
@@ -84,13 +91,17 @@ void write_outputs(const fs::path& dir, const NamedValues& outputs) {
   fs::create_directory(staging, ec);
   if (ec) throw Error(ErrorCode::kIo, "cannot write in the output folder: " + ec.message(), {.file = dir.string()});
   try {
+    std::vector<std::string> files;
     for (const auto& [name, value] : outputs) {
       if (!value.is_tensor())
-        throw Error(ErrorCode::kUnsupported, "output is " + value.describe() + "; only tensors can be written as .npy",
+        throw Error(ErrorCode::kUnsupported, "output is " + value.describe() + "; only tensors can be written to files",
                     {.tensor = name});
-      save_npy(staging / file_name_for(name), value.tensor());
+      const std::string extension = extension_for(value.tensor(), format);
+      files.push_back(file_name_for(name, extension));
+      if (extension == ".pb") save_tensor_pb(staging / files.back(), value.tensor(), name);
+      else save_npy(staging / files.back(), value.tensor());
     }
-    for (const auto& [name, value] : outputs) fs::rename(staging / file_name_for(name), dir / file_name_for(name));
+    for (const std::string& file : files) fs::rename(staging / file, dir / file);
   } catch (...) {
     fs::remove_all(staging, ec);
     throw;
@@ -165,8 +176,9 @@ int run(const RunOptions& o) {
     }
     NamedValues outputs = session.run(inputs);
     if (!o.output_dir.empty()) {
-      write_outputs(o.output_dir, outputs);
-      for (const auto& [name, value] : outputs) out += "wrote " + (o.output_dir / file_name_for(name)).string() + "\n";
+      write_outputs(o.output_dir, outputs, o.output_format);
+      for (const auto& [name, value] : outputs)
+        out += "wrote " + (o.output_dir / file_name_for(name, extension_for(value.tensor(), o.output_format))).string() + "\n";
     } else {
       for (const auto& name : session.output_names()) out += summarize(name, outputs.at(name));
     }
@@ -187,8 +199,14 @@ void add_run_command(CLI::App& app) {
   command->add_option("--weights", o->weights,
                       "Copy tensors from a .safetensors file into the model's Parameters and buffers by name")
       ->type_name("FILE");
-  command->add_option("--output-dir", o->output_dir, "Write every output as DIR/<name>.npy (made when missing)")
+  command->add_option("--output-dir", o->output_dir,
+                      "Write every output as DIR/<name>.npy, or DIR/<name>.pb (ONNX TensorProto) where NumPy lacks "
+                      "its dtype (bfloat16, float8, int4, ...); made when missing")
       ->type_name("DIR");
+  command->add_option("--output-format", o->output_format, "Files of --output-dir: npy, pb, or auto (npy where NumPy "
+                      "has the dtype, else pb)")
+      ->default_val("auto")
+      ->check(CLI::IsMember({"auto", "npy", "pb"}));
   command->add_option("--test-data", o->test_data, "Compare with an ONNX test_data_set_N folder")->type_name("DIR");
   command->add_option("--rtol", o->rtol, "Relative tolerance for --test-data")->default_val(1e-3);
   command->add_option("--atol", o->atol, "Absolute tolerance for --test-data")->default_val(1e-7);

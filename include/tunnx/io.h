@@ -20,6 +20,12 @@ Tensor load_npy(const std::filesystem::path& path);
 // UTF-32, width of the longest), which numpy.load reads without allow_pickle.
 void save_npy(const std::filesystem::path& path, const Tensor& tensor);
 
+// Writes `tensor` as an ONNX TensorProto .pb file (raw_data; `name` as its name), atomically: the
+// format for every dtype, including those NumPy lacks (bfloat16, float8, int4, ...).
+void save_tensor_pb(const std::filesystem::path& path, const Tensor& tensor, const std::string& name = {});
+// Whether save_npy can write `dtype` (NumPy has it: bool, integers, float16/32/64, strings).
+bool npy_can_hold(DataType dtype);
+
 // Reads a .npz archive (numpy.savez or numpy.savez_compressed: members stored or deflated), every
 // member a .npy as load_npy reads it. Keys are the member names without ".npy", in archive order.
 // Throws Error naming the file and the member on a damaged archive or member.

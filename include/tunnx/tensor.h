@@ -33,11 +33,26 @@ enum class DataType : int32_t {
   kComplex64 = 14,
   kComplex128 = 15,
   kBFloat16 = 16,
+  // Narrow types (runtime/core/narrow_types.h): no arithmetic, converted by Cast and (De)QuantizeLinear.
+  kFloat8E4M3FN = 17,
+  kFloat8E4M3FNUZ = 18,
+  kFloat8E5M2 = 19,
+  kFloat8E5M2FNUZ = 20,
+  kUInt4 = 21,  // packed two per byte, first element in the low nibble, as ONNX stores them
+  kInt4 = 22,
+  kFloat4E2M1 = 23,
+  kFloat8E8M0 = 24,
+  kUInt2 = 25,  // packed four per byte, low bits first
+  kInt2 = 26,
 };
 
 const char* to_string(DataType dtype);         // "float32", "int64", ...
 DataType data_type_from_string(const std::string& name);  // inverse; throws on unknown names
-size_t element_size(DataType dtype);           // bytes per element; sizeof(std::string) for strings
+size_t element_size(DataType dtype);           // bytes per element; sizeof(std::string) for strings;
+                                               // throws for the packed sub-byte types
+size_t element_bits(DataType dtype);           // 4 for int4/uint4/float4e2m1, 2 for int2/uint2, else 8 * size
+// Bytes that `numel` elements take: ceil(numel * bits / 8) (ONNX's packing for sub-byte types).
+size_t storage_bytes(DataType dtype, int64_t numel);
 bool is_floating_point(DataType dtype);        // float16, bfloat16, float32, float64
 bool is_known_data_type(int32_t value);        // a value this enum names (other than kUndefined)
 
@@ -117,7 +132,7 @@ class Tensor {
   const std::vector<int64_t>& dims() const { return dims_; }
   size_t rank() const { return dims_.size(); }
   int64_t numel() const { return numel_; }
-  size_t nbytes() const;  // numel * element_size (for strings: numel * sizeof(std::string))
+  size_t nbytes() const;  // storage_bytes(dtype, numel) (for strings: numel * sizeof(std::string))
 
   // True while the data still lives in memory the tensor does not own (not yet copied on write).
   bool is_view() const;

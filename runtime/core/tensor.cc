@@ -10,13 +10,13 @@
 namespace tunnx {
 namespace {
 
-// numel * element size, refusing sizes no allocation could hold.
+// The bytes of numel elements (packed for sub-byte types), refusing sizes no allocation could hold.
 size_t checked_byte_size(int64_t numel, DataType dtype, const std::vector<int64_t>& dims) {
-  size_t elem = element_size(dtype);
-  if (static_cast<uint64_t>(numel) > SIZE_MAX / elem)
+  const size_t bits = element_bits(dtype);
+  if (static_cast<uint64_t>(numel) > SIZE_MAX / bits)
     throw Error(ErrorCode::kLimitExceeded, std::string("byte size of ") + to_string(dtype) + " tensor overflows",
                 {.shapes = dims_to_string(dims)});
-  return static_cast<size_t>(numel) * elem;
+  return storage_bytes(dtype, numel);
 }
 
 }  // namespace
@@ -101,7 +101,7 @@ Tensor Tensor::view(DataType dtype, std::vector<int64_t> dims, const void* data,
 }
 
 size_t Tensor::nbytes() const {
-  return dtype_ == DataType::kUndefined ? 0 : static_cast<size_t>(numel_) * element_size(dtype_);
+  return dtype_ == DataType::kUndefined ? 0 : storage_bytes(dtype_, numel_);
 }
 
 bool Tensor::is_view() const { return storage_ && storage_->borrowed != nullptr; }

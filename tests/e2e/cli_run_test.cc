@@ -85,6 +85,69 @@ TEST(CliRun, OutputNamesBecomeSafeFileNames) {
   EXPECT_EQ(files_in(out_dir), (std::vector<std::string>{"scores_0_.._x.npy"}));
 }
 
+// x -> Cast(to=INT4) -> q, and x -> Identity -> y: one output NumPy lacks, one it has.
+fs::path write_int4_model(const fs::path& dir) {
+  onnx::ModelProto m;
+  m.set_ir_version(10);
+  m.add_opset_import()->set_version(21);
+  auto* g = m.mutable_graph();
+  g->set_name("g");
+  auto* in = g->add_input();
+  in->set_name("x");
+  in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(3);
+  auto* cast = g->add_node();
+  cast->set_op_type("Cast");
+  cast->add_input("x");
+  cast->add_output("q");
+  auto* to = cast->add_attribute();
+  to->set_name("to");
+  to->set_type(onnx::AttributeProto::INT);
+  to->set_i(static_cast<int64_t>(DataType::kInt4));
+  auto* identity = g->add_node();
+  identity->set_op_type("Identity");
+  identity->add_input("x");
+  identity->add_output("y");
+  auto* q = g->add_output();
+  q->set_name("q");
+  q->mutable_type()->mutable_tensor_type()->set_elem_type(static_cast<int32_t>(DataType::kInt4));  // not in Debian's onnx.proto
+  *g->add_output() = *in;
+  g->mutable_output(1)->set_name("y");
+  fs::path model = dir / "int4.onnx";
+  std::ofstream out(model, std::ios::binary);
+  m.SerializeToOstream(&out);
+  return model;
+}
+
+TEST(CliRun, OutputsNumpyLacksAreWrittenAsTensorProtos) {
+  TempFolder temp;
+  const fs::path model = write_int4_model(temp.model_dir());
+  const fs::path x = temp.model_dir() / "x.npy";
+  save_npy(x, Tensor::from_vector<float>({3}, {-3.f, 7.f, 1.5f}));
+  const fs::path out_dir = temp.root() / "out";
+  ProcessResult r = run_cli({"run", model.string(), "--input", "x=" + x.string(), "--output-dir", out_dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(files_in(out_dir), (std::vector<std::string>{"q.pb", "y.npy"}));
+  const Tensor q = load_value(out_dir / "q.pb").tensor();
+  ASSERT_EQ(q.dtype(), DataType::kInt4);
+  ASSERT_EQ(q.nbytes(), 2u);
+  const auto* bytes = static_cast<const uint8_t*>(q.data());
+  EXPECT_EQ(bytes[0], 0x7d);  // -3 (0xd) low, 7 high
+  EXPECT_EQ(bytes[1], 0x01);  // 1.5 truncates to 1; the padding nibble is 0
+
+  // --output-format pb writes every output as a TensorProto; npy refuses int4 naming it, writing nothing.
+  const fs::path pb_dir = temp.root() / "pb";
+  r = run_cli({"run", model.string(), "--input", "x=" + x.string(), "--output-dir", pb_dir.string(), "--output-format", "pb"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(files_in(pb_dir), (std::vector<std::string>{"q.pb", "y.pb"}));
+  EXPECT_TRUE(load_value(pb_dir / "y.pb").tensor().equals(load_npy(x)));
+  const fs::path npy_dir = temp.root() / "npy";
+  r = run_cli({"run", model.string(), "--input", "x=" + x.string(), "--output-dir", npy_dir.string(), "--output-format", "npy"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("int4 tensors cannot be written as .npy"), std::string::npos) << r.describe();
+  EXPECT_TRUE(!fs::exists(npy_dir) || fs::is_empty(npy_dir));
+}
+
 TEST(CliRun, TestDataMatchReportsErrorsPerOutput) {
   ProcessResult r = run_cli({"run", (kAddCase / "model.onnx").string(), "--test-data", (kAddCase / "test_data_set_0").string()});
   ASSERT_EQ(r.exit_code, 0) << r.describe();

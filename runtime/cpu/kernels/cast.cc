@@ -1,6 +1,7 @@
-// Cast and CastLike: every pair of numeric, bool and string types. Numeric conversions follow C++ with
-// saturation where ONNX's reference does; string <-> number formatting and parsing follow ONNX's
-// reference (locale-independent). float8 and the `saturate` attribute are not handled.
+// Cast and CastLike: every pair of numeric, bool and string types, and the narrow types (float8,
+// float4, int4, int2) to and from numbers. Numeric conversions follow C++ with saturation where ONNX's
+// reference does; string <-> number formatting and parsing follow ONNX's reference
+// (locale-independent); narrow types convert as ONNX's reference (ml_dtypes) does.
 #include "runtime/cpu/kernels/cast.h"
 
 #include <charconv>
@@ -156,9 +157,66 @@ template <typename Fn> void dispatch_cast_type(DataType dtype, const KernelConte
            uint64_t, bool, std::string>(dtype, ctx, std::forward<Fn>(fn));
 }
 
+bool is_narrow(DataType dtype) { return is_narrow_float(dtype) || is_packed_integer(dtype); }
+
+// A narrow tensor widened without loss: narrow floats to float32, packed integers to int32.
+Tensor widen_narrow(const Tensor& x) {
+  const bool is_float = is_narrow_float(x.dtype());
+  Tensor wide = Tensor::uninitialized(is_float ? DataType::kFloat32 : DataType::kInt32, x.dims());
+  const void* codes = x.data();
+  if (is_float) {
+    float* out = wide.mutable_data_as<float>();
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = narrow_float_value(x.dtype(), read_code(x.dtype(), codes, i));
+  } else {
+    int32_t* out = wide.mutable_data_as<int32_t>();
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = packed_integer_value(x.dtype(), read_code(x.dtype(), codes, i));
+  }
+  return wide;
+}
+
+// Numbers (not narrow) into a narrow y. Into float8/float4 every value passes through float (rounded
+// to odd from wider types, so the final rounding is the only one); into int4/int2 floats truncate and
+// give 0 when out of range (as ml_dtypes, ONNX's reference, does), integers keep their low bits.
+void narrow_into(const Tensor& x, Tensor& y, const KernelContext& ctx, const NarrowRounding& rounding) {
+  const DataType to = y.dtype();
+  void* codes = y.mutable_data();
+  std::memset(codes, 0, y.nbytes());  // packed bytes are or-ed in; the padding bits stay 0
+  dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+           bool>(x.dtype(), ctx, [&](auto tag) {
+    using From = typename decltype(tag)::type;
+    const From* in = data<From>(x);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      uint8_t code;
+      if (is_narrow_float(to)) {
+        float f;
+        if constexpr (std::is_same_v<From, float> || kIs16BitFloat<From>) f = static_cast<float>(in[i]);
+        else f = to_float_round_odd(static_cast<double>(in[i]));
+        code = narrow_float_code(to, f, rounding.saturate, rounding.e8m0);
+      } else if constexpr (kIsFloat<From>) {
+        const double v = std::trunc(static_cast<double>(load(in[i])));
+        const bool fits = v >= static_cast<double>(packed_integer_min(to)) && v <= static_cast<double>(packed_integer_max(to));
+        code = packed_integer_code(to, fits ? static_cast<int64_t>(v) : 0);  // NaN does not fit either
+      } else {
+        code = packed_integer_code(to, static_cast<int64_t>(in[i]));
+      }
+      write_code(to, codes, i, code);
+    }
+  });
+}
+
+void cast_narrow(const Tensor& x, Tensor& y, const KernelContext& ctx, const NarrowRounding& rounding) {
+  if (x.dtype() == DataType::kString || y.dtype() == DataType::kString)
+    throw ctx.error(std::string("Cast from ") + to_string(x.dtype()) + " to " + to_string(y.dtype()) + " is not supported");
+  if (!is_narrow(x.dtype())) return narrow_into(x, y, ctx, rounding);
+  const Tensor wide = widen_narrow(x);
+  if (is_narrow(y.dtype())) return narrow_into(wide, y, ctx, rounding);
+  cast_into(wide, y, ctx, rounding);
+}
+
 }  // namespace
 
-void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx) {
+void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx, const NarrowRounding& rounding) {
+  if (is_narrow(x.dtype()) || is_narrow(y.dtype())) return cast_narrow(x, y, ctx, rounding);
   dispatch_cast_type(x.dtype(), ctx, [&](auto from_tag) {
     using From = typename decltype(from_tag)::type;
     dispatch_cast_type(y.dtype(), ctx, [&](auto to_tag) {
@@ -191,6 +249,18 @@ void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx) {
 
 namespace {
 
+// Cast's and CastLike's rounding into narrow types: `saturate` from opset 19, `round_mode` from 24.
+NarrowRounding narrow_rounding(const KernelInit& init) {
+  NarrowRounding r;
+  r.saturate = init.attr_int("saturate", 1) != 0;
+  try {
+    r.e8m0 = e8m0_rounding_from_string(init.attr_string("round_mode", "up"));
+  } catch (const Error& e) {
+    throw init.error(e.message());
+  }
+  return r;
+}
+
 // Cast-1 names its target type by name ("FLOAT"); later opsets by number.
 DataType cast_target(const KernelInit& init) {
   const ir::Attribute& to = init.required_attr("to");
@@ -212,24 +282,29 @@ DataType cast_target(const KernelInit& init) {
 }  // namespace
 
 void register_cast_kernels(KernelRegistry& r) {
-  const std::vector<DataType> any = all_types();
-  // Cast / CastLike: numeric, bool and string in any pair (float8 and `saturate` are not handled).
+  std::vector<DataType> any = all_types();
+  any.insert(any.end(), {DataType::kFloat8E4M3FN, DataType::kFloat8E4M3FNUZ, DataType::kFloat8E5M2,
+                         DataType::kFloat8E5M2FNUZ, DataType::kFloat8E8M0, DataType::kFloat4E2M1, DataType::kInt4,
+                         DataType::kUInt4, DataType::kInt2, DataType::kUInt2});
+  // Cast / CastLike: numeric, bool and string in any pair; narrow types to and from numbers.
   add_kernel(r, "Cast", 1, INT_MAX, any, [](const KernelInit& init) {
     const DataType to = cast_target(init);
-    return make_kernel([to](KernelContext& ctx) {
+    const NarrowRounding rounding = narrow_rounding(init);
+    return make_kernel([to, rounding](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       if (x.dtype() == to) return ctx.set_output(0, x);
       // Every element is written: only strings need their empty start.
       Tensor& y = to == DataType::kString ? ctx.allocate_output(0, to, x.dims()) : ctx.allocate_output_uninitialized(0, to, x.dims());
-      cast_into(x, y, ctx);
+      cast_into(x, y, ctx, rounding);
     });
   });
-  add_kernel(r, "CastLike", 15, INT_MAX, any, [](const KernelInit&) {
-    return make_kernel([](KernelContext& ctx) {
+  add_kernel(r, "CastLike", 15, INT_MAX, any, [](const KernelInit& init) {
+    const NarrowRounding rounding = narrow_rounding(init);
+    return make_kernel([rounding](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       const DataType to = ctx.input(1).dtype();
       if (x.dtype() == to) return ctx.set_output(0, x);
-      cast_into(x, ctx.allocate_output(0, to, x.dims()), ctx);
+      cast_into(x, ctx.allocate_output(0, to, x.dims()), ctx, rounding);
     });
   });
 

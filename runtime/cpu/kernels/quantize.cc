@@ -3,7 +3,8 @@
 // (one value), per axis (1-D, one value per index of `axis`, opset 13) or per block (opset 21: x's
 // shape with dim `axis` shrunk to ceil(dim / block_size)).
 // Rounding is round-half-to-even (std::nearbyint in the default rounding mode), then saturation to
-// the integer type. Integer outputs only: float8/int4 types are not implemented.
+// the integer type. Narrow outputs (opset 19: float8, 21: int4/uint4, 23: float4e2m1, 25: int2/uint2)
+// keep ONNX's packing; into float8 `saturate` decides what overflow gives and the zero point is 0.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/narrow_types.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
@@ -21,11 +23,21 @@ struct QuantAttrs {
   int64_t axis = 1;
   int64_t block_size = 0;
   DataType output_dtype = DataType::kUndefined;
+  bool saturate = true;                       // into float8: overflow gives the largest value, not inf/NaN
+  DataType precision = DataType::kUndefined;  // opset 23: the type x / scale is computed in
 };
 
 QuantAttrs read_attrs(const KernelInit& init) {
   QuantAttrs a;
   a.axis = init.attr_int("axis", 1);
+  a.saturate = init.attr_int("saturate", 1) != 0;
+  const int64_t precision = init.attr_int("precision", 0);
+  if (precision != 0) {
+    a.precision = static_cast<DataType>(precision);
+    if (a.precision != DataType::kFloat32 && a.precision != DataType::kFloat16 && a.precision != DataType::kBFloat16 &&
+        a.precision != DataType::kFloat64)
+      throw init.error("precision " + std::to_string(precision) + " is not a float type");
+  }
   a.block_size = init.attr_int("block_size", 0);
   if (a.block_size < 0) throw init.error("block_size must be >= 0, got " + std::to_string(a.block_size));
   const int64_t dt = init.attr_int("output_dtype", 0);
@@ -80,13 +92,70 @@ class ParamIndex {
   int64_t axis_dim_ = 1, inner_ = 1, block_ = 1, blocks_ = 1;
 };
 
-// The zero point's values (zeros when absent); it must match the scale's shape.
-std::vector<double> zero_points(const Tensor* zp, const Tensor& scale, const KernelContext& ctx) {
+// Every element of t as double, narrow types decoded.
+std::vector<double> values_of(const Tensor& t, const KernelContext& ctx) {
+  if (!is_narrow_float(t.dtype()) && !is_packed_integer(t.dtype())) return read_double_values(t, ctx);
+  std::vector<double> out(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const uint8_t code = read_code(t.dtype(), t.data(), i);
+    out[static_cast<size_t>(i)] = is_packed_integer(t.dtype()) ? packed_integer_value(t.dtype(), code)
+                                                                : narrow_float_value(t.dtype(), code);
+  }
+  return out;
+}
+
+// The zero point's values (zeros when absent, and for float8, whose zero point must be 0, and
+// float4e2m1 x, whose zero point ONNX's reference ignores); it must match the scale's shape.
+std::vector<double> zero_points(const Tensor* zp, const Tensor& scale, const KernelContext& ctx, bool ignored = false) {
   if (!zp) return std::vector<double>(static_cast<size_t>(scale.numel()), 0.0);
   if (zp->dims() != scale.dims() && !(zp->numel() == 1 && scale.numel() == 1))
     throw ctx.error("zero point shape " + dims_to_string(zp->dims()) + " differs from scale shape " +
                     dims_to_string(scale.dims()));
-  return read_double_values(*zp, ctx);
+  std::vector<double> zeros = values_of(*zp, ctx);
+  const bool float8 = is_narrow_float(zp->dtype()) && zp->dtype() != DataType::kFloat4E2M1;
+  if (float8 && std::any_of(zeros.begin(), zeros.end(), [](double z) { return z != 0; }))
+    throw ctx.error(std::string("a ") + to_string(zp->dtype()) + " zero point must be 0");
+  if (float8 || ignored) std::fill(zeros.begin(), zeros.end(), 0.0);
+  return zeros;
+}
+
+// x / scale as ONNX's reference forms it: in `precision` when set, else in x's own type for floats
+// (so float16 rounds to float16 first) and in double for int32 x.
+template <typename T> double scaled(T x, double scale, DataType precision) {
+  switch (precision) {
+    case DataType::kFloat64: return to_double(x) / scale;
+    case DataType::kFloat32: return static_cast<float>(to_double(x)) / static_cast<float>(scale);
+    case DataType::kFloat16:
+      return static_cast<float>(Float16(static_cast<float>(Float16(static_cast<float>(to_double(x)))) /
+                                        static_cast<float>(Float16(static_cast<float>(scale)))));
+    case DataType::kBFloat16:
+      return static_cast<float>(BFloat16(static_cast<float>(BFloat16(static_cast<float>(to_double(x)))) /
+                                         static_cast<float>(BFloat16(static_cast<float>(scale)))));
+    default: break;
+  }
+  if constexpr (std::is_same_v<T, int32_t>) return static_cast<double>(x) / static_cast<double>(static_cast<float>(scale));
+  else return static_cast<float>(T(static_cast<float>(x) / static_cast<float>(scale)));
+}
+
+// Quantized codes of a narrow output type: integers rounded, offset and clipped to their range;
+// float8 rounded per `saturate`; float4e2m1 offset by its zero point first, as the reference does.
+void quantize_narrow(const std::vector<double>& quotients, const ParamIndex& index, const std::vector<double>& zeros,
+                     const QuantAttrs& attrs, Tensor& y) {
+  const DataType q = y.dtype();
+  void* codes = y.mutable_data();
+  std::memset(codes, 0, y.nbytes());
+  for (size_t i = 0; i < quotients.size(); ++i) {
+    const double zero = zeros[static_cast<size_t>(index(static_cast<int64_t>(i)))];
+    uint8_t code;
+    if (is_packed_integer(q)) {
+      const double v = std::clamp(std::nearbyint(quotients[i]) + zero, static_cast<double>(packed_integer_min(q)),
+                                  static_cast<double>(packed_integer_max(q)));
+      code = packed_integer_code(q, std::isnan(v) ? 0 : static_cast<int64_t>(v));
+    } else {
+      code = narrow_float_code(q, static_cast<float>(quotients[i] + zero), attrs.saturate);
+    }
+    write_code(q, codes, static_cast<int64_t>(i), code);
+  }
 }
 
 // y = saturate(round(x / scale) + zero_point). The quotient is formed as numpy does in the spec's
@@ -105,24 +174,20 @@ void run_quantize(KernelContext& ctx, const QuantAttrs& attrs) {
   const ParamIndex index(x.dims(), scale, attrs, ctx);
   const std::vector<double> scales = read_double_values(scale, ctx);
   const std::vector<double> zeros = zero_points(zp, scale, ctx);
+  std::vector<double> quotients(static_cast<size_t>(x.numel()));
   dispatch<float, Float16, BFloat16, int32_t>(x.dtype(), ctx, [&](auto xtag) {
     using T = typename decltype(xtag)::type;
     const T* in = data<T>(x);
-    dispatch<uint8_t, int8_t, uint16_t, int16_t>(out_type, ctx, [&](auto qtag) {
-      using Q = typename decltype(qtag)::type;
-      Tensor& y = ctx.allocate_output(0, out_type, x.dims());
-      Q* out = mutable_data<Q>(y);
-      for (int64_t i = 0; i < x.numel(); ++i) {
-        const size_t p = static_cast<size_t>(index(i));
-        double q;
-        if constexpr (std::is_same_v<T, int32_t>) {
-          q = static_cast<double>(in[i]) / static_cast<double>(static_cast<float>(scales[p]));
-        } else {
-          q = static_cast<float>(T(static_cast<float>(in[i]) / static_cast<float>(scales[p])));
-        }
-        out[i] = from_double<Q>(std::nearbyint(q) + zeros[p]);
-      }
-    });
+    for (int64_t i = 0; i < x.numel(); ++i)
+      quotients[static_cast<size_t>(i)] = scaled(in[i], scales[static_cast<size_t>(index(i))], attrs.precision);
+  });
+  if (is_narrow_float(out_type) || is_packed_integer(out_type))
+    return quantize_narrow(quotients, index, zeros, attrs, ctx.allocate_output(0, out_type, x.dims()));
+  dispatch<uint8_t, int8_t, uint16_t, int16_t>(out_type, ctx, [&](auto qtag) {
+    using Q = typename decltype(qtag)::type;
+    Q* out = mutable_data<Q>(ctx.allocate_output(0, out_type, x.dims()));
+    for (int64_t i = 0; i < x.numel(); ++i)
+      out[i] = from_double<Q>(std::nearbyint(quotients[static_cast<size_t>(i)]) + zeros[static_cast<size_t>(index(i))]);
   });
 }
 
@@ -136,8 +201,8 @@ void run_dequantize(KernelContext& ctx, const QuantAttrs& attrs) {
   const DataType out_type = attrs.output_dtype == DataType::kUndefined ? scale.dtype() : attrs.output_dtype;
   const ParamIndex index(x.dims(), scale, attrs, ctx);
   const std::vector<double> scales = read_double_values(scale, ctx);
-  const std::vector<double> zeros = zero_points(zp, scale, ctx);
-  const std::vector<double> values = read_double_values(x, ctx);
+  const std::vector<double> zeros = zero_points(zp, scale, ctx, x.dtype() == DataType::kFloat4E2M1);
+  const std::vector<double> values = values_of(x, ctx);
   dispatch<float, Float16, BFloat16>(out_type, ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor& y = ctx.allocate_output(0, out_type, x.dims());
@@ -174,8 +239,8 @@ void run_dynamic_quantize(KernelContext& ctx) {
 }  // namespace
 
 void register_quantize_kernels(KernelRegistry& r) {
-  // QuantizeLinear: 10 per tensor; 13 per axis; 19 float16/bfloat16 x (float8 outputs not supported);
-  // 21 blocks, int16/uint16 outputs and output_dtype.
+  // QuantizeLinear: 10 per tensor; 13 per axis; 19 float16/bfloat16 x, float8 outputs, saturate;
+  // 21 blocks, int16/uint16/int4/uint4 outputs and output_dtype; 23 precision, float4e2m1; 25 int2/uint2.
   add_kernel(r, "QuantizeLinear", 10, INT_MAX,
              {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32},
              [](const KernelInit& init) {
@@ -183,9 +248,12 @@ void register_quantize_kernels(KernelRegistry& r) {
                return make_kernel([attrs](KernelContext& ctx) { run_quantize(ctx, attrs); });
              });
 
-  // DequantizeLinear: same layouts; 19 float16/bfloat16 scales; 21 int16/uint16 x; 23 output_dtype.
+  // DequantizeLinear: same layouts; 19 float16/bfloat16 scales, float8 x; 21 int16/uint16/int4/uint4 x;
+  // 23 output_dtype, float4e2m1 x; 25 int2/uint2 x.
   add_kernel(r, "DequantizeLinear", 10, INT_MAX,
-             {DataType::kInt8, DataType::kUInt8, DataType::kInt16, DataType::kUInt16, DataType::kInt32},
+             {DataType::kInt8, DataType::kUInt8, DataType::kInt16, DataType::kUInt16, DataType::kInt32,
+              DataType::kFloat8E4M3FN, DataType::kFloat8E4M3FNUZ, DataType::kFloat8E5M2, DataType::kFloat8E5M2FNUZ,
+              DataType::kFloat4E2M1, DataType::kInt4, DataType::kUInt4, DataType::kInt2, DataType::kUInt2},
              [](const KernelInit& init) {
                QuantAttrs attrs = read_attrs(init);
                return make_kernel([attrs](KernelContext& ctx) { run_dequantize(ctx, attrs); });
