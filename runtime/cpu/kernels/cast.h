@@ -11,6 +11,6 @@ namespace tunnx::cpu {
 // a string does not parse as a number.
 void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx);
 
-void register_cast_kernels(KernelRegistry& registry);  // Cast, CastLike
+void register_cast_kernels(KernelRegistry& registry);  // Cast, CastLike, BitCast
 
 }  // namespace tunnx::cpu
