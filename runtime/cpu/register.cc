@@ -10,6 +10,7 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_reduce_kernels(registry);
   cpu::register_linear_kernels(registry);
   cpu::register_conv_pool_kernels(registry);
+  cpu::register_col2im_kernels(registry);
   cpu::register_tensor_kernels(registry);
   cpu::register_normalization_kernels(registry);
   cpu::register_attention_kernels(registry);
@@ -20,6 +21,7 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_quantize_kernels(registry);
   cpu::register_signal_kernels(registry);
   cpu::register_image_kernels(registry);
+  cpu::register_affine_grid_kernels(registry);
   cpu::register_random_kernels(registry);
   cpu::register_loss_kernels(registry);
   cpu::register_optimizer_kernels(registry);

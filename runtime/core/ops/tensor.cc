@@ -89,9 +89,12 @@ void permutation_rules(GradientRegistry& r) {
     b.set_GI(0, b.emit1("Trilu", inputs, {attr("upper", node_int(b.node(), "upper", 1))}));
   });
 
-  // SpaceToDepth inverts DepthToSpace in DCR mode (the only mode before opset 11) and the other way round.
+  // SpaceToDepth inverts DepthToSpace of the same mode (DCR the only one before opset 11, and
+  // SpaceToDepth's before 28) and the other way round.
   add(r, "SpaceToDepth", 1, INT_MAX, {0}, [](GradientBuilder& b) {
-    b.set_GI(0, b.emit1("DepthToSpace", {b.GO(0)}, {attr("blocksize", node_int(b.node(), "blocksize", 0))}));
+    std::vector<ir::Attribute> attrs{attr("blocksize", node_int(b.node(), "blocksize", 0))};
+    if (node_string(b.node(), "mode", "DCR") == "CRD") attrs.push_back(attr("mode", std::string("CRD")));
+    b.set_GI(0, b.emit1("DepthToSpace", {b.GO(0)}, attrs));
   });
   add(r, "DepthToSpace", 1, INT_MAX, {0}, [](GradientBuilder& b) {
     const int64_t bs = node_int(b.node(), "blocksize", 0);

@@ -2,6 +2,7 @@
 // float4, int4, int2) to and from numbers. Numeric conversions follow C++ with saturation where ONNX's
 // reference does; string <-> number formatting and parsing follow ONNX's reference
 // (locale-independent); narrow types convert as ONNX's reference (ml_dtypes) does.
+// BitCast (opset 26): the same bytes read as another dtype of the same width.
 #include "runtime/cpu/kernels/cast.h"
 
 #include <charconv>
@@ -279,6 +280,33 @@ DataType cast_target(const KernelInit& init) {
   throw init.error("unknown 'to' type '" + to.s + "'");
 }
 
+// BitCast's dtypes: every one but string (element bytes are not the value there).
+std::vector<DataType> bit_cast_types() {
+  std::vector<DataType> types = numeric_types();
+  types.insert(types.end(), {DataType::kBool, DataType::kComplex64, DataType::kComplex128});
+  return types;
+}
+
+// The bytes of x as dtype `to`. Tensors are little endian in memory on every target tunnx builds
+// for, as BitCast defines the bytes. A byte other than 0 or 1 read as bool is not a valid C++ bool,
+// so it becomes true (1), as numpy's view of it reads.
+void bit_cast(KernelContext& ctx, DataType to) {
+  const Tensor& x = ctx.input(0);
+  if (x.dtype() == DataType::kString || element_size(x.dtype()) != element_size(to))
+    throw ctx.error(std::string("cannot bit-cast ") + to_string(x.dtype()) + " to " + to_string(to) +
+                    ": the element widths differ");
+  if (x.dtype() == to) return ctx.set_output(0, x);
+  Tensor& y = ctx.allocate_output_uninitialized(0, to, x.dims());
+  if (x.nbytes() == 0) return;
+  if (to == DataType::kBool && x.dtype() != DataType::kBool) {
+    const auto* in = static_cast<const uint8_t*>(x.data());
+    bool* out = mutable_data<bool>(y);
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = in[i] != 0;
+    return;
+  }
+  std::memcpy(y.mutable_data(), x.data(), x.nbytes());
+}
+
 }  // namespace
 
 void register_cast_kernels(KernelRegistry& r) {
@@ -308,6 +336,18 @@ void register_cast_kernels(KernelRegistry& r) {
     });
   });
 
+  add_kernel(r, "BitCast", 26, INT_MAX, bit_cast_types(), [](const KernelInit& init) {
+    const int64_t to_attr = init.required_attr("to").i;
+    if (to_attr != static_cast<int32_t>(to_attr) || !is_known_data_type(static_cast<int32_t>(to_attr)) ||
+        to_attr == int64_t(DataType::kString))
+      throw init.error("unsupported 'to' type " + std::to_string(to_attr));
+    const auto to = static_cast<DataType>(to_attr);
+    const DataType from = init.input_type(0);
+    if (from != DataType::kUndefined && element_size(from) != element_size(to))
+      throw init.error(std::string("cannot bit-cast ") + to_string(from) + " to " + to_string(to) +
+                       ": the element widths differ");
+    return make_kernel([to](KernelContext& ctx) { bit_cast(ctx, to); });
+  });
 }
 
 }  // namespace tunnx::cpu

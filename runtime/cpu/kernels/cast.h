@@ -18,6 +18,6 @@ struct NarrowRounding {
 // a string does not parse as a number.
 void cast_into(const Tensor& x, Tensor& y, const KernelContext& ctx, const NarrowRounding& rounding = {});
 
-void register_cast_kernels(KernelRegistry& registry);  // Cast, CastLike
+void register_cast_kernels(KernelRegistry& registry);  // Cast, CastLike, BitCast
 
 }  // namespace tunnx::cpu

@@ -1,6 +1,7 @@
-// Indexing ops: Gather, GatherElements, GatherND, Scatter/ScatterElements, ScatterND, NonZero, OneHot,
-// Compress, Unique, Trilu. Index tensors are int32 or int64; negative indices count from the end of
-// their axis, and an index outside [-dim, dim) is an error naming the index, the axis and its size.
+// Indexing ops: Gather, GatherElements, GatherND, Scatter/ScatterElements, ScatterND, TensorScatter,
+// NonZero, OneHot, Compress, Unique, Trilu. Index tensors are int32 or int64; negative indices count
+// from the end of their axis, and an index outside [-dim, dim) is an error naming the index, the axis
+// and its size.
 // Each op's shape rule is written next to its kernel.
 #include <algorithm>
 #include <cmath>
@@ -244,6 +245,62 @@ void run_scatter_nd(KernelContext& ctx, Reduction reduction) {
   scatter_blocks(ctx, x, updates, offsets, slice, reduction);
 }
 
+// ---- TensorScatter (opset 24): present = past with update's `seq` rows written along `axis` from
+// write_indices[batch] on (0 without them), wrapping around max_seq in circular mode. past and
+// update are [batch, ..., max_seq | seq, ...]; present has past's shape. -------------------------
+
+void run_tensor_scatter(KernelContext& ctx, int64_t axis_attr, bool circular) {
+  const Tensor& past = ctx.input(0);
+  const Tensor& update = ctx.input(1);
+  const auto rank = static_cast<int64_t>(past.rank());
+  if (rank < 2) throw ctx.error("past_cache must have rank >= 2, got " + dims_to_string(past.dims()));
+  const auto axis = static_cast<size_t>(normalize_axis(axis_attr, rank, ctx));
+  if (axis == 0) throw ctx.error("axis must not be the batch dim 0");
+  if (update.dtype() != past.dtype())
+    throw ctx.error(std::string("update dtype ") + to_string(update.dtype()) + " differs from past_cache dtype " +
+                    to_string(past.dtype()));
+  bool fits = update.rank() == past.rank() && update.dims()[axis] <= past.dims()[axis];
+  for (size_t d = 0; fits && d < past.rank(); ++d) fits = d == axis || update.dims()[d] == past.dims()[d];
+  if (!fits)
+    throw ctx.error("update shape " + dims_to_string(update.dims()) + " must be past_cache shape " +
+                    dims_to_string(past.dims()) + " with at most " + std::to_string(past.dims()[axis]) +
+                    " along axis " + std::to_string(axis));
+  const int64_t batch = past.dims()[0], max_seq = past.dims()[axis], seq = update.dims()[axis];
+  std::vector<int64_t> starts(static_cast<size_t>(batch), 0);
+  if (ctx.has_input(2)) {
+    const Tensor& w = ctx.input(2);
+    if (w.dtype() != DataType::kInt64 || w.dims() != std::vector<int64_t>{batch})
+      throw ctx.error("write_indices must be int64 [" + std::to_string(batch) + "], got " + to_string(w.dtype()) +
+                      " " + dims_to_string(w.dims()));
+    starts = read_int_values(w, ctx);
+  }
+  for (int64_t& start : starts) {
+    if (circular) {
+      if (max_seq > 0) start = ((start % max_seq) + max_seq) % max_seq;
+    } else if (start < 0 || start + seq > max_seq) {
+      throw ctx.error("write index " + std::to_string(start) + " plus " + std::to_string(seq) +
+                      " updates does not fit max_sequence_length " + std::to_string(max_seq) + " in linear mode");
+    }
+  }
+  const int64_t outer = product(past.dims(), 0, axis), inner = product(past.dims(), axis + 1);
+  const int64_t per_batch = batch > 0 ? outer / batch : 0;
+  dispatch_by_size(past.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    Tensor& y = ctx.allocate_output(0, past.dtype(), past.dims());
+    const T* up = data<T>(update);
+    T* out = mutable_data<T>(y);
+    std::copy(data<T>(past), data<T>(past) + past.numel(), out);
+    if (seq == 0) return;  // circular mode would divide by max_seq: nothing to write anyway
+    for (int64_t o = 0; o < outer; ++o) {
+      const int64_t start = starts[static_cast<size_t>(o / per_batch)];
+      for (int64_t s = 0; s < seq; ++s) {
+        const int64_t row = circular ? (start + s) % max_seq : start + s;
+        std::copy_n(up + (o * seq + s) * inner, inner, out + (o * max_seq + row) * inner);
+      }
+    }
+  });
+}
+
 // ---- NonZero: out int64 [rank, count], the coordinates of non-zero elements in row-major order ---
 
 void run_nonzero(KernelContext& ctx) {
@@ -483,6 +540,14 @@ void register_indexing_kernels(KernelRegistry& r) {
   add_kernel(r, "ScatterND", 11, INT_MAX, all, [](const KernelInit& init) {
     const Reduction reduction = parse_reduction(init);
     return make_kernel([reduction](KernelContext& ctx) { run_scatter_nd(ctx, reduction); });
+  });
+
+  add_kernel(r, "TensorScatter", 24, INT_MAX, all, [](const KernelInit& init) {
+    const int64_t axis = init.attr_int("axis", -2);
+    const std::string mode = init.attr_string("mode", "linear");
+    if (mode != "linear" && mode != "circular")
+      throw init.error("mode must be \"linear\" or \"circular\", got \"" + mode + "\"");
+    return make_kernel([axis, mode](KernelContext& ctx) { run_tensor_scatter(ctx, axis, mode == "circular"); });
   });
 
   add_kernel(r, "NonZero", 9, INT_MAX, all, [](const KernelInit&) { return make_kernel(run_nonzero); });

@@ -11,15 +11,17 @@ void register_reduce_kernels(KernelRegistry& registry);         // Reduce*, ArgM
 void register_attention_kernels(KernelRegistry& registry);      // Attention, RotaryEmbedding (attention.cc)
 void register_linear_kernels(KernelRegistry& registry);         // MatMul, Gemm, Einsum, quantized matmul, Det
 void register_conv_pool_kernels(KernelRegistry& registry);      // Conv*, pools, LRN
-void register_tensor_kernels(KernelRegistry& registry);         // shape, movement, indexing, Cast, Constant
+void register_col2im_kernels(KernelRegistry& registry);         // Col2Im (col2im.cc)
+void register_tensor_kernels(KernelRegistry& registry);         // shape, movement, CenterCropPad, Cast, BitCast, Constant
 void register_normalization_kernels(KernelRegistry& registry);  // BatchNorm, InstanceNorm, LayerNorm, MVN, RMS, Group
 void register_control_kernels(KernelRegistry& registry);        // If, Loop, Scan, sequences, optionals
 void register_rnn_kernels(KernelRegistry& registry);            // RNN, GRU, LSTM
 void register_quantized_rnn_kernels(KernelRegistry& registry);  // com.microsoft:DynamicQuantizeLSTM
-void register_indexing_kernels(KernelRegistry& registry);       // Gather*, Scatter*, NonZero, OneHot, Compress, Unique, Trilu
+void register_indexing_kernels(KernelRegistry& registry);       // Gather*, Scatter*, TensorScatter, NonZero, OneHot, Compress, Unique, Trilu
 void register_quantize_kernels(KernelRegistry& registry);       // QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear
 void register_signal_kernels(KernelRegistry& registry);         // DFT, STFT, window functions, MelWeightMatrix
 void register_image_kernels(KernelRegistry& registry);          // Resize, Upsample, GridSample, RoiAlign, NonMaxSuppression
+void register_affine_grid_kernels(KernelRegistry& registry);    // AffineGrid (affine_grid.cc)
 void register_random_kernels(KernelRegistry& registry);         // Bernoulli, RandomUniform/Normal(Like), Multinomial
 void register_loss_kernels(KernelRegistry& registry);           // NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss
 void register_optimizer_kernels(KernelRegistry& registry);      // ai.onnx.preview.training: Adagrad, Adam, Momentum

@@ -325,6 +325,37 @@ void pad_kernel(KernelContext& ctx, int64_t opset, PadMode mode, const Dims& att
   gather_output(ctx, x, out_dims, offsets, fill.defined() ? &fill : nullptr);
 }
 
+// CenterCropPad (opset 18): each listed axis becomes shape[i] long, cropped or zero-padded about its
+// centre. An odd difference cuts or pads one more on the right: the left side moves by
+// floor(|dim - target| / 2) either way.
+void center_crop_pad_kernel(KernelContext& ctx, const std::optional<Dims>& axes_attr) {
+  const Tensor& x = ctx.input(0);
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  const Dims shape = read_int_values(ctx.input(1), ctx);
+  Dims axes(static_cast<size_t>(rank));
+  for (int64_t i = 0; i < rank; ++i) axes[static_cast<size_t>(i)] = i;
+  if (axes_attr) axes = normalize_axes(*axes_attr, rank, ctx);
+  if (shape.size() != axes.size())
+    throw ctx.error("shape has " + std::to_string(shape.size()) + " values for " + std::to_string(axes.size()) +
+                    " axes of input " + dims_to_string(x.dims()));
+  Dims out_dims = x.dims();
+  for (size_t i = 0; i < axes.size(); ++i) {
+    if (shape[i] < 0) throw ctx.error("shape " + dims_to_string(shape) + " has a negative dim");
+    out_dims[static_cast<size_t>(axes[i])] = shape[i];
+  }
+  const Dims strides = strides_of(x.dims());
+  std::vector<Dims> offsets(static_cast<size_t>(rank));
+  for (size_t d = 0; d < static_cast<size_t>(rank); ++d) {
+    const int64_t n = x.dims()[d], m = out_dims[d];
+    const int64_t shift = n >= m ? (n - m) / 2 : -((m - n) / 2);  // source index of output index 0
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t s = j + shift;
+      offsets[d].push_back(s >= 0 && s < n ? s * strides[d] : -1);
+    }
+  }
+  gather_output(ctx, x, out_dims, offsets);
+}
+
 // ---- Slice -------------------------------------------------------------------------------------
 
 void slice_kernel(KernelContext& ctx, const Dims& starts, const Dims& ends, std::optional<Dims> axes_in,
@@ -501,7 +532,8 @@ void block_rearrange(KernelContext& ctx, int64_t bs, bool to_space, bool crd) {
     out_dims = {n, oc, h * bs, w * bs};
   } else {
     if (h % bs != 0 || w % bs != 0) throw ctx.error("height and width must be multiples of blocksize");
-    view = {n, c, h / bs, bs, w / bs, bs}, perm = {0, 3, 5, 1, 2, 4};
+    view = {n, c, h / bs, bs, w / bs, bs};
+    perm = crd ? Dims{0, 1, 3, 5, 2, 4} : Dims{0, 3, 5, 1, 2, 4};
     out_dims = {n, c * bs * bs, h / bs, w / bs};
   }
   Dims permuted;
@@ -896,7 +928,7 @@ void register_tensor_kernels(KernelRegistry& r) {
     return make_kernel([opset, mode, pads, value](KernelContext& ctx) { pad_kernel(ctx, opset, mode, pads, value); });
   });
 
-  // DepthToSpace (DCR, or CRD from opset 11) and SpaceToDepth.
+  // DepthToSpace (DCR, or CRD from opset 11).
   add_kernel(r, "DepthToSpace", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t bs = init.required_attr("blocksize").i;
     const std::string mode = init.attr_string("mode", "DCR");
@@ -904,10 +936,19 @@ void register_tensor_kernels(KernelRegistry& r) {
     if (mode != "DCR" && mode != "CRD") throw init.error("unknown mode '" + mode + "'");
     return make_kernel([bs, mode](KernelContext& ctx) { block_rearrange(ctx, bs, true, mode == "CRD"); });
   });
+  // SpaceToDepth: DCR, or CRD from opset 28 (before it the attribute did not exist).
   add_kernel(r, "SpaceToDepth", 1, INT_MAX, any, [](const KernelInit& init) {
     const int64_t bs = init.required_attr("blocksize").i;
+    const std::string mode = init.opset() >= 28 ? init.attr_string("mode", "DCR") : "DCR";
     if (bs <= 0) throw init.error("blocksize must be positive");
-    return make_kernel([bs](KernelContext& ctx) { block_rearrange(ctx, bs, false, false); });
+    if (mode != "DCR" && mode != "CRD") throw init.error("unknown mode '" + mode + "'");
+    return make_kernel([bs, mode](KernelContext& ctx) { block_rearrange(ctx, bs, false, mode == "CRD"); });
+  });
+
+  // CenterCropPad: shape is an input, axes an attribute (default: every axis).
+  add_kernel(r, "CenterCropPad", 18, INT_MAX, any, [](const KernelInit& init) {
+    const std::optional<Dims> axes = optional_ints(init, "axes");
+    return make_kernel([axes](KernelContext& ctx) { center_crop_pad_kernel(ctx, axes); });
   });
 
   // ReverseSequence: reverse the first sequence_lens[b] steps along time_axis for each batch b.
