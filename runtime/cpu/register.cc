@@ -26,6 +26,8 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_loss_kernels(registry);
   cpu::register_optimizer_kernels(registry);
   cpu::register_text_kernels(registry);
+  cpu::register_image_decoder_kernels(registry);
+  cpu::register_ml_kernels(registry);
   cpu::register_fused_kernels(registry);  // composes the MatMul/Gemm kernels registered above
   cpu::register_elementwise_grad_kernels(registry);
   cpu::register_tensor_grad_kernels(registry);

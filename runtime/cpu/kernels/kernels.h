@@ -25,7 +25,9 @@ void register_affine_grid_kernels(KernelRegistry& registry);    // AffineGrid (a
 void register_random_kernels(KernelRegistry& registry);         // Bernoulli, RandomUniform/Normal(Like), Multinomial
 void register_loss_kernels(KernelRegistry& registry);           // NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss
 void register_optimizer_kernels(KernelRegistry& registry);      // ai.onnx.preview.training: Adagrad, Adam, Momentum
-void register_text_kernels(KernelRegistry& registry);           // StringNormalizer, TfIdfVectorizer
+void register_text_kernels(KernelRegistry& registry);           // StringNormalizer, TfIdfVectorizer, StringConcat/Split, RegexFullMatch
+void register_image_decoder_kernels(KernelRegistry& registry);  // ImageDecoder (image_decoder.cc)
+void register_ml_kernels(KernelRegistry& registry);             // ai.onnx.ml: LabelEncoder, TreeEnsemble, ArrayFeatureExtractor, Binarizer
 void register_fused_kernels(KernelRegistry& registry);          // com.tunnx FusedMatMul (after linear)
 // com.tunnx gradient and training kernels (runtime/core/ops/gradient_ops.md)
 void register_elementwise_grad_kernels(KernelRegistry& registry);    // ElementwiseGrad, PowGrad, SoftmaxGrad, LogSoftmaxGrad

@@ -1,10 +1,16 @@
-// Text ops: StringNormalizer, TfIdfVectorizer.
+// Text ops: StringNormalizer, TfIdfVectorizer, StringConcat, StringSplit, RegexFullMatch.
 //
 // StringNormalizer: X is string [C] or [1, C]. Elements equal to a stopword are dropped, the rest
 // are lowercased / uppercased / kept; Y is [C'] or [1, C']. When every element is dropped Y is [1]
 // or [1, 1] holding "".
 // TfIdfVectorizer: X is int32/int64/string [C] or [N, C]; Y is float32 [K] or [N, K] with
 // K = max(ngram_indexes) + 1, holding each pool n-gram's (weighted) count at ngram_indexes[i].
+// StringConcat: Z = X + Y elementwise, numpy broadcasting.
+// StringSplit: X string [...]; Y string [..., K] holds each element's pieces padded with "", K the
+// most pieces of any element; Z int64 [...] the number of pieces of each element.
+// RegexFullMatch: Y bool [...] = whether the RE2 pattern matches all of X's element.
+#include <re2/re2.h>
+
 #include <algorithm>
 #include <string_view>
 #include <unordered_map>
@@ -367,12 +373,137 @@ std::unique_ptr<Kernel> make_tfidf(const KernelInit& init) {
   return make_kernel([a](KernelContext& ctx) { run_tfidf(ctx, *a); });
 }
 
+// ---------------------------------------------------------------------------------------------
+// StringConcat, StringSplit, RegexFullMatch (opset 20).
+
+void require_strings(const KernelContext& ctx, const Tensor& t, const char* name) {
+  if (t.dtype() != DataType::kString)
+    throw ctx.error(std::string(name) + " must be a string tensor, got " + to_string(t.dtype()));
+}
+
+void run_string_concat(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& y = ctx.input(1);
+  require_strings(ctx, x, "X");
+  require_strings(ctx, y, "Y");
+  const std::vector<int64_t> dims = broadcast_shapes({x.dims(), y.dims()}, ctx);
+  const std::vector<int64_t> xi = broadcast_index_map(x.dims(), dims), yi = broadcast_index_map(y.dims(), dims);
+  Tensor& z = ctx.allocate_output(0, DataType::kString, dims);
+  const std::string *a = data<std::string>(x), *b = data<std::string>(y);
+  std::string* out = mutable_data<std::string>(z);
+  for (size_t i = 0; i < xi.size(); ++i) out[i] = a[xi[i]] + b[yi[i]];
+}
+
+// The code points Python's str.isspace() accepts: the reference splits with str.split().
+bool is_python_space(char32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+// Byte length of the whitespace code point at s[i], or 0 when s[i] starts anything else.
+size_t space_at(std::string_view s, size_t i) {
+  char32_t cp = 0;
+  const size_t len = decode_utf8(s, i, cp);
+  return len != 0 && is_python_space(cp) ? len : 0;
+}
+
+// Python's s.split(delimiter, maxsplit): on every delimiter, or, when the delimiter is empty, on runs
+// of whitespace with leading and trailing whitespace dropped. maxsplit < 0 splits without limit.
+std::vector<std::string_view> split(std::string_view s, std::string_view delimiter, int64_t maxsplit) {
+  std::vector<std::string_view> pieces;
+  if (!delimiter.empty()) {
+    size_t start = 0;
+    for (size_t at; maxsplit != 0 && (at = s.find(delimiter, start)) != std::string_view::npos; --maxsplit) {
+      pieces.push_back(s.substr(start, at - start));
+      start = at + delimiter.size();
+    }
+    pieces.push_back(s.substr(start));
+    return pieces;
+  }
+  size_t i = 0;
+  const auto skip_spaces = [&] {
+    for (size_t len; i < s.size() && (len = space_at(s, i)) != 0;) i += len;
+  };
+  for (; maxsplit != 0; --maxsplit) {
+    skip_spaces();
+    if (i == s.size()) return pieces;
+    const size_t start = i;
+    while (i < s.size() && space_at(s, i) == 0) {
+      char32_t cp = 0;
+      const size_t len = decode_utf8(s, i, cp);
+      i += len != 0 ? len : 1;  // a byte that is not UTF-8 counts as one character, not a space
+    }
+    pieces.push_back(s.substr(start, i - start));
+  }
+  // maxsplit reached: the rest, its leading whitespace dropped, is the last piece.
+  skip_spaces();
+  if (i < s.size()) pieces.push_back(s.substr(i));
+  return pieces;
+}
+
+struct StringSplitAttrs {
+  std::string delimiter;
+  int64_t maxsplit = -1;
+};
+
+void run_string_split(KernelContext& ctx, const StringSplitAttrs& a) {
+  const Tensor& x = ctx.input(0);
+  require_strings(ctx, x, "X");
+  const std::string* in = data<std::string>(x);
+  std::vector<std::vector<std::string_view>> pieces(static_cast<size_t>(x.numel()));
+  size_t most = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    pieces[i] = split(in[i], a.delimiter, a.maxsplit);
+    most = std::max(most, pieces[i].size());
+  }
+  std::vector<int64_t> y_dims = x.dims();
+  y_dims.push_back(static_cast<int64_t>(most));
+  Tensor& y = ctx.allocate_output(0, DataType::kString, y_dims);  // shorter rows keep the "" it starts with
+  std::string* out = mutable_data<std::string>(y);
+  for (size_t i = 0; i < pieces.size(); ++i)
+    for (size_t k = 0; k < pieces[i].size(); ++k) out[i * most + k] = pieces[i][k];
+  if (ctx.output_wanted(1)) {
+    Tensor& z = ctx.allocate_output(1, DataType::kInt64, x.dims());
+    int64_t* counts = mutable_data<int64_t>(z);
+    for (size_t i = 0; i < pieces.size(); ++i) counts[i] = static_cast<int64_t>(pieces[i].size());
+  }
+}
+
+std::unique_ptr<Kernel> make_string_split(const KernelInit& init) {
+  StringSplitAttrs a;
+  a.delimiter = init.attr_string("delimiter", "");
+  a.maxsplit = init.attr_int("maxsplit", -1);
+  return make_kernel([a](KernelContext& ctx) { run_string_split(ctx, a); });
+}
+
+std::unique_ptr<Kernel> make_regex_full_match(const KernelInit& init) {
+  if (!init.has_attr("pattern")) throw init.error("the pattern attribute is required");
+  const std::string pattern = init.attr_string("pattern", "");
+  // Quiet: RE2 would otherwise log a bad pattern to stderr; the error below says it instead.
+  auto re = std::make_shared<const RE2>(pattern, RE2::Quiet);
+  if (!re->ok()) throw init.error("invalid RE2 pattern '" + pattern + "': " + re->error());
+  // A compiled RE2 is safe to match from several threads at once.
+  return make_kernel([re](KernelContext& ctx) {
+    const Tensor& x = ctx.input(0);
+    require_strings(ctx, x, "X");
+    Tensor& y = ctx.allocate_output(0, DataType::kBool, x.dims());
+    const std::string* in = data<std::string>(x);
+    bool* out = mutable_data<bool>(y);
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = RE2::FullMatch(in[i], *re);
+  });
+}
+
 }  // namespace
 
 void register_text_kernels(KernelRegistry& registry) {
   add_kernel(registry, "StringNormalizer", 10, INT_MAX, {DataType::kString}, make_string_normalizer);
   add_kernel(registry, "TfIdfVectorizer", 9, INT_MAX, {DataType::kInt32, DataType::kInt64, DataType::kString},
              make_tfidf);
+  add_kernel(registry, "StringConcat", 20, INT_MAX, {DataType::kString},
+             [](const KernelInit&) { return make_kernel(run_string_concat); });
+  add_kernel(registry, "StringSplit", 20, INT_MAX, {DataType::kString}, make_string_split);
+  add_kernel(registry, "RegexFullMatch", 20, INT_MAX, {DataType::kString}, make_regex_full_match);
 }
 
 }  // namespace tunnx::cpu
