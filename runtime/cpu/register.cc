@@ -14,6 +14,8 @@ void register_cpu_kernels(KernelRegistry& registry) {
   cpu::register_tensor_kernels(registry);
   cpu::register_normalization_kernels(registry);
   cpu::register_attention_kernels(registry);
+  cpu::register_linear_attention_kernels(registry);
+  cpu::register_causal_conv_kernels(registry);
   cpu::register_control_kernels(registry);
   cpu::register_rnn_kernels(registry);
   cpu::register_quantized_rnn_kernels(registry);

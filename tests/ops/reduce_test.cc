@@ -3,6 +3,7 @@
 // the ops a gradient stops at. ReduceMax/Min inputs have no ties; a direct kernel test covers ties.
 #include <gtest/gtest.h>
 
+#include "runtime/core/float16.h"
 #include "tests/ops/grad_check.h"
 
 namespace tunnx_test {
@@ -123,6 +124,20 @@ TEST(ReduceForward, CumProd) {
             (std::vector<double>{2, -1, -3}));
   const std::string why = error_of([&] { run_node("", "CumProd", {x, i64({2}, {0, 1})}, {}, 26); });
   EXPECT_NE(why.find("axis must be a single value, got shape [2]"), std::string::npos) << why;
+}
+
+// bfloat16 Softmax as numpy (the ONNX reference) computes it: x - max, exp, the running sum and the
+// quotient each rounded to bfloat16. Rounding only at the end gives 0.4140625 for the last value.
+TEST(ReduceForward, SoftmaxOfBFloat16RoundsEveryStep) {
+  Tensor x(DataType::kBFloat16, {3});
+  const float in[] = {0.91015625f, 0.62890625f, 1.125f};
+  for (int i = 0; i < 3; ++i) static_cast<tunnx::BFloat16*>(x.mutable_data())[i] = tunnx::BFloat16(in[i]);
+  const Tensor y = run_node("", "Softmax", {x}, {}, 13)[0].tensor();
+  ASSERT_EQ(y.dtype(), DataType::kBFloat16);
+  const auto* out = static_cast<const tunnx::BFloat16*>(y.data());
+  EXPECT_EQ(static_cast<float>(out[0]), 0.333984375f);
+  EXPECT_EQ(static_cast<float>(out[1]), 0.251953125f);
+  EXPECT_EQ(static_cast<float>(out[2]), 0.412109375f);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// The attention family: Attention (opsets 23-25) and RotaryEmbedding (opset 23).
+// The attention family: Attention (opsets 23-25), RotaryEmbedding (opset 23) and
+// ai.onnx.preview's FlexAttention (opset 1).
 //
 // Attention: scaled dot-product attention over 3-D [B, S, heads * D] or 4-D
 // [B, heads, S, D] Q/K/V, with grouped-query heads (each key/value head serves q_num_heads /
@@ -7,7 +8,9 @@
 // the past length, or nonpad_kv_seqlen - Sq per batch), opset 25's sliding window, past/present
 // key-value state, softcap, and the qk_matmul_output debug output. Semantics follow onnx.reference's
 // op_attention.py, which the node tests' expected outputs come from: a row whose mask allows no key
-// gives zero probabilities and a zero output row, never NaN.
+// gives zero probabilities and a zero output row, never NaN. 16-bit inputs are rounded to their type
+// after every step the reference takes in numpy (scores, bias added, softmax steps), softmax_precision
+// choosing the softmax's type.
 //
 // RotaryEmbedding: Y has X's shape and dtype.
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include <limits>
 #include <optional>
 
+#include "runtime/core/executor.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
 
@@ -31,6 +35,7 @@ struct AttentionAttrs {
   float softcap = 0;
   bool has_softcap = false;
   int64_t left_window = -1, right_window = -1;
+  DataType softmax_type = DataType::kUndefined;  // kUndefined: the input type
 };
 
 // `dims` right-aligned against `rank`, padded with 1s in front.
@@ -38,6 +43,55 @@ std::vector<int64_t> aligned_dims(const std::vector<int64_t>& dims, size_t rank)
   std::vector<int64_t> out(rank, 1);
   std::copy(dims.begin(), dims.end(), out.begin() + static_cast<std::ptrdiff_t>(rank - dims.size()));
   return out;
+}
+
+// v rounded to E and widened back to C. onnx.reference computes 16-bit floats op by op in numpy,
+// rounding after every step, and its expected outputs keep those roundings (one ulp of bfloat16 is
+// 0.4%, past the tests' tolerance); for float and double E this is the identity.
+template <typename E, typename C> C rounded(C v) {
+  return static_cast<C>(load(static_cast<E>(static_cast<Compute<E>>(v))));
+}
+
+// Softmax of row[0, n) in place, in P's arithmetic as numpy runs it: every step rounded to P, a
+// bfloat16 sum rounded at each addition (ml_dtypes' add loop), a float16 sum accumulated in float
+// (numpy's half reduction). A row whose maximum is -inf (nothing allowed) is all zeros, never NaN.
+template <typename P, typename C> void softmax_row(C* row, int64_t n) {
+  const C neg_inf = -std::numeric_limits<C>::infinity();
+  C max = neg_inf;
+  for (int64_t i = 0; i < n; ++i) max = std::max(max, row[i]);
+  if (max == neg_inf) {
+    std::fill(row, row + n, C(0));
+    return;
+  }
+  C sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    row[i] = rounded<P>(static_cast<C>(std::exp(rounded<P>(row[i] - max))));
+    sum = std::is_same_v<P, BFloat16> ? rounded<P>(sum + row[i]) : sum + row[i];
+  }
+  sum = rounded<P>(sum);
+  for (int64_t i = 0; i < n; ++i) row[i] = rounded<P>(row[i] / sum);
+}
+
+// The softmax of C values in the type `precision` names (kUndefined: in E).
+template <typename E, typename C> void (*softmax_in(DataType precision))(C*, int64_t) {
+  switch (precision) {
+    case DataType::kFloat32: return &softmax_row<float, C>;
+    case DataType::kFloat64: return &softmax_row<double, C>;
+    case DataType::kFloat16: return &softmax_row<Float16, C>;
+    case DataType::kBFloat16: return &softmax_row<BFloat16, C>;
+    default: return &softmax_row<E, C>;
+  }
+}
+
+// The softmax_precision attribute as a dtype: kUndefined when absent; only the float types.
+DataType softmax_precision(const KernelInit& init) {
+  if (!init.has_attr("softmax_precision")) return DataType::kUndefined;
+  const int64_t p = init.attr_int("softmax_precision", 0);
+  const auto type = static_cast<DataType>(p);
+  if (type != DataType::kFloat32 && type != DataType::kFloat64 && type != DataType::kFloat16 &&
+      type != DataType::kBFloat16)
+    throw init.error("softmax_precision must be a float type (1, 10, 11 or 16), got " + std::to_string(p));
+  return type;
 }
 
 template <typename E> void attention_typed(KernelContext& ctx, const AttentionAttrs& a) {
@@ -189,6 +243,7 @@ template <typename E> void attention_typed(KernelContext& ctx, const AttentionAt
   const E* q = data<E>(q_in);
   const E* pk = data<E>(present_k);
   const E* pv = data<E>(present_v);
+  void (*softmax)(C*, int64_t) = softmax_in<E, C>(a.softmax_type);
   std::vector<C> qrow(static_cast<size_t>(D)), scores(static_cast<size_t>(T)), probs(static_cast<size_t>(T)),
       acc(static_cast<size_t>(Dv));
   for (int64_t b = 0; b < B; ++b)
@@ -202,22 +257,19 @@ template <typename E> void attention_typed(KernelContext& ctx, const AttentionAt
         for (int64_t j = 0; j < T; ++j) {
           C dot = 0;
           for (int64_t d = 0; d < D; ++d) dot += qrow[static_cast<size_t>(d)] * scaled(kh[j * D + d]);
-          if (a.has_softcap && a.softcap > 0)
-            dot = static_cast<C>(a.softcap) * std::tanh(dot / static_cast<C>(a.softcap));
+          dot = rounded<E>(dot);
+          if (a.has_softcap && a.softcap > 0) {
+            const C cap = static_cast<C>(a.softcap);
+            dot = rounded<E>(rounded<E>(static_cast<C>(std::tanh(rounded<E>(dot / cap)))) * cap);
+          }
           const C bias = bias_at(b, h, i, j);
           any_allowed = any_allowed || bias != neg_inf;
           scores[static_cast<size_t>(j)] = dot;
-          probs[static_cast<size_t>(j)] = dot + bias;
+          probs[static_cast<size_t>(j)] = rounded<E>(dot + bias);
         }
-        // Softmax over the keys; a row with no allowed key is all zeros.
-        C max = neg_inf;
-        for (C v : probs) max = std::max(max, v);
-        C sum = 0;
-        for (C& v : probs) {
-          v = any_allowed && max != neg_inf ? std::exp(v - max) : C(0);
-          sum += v;
-        }
-        for (C& v : probs) v = sum > 0 ? v / sum : C(0);
+        // Softmax over the keys; a row with no allowed key is all zeros (decided on the bias).
+        softmax(probs.data(), T);
+        if (!any_allowed) std::fill(probs.begin(), probs.end(), C(0));
         if (qk_out) {  // modes 0 and 1: the (softcapped) scores; 2: with the bias; 3: the probabilities
           E* row = qk_out + ((b * Hq + h) * Sq + i) * T;
           for (int64_t j = 0; j < T; ++j) {
@@ -237,6 +289,139 @@ template <typename E> void attention_typed(KernelContext& ctx, const AttentionAt
         for (int64_t d = 0; d < Dv; ++d) out[d] = static_cast<E>(acc[static_cast<size_t>(d)]);
       }
     }
+}
+
+// ---- FlexAttention (ai.onnx.preview, opset 1) -------------------------------------------------
+// Q [B, Hq, L, D], K [B, Hkv, S, D], V [B, Hkv, S, Dv] -> Y [B, Hq, L, Dv]; query head h reads key/value
+// head h / (Hq / Hkv). As onnx.reference's op_flex_attention.py: Q and K scaled by sqrt(scale) in the
+// input type, scores = Q K^T in the input type, then in the softmax type P (softmax_precision; float
+// for 16-bit inputs, else the input type): score_mod, softmax over the keys, prob_mod, and P @ V.
+// score_mod / prob_mod are graphs of one [B, Hq, L, S] tensor to one of the same shape and type; each
+// runs once on the whole tensor. A row whose scores are all -inf gives zeros where the reference
+// gives NaN, as Attention does.
+
+struct FlexAttrs {
+  std::optional<float> scale;
+  DataType softmax_type = DataType::kUndefined;  // kUndefined: float for 16-bit inputs, else theirs
+  std::shared_ptr<const GraphPlan> score_mod, prob_mod;
+};
+
+// Runs a modifier graph on `t` and checks that it gave back one tensor of t's shape and dtype.
+Tensor run_modifier(KernelContext& ctx, const GraphPlan& plan, Tensor t, const char* what) {
+  const std::vector<int64_t> dims = t.dims();
+  const DataType dtype = t.dtype();
+  std::vector<Value> out = ctx.run_subgraph(plan, {Value(std::move(t))});
+  if (out.size() != 1 || !out[0].is_tensor())
+    throw ctx.error(std::string(what) + " must yield one tensor, got " + std::to_string(out.size()) + " values");
+  Tensor r = out[0].tensor();
+  if (r.dims() != dims || r.dtype() != dtype)
+    throw ctx.error(std::string(what) + " must keep its input's shape " + dims_to_string(dims) + " and type " +
+                    to_string(dtype) + ", got " + dims_to_string(r.dims()) + " " + to_string(r.dtype()));
+  return r;
+}
+
+template <typename E, typename P> void flex_attention_typed(KernelContext& ctx, const FlexAttrs& a) {
+  using CE = Compute<E>;  // the input type's arithmetic
+  using CP = Compute<P>;  // the softmax type's
+  const Tensor& q_in = ctx.input(0);
+  const Tensor& k_in = ctx.input(1);
+  const Tensor& v_in = ctx.input(2);
+  if (q_in.rank() != 4 || k_in.rank() != 4 || v_in.rank() != 4)
+    throw ctx.error("Q, K and V must be 4-D [batch, heads, seq, head_size], got " + dims_to_string(q_in.dims()) +
+                    ", " + dims_to_string(k_in.dims()) + ", " + dims_to_string(v_in.dims()));
+  require_same_dtype(ctx, q_in, k_in);
+  require_same_dtype(ctx, q_in, v_in);
+  const int64_t B = q_in.dims()[0], Hq = q_in.dims()[1], L = q_in.dims()[2], D = q_in.dims()[3];
+  const int64_t Hkv = k_in.dims()[1], S = k_in.dims()[2], Dv = v_in.dims()[3];
+  if (k_in.dims()[0] != B || v_in.dims()[0] != B || k_in.dims()[3] != D || v_in.dims()[1] != Hkv ||
+      v_in.dims()[2] != S)
+    throw ctx.error("K " + dims_to_string(k_in.dims()) + " and V " + dims_to_string(v_in.dims()) +
+                    " do not match Q " + dims_to_string(q_in.dims()) + " (K [B, Hkv, S, D], V [B, Hkv, S, Dv])");
+  if (Hkv <= 0 || Hq % Hkv)
+    throw ctx.error("Q's " + std::to_string(Hq) + " heads are not a multiple of K's " + std::to_string(Hkv));
+  const int64_t group = Hq / Hkv;
+
+  // sqrt(scale) is taken in float and rounded to the input type, as the reference does.
+  const float scale = a.scale ? *a.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const CE scale_sqrt = static_cast<CE>(load(static_cast<E>(std::sqrt(scale))));
+  auto scaled_copy = [scale_sqrt](const Tensor& t) {
+    std::vector<CE> out(static_cast<size_t>(t.numel()));
+    const E* p = data<E>(t);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = rounded<E>(static_cast<CE>(load(p[i])) * scale_sqrt);
+    return out;
+  };
+  const std::vector<CE> q = scaled_copy(q_in), k = scaled_copy(k_in);
+
+  Tensor scores = Tensor::uninitialized(dtype_of<P>(), {B, Hq, L, S});
+  P* sp = mutable_data<P>(scores);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < Hq; ++h)
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t j = 0; j < S; ++j) {
+          const CE* qr = q.data() + ((b * Hq + h) * L + i) * D;
+          const CE* kr = k.data() + ((b * Hkv + h / group) * S + j) * D;
+          CE dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += qr[d] * kr[d];
+          sp[((b * Hq + h) * L + i) * S + j] = static_cast<P>(static_cast<CP>(rounded<E>(dot)));
+        }
+  if (a.score_mod) scores = run_modifier(ctx, *a.score_mod, std::move(scores), "score_mod");
+
+  Tensor probs = Tensor::uninitialized(dtype_of<P>(), {B, Hq, L, S});
+  {
+    const P* in = data<P>(scores);
+    P* out = mutable_data<P>(probs);
+    std::vector<CP> row(static_cast<size_t>(S));
+    for (int64_t r = 0; r < B * Hq * L; ++r) {
+      for (int64_t j = 0; j < S; ++j) row[static_cast<size_t>(j)] = static_cast<CP>(load(in[r * S + j]));
+      softmax_row<P, CP>(row.data(), S);
+      for (int64_t j = 0; j < S; ++j) out[r * S + j] = static_cast<P>(row[static_cast<size_t>(j)]);
+    }
+  }
+  if (a.prob_mod) probs = run_modifier(ctx, *a.prob_mod, std::move(probs), "prob_mod");
+
+  // Y = probs @ V with V in the softmax type, then the input type.
+  const P* pp = data<P>(probs);
+  const E* v = data<E>(v_in);
+  E* y = mutable_data<E>(ctx.allocate_output_uninitialized(0, q_in.dtype(), {B, Hq, L, Dv}));
+  std::vector<CP> acc(static_cast<size_t>(Dv));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < Hq; ++h) {
+      const E* vh = v + (b * Hkv + h / group) * S * Dv;
+      for (int64_t i = 0; i < L; ++i) {
+        std::fill(acc.begin(), acc.end(), CP(0));
+        const P* prow = pp + ((b * Hq + h) * L + i) * S;
+        for (int64_t j = 0; j < S; ++j) {
+          const CP p = static_cast<CP>(load(prow[j]));
+          for (int64_t d = 0; d < Dv; ++d)
+            acc[static_cast<size_t>(d)] += p * rounded<P>(static_cast<CP>(load(vh[j * Dv + d])));
+        }
+        E* out = y + ((b * Hq + h) * L + i) * Dv;
+        for (int64_t d = 0; d < Dv; ++d)
+          out[d] = static_cast<E>(static_cast<CE>(load(static_cast<P>(acc[static_cast<size_t>(d)]))));
+      }
+    }
+}
+
+void run_flex_attention(KernelContext& ctx, const FlexAttrs& a) {
+  const DataType input = ctx.input(0).dtype();
+  DataType softmax = a.softmax_type;
+  if (softmax == DataType::kUndefined) softmax = input == DataType::kFloat64 ? input : DataType::kFloat32;
+  dispatch(input, ctx, FloatTypes{}, [&](auto e_tag) {
+    dispatch(softmax, ctx, FloatTypes{}, [&](auto p_tag) {
+      flex_attention_typed<typename decltype(e_tag)::type, typename decltype(p_tag)::type>(ctx, a);
+    });
+  });
+}
+
+// A modifier graph attribute, checked to take one input and give one output; null when absent.
+std::shared_ptr<const GraphPlan> modifier_graph(const KernelInit& init, const std::string& name) {
+  if (!init.has_attr(name)) return nullptr;
+  std::shared_ptr<const GraphPlan> plan = init.subgraph(name);
+  if (plan->graph().inputs.size() != 1 || plan->graph().outputs.size() != 1)
+    throw init.error(name + " must take one input and give one output, got " +
+                     std::to_string(plan->graph().inputs.size()) + " and " +
+                     std::to_string(plan->graph().outputs.size()));
+  return plan;
 }
 
 
@@ -352,6 +537,7 @@ void register_attention_kernels(KernelRegistry& r) {
     a.softcap = init.attr_float("softcap", 0.0f);
     a.left_window = init.attr_int("left_window_size", -1);
     a.right_window = init.attr_int("right_window_size", -1);
+    a.softmax_type = softmax_precision(init);
     if (a.left_window < -1 || a.right_window < -1) throw init.error("window sizes must be -1 or nonnegative");
     return make_kernel([a](KernelContext& ctx) {
       dispatch<float, double, Float16, BFloat16>(ctx.input(0).dtype(), ctx, [&](auto tag) {
@@ -359,6 +545,20 @@ void register_attention_kernels(KernelRegistry& r) {
       });
     });
   });
+  KernelDef flex;
+  flex.domain = "ai.onnx.preview";
+  flex.op_type = "FlexAttention";
+  flex.since_version = 1;
+  flex.types = dtypes(FloatTypes{});
+  flex.factory = [](const KernelInit& init) {
+    FlexAttrs a;
+    if (init.has_attr("scale")) a.scale = init.attr_float("scale", 1.0f);
+    a.softmax_type = softmax_precision(init);
+    a.score_mod = modifier_graph(init, "score_mod");
+    a.prob_mod = modifier_graph(init, "prob_mod");
+    return make_kernel([a](KernelContext& ctx) { run_flex_attention(ctx, a); });
+  };
+  r.add(std::move(flex));
   add_kernel(r, "RotaryEmbedding", 23, INT_MAX, dtypes(RotaryTypes{}), [](const KernelInit& init) {
     RotaryAttrs attrs;
     attrs.interleaved = init.attr_int("interleaved", 0) != 0;

@@ -8,7 +8,9 @@ namespace tunnx::cpu {
 
 void register_elementwise_kernels(KernelRegistry& registry);    // unary math, activations, binary, variadic, Where
 void register_reduce_kernels(KernelRegistry& registry);         // Reduce*, ArgMax/Min, Softmax family, CumSum, CumProd, TopK
-void register_attention_kernels(KernelRegistry& registry);      // Attention, RotaryEmbedding (attention.cc)
+void register_attention_kernels(KernelRegistry& registry);      // Attention, RotaryEmbedding, FlexAttention (attention.cc)
+void register_linear_attention_kernels(KernelRegistry& registry);  // LinearAttention (linear_attention.cc)
+void register_causal_conv_kernels(KernelRegistry& registry);    // CausalConvWithState (causal_conv.cc)
 void register_linear_kernels(KernelRegistry& registry);         // MatMul, Gemm, Einsum, quantized matmul, Det
 void register_conv_pool_kernels(KernelRegistry& registry);      // Conv*, pools, LRN
 void register_col2im_kernels(KernelRegistry& registry);         // Col2Im (col2im.cc)
