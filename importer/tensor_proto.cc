@@ -1,5 +1,6 @@
 #include "importer/tensor_proto.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -74,8 +75,8 @@ TensorLayout tensor_layout_from_proto(const TensorProto& proto, uint64_t max_ten
     throw e.with_context({.tensor = proto.name(), .field = "dims"});
   }
   // Strings have no fixed size; count their elements against the cap as pointers would take.
-  const uint64_t bits = element_bits(layout.dtype);
-  if (static_cast<uint64_t>(layout.numel) > std::numeric_limits<uint64_t>::max() / bits ||
+  const uint64_t bytes_per_element = std::max<uint64_t>(1, element_bits(layout.dtype) / 8);  // sub-byte: under 1
+  if (static_cast<uint64_t>(layout.numel) > std::numeric_limits<uint64_t>::max() / bytes_per_element ||
       storage_bytes(layout.dtype, layout.numel) > max_tensor_bytes) {
     throw tensor_error(proto, ErrorCode::kLimitExceeded,
                        "declares " + std::to_string(layout.numel) + " elements of " +

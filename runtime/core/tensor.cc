@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -12,8 +13,8 @@ namespace {
 
 // The bytes of numel elements (packed for sub-byte types), refusing sizes no allocation could hold.
 size_t checked_byte_size(int64_t numel, DataType dtype, const std::vector<int64_t>& dims) {
-  const size_t bits = element_bits(dtype);
-  if (static_cast<uint64_t>(numel) > SIZE_MAX / bits)
+  const size_t bytes_per_element = std::max<size_t>(1, element_bits(dtype) / 8);  // sub-byte types: under 1
+  if (static_cast<uint64_t>(numel) > SIZE_MAX / bytes_per_element)
     throw Error(ErrorCode::kLimitExceeded, std::string("byte size of ") + to_string(dtype) + " tensor overflows",
                 {.shapes = dims_to_string(dims)});
   return storage_bytes(dtype, numel);
