@@ -177,8 +177,15 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
       }
     for (const auto& [name, sub] : subgraphs) step.subgraphs.emplace_back(name, sub);
     try {
+      const ir::AttributeReads reads;
       step.kernel = def->factory(KernelInit(node, opset, input_types, std::move(subgraphs), std::move(constant_inputs),
                                              std::move(trained_inputs)));
+      // An attribute the kernel never looked at would be ignored: refuse rather than answer wrongly.
+      // consumed_inputs (opsets 1-5) is a memory hint of ONNX's first releases, not a semantic.
+      for (const ir::Attribute& a : node.attributes)
+        if (!reads.saw(a.name) && a.name != "consumed_inputs")
+          throw Error(ErrorCode::kUnsupported, "attribute '" + a.name + "' is not implemented by " + def->name +
+                                                   " (opset " + std::to_string(opset) + ")");
     } catch (const Error& e) {
       throw e.with_context({.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type});
     }

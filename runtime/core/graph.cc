@@ -24,7 +24,19 @@ std::string TypeInfo::to_string() const {
   return "unknown";
 }
 
+namespace {
+thread_local AttributeReads* innermost_reads = nullptr;
+}  // namespace
+
+AttributeReads::AttributeReads() : outer_(innermost_reads) { innermost_reads = this; }
+AttributeReads::~AttributeReads() { innermost_reads = outer_; }
+
+void AttributeReads::note(const std::string& name) {
+  if (innermost_reads) innermost_reads->names_.insert(name);
+}
+
 const Attribute* Node::attribute(const std::string& attr_name) const {
+  AttributeReads::note(attr_name);
   for (const auto& a : attributes)
     if (a.name == attr_name) return &a;
   return nullptr;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,6 +80,23 @@ struct Attribute {
   // TensorProto name and doc_string of `t` and `tensors`, kept for export.
   TensorLabel t_label;
   std::vector<TensorLabel> tensors_labels;
+};
+
+// The attribute names that ir::Node::attribute looks up on this thread while an AttributeReads
+// lives (the innermost one): the planner opens one around a kernel factory to find the attributes it
+// never looked at.
+class AttributeReads {
+ public:
+  AttributeReads();
+  ~AttributeReads();
+  AttributeReads(const AttributeReads&) = delete;
+  AttributeReads& operator=(const AttributeReads&) = delete;
+  bool saw(const std::string& name) const { return names_.count(name) != 0; }
+  static void note(const std::string& name);  // into the innermost recorder of this thread, if any
+
+ private:
+  std::set<std::string> names_;
+  AttributeReads* outer_;
 };
 
 struct Node {

@@ -60,6 +60,7 @@ const ir::Attribute& KernelInit::required_attr(const std::string& name) const {
 }
 
 std::shared_ptr<const GraphPlan> KernelInit::subgraph(const std::string& attr_name) const {
+  ir::AttributeReads::note(attr_name);
   auto it = subgraphs_.find(attr_name);
   if (it == subgraphs_.end())
     throw node_error(node_, ErrorCode::kInvalidModel, "graph attribute '" + attr_name + "' is missing");

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +41,13 @@ class KernelInit {
   bool trained_input(size_t i) const { return i < trained_inputs_.size() && trained_inputs_[i]; }
 
   bool has_attr(const std::string& name) const { return node_.attribute(name) != nullptr; }
+  // The planner refuses a node with an attribute its kernel's factory never looked up (through these
+  // accessors or ir::Node::attribute): a kernel never ignores an attribute silently. This marks
+  // attributes as handled without reading them, for those that cannot change this kernel's result
+  // (say why at the call site).
+  void accept_attrs(std::initializer_list<const char*> names) const {
+    for (const char* name : names) ir::AttributeReads::note(name);
+  }
   int64_t attr_int(const std::string& name, int64_t fallback) const;
   float attr_float(const std::string& name, float fallback) const;
   std::string attr_string(const std::string& name, const std::string& fallback) const;

@@ -524,7 +524,9 @@ void register_sequence_kernels(KernelRegistry& r) {
 // An empty optional is a none Value; an optional holding a value is that value.
 
 void register_optional_kernels(KernelRegistry& r) {
-  add_kernel(r, "Optional", 15, INT_MAX, {}, [](const KernelInit&) {
+  add_kernel(r, "Optional", 15, INT_MAX, {}, [](const KernelInit& init) {
+    // `type` is an empty optional's element type, which a none Value does not carry.
+    init.accept_attrs({"type"});
     return make_kernel([](KernelContext& ctx) {
       if (ctx.has_input(0)) ctx.set_output(0, ctx.input_value(0));
     });

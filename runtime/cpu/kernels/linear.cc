@@ -520,6 +520,9 @@ void register_linear_kernels(KernelRegistry& r) {
   // Gemm: Y = alpha * A' * B' + beta * C. C is optional from opset 11.
   add_kernel(r, "Gemm", 1, INT_MAX, matmul_types(), [](const KernelInit& init) {
     const ops::GemmAttrs attrs = ops::gemm_attrs(init.node());
+    // Opsets 1-6: broadcast=1 lets C broadcast, broadcast=0 requires C of Y's shape, which broadcasting
+    // computes the same way; it cannot change a valid model's result.
+    init.accept_attrs({"broadcast"});
     return make_kernel([attrs](KernelContext& ctx) { run_gemm(ctx, attrs); });
   });
 

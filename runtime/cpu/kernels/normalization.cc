@@ -111,7 +111,8 @@ BatchNormAttrs parse_batch_norm(const KernelInit& init) {
   } else {
     // Before 14 the mode is told by the outputs asked for (and by is_test up to opset 6).
     a.legacy_outputs = true;
-    a.training = outputs > 1 && (init.opset() > 6 || init.attr_int("is_test", 0) == 0);
+    const bool is_test = init.opset() <= 6 && init.attr_int("is_test", 0) != 0;
+    a.training = outputs > 1 && !is_test;
   }
   return a;
 }

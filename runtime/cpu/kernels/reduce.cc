@@ -481,6 +481,7 @@ std::unique_ptr<Kernel> topk_kernel(const KernelInit& init) {
   const int64_t axis_attr = init.attr_int("axis", -1);
   const bool largest = init.opset() < 11 || init.attr_int("largest", 1) != 0;
   // sorted=0 leaves the order undefined; the sorted order is as good an answer as any.
+  init.accept_attrs({"sorted"});
   return make_kernel([k_from_input, k_attr, axis_attr, largest](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     int64_t k = k_attr;

@@ -673,6 +673,9 @@ void register_tensor_kernels(KernelRegistry& r) {
 
   // Constant: the attribute's tensor, built once; every run hands out the same storage.
   add_kernel(r, "Constant", 1, INT_MAX, {}, [](const KernelInit& init) {
+    // constant_value walks the attributes itself: one of these is the value.
+    init.accept_attrs({"value", "sparse_value", "value_float", "value_floats", "value_int", "value_ints", "value_string",
+                       "value_strings"});
     Tensor value = constant_value(init);
     return make_kernel([value](KernelContext& ctx) { ctx.set_output(0, value); });
   }, -1);
@@ -965,6 +968,9 @@ void register_tensor_kernels(KernelRegistry& r) {
     const int64_t opset = init.opset();
     std::optional<int64_t> seed;
     if (init.has_attr("seed")) seed = init.attr_int("seed", 0);
+    // Before opset 12 a session's Dropout is the identity (see dropout_kernel): the ratio and is_test
+    // of those opsets cannot change the output.
+    if (opset < 12) init.accept_attrs({"ratio", "is_test"});
     return make_kernel([opset, seed](KernelContext& ctx) { dropout_kernel(ctx, opset, seed); });
   });
 }
