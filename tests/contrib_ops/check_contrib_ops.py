@@ -7,8 +7,11 @@ its scale (its largest magnitude, at least 1). The cases cover the attribute var
 fusion and quantization tools write: FastGelu with and without bias, FusedGemm's transposes, alpha,
 beta and activations, FusedConv with a residual and each activation, SkipLayerNormalization with and
 without beta, bias and the sum output, ORT's contrib LayerNormalization (ai.onnx below opset 17), the
-dynamic-quantization products, and DynamicQuantizeLSTM (int8/uint8 weights, per-direction or per-column
-scales, initial state, peepholes, both directions).
+dynamic-quantization products, DynamicQuantizeLSTM (int8/uint8 weights, per-direction or per-column
+scales, initial state, peepholes, both directions), Attention, and MultiHeadAttention in each layout
+(separate, packed QKV, packed KV, key/value already [B, N, L, H]) with its masks, attention_bias shapes,
+decoding past/present (concatenated, or one shared buffer with past_sequence_length) and qk output.
+ONNX Runtime's CPU provider refuses the packed layouts, so for those it runs the same numbers unpacked.
 
   .venv/bin/python tests/contrib_ops/check_contrib_ops.py --tunnx build/tools/tunnx
 
@@ -42,10 +45,15 @@ def normal(*shape, scale=1.0):
 class Case:
     """One node of `op` with inputs (name -> array; names in `weights` become initializers)."""
 
-    def __init__(self, label, op, inputs, outputs, attrs=None, domain="com.microsoft", weights=(), opset=17, types=None):
+    def __init__(self, label, op, inputs, outputs, attrs=None, domain="com.microsoft", weights=(), opset=17, types=None,
+                 reference=None):
         self.label, self.op, self.inputs, self.outputs = label, op, inputs, outputs
         self.types = types or {}  # output name -> TensorProto type where not float
         self.attrs, self.domain, self.weights, self.opset = attrs or {}, domain, set(weights), opset
+        # The case ONNX Runtime runs instead, with this one's outputs (and maybe more), where its CPU
+        # provider refuses this one's layout (MultiHeadAttention's packed QKV and packed KV: the same
+        # numbers, unpacked) or answers it wrongly.
+        self.reference = reference or self
 
     def model(self, shapes=None):
         """The model; `shapes` (output name -> array) gives the outputs their types, as the ONNX
@@ -130,6 +138,8 @@ def cases():
     yield attention("Attention")
     yield attention("Attention scale 0.3", attrs={"scale": 0.3})
     yield attention("Attention unidirectional", attrs={"unidirectional": 1})
+    yield attention("Attention unidirectional, mask_filter_value -2, mask [B]", [("mask", np.array([5, 2], np.int32))],
+                    attrs={"unidirectional": 1, "mask_filter_value": -2.0})
     raw = np.ones((2, 5), np.int32)
     raw[1, 3:] = 0
     yield attention("Attention mask [B, T] raw", [("mask", raw)])
@@ -163,6 +173,70 @@ def cases():
               [("bias", None), ("mask", None), ("attention_bias", None), ("past_key", normal(2, 4, 3, 4)),
                ("past_value", normal(2, 4, 3, 4))], attrs={"unidirectional": 1},
               outputs=("y", "present_key", "present_value"), k=self_k, v=self_v)
+    mask3 = np.ones((2, 5, 6), np.int32)
+    mask3[0, :, 5] = 0
+    mask3[1, 2, 1:] = 0
+    yield mha("MultiHeadAttention key_padding_mask [B, S, T]", [("bias", None), ("mask", mask3)])
+    # [3B + 2] (key lengths, then cumulative query and key offsets): ONNX Runtime's CPU reads the lengths.
+    yield mha("MultiHeadAttention key_padding_mask [3B + 2]", [("bias", None), ("mask", np.array([4, 6, 0, 5, 10, 0, 4, 10], np.int32))])
+    yield mha("MultiHeadAttention mask_filter_value -3", [("bias", None), ("mask", pad)], attrs={"mask_filter_value": -3.0})
+    for shape in [(2, 4, 5, 6), (2, 1, 5, 6), (1, 1, 5, 6)]:
+        yield mha(f"MultiHeadAttention attention_bias {list(shape)}", [("bias", None), ("mask", None), ("attention_bias", normal(*shape))])
+    yield mha("MultiHeadAttention bias, attention_bias, qk", [("bias", normal(56)), ("mask", None),
+              ("attention_bias", normal(2, 4, 5, 6))], outputs=("y", "", "", "qk"), weights=["bias"])
+    # Causal over 6 keys from 5 queries: ONNX Runtime leaves the last query row unmasked.
+    yield mha("MultiHeadAttention unidirectional, cross-attention", attrs={"unidirectional": 1})
+    yield mha("MultiHeadAttention unidirectional, mask_filter_value -2, mask [B, T]", [("bias", None), ("mask", pad)],
+              attrs={"unidirectional": 1, "mask_filter_value": -2.0})
+
+    def unpacked(packed, q, k, v, extra=()):  # the separate-inputs twin of a packed case, for ONNX Runtime
+        return mha(packed.label, list(extra), packed.attrs, packed.outputs, q=q, k=k, v=v, weights=packed.weights)
+
+    packed = normal(2, 5, 4, 3, 4)
+    parts = [packed[:, :, :, i].reshape(2, 5, 16) for i in range(3)]
+    case = Case("MultiHeadAttention packed QKV [B, S, N, 3, H]", "MultiHeadAttention", [("query", packed)], ["y"], {"num_heads": 4})
+    case.reference = unpacked(case, *parts)
+    yield case
+    qkv_bias = normal(48)
+    case = Case("MultiHeadAttention packed QKV, bias, unidirectional", "MultiHeadAttention",
+                [("query", packed), ("key", None), ("value", None), ("bias", qkv_bias)], ["y"],
+                {"num_heads": 4, "unidirectional": 1}, weights=["bias"])
+    case.reference = unpacked(case, *parts, [("bias", qkv_bias)])
+    yield case
+    packed_kv = normal(2, 6, 4, 2, 4)
+    kv = [packed_kv[:, :, :, i].reshape(2, 6, 16) for i in range(2)]
+    case = Case("MultiHeadAttention packed KV [B, L, N, 2, H], mask [B, T]", "MultiHeadAttention",
+                [("query", query), ("key", packed_kv), ("value", None), ("bias", None), ("mask", pad)], ["y"], {"num_heads": 4})
+    case.reference = unpacked(case, query, *kv, [("bias", None), ("mask", pad)])
+    yield case
+    cache_k, cache_v = normal(2, 4, 6, 4), normal(2, 4, 6, 4)
+    yield mha("MultiHeadAttention key/value [B, N, L, H], present", outputs=("y", "present_key", "present_value"),
+              k=cache_k, v=cache_v)
+    yield mha("MultiHeadAttention key/value [B, N, L, H], bias (query part), mask [B], attention_bias",
+              [("bias", normal(48)), ("mask", np.array([6, 4], np.int32)), ("attention_bias", normal(1, 4, 5, 6))],
+              k=cache_k, v=cache_v, weights=["bias"])
+    # Decoding: one new token after 7 past ones, its mask over all 8 keys.
+    step_q, step_k, step_v = normal(2, 1, 16), normal(2, 1, 16), normal(2, 1, 16)
+    seen = np.ones((2, 8), np.int32)
+    seen[1, :2] = 0
+    past = [("past_key", normal(2, 4, 7, 4)), ("past_value", normal(2, 4, 7, 4))]
+    yield mha("MultiHeadAttention decoding step, past, mask [B, P + 1], bias", [("bias", normal(48)), ("mask", seen), ("attention_bias", None)] + past,
+              attrs={"unidirectional": 1}, outputs=("y", "present_key", "present_value"), q=step_q, k=step_k, v=step_v, weights=["bias"])
+    # ONNX Runtime's CPU provider reads the past only while it writes present_key/present_value; without
+    # them its answer is neither attention with the past nor without it. It runs this case with them.
+    case = mha("MultiHeadAttention past without present", [("bias", None), ("mask", None), ("attention_bias", None)] + past,
+               q=step_q, k=step_k, v=step_v)
+    case.reference = mha(case.label, case.inputs[3:], outputs=("y", "present_key", "present_value"), q=step_q, k=step_k, v=step_v)
+    yield case
+    yield mha("MultiHeadAttention present without past", outputs=("y", "present_key", "present_value"), k=self_k, v=self_v,
+              attrs={"unidirectional": 1})
+    # A shared past/present buffer of 8 rows, the first 3 filled (past_sequence_length).
+    buffer = [("past_key", normal(2, 4, 8, 4)), ("past_value", normal(2, 4, 8, 4))]
+    for steps in (1, 2):
+        yield mha(f"MultiHeadAttention shared buffer, past_sequence_length 3, {steps} new",
+                  [("bias", None), ("mask", None), ("attention_bias", None)] + buffer + [("past_sequence_length", np.array([3], np.int32))],
+                  attrs={"unidirectional": 1}, outputs=("y", "present_key", "present_value"),
+                  q=normal(2, steps, 16), k=normal(2, steps, 16), v=normal(2, steps, 16))
     # EmbedLayerNormalization: vocabulary 30, 2 segments, hidden 16, batch 2, sequence 5.
     ids = rng.integers(0, 30, (2, 5)).astype(np.int32)
     segments = rng.integers(0, 2, (2, 5)).astype(np.int32)
@@ -242,7 +316,7 @@ def main():
             folder = os.path.join(tmp, str(i))
             os.makedirs(folder)
             path = os.path.join(folder, "model.onnx")
-            onnx.save(case.model(), path)
+            onnx.save(case.reference.model(), path)
             so = ort.SessionOptions()
             so.log_severity_level = 3
             # One thread: ONNX Runtime's DynamicQuantizeLSTM quantizes h(t-1) per chunk of batch rows
@@ -250,7 +324,7 @@ def main():
             # threads on a 3-row batch); on one thread the whole batch shares one scale, as in tunnx.
             so.intra_op_num_threads = 1
             session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            want = dict(zip([o.name for o in session.get_outputs()], session.run(None, case.feeds())))
+            want = dict(zip([o.name for o in session.get_outputs()], session.run(None, case.reference.feeds())))
             onnx.save(case.model(want), path)
             try:
                 got = run_tunnx(args.tunnx, path, case.feeds(), folder)
@@ -259,6 +333,8 @@ def main():
                 continue
             worst = 0.0
             for name, expected in want.items():
+                if name not in case.outputs:
+                    continue  # asked of the reference only
                 if name not in got or got[name].shape != expected.shape:
                     failures.append(f"{case.label}: output '{name}' missing or shaped {got.get(name, np.zeros(0)).shape}, "
                                     f"ONNX Runtime's {expected.shape}")

@@ -44,6 +44,11 @@ class Emitter {
     return add("Constant", {}, "", {ops::attr_tensor("value", Tensor::from_vector<int64_t>(dims, values))});
   }
 
+  // x.shape[from:to] as a 1-D int64 tensor.
+  std::string dims(const std::string& x, int64_t from, int64_t to) {
+    return add("Slice", {add("Shape", {x}), constant(std::vector<int64_t>{from}), constant(std::vector<int64_t>{to})});
+  }
+
   // Unsqueeze at `axes`: the attribute before opset 13, the input from 13.
   std::string unsqueeze(const std::string& x, const std::vector<int64_t>& axes, int64_t onnx_opset) {
     if (onnx_opset >= 13) return add("Unsqueeze", {x, constant(axes)});
@@ -116,56 +121,68 @@ std::string split_heads(Emitter& e, const std::string& x, int64_t heads) {
 
 // What Attention and MultiHeadAttention share once Q, K, V are [B, H, S|T, D]: scores Q K^T * scale
 // (the `scale` attribute, else 1/sqrt(D)) plus `attention_bias`, with mask_filter_value (-10000)
-// added where `mask` (rank `mask_rank`: key lengths [B], or 0/1 [B, T] or [B, S, T]) hides a key and,
-// when unidirectional, where a key comes after the query's position (past keys come first); softmax
-// over the keys, times V, heads merged into `output` [B, S, H * Dv].
-void attend(const Node& n, Emitter& e, int64_t onnx_opset, const std::string& q, const std::string& k,
-            const std::string& v, const std::string& mask, std::optional<size_t> mask_rank,
-            const std::string& attention_bias, const std::string& output) {
+// added where `mask` (rank `mask_rank`: key lengths [B], or 0/1 [B, T] or [B, S, T]) hides a key;
+// when unidirectional, a key after the query's position (`causal_offset` keys, the past, come first;
+// T - S when empty) gets the lowest float instead, as ONNX Runtime's CPU kernels write it whatever
+// mask_filter_value says. Softmax over the keys, times V, heads merged into `output` [B, S, H * Dv];
+// `scores_output` (when named) is the scores before the softmax, [B, H, S, T].
+struct Attend {
+  std::string q, k, v, mask;
+  std::optional<size_t> mask_rank;
+  std::string attention_bias, causal_offset, output, scores_output;
+};
+
+void attend(const Node& n, Emitter& e, int64_t onnx_opset, const Attend& a) {
   std::string scale;
-  if (const Attribute* a = n.attribute("scale"); a && a->f != 0.0f) {
-    scale = e.constant(a->f);
+  if (const Attribute* s = n.attribute("scale"); s && s->f != 0.0f) {
+    scale = e.constant(s->f);
   } else {
-    const std::string d = e.add("Cast", {e.add("Gather", {e.add("Shape", {q}), e.constant({3}, true)})}, "",
+    const std::string d = e.add("Cast", {e.add("Gather", {e.add("Shape", {a.q}), e.constant({3}, true)})}, "",
                                 {ops::attr("to", int64_t{1})});
     scale = e.add("Reciprocal", {e.add("Sqrt", {d})});
   }
-  const std::string kt = e.add("Transpose", {k}, "", {ops::attr("perm", std::vector<int64_t>{0, 1, 3, 2})});
-  std::string scores = e.add("Mul", {e.add("MatMul", {q, kt}), scale});
-  if (!attention_bias.empty()) scores = e.add("Add", {scores, attention_bias});
+  const std::string kt = e.add("Transpose", {a.k}, "", {ops::attr("perm", std::vector<int64_t>{0, 1, 3, 2})});
+  std::string scores = e.add("Mul", {e.add("MatMul", {a.q, kt}), scale});
+  if (!a.attention_bias.empty()) scores = e.add("Add", {scores, a.attention_bias});
   const float filter = ops::node_float(n, "mask_filter_value", -10000.0f);
   auto positions = [&](const std::string& of) {  // Range(0, of.shape[2]) and the length
     const std::string length = e.add("Gather", {e.add("Shape", {of}), e.constant({2}, true)});
     return std::make_pair(e.add("Range", {e.constant({0}, true), length, e.constant({1}, true)}), length);
   };
-  if (!mask.empty()) {
-    if (!mask_rank || *mask_rank < 1 || *mask_rank > 3)
+  if (!a.mask.empty()) {
+    if (!a.mask_rank || *a.mask_rank < 1 || *a.mask_rank > 3)
       throw e.error("the mask must be declared as [B] key lengths, [B, T] or [B, S, T] (its rank is " +
-                    (mask_rank ? std::to_string(*mask_rank) : std::string("unknown")) + ")");
+                    (a.mask_rank ? std::to_string(*a.mask_rank) : std::string("unknown")) + ")");
     std::string visible;  // 1 where a key is seen, broadcast to [B, H, S, T]
-    if (*mask_rank == 1) {
-      const std::string keys = positions(k).first;
-      const std::string lengths = e.unsqueeze(e.add("Cast", {mask}, "", {ops::attr("to", int64_t{7})}), {1}, onnx_opset);
+    if (*a.mask_rank == 1) {
+      const std::string keys = positions(a.k).first;
+      const std::string lengths = e.unsqueeze(e.add("Cast", {a.mask}, "", {ops::attr("to", int64_t{7})}), {1}, onnx_opset);
       visible = e.add("Cast", {e.add("Less", {keys, lengths})}, "", {ops::attr("to", int64_t{1})});
       visible = e.unsqueeze(visible, {1, 2}, onnx_opset);
     } else {
-      visible = e.add("Cast", {mask}, "", {ops::attr("to", int64_t{1})});
-      visible = e.unsqueeze(visible, *mask_rank == 3 ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2}, onnx_opset);
+      visible = e.add("Cast", {a.mask}, "", {ops::attr("to", int64_t{1})});
+      visible = e.unsqueeze(visible, *a.mask_rank == 3 ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2}, onnx_opset);
     }
     const std::string hidden_keys = e.add("Sub", {e.constant(1.0f), visible});
     scores = e.add("Add", {scores, e.add("Mul", {hidden_keys, e.constant(filter)})});
   }
   if (ops::node_int(n, "unidirectional", 0) != 0) {
-    const auto [keys, total] = positions(k);
-    const auto [queries, count] = positions(q);
-    const std::string rows = e.unsqueeze(e.add("Add", {queries, e.add("Sub", {total, count})}), {1}, onnx_opset);
-    const std::string later = e.add("Cast", {e.add("Greater", {keys, rows})}, "", {ops::attr("to", int64_t{1})});
-    scores = e.add("Add", {scores, e.add("Mul", {later, e.constant(filter)})});
+    const auto [keys, total] = positions(a.k);
+    const auto [queries, count] = positions(a.q);
+    const std::string offset = a.causal_offset.empty() ? e.add("Sub", {total, count}) : a.causal_offset;
+    const std::string rows = e.unsqueeze(e.add("Add", {queries, offset}), {1}, onnx_opset);
+    // ONNX Runtime's CPU kernels never mask the last query row. In self-attention (T = P + S) that row
+    // sees every key anyway; in cross-attention it is what ONNX Runtime answers, so tunnx answers the same.
+    const std::string last = e.add("Sub", {count, e.constant({1}, true)});
+    const std::string not_last = e.unsqueeze(e.add("Less", {queries, last}), {1}, onnx_opset);
+    const std::string later = e.add("And", {e.add("Greater", {keys, rows}), not_last});
+    scores = e.add("Where", {later, e.constant(std::numeric_limits<float>::lowest()), scores});
   }
+  if (!a.scores_output.empty()) e.add("Identity", {scores}, a.scores_output);
   const std::string probs = e.add("Softmax", {scores}, "", {ops::attr("axis", int64_t{-1})});
-  const std::string merged = e.add("Transpose", {e.add("MatMul", {probs, v})}, "",
+  const std::string merged = e.add("Transpose", {e.add("MatMul", {probs, a.v})}, "",
                                    {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
-  e.add("Reshape", {merged, e.constant({0, 0, -1})}, output);
+  e.add("Reshape", {merged, e.constant({0, 0, -1})}, a.output);
 }
 
 int64_t num_heads(const Node& n, Emitter& e) {
@@ -209,40 +226,125 @@ void lower_attention(const Node& n, Emitter& e, int64_t onnx_opset, std::optiona
   if (!output(n, 1).empty())
     e.add("Concat", {e.unsqueeze(k, {0}, onnx_opset), e.unsqueeze(v, {0}, onnx_opset)}, output(n, 1),
           {ops::attr("axis", int64_t{0})});
-  attend(n, e, onnx_opset, q, k, v, input(n, 3), mask_rank, input(n, 5), output(n, 0));
+  attend(n, e, onnx_opset, {.q = q, .k = k, .v = v, .mask = input(n, 3), .mask_rank = mask_rank,
+                            .attention_bias = input(n, 5), .causal_offset = "", .output = output(n, 0), .scores_output = ""});
 }
 
-// com.microsoft MultiHeadAttention with separate query [B, S, D], key [B, T, D] and value [B, T, Dv]
-// (bias [D + D + Dv] added to each's part), key_padding_mask, attention_bias, past_key / past_value
-// [B, H, P, Dh] before this step's (present_key / present_value: both); then attend. Packed QKV, keys
-// already split into heads and the decoding-only inputs are refused by name.
-void lower_multi_head_attention(const Node& n, Emitter& e, int64_t onnx_opset, std::optional<size_t> mask_rank,
-                                std::optional<size_t> key_rank) {
+// com.microsoft MultiHeadAttention. The ranks tell which layout Q, K, V come in:
+//   separate    query [B, S, D], key [B, L, D], value [B, L, Dv]
+//   packed QKV  query [B, S, N, 3, H], key and value absent
+//   packed KV   query [B, S, D], key [B, L, N, 2, H], value absent
+//   BNSH KV     query [B, S, D], key [B, N, L, H], value [B, N, L, Hv]: a cross-attention cache, used as is
+// bias [D + D + Dv] adds to each part; with BNSH KV only its query part (ONNX Runtime ignores the rest),
+// packed KV takes none. key_padding_mask [B] (or [3B + 2], whose first B are the key lengths), [B, T] or
+// [B, S, T]. past_key / past_value [B, N, P, H] come before this step's keys; with past_sequence_length
+// they are one buffer [B, N, M, H] whose first P rows are filled: this step's keys are written from row P
+// and attention sees P + L of them. present_key / present_value are the keys and values attended (the
+// buffer, M rows, when shared); qk the scores before the softmax. cache_indirection is refused by name.
+struct MhaRanks {
+  std::optional<size_t> query, key, value, mask;
+};
+
+void lower_multi_head_attention(const Node& n, Emitter& e, int64_t onnx_opset, const MhaRanks& rank) {
   const int64_t heads = num_heads(n, e);
-  if (input(n, 1).empty() || input(n, 2).empty()) throw e.error("packed query/key/value are not supported");
-  if (key_rank != 3) throw e.error("key must be declared [B, T, D] (keys already split into heads are not supported)");
-  for (size_t i = 8; i < n.inputs.size(); ++i)
-    if (!n.inputs[i].empty()) throw e.error("input " + std::to_string(i) + " (decoding state) is not supported");
-  std::string query = input(n, 0), key = input(n, 1), value = input(n, 2);
-  if (!input(n, 3).empty()) {
+  auto rank_text = [](std::optional<size_t> r) { return r ? std::to_string(*r) : std::string("unknown"); };
+  const bool has_key = !input(n, 1).empty(), has_value = !input(n, 2).empty(), has_bias = !input(n, 3).empty();
+  const bool has_past = !input(n, 6).empty() || !input(n, 7).empty(), shared_past = !input(n, 8).empty();
+  if (!input(n, 9).empty())
+    throw e.error("cache_indirection (beam search reading other beams' past keys) is not supported");
+  for (size_t i = 10; i < n.inputs.size(); ++i)
+    if (!n.inputs[i].empty()) throw e.error("input " + std::to_string(i) + " is not one MultiHeadAttention defines");
+  if (has_past && (input(n, 6).empty() || input(n, 7).empty()))
+    throw e.error("past_key and past_value must be given together");
+  if (shared_past && !has_past) throw e.error("past_sequence_length needs past_key and past_value");
+  auto gather = [&](const std::string& x, int64_t i, int64_t axis) {
+    return e.add("Gather", {x, e.constant({i}, true)}, "", {ops::attr("axis", axis)});
+  };
+  auto to_bnsh = [&](const std::string& x) {  // [B, L, N, H] -> [B, N, L, H]
+    return e.add("Transpose", {x}, "", {ops::attr("perm", std::vector<int64_t>{0, 2, 1, 3})});
+  };
+  std::string query = input(n, 0), key, value;  // [B, S|L, D] each, or key/value empty with k/v set
+  std::string k, v;                              // [B, N, L, H]
+  if (!has_key) {
+    if (has_value) throw e.error("value is given without key");
+    if (rank.query != 5)
+      throw e.error("without key, query must be packed QKV [B, S, N, 3, H] (its rank is " + rank_text(rank.query) +
+                    "; [B, S, 3 * D] is not a layout MultiHeadAttention takes)");
+    auto unpack = [&](int64_t i) { return e.add("Reshape", {gather(query, i, 3), e.constant({0, 0, -1})}); };
+    key = unpack(1);
+    value = unpack(2);
+    query = unpack(0);
+  } else {
+    if (rank.query && *rank.query != 3)
+      throw e.error("query must be [B, S, D] when key is given (its rank is " + rank_text(rank.query) + ")");
+    if (rank.key == 3) {
+      if (!has_value) throw e.error("value is missing (only a packed KV key [B, L, N, 2, H] comes without value)");
+      key = input(n, 1);
+      value = input(n, 2);
+    } else if (rank.key == 5) {
+      if (has_value) throw e.error("value must be absent when key is packed KV [B, L, N, 2, H]");
+      if (has_bias) throw e.error("bias with packed KV is not supported (ONNX Runtime takes none)");
+      k = to_bnsh(gather(input(n, 1), 0, 3));
+      v = to_bnsh(gather(input(n, 1), 1, 3));
+    } else if (rank.key == 4) {
+      if (rank.value != 4)
+        throw e.error("value must be [B, N, L, Hv] when key is [B, N, L, H] (its rank is " + rank_text(rank.value) + ")");
+      if (has_past)
+        throw e.error("past_key/past_value with key and value already [B, N, L, H] are not supported "
+                      "(ONNX Runtime refuses them too)");
+      k = input(n, 1);
+      v = input(n, 2);
+    } else {
+      throw e.error("key must be declared [B, L, D], [B, L, N, 2, H] or [B, N, L, H] (its rank is " +
+                    rank_text(rank.key) + ")");
+    }
+  }
+  if (has_bias) {
     // bias = [bq (D), bk (D), bv (Dv)], with D = query's last dim.
-    const std::string d = e.add("Slice", {e.add("Shape", {query}), e.constant(std::vector<int64_t>{-1}),
-                                          e.constant(std::vector<int64_t>{INT64_MAX})});
-    const std::string two_d = e.add("Add", {d, d});
-    auto part = [&](const std::string& from, const std::string& to) {
-      return e.add("Slice", {input(n, 3), from, to});
-    };
+    const std::string d = e.dims(query, -1, INT64_MAX), two_d = e.add("Add", {d, d});
+    auto part = [&](const std::string& from, const std::string& to) { return e.add("Slice", {input(n, 3), from, to}); };
     query = e.add("Add", {query, part(e.constant(std::vector<int64_t>{0}), d)});
-    key = e.add("Add", {key, part(d, two_d)});
-    value = e.add("Add", {value, part(two_d, e.constant(std::vector<int64_t>{INT64_MAX}))});
+    if (!key.empty()) {  // BNSH KV: ONNX Runtime adds the query's part only
+      key = e.add("Add", {key, part(d, two_d)});
+      value = e.add("Add", {value, part(two_d, e.constant(std::vector<int64_t>{INT64_MAX}))});
+    }
   }
   const std::string q = split_heads(e, query, heads);
-  std::string k = split_heads(e, key, heads), v = split_heads(e, value, heads);
-  if (!input(n, 6).empty()) k = e.add("Concat", {input(n, 6), k}, "", {ops::attr("axis", int64_t{2})});
-  if (!input(n, 7).empty()) v = e.add("Concat", {input(n, 7), v}, "", {ops::attr("axis", int64_t{2})});
-  if (!output(n, 1).empty()) e.add("Identity", {k}, output(n, 1));
-  if (!output(n, 2).empty()) e.add("Identity", {v}, output(n, 2));
-  attend(n, e, onnx_opset, q, k, v, input(n, 4), mask_rank, input(n, 5), output(n, 0));
+  if (!key.empty()) {
+    k = split_heads(e, key, heads);
+    v = split_heads(e, value, heads);
+  }
+  std::string past_length;  // [1], the keys before this step's
+  const std::string zero = e.constant(std::vector<int64_t>{0}), seq_axis = e.constant(std::vector<int64_t>{2});
+  if (shared_past) {
+    past_length = e.add("Cast", {e.add("Reshape", {input(n, 8), e.constant(std::vector<int64_t>{1})})}, "",
+                        {ops::attr("to", int64_t{7})});
+    const std::string end = e.add("Add", {past_length, e.dims(k, 2, 3)});
+    const std::string rest = e.constant(std::vector<int64_t>{INT64_MAX});
+    // The buffer with rows [P, P + L) replaced (`present`); its first P + L rows attended.
+    auto write = [&](const std::string& buffer, const std::string& now, const std::string& present) {
+      const std::string before = e.add("Slice", {buffer, zero, past_length, seq_axis});
+      const std::string after = e.add("Slice", {buffer, end, rest, seq_axis});
+      const std::string full = e.add("Concat", {before, now, after}, present, {ops::attr("axis", int64_t{2})});
+      return e.add("Slice", {full, zero, end, seq_axis});
+    };
+    k = write(input(n, 6), k, output(n, 1));
+    v = write(input(n, 7), v, output(n, 2));
+  } else {
+    past_length = zero;
+    if (has_past) {
+      past_length = e.dims(input(n, 6), 2, 3);
+      k = e.add("Concat", {input(n, 6), k}, "", {ops::attr("axis", int64_t{2})});
+      v = e.add("Concat", {input(n, 7), v}, "", {ops::attr("axis", int64_t{2})});
+    }
+    if (!output(n, 1).empty()) e.add("Identity", {k}, output(n, 1));
+    if (!output(n, 2).empty()) e.add("Identity", {v}, output(n, 2));
+  }
+  std::string mask = input(n, 4);
+  if (!mask.empty() && rank.mask == 1)  // [B] or [3B + 2]: the first B are the key lengths
+    mask = e.add("Slice", {mask, zero, e.dims(q, 0, 1)});
+  attend(n, e, onnx_opset, {.q = q, .k = k, .v = v, .mask = mask, .mask_rank = rank.mask, .attention_bias = input(n, 5),
+                            .causal_offset = past_length, .output = output(n, 0), .scores_output = output(n, 3)});
 }
 
 // The rank `graph` declares or inferred for `name`, if it knows it.
@@ -345,8 +447,8 @@ bool lower(const Node& n, const Graph& graph, int64_t onnx_opset, std::vector<No
   } else if (op == "Attention") {
     lower_attention(n, e, onnx_opset, input(n, 3).empty() ? std::nullopt : rank_of(graph, input(n, 3)));
   } else if (op == "MultiHeadAttention") {
-    lower_multi_head_attention(n, e, onnx_opset, input(n, 4).empty() ? std::nullopt : rank_of(graph, input(n, 4)),
-                               rank_of(graph, input(n, 1)));
+    auto rank = [&](size_t i) { return input(n, i).empty() ? std::nullopt : rank_of(graph, input(n, i)); };
+    lower_multi_head_attention(n, e, onnx_opset, {.query = rank(0), .key = rank(1), .value = rank(2), .mask = rank(4)});
   } else if (op == "EmbedLayerNormalization") {
     lower_embed_layer_norm(n, e, onnx_opset);
   } else if (op == "MatMulIntegerToFloat") {

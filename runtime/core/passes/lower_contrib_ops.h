@@ -24,10 +24,16 @@
 //                                     -> the projections, heads split, softmax(Q K^T scale + bias +
 //                                        masks) V, heads merged; present = past and this step's K, V.
 //                                        mask_index as declared: [B] key lengths, [B, T] or [B, S, T]
-//                                        0/1; not taken: do_rotary, past_sequence_length
-//   MultiHeadAttention(query, key, value[, bias, key_padding_mask, attention_bias, past_key,
-//                      past_value])      -> the same with separate projections (3-D key and value);
-//                                        present_key / present_value
+//                                        0/1; causal keys get the lowest float, as in ONNX Runtime;
+//                                        not taken: do_rotary, past_sequence_length
+//   MultiHeadAttention(query[, key, value, bias, key_padding_mask, attention_bias, past_key,
+//                      past_value, past_sequence_length])
+//                                     -> the same after unpacking Q, K, V by rank: separate [B, S, D],
+//                                        packed QKV [B, S, N, 3, H], packed KV [B, L, N, 2, H], or
+//                                        key/value already [B, N, L, H]; past concatenated, or one
+//                                        shared buffer written at past_sequence_length; present_key,
+//                                        present_value, qk. Not taken: cache_indirection, bias with
+//                                        packed KV, past with [B, N, L, H] key/value
 //   EmbedLayerNormalization(ids[, segment_ids], word, position[, segment], gamma, beta[, mask,
 //                           position_ids]) -> embeddings summed, LayerNorm; mask_index = mask row sums
 //
