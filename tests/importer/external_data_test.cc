@@ -16,6 +16,9 @@ namespace {
 using tunnx::ErrorCode;
 using tunnx::Model;
 using tunnx::Tensor;
+using tunnx::ExternalDataMode;
+using tunnx::LoadOptions;
+using tunnx::SaveOptions;
 
 class ExternalData : public TempDirTest {
  protected:
@@ -80,6 +83,38 @@ TEST_F(ExternalData, TensorsLoadAsViewsWithTheRightValues) {
   EXPECT_TRUE(info_of(model, "w").external);
   EXPECT_TRUE(info_of(model, "idx").external);
   EXPECT_EQ(info_of(model, "w").nbytes, 16u);
+}
+
+// Narrow types keep ONNX's packing on disk and in memory: int4 [5] is 3 bytes, float8 one per element.
+// They load as buffers (not trainable) and save back byte for byte.
+TEST_F(ExternalData, PackedInt4AndFloat8LoadAndSaveByteForByte) {
+  const std::string int4_bytes("\x7f\x08\x03", 3), float8_bytes("\x38\x7e\x80", 3);
+  write_bytes(model_dir() / "narrow.bin", int4_bytes + float8_bytes);
+  save_model({external_tensor("q", static_cast<int32_t>(tunnx::DataType::kInt4), {5}, "narrow.bin", "0", "3"),
+              external_tensor("f", static_cast<int32_t>(tunnx::DataType::kFloat8E4M3FN), {3}, "narrow.bin", "3", "3")});
+  LoadOptions no_checker;  // Debian's ONNX checker predates these types
+  no_checker.run_onnx_checker = false;
+  Model model = Model::load(model_path(), no_checker);
+  auto buffer_names = [](const Model& m) {
+    std::vector<std::string> names;
+    for (const auto& [name, tensor] : m.named_buffers()) names.push_back(name);
+    return names;
+  };
+  EXPECT_EQ(buffer_names(model), (std::vector<std::string>{"q", "f"}));
+  EXPECT_TRUE(model.named_parameters().empty());
+  EXPECT_EQ(info_of(model, "q").nbytes, 3u);
+  EXPECT_EQ(std::string(static_cast<const char*>(model.parameter("q").data()), 3), int4_bytes);
+  EXPECT_EQ(std::string(static_cast<const char*>(model.parameter("f").data()), 3), float8_bytes);
+
+  SaveOptions external;
+  external.external_data = ExternalDataMode::kAlways;
+  external.external_threshold_bytes = 1;
+  const fs::path saved = model_dir() / "saved.onnx";
+  model.save(saved, external);
+  Model reloaded = Model::load(saved, no_checker);
+  EXPECT_TRUE(info_of(reloaded, "q").external);
+  EXPECT_TRUE(reloaded.parameter("q").equals(model.parameter("q")));
+  EXPECT_TRUE(reloaded.parameter("f").equals(model.parameter("f")));
 }
 
 TEST_F(ExternalData, LengthMayBeLeftOut) {
