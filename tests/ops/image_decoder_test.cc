@@ -116,12 +116,12 @@ TEST(ImageDecoder, CorruptStreamsGiveEmptyImages) {
 }
 
 TEST(ImageDecoder, RefusesHugeImagesAndBadInputs) {
-  std::string why = error_message([] { decode(bytes_of("P5\n100000 100000\n255\n", {0})); });
+  std::string why = error_of([] { decode(bytes_of("P5\n100000 100000\n255\n", {0})); });
   EXPECT_NE(why.find("node 'node' (ImageDecoder)"), std::string::npos) << why;
   EXPECT_NE(why.find("the image is 100000 x 100000, more than the 268435456-pixel limit"), std::string::npos) << why;
-  why = error_message([] { decode(bytes_of("P6\n1 1\n255\n", {0, 0, 0}), "HSV"); });
+  why = error_of([] { decode(bytes_of("P6\n1 1\n255\n", {0, 0, 0}), "HSV"); });
   EXPECT_NE(why.find("pixel_format must be RGB, BGR or Grayscale, got 'HSV'"), std::string::npos) << why;
-  why = error_message([] {
+  why = error_of([] {
     run_one_node({.domain = "", .opset = 20, .op_type = "ImageDecoder",
                   .inputs = {Tensor::from_vector<uint8_t>({1, 2}, {0, 0})}});
   });

@@ -53,13 +53,13 @@ TEST(LabelEncoder, TensorValuesKeepTheirDtype) {
 }
 
 TEST(LabelEncoder, RejectsMismatchedKeysAndValues) {
-  std::string why = error_message([] {
+  std::string why = error_of([] {
     run_ml("LabelEncoder", 2, {Tensor::from_vector<int64_t>({1}, {1})},
            {attr("keys_int64s", std::vector<int64_t>{1, 2}), attr("values_int64s", std::vector<int64_t>{1})});
   });
   EXPECT_NE(why.find("node 'node' (LabelEncoder)"), std::string::npos) << why;
   EXPECT_NE(why.find("keys and values must have the same length, got 2 and 1"), std::string::npos) << why;
-  why = error_message([] {
+  why = error_of([] {
     run_ml("LabelEncoder", 4, {Tensor::from_vector<int32_t>({1}, {1})},
            {attr("keys_int64s", std::vector<int64_t>{1}), attr("values_int64s", std::vector<int64_t>{1})});
   });
@@ -121,10 +121,10 @@ TEST(TreeEnsemble, RejectsCyclesAndMissingFeatures) {
   std::vector<ir::Attribute> cyclic = forest({0}, 1, 0);
   cyclic[5] = attr("nodes_falsenodeids", std::vector<int64_t>{1, 0, 4});  // node 1 false -> node 0
   cyclic[6] = attr("nodes_falseleafs", std::vector<int64_t>{0, 0, 1});
-  std::string why = error_message([&] { run_ml("TreeEnsemble", 5, {forest_x()}, cyclic); });
+  std::string why = error_of([&] { run_ml("TreeEnsemble", 5, {forest_x()}, cyclic); });
   EXPECT_NE(why.find("node 'node' (TreeEnsemble)"), std::string::npos) << why;
   EXPECT_NE(why.find("the tree at root 0 has a cycle through node 0"), std::string::npos) << why;
-  why = error_message([] { run_ml("TreeEnsemble", 5, {Tensor::from_vector<float>({1, 1}, {0})}, forest({0}, 1, 0)); });
+  why = error_of([] { run_ml("TreeEnsemble", 5, {Tensor::from_vector<float>({1, 1}, {0})}, forest({0}, 1, 0)); });
   EXPECT_NE(why.find("a node tests feature 1 but X"), std::string::npos) << why;
 }
 
@@ -143,7 +143,7 @@ TEST(ArrayFeatureExtractor, GathersFromTheLastAxis) {
 }
 
 TEST(ArrayFeatureExtractor, RejectsIndicesOutOfRange) {
-  std::string why = error_message([] {
+  std::string why = error_of([] {
     run_ml("ArrayFeatureExtractor", 1,
            {Tensor::from_vector<float>({2, 3}, {1, 2, 3, 4, 5, 6}), Tensor::from_vector<int64_t>({1}, {3})}, {});
   });
@@ -160,7 +160,7 @@ TEST(Binarizer, ThresholdIsExclusive) {
 }
 
 TEST(Binarizer, RejectsStrings) {
-  std::string why = error_message(
+  std::string why = error_of(
       [] { run_ml("Binarizer", 1, {Tensor::from_vector<std::string>({1}, {"a"})}, {attr("threshold", 0.0f)}); });
   EXPECT_NE(why.find("Binarizer"), std::string::npos) << why;
   EXPECT_NE(why.find("string"), std::string::npos) << why;

@@ -11,6 +11,7 @@
 #include "runtime/core/graph.h"
 #include "runtime/core/kernel_registry.h"
 #include "runtime/core/parameter_store.h"
+#include "tests/ops/grad_check.h"  // error_of
 
 namespace tunnx_test {
 
@@ -71,16 +72,6 @@ inline tunnx::ir::Attribute tensor_attr(const std::string& name, tunnx::Tensor v
   a.type = tunnx::ir::AttributeType::kTensor;
   a.t = std::move(value);
   return a;
-}
-
-// The message of the tunnx::Error that `fn` throws ("" when it throws none).
-template <typename Fn> std::string error_message(Fn fn) {
-  try {
-    fn();
-  } catch (const tunnx::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace tunnx_test

@@ -31,7 +31,7 @@ TEST(StringConcat, BroadcastsAndKeepsUtf8) {
 }
 
 TEST(StringConcat, RejectsNonStringsAndBadShapes) {
-  std::string why = error_message([] {
+  std::string why = error_of([] {
     run_one_node({.domain = "", .opset = 20, .op_type = "StringConcat",
                   .inputs = {strings({2}, {"a", "b"}), strings({3}, {"x", "y", "z"})}, .attributes = {}});
   });
@@ -68,7 +68,7 @@ TEST(StringSplit, WhitespaceRunsWithMaxsplit) {
 }
 
 TEST(StringSplit, RejectsNonStrings) {
-  std::string why = error_message([] { split(Tensor::from_vector<int64_t>({1}, {7}), {}); });
+  std::string why = error_of([] { split(Tensor::from_vector<int64_t>({1}, {7}), {}); });
   EXPECT_NE(why.find("X must be a string tensor, got int64"), std::string::npos) << why;
 }
 
@@ -81,7 +81,7 @@ TEST(RegexFullMatch, MatchesWholeStrings) {
 }
 
 TEST(RegexFullMatch, InvalidPatternNamesTheNode) {
-  std::string why = error_message([] {
+  std::string why = error_of([] {
     run_one_node({.domain = "", .opset = 20, .op_type = "RegexFullMatch", .inputs = {strings({1}, {"a"})},
                   .attributes = {attr("pattern", std::string("(a"))}});
   });

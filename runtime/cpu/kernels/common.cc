@@ -163,6 +163,18 @@ void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t si
   registry.add(std::move(def));
 }
 
+void add_domain_kernel(KernelRegistry& registry, const std::string& domain, const std::string& op_type, int64_t since,
+                       int64_t until, std::vector<DataType> types, KernelFactory factory) {
+  KernelDef def;
+  def.domain = domain;
+  def.op_type = op_type;
+  def.since_version = since;
+  def.until_version = until;
+  def.types = std::move(types);
+  def.factory = std::move(factory);
+  registry.add(std::move(def));
+}
+
 // Y [batch, cols, rows] = X [batch, rows, cols] with the last two dims swapped: a weight's W^T, the
 // attention products' K^T, and most of the transposes backward passes make. The general gather reads
 // one source column per output row, a cache miss per element on large matrices; 32x32 tiles keep

@@ -196,5 +196,8 @@ void transpose_matrix(const float* x, float* y, int64_t rows, int64_t cols);
 // Registers one kernel for an ONNX-domain op over an opset range.
 void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,
                 std::vector<DataType> types, KernelFactory factory, int type_input = 0);
+// The same for an op of another domain (ai.onnx.ml, com.microsoft).
+void add_domain_kernel(KernelRegistry& registry, const std::string& domain, const std::string& op_type, int64_t since,
+                       int64_t until, std::vector<DataType> types, KernelFactory factory);
 
 }  // namespace tunnx::cpu

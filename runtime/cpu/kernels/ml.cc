@@ -18,18 +18,6 @@ namespace {
 
 constexpr const char* kMlDomain = "ai.onnx.ml";
 
-void add_ml_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,
-                   std::vector<DataType> types, KernelFactory factory) {
-  KernelDef def;
-  def.domain = kMlDomain;
-  def.op_type = op_type;
-  def.since_version = since;
-  def.until_version = until;
-  def.types = std::move(types);
-  def.factory = std::move(factory);
-  registry.add(std::move(def));
-}
-
 // A numeric attribute tensor's values as double (tree thresholds, weights, modes), or `fallback`
 // when the attribute is absent.
 std::vector<double> tensor_attr_values(const KernelInit& init, const std::string& name,
@@ -461,12 +449,12 @@ std::unique_ptr<Kernel> make_binarizer(const KernelInit& init) {
 void register_ml_kernels(KernelRegistry& registry) {
   const DataType s = DataType::kString, i16 = DataType::kInt16, i32 = DataType::kInt32, i64 = DataType::kInt64,
                  f32 = DataType::kFloat32, f64 = DataType::kFloat64;
-  add_ml_kernel(registry, "LabelEncoder", 2, 3, {s, i64, f32}, make_label_encoder);
-  add_ml_kernel(registry, "LabelEncoder", 4, INT_MAX, {s, i64, f32, i32, i16, f64}, make_label_encoder);
-  add_ml_kernel(registry, "TreeEnsemble", 5, INT_MAX, {f32, f64, DataType::kFloat16}, make_tree_ensemble);
-  add_ml_kernel(registry, "ArrayFeatureExtractor", 1, INT_MAX, {f32, f64, i64, i32, s},
+  add_domain_kernel(registry, kMlDomain, "LabelEncoder", 2, 3, {s, i64, f32}, make_label_encoder);
+  add_domain_kernel(registry, kMlDomain, "LabelEncoder", 4, INT_MAX, {s, i64, f32, i32, i16, f64}, make_label_encoder);
+  add_domain_kernel(registry, kMlDomain, "TreeEnsemble", 5, INT_MAX, {f32, f64, DataType::kFloat16}, make_tree_ensemble);
+  add_domain_kernel(registry, kMlDomain, "ArrayFeatureExtractor", 1, INT_MAX, {f32, f64, i64, i32, s},
                 [](const KernelInit&) { return make_kernel(run_array_feature_extractor); });
-  add_ml_kernel(registry, "Binarizer", 1, INT_MAX, {f32, f64, i64, i32}, make_binarizer);
+  add_domain_kernel(registry, kMlDomain, "Binarizer", 1, INT_MAX, {f32, f64, i64, i32}, make_binarizer);
 }
 
 }  // namespace tunnx::cpu
