@@ -35,7 +35,7 @@ struct RunOptions {
   bool fixed_threads = false;
   int optimization = SessionOptions{}.optimization_level;
   bool profile = false;
-  double rtol = 1e-3, atol = 1e-7;
+  double rtol = kTestDataRtol, atol = kTestDataAtol;
 };
 
 // Output names become file names: anything outside [A-Za-z0-9._-] turns into '_'.
@@ -109,38 +109,18 @@ void write_outputs(const fs::path& dir, const NamedValues& outputs, const std::s
   fs::remove_all(staging, ec);
 }
 
-// The kind of value a graph input/output declares, from its type text ("seq(...)", "optional(...)").
-ValueKind kind_of(const ValueSummary& v) {
-  if (v.type.rfind("seq(", 0) == 0) return ValueKind::kSequence;
-  if (v.type.rfind("optional(", 0) == 0) return ValueKind::kOptional;
-  if (v.type.rfind("tensor(", 0) == 0) return ValueKind::kTensor;
-  return ValueKind::kAny;
-}
-
 int compare_with_test_data(const Model& model, const Session& session, const RunOptions& o, std::string& out) {
-  ModelInfo info = model.info();
-  NamedValues inputs;
-  std::vector<std::string> names = session.input_names();
-  for (size_t i = 0;; ++i) {
-    fs::path f = o.test_data / ("input_" + std::to_string(i) + ".pb");
-    if (!fs::exists(f)) break;
-    if (i >= names.size()) throw Error(ErrorCode::kInvalidArgument, "more input files than model inputs", {.file = f.string()});
-    inputs[names[i]] = load_value(f, i < info.inputs.size() ? kind_of(info.inputs[i]) : ValueKind::kAny);
-  }
-  NamedValues outputs = session.run(inputs);
-  std::vector<std::string> output_names = session.output_names();
+  TestDataSet data = load_test_data_set(model, o.test_data);
+  NamedValues outputs = session.run(data.inputs);
   bool all_ok = true;
   TextTable table({"output", "max abs error", "max rel error", "result"});
-  for (size_t i = 0; i < output_names.size(); ++i) {
-    fs::path f = o.test_data / ("output_" + std::to_string(i) + ".pb");
-    if (!fs::exists(f)) continue;
-    ValueKind kind = i < info.outputs.size() ? kind_of(info.outputs[i]) : ValueKind::kAny;
-    Comparison c = compare(load_value(f, kind), outputs.at(output_names[i]), o.rtol, o.atol);
+  for (const auto& [name, expected] : data.expected) {
+    Comparison c = compare(expected, outputs.at(name), o.rtol, o.atol);
     all_ok &= c.ok;
     std::ostringstream abs_err, rel_err;
     abs_err << c.max_abs_error;
     rel_err << c.max_rel_error;
-    table.add_row({output_names[i], abs_err.str(), rel_err.str(), c.ok ? "ok" : "MISMATCH: " + c.detail});
+    table.add_row({name, abs_err.str(), rel_err.str(), c.ok ? "ok" : "MISMATCH: " + c.detail});
   }
   out += table.render();
   out += all_ok ? "OK: outputs match within rtol " : "FAILED: outputs differ beyond rtol ";
@@ -208,8 +188,8 @@ void add_run_command(CLI::App& app) {
       ->default_val("auto")
       ->check(CLI::IsMember({"auto", "npy", "pb"}));
   command->add_option("--test-data", o->test_data, "Compare with an ONNX test_data_set_N folder")->type_name("DIR");
-  command->add_option("--rtol", o->rtol, "Relative tolerance for --test-data")->default_val(1e-3);
-  command->add_option("--atol", o->atol, "Absolute tolerance for --test-data")->default_val(1e-7);
+  command->add_option("--rtol", o->rtol, "Relative tolerance for --test-data")->default_val(kTestDataRtol);
+  command->add_option("--atol", o->atol, "Absolute tolerance for --test-data")->default_val(kTestDataAtol);
   command->add_option("--device", o->device, "cpu (cuda: later)")->default_val("cpu");
   command->add_option("--threads", o->threads, "Threads (0: all cores)")->default_val(0);
   command->add_flag("--fixed-threads", o->fixed_threads,

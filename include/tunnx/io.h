@@ -5,8 +5,11 @@
 
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tunnx/model.h"
+#include "tunnx/session.h"
 #include "tunnx/tensor.h"
 #include "tunnx/value.h"
 
@@ -58,6 +61,22 @@ enum class ValueKind { kAny, kTensor, kSequence, kOptional };
 // SequenceProto.
 Value load_value(const std::filesystem::path& path, ValueKind kind = ValueKind::kAny);
 
+// The tolerances of ONNX's backend tests (onnx/backend/test/runner: rtol 1e-3, atol 1e-7), for every
+// case and dtype: the conformance runner and `tunnx run --test-data` both compare with them.
+inline constexpr double kTestDataRtol = 1e-3;
+inline constexpr double kTestDataAtol = 1e-7;
+
+// One ONNX test_data_set_N folder read for `model`, as ONNX's backend test runner reads it:
+// input_K.pb feeds the K-th graph input that is not an initializer; output_K.pb is the expected value
+// of the K-th graph output (a missing file leaves that output unchecked). Each file is read as the
+// model declares the value: its kind (tensor, sequence, optional), and bfloat16 that ONNX 1.12's data
+// stores as uint16 (the same bits) as bfloat16. Throws Error naming the file or folder.
+struct TestDataSet {
+  NamedValues inputs;
+  std::vector<std::pair<std::string, Value>> expected;  // output name -> value, in graph order
+};
+TestDataSet load_test_data_set(const Model& model, const std::filesystem::path& dir);
+
 struct Comparison {
   bool ok = true;
   double max_abs_error = 0;  // over all compared floating-point elements
@@ -67,6 +86,7 @@ struct Comparison {
 
 // |actual - expected| <= atol + rtol * |expected| elementwise for floating point (NaN matches NaN,
 // infinities must be equal); exact for integers, bool and strings; kinds, dtypes and shapes must match.
-Comparison compare(const Value& expected, const Value& actual, double rtol = 1e-3, double atol = 1e-7);
+Comparison compare(const Value& expected, const Value& actual, double rtol = kTestDataRtol,
+                   double atol = kTestDataAtol);
 
 }  // namespace tunnx

@@ -21,8 +21,8 @@ struct CaseResult {
 };
 
 struct Tolerance {
-  double rtol = 1e-3;
-  double atol = 1e-7;
+  double rtol = tunnx::kTestDataRtol;
+  double atol = tunnx::kTestDataAtol;
 };
 
 // Runs every test_data_set_* of one case folder.

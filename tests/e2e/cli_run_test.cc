@@ -168,6 +168,22 @@ TEST(CliRun, TestDataMismatchExitsOne) {
   EXPECT_NE(r.out.find("FAILED: outputs differ"), std::string::npos) << r.out;
 }
 
+// ONNX 1.12's data stores bfloat16 as uint16; the CLI reads it as the model declares it, as the
+// conformance runner does (load_test_data_set), so the case passes through both.
+TEST(CliRun, TestDataReadsBFloat16StoredAsUInt16) {
+  const fs::path c = kTestData / "node" / "test_cast_BFLOAT16_to_FLOAT";
+  ProcessResult r = run_cli({"run", (c / "model.onnx").string(), "--test-data", (c / "test_data_set_0").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+}
+
+TEST(CliRun, TestDataFolderMustExist) {
+  TempFolder temp;
+  const fs::path missing = temp.model_dir() / "test_data_set_9";
+  ProcessResult r = run_cli({"run", (kAddCase / "model.onnx").string(), "--test-data", missing.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("no such test data folder"), std::string::npos) << r.describe();
+}
+
 TEST(CliRun, ProfileNamesTheKernelPerNode) {
   ProcessResult r = run_cli({"run", kExampleModel.string(), "--input", "input=" + kSample.string(), "--profile"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
