@@ -55,8 +55,8 @@ struct SessionStats {
   int64_t runs = 0;
   int64_t last_run_bytes_allocated = 0;  // output tensors allocated by kernels during the last run
   double last_run_ms = 0;
-  int last_run_threads = 0;
-  double total_run_ms = 0;  // all runs so far; minus the nodes' total_ms, the executor's overhead  // threads the last run was granted (see SessionOptions::threads)
+  int last_run_threads = 0;  // threads the last run was granted (see SessionOptions::threads)
+  double total_run_ms = 0;   // all runs so far; minus the nodes' total_ms, the executor's overhead
 };
 
 // The op types of `model` that no kernel on `device` runs at the model's opsets, as "Op (opset N)" or

@@ -106,5 +106,14 @@ TEST(NarrowQuantize, Float8OutputIgnoresNoZeroPointButRefusesANonZeroOne) {
   EXPECT_NE(why.find("a float8e4m3fn zero point must be 0"), std::string::npos) << why;
 }
 
+TEST(NarrowViews, ReshapeKeepsThePackingAndElementwiseOpsRefuseByName) {
+  const Tensor q = packed(DataType::kInt4, {1, -2, 3, -4});
+  const tunnx::Value r = run_node("", "Reshape", {q, Tensor::from_vector<int64_t>({2}, {2, 2})}, {}, 21)[0];
+  EXPECT_EQ(r.tensor().dims(), (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(ints_of(r), (std::vector<int>{1, -2, 3, -4}));
+  const std::string why = error_of([&] { run_node("", "Neg", {q}, {}, 21); });
+  EXPECT_NE(why.find("int4"), std::string::npos) << why;
+}
+
 }  // namespace
 }  // namespace tunnx_test

@@ -311,9 +311,7 @@ void bit_cast(KernelContext& ctx, DataType to) {
 
 void register_cast_kernels(KernelRegistry& r) {
   std::vector<DataType> any = all_types();
-  any.insert(any.end(), {DataType::kFloat8E4M3FN, DataType::kFloat8E4M3FNUZ, DataType::kFloat8E5M2,
-                         DataType::kFloat8E5M2FNUZ, DataType::kFloat8E8M0, DataType::kFloat4E2M1, DataType::kInt4,
-                         DataType::kUInt4, DataType::kInt2, DataType::kUInt2});
+  for (DataType t : narrow_types()) any.push_back(t);
   // Cast / CastLike: numeric, bool and string in any pair; narrow types to and from numbers.
   add_kernel(r, "Cast", 1, INT_MAX, any, [](const KernelInit& init) {
     const DataType to = cast_target(init);

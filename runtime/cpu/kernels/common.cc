@@ -31,6 +31,12 @@ std::vector<DataType> numeric_types() {
   return all;
 }
 
+std::vector<DataType> narrow_types() {
+  return {DataType::kFloat8E4M3FN, DataType::kFloat8E4M3FNUZ, DataType::kFloat8E5M2, DataType::kFloat8E5M2FNUZ,
+          DataType::kFloat8E8M0,   DataType::kFloat4E2M1,      DataType::kInt4,       DataType::kUInt4,
+          DataType::kInt2,         DataType::kUInt2};
+}
+
 std::vector<DataType> all_types() {
   std::vector<DataType> all = numeric_types();
   all.push_back(DataType::kBool);

@@ -146,6 +146,7 @@ inline const std::vector<DataType> kIntTypes = {DataType::kInt8,  DataType::kInt
                                                 DataType::kUInt32, DataType::kUInt64};
 std::vector<DataType> numeric_types();  // kFloatTypes + kIntTypes
 std::vector<DataType> all_types();      // numeric + bool + string
+std::vector<DataType> narrow_types();   // float8, float4, int4/uint4, int2/uint2 (runtime/core/narrow_types.h)
 
 // Product of dims[begin, end), both clipped to the rank: element counts of shapes and sub-shapes.
 int64_t product(const std::vector<int64_t>& dims, size_t begin = 0, size_t end = SIZE_MAX);

@@ -749,8 +749,13 @@ void register_tensor_kernels(KernelRegistry& r) {
     return make_kernel([](KernelContext& ctx) { ctx.set_output(0, ctx.has_input(0) ? ctx.input_value(0) : Value()); });
   }, -1);
 
+  // Ops that only look at dims or view the same bytes with other dims also take the narrow types,
+  // packed ones included (a view keeps ONNX's packing).
+  std::vector<DataType> viewable = any;
+  for (DataType t : narrow_types()) viewable.push_back(t);
+
   // Shape: the input's dims as int64[], sliced by start/end (opset 15) with Slice's clamping.
-  add_kernel(r, "Shape", 1, INT_MAX, any, [](const KernelInit& init) {
+  add_kernel(r, "Shape", 1, INT_MAX, viewable, [](const KernelInit& init) {
     const int64_t start = init.attr_int("start", 0), end = init.attr_int("end", INT64_MAX);
     return make_kernel([start, end](KernelContext& ctx) {
       const Dims& dims = ctx.input(0).dims();
@@ -761,13 +766,13 @@ void register_tensor_kernels(KernelRegistry& r) {
     });
   });
 
-  add_kernel(r, "Size", 1, INT_MAX, any, [](const KernelInit&) {
+  add_kernel(r, "Size", 1, INT_MAX, viewable, [](const KernelInit&) {
     return make_kernel([](KernelContext& ctx) { ctx.set_output(0, Tensor::from_vector<int64_t>({}, {ctx.input(0).numel()})); });
   });
 
   // Reshape: 0 copies the input's dim (unless allowzero, opset 14), -1 is inferred. Opset 1-4 took
   // the shape as an attribute.
-  add_kernel(r, "Reshape", 1, INT_MAX, any, [](const KernelInit& init) {
+  add_kernel(r, "Reshape", 1, INT_MAX, viewable, [](const KernelInit& init) {
     const int64_t opset = init.opset();
     const Dims attr_shape = init.attr_ints("shape");
     const bool allow_zero = init.attr_int("allowzero", 0) != 0;
@@ -779,7 +784,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   });
 
   // Flatten: 2-D (prod(dims[:axis]), prod(dims[axis:])); axis in [-rank, rank].
-  add_kernel(r, "Flatten", 1, INT_MAX, any, [](const KernelInit& init) {
+  add_kernel(r, "Flatten", 1, INT_MAX, viewable, [](const KernelInit& init) {
     const int64_t axis = init.attr_int("axis", 1);
     return make_kernel([axis](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
@@ -791,7 +796,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   });
 
   // Squeeze / Unsqueeze: axes attribute before opset 13, input from 13.
-  add_kernel(r, "Squeeze", 1, INT_MAX, any, [](const KernelInit& init) {
+  add_kernel(r, "Squeeze", 1, INT_MAX, viewable, [](const KernelInit& init) {
     const int64_t opset = init.opset();
     const std::optional<Dims> attr_axes = optional_ints(init, "axes");
     return make_kernel([opset, attr_axes](KernelContext& ctx) {
@@ -799,7 +804,7 @@ void register_tensor_kernels(KernelRegistry& r) {
       ctx.set_output(0, x.reshaped(squeeze_dims(x.dims(), attr_or_input(ctx, opset, 13, 1, attr_axes), ctx)));
     });
   });
-  add_kernel(r, "Unsqueeze", 1, INT_MAX, any, [](const KernelInit& init) {
+  add_kernel(r, "Unsqueeze", 1, INT_MAX, viewable, [](const KernelInit& init) {
     const int64_t opset = init.opset();
     const std::optional<Dims> attr_axes = optional_ints(init, "axes");
     return make_kernel([opset, attr_axes](KernelContext& ctx) {
