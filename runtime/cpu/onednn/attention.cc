@@ -200,6 +200,7 @@ class OnednnAttention : public Kernel {
     {
       std::vector<float> scores(static_cast<size_t>(std::min(kRowBlock, g.Sq) * g.T));
       std::vector<int64_t> lo(static_cast<size_t>(kRowBlock)), hi(static_cast<size_t>(kRowBlock));
+      std::vector<float> sums(static_cast<size_t>(kRowBlock));  // each row's softmax denominator
 #pragma omp for schedule(dynamic, 1)
       for (int64_t t = 0; t < tasks; ++t) {
         const int64_t b = t / (g.Hq * blocks), h = t / blocks % g.Hq, i0 = t % blocks * kRowBlock;
@@ -237,15 +238,19 @@ class OnednnAttention : public Kernel {
           failed = true;
           continue;
         }
+        // Keys a row may not see are -inf over the block's whole width, so softmax runs on full rows
+        // (the vector loop without a tail per row: a causal block's rows all end elsewhere) and
+        // gives them 0.
         for (int64_t r = 0; r < rows; ++r) {
           float* row = s + r * width;
           const int64_t l = lo[static_cast<size_t>(r)] - first, u = hi[static_cast<size_t>(r)] - first;
           if (l >= u) {
             std::fill_n(row, width, 0.0f);
+            sums[static_cast<size_t>(r)] = 0;
             continue;
           }
-          std::fill_n(row, std::max<int64_t>(l, 0), 0.0f);
-          std::fill(row + std::max<int64_t>(u, 0), row + width, 0.0f);
+          std::fill_n(row, l, neg_inf);
+          std::fill(row + u, row + width, neg_inf);
           if (mask) {
             const int64_t at = b * g.mask_strides[0] + h * g.mask_strides[1] + (i0 + r) * g.mask_strides[2] + first;
             if (bool_mask) {
@@ -255,11 +260,20 @@ class OnednnAttention : public Kernel {
               for (int64_t j = l; j < u; ++j) row[j] += mask_f[at + j];
             }
           }
-          if (!softmax_row_inplace(row + l, u - l)) std::fill(row + l, row + u, 0.0f);
+          sums[static_cast<size_t>(r)] = softmax_numerators(row, width);
         }
         if (dnnl_sgemm('N', 'N', rows, g.Dv, width, 1.0f, s, width, v + b * vs[0] + kvh * vs[1] + first * vs[2], vs[2],
                        0.0f, out, ys[2]) != dnnl_success)
           failed = true;
+        // The softmax's division, on the Dv outputs of a row instead of its keys (a row that saw no key
+        // is zeros already).
+        for (int64_t r = 0; r < rows; ++r) {
+          const float sum = sums[static_cast<size_t>(r)];
+          if (sum == 0) continue;
+          const float inv = 1.0f / sum;
+          float* o = out + r * ys[2];
+          for (int64_t d = 0; d < g.Dv; ++d) o[d] *= inv;
+        }
       }
     }
     return !failed;
