@@ -221,7 +221,7 @@ void run_rms_norm(KernelContext& ctx, int64_t axis_attr, float epsilon) {
   dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
-    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
+    T* out = mutable_data<T>(ctx.allocate_output_uninitialized(0, x.dtype(), x.dims()));  // every element written
     if constexpr (std::is_same_v<T, float>) {
       if (scale_map.empty()) {
 #pragma omp parallel for schedule(static) num_threads(threads)
