@@ -70,7 +70,8 @@ FRAME = 512  # silero-vad's window at 16 kHz, fed with the 64 samples before it:
 CONTEXT = 64
 STATE_AFTER = 40  # tunnx's silero frame: frame 40 (1.28 s in, inside a syllable), with the state after 0..39
 
-# model: a file of bench/models, or a name of scripts/fetch_real_models.py. feed: how inputs are made
+# model: a file of bench/models, a path from the repository root (a checked-in model), or a name of
+# scripts/fetch_real_models.py. feed: how inputs are made
 # ("synth": tunnx bench's rules; "magika": real files' features; "silero": a speech-like stream).
 Case = namedtuple("Case", "label model batch warmup iters feed")
 
@@ -87,6 +88,7 @@ CASES = [
     Case("magika b1", "magika", 1, 10, 100, "magika"),
     Case("magika b16", "magika", 16, 2, 12, "magika"),
     Case("silero-vad frame", "silero_vad", 1, 20, 500, "silero"),
+    Case("decoder block b1", "tests/models/decoder_block.onnx", 1, 10, 100, "synth"),
 ]
 
 # magika's inputs: checked-in files of this repository, of many kinds (b1 takes the first).
@@ -371,7 +373,8 @@ def resolve_models(cases, models_dir):
     paths, real = {}, sorted({c.model for c in cases if not c.model.endswith(".onnx")})
     for c in cases:
         if c.model.endswith(".onnx"):
-            paths[c.model] = os.path.join(models_dir, c.model)
+            # A bare name is a file of make_models.py; a path is a model checked into the repository.
+            paths[c.model] = os.path.join(ROOT if "/" in c.model else models_dir, c.model)
             if not os.path.exists(paths[c.model]):
                 raise SystemExit(f"{paths[c.model]} is missing: run bench/make_models.py first")
     if real:

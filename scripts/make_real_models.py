@@ -12,8 +12,11 @@ ONNX Runtime's outputs for them, so CI compares tunnx with ONNX Runtime without 
                                       grid, sigmoid scores; input [batch,3,128,128] -> [batch,8,336]
   tests/models/bilstm_recognizer.onnx  a CRNN-shaped line recognizer: convs, 2-layer bidirectional LSTM,
                                       log-softmax; input [batch,1,32,100] -> [25,batch,37]
+  tests/models/decoder_block.onnx     a Llama-style decoder block at opset 23 (hidden 256, 8 query and 2
+                                      key/value heads, SwiGLU 768): RMSNormalization, RotaryEmbedding and
+                                      causal grouped-query Attention as ONNX nodes; input [batch,128,256]
   tests/models/<model>.b<N>.input.npy / .ort.npy   inputs and ONNX Runtime outputs (batch 1 and 64, or
-                                      1 and 4 for the last three)
+                                      1 and 4 for the others, 1 and 2 for decoder_block)
 
   python scripts/make_real_models.py [NAME...]   (default all; NAME is a fixture's name)
 
@@ -159,6 +162,46 @@ class BiLstmRecognizer(nn.Module):
         return self.head(y).log_softmax(2)
 
 
+class DecoderBlock(nn.Module):
+    """A Llama-style decoder block: x + o(attn(rope(q(n1(x))), rope(k(n1(x))), v(n1(x)))), then h +
+    down(silu(gate(n2(h))) * up(n2(h))). nn.RMSNorm exports as RMSNormalization, torch.onnx.ops'
+    rotary_embedding as RotaryEmbedding (halves rotated, Llama's rotate_half; caches indexed by
+    position_ids) and scaled_dot_product_attention (causal, enable_gqa) as Attention, all at opset 23.
+    Input and output [batch, seq, hidden]; positions 0..seq-1."""
+
+    def __init__(self, hidden=256, heads=8, kv_heads=2, inter=768, max_positions=512, theta=10000.0):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, hidden // heads
+        self.norm1, self.norm2 = nn.RMSNorm(hidden, eps=1e-6), nn.RMSNorm(hidden, eps=1e-6)
+        for norm in (self.norm1, self.norm2):
+            norm.weight.data.uniform_(0.8, 1.2)
+        self.q = nn.Linear(hidden, heads * self.head_dim, bias=False)
+        self.k = nn.Linear(hidden, kv_heads * self.head_dim, bias=False)
+        self.v = nn.Linear(hidden, kv_heads * self.head_dim, bias=False)
+        self.o = nn.Linear(heads * self.head_dim, hidden, bias=False)
+        self.gate = nn.Linear(hidden, inter, bias=False)
+        self.up = nn.Linear(hidden, inter, bias=False)
+        self.down = nn.Linear(inter, hidden, bias=False)
+        inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        angles = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)  # [positions, head_dim / 2]
+        self.register_buffer("cos_cache", angles.cos())
+        self.register_buffer("sin_cache", angles.sin())
+
+    def forward(self, x):
+        batch, seq, _ = x.shape
+        positions = torch.arange(seq, device=x.device).unsqueeze(0).expand(batch, seq)
+        h = self.norm1(x)
+        q = self.q(h).view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(h).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(h).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = torch.onnx.ops.rotary_embedding(q, self.cos_cache, self.sin_cache, positions)
+        k = torch.onnx.ops.rotary_embedding(k, self.cos_cache, self.sin_cache, positions)
+        a = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        x = x + self.o(a.transpose(1, 2).reshape(batch, seq, self.heads * self.head_dim))
+        h = self.norm2(x)
+        return x + self.down(nn.functional.silu(self.gate(h)) * self.up(h))
+
+
 def randomize_bn_stats(model):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -228,8 +271,25 @@ def make_bilstm():
                             output_batch_axis=1)
 
 
+def make_decoder_block():
+    block = DecoderBlock().eval()
+    path = os.path.join(OUT, "decoder_block.onnx")
+    torch.onnx.export(block, (torch.randn(1, 128, 256),), path, input_names=["hidden_states"],
+                      output_names=["output"], dynamic_shapes=({0: torch.export.Dim("batch", max=64)},),
+                      opset_version=23, dynamo=True, external_data=False)
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    missing = {"Attention", "RMSNormalization", "RotaryEmbedding"} - ops
+    if missing:
+        raise SystemExit(f"decoder_block.onnx has no {sorted(missing)} node: {sorted(ops)}")
+    record(path, "decoder_block", "hidden_states",
+           {b: np.random.uniform(-1, 1, (b, 128, 256)).astype(np.float32) for b in (1, 2)})
+    return block
+
+
 MAKERS = {"resnet18_narrow": make_resnet, "encoder4": make_encoder, "mobilenet_v3_small": make_mobilenet,
-          "yolo_style_detector": make_yolo, "bilstm_recognizer": make_bilstm}
+          "yolo_style_detector": make_yolo, "bilstm_recognizer": make_bilstm, "decoder_block": make_decoder_block}
 
 
 def main():

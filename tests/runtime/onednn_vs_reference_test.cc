@@ -4,6 +4,7 @@
 // Fixed seed: a failure names the case, and rerunning gives the same case.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -472,6 +473,88 @@ TEST_F(OnednnVsReference, LayerNormalization) {
     KernelPair pair(node, 17, inputs, {false, true, true});
     expect_agree(pair, "LayerNormalization " + tunnx::dims_to_string(dims) + " axis " + std::to_string(axis) +
                            (with_bias ? " with B" : ""));
+  }
+}
+
+// Attention (opset 23): 3-D and 4-D inputs, grouped heads, query lengths across the 32-row block
+// edge, causal masking (also over a past cache, where rows see keys past their own index), sliding
+// windows, bool and float masks of every rank (broadcast dims, a last dim shorter than the keys,
+// -inf entries), nonpad_kv_seqlen (0 included: rows that see nothing are zeros), an explicit scale;
+// Y and, when asked for, present_key / present_value.
+TEST_F(OnednnVsReference, Attention) {
+  for (int c = 0; c < 120; ++c) {
+    const bool four_d = coin(), past = c % 3 == 0, nonpad = !past && c % 5 == 1;
+    const int64_t B = pick({1, 2}), Hkv = pick({1, 2, 3}), Hq = Hkv * pick({1, 2, 4});
+    const int64_t Sq = pick({1, 2, 7, 32, 33, 65}), Skv = coin() ? Sq : pick({1, 5, 33, 64});
+    const int64_t D = pick({1, 4, 8, 17, 64}), Dv = coin() ? D : pick({3, 16});
+    const int64_t Sp = past ? pick({1, 3, 16}) : 0, T = Sp + Skv;
+    auto layout = [&](int64_t H, int64_t S, int64_t d) {
+      return four_d ? std::vector<int64_t>{B, H, S, d} : std::vector<int64_t>{B, S, H * d};
+    };
+    Tensor q = random(layout(Hq, Sq, D));
+    for (int64_t i = 0; i < q.numel(); ++i) q.mutable_data_as<float>()[i] *= 3;  // peaked softmax rows too
+    ir::Node node{"attn", "Attention", "", {"q", "k", "v"}, {"y"}, {}, ""};
+    std::vector<Tensor> inputs = {q, random(layout(Hkv, Skv, D)), random(layout(Hkv, Skv, Dv))};
+    if (!four_d) node.attributes = {int_attr("q_num_heads", Hq), int_attr("kv_num_heads", Hkv)};
+    std::string what = "Attention " + tunnx::dims_to_string(q.dims()) + " Hq " + std::to_string(Hq) + " Hkv " +
+                       std::to_string(Hkv) + " Skv " + std::to_string(Skv) + " D " + std::to_string(D) + " Dv " +
+                       std::to_string(Dv) + " past " + std::to_string(Sp);
+    if (coin()) {
+      node.attributes.push_back(int_attr("is_causal", 1));
+      what += " causal";
+    }
+    if (c % 7 == 2) {
+      node.attributes.push_back(int_attr("left_window_size", pick({0, 3, 20})));
+      node.attributes.push_back(int_attr("right_window_size", pick({-1, 0, 2})));
+      what += " window";
+    }
+    if (c % 4 == 3) {
+      node.attributes.push_back(float_attr("scale", 0.3f));
+      what += " scale 0.3";
+    }
+    const int mask_kind = static_cast<int>(rng_() % 3);  // none, bool, float
+    if (mask_kind) {
+      const int mask_rank = 1 + static_cast<int>(rng_() % 4);
+      const std::vector<int64_t> full = {B, Hq, Sq, coin() ? T : std::max<int64_t>(1, T - pick({1, 4}))};
+      std::vector<int64_t> mdims(full.end() - mask_rank, full.end());
+      for (size_t i = 0; i + 1 < mdims.size(); ++i)
+        if (coin()) mdims[i] = 1;  // broadcast
+      Tensor mask = mask_kind == 1 ? Tensor(DataType::kBool, mdims) : random(mdims);
+      for (int64_t i = 0; i < mask.numel(); ++i) {
+        if (mask_kind == 1) mask.mutable_data_as<bool>()[i] = rng_() % 5 != 0;
+        else if (rng_() % 6 == 0) mask.mutable_data_as<float>()[i] = -std::numeric_limits<float>::infinity();
+      }
+      node.inputs.push_back("mask");
+      inputs.push_back(mask);
+      what += std::string(mask_kind == 1 ? " bool" : " float") + " mask " + tunnx::dims_to_string(mdims);
+    }
+    if (past || nonpad) {
+      while (node.inputs.size() < 4) {
+        node.inputs.push_back("");
+        inputs.push_back(Tensor());
+      }
+      if (past) {
+        node.inputs.insert(node.inputs.end(), {"past_k", "past_v"});
+        inputs.push_back(random({B, Hkv, Sp, D}));
+        inputs.push_back(random({B, Hkv, Sp, Dv}));
+      } else {
+        node.inputs.insert(node.inputs.end(), {"", "", "nonpad"});
+        inputs.push_back(Tensor());
+        inputs.push_back(Tensor());
+        std::vector<int64_t> lens;
+        for (int64_t b = 0; b < B; ++b) lens.push_back(pick({0, 1, Skv / 2, Skv}));
+        inputs.push_back(Tensor::from_vector<int64_t>({B}, lens));
+        what += " nonpad";
+      }
+    }
+    const bool presents = past || coin();
+    if (presents) node.outputs = {"y", "present_k", "present_v"};
+    KernelPair pair(node, 23, inputs, std::vector<bool>(inputs.size(), false));
+    expect_agree(pair, what, static_cast<double>(D + T));
+    if (presents) {
+      expect_agree(pair, what + " present_key", 1, 1);
+      expect_agree(pair, what + " present_value", 1, 2);
+    }
   }
 }
 

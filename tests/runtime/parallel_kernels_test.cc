@@ -1,8 +1,10 @@
 // The reference kernels that split large loops among a run's threads (runtime/cpu/kernels): the
 // tiled last-two-dims Transpose and Einsum "...ij->...ji", broadcast binary ops, unary ops, and
 // com.tunnx:SumToShape's column sums give exactly a naive loop's answer, on 1 and on 2 threads, on
-// shapes above the parallel threshold with edges that are not multiples of the tile. Plus the host
-// memory cache that keeps freed tensor blocks for reuse.
+// shapes above the parallel threshold with edges that are not multiples of the tile; RMSNormalization
+// (split by rows, float rows vectorized) and RotaryEmbedding (split by head vectors) give the same
+// answer on 1 and 2 threads and agree with a naive loop. Plus the host memory cache that keeps freed
+// tensor blocks for reuse.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -230,6 +232,88 @@ TEST_F(ParallelKernels, GlobalMaxPoolSkipsNaNAsASingleChainDoes) {
     for (int64_t i = 0; i < 203; ++i) best = std::max(best, p[plane * 203 + i]);
     ASSERT_EQ(y.data_as<float>()[plane], best) << "plane " << plane;
   }
+}
+
+// Rows of 1, 2 and odd lengths (the vector loop's tails), a scale of the normalized shape (the
+// vectorized float path) and one that broadcasts over it (the generic loop).
+TEST_F(ParallelKernels, RmsNormalizationMatchesANaiveDoubleLoop) {
+  struct Case {
+    std::vector<int64_t> dims, scale_dims;
+    int64_t axis;
+  };
+  const Case cases[] = {{{3, 411, 257}, {257}, -1},   {{2, 70, 3, 331}, {3, 331}, 2}, {{70000, 1}, {1}, 1},
+                        {{40000, 2}, {2}, -1},        {{5, 129, 113}, {1, 113}, -1},  {{6, 20, 613}, {20, 1}, 1}};
+  for (const Case& c : cases) {
+    const Tensor x = random(c.dims), scale = random(c.scale_dims);
+    ModelBuilder b(23);
+    b.input("x", onnx_type_of<float>(), Dims(c.dims.begin(), c.dims.end()));
+    b.input("scale", onnx_type_of<float>(), Dims(c.scale_dims.begin(), c.scale_dims.end()));
+    auto& node = b.node("RMSNormalization", {"x", "scale"}, {"y"}, "rms");
+    attr_int(node, "axis", c.axis);
+    attr_float(node, "epsilon", 1e-3f);
+    b.output("y", onnx_type_of<float>(), Dims(c.dims.begin(), c.dims.end()));
+    const Tensor y = run_both(b, {{"x", x}, {"scale", scale}});
+    const auto axis = static_cast<size_t>(c.axis < 0 ? c.axis + static_cast<int64_t>(c.dims.size()) : c.axis);
+    int64_t cols = 1;
+    for (size_t d = axis; d < c.dims.size(); ++d) cols *= c.dims[d];
+    const int64_t scale_n = scale.numel();
+    int64_t wrong = 0;
+    for (int64_t r = 0; r < x.numel() / cols; ++r) {
+      double sq = 0;
+      for (int64_t j = 0; j < cols; ++j) sq += std::pow(static_cast<double>(x.data_as<float>()[r * cols + j]), 2);
+      const double inv = 1.0 / std::sqrt(sq / static_cast<double>(cols) + static_cast<double>(1e-3f));
+      for (int64_t j = 0; j < cols; ++j) {
+        // The scale is right-aligned to the normalized dims: [20, 1] against [20, 613] repeats along 613.
+        const int64_t s = scale_n == cols ? j : c.scale_dims.back() == 1 ? j / (cols / scale_n) : j % scale_n;
+        const double want = static_cast<double>(x.data_as<float>()[r * cols + j]) * inv *
+                            static_cast<double>(scale.data_as<float>()[s]);
+        wrong += std::fabs(y.data_as<float>()[r * cols + j] - want) > 1e-6 * std::fabs(want) + 1e-7;
+      }
+    }
+    EXPECT_EQ(wrong, 0) << tunnx::dims_to_string(c.dims) << " axis " << c.axis;
+  }
+}
+
+// 4-D [B, H, S, D] and 3-D [B, S, H * D] inputs, halves and interleaved pairs, a partial rotary
+// dim (the rest passes through), caches indexed by position_ids.
+TEST_F(ParallelKernels, RotaryEmbeddingMatchesANaiveLoop) {
+  const int64_t B = 2, H = 6, S = 97, D = 66, positions = 300;
+  for (int layout = 0; layout < 2; ++layout)
+    for (int interleaved = 0; interleaved < 2; ++interleaved)
+      for (int64_t rot : {D, int64_t{34}}) {
+        const std::vector<int64_t> dims = layout == 0 ? std::vector<int64_t>{B, H, S, D} : std::vector<int64_t>{B, S, H * D};
+        const Tensor x = random(dims), cos = random({positions, rot / 2}), sin = random({positions, rot / 2});
+        std::vector<int64_t> pos(static_cast<size_t>(B * S));
+        for (auto& p : pos) p = static_cast<int64_t>(rng_() % positions);
+        ModelBuilder b(23);
+        b.input("x", onnx_type_of<float>(), Dims(dims.begin(), dims.end()));
+        b.input("cos", onnx_type_of<float>(), Dims{positions, rot / 2});
+        b.input("sin", onnx_type_of<float>(), Dims{positions, rot / 2});
+        b.input("pos", onnx_type_of<int64_t>(), Dims{B, S});
+        auto& node = b.node("RotaryEmbedding", {"x", "cos", "sin", "pos"}, {"y"}, "rope");
+        attr_int(node, "interleaved", interleaved);
+        attr_int(node, "rotary_embedding_dim", rot);
+        if (layout == 1) attr_int(node, "num_heads", H);
+        b.output("y", onnx_type_of<float>(), Dims(dims.begin(), dims.end()));
+        const Tensor y = run_both(b, {{"x", x}, {"cos", cos}, {"sin", sin}, {"pos", Tensor::from_vector<int64_t>({B, S}, pos)}});
+        int64_t wrong = 0;
+        for (int64_t n = 0; n < B; ++n)
+          for (int64_t h = 0; h < H; ++h)
+            for (int64_t s = 0; s < S; ++s) {
+              const int64_t base = (layout == 0 ? (n * H + h) * S + s : (n * S + s) * H + h) * D;
+              const int64_t row = pos[static_cast<size_t>(n * S + s)] * (rot / 2);
+              const float* xi = x.data_as<float>() + base;
+              const float* yi = y.data_as<float>() + base;
+              for (int64_t d = 0; d < rot / 2; ++d) {
+                const int64_t i1 = interleaved ? 2 * d : d, i2 = interleaved ? 2 * d + 1 : d + rot / 2;
+                const float c = cos.data_as<float>()[row + d], sn = sin.data_as<float>()[row + d];
+                wrong += yi[i1] != c * xi[i1] - sn * xi[i2];
+                wrong += yi[i2] != sn * xi[i1] + c * xi[i2];
+              }
+              for (int64_t d = rot; d < D; ++d) wrong += yi[d] != xi[d];
+            }
+        EXPECT_EQ(wrong, 0) << "layout " << layout << " interleaved " << interleaved << " rotary dim " << rot;
+      }
 }
 
 TEST(HostMemory, FreedLargeBlocksAreReusedAndCanBeReleased) {

@@ -1,6 +1,6 @@
 // Real models exported by PyTorch (scripts/make_real_models.py): a ResNet-18-shaped CNN, a 4-layer
 // Transformer encoder with dynamic batch and sequence length, torchvision's MobileNetV3-small, a
-// YOLOv8-style detector and a BiLSTM recognizer. One session per model runs each recorded batch; outputs
+// YOLOv8-style detector, a BiLSTM recognizer and a Llama-style decoder block at opset 23. One session per model runs each recorded batch; outputs
 // must match ONNX Runtime's (recorded by the script) within rtol 1e-4, atol 1e-5.
 #include <filesystem>
 #include <iostream>
@@ -79,6 +79,21 @@ TEST(RealModels, TorchExportedArchitecturesMatchOnnxRuntime) {
   };
   for (const Fixture& f : fixtures)
     for (int level : {1, 2}) expect_matches_onnx_runtime(f, level);
+}
+
+// torch.onnx.export (dynamo, opset 23) of a Llama-style decoder block: nn.RMSNorm, torch.onnx.ops'
+// rotary_embedding and causal grouped-query scaled_dot_product_attention come out as ONNX's
+// RMSNormalization, RotaryEmbedding and Attention nodes (8 query heads over 2 key/value heads), which
+// run on their fast paths here (float32).
+TEST(RealModels, DecoderBlockWithOpset23AttentionMatchesOnnxRuntime) {
+  const Fixture f{.name = "decoder_block", .input = "hidden_states", .output = "output", .batches = {1, 2},
+                  .min_parameters = 700'000};
+  for (int level : {1, 2}) {
+    std::map<std::string, int> ops = expect_matches_onnx_runtime(f, level);
+    EXPECT_EQ(ops["Attention"], 1);
+    EXPECT_EQ(ops["RMSNormalization"], 2);
+    EXPECT_EQ(ops["RotaryEmbedding"], 2);
+  }
 }
 
 }  // namespace

@@ -504,20 +504,35 @@ void run_rotary(KernelContext& ctx, const RotaryAttrs& attrs) {
     const T* cos_p = data<T>(cos_t);
     const T* sin_p = data<T>(sin_t);
     T* out = mutable_data<T>(ctx.allocate_output_uninitialized(0, x.dtype(), xd));
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t h = 0; h < heads; ++h)
-        for (int64_t s = 0; s < seq; ++s) {
-          const int64_t base = (heads_first ? (b * heads + h) * seq + s : (b * seq + s) * heads + h) * head_size;
-          const int64_t row = cache_row[b * seq + s] * half;
-          for (int64_t d = 0; d < half; ++d) {
-            const int64_t i1 = attrs.interleaved ? 2 * d : d, i2 = attrs.interleaved ? 2 * d + 1 : d + half;
-            const C c = static_cast<C>(cos_p[row + d]), sn = static_cast<C>(sin_p[row + d]);
-            const C x1 = static_cast<C>(in[base + i1]), x2 = static_cast<C>(in[base + i2]);
-            out[base + i1] = static_cast<T>(c * x1 - sn * x2);
-            out[base + i2] = static_cast<T>(sn * x1 + c * x2);
-          }
-          for (int64_t d = rot; d < head_size; ++d) out[base + d] = in[base + d];
+    // Each (b, h, s) row on its own: split among the run's threads, every value computed as alone.
+    const int64_t vectors = batch * heads * seq;
+    const int threads = x.numel() >= kParallelElementsAfterProducts ? static_cast<int>(std::min<int64_t>(max_threads(), vectors)) : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < vectors; ++t) {
+      const int64_t b = t / (heads * seq), h = t / seq % heads, s = t % seq;
+      const int64_t base = (heads_first ? (b * heads + h) * seq + s : (b * seq + s) * heads + h) * head_size;
+      const int64_t row = cache_row[static_cast<size_t>(b * seq + s)] * half;
+      T* __restrict y = out + base;
+      const T* __restrict xr = in + base;
+      const T* __restrict cr = cos_p + row;
+      const T* __restrict sr = sin_p + row;
+      if (attrs.interleaved) {
+        for (int64_t d = 0; d < half; ++d) {
+          const C c = static_cast<C>(cr[d]), sn = static_cast<C>(sr[d]);
+          const C x1 = static_cast<C>(xr[2 * d]), x2 = static_cast<C>(xr[2 * d + 1]);
+          y[2 * d] = static_cast<T>(c * x1 - sn * x2);
+          y[2 * d + 1] = static_cast<T>(sn * x1 + c * x2);
         }
+      } else {
+        for (int64_t d = 0; d < half; ++d) {
+          const C c = static_cast<C>(cr[d]), sn = static_cast<C>(sr[d]);
+          const C x1 = static_cast<C>(xr[d]), x2 = static_cast<C>(xr[d + half]);
+          y[d] = static_cast<T>(c * x1 - sn * x2);
+          y[d + half] = static_cast<T>(sn * x1 + c * x2);
+        }
+      }
+      for (int64_t d = rot; d < head_size; ++d) y[d] = xr[d];
+    }
   });
 }
 

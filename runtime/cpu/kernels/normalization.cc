@@ -7,6 +7,7 @@
 
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 
 namespace tunnx::cpu {
 namespace {
@@ -205,7 +206,9 @@ void run_layer_norm(KernelContext& ctx, const LayerNormAttrs& attrs) {
 }
 
 // ---- RMSNormalization (opset 23): y = x / sqrt(mean(x^2 over X.dims[axis:]) + epsilon) * scale,
-// scale broadcast to X as LayerNormalization's. Computed in double, which is at least stash_type. --
+// scale broadcast to X as LayerNormalization's. Computed in double, which is at least stash_type.
+// Rows are independent: they are split among the run's threads, and float rows with a scale of the
+// normalized shape run on vector_loops' rms_norm_rows (the same double arithmetic, vectorized). ---
 
 void run_rms_norm(KernelContext& ctx, int64_t axis_attr, float epsilon) {
   const Tensor& x = ctx.input(0);
@@ -215,10 +218,22 @@ void run_rms_norm(KernelContext& ctx, int64_t axis_attr, float epsilon) {
   const Tensor& scale_t = ctx.input(1);
   const std::vector<double> scale = read_double_values(scale_t, ctx);
   const std::vector<int64_t> scale_map = param_map(scale_t, x.dims(), axis, ctx);
+  const int threads = rows > 1 && rows * cols >= kParallelElementsAfterProducts ? static_cast<int>(std::min<int64_t>(max_threads(), rows)) : 1;
   dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
-    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
+    T* out = mutable_data<T>(ctx.allocate_output_uninitialized(0, x.dtype(), x.dims()));  // every element written
+    if constexpr (std::is_same_v<T, float>) {
+      if (scale_map.empty()) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int chunk = 0; chunk < threads; ++chunk) {
+          const int64_t r0 = rows * chunk / threads, r1 = rows * (chunk + 1) / threads;
+          rms_norm_rows(in + r0 * cols, scale.data(), out + r0 * cols, r1 - r0, cols, static_cast<double>(epsilon));
+        }
+        return;
+      }
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t r = 0; r < rows; ++r) {
       double sq = 0;
       for (int64_t j = 0; j < cols; ++j) {

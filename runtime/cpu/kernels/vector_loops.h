@@ -19,4 +19,14 @@ void float_binary_rows(FloatBinaryOp op, const float* a, int64_t a_row, int64_t 
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.
 void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc);
 
+// The numerators of a softmax for Attention's float32 fast path: row[j] = exp(row[j] - max) in place,
+// returning their sum (the caller divides by it later, on fewer values). exp is a Cephes-style
+// polynomial, within 2 ulp of std::exp, exactly 0 below -87.3 and so for -inf. A row whose maximum is
+// -inf (no key allowed) becomes zeros and gives 0.
+float softmax_numerators(float* row, int64_t n);
+
+// RMSNormalization's float rows, in double as the reference computes them: out[r * n + j] =
+// in[r * n + j] * (1 / sqrt(mean of the row's squares + epsilon)) * scale[j] for r < rows.
+void rms_norm_rows(const float* in, const double* scale, float* out, int64_t rows, int64_t n, double epsilon);
+
 }  // namespace tunnx::cpu

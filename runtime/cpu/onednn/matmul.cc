@@ -428,6 +428,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
   onednn::register_onednn_pool(registry);
   onednn::register_onednn_rnn(registry);
   onednn::register_onednn_transpose(registry);
+  onednn::register_onednn_attention(registry);
 }
 
 }  // namespace tunnx::cpu

@@ -185,5 +185,6 @@ void register_onednn_conv(KernelRegistry& registry);        // conv.cc
 void register_onednn_pool(KernelRegistry& registry);        // pool.cc
 void register_onednn_rnn(KernelRegistry& registry);         // rnn.cc
 void register_onednn_transpose(KernelRegistry& registry);   // transpose.cc
+void register_onednn_attention(KernelRegistry& registry);   // attention.cc
 
 }  // namespace tunnx::cpu::onednn
