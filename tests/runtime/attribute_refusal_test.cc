@@ -123,6 +123,53 @@ TEST(AttributeRefusal, AnAttributeFromALaterOpsetIsRefusedNamingIt) {
   EXPECT_TRUE(plans(model_with_mode(28), {}, 0, why)) << why;
 }
 
+// Conv -> Relu, the Relu carrying an attribute no spec defines: fused at level 2 it would vanish into
+// FusedConv; the pass leaves such a node alone, so its kernel refuses it.
+TEST(AttributeRefusal, AFusionNeverSwallowsAnUnknownAttribute) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  onnx::GraphProto* g = m.mutable_graph();
+  g->set_name("g");
+  auto add_value = [](onnx::ValueInfoProto* v, const char* name, std::vector<int64_t> dims) {
+    v->set_name(name);
+    v->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : dims) v->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(d);
+  };
+  add_value(g->add_input(), "x", {1, 2, 4, 4});
+  add_value(g->add_output(), "y", {1, 2, 4, 4});
+  onnx::TensorProto* w = g->add_initializer();
+  w->set_name("w");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : {2, 2, 1, 1}) w->add_dims(d);
+  for (int i = 0; i < 4; ++i) w->add_float_data(0.5f);
+  onnx::NodeProto* conv = g->add_node();
+  conv->set_op_type("Conv");
+  conv->add_input("x");
+  conv->add_input("w");
+  conv->add_output("c");
+  onnx::NodeProto* relu = g->add_node();
+  relu->set_name("relu");
+  relu->set_op_type("Relu");
+  relu->add_input("c");
+  relu->add_output("y");
+  onnx::AttributeProto* extra = relu->add_attribute();
+  extra->set_name("tunnx_probe");
+  extra->set_type(onnx::AttributeProto::INT);
+  extra->set_i(1);
+  for (int level : {0, 2}) {
+    std::string why;
+    EXPECT_FALSE(plans(m.SerializeAsString(), {}, level, why)) << "level " << level;
+    // At level 2 the channels-last pass runs the Relu as 'relu/nhwc'.
+    EXPECT_NE(why.find("node 'relu"), std::string::npos) << "level " << level << ": " << why;
+    EXPECT_NE(why.find("(Relu): attribute 'tunnx_probe' is not implemented by"), std::string::npos)
+        << "level " << level << ": " << why;
+  }
+  m.mutable_graph()->mutable_node(1)->clear_attribute();
+  std::string why;
+  EXPECT_TRUE(plans(m.SerializeAsString(), {}, 2, why)) << why;
+}
+
 TEST(AttributeRefusal, EveryKernelOfTheNodeTestsRefusesAnUnknownAttribute) { walk(0); }
 
 TEST(AttributeRefusal, FusingPassesKeepUnknownAttributesVisible) { walk(2); }

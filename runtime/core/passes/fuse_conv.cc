@@ -34,7 +34,8 @@ bool same_shape(const GraphFacts& facts, const std::string& a, const std::string
 // BatchNormalization in its inference form reading `value`, with constant statistics and affine.
 bool is_foldable_batch_norm(const Node& bn, const std::string& value, const GraphFacts& facts) {
   if (!is_onnx(bn) || bn.op_type != "BatchNormalization" || bn.inputs.size() != 5 || bn.outputs.size() != 1 ||
-      bn.inputs[0] != value || ops::node_int(bn, "training_mode", 0) != 0 || ops::node_int(bn, "spatial", 1) != 1)
+      bn.inputs[0] != value || ops::node_int(bn, "training_mode", 0) != 0 || ops::node_int(bn, "spatial", 1) != 1 ||
+      !only_attributes(bn, {"epsilon", "momentum", "spatial", "training_mode", "is_test"}))
     return false;
   for (size_t i = 1; i < 5; ++i) {
     const Tensor* t = facts.constant(bn.inputs[i]);
@@ -46,7 +47,7 @@ bool is_foldable_batch_norm(const Node& bn, const std::string& value, const Grap
 // The other operand of Add `add` when one of its two inputs is `value` and the other has its shape.
 std::optional<std::string> residual_of(const Node& add, const std::string& value, const GraphFacts& facts) {
   if (!is_onnx(add) || add.op_type != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1 ||
-      add.inputs[0] == add.inputs[1])
+      add.inputs[0] == add.inputs[1] || !only_attributes(add, {"broadcast", "axis"}))
     return std::nullopt;
   const std::string& other = add.inputs[0] == value ? add.inputs[1] : add.inputs[0];
   if (add.inputs[0] != value && add.inputs[1] != value) return std::nullopt;

@@ -20,6 +20,7 @@ std::optional<std::vector<Attribute>> single_node_attrs(const Node& node, const 
   const std::string approximate = ops::node_string(node, "approximate", "none");
   const std::optional<Kind> kind = op.empty() ? std::nullopt : ops::activation_kind(op, approximate);
   if (!kind) return std::nullopt;  // not one the fused ops take (an unknown approximation: the op reports it)
+  if (!only_attributes(node, {"alpha", "beta", "min", "max", "approximate"})) return std::nullopt;
   std::vector<Attribute> attrs = {ops::attr("activation", op)};
   if (*kind == Kind::kLeakyRelu) attrs.push_back(ops::attr("activation_alpha", ops::node_float(node, "alpha", 0.01f)));
   if (*kind == Kind::kHardSigmoid) {
@@ -60,7 +61,8 @@ std::optional<FusedActivation> fused_activation_after(const Graph& graph, const 
       const Node& sigmoid = sigmoid_first ? first : second;
       const Node& mul = sigmoid_first ? second : first;
       const size_t mul_index = static_cast<size_t>(sigmoid_first ? k : j);
-      if (is_onnx_op(sigmoid, "Sigmoid", 1) && is_onnx_op(mul, "Mul", 2) && facts.private_value(sigmoid.outputs[0])) {
+      if (is_onnx_op(sigmoid, "Sigmoid", 1) && is_onnx_op(mul, "Mul", 2) && facts.private_value(sigmoid.outputs[0]) &&
+          only_attributes(sigmoid, {}) && only_attributes(mul, {"broadcast", "axis"})) {
         const std::string& s = sigmoid.outputs[0];
         if ((mul.inputs[0] == value && mul.inputs[1] == s) || (mul.inputs[1] == value && mul.inputs[0] == s)) {
           // The Mul must come after the Sigmoid (it reads it), so it is the later of the two.

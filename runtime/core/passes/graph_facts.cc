@@ -11,6 +11,15 @@ bool is_onnx_op(const Node& node, const char* op, size_t inputs) {
   return true;
 }
 
+bool only_attributes(const Node& node, std::initializer_list<const char*> known) {
+  for (const Attribute& a : node.attributes) {
+    bool ok = a.name == "consumed_inputs";
+    for (const char* name : known) ok = ok || a.name == name;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), store(s) {
   for (const auto& init : g.initializers) initializers[init.name] = &init;
   for (const auto& [name, t] : g.inferred_types) types[name] = &t;

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <initializer_list>
 #include <vector>
 
 #include "runtime/core/graph.h"
@@ -17,6 +18,10 @@ namespace tunnx::ir {
 bool is_onnx(const Node& node);  // the default domain ("" or "ai.onnx")
 // An ai.onnx node `op` with `inputs` inputs (none empty) and one output: what a pattern's node must be.
 bool is_onnx_op(const Node& node, const char* op, size_t inputs);
+// Whether every attribute of `node` is one of `known` (or opset 1's memory hint consumed_inputs). A
+// pass fuses only such nodes, so that a node with another attribute reaches its own kernel, which
+// refuses it, instead of a fused node silently dropping it.
+bool only_attributes(const Node& node, std::initializer_list<const char*> known);
 
 struct GraphFacts {
   const Graph& graph;
