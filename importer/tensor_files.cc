@@ -48,7 +48,7 @@ std::vector<double> as_doubles(const Tensor& t) {
     default:
       if (is_narrow_float(t.dtype()))
         for (int64_t i = 0; i < t.numel(); ++i)
-          out[static_cast<size_t>(i)] = narrow_float_value(t.dtype(), read_code(t.dtype(), t.data(), i));
+          out[static_cast<size_t>(i)] = narrow_value(t.dtype(), t.data(), i);
       break;
   }
   return out;

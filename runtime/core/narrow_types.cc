@@ -219,4 +219,9 @@ void write_code(DataType dtype, void* bytes, int64_t i, uint8_t code) {
   byte = static_cast<uint8_t>((byte & ~mask) | ((code << shift) & mask));
 }
 
+float narrow_value(DataType dtype, const void* bytes, int64_t i) {
+  const uint8_t code = read_code(dtype, bytes, i);
+  return is_packed_integer(dtype) ? static_cast<float>(packed_integer_value(dtype, code)) : narrow_float_value(dtype, code);
+}
+
 }  // namespace tunnx

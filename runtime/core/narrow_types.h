@@ -38,5 +38,7 @@ int64_t packed_integer_max(DataType dtype);
 // leaves the other elements of the byte alone.
 uint8_t read_code(DataType dtype, const void* bytes, int64_t i);
 void write_code(DataType dtype, void* bytes, int64_t i, uint8_t code);
+// The value of element i of a narrow tensor at `bytes`, float or integer (exact in float).
+float narrow_value(DataType dtype, const void* bytes, int64_t i);
 
 }  // namespace tunnx

@@ -164,13 +164,12 @@ bool is_narrow(DataType dtype) { return is_narrow_float(dtype) || is_packed_inte
 Tensor widen_narrow(const Tensor& x) {
   const bool is_float = is_narrow_float(x.dtype());
   Tensor wide = Tensor::uninitialized(is_float ? DataType::kFloat32 : DataType::kInt32, x.dims());
-  const void* codes = x.data();
   if (is_float) {
     float* out = wide.mutable_data_as<float>();
-    for (int64_t i = 0; i < x.numel(); ++i) out[i] = narrow_float_value(x.dtype(), read_code(x.dtype(), codes, i));
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = narrow_value(x.dtype(), x.data(), i);
   } else {
     int32_t* out = wide.mutable_data_as<int32_t>();
-    for (int64_t i = 0; i < x.numel(); ++i) out[i] = packed_integer_value(x.dtype(), read_code(x.dtype(), codes, i));
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = static_cast<int32_t>(narrow_value(x.dtype(), x.data(), i));
   }
   return wide;
 }

@@ -157,9 +157,10 @@ void write_output(KernelContext& ctx, size_t i, DataType dtype, std::vector<int6
   });
 }
 
-void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,
-                std::vector<DataType> types, KernelFactory factory, int type_input) {
+void add_domain_kernel(KernelRegistry& registry, const std::string& domain, const std::string& op_type, int64_t since,
+                       int64_t until, std::vector<DataType> types, KernelFactory factory, int type_input) {
   KernelDef def;
+  def.domain = domain;
   def.op_type = op_type;
   def.since_version = since;
   def.until_version = until;
@@ -169,16 +170,9 @@ void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t si
   registry.add(std::move(def));
 }
 
-void add_domain_kernel(KernelRegistry& registry, const std::string& domain, const std::string& op_type, int64_t since,
-                       int64_t until, std::vector<DataType> types, KernelFactory factory) {
-  KernelDef def;
-  def.domain = domain;
-  def.op_type = op_type;
-  def.since_version = since;
-  def.until_version = until;
-  def.types = std::move(types);
-  def.factory = std::move(factory);
-  registry.add(std::move(def));
+void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,
+                std::vector<DataType> types, KernelFactory factory, int type_input) {
+  add_domain_kernel(registry, "", op_type, since, until, std::move(types), std::move(factory), type_input);
 }
 
 // Y [batch, cols, rows] = X [batch, rows, cols] with the last two dims swapped: a weight's W^T, the

@@ -204,6 +204,6 @@ void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t si
                 std::vector<DataType> types, KernelFactory factory, int type_input = 0);
 // The same for an op of another domain (ai.onnx.ml, com.microsoft).
 void add_domain_kernel(KernelRegistry& registry, const std::string& domain, const std::string& op_type, int64_t since,
-                       int64_t until, std::vector<DataType> types, KernelFactory factory);
+                       int64_t until, std::vector<DataType> types, KernelFactory factory, int type_input = 0);
 
 }  // namespace tunnx::cpu

@@ -96,11 +96,7 @@ class ParamIndex {
 std::vector<double> values_of(const Tensor& t, const KernelContext& ctx) {
   if (!is_narrow_float(t.dtype()) && !is_packed_integer(t.dtype())) return read_double_values(t, ctx);
   std::vector<double> out(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    const uint8_t code = read_code(t.dtype(), t.data(), i);
-    out[static_cast<size_t>(i)] = is_packed_integer(t.dtype()) ? packed_integer_value(t.dtype(), code)
-                                                                : narrow_float_value(t.dtype(), code);
-  }
+  for (int64_t i = 0; i < t.numel(); ++i) out[static_cast<size_t>(i)] = narrow_value(t.dtype(), t.data(), i);
   return out;
 }
 

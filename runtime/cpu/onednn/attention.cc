@@ -151,24 +151,18 @@ class OnednnAttention : public Kernel {
     const bool want_k = ctx.num_outputs() > 1 && ctx.output_wanted(1);
     const bool want_v = ctx.num_outputs() > 2 && ctx.output_wanted(2);
     Tensor present_k, present_v;  // this run's, when read from
-    if (past || want_k) {
-      Tensor present = want_k ? ctx.allocate_output_uninitialized(1, DataType::kFloat32, {g.B, g.Hkv, g.T, g.D})
-                              : Tensor::uninitialized(DataType::kFloat32, {g.B, g.Hkv, g.T, g.D});
-      concat_present(past ? data<float>(ctx.input(4)) : nullptr, k, g.ks, mutable_data<float>(present), g.B, g.Hkv,
-                     g.Sp, g.Skv, g.D);
-      present_k = present;
-      k = data<float>(present_k);
-      ks = {g.Hkv * g.T * g.D, g.T * g.D, g.D};
-    }
-    if (past || want_v) {
-      Tensor present = want_v ? ctx.allocate_output_uninitialized(2, DataType::kFloat32, {g.B, g.Hkv, g.T, g.Dv})
-                              : Tensor::uninitialized(DataType::kFloat32, {g.B, g.Hkv, g.T, g.Dv});
-      concat_present(past ? data<float>(ctx.input(5)) : nullptr, v, g.vs, mutable_data<float>(present), g.B, g.Hkv,
-                     g.Sp, g.Skv, g.Dv);
-      present_v = present;
-      v = data<float>(present_v);
-      vs = {g.Hkv * g.T * g.Dv, g.T * g.Dv, g.Dv};
-    }
+    // past ++ this run's keys (values) as output `out` [B, Hkv, T, depth], or a scratch copy of it.
+    auto read_present = [&](size_t out, size_t past_input, int64_t depth, bool wanted, Tensor& present,
+                            const float*& p, Strides& s) {
+      present = wanted ? ctx.allocate_output_uninitialized(out, DataType::kFloat32, {g.B, g.Hkv, g.T, depth})
+                       : Tensor::uninitialized(DataType::kFloat32, {g.B, g.Hkv, g.T, depth});
+      concat_present(past ? data<float>(ctx.input(past_input)) : nullptr, p, s, mutable_data<float>(present), g.B,
+                     g.Hkv, g.Sp, g.Skv, depth);
+      p = data<float>(present);
+      s = {g.Hkv * g.T * depth, g.T * depth, depth};
+    };
+    if (past || want_k) read_present(1, 4, g.D, want_k, present_k, k, ks);
+    if (past || want_v) read_present(2, 5, g.Dv, want_v, present_v, v, vs);
 
     const std::vector<int64_t> y_dims = rank == 3 ? std::vector<int64_t>{g.B, g.Sq, g.Hq * g.Dv}
                                                   : std::vector<int64_t>{g.B, g.Hq, g.Sq, g.Dv};
