@@ -12,6 +12,30 @@
 namespace tunnx {
 namespace {
 
+// A data type of `graph` (initializers, declared values, Constant tensors, subgraphs) that libonnx's
+// TensorProto does not name (float8, int4, ... in Debian's 1.12), or 0.
+int32_t newer_data_type(const onnx::GraphProto& graph) {
+  auto newer = [](int32_t t) { return onnx::TensorProto_DataType_IsValid(t) ? 0 : t; };
+  for (const auto& t : graph.initializer())
+    if (int32_t n = newer(t.data_type())) return n;
+  for (const auto* values : {&graph.input(), &graph.output(), &graph.value_info()})
+    for (const auto& v : *values)
+      if (v.type().has_tensor_type())
+        if (int32_t n = newer(v.type().tensor_type().elem_type())) return n;
+  for (const auto& node : graph.node())
+    for (const auto& a : node.attribute()) {
+      if (a.has_t())
+        if (int32_t n = newer(a.t().data_type())) return n;
+      if (a.has_i() && a.type() == onnx::AttributeProto::INT && (a.name() == "to" || a.name() == "output_dtype"))
+        if (int32_t n = newer(static_cast<int32_t>(a.i()))) return n;
+      if (a.has_g())
+        if (int32_t n = newer_data_type(a.g())) return n;
+      for (const auto& g : a.graphs())
+        if (int32_t n = newer_data_type(g)) return n;
+    }
+  return 0;
+}
+
 // Why ONNX's library cannot judge this model, or "" when it can.
 std::string why_library_cannot_check(const onnx::ModelProto& model) {
   if (model.ir_version() > onnx::IR_VERSION)
@@ -26,6 +50,9 @@ std::string why_library_cannot_check(const onnx::ModelProto& model) {
              (domain.empty() ? std::string("ai.onnx") : domain) + "' is newer than libonnx's " +
              std::to_string(it->second.second);
   }
+  // ONNX Runtime's quantizer writes int4 weights at opset 17 (com.microsoft's DequantizeLinear).
+  if (int32_t t = newer_data_type(model.graph()))
+    return "skipped: data type " + std::to_string(t) + " is newer than libonnx's";
   return "";
 }
 

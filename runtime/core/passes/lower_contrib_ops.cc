@@ -444,6 +444,12 @@ bool lower(const Node& n, const Graph& graph, int64_t onnx_opset, std::vector<No
     Node copy = n;
     copy.domain = kTunnxDomain;
     out.push_back(std::move(copy));
+  } else if (op == "QuantizeLinear" || op == "DequantizeLinear") {
+    // ONNX Runtime's quantizer writes these below opset 21 for int4/int16 (and uint4/uint16) data:
+    // ONNX's own ops with those types, which tunnx's kernels take at every opset.
+    Node copy = n;
+    copy.domain.clear();
+    out.push_back(std::move(copy));
   } else if (op == "Attention") {
     lower_attention(n, e, onnx_opset, input(n, 3).empty() ? std::nullopt : rank_of(graph, input(n, 3)));
   } else if (op == "MultiHeadAttention") {

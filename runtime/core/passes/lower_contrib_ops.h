@@ -15,6 +15,7 @@
 //                                        X + skip + bias; outputs mean, inv_std_var, the sum
 //   LayerNormalization (com.microsoft, or ai.onnx below opset 17: ORT's contrib schema)
 //                                     -> com.tunnx:LayerNormalization
+//   QuantizeLinear, DequantizeLinear  -> ONNX's, whose kernels take int4/uint4/int16/uint16 at any opset
 //   MatMulIntegerToFloat(A, B, a_scale, b_scale[, a_zp, b_zp, bias])
 //                                     -> Cast(MatMulInteger(A, B, a_zp, b_zp)) * a_scale * b_scale + bias
 //   DynamicQuantizeMatMul(A, B, b_scale[, b_zp, bias])
