@@ -112,7 +112,7 @@ Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& opti
                              dims_to_string(layout.dims) + " of " + to_string(layout.dtype) + " needs " +
                              std::to_string(layout.nbytes),
                          "raw_data");
-    Tensor t(layout.dtype, layout.dims);
+    Tensor t = Tensor::uninitialized(layout.dtype, layout.dims);  // every byte is copied in next
     if (layout.nbytes) std::memcpy(t.mutable_data(), proto.raw_data().data(), layout.nbytes);
     return t;
   }
