@@ -244,3 +244,53 @@ TEST_F(FuseLinearTest, IntermediateWithTwoReadersIsNotFused) {
 }
 
 }  // namespace
+
+// A residual Add after the product (bias, activation) and SwiGLU's Mul of two products fold in as
+// FusedMatMul's binary (Y = act(P + bias) + R or * R), R of the output's shape, also when R is
+// computed after the product and under a symbolic batch; an operand that broadcasts stays an Add.
+TEST_F(FuseLinearTest, ResidualAndGateFoldInAsBinary) {
+  const std::string fused_kernel = have_onednn() ? "cpu/onednn/FusedMatMul" : "cpu/reference/FusedMatMul";
+  for (const bool symbolic : {false, true}) {
+    const DimSpec batch = symbolic ? DimSpec("B") : DimSpec(3);
+    ModelBuilder b(17);
+    b.input("x", kF32, Dims{batch, M, K});
+    b.input("res", kF32, Dims{batch, M, N});
+    b.input("row", kF32, Dims{1, N});
+    for (const char* w : {"w1", "wg", "wu", "w3"}) b.initializer(float_tensor(w, {K, N}, random_values(K * N, rng_)));
+    b.initializer(float_tensor("bias", {N}, random_values(N, rng_)));
+    // Residual: MatMul -> Add(bias) -> Add(res).
+    b.node("MatMul", {"x", "w1"}, {"h1"}, "mm1");
+    b.node("Add", {"h1", "bias"}, {"z1"}, "add_bias");
+    b.node("Add", {"res", "z1"}, {"y1"}, "add_res");
+    // SwiGLU: SiLU(x wg) * (x wu), the up product made after the gate's activation.
+    b.node("MatMul", {"x", "wg"}, {"g"}, "mm_gate");
+    b.node("Sigmoid", {"g"}, {"gs"}, "sig");
+    b.node("Mul", {"g", "gs"}, {"silu"}, "silu");
+    b.node("MatMul", {"x", "wu"}, {"u"}, "mm_up");
+    b.node("Mul", {"silu", "u"}, {"y2"}, "gate");
+    // An operand that broadcasts ([1, N]) is not the binary.
+    b.node("MatMul", {"x", "w3"}, {"h3"}, "mm3");
+    b.node("Add", {"h3", "row"}, {"y3"}, "add_row");
+    for (const char* y : {"y1", "y2", "y3"}) b.output(y, kF32, Dims{batch, M, N});
+    Model model = Model::load(b.save(path("binary" + std::to_string(saved_++) + ".onnx")));
+    Session fused = session(model, 2), plain = session(model, 0);
+    EXPECT_EQ(kernels_of(fused), (std::vector<std::string>{"mm1+fused:FusedMatMul:" + fused_kernel,
+                                                           "mm_up:MatMul:" + std::string(have_onednn() ? "cpu/onednn/MatMul" : "cpu/reference/MatMul"),
+                                                           "mm_gate+fused:FusedMatMul:" + fused_kernel,
+                                                           "mm3:MatMul:" + std::string(have_onednn() ? "cpu/onednn/MatMul" : "cpu/reference/MatMul"),
+                                                           "add_row:Add:cpu/reference/Add"}))
+        << (symbolic ? "symbolic batch" : "fixed batch");
+    tunnx::NamedValues in;
+    for (const auto& [name, dims] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"x", {3, M, K}}, {"res", {3, M, N}}, {"row", {1, N}}}) {
+      Tensor t(DataType::kFloat32, dims);
+      const std::vector<float> v = random_values(static_cast<size_t>(t.numel()), rng_);
+      std::copy(v.begin(), v.end(), t.mutable_data_as<float>());
+      in.emplace(name, t);
+    }
+    for (int run = 0; run < 2; ++run) {
+      auto got = fused.run(in), want = plain.run(in);
+      for (const char* y : {"y1", "y2", "y3"}) expect_near(got.at(y).tensor(), want.at(y).tensor(), y);
+    }
+  }
+}

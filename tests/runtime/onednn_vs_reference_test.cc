@@ -226,11 +226,21 @@ TEST_F(OnednnVsReference, FusedMatMul) {
     node.inputs.push_back("bias");
     inputs.push_back(random({N}));
     for (const auto& a : act) node.attributes.push_back(a);
-    KernelPair pair(node, 1, inputs, {false, constant, constant, constant});
+    // A third of the cases add or multiply an [M, N] operand last (a residual, SwiGLU's gate).
+    const std::string binary = std::vector<std::string>{"", "Add", "Mul"}[rng_() % 3];
+    if (!binary.empty()) {
+      node.inputs.push_back("r");
+      inputs.push_back(random({M, N}));
+      node.attributes.push_back(string_attr("binary", binary));
+    }
+    std::vector<bool> constants(inputs.size(), constant);
+    constants[0] = false;
+    if (!binary.empty()) constants.back() = false;
+    KernelPair pair(node, 1, inputs, constants);
     expect_agree(pair,
                  std::string("FusedMatMul ") + (gemm ? "Gemm" : "MatMul") + " M=" + std::to_string(M) +
                      " K=" + std::to_string(K) + " N=" + std::to_string(N) + " " + act[0].s +
-                     (constant ? " constant B" : ""),
+                     (binary.empty() ? "" : " " + binary + " R") + (constant ? " constant B" : ""),
                  static_cast<double>(K));
   }
 }

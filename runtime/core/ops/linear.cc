@@ -123,6 +123,15 @@ std::optional<Activation> fused_activation(const ir::Node& node, std::string* wh
   return act;
 }
 
+std::optional<FusedBinary> fused_binary(const ir::Node& node, std::string* why_not) {
+  const std::string name = node_string(node, "binary", "");
+  if (name.empty()) return FusedBinary::kNone;
+  if (name == "Add") return FusedBinary::kAdd;
+  if (name == "Mul") return FusedBinary::kMul;
+  if (why_not) *why_not = "binary \"" + name + "\" is not one FusedMatMul takes (\"Add\" or \"Mul\")";
+  return std::nullopt;
+}
+
 namespace {
 
 // ---- Helpers for the rules ----------------------------------------------------------------------
@@ -304,6 +313,8 @@ void fused_matmul_grads(GradientBuilder& b) {
   std::string why_not;
   std::optional<Activation> act = fused_activation(b.node(), &why_not);
   if (!act) throw b.error(why_not);
+  // Made after autodiff, for kernels only (fuse_linear), as the folded transposes are.
+  if (fused_binary(b.node(), nullptr) != FusedBinary::kNone) throw b.error("no gradient rule for a FusedMatMul with binary");
   if (op == "MatMul") {
     // Folded transposes and scales are made after autodiff, for kernels only (fold_matmul_operands).
     const GemmAttrs g = gemm_attrs(b.node());

@@ -62,4 +62,10 @@ std::optional<Activation::Kind> activation_kind(const std::string& name, const s
 // (LeakyRelu alpha 0.01, Clip unbounded, HardSigmoid 0.2 and 0.5). Nothing, with `why_not` set, for one FusedMatMul does not take.
 std::optional<Activation> fused_activation(const ir::Node& node, std::string* why_not);
 
+// FusedMatMul's last step, attribute `binary`: "" (none), "Add" or "Mul" of the activation's result
+// and the node's last input R, which has Y's shape: Y = act(product + bias) + R (a residual) or
+// * R (SwiGLU's gate). Nothing, with `why_not` set, for another name.
+enum class FusedBinary { kNone, kAdd, kMul };
+std::optional<FusedBinary> fused_binary(const ir::Node& node, std::string* why_not);
+
 }  // namespace tunnx::ops

@@ -14,23 +14,6 @@
 namespace tunnx::ir {
 namespace {
 
-// Whether shape inference proves `a` and `b` have one shape: same rank, and at each position equal
-// fixed sizes or one named symbol ("?" and unnamed dims prove nothing).
-bool same_shape(const GraphFacts& facts, const std::string& a, const std::string& b) {
-  auto ta = facts.types.find(a), tb = facts.types.find(b);
-  if (ta == facts.types.end() || tb == facts.types.end() || !ta->second || !tb->second) return false;
-  const std::optional<Shape>& sa = ta->second->shape;
-  const std::optional<Shape>& sb = tb->second->shape;
-  if (!sa || !sb || sa->rank() != sb->rank()) return false;
-  for (size_t i = 0; i < sa->rank(); ++i) {
-    const Dim &da = sa->dims[i], &db = sb->dims[i];
-    const bool fixed_equal = da.is_fixed() && db.is_fixed() && da.value == db.value;
-    const bool symbol_equal = da.is_named() && db.is_named() && da.symbol == db.symbol;
-    if (!fixed_equal && !symbol_equal) return false;
-  }
-  return true;
-}
-
 // BatchNormalization in its inference form reading `value`, with constant statistics and affine.
 bool is_foldable_batch_norm(const Node& bn, const std::string& value, const GraphFacts& facts) {
   if (!is_onnx(bn) || bn.op_type != "BatchNormalization" || bn.inputs.size() != 5 || bn.outputs.size() != 1 ||

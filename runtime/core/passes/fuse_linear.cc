@@ -1,5 +1,6 @@
 #include "runtime/core/passes/fuse_linear.h"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <string>
@@ -39,6 +40,17 @@ std::optional<int64_t> output_cols(const Node& node, const GraphFacts& facts) {
   return b->back();
 }
 
+// The other operand of `op`, an Add or Mul of `value` and a float32 value of its shape.
+std::optional<std::string> same_shaped_operand(const Node& op, const std::string& value, const GraphFacts& facts) {
+  if (!is_onnx(op) || (op.op_type != "Add" && op.op_type != "Mul") || op.inputs.size() != 2 || op.outputs.size() != 1 ||
+      op.inputs[0] == op.inputs[1] || (op.inputs[0] != value && op.inputs[1] != value) ||
+      !only_attributes(op, {"broadcast", "axis"}))
+    return std::nullopt;
+  const std::string& other = op.inputs[0] == value ? op.inputs[1] : op.inputs[0];
+  if (other.empty() || facts.dtype(other) != DataType::kFloat32 || !same_shape(facts, other, value)) return std::nullopt;
+  return other;
+}
+
 }  // namespace
 
 int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
@@ -61,10 +73,11 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     // [Add(y, bias)]: bias a 1-D float32 initializer of length N, on either side.
     if (facts.private_value(value)) {
       int j = reader_of(graph, value, last);
-      if (j >= 0) {
+      if (j >= 0 && !removed[static_cast<size_t>(j)]) {
         const Node& add = graph.nodes[static_cast<size_t>(j)];
+        // (Opset 6's `broadcast` aligns trailing dims as numpy does; its `axis` would not.)
         if (is_onnx(add) && add.op_type == "Add" && add.inputs.size() == 2 && add.outputs.size() == 1 &&
-            add.inputs[0] != add.inputs[1]) {
+            add.inputs[0] != add.inputs[1] && only_attributes(add, {"broadcast"})) {
           const std::string& other = add.inputs[0] == value ? add.inputs[1] : add.inputs[0];
           const Tensor* b = facts.constant(other);
           std::optional<int64_t> n = output_cols(mm, facts);
@@ -79,9 +92,27 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     }
     // [activation]: reads only the chain's value (Clip's bounds are constants).
     activation = fused_activation_after(graph, facts, value, last, onnx_opset);
+    if (activation && std::any_of(activation->nodes.begin(), activation->nodes.end(), [&](size_t n) { return removed[n]; }))
+      activation.reset();
     if (activation) {
       swallowed.insert(swallowed.end(), activation->nodes.begin(), activation->nodes.end());
+      last = *std::max_element(activation->nodes.begin(), activation->nodes.end());
       value = activation->output;
+    }
+    // [Add(y, R) or Mul(y, R)], R of y's shape: a residual, or SwiGLU's other half.
+    std::string binary, binary_operand;
+    if (facts.private_value(value)) {
+      const int j = reader_of(graph, value, last);
+      if (j >= 0 && !removed[static_cast<size_t>(j)]) {
+        const Node& op = graph.nodes[static_cast<size_t>(j)];
+        if (std::optional<std::string> r = same_shaped_operand(op, value, facts)) {
+          binary = op.op_type;
+          binary_operand = *r;
+          last = static_cast<size_t>(j);
+          swallowed.push_back(last);
+          value = op.outputs[0];
+        }
+      }
     }
     if (swallowed.empty()) continue;
 
@@ -107,10 +138,16 @@ int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
       for (auto& a : activation->attrs) node.attributes.push_back(std::move(a));
     else
       node.attributes.push_back(ops::attr("activation", std::string()));
+    if (!binary.empty()) {
+      node.inputs.push_back(binary_operand);
+      node.attributes.push_back(ops::attr("binary", binary));
+    }
+    removed[i] = true;
     for (size_t s : swallowed) removed[s] = true;
-    fused.emplace_back(i, std::move(node));
+    // The fused node sits where the last swallowed node was: its inputs are all ready there (R may
+    // be computed after the product).
+    fused.emplace_back(last, std::move(node));
   }
-  // The fused node sits where the MatMul was: its inputs are all ready there.
   return splice_nodes(graph, std::move(fused), std::move(removed));
 }
 

@@ -92,6 +92,21 @@ const Node* GraphFacts::produced_by(const std::string& name) const {
   return it == producer.end() ? nullptr : &graph.nodes[it->second];
 }
 
+bool same_shape(const GraphFacts& facts, const std::string& a, const std::string& b) {
+  auto ta = facts.types.find(a), tb = facts.types.find(b);
+  if (ta == facts.types.end() || tb == facts.types.end() || !ta->second || !tb->second) return false;
+  const std::optional<Shape>& sa = ta->second->shape;
+  const std::optional<Shape>& sb = tb->second->shape;
+  if (!sa || !sb || sa->rank() != sb->rank()) return false;
+  for (size_t i = 0; i < sa->rank(); ++i) {
+    const Dim &da = sa->dims[i], &db = sb->dims[i];
+    const bool fixed_equal = da.is_fixed() && db.is_fixed() && da.value == db.value;
+    const bool symbol_equal = da.is_named() && db.is_named() && da.symbol == db.symbol;
+    if (!fixed_equal && !symbol_equal) return false;
+  }
+  return true;
+}
+
 int reader_of(const Graph& graph, const std::string& value, size_t after) {
   for (size_t i = after + 1; i < graph.nodes.size(); ++i)
     for (const auto& in : graph.nodes[i].inputs)

@@ -51,6 +51,10 @@ struct GraphFacts {
   const Node* produced_by(const std::string& name) const;
 };
 
+// Whether shape inference proves `a` and `b` have one shape: same rank, and at each position equal
+// fixed sizes or one named symbol ("?" and unnamed dims prove nothing).
+bool same_shape(const GraphFacts& facts, const std::string& a, const std::string& b);
+
 // The first node after index `after` that reads `value`, by index, or -1.
 int reader_of(const Graph& graph, const std::string& value, size_t after);
 

@@ -3,7 +3,8 @@
 // Gemm kernel (taken from the registry, as the oneDNN fast paths do) computes Y, then each element
 // gets its bias (a 1-D float32 [N] along the last dim) and the activation, in float (the activation
 // table and its math are runtime/core/ops/linear.h's):
-//   inputs  A, B, [C] (Gemm only; "" when absent), [bias]        output  act(Y + bias), Y's shape
+//   inputs  A, B, [C] (Gemm only; "" when absent), [bias], [R]   output  act(Y + bias) [+ or * R], Y's shape
+// (R, when attribute binary is "Add" or "Mul", has Y's shape: fuse_linear proves it before fusing).
 // With op "MatMul", transA / transB swap the last two dims of A / B (copies made here) and alpha scales
 // the product before the bias.
 // The oneDNN kernel (runtime/cpu/onednn/matmul.cc) runs on top of this one as its fallback.
@@ -43,13 +44,14 @@ class FusedMatMul : public Kernel {
  public:
   // `matmul`: op "MatMul" with its transA, transB and alpha (ops/linear.h); unused for op "Gemm".
   FusedMatMul(std::unique_ptr<ir::Node> inner, std::unique_ptr<Kernel> product, bool gemm, bool has_bias,
-              ops::GemmAttrs matmul, ops::Activation act)
+              ops::GemmAttrs matmul, ops::Activation act, ops::FusedBinary binary)
       : inner_(std::move(inner)),
         product_(std::move(product)),
         gemm_(gemm),
         has_bias_(has_bias),
         matmul_(matmul),
-        act_(act) {}
+        act_(act),
+        binary_(binary) {}
 
   void run(KernelContext& ctx) const override {
     const size_t operands = gemm_ ? 3 : 2;
@@ -79,13 +81,22 @@ class FusedMatMul : public Kernel {
                         dims_to_string(b.dims()));
       bias = data<float>(b);
     }
+    const float* r = nullptr;
+    if (binary_ != ops::FusedBinary::kNone) {
+      const Tensor& operand = ctx.input(operands + (has_bias_ ? 1 : 0));
+      if (operand.dtype() != DataType::kFloat32 || operand.dims() != y.dims())
+        throw ctx.error("binary operand must be float32 " + dims_to_string(y.dims()) + " (the product's shape), got " +
+                        to_string(operand.dtype()) + " " + dims_to_string(operand.dims()));
+      r = data<float>(operand);
+    }
     Tensor& result = ctx.allocate_output_uninitialized(0, DataType::kFloat32, y.dims());
     const float* src = data<float>(y);
     float* dst = mutable_data<float>(result);
     const float alpha = gemm_ ? 1.0f : matmul_.alpha;  // Gemm's alpha is the inner Gemm's
     for (int64_t i = 0; i < y.numel(); ++i) {
       const float z = alpha == 1.0f ? src[i] : alpha * src[i];
-      dst[i] = act_(bias ? z + bias[i % n] : z);
+      const float a = act_(bias ? z + bias[i % n] : z);
+      dst[i] = binary_ == ops::FusedBinary::kAdd ? a + r[i] : binary_ == ops::FusedBinary::kMul ? a * r[i] : a;
     }
   }
 
@@ -95,6 +106,7 @@ class FusedMatMul : public Kernel {
   bool gemm_, has_bias_;
   ops::GemmAttrs matmul_;
   ops::Activation act_;
+  ops::FusedBinary binary_;
 };
 
 // [N, H, W, C] <-> [N, C, H, W] float32 copies, for the channels-last nodes' reference kernels: each
@@ -355,7 +367,11 @@ void register_fused_kernels(KernelRegistry& r) {
     const bool is_gemm = op == "Gemm";
     const bool has_bias = init.attr_int("has_bias", 0) != 0;
     const size_t operands = is_gemm ? 3 : 2;
-    if (init.num_inputs() < operands + (has_bias ? 1 : 0)) throw init.error("too few inputs");
+    std::string why_not;
+    const std::optional<ops::FusedBinary> binary = ops::fused_binary(init.node(), &why_not);
+    if (!binary) throw init.error(why_not);
+    if (init.num_inputs() < operands + (has_bias ? 1 : 0) + (*binary != ops::FusedBinary::kNone ? 1 : 0))
+      throw init.error("too few inputs");
     auto inner = std::make_unique<ir::Node>();
     inner->name = init.node().name;
     inner->op_type = op;
@@ -367,11 +383,11 @@ void register_fused_kernels(KernelRegistry& r) {
     const ops::GemmAttrs matmul_attrs = ops::gemm_attrs(init.node());
     std::vector<DataType> types;
     for (size_t i = 0; i < operands; ++i) types.push_back(init.input_type(i));
-    std::string why_not;
     const std::optional<ops::Activation> act = ops::fused_activation(init.node(), &why_not);
     if (!act) throw init.error(why_not);
     std::unique_ptr<Kernel> product = (is_gemm ? gemm : matmul)(KernelInit(*inner, 13, types, {}));
-    return std::make_unique<FusedMatMul>(std::move(inner), std::move(product), is_gemm, has_bias, matmul_attrs, *act);
+    return std::make_unique<FusedMatMul>(std::move(inner), std::move(product), is_gemm, has_bias, matmul_attrs, *act,
+                                         *binary);
   };
   r.add(std::move(def));
 }

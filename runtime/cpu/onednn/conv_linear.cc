@@ -8,8 +8,8 @@
 
 namespace tunnx::cpu::onednn {
 
-ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation)
-    : b_transposed_(b_transposed), activation_(activation), packed_(constant_b) {}
+ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation, ops::FusedBinary binary)
+    : b_transposed_(b_transposed), activation_(activation), binary_(binary), packed_(constant_b) {}
 
 bool ConvLinear::takes(const Tensor& b, int64_t M) const {
   // One row (a vector times a matrix) on several threads ran 1.5x slower on the convolution than on
@@ -19,9 +19,10 @@ bool ConvLinear::takes(const Tensor& b, int64_t M) const {
   return b.rank() == 2 && packed_.is_constant(b);
 }
 
-bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
-                     const float* bias) const {
-  if (!takes(b, M) || M <= 0 || K <= 0 || N <= 0) return false;
+bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias,
+                     const float* operand) const {
+  if (!takes(b, M) || M <= 0 || K <= 0 || N <= 0 || (binary_ != ops::FusedBinary::kNone) != (operand != nullptr))
+    return false;
   const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const SerialIfSmall serial(work);  // built and run for the same team
   const Key key = {M, K, N, bias != nullptr, team_for(work)};
@@ -42,6 +43,10 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::post_ops post;
     append_activation(post, activation_);  // the matmul kernel only builds this for activations it takes
+    const int binary_index = post.len();
+    if (binary_ != ops::FusedBinary::kNone)
+      post.append_binary(binary_ == ops::FusedBinary::kAdd ? dnnl::algorithm::binary_add : dnnl::algorithm::binary_mul,
+                         built->dst);
     attr.set_post_ops(post);
     try {
       dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
@@ -52,8 +57,11 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
       built->primitive = dnnl::convolution_forward(pd);
       built->weights = pd.weights_desc();
       built->scratchpad = pd.scratchpad_desc();
+      // Pointers in run()'s order: SRC, DST, BIAS, the binary's operand.
       std::vector<std::pair<int, dnnl::memory::desc>> args = {{DNNL_ARG_SRC, built->src}, {DNNL_ARG_DST, built->dst}};
-      if (bias) args.emplace_back(DNNL_ARG_BIAS, built->bias);
+      args.emplace_back(DNNL_ARG_BIAS, built->bias);
+      if (binary_ != ops::FusedBinary::kNone)
+        args.emplace_back(DNNL_ARG_ATTR_MULTIPLE_POST_OP(binary_index) | DNNL_ARG_SRC_1, built->dst);
       built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
     } catch (const dnnl::error&) {
       declined_.insert(key, std::make_shared<const bool>(true));
@@ -63,7 +71,7 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
   }
 
   std::shared_ptr<const dnnl::memory> weights = packed_.get(b, p->stored_weights, p->weights);
-  p->bound.run({a, y, bias}, {{DNNL_ARG_WEIGHTS, *weights}}, work);
+  p->bound.run({a, y, bias, operand}, {{DNNL_ARG_WEIGHTS, *weights}}, work);
   return true;
 }
 

@@ -29,12 +29,16 @@ class ConvLinear {
  public:
   // `b_transposed`: B is stored [N, K] (Gemm transB=1), else [K, N]. `activation`: the node's (one
   // append_activation takes); whether a run adds a bias is said per run.
-  ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation = {});
+  // `binary`: whether runs add or multiply an [M, N] operand into the result (after the activation).
+  ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation = {},
+             ops::FusedBinary binary = ops::FusedBinary::kNone);
 
   // Runs the product when this path takes it (see takes()) and oneDNN has a fast convolution for the
   // shapes. False otherwise, with nothing written; the caller takes another path.
-  // `bias`: add this [N] vector (null: none).
-  bool run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias) const;
+  // `bias`: add this [N] vector (null: none). `operand`: the binary's [M, N] operand (a binary
+  // post-op; oneDNN's brgconv_1x1 declines a full-tensor one, its jit_1x1 takes it, measured as fast).
+  bool run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias,
+           const float* operand = nullptr) const;
 
   // Whether this path is for `b` with M rows (checked before the caller allocates Y; run() may still
   // decline a shape oneDNN has no fast convolution for).
@@ -50,6 +54,7 @@ class ConvLinear {
 
   bool b_transposed_;
   ops::Activation activation_;
+  ops::FusedBinary binary_;
   PackedWeights packed_;
   LruCache<Key, Primitive> cache_{16};
   // Shapes oneDNN declined (kept so they are not retried on every run).

@@ -240,7 +240,23 @@ struct LinearAttrs {
   ops::GemmAttrs g;
   bool has_bias = false;
   ops::Activation act;  // as eltwise post-ops (onednn::append_activation)
+  // R added to or multiplied into the result (the last input): a binary post-op on the convolution
+  // path; on the others a pass over Y after the product (oneDNN 2.6's brgemm matmul takes a
+  // full-tensor binary post-op only on its reference implementation).
+  ops::FusedBinary binary = ops::FusedBinary::kNone;
 };
+
+// Y = Y + R or Y * R, elementwise over `count` floats, on the run's threads.
+void apply_binary(ops::FusedBinary binary, float* y, const float* r, int64_t count) {
+  const int threads = count >= kParallelElements ? max_threads() : 1;
+  if (binary == ops::FusedBinary::kAdd) {
+#pragma omp parallel for simd schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < count; ++i) y[i] += r[i];
+  } else {
+#pragma omp parallel for simd schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < count; ++i) y[i] *= r[i];
+  }
+}
 
 class OnednnLinear : public Kernel {
  public:
@@ -248,8 +264,8 @@ class OnednnLinear : public Kernel {
       : reference_(std::move(reference)),
         attrs_(attrs),
         packed_(init.constant_input(1), init.trained_input(1)),
-        conv_(init.constant_input(1), (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b,
-              attrs.act) {}
+        conv_(init.constant_input(1), (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act,
+              attrs.binary) {}
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -258,8 +274,9 @@ class OnednnLinear : public Kernel {
     const Tensor* c = attrs_.gemm && ctx.has_input(2) && g.beta != 0 ? &ctx.input(2) : nullptr;
     const size_t bias_input = attrs_.gemm ? 3 : 2;
     const Tensor* bias = attrs_.has_bias ? &ctx.input(bias_input) : nullptr;
+    const Tensor* operand = attrs_.binary != ops::FusedBinary::kNone ? &ctx.input(bias_input + (bias ? 1 : 0)) : nullptr;
     if (!is_f32(a) || !is_f32(b) || (c && !is_f32(*c)) || (bias && (!is_f32(*bias) || bias->rank() != 1)) ||
-        a.numel() == 0 || b.numel() == 0 || a.rank() == 0 || b.rank() == 0)
+        (operand && !is_f32(*operand)) || a.numel() == 0 || b.numel() == 0 || a.rank() == 0 || b.rank() == 0)
       return reference_->run(ctx);
 
     dnnl::memory::desc src, weights;
@@ -314,6 +331,8 @@ class OnednnLinear : public Kernel {
                              .ldb = attrs_.matmul_trans_b ? k : n, .alpha = g.alpha};
     }
     if (bias && bias->numel() != out_dims.back()) return reference_->run(ctx);  // it reports the mismatch
+    if (operand && operand->dims() != out_dims) return reference_->run(ctx);  // it reports the mismatch
+    const float* r = operand ? data<float>(*operand) : nullptr;
 
     // A constant B: the 1x1-convolution path, with the bias (or a Gemm C that is one row added as is,
     // when there is no bias) as its own bias; Gemm's alpha, transA and other Cs stay on the matmul path
@@ -328,7 +347,7 @@ class OnednnLinear : public Kernel {
         conv_.takes(b, M)) {
       const float* conv_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
       Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
-      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), conv_bias)) return;
+      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), conv_bias, r)) return;
     }
     const bool constant = packed_.is_constant(b) && !trained;
     // A constant that a session only saw rewritten stays on the matmul path: which path a run takes
@@ -342,7 +361,10 @@ class OnednnLinear : public Kernel {
         fill_with_bias(out, data<float>(*bias), sgemm->m, sgemm->n);
         sgemm->beta = 1;
       }
-      if (run_sgemm(*sgemm, data<float>(a), data<float>(b), out)) return;
+      if (run_sgemm(*sgemm, data<float>(a), data<float>(b), out)) {
+        if (r) apply_binary(attrs_.binary, out, r, y.numel());
+        return;
+      }
       return reference_->run(ctx);  // sgemm declined the sizes: the reference computes Y afresh
     }
     key.push_back(constant);
@@ -378,6 +400,7 @@ class OnednnLinear : public Kernel {
     float* out = mutable_data<float>(y);
     if (c) fill_with_c(out, *c, cd, yd[0], yd[1]);
     execute(*p, packed_, data<float>(a), b, out, bias ? data<float>(*bias) : nullptr);
+    if (r) apply_binary(attrs_.binary, out, r, y.numel());
   }
 
  private:
@@ -400,9 +423,11 @@ void add_fused_matmul(KernelRegistry& registry) {
         attrs.matmul_trans_a = !attrs.gemm && init.attr_int("transA", 0) != 0;
         attrs.matmul_trans_b = !attrs.gemm && init.attr_int("transB", 0) != 0;
         const std::optional<ops::Activation> act = ops::fused_activation(init.node(), nullptr);
+        const std::optional<ops::FusedBinary> binary = ops::fused_binary(init.node(), nullptr);
         dnnl::post_ops probe;
-        if (!act || !onednn::append_activation(probe, *act)) return fallback;  // the reference computes it as it should
+        if (!act || !binary || !onednn::append_activation(probe, *act)) return fallback;  // the reference computes it as it should
         attrs.act = *act;
+        attrs.binary = *binary;
         return std::make_unique<OnednnLinear>(std::move(fallback), attrs, init);
       },
       1, "com.tunnx");
