@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <new>
 #include <string>
@@ -21,7 +22,10 @@ constexpr size_t kSmallest = size_t{1} << 10;
 
 struct Cache {
   std::mutex mutex;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;
+  std::map<size_t, std::vector<void*>> free_blocks;  // by capacity; the last freed at the back
+  // Blocks handed out for a smaller request than they hold, with what they hold (deallocate is told
+  // the request).
+  std::unordered_map<void*, size_t> capacity_of;
   uint64_t cached = 0, hits = 0, misses = 0;
   uint64_t limit = uint64_t{1024} << 20;
 
@@ -65,11 +69,15 @@ void* allocate(size_t bytes) {
   if (bytes >= kSmallest) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
-    auto it = c.free_blocks.find(bytes);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
+    // The smallest kept block that holds the request, if it wastes at most half of itself.
+    auto it = c.free_blocks.lower_bound(bytes);
+    if (it != c.free_blocks.end() && it->first / 2 <= bytes) {
+      const size_t capacity = it->first;
       void* block = it->second.back();
       it->second.pop_back();
-      c.cached -= bytes;
+      if (it->second.empty()) c.free_blocks.erase(it);
+      if (capacity != bytes) c.capacity_of[block] = capacity;
+      c.cached -= capacity;
       ++c.hits;
       return block;
     }
@@ -83,6 +91,10 @@ void deallocate(void* block, size_t bytes) {
   if (bytes >= kSmallest) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
+    if (auto it = c.capacity_of.find(block); it != c.capacity_of.end()) {
+      bytes = it->second;
+      c.capacity_of.erase(it);
+    }
     if (c.cached + bytes <= c.limit) {
       c.free_blocks[bytes].push_back(block);
       c.cached += bytes;

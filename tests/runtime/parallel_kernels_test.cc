@@ -332,6 +332,35 @@ TEST(HostMemory, FreedLargeBlocksAreReusedAndCanBeReleased) {
   EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
 }
 
+// A request takes the smallest kept block that holds it when that wastes at most half of it, the
+// block freed last among equals; released with the size it was made with (a huge-page block handed
+// to a request under 2 MiB included).
+TEST(HostMemory, KeptBlocksServeSmallerRequestsBestFit) {
+  tunnx::host_memory::release_cached();
+  const size_t mib = size_t{1} << 20;
+  void* big = tunnx::host_memory::allocate(3 * mib);
+  void* one = tunnx::host_memory::allocate(mib);
+  void* other_one = tunnx::host_memory::allocate(mib);
+  tunnx::host_memory::deallocate(big, 3 * mib);
+  tunnx::host_memory::deallocate(one, mib);
+  tunnx::host_memory::deallocate(other_one, mib);
+  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 5 * mib);
+  void* a = tunnx::host_memory::allocate(600 << 10);  // a 1 MiB block, the last freed
+  EXPECT_EQ(a, other_one);
+  void* b = tunnx::host_memory::allocate(mib);
+  EXPECT_EQ(b, one);
+  void* c = tunnx::host_memory::allocate(mib);  // the 3 MiB block would waste two thirds: a new one
+  EXPECT_NE(c, big);
+  void* d = tunnx::host_memory::allocate(1800 << 10);  // 1.76 MiB: the 3 MiB (huge-page) block
+  EXPECT_EQ(d, big);
+  std::memset(d, 1, 1800 << 10);
+  for (auto [block, bytes] : {std::pair{a, size_t{600} << 10}, {b, mib}, {c, mib}, {d, size_t{1800} << 10}})
+    tunnx::host_memory::deallocate(block, bytes);
+  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 6 * mib);  // whole capacities come back
+  tunnx::host_memory::release_cached();
+  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
+}
+
 TEST(HostMemory, BlocksFromTwoMiBAreHugePageAlignedAndReused) {
   // 5 MiB + 4 bytes: two whole huge pages offered to the kernel, the tail left in small pages.
   const size_t bytes = (size_t{5} << 20) + 4;
