@@ -151,42 +151,64 @@ class OnednnConv : public Kernel {
         (bias && (bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) || x.rank() < 3 || x.rank() > 5 ||
         w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0 || (channels_last && x.rank() != 4))
       return reference_->run(ctx);
-    // The shape rules read NCHW: a channels-last X [N, H, W, C] is [N, C, H, W] to them.
-    const std::vector<int64_t> x_dims = channels_last ? ops::nchw_of_channels_last(x.dims()) : x.dims();
-    const std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, x_dims, w->dims(), false, nullptr);
-    if (!g || (bias && bias->numel() != g->out_channels)) return reference_->run(ctx);  // it reports the error
-    std::vector<int64_t> y_dims = {g->batch, g->out_channels};
-    y_dims.insert(y_dims.end(), g->grid.begin(), g->grid.end());
-    if (product(y_dims) == 0) return reference_->run(ctx);
-    const std::vector<int64_t> out_dims = channels_last ? ops::channels_last_of_nchw(y_dims) : y_dims;
+    // What these shapes make of the run, from the last run when it had them (and the same team).
+    std::shared_ptr<const ShapePlan> plan = last_plan(x.dims(), w->dims(), bias != nullptr);
+    if (!plan) {
+      auto fresh = std::make_shared<ShapePlan>();
+      fresh->x = x.dims();
+      fresh->w = w->dims();
+      fresh->has_bias = bias != nullptr;
+      // The shape rules read NCHW: a channels-last X [N, H, W, C] is [N, C, H, W] to them.
+      fresh->x_nchw = channels_last ? ops::nchw_of_channels_last(x.dims()) : x.dims();
+      std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, fresh->x_nchw, w->dims(), false, nullptr);
+      if (!g || (bias && bias->numel() != g->out_channels)) return reference_->run(ctx);  // it reports the error
+      fresh->y_dims = {g->batch, g->out_channels};
+      fresh->y_dims.insert(fresh->y_dims.end(), g->grid.begin(), g->grid.end());
+      if (product(fresh->y_dims) == 0) return reference_->run(ctx);
+      fresh->out_dims = channels_last ? ops::channels_last_of_nchw(fresh->y_dims) : fresh->y_dims;
+      fresh->work = static_cast<double>(product(fresh->y_dims)) * static_cast<double>(w->numel() / g->out_channels);
+      fresh->team = team_for(fresh->work);
+      fresh->geometry = std::move(*g);
+      plan = std::move(fresh);
+    }
+    const std::vector<int64_t>& out_dims = plan->out_dims;
+    const int64_t out_channels = plan->geometry.out_channels;
     if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != out_dims)) return reference_->run(ctx);
     std::shared_ptr<const FoldedWeights> folded;
     if (fused_ && fused_->has_bn) {
       const Tensor* bn[4];
       for (size_t i = 0; i < 4; ++i) {
         bn[i] = &ctx.input(3 + i);
-        if (bn[i]->dtype() != DataType::kFloat32 || bn[i]->numel() != g->out_channels) return reference_->run(ctx);
+        if (bn[i]->dtype() != DataType::kFloat32 || bn[i]->numel() != out_channels) return reference_->run(ctx);
       }
       folded = folded_for(*w, bias, bn);
       w = &folded->weights;
       bias = &folded->bias;
     }
 
-    const double work = static_cast<double>(product(y_dims)) * static_cast<double>(w->numel() / g->out_channels);
+    const double work = plan->work;
     const SerialIfSmall serial(work);  // built and run for the same team
-    Key key = x_dims;
-    key.insert(key.end(), w->dims().begin(), w->dims().end());
-    key.push_back(bias ? 1 : 0);
-    key.push_back(team_for(work));
-    if (declined_.find(key)) return reference_->run(ctx);
-    std::shared_ptr<const ConvPrimitive> p = cache_.find(key);
+    std::shared_ptr<const ConvPrimitive> p = plan->primitive;
     if (!p) {
-      std::shared_ptr<ConvPrimitive> built = build(*g, x_dims, w->dims(), y_dims, bias != nullptr, channels_last);
-      if (!built) {
-        declined_.insert(key, std::make_shared<const bool>(true));
-        return reference_->run(ctx);
+      Key key = plan->x_nchw;
+      key.insert(key.end(), w->dims().begin(), w->dims().end());
+      key.push_back(bias ? 1 : 0);
+      key.push_back(plan->team);
+      if (declined_.find(key)) return reference_->run(ctx);
+      p = cache_.find(key);
+      if (!p) {
+        std::shared_ptr<ConvPrimitive> built =
+            build(plan->geometry, plan->x_nchw, w->dims(), plan->y_dims, bias != nullptr, channels_last);
+        if (!built) {
+          declined_.insert(key, std::make_shared<const bool>(true));
+          return reference_->run(ctx);
+        }
+        p = cache_.insert(key, std::move(built));
       }
-      p = cache_.insert(key, std::move(built));
+      auto with_primitive = std::make_shared<ShapePlan>(*plan);
+      with_primitive->primitive = p;
+      std::lock_guard<std::mutex> lock(last_mutex_);
+      last_ = std::move(with_primitive);
     }
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
@@ -367,6 +389,27 @@ class OnednnConv : public Kernel {
     return packed;
   }
 
+  // What run() works out from the input shapes before it can run: the shape rules' geometry, the
+  // output's dims, the team and the primitive. Kept for the next run of the same shapes (a small
+  // convolution's shape rules, key and cache lookups cost about what oneDNN then takes to run it).
+  struct ShapePlan {
+    std::vector<int64_t> x, w;  // the inputs' dims as given (X channels-last when the node says so)
+    bool has_bias = false;      // before a BatchNormalization is folded in
+    std::vector<int64_t> x_nchw, y_dims, out_dims;
+    ops::ConvGeometry geometry;
+    double work = 0;  // multiply-adds
+    int team = 1;
+    std::shared_ptr<const ConvPrimitive> primitive;  // null until built
+  };
+
+  std::shared_ptr<const ShapePlan> last_plan(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                                             bool has_bias) const {
+    std::lock_guard<std::mutex> lock(last_mutex_);
+    if (last_ && last_->x == x && last_->w == w && last_->has_bias == has_bias && last_->team == team_for(last_->work))
+      return last_;
+    return nullptr;
+  }
+
   std::unique_ptr<Kernel> reference_;
   ops::ConvAttrs attrs_;
   std::optional<ops::FusedConvAttrs> fused_;
@@ -378,6 +421,8 @@ class OnednnConv : public Kernel {
   mutable std::mutex folded_mutex_;
   mutable std::shared_ptr<const FoldedWeights> folded_;
   LruCache<Key, ConvPrimitive> cache_{16};
+  mutable std::mutex last_mutex_;
+  mutable std::shared_ptr<const ShapePlan> last_;
   LruCache<Key, bool> declined_{16};  // shapes oneDNN has no fast implementation for
 };
 
