@@ -79,27 +79,43 @@ bool winograd_fits(const ops::ConvGeometry& g, const std::vector<int64_t>& w_dim
 
 // Weights and bias with a BatchNormalization folded in: W'[c] = W[c] s[c], B'[c] = (B[c] - mean[c])
 // s[c] + bn_bias[c], s = scale / sqrt(var + epsilon) (in double). Kept while every source is the same
-// storage at the same version, so a Parameter or running statistic that changes refolds them.
+// storage at the same version, so a Parameter or running statistic that changes refolds them. W' is
+// made from W and s when a primitive needs it and kept only while one reads it as it lies: once
+// reordered into a primitive's layout the plain copy is dropped (a detector's every convolution
+// has a folded BatchNormalization: YOLOv8n held its 12.6 MB of weights three times).
 struct FoldedWeights {
   std::vector<std::pair<const void*, uint64_t>> sources;  // W, B (or null), scale, bn_bias, mean, var
-  Tensor weights, bias;
+  std::vector<double> scale;                              // s, per output channel
+  Tensor bias;
   mutable std::mutex mutex;
-  mutable std::shared_ptr<const dnnl::memory> packed;  // `weights` in the layout a primitive reads
+  mutable Tensor weights;                              // W', while a primitive reads it plain
+  mutable std::shared_ptr<const dnnl::memory> packed;  // W' in the layout a primitive reads
+
+  // W' for `w` (the source W).
+  Tensor fold_weights(const Tensor& w) const {
+    Tensor out = Tensor::uninitialized(DataType::kFloat32, w.dims());
+    const int64_t channels = w.dims()[0], per_channel = w.numel() / channels;
+    const float* pw = data<float>(w);
+    float* fw = out.mutable_data_as<float>();
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < per_channel; ++i)
+        fw[c * per_channel + i] = static_cast<float>(pw[c * per_channel + i] * scale[static_cast<size_t>(c)]);
+    return out;
+  }
 };
 
 std::shared_ptr<FoldedWeights> fold_batch_norm(const Tensor& w, const Tensor* b, const Tensor* bn[4], float epsilon) {
   auto f = std::make_shared<FoldedWeights>();
   f->sources = source_versions({&w, b, bn[0], bn[1], bn[2], bn[3]});
-  const int64_t channels = w.dims()[0], per_channel = w.numel() / channels;
-  f->weights = Tensor::uninitialized(DataType::kFloat32, w.dims());
+  const int64_t channels = w.dims()[0];
   f->bias = Tensor::uninitialized(DataType::kFloat32, {channels});
-  const float *pw = data<float>(w), *scale = data<float>(*bn[0]), *shift = data<float>(*bn[1]);
+  const float *scale = data<float>(*bn[0]), *shift = data<float>(*bn[1]);
   const float *mean = data<float>(*bn[2]), *var = data<float>(*bn[3]);
-  float* fw = f->weights.mutable_data_as<float>();
   float* fb = f->bias.mutable_data_as<float>();
+  f->scale.resize(static_cast<size_t>(channels));
   for (int64_t c = 0; c < channels; ++c) {
     const double s = scale[c] / std::sqrt(static_cast<double>(var[c]) + epsilon);
-    for (int64_t i = 0; i < per_channel; ++i) fw[c * per_channel + i] = static_cast<float>(pw[c * per_channel + i] * s);
+    f->scale[static_cast<size_t>(c)] = s;
     fb[c] = static_cast<float>(((b ? data<float>(*b)[c] : 0.0f) - mean[c]) * s + shift[c]);
   }
   return f;
@@ -182,7 +198,6 @@ class OnednnConv : public Kernel {
         if (bn[i]->dtype() != DataType::kFloat32 || bn[i]->numel() != out_channels) return reference_->run(ctx);
       }
       folded = folded_for(*w, bias, bn);
-      w = &folded->weights;
       bias = &folded->bias;
     }
 
@@ -225,8 +240,10 @@ class OnednnConv : public Kernel {
     std::shared_ptr<const dnnl::memory> packed;
     void* weights = const_cast<float*>(data<float>(*w));
     if (folded && p->weights_in) {
-      packed = packed_folded(*folded, *p);
-    } else if (!folded && packed_.is_constant(*w) && !packed_.rewritten_every_run(*w)) {
+      packed = packed_folded(*folded, *w, *p);
+    } else if (folded) {
+      weights = plain_folded(*folded, *w);
+    } else if (packed_.is_constant(*w) && !packed_.rewritten_every_run(*w)) {
       packed = packed_.get(*w, p->weights_plain, p->weights);
     } else if (p->weights_in) {
       weights_block.emplace(p->weights.get_size());
@@ -378,15 +395,25 @@ class OnednnConv : public Kernel {
     return folded_;
   }
 
-  // `folded`'s weights in the primitive's layout, reordered once per fold (and per layout).
-  static std::shared_ptr<const dnnl::memory> packed_folded(const FoldedWeights& folded, const ConvPrimitive& p) {
+  // `folded`'s weights (from source W `w`) in the primitive's layout, reordered once per fold (and
+  // per layout); the plain W' made for the reorder is not kept.
+  static std::shared_ptr<const dnnl::memory> packed_folded(const FoldedWeights& folded, const Tensor& w,
+                                                           const ConvPrimitive& p) {
     std::lock_guard<std::mutex> lock(folded.mutex);
     if (folded.packed && folded.packed->get_desc() == p.weights) return folded.packed;
     auto packed = std::make_shared<dnnl::memory>(p.weights, cpu_engine());
-    dnnl::memory source = wrap(p.weights_plain, data<float>(folded.weights));
+    const Tensor plain = folded.weights.numel() > 0 ? folded.weights : folded.fold_weights(w);
+    dnnl::memory source = wrap(p.weights_plain, data<float>(plain));
     run_on(p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
     folded.packed = packed;
     return packed;
+  }
+
+  // `folded`'s weights as they lie, for a primitive that reads them so; kept from run to run.
+  static float* plain_folded(const FoldedWeights& folded, const Tensor& w) {
+    std::lock_guard<std::mutex> lock(folded.mutex);
+    if (folded.weights.numel() == 0) folded.weights = folded.fold_weights(w);
+    return const_cast<float*>(data<float>(folded.weights));  // oneDNN only reads weights
   }
 
   // What run() works out from the input shapes before it can run: the shape rules' geometry, the
