@@ -119,6 +119,40 @@ float softmax_numerators(float* row, int64_t n) {
 }
 
 TUNNX_MULTI_ISA
+void softmax_columns(const float* x, float* y, int64_t channels, int64_t stride, int64_t n) {
+  constexpr int64_t kMost = 512;
+  float max[kMost], sum[kMost];
+  std::copy(x, x + n, max);
+  for (int64_t c = 1; c < channels; ++c) {
+    const float* __restrict xc = x + c * stride;
+    for (int64_t j = 0; j < n; ++j) max[j] = xc[j] > max[j] ? xc[j] : max[j];
+  }
+  std::fill(sum, sum + n, 0.0f);
+  // A column whose maximum is -inf (every score -inf) or NaN gives what the reference's libm exp
+  // gives (NaN): such a block takes std::exp, the others the polynomial.
+  bool special = false;
+  for (int64_t j = 0; j < n; ++j) special |= !(max[j] > -std::numeric_limits<float>::infinity());
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* __restrict xc = x + c * stride;
+    float* __restrict yc = y + c * stride;
+    if (special) {
+      for (int64_t j = 0; j < n; ++j) sum[j] += yc[j] = std::exp(xc[j] - max[j]);
+      continue;
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      const float e = exp_nonpositive(xc[j] - max[j]);
+      yc[j] = e;
+      sum[j] += e;
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) sum[j] = 1.0f / sum[j];
+  for (int64_t c = 0; c < channels; ++c) {
+    float* __restrict yc = y + c * stride;
+    for (int64_t j = 0; j < n; ++j) yc[j] *= sum[j];
+  }
+}
+
+TUNNX_MULTI_ISA
 void rms_norm_rows(const float* in, const double* scale, float* out, int64_t rows, int64_t n, double epsilon) {
   const double* __restrict s = scale;
   for (int64_t r = 0; r < rows; ++r) {

@@ -25,6 +25,11 @@ void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, d
 // -inf (no key allowed) becomes zeros and gives 0.
 float softmax_numerators(float* row, int64_t n);
 
+// Softmax along a strided axis for `n` neighbouring positions: y[c * stride + j] = exp(x[c * stride +
+// j] - max_c) / sum_c for c < channels, j < n (n at most 512), the exp of softmax_numerators. A
+// detector's DFL softmax (16 bins over 8400 anchors) spent 1.8 ms in libm's scalar expf.
+void softmax_columns(const float* x, float* y, int64_t channels, int64_t stride, int64_t n);
+
 // RMSNormalization's float rows, in double as the reference computes them: out[r * n + j] =
 // in[r * n + j] * (1 / sqrt(mean of the row's squares + epsilon)) * scale[j] for r < rows.
 void rms_norm_rows(const float* in, const double* scale, float* out, int64_t rows, int64_t n, double epsilon);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 
 namespace tunnx::cpu::onednn {
@@ -34,22 +35,7 @@ void softmax_strided(const float* x, float* y, int64_t outer, int64_t channels, 
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t o = t / blocks, j0 = t % blocks * kBlock, n = std::min(kBlock, inner - j0);
-    const float* xo = x + o * channels * inner + j0;
-    float* yo = y + o * channels * inner + j0;
-    float max[kBlock], sum[kBlock];
-    std::copy(xo, xo + n, max);
-    for (int64_t c = 1; c < channels; ++c)
-      for (int64_t j = 0; j < n; ++j) max[j] = std::max(max[j], xo[c * inner + j]);
-    std::fill(sum, sum + n, 0.0f);
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t j = 0; j < n; ++j) {
-        const float e = std::exp(xo[c * inner + j] - max[j]);
-        yo[c * inner + j] = e;
-        sum[j] += e;
-      }
-    for (int64_t j = 0; j < n; ++j) sum[j] = 1.0f / sum[j];
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t j = 0; j < n; ++j) yo[c * inner + j] *= sum[j];
+    softmax_columns(x + o * channels * inner + j0, y + o * channels * inner + j0, channels, inner, n);
   }
 }
 
