@@ -79,6 +79,68 @@ __attribute__((always_inline)) inline float exp_nonpositive(float x) {
   return x < -87.3f ? 0.0f : er * two_n;
 }
 
+// 16 floats, loaded and stored at any float's alignment; GCC splits them for narrower instruction sets.
+// The helpers taking or returning them are always inlined into the clones, so GCC's note that such a
+// function's ABI differs with AVX-512 (-Wpsabi) concerns no call that exists.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float Vec16 __attribute__((vector_size(64)));
+typedef float Vec16Unaligned __attribute__((vector_size(64), aligned(4)));
+
+__attribute__((always_inline)) inline Vec16 load16(const float* p) {
+  return *reinterpret_cast<const Vec16Unaligned*>(p);
+}
+__attribute__((always_inline)) inline void store16(float* p, Vec16 v) { *reinterpret_cast<Vec16Unaligned*>(p) = v; }
+
+// The sum of v's lanes, as a tree.
+__attribute__((always_inline)) inline float fold16(Vec16 v) {
+  float lanes[16];
+  store16(lanes, v);
+  for (int w = 8; w > 0; w /= 2)
+    for (int i = 0; i < w; ++i) lanes[i] += lanes[i + w];
+  return lanes[0];
+}
+
+// R rows by 16 * V columns of block_product, its accumulators held in registers through the k loop.
+template <int R, int V>
+__attribute__((always_inline)) inline void product_tile(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                                        float* c, int64_t ldc, int64_t k, float alpha) {
+  Vec16 acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = Vec16{};
+  for (int64_t p = 0; p < k; ++p) {
+    Vec16 bv[V];
+    for (int v = 0; v < V; ++v) bv[v] = load16(b + p * ldb + 16 * v);
+    for (int r = 0; r < R; ++r) {
+      const float x = a[r * lda + p];
+      for (int v = 0; v < V; ++v) acc[r][v] += x * bv[v];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) store16(c + r * ldc + 16 * v, acc[r][v] * alpha);
+}
+
+// Rows [0, R) of block_product across all n columns: 32 at a time where the registers hold 2 * R
+// accumulators (AVX-512's 32), else 16.
+template <int R, bool Wide>
+__attribute__((always_inline)) inline void product_rows(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                                        float* c, int64_t ldc, int64_t n, int64_t k, float alpha) {
+  int64_t j = 0;
+  if constexpr (Wide)
+    for (; j + 32 <= n; j += 32) product_tile<R, 2>(a, lda, b + j, ldb, c + j, ldc, k, alpha);
+  for (; j < n; j += 16) product_tile<R, 1>(a, lda, b + j, ldb, c + j, ldc, k, alpha);
+}
+
+template <bool Wide>
+__attribute__((always_inline)) inline void product_blocks(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                                          float* c, int64_t ldc, int64_t rows, int64_t n, int64_t k,
+                                                          float alpha) {
+  int64_t r = 0;
+  if constexpr (Wide)
+    for (; r + 8 <= rows; r += 8) product_rows<8, true>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, n, k, alpha);
+  for (; r + 4 <= rows; r += 4) product_rows<4, Wide>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, n, k, alpha);
+  for (; r < rows; ++r) product_rows<1, Wide>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, n, k, alpha);
+}
+
 }  // namespace
 
 // Running maxima and sums are kept in 16 lanes and folded as a tree at the end: a single running
@@ -174,6 +236,47 @@ void float_binary_rows(FloatBinaryOp op, const float* a, int64_t a_row, int64_t 
     case FloatBinaryOp::kSub: return rows_of<FloatBinaryOp::kSub>(a, a_row, a_col, b, b_row, b_col, out, rows, n);
     case FloatBinaryOp::kMul: return rows_of<FloatBinaryOp::kMul>(a, a_row, a_col, b, b_row, b_col, out, rows, n);
     case FloatBinaryOp::kDiv: return rows_of<FloatBinaryOp::kDiv>(a, a_row, a_col, b, b_row, b_col, out, rows, n);
+  }
+}
+
+// The clones share one body; 8-row tiles only where the machine has AVX-512's 32 vector registers
+// (on AVX2 the same tile spills its accumulators).
+TUNNX_MULTI_ISA
+void block_product(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t rows,
+                   int64_t n, int64_t k, float alpha) {
+  static const bool wide = __builtin_cpu_supports("avx512f");
+  if (wide) return product_blocks<true>(a, lda, b, ldb, c, ldc, rows, n, k, alpha);
+  product_blocks<false>(a, lda, b, ldb, c, ldc, rows, n, k, alpha);
+}
+
+// Each dot product runs in 16 lanes, folded at the end (GCC does not vectorize a float sum itself
+// without -ffast-math); four columns at a time share the loads of a's row.
+TUNNX_MULTI_ISA
+void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                      int64_t rows, int64_t n, int64_t k, float alpha) {
+  const int64_t full = k - k % 16;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = a + r * lda;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      Vec16 acc[4] = {};
+      for (int64_t p = 0; p < full; p += 16) {
+        const Vec16 xv = load16(x + p);
+        for (int i = 0; i < 4; ++i) acc[i] += xv * load16(b + (j + i) * ldb + p);
+      }
+      for (int i = 0; i < 4; ++i) {
+        float sum = fold16(acc[i]);
+        for (int64_t p = full; p < k; ++p) sum += x[p] * b[(j + i) * ldb + p];
+        c[r * ldc + j + i] = alpha * sum;
+      }
+    }
+    for (; j < n; ++j) {
+      Vec16 acc{};
+      for (int64_t p = 0; p < full; p += 16) acc += load16(x + p) * load16(b + j * ldb + p);
+      float sum = fold16(acc);
+      for (int64_t p = full; p < k; ++p) sum += x[p] * b[j * ldb + p];
+      c[r * ldc + j] = alpha * sum;
+    }
   }
 }
 

@@ -34,4 +34,16 @@ void softmax_columns(const float* x, float* y, int64_t channels, int64_t stride,
 // in[r * n + j] * (1 / sqrt(mean of the row's squares + epsilon)) * scale[j] for r < rows.
 void rms_norm_rows(const float* in, const double* scale, float* out, int64_t rows, int64_t n, double epsilon);
 
+// The two products of Attention's float32 fast path on a block of query rows, small enough that a
+// BLAS call's setup (oneDNN's sgemm generates its kernels on the first call of a process, ~28 ms)
+// outweighs them. Row-major, leading dimensions in elements:
+// c[r * ldc + j] = alpha * sum_p a[r * lda + p] * b[p * ldb + j] for r < rows, j < n, p < k.
+// n must be a multiple of 16: b is read and c written 16 columns at a time.
+void block_product(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t rows,
+                   int64_t n, int64_t k, float alpha);
+// c[r * ldc + j] = alpha * sum_p a[r * lda + p] * b[j * ldb + p] (b's rows are the columns), for any
+// n: one dot product per output, the form for a few rows against many (a decoding step's single query).
+void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                      int64_t rows, int64_t n, int64_t k, float alpha);
+
 }  // namespace tunnx::cpu

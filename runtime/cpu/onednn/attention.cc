@@ -1,18 +1,18 @@
-// float32 Attention (opsets 23-25) on oneDNN's sgemm. Per (batch, query head, block of query rows):
+// float32 Attention (opsets 23-25). Per (batch, query head, block of query rows):
 // scores [rows, keys] = scale * Q K^T over the keys some row of the block may see (causal and window
 // limits cut the block's key range, so a causal model computes about half the products), the mask
 // added and softmax per row, then Y rows = P V, written where Y keeps them. Blocks are spread over the
-// run's threads; each sgemm runs on the thread that calls it (oneDNN goes serial inside a parallel
-// region).
+// run's threads. The products are vector_loops' block_product, not oneDNN's sgemm: at these sizes
+// (a block of 32 rows by a head's 32-128 dims) it is as fast, and sgemm's first call in a process
+// spends ~28 ms generating its kernels, more than a small model's whole first run.
 //
 // The reference kernel (runtime/cpu/kernels/attention.cc) runs what this does not take, and reports
 // every malformed input in its words: other dtypes, softcap, the qk_matmul_output output, a
 // softmax_precision other than float, empty dims, and any shape that does not fit. It differs from
 // the reference by rounding only: Q K^T is one product scaled by `scale` instead of Q and K each
-// scaled by sqrt(scale), sums run in sgemm's order, and exp is vector_loops' polynomial.
+// scaled by sqrt(scale), sums run in block_product's order, and exp is vector_loops' polynomial.
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -118,6 +118,38 @@ std::optional<Geometry> geometry(const KernelContext& ctx, const Attrs& a) {
   return g;
 }
 
+// Fewer query rows than this (a decoding step's one) score by dot products on the keys in place: the
+// block product would first transpose all the keys for a handful of rows.
+constexpr int64_t kFewRows = 4;
+
+int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// One (batch, kv head)'s keys transposed to [D, width_room] (zero past T), and its values packed to
+// [T, dv_padded] when Dv is not a multiple of 16, as block_product reads them. Kept per thread while
+// its tasks stay on one kv head (consecutive query heads of a group, and the blocks of each).
+struct KeyValueCache {
+  int64_t b = -1, kvh = -1;
+  bool values_only = false;
+  std::vector<float> keys_t, values;
+
+  void load(int64_t nb, int64_t nkvh, const Geometry& g, const float* k, const Strides& ks, const float* v,
+            const Strides& vs, int64_t width_room, int64_t dv_padded, bool need_values_only) {
+    if (nb == b && nkvh == kvh && (need_values_only || !values_only)) return;
+    b = nb;
+    kvh = nkvh;
+    values_only = need_values_only;
+    if (!need_values_only) {
+      keys_t.assign(static_cast<size_t>(g.D * width_room), 0.0f);
+      for (int64_t j = 0; j < g.T; ++j)
+        for (int64_t d = 0; d < g.D; ++d) keys_t[static_cast<size_t>(d * width_room + j)] = k[j * ks[2] + d];
+    }
+    if (dv_padded != g.Dv) {
+      values.assign(static_cast<size_t>(g.T * dv_padded), 0.0f);
+      for (int64_t j = 0; j < g.T; ++j) std::copy_n(v + j * vs[2], g.Dv, values.data() + j * dv_padded);
+    }
+  }
+};
+
 // present_* [B, Hkv, T, d]: past (when given) then the new keys or values laid [b, h, s, d].
 void concat_present(const float* past, const float* now, const Strides& now_strides, float* present, int64_t B,
                     int64_t H, int64_t Sp, int64_t S, int64_t d) {
@@ -168,13 +200,12 @@ class OnednnAttention : public Kernel {
                                                   : std::vector<int64_t>{g.B, g.Hq, g.Sq, g.Dv};
     float* y = mutable_data<float>(ctx.allocate_output_uninitialized(0, DataType::kFloat32, y_dims));
     const Strides ys = rank == 3 ? Strides{g.Sq * g.Hq * g.Dv, g.Dv, g.Hq * g.Dv} : Strides{g.Hq * g.Sq * g.Dv, g.Sq * g.Dv, g.Dv};
-    const bool ok = attend(ctx, g, data<float>(ctx.input(0)), k, ks, v, vs, y, ys);
-    if (!ok) reference_->run(ctx);  // sgemm declined the sizes: the reference computes every output afresh
+    attend(ctx, g, data<float>(ctx.input(0)), k, ks, v, vs, y, ys);
   }
 
  private:
-  // Y for every (b, h, block); false when an sgemm failed.
-  bool attend(const KernelContext& ctx, const Geometry& g, const float* q, const float* k, const Strides& ks,
+  // Y for every (b, h, block).
+  void attend(const KernelContext& ctx, const Geometry& g, const float* q, const float* k, const Strides& ks,
               const float* v, const Strides& vs, float* y, const Strides& ys) const {
     const Tensor* mask = ctx.has_input(3) ? &ctx.input(3) : nullptr;
     const bool bool_mask = mask && mask->dtype() == DataType::kBool;
@@ -188,11 +219,16 @@ class OnednnAttention : public Kernel {
     const int threads =
         work < SerialIfSmall::kSerialWork ? 1 : static_cast<int>(std::min<int64_t>(max_threads(), tasks));
     const float neg_inf = -std::numeric_limits<float>::infinity();
-    std::atomic<bool> failed{false};
+    // block_product works on 16 columns at a time: the keys' transpose has room for a block's key range
+    // rounded up to 16 wherever it starts, and values and outputs are padded to 16 unless they fit.
+    const int64_t width_room = round_up16(g.T) + 16, dv_padded = round_up16(g.Dv);
+    const bool pack_values = dv_padded != g.Dv;
 
 #pragma omp parallel num_threads(threads)
     {
-      std::vector<float> scores(static_cast<size_t>(std::min(kRowBlock, g.Sq) * g.T));
+      std::vector<float> scores(static_cast<size_t>(std::min(kRowBlock, g.Sq) * round_up16(g.T)));
+      std::vector<float> outputs(static_cast<size_t>(std::min(kRowBlock, g.Sq) * dv_padded));
+      KeyValueCache cache;  // this thread's last (b, kv head), transposed and packed
       std::vector<int64_t> lo(static_cast<size_t>(kRowBlock)), hi(static_cast<size_t>(kRowBlock));
       std::vector<float> sums(static_cast<size_t>(kRowBlock));  // each row's softmax denominator
 #pragma omp for schedule(dynamic, 1)
@@ -225,18 +261,23 @@ class OnednnAttention : public Kernel {
           for (int64_t r = 0; r < rows; ++r) std::fill_n(out + r * ys[2], g.Dv, 0.0f);
           continue;
         }
-        const int64_t width = last - first;
+        const int64_t width = last - first, stride = round_up16(width);
+        const float* q_rows = q + b * g.qs[0] + h * g.qs[1] + i0 * g.qs[2];
+        const float* keys = k + b * ks[0] + kvh * ks[1];
+        const float* values = v + b * vs[0] + kvh * vs[1];
+        // A few rows (a decoding step) take one dot product per score, without transposing the keys.
+        const bool few_rows = rows < kFewRows;
+        if (!few_rows || pack_values) cache.load(b, kvh, g, keys, ks, values, vs, width_room, dv_padded, few_rows);
         float* s = scores.data();
-        if (dnnl_sgemm('N', 'T', rows, width, g.D, scale, q + b * g.qs[0] + h * g.qs[1] + i0 * g.qs[2], g.qs[2],
-                       k + b * ks[0] + kvh * ks[1] + first * ks[2], ks[2], 0.0f, s, width) != dnnl_success) {
-          failed = true;
-          continue;
-        }
+        if (few_rows)
+          block_product_bt(q_rows, g.qs[2], keys + first * ks[2], ks[2], s, stride, rows, width, g.D, scale);
+        else
+          block_product(q_rows, g.qs[2], cache.keys_t.data() + first, width_room, s, stride, rows, stride, g.D, scale);
         // Keys a row may not see are -inf over the block's whole width, so softmax runs on full rows
         // (the vector loop without a tail per row: a causal block's rows all end elsewhere) and
         // gives them 0.
         for (int64_t r = 0; r < rows; ++r) {
-          float* row = s + r * width;
+          float* row = s + r * stride;
           const int64_t l = lo[static_cast<size_t>(r)] - first, u = hi[static_cast<size_t>(r)] - first;
           if (l >= u) {
             std::fill_n(row, width, 0.0f);
@@ -256,21 +297,19 @@ class OnednnAttention : public Kernel {
           }
           sums[static_cast<size_t>(r)] = softmax_numerators(row, width);
         }
-        if (dnnl_sgemm('N', 'N', rows, g.Dv, width, 1.0f, s, width, v + b * vs[0] + kvh * vs[1] + first * vs[2], vs[2],
-                       0.0f, out, ys[2]) != dnnl_success)
-          failed = true;
-        // The softmax's division, on the Dv outputs of a row instead of its keys (a row that saw no key
-        // is zeros already).
+        const float* v_rows = pack_values ? cache.values.data() + first * dv_padded : values + first * vs[2];
+        block_product(s, stride, v_rows, pack_values ? dv_padded : vs[2], outputs.data(), dv_padded, rows, dv_padded,
+                      width, 1.0f);
+        // The softmax's division, on the Dv outputs of a row instead of its keys.
         for (int64_t r = 0; r < rows; ++r) {
           const float sum = sums[static_cast<size_t>(r)];
-          if (sum == 0) continue;
-          const float inv = 1.0f / sum;
-          float* o = out + r * ys[2];
-          for (int64_t d = 0; d < g.Dv; ++d) o[d] *= inv;
+          const float inv = sum == 0 ? 0.0f : 1.0f / sum;
+          const float* o = outputs.data() + r * dv_padded;
+          float* dst = out + r * ys[2];
+          for (int64_t d = 0; d < g.Dv; ++d) dst[d] = o[d] * inv;
         }
       }
     }
-    return !failed;
   }
 
   std::unique_ptr<Kernel> reference_;
