@@ -29,7 +29,9 @@ class Reader {
       std::string key = (scope.empty() || !store_.find(t.name())) ? t.name() : scope + "/" + t.name();
       StoredTensor entry;
       entry.name = key;
-      entry.value = tensor(t);
+      // The top graph's raw_data may stay where protobuf parsed it (RawDataStrings).
+      entry.value = tensor_from_proto(t, options_, /*borrow=*/scope.empty());
+      entry.external_data = t.data_location() == onnx::TensorProto::EXTERNAL;
       store_.add(std::move(entry));
       g.initializers.push_back({t.name(), key, t.doc_string()});
     }

@@ -88,7 +88,7 @@ TensorLayout tensor_layout_from_proto(const TensorProto& proto, uint64_t max_ten
   return layout;
 }
 
-Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& options) {
+Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& options, bool borrow) {
   TensorLayout layout = tensor_layout_from_proto(proto, options.max_tensor_bytes);
 
   if (proto.data_location() == TensorProto::EXTERNAL) {
@@ -112,6 +112,10 @@ Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& opti
                              dims_to_string(layout.dims) + " of " + to_string(layout.dtype) + " needs " +
                              std::to_string(layout.nbytes),
                          "raw_data");
+    const size_t element_bytes = std::max<size_t>(1, element_bits(layout.dtype) / 8);
+    if (borrow && options.raw_data && layout.nbytes && RawDataStrings::takes(layout.dtype) &&
+        reinterpret_cast<uintptr_t>(proto.raw_data().data()) % element_bytes == 0)
+      return options.raw_data->view(proto, layout);
     Tensor t = Tensor::uninitialized(layout.dtype, layout.dims);  // every byte is copied in next
     if (layout.nbytes) std::memcpy(t.mutable_data(), proto.raw_data().data(), layout.nbytes);
     return t;
@@ -190,6 +194,32 @@ Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& opti
       break;
   }
   return t;
+}
+
+bool RawDataStrings::takes(DataType dtype) {
+  return dtype != DataType::kInt64 && dtype != DataType::kInt32 && dtype != DataType::kString;
+}
+
+Tensor RawDataStrings::view(const TensorProto& proto, const TensorLayout& layout) {
+  const std::string& bytes = proto.raw_data();
+  viewed_.emplace(&bytes, bytes.data());
+  // Aliasing keep-alive: the view holds this object, whatever string it points into.
+  return Tensor::view(layout.dtype, layout.dims, bytes.data(), std::shared_ptr<const void>(shared_from_this(), this));
+}
+
+void RawDataStrings::adopt(onnx::GraphProto& graph) {
+  for (TensorProto& init : *graph.mutable_initializer()) {
+    if (!init.has_raw_data()) continue;
+    auto it = viewed_.find(&init.raw_data());
+    if (it == viewed_.end()) continue;
+    std::unique_ptr<std::string> bytes(init.release_raw_data());  // the same string: no arena
+    if (bytes->data() != it->second)
+      throw Error(ErrorCode::kInternal, "raw_data moved while viewed", {.tensor = init.name()});
+    owned_.push_back(std::move(bytes));
+  }
+  if (owned_.size() != viewed_.size())
+    throw Error(ErrorCode::kInternal, std::to_string(viewed_.size() - owned_.size()) +
+                                          " viewed initializer strings are no longer in the graph");
 }
 
 void tensor_to_proto(const Tensor& tensor, TensorProto* proto) {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <unordered_map>
 
 #include "onnx/onnx_pb.h"
 #include "runtime/core/graph.h"
@@ -11,14 +13,19 @@
 namespace tunnx {
 
 class ExternalDataResolver;
+class RawDataStrings;
 
 struct TensorReadOptions {
   uint64_t max_tensor_bytes = uint64_t{16} << 30;
   ExternalDataResolver* external = nullptr;  // null: external data is an error
+  // Non-null: the graph's own float (and other non-integer) initializers view their raw_data in place
+  // instead of copying it, and this takes the strings over (RawDataStrings::adopt).
+  RawDataStrings* raw_data = nullptr;
 };
 
 // Decodes raw_data, typed fields or external data. Throws Error naming the tensor and the field.
-Tensor tensor_from_proto(const onnx::TensorProto& proto, const TensorReadOptions& options);
+// With `borrow` (options.raw_data), raw_data that RawDataStrings takes becomes a view on the proto's string.
+Tensor tensor_from_proto(const onnx::TensorProto& proto, const TensorReadOptions& options, bool borrow = false);
 // Dtype and dims of a TensorProto, validated (known dtype, non-negative dims, size under the cap).
 struct TensorLayout {
   DataType dtype;
@@ -27,6 +34,26 @@ struct TensorLayout {
   uint64_t nbytes;
 };
 TensorLayout tensor_layout_from_proto(const onnx::TensorProto& proto, uint64_t max_tensor_bytes);
+
+// The raw_data strings of a parsed model that its initializers view: a file's weights were otherwise
+// copied twice at load (protobuf's parse, then into each tensor), a third of BERT-2L's load time in
+// fresh pages. Shared by the views (their keep-alive). The strings stay in the proto while ONNX's
+// checker reads them; adopt() then moves them out, before anything changes or drops them there.
+class RawDataStrings : public std::enable_shared_from_this<RawDataStrings> {
+ public:
+  // Whether a tensor of `dtype` is viewed: not the integers, which ONNX's shape inference reads from
+  // the proto after adopt() (a Reshape's shape); they are small and copied.
+  static bool takes(DataType dtype);
+  // A read-only view on proto.raw_data() (its size already checked against `layout`).
+  Tensor view(const onnx::TensorProto& proto, const TensorLayout& layout);
+  // Moves every viewed string out of `graph`'s initializers into this, leaving their raw_data unset.
+  // Throws Error(kInternal) when a viewed string is no longer there (its views would dangle).
+  void adopt(onnx::GraphProto& graph);
+
+ private:
+  std::unordered_map<const std::string*, const char*> viewed_;  // each string and its bytes when viewed
+  std::vector<std::unique_ptr<std::string>> owned_;
+};
 
 // Writes `tensor` as raw_data (typed string_data for strings). Name and external data are the caller's.
 void tensor_to_proto(const Tensor& tensor, onnx::TensorProto* proto);

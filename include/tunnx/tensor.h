@@ -1,6 +1,7 @@
 // Tensors: a dtype, concrete dims and storage that is either owned or a read-only view on memory the
-// tensor does not own (an mmapped external-data file). A view is copied on its first write, so loading
-// a large model costs no copy until training touches a weight.
+// tensor does not own (an mmapped external-data file, the bytes protobuf parsed a model's weights into).
+// A view is copied on its first write, so loading a large model costs no copy until training touches a
+// weight.
 #pragma once
 
 #include <cstddef>

@@ -181,7 +181,7 @@ std::vector<TensorInfo> Model::tensors() const {
     t.role = e->role;
     t.requires_grad = e->requires_grad;
     t.nbytes = e->value.dtype() == DataType::kString ? 0 : e->value.nbytes();
-    t.external = e->value.is_view();
+    t.external = e->external_data && e->value.is_view();
     t.reason = e->reason;
     t.origin = e->origin;
     t.persistent = e->persistent;

@@ -23,6 +23,7 @@ struct StoredTensor {
   std::string reason;  // why the policy chose this role
   TensorOrigin origin = TensorOrigin::kImported;
   bool persistent = true;  // false: a registered buffer left out of state_dict() and checkpoints
+  bool external_data = false;  // read from an external-data file (a view on it until written)
   // Training state beside the Parameter (as torch keeps param.grad and optimizer.state[param]):
   // the accumulated gradient (undefined until a trainer computes one) and the optimizer's buffers.
   Tensor grad;

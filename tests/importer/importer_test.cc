@@ -128,6 +128,74 @@ TEST_F(Importer, ScalarInitializerHasRankZero) {
   EXPECT_EQ(model.parameter("w").data_as<float>()[0], 4.5f);
 }
 
+// ---- Initializers read from raw_data are views, not copies ---------------------------------------
+
+// A weight large enough that its string is a mapping of its own: read after it was freed, it faults.
+std::vector<float> big_weight() {
+  std::vector<float> values(1 << 18);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 1000) * 0.5f - 7;
+  return values;
+}
+
+TEST_F(Importer, RawDataWeightsAreViewsThatOutliveTheLoad) {
+  const std::vector<float> values = big_weight();
+  ModelBuilder b;
+  b.initializer(float_tensor("w", {512, 512}, values));
+  b.initializer(int64_tensor("shape", {2}, {512, 512}));  // integers are copied: shape inference reads them
+  b.node("Reshape", {"w", "shape"}, {"y"}, "reshape");
+  b.output("y", TensorProto::FLOAT, Dims{512, 512});
+  Tensor w;
+  {
+    Model model = Model::load(b.save(path("m.onnx")));
+    EXPECT_EQ(model.info().onnx_checker, "passed");
+    w = model.parameter("w");
+    EXPECT_TRUE(w.is_view());
+    EXPECT_FALSE(info_of(model, "w").external);  // viewed in memory, not mapped from a data file
+    EXPECT_FALSE(model.parameter("shape").is_view());
+    EXPECT_TRUE(model.parameter("shape").equals(Tensor::from_vector<int64_t>({2}, {512, 512})));
+  }
+  EXPECT_TRUE(w.equals(Tensor::from_vector<float>({512, 512}, values)));
+}
+
+TEST_F(Importer, WritingARawDataWeightCopiesItOnceForEveryoneSharingIt) {
+  const std::vector<float> values = big_weight();
+  ModelBuilder b;
+  add_identity_of(b, float_tensor("w", {512, 512}, values));
+  Model model = Model::load(b.save(path("m.onnx")));
+  Tensor w = model.parameter("w");
+  const uint64_t version = w.version();
+  w.mutable_data_as<float>()[1] = 42;
+  EXPECT_FALSE(w.is_view());
+  EXPECT_GT(w.version(), version);
+  EXPECT_FALSE(model.parameter("w").is_view());
+  EXPECT_EQ(model.parameter("w").data_as<float>()[1], 42);  // the model sees the write
+  EXPECT_EQ(model.parameter("w").data_as<float>()[2], values[2]);
+  EXPECT_EQ(model.parameter("w").data_as<float>()[values.size() - 1], values.back());
+}
+
+TEST_F(Importer, LoadFromBytesViewsOutliveTheBytes) {
+  const std::vector<float> values = big_weight();
+  ModelBuilder b;
+  add_identity_of(b, float_tensor("w", {512, 512}, values));
+  std::string bytes = read_bytes(b.save(path("m.onnx")));
+  Model model = Model::load_from_bytes(bytes, path(""));
+  bytes.assign(bytes.size(), '\0');
+  bytes.clear();
+  bytes.shrink_to_fit();
+  EXPECT_TRUE(model.parameter("w").equals(Tensor::from_vector<float>({512, 512}, values)));
+}
+
+// Without the checker (nothing reads the proto after the import) the weights are views all the same.
+TEST_F(Importer, RawDataWeightsAreViewsWithoutTheChecker) {
+  ModelBuilder b;
+  add_identity_of(b, float_tensor("w", {2, 2}, {1, 2, 3, 4}));
+  tunnx::LoadOptions no_checker;
+  no_checker.run_onnx_checker = false;
+  Model model = Model::load(b.save(path("m.onnx")), no_checker);
+  EXPECT_TRUE(model.parameter("w").is_view());
+  EXPECT_TRUE(model.parameter("w").equals(Tensor::from_vector<float>({2, 2}, {1, 2, 3, 4})));
+}
+
 // ---- Constant nodes ----------------------------------------------------------------------------
 
 class ConstantNode : public TempDirTest {
