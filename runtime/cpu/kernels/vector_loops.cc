@@ -91,6 +91,34 @@ __attribute__((always_inline)) inline Vec16 load16(const float* p) {
 }
 __attribute__((always_inline)) inline void store16(float* p, Vec16 v) { *reinterpret_cast<Vec16Unaligned*>(p) = v; }
 
+typedef int32_t Lanes16 __attribute__((vector_size(64)));
+
+// Halves the lanes that hold partial sums, for two vectors at once: in every block of 2w lanes, x's
+// two halves and then y's two halves are added, so the result holds x's block sums (w lanes) then y's
+// (w lanes) per block. `lo` and `hi` pick the halves (indices 16-31 are y's).
+__attribute__((always_inline)) inline Vec16 pair_sums(Vec16 x, Vec16 y, Lanes16 lo, Lanes16 hi) {
+  return __builtin_shuffle(x, y, lo) + __builtin_shuffle(x, y, hi);
+}
+
+// out[i] = the sum of acc[i]'s lanes, for 16 accumulators: four levels of pair_sums (15 shuffles and
+// adds instead of 16 separate folds) leave key i's sum in lane bitreverse(i), put back in order last.
+__attribute__((always_inline)) inline Vec16 fold16x16(const Vec16 (&acc)[16]) {
+  const Lanes16 lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const Lanes16 hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const Lanes16 lo4 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+  const Lanes16 hi4 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+  const Lanes16 lo2 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+  const Lanes16 hi2 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+  const Lanes16 lo1 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+  const Lanes16 hi1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+  const Lanes16 bit_reversed = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+  Vec16 eights[8], fours[4], twos[2];
+  for (int i = 0; i < 8; ++i) eights[i] = pair_sums(acc[2 * i], acc[2 * i + 1], lo8, hi8);
+  for (int i = 0; i < 4; ++i) fours[i] = pair_sums(eights[2 * i], eights[2 * i + 1], lo4, hi4);
+  for (int i = 0; i < 2; ++i) twos[i] = pair_sums(fours[2 * i], fours[2 * i + 1], lo2, hi2);
+  return __builtin_shuffle(pair_sums(twos[0], twos[1], lo1, hi1), bit_reversed);
+}
+
 // The sum of v's lanes, as a tree.
 __attribute__((always_inline)) inline float fold16(Vec16 v) {
   float lanes[16];
@@ -250,7 +278,8 @@ void block_product(const float* a, int64_t lda, const float* b, int64_t ldb, flo
 }
 
 // Each dot product runs in 16 lanes, folded at the end (GCC does not vectorize a float sum itself
-// without -ffast-math); four columns at a time share the loads of a's row.
+// without -ffast-math): sixteen columns at a time share the loads of a's row and one fold tree;
+// the last columns four and then one at a time.
 TUNNX_MULTI_ISA
 void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                       int64_t rows, int64_t n, int64_t k, float alpha) {
@@ -258,6 +287,19 @@ void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, 
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = a + r * lda;
     int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      Vec16 acc[16] = {};
+      for (int64_t p = 0; p < full; p += 16) {
+        const Vec16 xv = load16(x + p);
+        for (int i = 0; i < 16; ++i) acc[i] += xv * load16(b + (j + i) * ldb + p);
+      }
+      float sums[16];
+      store16(sums, fold16x16(acc));
+      for (int i = 0; i < 16; ++i) {
+        for (int64_t p = full; p < k; ++p) sums[i] += x[p] * b[(j + i) * ldb + p];
+        c[r * ldc + j + i] = alpha * sums[i];
+      }
+    }
     for (; j + 4 <= n; j += 4) {
       Vec16 acc[4] = {};
       for (int64_t p = 0; p < full; p += 16) {
