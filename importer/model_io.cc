@@ -77,15 +77,15 @@ std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& mo
 
   auto impl = std::make_unique<ModelImpl>();
   ExternalDataResolver external(model_dir);
-  auto raw_data = std::make_shared<RawDataStrings>();
-  TensorReadOptions tensor_options{options.max_tensor_bytes, &external, raw_data.get()};
+  RawDataStrings raw_data;
+  TensorReadOptions tensor_options{options.max_tensor_bytes, &external, &raw_data};
   impl->ir = read_model(proto, impl->store, tensor_options);
   ir::NodeOrders orders;
   ir::sort_and_check(impl->ir.graph, {}, &orders);
   // ONNX's checker insists on topological order in the file; show it the order tunnx sorted.
   apply_node_orders(impl->ir.graph, orders, *proto.mutable_graph());
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
-  raw_data->adopt(*proto.mutable_graph());  // the initializers' views now own their bytes
+  raw_data.adopt(*proto.mutable_graph());  // the initializers' views now own their bytes
   if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);  // drops the weights' bytes first
   lift_constant_weights(impl->ir.graph, impl->store);  // after the file's node order is no longer needed
   assign_parameter_roles(impl->ir, impl->store);

@@ -113,7 +113,7 @@ Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& opti
                              std::to_string(layout.nbytes),
                          "raw_data");
     const size_t element_bytes = std::max<size_t>(1, element_bits(layout.dtype) / 8);
-    if (borrow && options.raw_data && layout.nbytes && RawDataStrings::takes(layout.dtype) &&
+    if (borrow && options.raw_data && RawDataStrings::takes(layout.dtype, layout.nbytes) &&
         reinterpret_cast<uintptr_t>(proto.raw_data().data()) % element_bytes == 0)
       return options.raw_data->view(proto, layout);
     Tensor t = Tensor::uninitialized(layout.dtype, layout.dims);  // every byte is copied in next
@@ -196,30 +196,35 @@ Tensor tensor_from_proto(const TensorProto& proto, const TensorReadOptions& opti
   return t;
 }
 
-bool RawDataStrings::takes(DataType dtype) {
-  return dtype != DataType::kInt64 && dtype != DataType::kInt32 && dtype != DataType::kString;
+bool RawDataStrings::takes(DataType dtype, uint64_t bytes) {
+  // Past what any standard library keeps inside the string object (libstdc++: 15 characters).
+  constexpr uint64_t kInObject = 64;
+  return bytes >= kInObject && dtype != DataType::kInt64 && dtype != DataType::kInt32 && dtype != DataType::kString;
 }
 
 Tensor RawDataStrings::view(const TensorProto& proto, const TensorLayout& layout) {
   const std::string& bytes = proto.raw_data();
-  viewed_.emplace(&bytes, bytes.data());
-  // Aliasing keep-alive: the view holds this object, whatever string it points into.
-  return Tensor::view(layout.dtype, layout.dims, bytes.data(), std::shared_ptr<const void>(shared_from_this(), this));
+  auto holder = std::make_shared<std::string>();
+  viewed_.emplace(&bytes, Viewed{bytes.data(), holder});
+  return Tensor::view(layout.dtype, layout.dims, bytes.data(), std::move(holder));
 }
 
 void RawDataStrings::adopt(onnx::GraphProto& graph) {
+  size_t adopted = 0;
   for (TensorProto& init : *graph.mutable_initializer()) {
     if (!init.has_raw_data()) continue;
     auto it = viewed_.find(&init.raw_data());
     if (it == viewed_.end()) continue;
-    std::unique_ptr<std::string> bytes(init.release_raw_data());  // the same string: no arena
-    if (bytes->data() != it->second)
+    std::unique_ptr<std::string> released(init.release_raw_data());  // the same string: no arena
+    it->second.holder->swap(*released);  // a heap buffer changes owner, not address
+    if (it->second.holder->data() != it->second.bytes)
       throw Error(ErrorCode::kInternal, "raw_data moved while viewed", {.tensor = init.name()});
-    owned_.push_back(std::move(bytes));
+    ++adopted;
   }
-  if (owned_.size() != viewed_.size())
-    throw Error(ErrorCode::kInternal, std::to_string(viewed_.size() - owned_.size()) +
+  if (adopted != viewed_.size())
+    throw Error(ErrorCode::kInternal, std::to_string(viewed_.size() - adopted) +
                                           " viewed initializer strings are no longer in the graph");
+  viewed_.clear();
 }
 
 void tensor_to_proto(const Tensor& tensor, TensorProto* proto) {

@@ -37,22 +37,28 @@ TensorLayout tensor_layout_from_proto(const onnx::TensorProto& proto, uint64_t m
 
 // The raw_data strings of a parsed model that its initializers view: a file's weights were otherwise
 // copied twice at load (protobuf's parse, then into each tensor), a third of BERT-2L's load time in
-// fresh pages. Shared by the views (their keep-alive). The strings stay in the proto while ONNX's
-// checker reads them; adopt() then moves them out, before anything changes or drops them there.
-class RawDataStrings : public std::enable_shared_from_this<RawDataStrings> {
+// fresh pages. The strings stay in the proto while ONNX's checker reads them; adopt() then moves each
+// into the holder its view keeps alive, before anything changes or drops them in the proto. A tensor
+// kept after its model holds its own bytes only.
+class RawDataStrings {
  public:
-  // Whether a tensor of `dtype` is viewed: not the integers, which ONNX's shape inference reads from
-  // the proto after adopt() (a Reshape's shape); they are small and copied.
-  static bool takes(DataType dtype);
+  // Whether raw_data of `bytes` bytes of `dtype` is viewed: not the integers, which ONNX's shape
+  // inference reads from the proto after adopt() (a Reshape's shape), and not what fits inside a
+  // std::string's own object (its bytes would move with it); those are copied.
+  static bool takes(DataType dtype, uint64_t bytes);
   // A read-only view on proto.raw_data() (its size already checked against `layout`).
   Tensor view(const onnx::TensorProto& proto, const TensorLayout& layout);
-  // Moves every viewed string out of `graph`'s initializers into this, leaving their raw_data unset.
-  // Throws Error(kInternal) when a viewed string is no longer there (its views would dangle).
+  // Moves every viewed string out of `graph`'s initializers into its view's holder, leaving their
+  // raw_data unset. Throws Error(kInternal) when a viewed string is no longer there or its bytes
+  // moved (its view would dangle).
   void adopt(onnx::GraphProto& graph);
 
  private:
-  std::unordered_map<const std::string*, const char*> viewed_;  // each string and its bytes when viewed
-  std::vector<std::unique_ptr<std::string>> owned_;
+  struct Viewed {
+    const char* bytes;                     // where the view points
+    std::shared_ptr<std::string> holder;   // what the view keeps alive; adopt() fills it
+  };
+  std::unordered_map<const std::string*, Viewed> viewed_;  // by the proto's string
 };
 
 // Writes `tensor` as raw_data (typed string_data for strings). Name and external data are the caller's.

@@ -185,15 +185,23 @@ TEST_F(Importer, LoadFromBytesViewsOutliveTheBytes) {
   EXPECT_TRUE(model.parameter("w").equals(Tensor::from_vector<float>({512, 512}, values)));
 }
 
-// Without the checker (nothing reads the proto after the import) the weights are views all the same.
-TEST_F(Importer, RawDataWeightsAreViewsWithoutTheChecker) {
+// Without the checker (nothing reads the proto after the import) the weights are views all the same;
+// a few bytes are copied (they could sit inside the string object, which moves).
+TEST_F(Importer, RawDataWeightsAreViewsWithoutTheCheckerAndTinyOnesAreCopies) {
+  std::vector<float> values(32);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i) - 3.5f;
   ModelBuilder b;
-  add_identity_of(b, float_tensor("w", {2, 2}, {1, 2, 3, 4}));
+  b.initializer(float_tensor("w", {32}, values));
+  b.initializer(float_tensor("tiny", {2, 1}, {1.5f, -2}));
+  b.node("Add", {"w", "tiny"}, {"y"}, "add");
+  b.output("y", TensorProto::FLOAT, Dims{2, 32});
   tunnx::LoadOptions no_checker;
   no_checker.run_onnx_checker = false;
   Model model = Model::load(b.save(path("m.onnx")), no_checker);
   EXPECT_TRUE(model.parameter("w").is_view());
-  EXPECT_TRUE(model.parameter("w").equals(Tensor::from_vector<float>({2, 2}, {1, 2, 3, 4})));
+  EXPECT_TRUE(model.parameter("w").equals(Tensor::from_vector<float>({32}, values)));
+  EXPECT_FALSE(model.parameter("tiny").is_view());
+  EXPECT_TRUE(model.parameter("tiny").equals(Tensor::from_vector<float>({2, 1}, {1.5f, -2})));
 }
 
 // ---- Constant nodes ----------------------------------------------------------------------------
