@@ -506,7 +506,7 @@ void run_rotary(KernelContext& ctx, const RotaryAttrs& attrs) {
     T* out = mutable_data<T>(ctx.allocate_output_uninitialized(0, x.dtype(), xd));
     // Each (b, h, s) row on its own: split among the run's threads, every value computed as alone.
     const int64_t vectors = batch * heads * seq;
-    const int threads = x.numel() >= kParallelElementsAfterProducts ? static_cast<int>(std::min<int64_t>(max_threads(), vectors)) : 1;
+    const int threads = x.numel() >= kParallelElements ? static_cast<int>(std::min<int64_t>(max_threads(), vectors)) : 1;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t t = 0; t < vectors; ++t) {
       const int64_t b = t / (heads * seq), h = t / seq % heads, s = t % seq;

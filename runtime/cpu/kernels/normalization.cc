@@ -218,7 +218,7 @@ void run_rms_norm(KernelContext& ctx, int64_t axis_attr, float epsilon) {
   const Tensor& scale_t = ctx.input(1);
   const std::vector<double> scale = read_double_values(scale_t, ctx);
   const std::vector<int64_t> scale_map = param_map(scale_t, x.dims(), axis, ctx);
-  const int threads = rows > 1 && rows * cols >= kParallelElementsAfterProducts ? static_cast<int>(std::min<int64_t>(max_threads(), rows)) : 1;
+  const int threads = rows > 1 && rows * cols >= kParallelElements ? static_cast<int>(std::min<int64_t>(max_threads(), rows)) : 1;
   dispatch(x.dtype(), ctx, FloatTypes{}, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* in = data<T>(x);
