@@ -1,6 +1,8 @@
 // Model::load and Model::save: file handling around the reader, checks, parameter policy and writer.
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <future>
 #include <optional>
 
 #include "importer/atomic_file.h"
@@ -102,12 +104,23 @@ Model Model::load(const fs::path& path, const LoadOptions& options) {
     if (fs::is_directory(path, ec)) throw Error(ErrorCode::kInvalidArgument, "is a directory, not a model file");
     // A FIFO or device would block or never end; only regular files are models.
     if (!fs::is_regular_file(path, ec)) throw Error(ErrorCode::kInvalidArgument, "is not a regular file");
+    // libonnx builds its schema registry (~7 ms) on the first use in a process, which the checker and
+    // the parameter roles make: the first load builds it on a second thread while it reads the file.
+    // Waited for before anything reads a schema (and before an error leaves this scope).
+    static std::atomic<bool> schemas_ready{false};
+    std::future<void> schemas;
+    if (!schemas_ready.load(std::memory_order_acquire))
+      schemas = std::async(std::launch::async, [] {
+        prepare_onnx_schemas();
+        schemas_ready.store(true, std::memory_order_release);
+      });
     onnx::ModelProto proto;
     {
       // Unmapped once parsed: the file's pages would otherwise stay resident beside the copies.
       std::shared_ptr<MappedFile> file = MappedFile::open(path);
       proto = parse_model(file->data(), file->size());
     }
+    if (schemas.valid()) schemas.get();
     auto impl = load_impl(proto, path.parent_path(), options);
     impl->path = path;
     return Model(std::move(impl));

@@ -84,6 +84,12 @@ void register_onnx_runtime_schemas() {
   });
 }
 
+}  // namespace
+
+void prepare_onnx_schemas() { register_onnx_runtime_schemas(); }
+
+namespace {
+
 std::unordered_map<std::string, int> opset_map(const onnx::ModelProto& model) {
   std::unordered_map<std::string, int> map;
   for (const auto& o : model.opset_import())
