@@ -176,40 +176,6 @@ struct Alignment {
   }
 };
 
-// Float arithmetic whose broadcast comes down to rows (same shapes, a scalar, a bias row, a value
-// per row: every pattern of a CNN's or a transformer's operands) on the vector loops, the rows split
-// among threads; false for any other pattern.
-bool float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_dims, const float* b,
-                  const std::vector<int64_t>& b_dims, float* out, const std::vector<int64_t>& out_dims) {
-  int64_t total = 1;
-  for (int64_t d : out_dims) total *= d;
-  if (total == 0) return true;
-  const Coalesced<2> c = coalesce<2>(out_dims, {a_dims, b_dims});
-  const size_t r = c.dims.size();
-  if (r > 2) return false;
-  const int64_t a_col = c.strides[0][r - 1], b_col = c.strides[1][r - 1];
-  if (a_col > 1 || b_col > 1) return false;
-  const int64_t rows = r == 2 ? c.dims[0] : 1, n = c.dims[r - 1];
-  const int64_t a_row = r == 2 ? c.strides[0][0] : 0, b_row = r == 2 ? c.strides[1][0] : 0;
-  const int threads = total >= kParallelElements ? max_threads() : 1;
-  if (threads <= 1) {
-    float_binary_rows(op, a, a_row, a_col, b, b_row, b_col, out, rows, n);
-  } else if (rows == 1) {  // one long row: split its columns
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int t = 0; t < threads; ++t) {
-      const int64_t j0 = n * t / threads, j1 = n * (t + 1) / threads;
-      float_binary_rows(op, a + j0 * a_col, 0, a_col, b + j0 * b_col, 0, b_col, out + j0, 1, j1 - j0);
-    }
-  } else {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int t = 0; t < threads; ++t) {
-      const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
-      float_binary_rows(op, a + r0 * a_row, a_row, a_col, b + r0 * b_row, b_row, b_col, out + r0 * n, r1 - r0, n);
-    }
-  }
-  return true;
-}
-
 // c = fn(a, b) with broadcasting; `Out` picks the output type from the input type.
 template <typename Out, typename... Ts, typename Fn>
 void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const Fn& fn,
@@ -515,6 +481,37 @@ void register_where(KernelRegistry& r) {
 }
 
 }  // namespace
+
+bool float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_dims, const float* b,
+                  const std::vector<int64_t>& b_dims, float* out, const std::vector<int64_t>& out_dims) {
+  int64_t total = 1;
+  for (int64_t d : out_dims) total *= d;
+  if (total == 0) return true;
+  const Coalesced<2> c = coalesce<2>(out_dims, {a_dims, b_dims});
+  const size_t r = c.dims.size();
+  if (r > 2) return false;
+  const int64_t a_col = c.strides[0][r - 1], b_col = c.strides[1][r - 1];
+  if (a_col > 1 || b_col > 1) return false;
+  const int64_t rows = r == 2 ? c.dims[0] : 1, n = c.dims[r - 1];
+  const int64_t a_row = r == 2 ? c.strides[0][0] : 0, b_row = r == 2 ? c.strides[1][0] : 0;
+  const int threads = total >= kParallelElements ? max_threads() : 1;
+  if (threads <= 1) {
+    float_binary_rows(op, a, a_row, a_col, b, b_row, b_col, out, rows, n);
+  } else if (rows == 1) {  // one long row: split its columns
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; ++t) {
+      const int64_t j0 = n * t / threads, j1 = n * (t + 1) / threads;
+      float_binary_rows(op, a + j0 * a_col, 0, a_col, b + j0 * b_col, 0, b_col, out + j0, 1, j1 - j0);
+    }
+  } else {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; ++t) {
+      const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+      float_binary_rows(op, a + r0 * a_row, a_row, a_col, b + r0 * b_row, b_row, b_col, out + r0 * n, r1 - r0, n);
+    }
+  }
+  return true;
+}
 
 void register_elementwise_binary_kernels(KernelRegistry& r) {
   register_arithmetic(r);

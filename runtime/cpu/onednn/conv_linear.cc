@@ -53,7 +53,7 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
                                            built->src, any_layout(built->stored_weights), built->bias, built->dst,
                                            {1, 1}, {0, 0}, {0, 0});
       dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
-      if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+      if (reference_only(pd)) throw dnnl::error(dnnl_unimplemented, "reference only");
       built->primitive = dnnl::convolution_forward(pd);
       built->weights = pd.weights_desc();
       built->scratchpad = pd.scratchpad_desc();

@@ -47,6 +47,7 @@
 
 #include "runtime/core/ops/linear.h"
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/elementwise_binary.h"
 #include "runtime/cpu/onednn/conv_linear.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/onednn_kernels.h"
@@ -246,16 +247,10 @@ struct LinearAttrs {
   ops::FusedBinary binary = ops::FusedBinary::kNone;
 };
 
-// Y = Y + R or Y * R, elementwise over `count` floats, on the run's threads.
+// Y = Y + R or Y * R in place, over `count` floats (the elementwise kernels' loops and threads).
 void apply_binary(ops::FusedBinary binary, float* y, const float* r, int64_t count) {
-  const int threads = count >= kParallelElements ? max_threads() : 1;
-  if (binary == ops::FusedBinary::kAdd) {
-#pragma omp parallel for simd schedule(static) num_threads(threads)
-    for (int64_t i = 0; i < count; ++i) y[i] += r[i];
-  } else {
-#pragma omp parallel for simd schedule(static) num_threads(threads)
-    for (int64_t i = 0; i < count; ++i) y[i] *= r[i];
-  }
+  const std::vector<int64_t> dims = {count};
+  float_binary(binary == ops::FusedBinary::kAdd ? FloatBinaryOp::kAdd : FloatBinaryOp::kMul, y, dims, r, dims, y, dims);
 }
 
 class OnednnLinear : public Kernel {

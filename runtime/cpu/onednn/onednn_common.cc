@@ -139,6 +139,8 @@ void BoundPrimitive::run(std::initializer_list<const void*> pointers,
   s.spare.push_back(std::move(b));
 }
 
+bool reference_only(const dnnl::primitive_desc_base& pd) { return std::string(pd.impl_info_str()).rfind("ref", 0) == 0; }
+
 bool append_activation(dnnl::post_ops& ops, const ops::Activation& act) {
   using Kind = ops::Activation::Kind;
   using dnnl::algorithm;

@@ -90,6 +90,10 @@ class BoundPrimitive {
   std::shared_ptr<State> state_;
 };
 
+// Whether oneDNN chose only its reference implementation for `pd` (slower than tunnx's own kernels,
+// so the fast paths decline it).
+bool reference_only(const dnnl::primitive_desc_base& pd);
+
 // Appends `act` (the fused ops' activation table, runtime/core/ops/linear.h) as eltwise post-ops that
 // compute what the reference computes; false, with `ops` unchanged, for one oneDNN cannot match
 // (a Clip with lo > hi). HardSigmoid is two post-ops (linear, then clip to [0, 1]); SiLU is swish.
