@@ -322,13 +322,38 @@ void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, 
   }
 }
 
-TUNNX_MULTI_ISA
-void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc) {
-  double* __restrict out = acc;
+namespace {
+
+// W columns summed down all rows with the sums held in registers: the loop over any n kept them in
+// memory, and each row's add waited for the last row's store (a channels-last global average pool of
+// 16 channels took 29 us for 3,136 rows). Each column still adds its rows in order.
+template <int W>
+__attribute__((always_inline)) inline void accumulate_columns(const float* in, int64_t rows, int64_t stride,
+                                                              double* acc) {
+  double sum[W];
+  for (int j = 0; j < W; ++j) sum[j] = acc[j];
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict row = in + r * stride;
-    for (int64_t j = 0; j < n; ++j) out[j] += static_cast<double>(row[j]);
+    for (int j = 0; j < W; ++j) sum[j] += static_cast<double>(row[j]);
   }
+  for (int j = 0; j < W; ++j) acc[j] = sum[j];
+}
+
+}  // namespace
+
+TUNNX_MULTI_ISA
+void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc) {
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) accumulate_columns<32>(in + j, rows, stride, acc + j);
+  if (j + 16 <= n) {
+    accumulate_columns<16>(in + j, rows, stride, acc + j);
+    j += 16;
+  }
+  if (j + 8 <= n) {
+    accumulate_columns<8>(in + j, rows, stride, acc + j);
+    j += 8;
+  }
+  for (; j < n; ++j) accumulate_columns<1>(in + j, rows, stride, acc + j);
 }
 
 }  // namespace tunnx::cpu
