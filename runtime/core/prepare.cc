@@ -3,6 +3,7 @@
 #include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/attention_layout.h"
 #include "runtime/core/passes/channels_last.h"
+#include "runtime/core/passes/fuse_attention.h"
 #include "runtime/core/passes/fold_matmul_operands.h"
 #include "runtime/core/passes/fold_weight_transpose.h"
 #include "runtime/core/passes/fuse_conv.h"
@@ -55,8 +56,12 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
     if (options.rewrite) options.rewrite(graph, prepared.opsets);
     if (options.optimization_level >= 2) {
       ir::fuse_one_hot_matmul(graph, model.store);
-      // Forward only: Attention's gradient rule takes the 4-D form the exporters write.
-      if (!options.has_backward) ir::attention_heads_last(graph, model.store);
+      // Forward only: com.tunnx:Attention has no gradient rule, and Attention's takes the 4-D form
+      // the exporters write.
+      if (!options.has_backward) {
+        ir::fuse_attention(graph, model.store, model.ir.opset_version(""));
+        ir::attention_heads_last(graph, model.store);
+      }
       ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
       ir::fold_matmul_operands(graph, model.store);
       ir::fuse_conv(graph, model.store, model.ir.opset_version(""));

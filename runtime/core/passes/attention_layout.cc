@@ -62,7 +62,8 @@ int attention_heads_last(Graph& graph, const ParameterStore& store) {
   int rewritten = 0;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& attention = graph.nodes[i];
-    if (!is_onnx(attention) || attention.op_type != "Attention" || attention.inputs.size() < 3 ||
+    const bool fused = attention.domain == "com.tunnx";  // passes/fuse_attention.h
+    if ((!is_onnx(attention) && !fused) || attention.op_type != "Attention" || attention.inputs.size() < 3 ||
         attention.inputs.size() > 4 || attention.outputs.size() != 1 || attention.outputs[0].empty() ||
         attention.attribute("q_num_heads") || attention.attribute("kv_num_heads"))
       continue;
@@ -113,16 +114,8 @@ int attention_heads_last(Graph& graph, const ParameterStore& store) {
     replaced[static_cast<size_t>(t)] = std::vector<Node>{};
     ++rewritten;
   }
-  if (rewritten == 0) return 0;
   for (const auto& [index, y3] : rewired) graph.nodes[index].inputs[0] = y3;
-  std::vector<Node> nodes;
-  nodes.reserve(graph.nodes.size() + 4 * static_cast<size_t>(rewritten));
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!replaced[i]) nodes.push_back(std::move(graph.nodes[i]));
-    else
-      for (Node& n : *replaced[i]) nodes.push_back(std::move(n));
-  }
-  graph.nodes = std::move(nodes);
+  replace_nodes(graph, std::move(replaced));
   return rewritten;
 }
 

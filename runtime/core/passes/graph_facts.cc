@@ -127,4 +127,15 @@ int splice_nodes(Graph& graph, std::vector<std::pair<size_t, Node>> made, std::v
   return static_cast<int>(made.size());
 }
 
+void replace_nodes(Graph& graph, std::vector<std::optional<std::vector<Node>>> replaced) {
+  std::vector<Node> nodes;
+  nodes.reserve(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    if (i >= replaced.size() || !replaced[i]) nodes.push_back(std::move(graph.nodes[i]));
+    else
+      for (Node& n : *replaced[i]) nodes.push_back(std::move(n));
+  }
+  graph.nodes = std::move(nodes);
+}
+
 }  // namespace tunnx::ir

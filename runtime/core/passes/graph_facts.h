@@ -63,4 +63,8 @@ int reader_of(const Graph& graph, const std::string& value, size_t after);
 // leave the graph. Returns the number of new nodes.
 int splice_nodes(Graph& graph, std::vector<std::pair<size_t, Node>> made, std::vector<bool> removed);
 
+// A rewrite's result where a node may become several or none: node i stays where replaced[i] is
+// empty, else gives way to the nodes listed there, in order (none removes it).
+void replace_nodes(Graph& graph, std::vector<std::optional<std::vector<Node>>> replaced);
+
 }  // namespace tunnx::ir

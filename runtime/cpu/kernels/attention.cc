@@ -539,7 +539,7 @@ void run_rotary(KernelContext& ctx, const RotaryAttrs& attrs) {
 }  // namespace
 
 void register_attention_kernels(KernelRegistry& r) {
-  add_kernel(r, "Attention", 23, INT_MAX, dtypes(FloatTypes{}), [](const KernelInit& init) {
+  const KernelFactory attention = [](const KernelInit& init) {
     AttentionAttrs a;
     a.causal = init.attr_int("is_causal", 0) != 0;
     a.q_heads = init.attr_int("q_num_heads", 0);
@@ -559,7 +559,11 @@ void register_attention_kernels(KernelRegistry& r) {
         attention_typed<typename decltype(tag)::type>(ctx, a);
       });
     });
-  });
+  };
+  add_kernel(r, "Attention", 23, INT_MAX, dtypes(FloatTypes{}), attention);
+  // What runtime/core/passes/fuse_attention.h makes of attention written out as products and a
+  // softmax, in graphs of any opset: Attention-23's meaning (its 4-D inputs and mask).
+  add_domain_kernel(r, "com.tunnx", "Attention", 1, INT_MAX, dtypes(FloatTypes{}), attention);
   KernelDef flex;
   flex.domain = "ai.onnx.preview";
   flex.op_type = "FlexAttention";

@@ -319,25 +319,24 @@ class OnednnAttention : public Kernel {
 }  // namespace
 
 void register_onednn_attention(KernelRegistry& registry) {
-  add_fast_path(
-      registry, "Attention",
-      [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-        // What the fast path never computes: a softcap, and a softmax in another precision than float.
-        if (init.has_attr("softcap") && init.attr_float("softcap", 0.0f) > 0) return reference;
-        if (init.has_attr("softmax_precision") &&
-            init.attr_int("softmax_precision", 0) != static_cast<int64_t>(DataType::kFloat32))
-          return reference;
-        Attrs a;
-        a.causal = init.attr_int("is_causal", 0) != 0;
-        a.q_heads = init.attr_int("q_num_heads", 0);
-        a.kv_heads = init.attr_int("kv_num_heads", 0);
-        if (init.has_attr("scale")) a.scale = init.attr_float("scale", 1.0f);
-        a.left_window = init.attr_int("left_window_size", -1);
-        a.right_window = init.attr_int("right_window_size", -1);
-        if (a.left_window < -1 || a.right_window < -1) return reference;  // it reports the error
-        return std::make_unique<OnednnAttention>(std::move(reference), a);
-      },
-      23);
+  const auto make = [](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+    // What the fast path never computes: a softcap, and a softmax in another precision than float.
+    if (init.has_attr("softcap") && init.attr_float("softcap", 0.0f) > 0) return reference;
+    if (init.has_attr("softmax_precision") &&
+        init.attr_int("softmax_precision", 0) != static_cast<int64_t>(DataType::kFloat32))
+      return reference;
+    Attrs a;
+    a.causal = init.attr_int("is_causal", 0) != 0;
+    a.q_heads = init.attr_int("q_num_heads", 0);
+    a.kv_heads = init.attr_int("kv_num_heads", 0);
+    if (init.has_attr("scale")) a.scale = init.attr_float("scale", 1.0f);
+    a.left_window = init.attr_int("left_window_size", -1);
+    a.right_window = init.attr_int("right_window_size", -1);
+    if (a.left_window < -1 || a.right_window < -1) return reference;  // it reports the error
+    return std::make_unique<OnednnAttention>(std::move(reference), a);
+  };
+  add_fast_path(registry, "Attention", make, 23);
+  add_fast_path(registry, "Attention", make, 1, "com.tunnx");  // passes/fuse_attention.h
 }
 
 }  // namespace tunnx::cpu::onednn
