@@ -80,9 +80,8 @@ bool winograd_fits(const ops::ConvGeometry& g, const std::vector<int64_t>& w_dim
 // A depthwise convolution on oneDNN's jit_dw kernel where it has one: oneDNN 2.6 lists its brdgmm_dw
 // first, which measured slower on every depthwise layer of MobileNetV3-small on AVX-512 at one thread
 // (16 channels 112 -> 56, 3x3 stride 2: 0.031 ms against jit_dw's 0.016; 88 channels 28x28 3x3: 0.038
-// against 0.023; 240 channels 14x14 5x5: 0.035 against 0.025). On two threads it split the work
-// worse (stride-1 layers 2-3x slower than on one): there brdgmm_dw stays. `pd` stays as it is when no
-// jit_dw is listed.
+// against 0.023; 240 channels 14x14 5x5: 0.035 against 0.025); all eleven took 0.274 ms at 1 thread
+// and 0.221 after, 0.201 and 0.180 at 2. `pd` stays as it is when no jit_dw is listed.
 void prefer_jit_depthwise(dnnl::convolution_forward::primitive_desc& pd) {
   const auto is_brdgmm = [](const dnnl::convolution_forward::primitive_desc& p) {
     return std::string(p.impl_info_str()).rfind("brdgmm", 0) == 0;
@@ -232,7 +231,7 @@ class OnednnConv : public Kernel {
       p = cache_.find(key);
       if (!p) {
         std::shared_ptr<ConvPrimitive> built =
-            build(plan->geometry, plan->x_nchw, w->dims(), plan->y_dims, bias != nullptr, channels_last, plan->team);
+            build(plan->geometry, plan->x_nchw, w->dims(), plan->y_dims, bias != nullptr, channels_last);
         if (!built) {
           declined_.insert(key, std::make_shared<const bool>(true));
           return reference_->run(ctx);
@@ -301,7 +300,7 @@ class OnednnConv : public Kernel {
  private:
   // The primitive for one shape, or null when oneDNN has only its reference implementation for it.
   std::shared_ptr<ConvPrimitive> build(ops::ConvGeometry g, std::vector<int64_t> x_dims, std::vector<int64_t> w_dims,
-                                       std::vector<int64_t> y_dims, bool has_bias, bool channels_last, int team) const {
+                                       std::vector<int64_t> y_dims, bool has_bias, bool channels_last) const {
     // A spatial dim of size 1 that a size-1 kernel reads unpadded (tf2onnx writes 1-D convolutions
     // as [N, C, L, 1]) leaves the plain memory as it is: dropped, oneDNN runs the 1-D convolution,
     // measured 2-3x faster than its 2-D kernel on such a shape.
@@ -333,8 +332,7 @@ class OnednnConv : public Kernel {
     built->weights_plain = plain_f32(weight_dims);
     built->dst_plain = activation_f32(y_dims, channels_last);
     built->bias = has_bias ? plain_f32({g.out_channels}) : dnnl::memory::desc();
-    // One channel per group, run by one thread (see prefer_jit_depthwise).
-    const bool depthwise = g.group > 1 && w_dims[0] == g.group && w_dims[1] == 1 && team == 1;
+    const bool depthwise = g.group > 1 && w_dims[0] == g.group && w_dims[1] == 1;  // one channel per group
     // The primitive descriptor for `algorithm` with `post_ops`; nothing when oneDNN has only its
     // reference implementation (slower than ours) or none.
     auto describe = [&](dnnl::algorithm algorithm,
