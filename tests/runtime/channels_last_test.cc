@@ -221,4 +221,89 @@ TEST_F(ChannelsLastTest, ResidualFromAnNchwValueIsConverted) {
   EXPECT_EQ(count(fused, "Transpose"), 3);  // x and z in, y out
 }
 
+// tf2onnx's 1-D convolution (magika): a [N, L, C] value made [N, C, L, 1] by Unsqueeze, an identity
+// Slice and a Transpose, the convolution with a [k, 1] kernel, an identity Slice and a Squeeze back to
+// [N, M, L'], a per-channel bias Add, an activation and GlobalMaxPool, squeezed to [N, M]. Channels-
+// last, the transposes cancel: the convolution reads the [N, L, C] value through a view and
+// everything after it runs on [N, L', M] values; no Transpose is left. A NaN input is passed over by
+// the maximum at both levels (GlobalMaxPool's way, not ReduceMax's). At opsets 12 (Squeeze's axes an
+// attribute) and 17.
+TEST_F(ChannelsLastTest, OneDimensionalConvolutionBetweenTransposesRunsChannelsLast) {
+  for (int64_t opset : {12, 17}) {
+    ModelBuilder b(opset);
+    const int64_t length = 11, channels = 5, filters = 6, k = 3;
+    b.input("x", kF32, Dims{"N", length, channels});
+    auto axes = [&](const std::string& name, std::vector<int64_t> v, onnx::NodeProto& node) {
+      if (opset >= 13) {
+        b.initializer(int64_tensor(name, {static_cast<int64_t>(v.size())}, v));
+        node.add_input(name);
+      } else {
+        attr_ints(node, "axes", v);
+      }
+    };
+    axes("unsqueeze_axes", {3}, b.node("Unsqueeze", {"x"}, {"x4"}, "unsqueeze"));
+    b.initializer(int64_tensor("zeros", {4}, {0, 0, 0, 0}));
+    b.initializer(int64_tensor("big", {4}, {1000000000, 1000000000, 1000000000, 1000000000}));
+    b.initializer(int64_tensor("slice_axes", {4}, {0, 2, 1, 3}));
+    b.node("Slice", {"x4", "zeros", "big", "slice_axes"}, {"x4s"}, "slice_in");
+    auto& t = b.node("Transpose", {"x4s"}, {"xt"}, "to_nchw");
+    attr_ints(t, "perm", {0, 2, 1, 3});
+    b.initializer(float_tensor("w", {filters, channels, k, 1}, uniform(static_cast<size_t>(filters * channels * k))));
+    auto& c = b.node("Conv", {"xt", "w"}, {"y4"}, "conv");
+    attr_ints(c, "kernel_shape", {k, 1});
+    b.initializer(int64_tensor("ends", {4}, {2147483647, 2147483647, 2147483647, 1}));
+    b.initializer(int64_tensor("all_axes", {4}, {0, 1, 2, 3}));
+    b.node("Slice", {"y4", "zeros", "ends", "all_axes"}, {"y4s"}, "slice_out");
+    axes("squeeze_axes", {3}, b.node("Squeeze", {"y4s"}, {"y3"}, "squeeze"));
+    b.initializer(float_tensor("bias", {1, filters, 1}, uniform(static_cast<size_t>(filters))));
+    b.node("Add", {"y3", "bias"}, {"biased"}, "bias");
+    b.initializer(float_tensor("half", {}, {0.5f}));
+    b.node("Mul", {"half", "biased"}, {"scaled"}, "scale");
+    b.node("Tanh", {"scaled"}, {"act"}, "act");
+    b.node("GlobalMaxPool", {"act"}, {"pooled"}, "pool");
+    axes("pooled_axes", {2}, b.node("Squeeze", {"pooled"}, {"y"}, "squeeze_out"));
+    b.output("y", kF32, Dims{"N", filters});
+    Model model = Model::load(b.save(path("conv1d_t" + std::to_string(opset) + ".onnx")));
+    Session fused = session(model, 2), plain = session(model, 0);
+    for (int64_t batch : {1, 3}) {
+      Tensor x = input({batch, length, channels});
+      x.mutable_data_as<float>()[4] = std::nanf("");  // a NaN reaches one filter's maximum in both
+      const tunnx::NamedValues in = {{"x", x}};
+      const Tensor got = fused.run(in).at("y").tensor(), want = plain.run(in).at("y").tensor();
+      ASSERT_EQ(got.dims(), want.dims());
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+        if (std::isnan(w)) EXPECT_TRUE(std::isnan(g)) << "opset " << opset << " element " << i;
+        else EXPECT_NEAR(g, w, 2e-5f) << "opset " << opset << " element " << i;
+      }
+    }
+    if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+    EXPECT_EQ(count(fused, "FusedConv"), 1) << "opset " << opset;
+    EXPECT_EQ(count(fused, "Transpose"), 0) << "opset " << opset;
+    EXPECT_EQ(count(fused, "ChannelsLastPool"), 1) << "opset " << opset;  // the GlobalMaxPool
+  }
+}
+
+// A rank-3 Conv (1-D) whose input is a Transpose of [N, L, C] reads that value as it lies; its output,
+// a graph output, is converted back once.
+TEST_F(ChannelsLastTest, RankThreeConvolutionReadsTheTransposesInput) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{"N", 9, 4});
+  auto& t = b.node("Transpose", {"x"}, {"xt"}, "to_ncw");
+  attr_ints(t, "perm", {0, 2, 1});
+  b.initializer(float_tensor("w", {5, 4, 3}, uniform(60)));
+  b.initializer(float_tensor("b", {5}, uniform(5)));
+  auto& c = b.node("Conv", {"xt", "w", "b"}, {"c"}, "conv");
+  attr_ints(c, "pads", {1, 1});
+  b.node("Relu", {"c"}, {"y"}, "relu");
+  b.output("y", kF32, Dims{"N", 5, 9});
+  Model model = Model::load(b.save(path("conv1d_rank3.onnx")));
+  Session fused = session(model, 2), plain = session(model, 0);
+  const tunnx::NamedValues in = {{"x", input({2, 9, 4})}};
+  expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "rank-3 conv");
+  if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+  EXPECT_EQ(count(fused, "FusedConv"), 1);
+  EXPECT_EQ(count(fused, "Transpose"), 1);  // y out
+}
+
 }  // namespace

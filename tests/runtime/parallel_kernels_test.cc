@@ -177,6 +177,37 @@ TEST_F(ParallelKernels, BroadcastBinaryAndUnaryOpsMatchANaiveLoop) {
   EXPECT_EQ(wrong, 0);
 }
 
+TEST_F(ParallelKernels, ReduceMaxAndMinOverAMiddleBlockGiveNaNWhereTheColumnHasOne) {
+  // The column path of ReduceMax/Min (a channels-last global max pool's shape) on 1 and 2 threads: the
+  // extreme of each column, NaN where the column holds one (numpy's rule, the general loop's too).
+  Tensor x = random({2, 17, 1, 19, 300});
+  float* v = x.mutable_data_as<float>();
+  v[5 * 300 + 7] = std::nanf("");        // column 7 of batch 0
+  v[(17 * 19 + 3) * 300 + 299] = std::nanf("");  // column 299 of batch 1
+  for (const char* op : {"ReduceMax", "ReduceMin"}) {
+    ModelBuilder b;
+    b.input("x", onnx_type_of<float>(), Dims{2, 17, 1, 19, 300});
+    auto& reduce = b.node(op, {"x"}, {"y"}, "reduce");
+    attr_ints(reduce, "axes", {1, 2, 3});
+    attr_int(reduce, "keepdims", 0);
+    b.output("y", onnx_type_of<float>(), Dims{2, 300});
+    const Tensor y = run_both(b, {{"x", x}});
+    const bool max = std::string(op) == "ReduceMax";
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t c = 0; c < 300; ++c) {
+        float want = v[n * 17 * 19 * 300 + c];
+        for (int64_t r = 0; r < 17 * 19; ++r) {
+          const float e = v[(n * 17 * 19 + r) * 300 + c];
+          if (std::isnan(e) || std::isnan(want)) want = std::nanf("");
+          else want = max ? std::max(want, e) : std::min(want, e);
+        }
+        const float got = y.data_as<float>()[n * 300 + c];
+        if (std::isnan(want)) ASSERT_TRUE(std::isnan(got)) << op << " " << n << ", " << c;
+        else ASSERT_EQ(got, want) << op << " " << n << ", " << c;
+      }
+  }
+}
+
 TEST_F(ParallelKernels, SumToShapeColumnSumsAddRowsInOrder) {
   const Tensor g = random({96, 40, 513});
   ModelBuilder b;

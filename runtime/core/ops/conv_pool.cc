@@ -157,11 +157,18 @@ std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string
 }
 
 std::vector<int64_t> nchw_of_channels_last(const std::vector<int64_t>& d) {
-  return d.size() == 4 ? std::vector<int64_t>{d[0], d[3], d[1], d[2]} : d;
+  if (d.size() < 3) return d;
+  std::vector<int64_t> out = {d[0], d.back()};
+  out.insert(out.end(), d.begin() + 1, d.end() - 1);
+  return out;
 }
 
 std::vector<int64_t> channels_last_of_nchw(const std::vector<int64_t>& d) {
-  return d.size() == 4 ? std::vector<int64_t>{d[0], d[2], d[3], d[1]} : d;
+  if (d.size() < 3) return d;
+  std::vector<int64_t> out = {d[0]};
+  out.insert(out.end(), d.begin() + 2, d.end());
+  out.push_back(d[1]);
+  return out;
 }
 
 ConvAttrs parse_conv_attrs(const ir::Node& node) {

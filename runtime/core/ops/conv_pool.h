@@ -47,7 +47,7 @@ struct FusedConvAttrs {
   bool has_bn = false;
   float epsilon = 1e-5f;
   bool has_residual = false, residual_after_activation = false;
-  // X, Z and Y are [N, H, W, C] (runtime/core/passes/channels_last.h); W and the rest as in Conv.
+  // X, Z and Y are [N, spatial..., C] (runtime/core/passes/channels_last.h); W and the rest as in Conv.
   bool channels_last = false;
   Activation activation;
 };
@@ -55,8 +55,9 @@ struct FusedConvAttrs {
 // Nothing, with `why_not` set, for an activation the fused ops do not take.
 std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not);
 
-// The dims of a 4-D tensor as the shape rules read them, for one lying channels-last ([N, H, W, C]
-// -> [N, C, H, W]), or as it lies channels-last (back). Other ranks are returned as they are.
+// The dims of a tensor as the shape rules read them, for one lying channels-last ([N, H, W, C] ->
+// [N, C, H, W], and the same for 1-D and 3-D images), or as it lies channels-last (back). Ranks below
+// 3 are returned as they are.
 std::vector<int64_t> nchw_of_channels_last(const std::vector<int64_t>& nhwc);
 std::vector<int64_t> channels_last_of_nchw(const std::vector<int64_t>& nchw);
 

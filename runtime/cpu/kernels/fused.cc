@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,6 +23,7 @@
 #include "runtime/core/ops/linear.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 
 namespace tunnx::cpu {
 namespace {
@@ -109,14 +111,17 @@ class FusedMatMul : public Kernel {
   ops::FusedBinary binary_;
 };
 
-// [N, H, W, C] <-> [N, C, H, W] float32 copies, for the channels-last nodes' reference kernels: each
-// image is one matrix transpose ([C, H*W] <-> [H*W, C]).
+// [N, spatial..., C] <-> [N, C, spatial...] float32 copies (1-D to 3-D images), for the channels-last
+// nodes' reference kernels: each image is one matrix transpose ([C, S] <-> [S, C]).
 Tensor channels_moved(const Tensor& t, bool to_channels_last, const KernelContext& ctx) {
-  if (t.dtype() != DataType::kFloat32 || t.rank() != 4)
-    throw ctx.error("channels_last needs a 4-D float32 tensor, got " + std::string(to_string(t.dtype())) + " " +
+  if (t.dtype() != DataType::kFloat32 || t.rank() < 3 || t.rank() > 5)
+    throw ctx.error("channels_last needs a 3-D to 5-D float32 tensor, got " + std::string(to_string(t.dtype())) + " " +
                     dims_to_string(t.dims()));
   const std::vector<int64_t>& d = t.dims();
-  const int64_t rows = to_channels_last ? d[1] : d[1] * d[2], cols = t.numel() / (d[0] * rows);
+  if (t.numel() == 0) return Tensor::uninitialized(DataType::kFloat32, to_channels_last ? ops::channels_last_of_nchw(d)
+                                                                                      : ops::nchw_of_channels_last(d));
+  const int64_t channels = to_channels_last ? d[1] : d.back(), image = t.numel() / d[0];
+  const int64_t rows = to_channels_last ? channels : image / channels, cols = image / rows;
   Tensor out = Tensor::uninitialized(DataType::kFloat32, to_channels_last ? ops::channels_last_of_nchw(d)
                                                                           : ops::nchw_of_channels_last(d));
   for (int64_t i = 0; i < d[0]; ++i)
@@ -201,8 +206,9 @@ class FusedConv : public Kernel {
 };
 
 // com.tunnx:ChannelsLastPool (runtime/core/passes/channels_last.h): the MaxPool or AveragePool
-// (attribute op, the pool's own attributes beside it) of an X [N, H, W, C], written [N, OH, OW, C].
-// The reference moves the channels around the reference pool kernel.
+// (attribute op, the pool's own attributes beside it) of an X [N, H, W, C], written [N, OH, OW, C];
+// or a GlobalMaxPool of any rank (below). The reference moves the channels around the reference pool
+// kernel.
 class ChannelsLastPool : public Kernel {
  public:
   ChannelsLastPool(std::unique_ptr<ir::Node> inner, std::unique_ptr<Kernel> pool)
@@ -220,6 +226,35 @@ class ChannelsLastPool : public Kernel {
  private:
   std::unique_ptr<ir::Node> inner_;  // the MaxPool/AveragePool node `pool_` was built for
   std::unique_ptr<Kernel> pool_;
+};
+
+// com.tunnx:ChannelsLastPool with op GlobalMaxPool: X [N, spatial..., C] -> Y [N, 1..., C], the
+// largest of each (n, c) over the spatial positions, a NaN passed over as the GlobalMaxPool kernel
+// does (runtime/cpu/kernels/pool.cc): one pass down the rows of each image, columns split among
+// threads.
+class ChannelsLastGlobalMax : public Kernel {
+ public:
+  void run(KernelContext& ctx) const override {
+    const Tensor& x = ctx.input(0);
+    if (x.dtype() != DataType::kFloat32 || x.rank() < 3)
+      throw ctx.error("X must be float32 [N, spatial..., C], got " + std::string(to_string(x.dtype())) + " " +
+                      dims_to_string(x.dims()));
+    std::vector<int64_t> dims = x.dims();
+    std::fill(dims.begin() + 1, dims.end() - 1, 1);
+    const int64_t batch = dims[0], channels = dims.back();
+    const int64_t positions = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
+    float* out = mutable_data<float>(ctx.allocate_output_uninitialized(0, DataType::kFloat32, dims));
+    std::fill_n(out, batch * channels, -std::numeric_limits<float>::infinity());
+    constexpr int64_t kColumns = 256;
+    const int64_t blocks = (channels + kColumns - 1) / kColumns, tasks = batch * blocks;
+    const int threads = x.numel() >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n = t / blocks, c0 = t % blocks * kColumns, c1 = std::min(c0 + kColumns, channels);
+      extreme_rows(data<float>(x) + n * positions * channels + c0, positions, channels, c1 - c0,
+                   out + n * channels + c0, /*max=*/true, /*nan_wins=*/false);
+    }
+  }
 };
 
 // com.tunnx:OneHotMatMul(X, W) = MatMul(Cast(Equal(X, [0, 1, ..., K-1]), float), W), which
@@ -342,7 +377,9 @@ void register_fused_kernels(KernelRegistry& r) {
     def.name = "cpu/reference/ChannelsLastPool";
     def.factory = [max_pool, average_pool](const KernelInit& init) -> std::unique_ptr<Kernel> {
       const std::string op = init.attr_string("op", "");
-      if (op != "MaxPool" && op != "AveragePool") throw init.error("op must be \"MaxPool\" or \"AveragePool\", got \"" + op + "\"");
+      if (op == "GlobalMaxPool") return std::make_unique<ChannelsLastGlobalMax>();
+      if (op != "MaxPool" && op != "AveragePool")
+        throw init.error("op must be \"MaxPool\", \"AveragePool\" or \"GlobalMaxPool\", got \"" + op + "\"");
       auto inner = std::make_unique<ir::Node>(init.node());
       inner->op_type = op;
       inner->domain.clear();

@@ -123,12 +123,12 @@ template <ReduceOp Op, typename T> struct AccOf {
                          std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>, uint64_t>>;
 };
 
-// Sum or mean of float over one contiguous block of reduced axes with kept axes after it: X seen as
-// [outer, count, inner] (a channels-last global average pool: [1, H*W, C]). Each output adds its
-// inputs in the order the general loop does, in double, so the result is the same; the inner loop
-// runs over contiguous columns and vectorizes, and column blocks are split among threads. False,
-// with nothing written, for other layouts.
-bool reduce_rows_of_block(const float* in, float* out, const ReduceGeometry& g, bool mean) {
+// Sum, mean, max or min of float over one contiguous block of reduced axes with kept axes after it:
+// X seen as [outer, count, inner] (a channels-last global average or max pool: [1, H*W, C]). Each
+// output adds its inputs in the order the general loop does, in double, so the result is the same
+// (max and min: NaN wins, as there); the inner loop runs over contiguous columns and vectorizes, and
+// column blocks are split among threads. False, with nothing written, for other layouts.
+template <ReduceOp Op> bool reduce_rows_of_block(const float* in, float* out, const ReduceGeometry& g) {
   const size_t rank = g.in_dims.size();
   size_t first = rank, last = 0;
   for (size_t i = 0; i < rank; ++i)
@@ -150,11 +150,17 @@ bool reduce_rows_of_block(const float* in, float* out, const ReduceGeometry& g, 
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t o = t / blocks, c0 = t % blocks * kColumns, c1 = std::min(c0 + kColumns, inner);
-    double acc[kColumns] = {};
     const float* base = in + o * count * inner;
-    accumulate_rows(base + c0, count, inner, c1 - c0, acc);
-    for (int64_t c = c0; c < c1; ++c)
-      out[o * inner + c] = static_cast<float>(mean ? acc[c - c0] / static_cast<double>(count) : acc[c - c0]);
+    if constexpr (Op == ReduceOp::kMax || Op == ReduceOp::kMin) {
+      float* best = out + o * inner + c0;
+      std::copy_n(base + c0, c1 - c0, best);
+      extreme_rows(base + inner + c0, count - 1, inner, c1 - c0, best, Op == ReduceOp::kMax, /*nan_wins=*/true);
+    } else {
+      double acc[kColumns] = {};
+      accumulate_rows(base + c0, count, inner, c1 - c0, acc);
+      for (int64_t c = c0; c < c1; ++c)
+        out[o * inner + c] = static_cast<float>(Op == ReduceOp::kMean ? acc[c - c0] / static_cast<double>(count) : acc[c - c0]);
+    }
   }
   return true;
 }
@@ -181,8 +187,9 @@ template <ReduceOp Op, typename T> void reduce_typed(const Tensor& x, Tensor& y,
     for (size_t o = 0; o < n; ++o) out[o] = store_reduced<T>(std::log(sum[o]) + shift[o]);
     return;
   } else {
-    if constexpr ((Op == ReduceOp::kSum || Op == ReduceOp::kMean) && std::is_same_v<T, float>) {
-      if (reduce_rows_of_block(in, out, g, Op == ReduceOp::kMean)) return;
+    if constexpr ((Op == ReduceOp::kSum || Op == ReduceOp::kMean || Op == ReduceOp::kMax || Op == ReduceOp::kMin) &&
+                  std::is_same_v<T, float>) {
+      if (reduce_rows_of_block<Op>(in, out, g)) return;
     }
     Acc init{};
     if constexpr (Op == ReduceOp::kProd) init = Acc(1);

@@ -339,7 +339,45 @@ __attribute__((always_inline)) inline void accumulate_columns(const float* in, i
   for (int j = 0; j < W; ++j) acc[j] = sum[j];
 }
 
+// The same for the largest (or smallest) of each column. NanWins: a NaN makes the column NaN (as
+// ReduceMax's general loop); else a NaN is passed over (as GlobalMaxPool's kernel).
+template <int W, bool Max, bool NanWins>
+__attribute__((always_inline)) inline void extreme_columns(const float* in, int64_t rows, int64_t stride, float* acc) {
+  float best[W];
+  for (int j = 0; j < W; ++j) best[j] = acc[j];
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict row = in + r * stride;
+    for (int j = 0; j < W; ++j) {
+      const float v = row[j], b = best[j];
+      if constexpr (NanWins) {
+        const bool take = Max ? !(v <= b) : !(v >= b);  // v beyond b, or v NaN
+        best[j] = b != b ? b : take ? v : b;
+      } else {
+        best[j] = (Max ? v > b : v < b) ? v : b;
+      }
+    }
+  }
+  for (int j = 0; j < W; ++j) acc[j] = best[j];
+}
+
+template <bool Max, bool NanWins>
+__attribute__((always_inline)) inline void extreme_rows_of(const float* in, int64_t rows, int64_t stride, int64_t n,
+                                                           float* acc) {
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) extreme_columns<32, Max, NanWins>(in + j, rows, stride, acc + j);
+  for (; j + 8 <= n; j += 8) extreme_columns<8, Max, NanWins>(in + j, rows, stride, acc + j);
+  for (; j < n; ++j) extreme_columns<1, Max, NanWins>(in + j, rows, stride, acc + j);
+}
+
 }  // namespace
+
+TUNNX_MULTI_ISA
+void extreme_rows(const float* in, int64_t rows, int64_t stride, int64_t n, float* acc, bool max, bool nan_wins) {
+  if (max && nan_wins) extreme_rows_of<true, true>(in, rows, stride, n, acc);
+  else if (max) extreme_rows_of<true, false>(in, rows, stride, n, acc);
+  else if (nan_wins) extreme_rows_of<false, true>(in, rows, stride, n, acc);
+  else extreme_rows_of<false, false>(in, rows, stride, n, acc);
+}
 
 TUNNX_MULTI_ISA
 void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc) {

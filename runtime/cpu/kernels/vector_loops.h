@@ -18,6 +18,9 @@ void float_binary_rows(FloatBinaryOp op, const float* a, int64_t a_row, int64_t 
 
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.
 void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc);
+// acc[j] = the largest (max) or smallest of acc[j] and in[r * stride + j] for r < rows, j < n. A NaN
+// in a column makes it NaN when `nan_wins` (ReduceMax), and is passed over otherwise (GlobalMaxPool).
+void extreme_rows(const float* in, int64_t rows, int64_t stride, int64_t n, float* acc, bool max, bool nan_wins);
 
 // The numerators of a softmax for Attention's float32 fast path: row[j] = exp(row[j] - max) in place,
 // returning their sum (the caller divides by it later, on fewer values). exp is a Cephes-style

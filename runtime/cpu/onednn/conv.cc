@@ -183,7 +183,7 @@ class OnednnConv : public Kernel {
     const bool channels_last = fused_ && fused_->channels_last;
     if (x.dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32 ||
         (bias && (bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) || x.rank() < 3 || x.rank() > 5 ||
-        w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0 || (channels_last && x.rank() != 4))
+        w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0)
       return reference_->run(ctx);
     // What these shapes make of the run, from the last run when it had them (and the same team).
     std::shared_ptr<const ShapePlan> plan = last_plan(x.dims(), w->dims(), bias != nullptr);
@@ -304,7 +304,8 @@ class OnednnConv : public Kernel {
     // A spatial dim of size 1 that a size-1 kernel reads unpadded (tf2onnx writes 1-D convolutions
     // as [N, C, L, 1]) leaves the plain memory as it is: dropped, oneDNN runs the 1-D convolution,
     // measured 2-3x faster than its 2-D kernel on such a shape.
-    for (size_t d = g.grid.size(); d-- > 0 && g.grid.size() > 1 && !channels_last;) {
+    // Channels-last memory is the same without it too ([N, L, 1, C] is [N, L, C]).
+    for (size_t d = g.grid.size(); d-- > 0 && g.grid.size() > 1;) {
       if (g.image[d] != 1 || g.kernel[d] != 1 || g.grid[d] != 1 || g.pad_begin[d] != 0) continue;
       for (auto* v : {&g.image, &g.grid, &g.kernel, &g.strides, &g.dilations, &g.pad_begin})
         v->erase(v->begin() + static_cast<std::ptrdiff_t>(d));
@@ -327,7 +328,7 @@ class OnednnConv : public Kernel {
       weight_dims[1] = g.out_channels / g.group;
     }
     auto built = std::make_shared<ConvPrimitive>();
-    // The layouts the tensors lie in: NCHW, or NHWC (channels_last, always 2-D here).
+    // The layouts the tensors lie in: NCHW, or channels-last (NWC, NHWC, NDHWC).
     built->src_plain = activation_f32(x_dims, channels_last);
     built->weights_plain = plain_f32(weight_dims);
     built->dst_plain = activation_f32(y_dims, channels_last);

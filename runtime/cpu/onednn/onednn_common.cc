@@ -31,9 +31,10 @@ dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims) {
 }
 
 dnnl::memory::desc activation_f32(const std::vector<int64_t>& dims, bool channels_last) {
-  if (!channels_last) return plain_f32(dims);
-  return dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32,
-                            dnnl::memory::format_tag::nhwc);
+  if (!channels_last || dims.size() < 3 || dims.size() > 5) return plain_f32(dims);
+  using tag = dnnl::memory::format_tag;
+  const tag last = dims.size() == 3 ? tag::nwc : dims.size() == 4 ? tag::nhwc : tag::ndhwc;
+  return dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32, last);
 }
 
 dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data) {

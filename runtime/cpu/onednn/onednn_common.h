@@ -28,8 +28,8 @@ const dnnl::engine& cpu_engine();
 // A dense row-major f32 descriptor of `dims`.
 dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims);
 
-// An f32 descriptor of NCHW `dims` [N, C, H, W] for memory laid out as they read, or as NHWC when
-// `channels_last` (com.tunnx's channels-last nodes: runtime/core/passes/channels_last.h).
+// An f32 descriptor of channels-first `dims` [N, C, spatial...] for memory laid out as they read, or
+// channels-last (NWC, NHWC, NDHWC) when `channels_last` (runtime/core/passes/channels_last.h).
 dnnl::memory::desc activation_f32(const std::vector<int64_t>& dims, bool channels_last);
 
 // Memory over a tensor's data. oneDNN only reads what is passed as a source (SRC, WEIGHTS, BIAS,

@@ -123,6 +123,7 @@ void register_onednn_pool(KernelRegistry& registry) {
   add_fast_path(
       registry, "ChannelsLastPool",
       [](const KernelInit& init, std::unique_ptr<Kernel> fallback) -> std::unique_ptr<Kernel> {
+        if (init.attr_string("op", "") == "GlobalMaxPool") return fallback;  // its own channels-last loop
         return std::make_unique<OnednnPool>(std::move(fallback), ops::parse_pool_attrs(init.node()),
                                             init.attr_string("op", "") == "MaxPool", /*channels_last=*/true);
       },
