@@ -360,11 +360,29 @@ __attribute__((always_inline)) inline void extreme_columns(const float* in, int6
   for (int j = 0; j < W; ++j) acc[j] = best[j];
 }
 
+// 32 columns in two vectors (the scalar form above does not vectorize its NaN tests).
+template <bool Max, bool NanWins>
+__attribute__((always_inline)) inline void extreme_columns32(const float* in, int64_t rows, int64_t stride, float* acc) {
+  Vec16 best[2] = {load16(acc), load16(acc + 16)};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int h = 0; h < 2; ++h) {
+      const Vec16 v = load16(in + r * stride + 16 * h), b = best[h];
+      if constexpr (NanWins) {
+        const auto take = Max ? !(v <= b) : !(v >= b);  // v beyond b, or v NaN
+        best[h] = b != b ? b : take ? v : b;
+      } else {
+        best[h] = (Max ? v > b : v < b) ? v : b;
+      }
+    }
+  store16(acc, best[0]);
+  store16(acc + 16, best[1]);
+}
+
 template <bool Max, bool NanWins>
 __attribute__((always_inline)) inline void extreme_rows_of(const float* in, int64_t rows, int64_t stride, int64_t n,
                                                            float* acc) {
   int64_t j = 0;
-  for (; j + 32 <= n; j += 32) extreme_columns<32, Max, NanWins>(in + j, rows, stride, acc + j);
+  for (; j + 32 <= n; j += 32) extreme_columns32<Max, NanWins>(in + j, rows, stride, acc + j);
   for (; j + 8 <= n; j += 8) extreme_columns<8, Max, NanWins>(in + j, rows, stride, acc + j);
   for (; j < n; ++j) extreme_columns<1, Max, NanWins>(in + j, rows, stride, acc + j);
 }
