@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -45,6 +46,7 @@ struct BenchOptions {
   int64_t batch = 1;
   bool json = false;
   bool profile = false;
+  bool release_weights = false;
   std::vector<std::string> shapes;  // --shape NAME=DxDxD
   std::vector<std::string> dims;    // --dim SYMBOL=N
   std::vector<std::string> inputs;  // --input NAME=FILE
@@ -292,20 +294,24 @@ std::string usage_problem(const BenchOptions& o) {
 
 void bench(const BenchOptions& o) {
   auto start = std::chrono::steady_clock::now();
-  Model model = Model::load(o.model);
+  std::optional<Model> model = Model::load(o.model);
   double load_ms = ms_since(start);
   SessionOptions options;
   options.device = Device::parse(o.device);
   options.threads = o.threads;
   options.adaptive_threads = !o.fixed_threads;
   options.optimization_level = o.optimization;
+  options.release_packed_originals = o.release_weights;
   start = std::chrono::steady_clock::now();
-  Session session(model, options);
+  Session session(*model, options);
   double session_ms = ms_since(start);
 
-  const InputChoices choices = input_choices(o, model.info());
+  const ModelInfo info = model->info();
+  // The session alone holds the weights from here on, so those its kernels pack are freed.
+  if (o.release_weights) model.reset();
+  const InputChoices choices = input_choices(o, info);
   bool defaulted = false;
-  std::vector<InputSpec> specs = input_specs(model.info(), o.batch, choices, defaulted);
+  std::vector<InputSpec> specs = input_specs(info, o.batch, choices, defaulted);
   std::mt19937_64 rng(kInputSeed);
   NamedValues inputs = choices.data;
   for (const InputSpec& spec : specs) inputs[spec.name] = synthesize(spec, rng);
@@ -353,7 +359,9 @@ void bench(const BenchOptions& o) {
   if (o.profile) {
     SessionOptions with_profile = options;
     with_profile.profile = true;
-    Session timed(model, with_profile);
+    std::optional<Model> reloaded;
+    if (!model) reloaded = Model::load(o.model);  // --release-weights let go of the first
+    Session timed(model ? *model : *reloaded, with_profile);
     for (int i = 0; i < o.warmup + o.iters; ++i) timed.run(inputs);
     profiled = timed.stats();
   }
@@ -369,6 +377,7 @@ void bench(const BenchOptions& o) {
     j["threads"] = o.threads;
     j["threads_granted"] = stats.last_run_threads;
     j["adaptive_threads"] = options.adaptive_threads;
+    j["release_weights"] = o.release_weights;
     j["optimization"] = o.optimization;
     j["hardware_threads"] = std::thread::hardware_concurrency();
     j["batch"] = o.batch;
@@ -396,6 +405,8 @@ void bench(const BenchOptions& o) {
     j["wait_policy"] = wait_policy();
     j["cores_busy"] = cores_busy;
     j["peak_rss_bytes"] = rss;
+    j["released_initializers"] = stats.released_initializers;
+    j["released_bytes"] = stats.released_bytes;
     j["kernels"] = kernels;
     if (o.profile) {
       nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
@@ -435,6 +446,10 @@ void bench(const BenchOptions& o) {
   table.add_row({"throughput", fixed(runs_per_s, 1) + " runs/s, " + fixed(samples_per_s, 1) + " samples/s"});
   table.add_row({"cores busy", fixed(cores_busy, 2) + " (CPU time / wall time of the timed runs)"});
   table.add_row({"peak RSS", human_bytes(rss) + " (" + with_thousands(static_cast<int64_t>(rss)) + " B)"});
+  if (o.release_weights)
+    table.add_row({"weights freed", std::to_string(stats.released_initializers) + " initializers, " +
+                                        human_bytes(static_cast<uint64_t>(stats.released_bytes)) +
+                                        " (--release-weights)"});
   out << table.render("  ");
   out << "Kernels:";
   for (const auto& [kernel, count] : kernels) out << " " << kernel << " x" << count;
@@ -467,6 +482,9 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--input", o->inputs, "Real data for an input: NAME=FILE (.npy or TensorProto .pb; repeatable)")
       ->type_name("NAME=FILE");
   command->add_flag("--json", o->json, "One JSON object instead of text");
+  command->add_flag("--release-weights", o->release_weights,
+                    "Let go of the model once the session is made, and free each constant weight once the kernels "
+                    "that read it hold packed copies of it (SessionOptions::release_packed_originals)");
   command->add_flag("--profile", o->profile,
                     "Then time each node on a second session: where the time goes, executor overhead per run");
   command->footer(

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -35,6 +36,7 @@ struct RunOptions {
   bool fixed_threads = false;
   int optimization = SessionOptions{}.optimization_level;
   bool profile = false;
+  bool release_weights = false;
   double rtol = kTestDataRtol, atol = kTestDataAtol;
 };
 
@@ -109,8 +111,7 @@ void write_outputs(const fs::path& dir, const NamedValues& outputs, const std::s
   fs::remove_all(staging, ec);
 }
 
-int compare_with_test_data(const Model& model, const Session& session, const RunOptions& o, std::string& out) {
-  TestDataSet data = load_test_data_set(model, o.test_data);
+int compare_with_test_data(const TestDataSet& data, const Session& session, const RunOptions& o, std::string& out) {
   NamedValues outputs = session.run(data.inputs);
   bool all_ok = true;
   TextTable table({"output", "max abs error", "max rel error", "result"});
@@ -131,21 +132,28 @@ int compare_with_test_data(const Model& model, const Session& session, const Run
 }
 
 int run(const RunOptions& o) {
-  Model model = Model::load(o.model);
-  if (!o.weights.empty()) apply_weights_file(model, o.weights);
+  std::optional<Model> model = Model::load(o.model);
+  if (!o.weights.empty()) apply_weights_file(*model, o.weights);
   SessionOptions options;
   options.device = Device::parse(o.device);
   options.threads = o.threads;
   options.adaptive_threads = !o.fixed_threads;
   options.optimization_level = o.optimization;
   options.profile = o.profile;
-  Session session(model, options);
+  options.release_packed_originals = o.release_weights;
+  Session session(*model, options);
+  std::optional<TestDataSet> data;
+  if (!o.test_data.empty()) {
+    if (!o.inputs.empty()) throw Error(ErrorCode::kInvalidArgument, "--test-data and --input cannot be combined");
+    data = load_test_data_set(*model, o.test_data);
+  }
+  // The session alone holds the weights from here on, so those its kernels pack are freed.
+  if (o.release_weights) model.reset();
 
   std::string out;
   int status = 0;
-  if (!o.test_data.empty()) {
-    if (!o.inputs.empty()) throw Error(ErrorCode::kInvalidArgument, "--test-data and --input cannot be combined");
-    status = compare_with_test_data(model, session, o, out);
+  if (data) {
+    status = compare_with_test_data(*data, session, o, out);
   } else {
     NamedValues inputs;
     for (const auto& spec : o.inputs) {
@@ -199,6 +207,9 @@ void add_run_command(CLI::App& app) {
       ->default_val(SessionOptions{}.optimization_level)
       ->check(CLI::Range(0, 2));
   command->add_flag("--profile", o->profile, "Print the kernel and time per node and the run's statistics");
+  command->add_flag("--release-weights", o->release_weights,
+                    "Free each constant weight once the kernels that read it hold packed copies of it "
+                    "(less memory, same outputs)");
   command->footer(
       "Example: tunnx run examples/digits_cnn.onnx --input input=examples/digits_sample.npy "
       "--weights tuned.safetensors --output-dir out");

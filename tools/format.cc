@@ -163,6 +163,9 @@ std::string profile_text(const SessionStats& stats) {
   out += "  plans built: " + std::to_string(stats.plans_built) + "\n";
   out += "  bytes allocated in the last run: " + with_thousands(stats.last_run_bytes_allocated) + "\n";
   out += "  last run: " + fixed(stats.last_run_ms, 3) + " ms on " + std::to_string(stats.last_run_threads) + " threads\n";
+  if (stats.released_initializers > 0)
+    out += "  weights freed once packed: " + std::to_string(stats.released_initializers) + " (" +
+           with_thousands(stats.released_bytes) + " bytes)\n";
   return out;
 }
 

@@ -34,6 +34,22 @@ struct SessionOptions {
   // Time every node of the main graph (SessionStats::kernels' calls and total_ms); costs two clock
   // reads per node.
   bool profile = false;
+  // Inference only: let go of a constant weight once every kernel that reads it keeps a copy of its own
+  // in the layout it computes with (oneDNN's products and convolutions pack their weights on the first
+  // run that needs them; with a folded BatchNormalization, its inputs go too), as ONNX Runtime frees
+  // an initializer its kernels pre-pack. The memory is freed once the caller's Model is gone as well
+  // (`tunnx run` and `tunnx bench` drop theirs with --release-weights): the Model itself is never
+  // changed, so it still reads, saves and reloads its weights as they are, and no copy is ever
+  // unpacked. From the run that lets go of a weight, the session computes with its copies: later
+  // writes to the model's parameters are not seen (write them before). Kept: weights a kernel reads as
+  // they lie (reference kernels, a plain-layout primitive, a body of If/Loop/Scan, a constant-folded
+  // node) and weights held only in Winograd's transformed layout, which no reorder reads back. Outputs
+  // are those of a session without it, bit for bit: a layout a new input shape asks for is reordered
+  // from a copy, and a run a reference kernel takes gets the weight reordered back (only a folded
+  // convolution's shape that oneDNN has no fast kernel for runs on oneDNN's reference, within
+  // rounding). Refused for a graph that computes gradients (ONNX Gradient nodes).
+  // SessionStats::released_* say what was let go.
+  bool release_packed_originals = false;
 };
 
 using NamedValues = std::map<std::string, Value>;
@@ -57,6 +73,10 @@ struct SessionStats {
   double last_run_ms = 0;
   int last_run_threads = 0;  // threads the last run was granted (see SessionOptions::threads)
   double total_run_ms = 0;   // all runs so far; minus the nodes' total_ms, the executor's overhead
+  // SessionOptions::release_packed_originals: initializers the session no longer holds (their
+  // kernels compute from copies of their own), and their bytes.
+  int64_t released_initializers = 0;
+  int64_t released_bytes = 0;
 };
 
 // The op types of `model` that no kernel on `device` runs at the model's opsets, as "Op (opset N)" or
@@ -69,7 +89,8 @@ class Session {
  public:
   // Plans `model` for `options.device`. Throws Error naming the node, op type, opset and dtype of the
   // first node no kernel supports. The session keeps the model's parameters alive and reads them in
-  // place: later writes to the model's parameters are seen by later runs.
+  // place: later writes to the model's parameters are seen by later runs (not with
+  // SessionOptions::release_packed_originals, which lets go of weights once packed).
   Session(const Model& model, SessionOptions options = {});
   ~Session();
   Session(Session&&) noexcept;

@@ -119,6 +119,11 @@ class Tensor {
   static Tensor view(DataType dtype, std::vector<int64_t> dims, const void* data,
                      std::shared_ptr<const void> keep_alive);
 
+  // A tensor with a dtype and dims but no data: reading or writing its data throws Error(kInternal).
+  // What a session keeps of a weight it freed (SessionOptions::release_packed_originals): its kernels
+  // recognise it by its storage and compute from copies of their own.
+  static Tensor placeholder(DataType dtype, std::vector<int64_t> dims);
+
   template <typename T>
   static Tensor from_vector(std::vector<int64_t> dims, const std::vector<T>& values) {
     Tensor t(data_type_of<T>(), std::move(dims));

@@ -265,7 +265,26 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
   frame.plan = this;
   frame.outer = outer;
   frame.values.resize(slot_names_.size());
-  for (const auto& [slot, tensor] : constants_) frame.values[static_cast<size_t>(slot)] = Value(tensor);
+  // While weights may still be freed, this run is counted and takes each constant under the lock
+  // that swaps it for its placeholder (release_packed_originals).
+  Release* release = release_ && release_->pending.load(std::memory_order_acquire) > 0 ? release_.get() : nullptr;
+  struct Leave {
+    Release* counted = nullptr;
+    ~Leave() {
+      if (!counted) return;
+      std::lock_guard<std::mutex> lock(counted->mutex);
+      --counted->runs;
+    }
+  } leave;
+  {
+    std::unique_lock<std::mutex> lock;
+    if (release) {
+      lock = std::unique_lock<std::mutex>(release->mutex);
+      ++release->runs;
+      leave.counted = release;
+    }
+    for (const auto& [slot, tensor] : constants_) frame.values[static_cast<size_t>(slot)] = Value(tensor);
+  }
   for (const auto& [slot, name] : captured_) {
     const Value* v = outer ? outer->find(name) : nullptr;
     if (v) frame.values[static_cast<size_t>(slot)] = *v;
@@ -316,6 +335,7 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
     for (size_t i = 0; i < step.outputs.size(); ++i)
       if (step.outputs[i] >= 0) frame.values[static_cast<size_t>(step.outputs[i])] = std::move(out[i]);
     for (int slot : step.release) frame.values[static_cast<size_t>(slot)] = Value();
+    if (release && !release->last_read_at[index].empty()) release_after(index);
   }
 
   std::vector<Value> results;
@@ -354,6 +374,59 @@ void GraphPlan::run_folded(const Step& step, KernelContext& ctx, std::vector<Val
   f.versions.clear();
   for (const Tensor* t : f.sources) f.versions.push_back(t->version());
   f.kept = true;
+}
+
+void GraphPlan::release_packed_originals() {
+  auto r = std::make_unique<Release>();
+  r->last_read_at.resize(steps_.size());
+  std::unordered_set<int> kept(output_slots_.begin(), output_slots_.end());
+  for (const Step& step : steps_) {
+    kept.insert(step.implicit_inputs.begin(), step.implicit_inputs.end());  // a body reads them
+    if (step.folded) kept.insert(step.inputs.begin(), step.inputs.end());    // folding may run again
+  }
+  std::unordered_map<int, std::vector<std::pair<size_t, size_t>>> readers;  // slot -> (step, input), in order
+  for (size_t s = 0; s < steps_.size(); ++s)
+    for (size_t i = 0; i < steps_[s].inputs.size(); ++i) readers[steps_[s].inputs[i]].emplace_back(s, i);
+  for (size_t c = 0; c < constants_.size(); ++c) {
+    const auto it = readers.find(constants_[c].first);
+    if (it == readers.end() || kept.count(constants_[c].first)) continue;
+    bool copies = true;
+    for (const auto& [step, input] : it->second)
+      copies = copies && steps_[step].kernel->constant_use(input) != Kernel::ConstantUse::kReadsIt;
+    if (!copies) continue;
+    r->last_read_at[it->second.back().first].push_back(r->weights.size());
+    r->weights.push_back({c, it->second, false});
+  }
+  r->pending.store(static_cast<int64_t>(r->weights.size()));
+  release_ = std::move(r);
+}
+
+void GraphPlan::release_after(size_t step) const {
+  Release& r = *release_;
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.runs != 1) return;  // another run may hold an original: a later run frees it
+  for (size_t index : r.last_read_at[step]) {
+    Releasable& weight = r.weights[index];
+    if (weight.released) continue;
+    bool held = true;
+    for (const auto& [reader, input] : weight.readers)
+      held = held && steps_[reader].kernel->constant_use(input) == Kernel::ConstantUse::kHoldsCopies;
+    if (!held) continue;
+    Tensor& original = constants_[weight.constant].second;
+    const Tensor stand_in = Tensor::placeholder(original.dtype(), original.dims());
+    for (const auto& [reader, input] : weight.readers) steps_[reader].kernel->release_constant(input, stand_in);
+    r.done.bytes += static_cast<int64_t>(original.nbytes());
+    ++r.done.initializers;
+    original = stand_in;
+    weight.released = true;
+    r.pending.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+GraphPlan::Released GraphPlan::released() const {
+  if (!release_) return {};
+  std::lock_guard<std::mutex> lock(release_->mutex);
+  return release_->done;
 }
 
 GraphPlan::StepTime GraphPlan::step_time(size_t step) const {

@@ -100,7 +100,37 @@ class GraphPlan {
   };
   StepTime step_time(size_t step) const;
 
+  // SessionOptions::release_packed_originals, for the main graph of an inference session: from now on
+  // an initializer whose every reader is a kernel that keeps copies of its own (Kernel::constant_use)
+  // is freed once all of them hold one, checked after the step that reads it last. Its slot then
+  // holds a Tensor::placeholder of the same dtype and dims, which those kernels recognise in its
+  // place. A run frees only while no other run is in flight (another may still read the original),
+  // and none starts meanwhile. Initializers a body reads, the graph returns or a folded step reads
+  // are kept.
+  void release_packed_originals();
+  struct Released {
+    int64_t initializers = 0, bytes = 0;  // freed so far, and their bytes
+  };
+  Released released() const;
+
  private:
+  // What release_packed_originals() watches.
+  struct Releasable {
+    size_t constant = 0;                             // index into constants_
+    std::vector<std::pair<size_t, size_t>> readers;  // (step, input)
+    bool released = false;
+  };
+  struct Release {
+    std::vector<Releasable> weights;
+    std::vector<std::vector<size_t>> last_read_at;  // per step: the weights it reads last
+    std::mutex mutex;                               // guards the rest, and constants_ while weights are pending
+    int runs = 0;                                   // runs in flight that started while weights were pending
+    std::atomic<int64_t> pending{0};                // weights not freed yet: at 0 runs stop taking part
+    Released done;
+  };
+  // Frees the weights `step` reads last whose readers all hold copies, when this run is the only one.
+  void release_after(size_t step) const;
+
   int add_slot(const std::string& name);
   // Runs a folded step, or hands out the outputs it kept while its sources are unwritten.
   void run_folded(const Step& step, KernelContext& ctx, std::vector<Value>& out, size_t index) const;
@@ -110,7 +140,7 @@ class GraphPlan {
   std::unordered_map<std::string, int> slots_;
   std::vector<std::string> slot_names_;
   std::vector<int> input_slots_, output_slots_;
-  std::vector<std::pair<int, Tensor>> constants_;      // initializers
+  mutable std::vector<std::pair<int, Tensor>> constants_;  // initializers (placeholders once freed)
   std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
   std::vector<Step> steps_;
   std::unordered_map<std::string, ConstantOrigin> constant_values_;
@@ -119,6 +149,7 @@ class GraphPlan {
   mutable std::atomic<int64_t> folded_budget_{int64_t{256} << 20};
   // Summed by concurrent runs; sized once planning is done.
   std::unique_ptr<std::atomic<int64_t>[]> step_calls_, step_ns_;
+  std::unique_ptr<Release> release_;  // set by release_packed_originals()
 };
 
 // Every step of `plan` in execution order with its runs and time so far, each If/Loop/Scan body's

@@ -119,6 +119,12 @@ void KernelContext::reshape_output(size_t i, std::vector<int64_t> dims) {
   outputs_[i] = Value(outputs_[i].tensor().reshaped(std::move(dims)));
 }
 
+KernelContext KernelContext::with_input(size_t i, const Value* value) const {
+  std::vector<const Value*> inputs = inputs_;
+  if (i < inputs.size()) inputs[i] = value;
+  return KernelContext(node_, std::move(inputs), outputs_, wanted_, bytes_allocated_, frame_);
+}
+
 Error KernelContext::error(const std::string& message) const {
   return node_error(node_, ErrorCode::kInvalidArgument, message);
 }

@@ -106,6 +106,11 @@ class KernelContext {
   // Runs a planned subgraph (If/Loop/Scan body) with this graph's values visible to it.
   std::vector<Value> run_subgraph(const GraphPlan& plan, std::vector<Value> inputs) const;
 
+  // This run with input i read from `value` instead (which must outlive the returned context); outputs
+  // go where this context's go. For a kernel that hands its reference kernel a weight it restored from
+  // its own copy (Kernel::release_constant).
+  KernelContext with_input(size_t i, const Value* value) const;
+
  private:
   const ir::Node& node_;
   std::vector<const Value*> inputs_;
@@ -119,6 +124,20 @@ class Kernel {
  public:
   virtual ~Kernel() = default;
   virtual void run(KernelContext& ctx) const = 0;
+
+  // What the kernel keeps of constant input i (KernelInit::constant_input), for
+  // SessionOptions::release_packed_originals.
+  enum class ConstantUse {
+    kReadsIt,      // reads the constant itself (the default: reference kernels, plain-layout paths)
+    kNotYet,       // will hold copies of its own once runs have made them
+    kHoldsCopies,  // computes every later run from copies of its own, whatever the shapes: it may be freed
+  };
+  virtual ConstantUse constant_use(size_t /*input*/) const { return ConstantUse::kReadsIt; }
+  // The session freed constant input i, which kernels reading it answered kHoldsCopies for: from now
+  // on runs pass `stand_in` (a Tensor::placeholder of the same dtype and dims) in its place, and the
+  // kernel computes from its copies as they are (later writes to the weight are not seen). Called
+  // between runs' steps, never while this kernel runs.
+  virtual void release_constant(size_t /*input*/, const Tensor& /*stand_in*/) {}
 };
 
 using KernelFactory = std::function<std::unique_ptr<Kernel>(const KernelInit&)>;

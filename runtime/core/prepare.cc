@@ -44,7 +44,7 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
   try {
     prepared.graph = std::make_unique<ir::Graph>(lowered_copy(model));
     ir::Graph& graph = *prepared.graph;
-    train::lower_gradient_ops(graph, prepared.opsets, model.store);
+    prepared.gradient_nodes = train::lower_gradient_ops(graph, prepared.opsets, model.store);
     // Before the caller's rewrite, so autodiff differentiates the simpler graph: GELU spelled out as
     // five ops becomes one Gelu (one gradient kernel), and MatMul(x, Transpose(W)) one product reading
     // W as it lies (no transposes forward or backward). fuse_linear later folds bias Adds and

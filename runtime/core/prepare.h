@@ -40,6 +40,7 @@ struct PreparedGraph {
   std::unique_ptr<ir::Graph> graph;  // the rewritten copy the plan points into
   std::unique_ptr<GraphPlan> plan;
   std::map<std::string, int64_t> opsets;
+  int gradient_nodes = 0;  // ONNX Gradient nodes lowered into backward passes
 };
 
 // Throws Error naming the model file and the first node that cannot be planned.

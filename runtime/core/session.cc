@@ -113,6 +113,15 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   prepare.profile = options.profile;
   prepare.plans_built = &impl_->plans_built;
   impl_->prepared = prepare_graph(m, prepare);
+  if (options.release_packed_originals) {
+    if (impl_->prepared.gradient_nodes > 0)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "release_packed_originals is for inference: this model's graph computes gradients (" +
+                      std::to_string(impl_->prepared.gradient_nodes) +
+                      " ONNX Gradient nodes), whose kernels read the weights as they lie",
+                  {.file = impl_->model_file});
+    impl_->prepared.plan->release_packed_originals();
+  }
   const ir::Graph& graph = *impl_->prepared.graph;
   impl_->plan = impl_->prepared.plan.get();
   for (const auto& init : graph.initializers) impl_->initializer_names.insert(init.name);
@@ -209,6 +218,9 @@ SessionStats Session::stats() const {
   stats.kernels = kernel_stats(*impl_->plan);
   stats.plans_built = impl_->plans_built.load();
   stats.folded_nodes = impl_->plan->folded_steps();
+  const GraphPlan::Released released = impl_->plan->released();
+  stats.released_initializers = released.initializers;
+  stats.released_bytes = released.bytes;
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
   stats.runs = impl_->runs;
   stats.last_run_bytes_allocated = impl_->last_bytes;

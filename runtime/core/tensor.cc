@@ -30,6 +30,7 @@ struct Tensor::Storage {
   const void* borrowed = nullptr;
   std::shared_ptr<const void> keep_alive;
   std::vector<std::string> strings;
+  bool placeholder = false;  // Tensor::placeholder: no data, `size` bytes declared
   // Bumped by every mutable access, as torch's tensor._version: what is derived from the data
   // (weights packed for a kernel) is rebuilt when it changes.
   std::atomic<uint64_t> version{0};
@@ -49,10 +50,14 @@ struct Tensor::Storage {
     if (bytes) host_memory::deallocate(bytes, size);
     bytes = nullptr;
   }
-  const void* read() const { return borrowed ? borrowed : bytes; }
+  const void* read() const {
+    if (placeholder) no_data();
+    return borrowed ? borrowed : bytes;
+  }
   // Copy-on-write: turn a borrowed view into owned memory, in place, so every tensor sharing this
   // storage sees the same (now owned) data.
   void* write() {
+    if (placeholder) no_data();
     version.fetch_add(1, std::memory_order_relaxed);
     if (borrowed) {
       const void* src = borrowed;
@@ -62,6 +67,11 @@ struct Tensor::Storage {
       keep_alive.reset();
     }
     return bytes;
+  }
+  [[noreturn]] static void no_data() {
+    throw Error(ErrorCode::kInternal,
+                "a weight's data was read after the session freed it (SessionOptions::release_packed_originals): "
+                "a kernel that held a copy of it read the original");
   }
 };
 
@@ -98,6 +108,13 @@ Tensor Tensor::view(DataType dtype, std::vector<int64_t> dims, const void* data,
   t.storage_->borrowed = data;
   t.storage_->size = checked_byte_size(t.numel_, dtype, t.dims_);
   t.storage_->keep_alive = std::move(keep_alive);
+  return t;
+}
+
+Tensor Tensor::placeholder(DataType dtype, std::vector<int64_t> dims) {
+  if (dtype == DataType::kString) throw Error(ErrorCode::kInvalidArgument, "string tensors have no placeholders");
+  Tensor t = view(dtype, std::move(dims), nullptr, nullptr);  // a view on nothing, marked so that reads throw
+  t.storage_->placeholder = true;
   return t;
 }
 

@@ -51,6 +51,20 @@ TEST(CliBench, JsonHasTheLatencyFields) {
   EXPECT_EQ(j.at("inputs"), json::parse(R"([{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8], "data": "synthesized"}])"));
 }
 
+// --release-weights lets go of the model and frees the weights the kernels pack; the JSON says how much.
+TEST(CliBench, ReleaseWeightsReportsWhatWasFreed) {
+  json kept = bench_json({"--threads", "1"});
+  EXPECT_EQ(kept.at("release_weights"), false);
+  EXPECT_EQ(kept.at("released_initializers"), 0);
+  EXPECT_EQ(kept.at("released_bytes"), 0);
+  json released = bench_json({"--threads", "1", "--release-weights"});
+  EXPECT_EQ(released.at("release_weights"), true);
+  if (TUNNX_WITH_ONEDNN) {
+    EXPECT_GE(released.at("released_initializers").get<int64_t>(), 2);  // the two Gemm weights at least
+    EXPECT_GT(released.at("released_bytes").get<int64_t>(), 0);
+  }
+}
+
 // OpenMP's wait policy (tunnx/threads.h): bench starts again with the recommended spin count when
 // the environment names none, and keeps the user's when it does; the JSON says which it ran with.
 TEST(CliBench, StartsWithTheRecommendedWaitPolicyUnlessOneIsSet) {

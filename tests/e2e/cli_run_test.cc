@@ -215,6 +215,23 @@ TEST(CliRun, OptimizationLevelsAgree) {
   }
 }
 
+// --release-weights: the same bits, and the profile says what was freed.
+TEST(CliRun, ReleaseWeightsGivesTheSameOutputs) {
+  TempFolder temp;
+  std::vector<Tensor> logits;
+  for (bool release : {false, true}) {
+    const fs::path dir = temp.model_dir() / (release ? "released" : "kept");
+    std::vector<std::string> args = {"run", kExampleModel.string(), "--input", "input=" + kSample.string(), "--threads",
+                                      "1", "--fixed-threads", "--profile", "--output-dir", dir.string()};
+    if (release) args.push_back("--release-weights");
+    ProcessResult r = run_cli(args);
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+    EXPECT_EQ(r.out.find("weights freed once packed: ") != std::string::npos, release && TUNNX_WITH_ONEDNN) << r.out;
+    logits.push_back(load_npy(dir / "logits.npy"));
+  }
+  EXPECT_TRUE(logits[0].equals(logits[1]));
+}
+
 struct BadRun {
   std::vector<std::string> args;
   std::string expected;  // in the single stderr line

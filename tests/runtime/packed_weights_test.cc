@@ -86,6 +86,54 @@ TEST(PackedWeights, AWeightWrittenBeforeEveryRunIsSeenAsTrained) {
   EXPECT_FALSE(packed.rewritten_every_run(w.clone()));  // not the constant
 }
 
+// SessionOptions::release_packed_originals: once the constant is freed, every layout (the plain one
+// included) is reordered from the copy held, bit for bit what packing the original gives; the stand-in
+// is the constant from then on, and its writes no longer matter.
+TEST(PackedWeights, AReleasedConstantServesEveryLayoutFromItsCopy) {
+  using tag = dnnl::memory::format_tag;
+  std::vector<float> values(32 * 48);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.01f * static_cast<float>(i % 97) - 0.3f;
+  Tensor w = Tensor::from_vector<float>({32, 48}, values);
+  const Tensor original = w.clone();
+  const dnnl::memory::desc stored({32, 48, 1, 1}, dnnl::memory::data_type::f32, tag::oihw);
+  const dnnl::memory::desc blocked({32, 48, 1, 1}, dnnl::memory::data_type::f32, tag::OIhw16i16o);
+  const dnnl::memory::desc other({32, 48, 1, 1}, dnnl::memory::data_type::f32, tag::OIhw8i8o);
+  auto bytes = [](const dnnl::memory& m) {
+    const float* p = static_cast<const float*>(m.get_data_handle());
+    return std::vector<float>(p, p + m.get_desc().get_size() / sizeof(float));
+  };
+
+  PackedWeights packed(&w);
+  EXPECT_FALSE(packed.holds_reversible_copy());
+  packed.get(w, stored, stored);  // the stored layout is wrapped, not a copy
+  EXPECT_FALSE(packed.holds_reversible_copy());
+  auto first = packed.get(w, stored, blocked);
+  EXPECT_TRUE(packed.holds_reversible_copy());
+  w.mutable_data_as<float>()[0] += 1;  // a copy of an older version does not count
+  EXPECT_FALSE(packed.holds_reversible_copy());
+  w.mutable_data_as<float>()[0] = values[0];
+  first = packed.get(w, stored, blocked);
+  ASSERT_TRUE(packed.holds_reversible_copy());
+
+  // What packing the original into `other` gives, from a second object.
+  PackedWeights reference(&w);
+  const std::vector<float> want_other = bytes(*reference.get(w, stored, other));
+
+  const Tensor stand_in = Tensor::placeholder(DataType::kFloat32, {32, 48});
+  packed.release(stand_in);
+  w.mutable_data_as<float>()[5] = 100;  // the caller's tensor: no longer the constant
+  EXPECT_TRUE(packed.released());
+  EXPECT_TRUE(packed.is_constant(stand_in));
+  EXPECT_FALSE(packed.is_constant(w));
+  EXPECT_EQ(packed.get(stand_in, stored, blocked).get(), first.get());  // held: nothing made
+  const int64_t packs = packed.packs();
+  EXPECT_EQ(bytes(*packed.get(stand_in, stored, other)), want_other);
+  EXPECT_EQ(bytes(*packed.get(stand_in, stored, stored)), values);  // the plain layout, as a copy now
+  EXPECT_EQ(packed.packs(), packs + 2);
+  EXPECT_TRUE(packed.restored().equals(original));
+  EXPECT_TRUE(packed.holds_reversible_copy());
+}
+
 }  // namespace
 
 #endif  // TUNNX_WITH_ONEDNN

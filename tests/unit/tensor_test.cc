@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -291,6 +292,26 @@ TEST(Tensor, StringTensorCannotBeAView) {
   Error e = catch_error([&] { Tensor::view(DataType::kString, {1}, &s, nullptr); });
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
   EXPECT_STREQ(e.what(), "string tensors cannot be views on raw memory");
+}
+
+// What a session keeps of a weight it freed (SessionOptions::release_packed_originals): dtype, dims and
+// an identity of its own, and no data to read by mistake.
+TEST(Tensor, PlaceholderHasDimsButNoData) {
+  Tensor p = Tensor::placeholder(DataType::kFloat32, {3, 4});
+  EXPECT_TRUE(p.defined());
+  EXPECT_EQ(p.dtype(), DataType::kFloat32);
+  EXPECT_EQ(p.dims(), (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(p.nbytes(), 48u);
+  EXPECT_TRUE(Tensor(p).shares_storage_with(p));
+  EXPECT_FALSE(Tensor::placeholder(DataType::kFloat32, {3, 4}).shares_storage_with(p));
+  EXPECT_EQ(p.version(), 0u);
+  for (const auto& access : std::vector<std::function<void()>>{[&] { p.data(); }, [&] { p.mutable_data(); },
+                                                               [&] { p.clone(); }}) {
+    Error e = catch_error(access);
+    EXPECT_EQ(e.code(), ErrorCode::kInternal);
+    EXPECT_NE(std::string(e.what()).find("after the session freed it"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(catch_error([] { Tensor::placeholder(DataType::kString, {1}); }).code(), ErrorCode::kInvalidArgument);
 }
 
 // ---- Tensor: views and copy-on-write --------------------------------------------------------------

@@ -14,6 +14,7 @@
 // sum post-op and its activation as eltwise post-ops. A geometry only oneDNN's reference implementation takes, other dtypes and
 // anything the shared rules reject run the reference kernel, which reports errors in its words.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -100,7 +101,8 @@ void prefer_jit_depthwise(dnnl::convolution_forward::primitive_desc& pd) {
 // storage at the same version, so a Parameter or running statistic that changes refolds them. W' is
 // made from W and s when a primitive needs it and kept only while one reads it as it lies: once
 // reordered into a primitive's layout the plain copy is dropped (a detector's every convolution
-// has a folded BatchNormalization: YOLOv8n held its 12.6 MB of weights three times).
+// has a folded BatchNormalization: YOLOv8n held its 12.6 MB of weights three times). Once the session
+// freed W (SessionOptions::release_packed_originals), W' is read back from `reversible` instead.
 struct FoldedWeights {
   std::vector<std::pair<const void*, uint64_t>> sources;  // W, B (or null), scale, bn_bias, mean, var
   std::vector<double> scale;                              // s, per output channel
@@ -108,6 +110,23 @@ struct FoldedWeights {
   mutable std::mutex mutex;
   mutable Tensor weights;                              // W', while a primitive reads it plain
   mutable std::shared_ptr<const dnnl::memory> packed;  // W' in the layout a primitive reads
+  // A packed W' a reorder reads back (`packed` itself unless that is Winograd's), and W' as it lies in
+  // that primitive's dims. Kept apart from `packed` only after W is freed: before, W folds again.
+  mutable std::shared_ptr<const dnnl::memory> reversible;
+  mutable dnnl::memory::desc reversible_plain;
+
+  bool holds_reversible_copy() const {
+    std::lock_guard<std::mutex> lock(mutex);
+    return weights.numel() > 0 || reversible;
+  }
+
+  // W' of `dims` read back from `reversible` (mutex held).
+  Tensor restored(const std::vector<int64_t>& dims) const {
+    if (!reversible) throw Error(ErrorCode::kInternal, "a freed weight has no copy that a reorder reads back");
+    Tensor out = Tensor::uninitialized(DataType::kFloat32, dims);
+    reorder_into(*reversible, wrap(reversible_plain, out.mutable_data_as<float>()));
+    return out;
+  }
 
   // W' for `w` (the source W).
   Tensor fold_weights(const Tensor& w) const {
@@ -162,6 +181,16 @@ class OnednnConv : public Kernel {
         attrs_(std::move(attrs)),
         fused_(fused),
         packed_(init.constant_input(1), init.trained_input(1)) {
+    // What may be freed once copies are held: W, and with a folded BatchNormalization also B and its
+    // four inputs (the folded copies hold all of them), when all are constants no optimizer writes.
+    const bool folds = fused_ && fused_->has_bn;
+    releasable_ = init.constant_input(1) && init.input_type(1) == DataType::kFloat32 && !init.trained_input(1);
+    for (size_t i = 2; folds && i <= 6; ++i) {
+      if (i == 2 && !init.has_input(2)) continue;
+      releasable_ = releasable_ && init.constant_input(i) && !init.trained_input(i);
+    }
+    if (folds)
+      for (size_t i = 1; i <= 6; ++i) fold_sources_.push_back(init.has_input(i) ? init.constant_input(i) : nullptr);
     if (!fused_) return;
     // conv -> [sum Z] -> activation -> [sum Z]: the sum post-op adds what dst holds before the run.
     if (fused_->has_residual && !fused_->residual_after_activation) post_ops_.append_sum(1.0f);
@@ -175,16 +204,36 @@ class OnednnConv : public Kernel {
     }
   }
 
+  ConstantUse constant_use(size_t input) const override {
+    const bool folds = fused_ && fused_->has_bn;
+    if (!releasable_ || !(input == 1 || (folds && input >= 2 && input <= 6))) return ConstantUse::kReadsIt;
+    if (!folds) return packed_.holds_reversible_copy() ? ConstantUse::kHoldsCopies : ConstantUse::kNotYet;
+    if (frozen_.load(std::memory_order_acquire)) return ConstantUse::kHoldsCopies;
+    std::lock_guard<std::mutex> lock(folded_mutex_);
+    // The copies must be of the constants' current values (a run the reference took leaves them as
+    // they were).
+    const bool current = folded_ && folded_->sources == source_versions(fold_sources_);
+    return current && folded_->holds_reversible_copy() ? ConstantUse::kHoldsCopies : ConstantUse::kNotYet;
+  }
+
+  void release_constant(size_t input, const Tensor& stand_in) override {
+    if (input == 1) packed_.release(stand_in);  // folded: it holds no copies, only W's handle
+    frozen_.store(true, std::memory_order_release);
+  }
+
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
     const Tensor* w = &ctx.input(1);
     const Tensor* bias = ctx.has_input(2) ? &ctx.input(2) : nullptr;
     const Tensor* residual = fused_ && fused_->has_residual ? &ctx.input(7) : nullptr;
     const bool channels_last = fused_ && fused_->channels_last;
+    // With W freed and only W' held, nothing is left for the reference kernel to read: an empty
+    // output is made here, and a shape oneDNN has only its reference implementation for runs on it.
+    const bool only_folded = frozen_.load(std::memory_order_acquire) && fused_ && fused_->has_bn;
     if (x.dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32 ||
         (bias && (bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) || x.rank() < 3 || x.rank() > 5 ||
-        w->rank() != x.rank() || x.numel() == 0 || w->numel() == 0)
-      return reference_->run(ctx);
+        w->rank() != x.rank() || (x.numel() == 0 && !only_folded) || w->numel() == 0)
+      return fallback(ctx);
     // What these shapes make of the run, from the last run when it had them (and the same team).
     std::shared_ptr<const ShapePlan> plan = last_plan(x.dims(), w->dims(), bias != nullptr);
     if (!plan) {
@@ -195,11 +244,15 @@ class OnednnConv : public Kernel {
       // The shape rules read NCHW: a channels-last X [N, H, W, C] is [N, C, H, W] to them.
       fresh->x_nchw = channels_last ? ops::nchw_of_channels_last(x.dims()) : x.dims();
       std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, fresh->x_nchw, w->dims(), false, nullptr);
-      if (!g || (bias && bias->numel() != g->out_channels)) return reference_->run(ctx);  // it reports the error
+      if (!g || (bias && bias->numel() != g->out_channels)) return fallback(ctx);  // it reports the error
       fresh->y_dims = {g->batch, g->out_channels};
       fresh->y_dims.insert(fresh->y_dims.end(), g->grid.begin(), g->grid.end());
-      if (product(fresh->y_dims) == 0) return reference_->run(ctx);
       fresh->out_dims = channels_last ? ops::channels_last_of_nchw(fresh->y_dims) : fresh->y_dims;
+      if (product(fresh->y_dims) == 0) {
+        if (!only_folded) return fallback(ctx);
+        ctx.allocate_output(0, DataType::kFloat32, fresh->out_dims);
+        return;
+      }
       fresh->work = static_cast<double>(product(fresh->y_dims)) * static_cast<double>(w->numel() / g->out_channels);
       fresh->team = team_for(fresh->work);
       fresh->geometry = std::move(*g);
@@ -207,15 +260,15 @@ class OnednnConv : public Kernel {
     }
     const std::vector<int64_t>& out_dims = plan->out_dims;
     const int64_t out_channels = plan->geometry.out_channels;
-    if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != out_dims)) return reference_->run(ctx);
+    if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != out_dims)) return fallback(ctx);
     std::shared_ptr<const FoldedWeights> folded;
     if (fused_ && fused_->has_bn) {
       const Tensor* bn[4];
       for (size_t i = 0; i < 4; ++i) {
         bn[i] = &ctx.input(3 + i);
-        if (bn[i]->dtype() != DataType::kFloat32 || bn[i]->numel() != out_channels) return reference_->run(ctx);
+        if (bn[i]->dtype() != DataType::kFloat32 || bn[i]->numel() != out_channels) return fallback(ctx);
       }
-      folded = folded_for(*w, bias, bn);
+      folded = only_folded ? frozen_folded() : folded_for(*w, bias, bn);
       bias = &folded->bias;
     }
 
@@ -227,14 +280,14 @@ class OnednnConv : public Kernel {
       key.insert(key.end(), w->dims().begin(), w->dims().end());
       key.push_back(bias ? 1 : 0);
       key.push_back(plan->team);
-      if (declined_.find(key)) return reference_->run(ctx);
+      if (declined_.find(key) && !only_folded) return fallback(ctx);
       p = cache_.find(key);
       if (!p) {
-        std::shared_ptr<ConvPrimitive> built =
-            build(plan->geometry, plan->x_nchw, w->dims(), plan->y_dims, bias != nullptr, channels_last);
+        std::shared_ptr<ConvPrimitive> built = build(plan->geometry, plan->x_nchw, w->dims(), plan->y_dims,
+                                                     bias != nullptr, channels_last, only_folded);
         if (!built) {
           declined_.insert(key, std::make_shared<const bool>(true));
-          return reference_->run(ctx);
+          return fallback(ctx);
         }
         p = cache_.insert(key, std::move(built));
       }
@@ -256,11 +309,11 @@ class OnednnConv : public Kernel {
     }
     // Weights: packed once per version for a constant, reordered per run for a trained or fed one.
     std::shared_ptr<const dnnl::memory> packed;
-    void* weights = const_cast<float*>(data<float>(*w));
+    void* weights = nullptr;
     if (folded && p->weights_in) {
-      packed = packed_folded(*folded, *w, *p);
+      packed = packed_folded(*folded, *w, *p, only_folded);
     } else if (folded) {
-      weights = plain_folded(*folded, *w);
+      weights = plain_folded(*folded, *w, only_folded);
     } else if (packed_.is_constant(*w) && !packed_.rewritten_every_run(*w)) {
       packed = packed_.get(*w, p->weights_plain, p->weights);
     } else if (p->weights_in) {
@@ -268,6 +321,8 @@ class OnednnConv : public Kernel {
       run_on(p->weights_in->primitive, p->weights_in->scratchpad,
              {{DNNL_ARG_FROM, wrap(p->weights_plain, data<float>(*w))}, {DNNL_ARG_TO, wrap(p->weights, weights_block->data())}});
       weights = weights_block->data();
+    } else {
+      weights = const_cast<float*>(data<float>(*w));  // oneDNN only reads weights
     }
     void* dst = mutable_data<float>(y);
     if (p->dst_out) {
@@ -298,9 +353,11 @@ class OnednnConv : public Kernel {
   }
 
  private:
-  // The primitive for one shape, or null when oneDNN has only its reference implementation for it.
+  // The primitive for one shape, or null when oneDNN has only its reference implementation for it
+  // (unless `any_implementation`).
   std::shared_ptr<ConvPrimitive> build(ops::ConvGeometry g, std::vector<int64_t> x_dims, std::vector<int64_t> w_dims,
-                                       std::vector<int64_t> y_dims, bool has_bias, bool channels_last) const {
+                                       std::vector<int64_t> y_dims, bool has_bias, bool channels_last,
+                                       bool any_implementation) const {
     // A spatial dim of size 1 that a size-1 kernel reads unpadded (tf2onnx writes 1-D convolutions
     // as [N, C, L, 1]) leaves the plain memory as it is: dropped, oneDNN runs the 1-D convolution,
     // measured 2-3x faster than its 2-D kernel on such a shape.
@@ -346,8 +403,8 @@ class OnednnConv : public Kernel {
                                              any_layout(built->weights_plain), built->bias,
                                              any_layout(built->dst_plain), strides, dilates, pad_l, pad_r);
         dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
-        if (reference_only(pd)) return std::nullopt;
-        if (depthwise) prefer_jit_depthwise(pd);
+        if (reference_only(pd) && !any_implementation) return std::nullopt;
+        if (depthwise && !reference_only(pd)) prefer_jit_depthwise(pd);
         return pd;
       } catch (const dnnl::error&) {
         return std::nullopt;
@@ -414,24 +471,49 @@ class OnednnConv : public Kernel {
   }
 
   // `folded`'s weights (from source W `w`) in the primitive's layout, reordered once per fold (and
-  // per layout); the plain W' made for the reorder is not kept.
+  // per layout); the plain W' made for the reorder is not kept. `w_freed`: W is a placeholder, and W'
+  // is read back from a copy.
   static std::shared_ptr<const dnnl::memory> packed_folded(const FoldedWeights& folded, const Tensor& w,
-                                                           const ConvPrimitive& p) {
+                                                           const ConvPrimitive& p, bool w_freed) {
     std::lock_guard<std::mutex> lock(folded.mutex);
     if (folded.packed && folded.packed->get_desc() == p.weights) return folded.packed;
     auto packed = std::make_shared<dnnl::memory>(p.weights, cpu_engine());
-    const Tensor plain = folded.weights.numel() > 0 ? folded.weights : folded.fold_weights(w);
+    const Tensor plain = folded.weights.numel() > 0 ? folded.weights
+                         : w_freed                  ? folded.restored(w.dims())
+                                                    : folded.fold_weights(w);
     dnnl::memory source = wrap(p.weights_plain, data<float>(plain));
     run_on(p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
     folded.packed = packed;
+    if (is_reversible(p.weights)) {
+      folded.reversible = packed;
+      folded.reversible_plain = p.weights_plain;
+    } else if (!w_freed) {
+      folded.reversible.reset();  // W folds again: no second copy kept
+    }
     return packed;
   }
 
   // `folded`'s weights as they lie, for a primitive that reads them so; kept from run to run.
-  static float* plain_folded(const FoldedWeights& folded, const Tensor& w) {
+  static float* plain_folded(const FoldedWeights& folded, const Tensor& w, bool w_freed) {
     std::lock_guard<std::mutex> lock(folded.mutex);
-    if (folded.weights.numel() == 0) folded.weights = folded.fold_weights(w);
+    if (folded.weights.numel() == 0) folded.weights = w_freed ? folded.restored(w.dims()) : folded.fold_weights(w);
     return const_cast<float*>(data<float>(folded.weights));  // oneDNN only reads weights
+  }
+
+  // The folded weights the session froze (release_constant): made before W was freed, never refolded.
+  std::shared_ptr<const FoldedWeights> frozen_folded() const {
+    std::lock_guard<std::mutex> lock(folded_mutex_);
+    return folded_;
+  }
+
+  // The reference kernel for this run; after the session freed W (a convolution without a folded
+  // BatchNormalization), with W restored from a copy.
+  void fallback(KernelContext& ctx) const {
+    if ((fused_ && fused_->has_bn) || !packed_.released() || !packed_.is_constant(ctx.input(1)))
+      return reference_->run(ctx);
+    const Value restored(packed_.restored());
+    KernelContext with_w = ctx.with_input(1, &restored);
+    reference_->run(with_w);
   }
 
   // What run() works out from the input shapes before it can run: the shape rules' geometry, the
@@ -463,6 +545,12 @@ class OnednnConv : public Kernel {
   // computes the same: a residual added after the activation).
   dnnl::post_ops post_ops_without_activation_, activation_only_;
   PackedWeights packed_;
+  // SessionOptions::release_packed_originals: whether W (and what is folded with it) are constants
+  // that may be freed, the folded ones (W, B, scale, bn_bias, mean, var; null where absent), and
+  // whether the session froze this kernel's weights (release_constant).
+  bool releasable_ = false;
+  std::vector<const Tensor*> fold_sources_;
+  std::atomic<bool> frozen_{false};
   mutable std::mutex folded_mutex_;
   mutable std::shared_ptr<const FoldedWeights> folded_;
   LruCache<Key, ConvPrimitive> cache_{16};

@@ -8,8 +8,9 @@
 
 namespace tunnx::cpu::onednn {
 
-ConvLinear::ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation, ops::FusedBinary binary)
-    : b_transposed_(b_transposed), activation_(activation), binary_(binary), packed_(constant_b) {}
+ConvLinear::ConvLinear(const PackedWeights& packed, bool b_transposed, ops::Activation activation,
+                       ops::FusedBinary binary)
+    : b_transposed_(b_transposed), activation_(activation), binary_(binary), packed_(packed) {}
 
 bool ConvLinear::takes(const Tensor& b, int64_t M) const {
   // One row (a vector times a matrix) on several threads ran 1.5x slower on the convolution than on

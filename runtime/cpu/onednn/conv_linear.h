@@ -5,7 +5,8 @@
 // weights packed once into its blocked layout and reaches 75-87% (bench/README.md has the numbers).
 // The product maps onto it with no copy of A or Y: A [M, K] row-major is the convolution's source
 // [1, K, M, 1] in nhwc (channels innermost), and Y [M, N] its nhwc destination [1, N, M, 1]; B is the
-// [N, K, 1, 1] weights, which PackedWeights copies once into the layout the primitive asks for.
+// [N, K, 1, 1] weights, which `packed` (the caller's, shared with its matmul path) copies once into the
+// layout the primitive asks for.
 //
 // The bias [N] is the convolution's own and the activation a post-op. Gemm's alpha (output scales) and
 // a general C (a sum post-op) are not taken: oneDNN 2.6 has no f32 output scales for this convolution
@@ -30,7 +31,8 @@ class ConvLinear {
   // `b_transposed`: B is stored [N, K] (Gemm transB=1), else [K, N]. `activation`: the node's (one
   // append_activation takes); whether a run adds a bias is said per run.
   // `binary`: whether runs add or multiply an [M, N] operand into the result (after the activation).
-  ConvLinear(const Tensor* constant_b, bool b_transposed, ops::Activation activation = {},
+  // `packed` (B's copies) must outlive this object.
+  ConvLinear(const PackedWeights& packed, bool b_transposed, ops::Activation activation = {},
              ops::FusedBinary binary = ops::FusedBinary::kNone);
 
   // Runs the product when this path takes it (see takes()) and oneDNN has a fast convolution for the
@@ -55,7 +57,7 @@ class ConvLinear {
   bool b_transposed_;
   ops::Activation activation_;
   ops::FusedBinary binary_;
-  PackedWeights packed_;
+  const PackedWeights& packed_;
   LruCache<Key, Primitive> cache_{16};
   // Shapes oneDNN declined (kept so they are not retried on every run).
   LruCache<Key, bool> declined_{16};

@@ -150,18 +150,21 @@ std::shared_ptr<MatMulPrimitive> build(const dnnl::memory::desc& src, const dnnl
   }
 }
 
-// Y = A x B (+ post-ops); B is read packed when the primitive was built for the constant weights.
+// Y = A x B (+ post-ops); B is read packed when the primitive was built for the constant weights, and
+// from a copy in its own layout when the session freed it (PackedWeights::release).
 void execute(const MatMulPrimitive& p, const onednn::PackedWeights& packed, const float* a, const Tensor& b, float* y,
              const float* bias = nullptr) {
   std::shared_ptr<const dnnl::memory> copy;  // a packed copy stays alive for this run
   std::optional<onednn::HostScratch> columns;  // B transposed, for this run
-  const float* weights = data<float>(b);
+  const float* weights = nullptr;
   if (p.transpose_b) {
     columns.emplace(static_cast<size_t>(p.k * p.n) * sizeof(float));
-    transpose_matrix(weights, columns->data(), p.k, p.n);
+    transpose_matrix(data<float>(b), columns->data(), p.k, p.n);
     weights = columns->data();
-  } else if (p.weights != p.stored_weights) {
+  } else if (p.weights != p.stored_weights || (packed.released() && packed.is_constant(b))) {
     copy = packed.get(b, p.stored_weights, p.weights);
+  } else {
+    weights = data<float>(b);
   }
   const double macs = static_cast<double>(p.dst.get_size() / sizeof(float)) * static_cast<double>(p.src.dims().back());
   // A packed copy goes in as its memory object (setting a blocked layout's handle zero-fills its
@@ -259,8 +262,17 @@ class OnednnLinear : public Kernel {
       : reference_(std::move(reference)),
         attrs_(attrs),
         packed_(init.constant_input(1), init.trained_input(1)),
-        conv_(init.constant_input(1), (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act,
-              attrs.binary) {}
+        conv_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act, attrs.binary) {}
+
+  // B, a constant, is freed once a copy a reorder reads back is held: the convolution and matmul
+  // paths read copies, and a run the reference kernel takes gets B restored from one (fallback()).
+  ConstantUse constant_use(size_t input) const override {
+    if (input != 1 || !packed_.has_constant() || packed_.trained_by_plan()) return ConstantUse::kReadsIt;
+    return packed_.holds_reversible_copy() ? ConstantUse::kHoldsCopies : ConstantUse::kNotYet;
+  }
+  void release_constant(size_t input, const Tensor& stand_in) override {
+    if (input == 1) packed_.release(stand_in);
+  }
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
@@ -272,7 +284,7 @@ class OnednnLinear : public Kernel {
     const Tensor* operand = attrs_.binary != ops::FusedBinary::kNone ? &ctx.input(bias_input + (bias ? 1 : 0)) : nullptr;
     if (!is_f32(a) || !is_f32(b) || (c && !is_f32(*c)) || (bias && (!is_f32(*bias) || bias->rank() != 1)) ||
         (operand && !is_f32(*operand)) || a.numel() == 0 || b.numel() == 0 || a.rank() == 0 || b.rank() == 0)
-      return reference_->run(ctx);
+      return fallback(ctx);
 
     dnnl::memory::desc src, weights;
     std::vector<int64_t> yd, out_dims, cd;  // yd: oneDNN's view of Y; out_dims: the output's shape
@@ -280,16 +292,16 @@ class OnednnLinear : public Kernel {
     bool b_row_major = false;  // B is one dense row-major [K, N]
     std::optional<SgemmProduct> sgemm;  // the product as sgemm takes it, when B is one matrix
     if (attrs_.gemm) {
-      if (a.rank() != 2 || b.rank() != 2 || (c && c->rank() > 2)) return reference_->run(ctx);
+      if (a.rank() != 2 || b.rank() != 2 || (c && c->rank() > 2)) return fallback(ctx);
       const int64_t M = g.trans_a ? a.dims()[1] : a.dims()[0];
       const int64_t K = g.trans_a ? a.dims()[0] : a.dims()[1];
       const int64_t Kb = g.trans_b ? b.dims()[1] : b.dims()[0];
       const int64_t N = g.trans_b ? b.dims()[0] : b.dims()[1];
-      if (K != Kb) return reference_->run(ctx);
+      if (K != Kb) return fallback(ctx);
       if (c) {
         cd = c->dims();
         cd.insert(cd.begin(), 2 - cd.size(), 1);
-        if ((cd[0] != 1 && cd[0] != M) || (cd[1] != 1 && cd[1] != N)) return reference_->run(ctx);
+        if ((cd[0] != 1 && cd[0] != M) || (cd[1] != 1 && cd[1] != N)) return fallback(ctx);
       }
       const dnnl::memory::data_type f32 = dnnl::memory::data_type::f32;
       src = dnnl::memory::desc({M, K}, f32, g.trans_a ? dnnl::memory::dims{1, M} : dnnl::memory::dims{K, 1});
@@ -303,16 +315,16 @@ class OnednnLinear : public Kernel {
       // Both operands padded to one rank; oneDNN broadcasts batch dims of size 1 itself. A transposed
       // operand is its logical matrix read through swapped strides.
       if ((attrs_.matmul_trans_a && a.rank() < 2) || (attrs_.matmul_trans_b && b.rank() < 2))
-        return reference_->run(ctx);  // it reports the error
+        return fallback(ctx);  // it reports the error
       const std::vector<int64_t> a_logical = attrs_.matmul_trans_a ? last_two_swapped(a.dims()) : a.dims();
       const std::vector<int64_t> b_logical = attrs_.matmul_trans_b ? last_two_swapped(b.dims()) : b.dims();
       std::optional<ops::MatMulShape> shapes = ops::matmul_shape(a_logical, b_logical, nullptr);
-      if (!shapes || shapes->y.size() > DNNL_MAX_NDIMS) return reference_->run(ctx);
+      if (!shapes || shapes->y.size() > DNNL_MAX_NDIMS) return fallback(ctx);
       const std::vector<int64_t>& ad = shapes->a;
       const std::vector<int64_t>& bd = shapes->b;
       yd = shapes->y;
       out_dims = shapes->out;
-      if (bias && out_dims.empty()) return reference_->run(ctx);  // a scalar Y: the bias is not along a dim
+      if (bias && out_dims.empty()) return fallback(ctx);  // a scalar Y: the bias is not along a dim
       src = attrs_.matmul_trans_a ? swapped_f32(ad) : onednn::plain_f32(ad);
       weights = attrs_.matmul_trans_b ? swapped_f32(bd) : onednn::plain_f32(bd);
       b_row_major = !attrs_.matmul_trans_b && b.numel() == bd[bd.size() - 2] * bd.back();  // no batch of Bs
@@ -325,8 +337,8 @@ class OnednnLinear : public Kernel {
         sgemm = SgemmProduct{.trans_b = attrs_.matmul_trans_b, .m = a.numel() / k, .n = n, .k = k, .lda = k,
                              .ldb = attrs_.matmul_trans_b ? k : n, .alpha = g.alpha};
     }
-    if (bias && bias->numel() != out_dims.back()) return reference_->run(ctx);  // it reports the mismatch
-    if (operand && operand->dims() != out_dims) return reference_->run(ctx);  // it reports the mismatch
+    if (bias && bias->numel() != out_dims.back()) return fallback(ctx);  // it reports the mismatch
+    if (operand && operand->dims() != out_dims) return fallback(ctx);  // it reports the mismatch
     const float* r = operand ? data<float>(*operand) : nullptr;
 
     // A constant B: the 1x1-convolution path, with the bias (or a Gemm C that is one row added as is,
@@ -360,7 +372,7 @@ class OnednnLinear : public Kernel {
         if (r) apply_binary(attrs_.binary, out, r, y.numel());
         return;
       }
-      return reference_->run(ctx);  // sgemm declined the sizes: the reference computes Y afresh
+      return fallback(ctx);  // sgemm declined the sizes: the reference computes Y afresh
     }
     key.push_back(constant);
     const double macs = static_cast<double>(product(yd)) * static_cast<double>(K);
@@ -384,7 +396,7 @@ class OnednnLinear : public Kernel {
       attr.set_post_ops(ops);
       std::shared_ptr<MatMulPrimitive> built =
           build(src, weights, onednn::plain_f32(yd), attr, constant, b_row_major);
-      if (!built) return reference_->run(ctx);
+      if (!built) return fallback(ctx);
       built->bias = onednn::plain_f32(bias_dims);
       built->bias_index = bias_index;
       built->bind();
@@ -399,6 +411,14 @@ class OnednnLinear : public Kernel {
   }
 
  private:
+  // The reference kernel for this run; B restored from a copy when the session freed it.
+  void fallback(KernelContext& ctx) const {
+    if (!packed_.released() || !packed_.is_constant(ctx.input(1))) return reference_->run(ctx);
+    const Value restored(packed_.restored());
+    KernelContext with_b = ctx.with_input(1, &restored);
+    reference_->run(with_b);
+  }
+
   std::unique_ptr<Kernel> reference_;
   LinearAttrs attrs_;
   onednn::PackedWeights packed_;

@@ -18,14 +18,14 @@ bool PackedWeights::is_constant(const Tensor& input) const {
 
 std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, const dnnl::memory::desc& stored,
                                                        const dnnl::memory::desc& layout) const {
-  const dnnl::engine& engine = cpu_engine();
-  if (layout == stored) return std::make_shared<const dnnl::memory>(wrap(stored, input.data_as<float>()));
+  const bool released = released_.load(std::memory_order_acquire);
+  if (layout == stored && !released) return std::make_shared<const dnnl::memory>(wrap(stored, input.data_as<float>()));
 
   const uint64_t version = input.version();
   std::lock_guard<std::mutex> lock(mutex_);
   for (size_t i = 0; i < copies_.size(); ++i) {
     if (!(copies_[i].layout == layout)) continue;
-    if (copies_[i].version == version) {
+    if (released || copies_[i].version == version) {
       std::rotate(copies_.begin(), copies_.begin() + static_cast<std::ptrdiff_t>(i),
                   copies_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
       return copies_.front().memory;
@@ -34,15 +34,57 @@ std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, cons
     break;
   }
   // Packed under the lock: concurrent first runs wait for one copy instead of each making their own.
-  auto packed = std::make_shared<dnnl::memory>(layout, engine);
-  dnnl::memory source = wrap(stored, input.data_as<float>());
-  dnnl::stream stream(engine);
-  dnnl::reorder(source, *packed).execute(stream, source, *packed);
-  stream.wait();
+  // A freed constant is first read back from a copy, as it lay (every `stored` describes those bytes).
+  const Tensor source = released ? restored_locked() : input;
+  auto packed = std::make_shared<dnnl::memory>(layout, cpu_engine());
+  reorder_into(wrap(stored, source.data_as<float>()), *packed);
   ++packs_;
-  copies_.insert(copies_.begin(), Copy{layout, version, packed});
-  if (copies_.size() > kMaxLayouts) copies_.pop_back();
+  copies_.insert(copies_.begin(), Copy{layout, stored, version, packed});
+  while (copies_.size() > kMaxLayouts) {
+    size_t victim = copies_.size() - 1;
+    if (released) {  // the last copy a reorder reads back stays: the next layout is made from it
+      const auto reversible =
+          std::count_if(copies_.begin(), copies_.end(), [](const Copy& c) { return is_reversible(c.layout); });
+      while (reversible == 1 && victim > 0 && is_reversible(copies_[victim].layout)) --victim;
+    }
+    copies_.erase(copies_.begin() + static_cast<std::ptrdiff_t>(victim));
+  }
   return packed;
+}
+
+bool PackedWeights::holds_reversible_copy() const {
+  if (!constant_.defined()) return false;
+  const bool released = released_.load(std::memory_order_acquire);
+  const uint64_t version = constant_.version();
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::any_of(copies_.begin(), copies_.end(), [&](const Copy& c) {
+    return is_reversible(c.layout) && (released || c.version == version);
+  });
+}
+
+void PackedWeights::release(const Tensor& stand_in) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const uint64_t version = constant_.version();
+  // Copies of an older version can no longer be made again: dropped.
+  const auto stale = [version](const Copy& c) { return c.version != version; };
+  copies_.erase(std::remove_if(copies_.begin(), copies_.end(), stale), copies_.end());
+  constant_ = stand_in;
+  released_.store(true, std::memory_order_release);
+}
+
+Tensor PackedWeights::restored() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return restored_locked();
+}
+
+Tensor PackedWeights::restored_locked() const {
+  for (const Copy& c : copies_) {
+    if (!is_reversible(c.layout)) continue;
+    Tensor plain = Tensor::uninitialized(DataType::kFloat32, constant_.dims());
+    reorder_into(*c.memory, wrap(c.stored, plain.mutable_data_as<float>()));
+    return plain;
+  }
+  throw Error(ErrorCode::kInternal, "a freed weight has no copy that a reorder reads back");
 }
 
 bool PackedWeights::rewritten_every_run(const Tensor& input) const {
@@ -65,6 +107,14 @@ int64_t PackedWeights::packs() const {
 namespace {
 std::atomic<bool> pack_plain_layouts{false};
 }  // namespace
+
+void reorder_into(dnnl::memory from, dnnl::memory to) {
+  dnnl::stream stream(cpu_engine());
+  dnnl::reorder(from, to).execute(stream, from, to);
+  stream.wait();
+}
+
+bool is_reversible(const dnnl::memory::desc& layout) { return layout.data.format_kind == dnnl_blocked; }
 
 bool worth_packing(const dnnl::memory::desc& preferred) {
   if (pack_plain_layouts.load(std::memory_order_relaxed)) return true;

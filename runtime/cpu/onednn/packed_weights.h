@@ -7,6 +7,12 @@
 // remade when the weight's version changes (an optimizer step, load_state_dict, any write through
 // Tensor::mutable_data). A run whose input is not the constant (a caller fed an input of the
 // initializer's name) does not come here: its primitive reads the plain layout.
+//
+// With SessionOptions::release_packed_originals the session may free the constant once a copy is
+// held (release()): the weights are fixed from then on, and a layout no copy has, the plain one
+// included, is reordered from a held copy in a blocked layout (exact: a reorder moves floats, it
+// computes nothing). Winograd's transformed layout cannot be read back, so a weight held only in it
+// is never freed.
 #pragma once
 
 #include <atomic>
@@ -44,26 +50,50 @@ class PackedWeights {
 
   // Whether the plan said the constant is trained (the constructor's `trained`).
   bool trained_by_plan() const { return trained_; }
+  bool has_constant() const { return constant_.defined(); }  // a float32 constant was given
 
   // Copies made so far (repacks after a write included): for tests and statistics.
   int64_t packs() const;
 
+  // SessionOptions::release_packed_originals (Kernel::constant_use): whether a copy of the constant's
+  // current version is held in a layout a reorder reads back (blocked or plain, not Winograd's).
+  bool holds_reversible_copy() const;
+  // The session freed the constant: `stand_in` (a Tensor::placeholder) takes its place in
+  // is_constant(), and get() serves every layout from the copies held (see the header comment).
+  // Call only while holds_reversible_copy() and no run reads this object.
+  void release(const Tensor& stand_in);
+  bool released() const { return released_.load(std::memory_order_acquire); }
+  // After release(): the constant as it lay (its dims and bytes), reordered back from a held copy, for
+  // a path that reads it plain (a reference kernel). Made on every call, not kept.
+  Tensor restored() const;
+
  private:
   struct Copy {
     dnnl::memory::desc layout;
+    dnnl::memory::desc stored;  // the constant as it lay when this copy was made
     uint64_t version = 0;
     std::shared_ptr<const dnnl::memory> memory;
   };
   static constexpr size_t kMaxLayouts = 2;  // shapes that want different layouts each keep one
 
+  Tensor restored_locked() const;  // restored(), with mutex_ held
+
   Tensor constant_;
   bool trained_ = false;
+  std::atomic<bool> released_{false};
   mutable std::mutex mutex_;
   mutable std::vector<Copy> copies_;  // most recent first
   mutable int64_t packs_ = 0;
   mutable std::atomic<uint64_t> seen_version_{UINT64_MAX};  // at the last rewritten_every_run()
   mutable std::atomic<int> writes_in_a_row_{0};
 };
+
+// Whether weights in `layout` can be reordered back into any other layout: a blocked (or plain) one,
+// not Winograd's transform or an RNN's packed format.
+bool is_reversible(const dnnl::memory::desc& layout);
+
+// `from` reordered into `to` (same dims, any layouts oneDNN reorders between), on a stream of its own.
+void reorder_into(dnnl::memory from, dnnl::memory to);
 
 // `desc`'s dims with format `any`: lets the primitive choose the weights layout.
 dnnl::memory::desc any_layout(const dnnl::memory::desc& desc);
