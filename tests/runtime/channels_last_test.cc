@@ -306,4 +306,23 @@ TEST_F(ChannelsLastTest, RankThreeConvolutionReadsTheTransposesInput) {
   EXPECT_EQ(count(fused, "Transpose"), 1);  // y out
 }
 
+// An empty batch through a channels-last region with a folded BatchNormalization, at level 2 as at
+// level 0: empty outputs, no error (the reference kernels' per-image loops run zero times).
+TEST_F(ChannelsLastTest, AnEmptyBatchGivesEmptyOutputs) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{"N", 3, 6, 6});
+  conv(b, "x", "c1", 3, 4, 3);
+  for (const char* name : {"scale", "shift", "mean", "var"})
+    b.initializer(float_tensor(name, {4}, uniform(4, 0.5f, 1.5f)));
+  b.node("BatchNormalization", {"c1", "scale", "shift", "mean", "var"}, {"n1"}, "bn");
+  b.node("Relu", {"n1"}, {"r1"}, "relu");
+  conv(b, "r1", "y", 4, 2, 1);
+  b.output("y", kF32, Dims{"N", 2, 6, 6});
+  Model model = Model::load(b.save(path("empty.onnx")));
+  Session fused = session(model, 2), plain = session(model, 0);
+  const tunnx::NamedValues in = {{"x", Tensor(DataType::kFloat32, {0, 3, 6, 6})}};
+  EXPECT_EQ(fused.run(in).at("y").tensor().dims(), (std::vector<int64_t>{0, 2, 6, 6}));
+  EXPECT_EQ(plain.run(in).at("y").tensor().dims(), (std::vector<int64_t>{0, 2, 6, 6}));
+}
+
 }  // namespace

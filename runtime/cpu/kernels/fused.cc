@@ -157,7 +157,8 @@ class FusedConv : public Kernel {
     const Tensor& y = out[0].tensor();
     if (y.dtype() != DataType::kFloat32) throw ctx.error(std::string("dtype ") + to_string(y.dtype()) + " is not supported");
     const int64_t channels = y.dims()[1];
-    const int64_t inner_size = y.numel() / (y.dims()[0] * channels);
+    const int64_t planes = y.dims()[0] * channels;  // 0 for an empty batch: nothing to compute
+    const int64_t inner_size = planes > 0 ? y.numel() / planes : 0;
     std::vector<double> scale(static_cast<size_t>(channels), 1.0), shift(static_cast<size_t>(channels), 0.0);
     if (attrs_.has_bn) {
       const float* p[4];
