@@ -67,7 +67,10 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
       ir::fuse_conv(graph, model.store, model.ir.opset_version(""));
       const KernelDef* conv = KernelRegistry::global().find(ir::kTunnxDomain, "FusedConv", 1, options.device,
                                                             {DataType::kFloat32}, nullptr);
-      if (conv && conv->prefers_channels_last && !options.has_backward) ir::channels_last(graph, model.store, model.ir.opset_version(""));
+      if (conv && conv->prefers_channels_last && !options.has_backward) {
+        ir::channels_last(graph, model.store, model.ir.opset_version(""));
+        ir::fold_squeezed_conv_epilogues(graph, model.store, model.ir.opset_version(""));
+      }
     }
     PlanContext context;
     context.registry = &KernelRegistry::global();

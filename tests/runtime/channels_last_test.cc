@@ -225,11 +225,14 @@ TEST_F(ChannelsLastTest, ResidualFromAnNchwValueIsConverted) {
 // Slice and a Transpose, the convolution with a [k, 1] kernel, an identity Slice and a Squeeze back to
 // [N, M, L'], a per-channel bias Add, an activation and GlobalMaxPool, squeezed to [N, M]. Channels-
 // last, the transposes cancel: the convolution reads the [N, L, C] value through a view and
-// everything after it runs on [N, L', M] values; no Transpose is left. A NaN input is passed over by
-// the maximum at both levels (GlobalMaxPool's way, not ReduceMax's). At opsets 12 (Squeeze's axes an
-// attribute) and 17.
+// everything after it runs on [N, L', M] values; no Transpose is left, and the bias Add (with an
+// activation right after it) folds into the convolution through the Squeeze. A NaN input is passed
+// over by the maximum at both levels (GlobalMaxPool's way, not ReduceMax's). At opsets 12 (Squeeze's
+// axes an attribute) and 17.
 TEST_F(ChannelsLastTest, OneDimensionalConvolutionBetweenTransposesRunsChannelsLast) {
-  for (int64_t opset : {12, 17}) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const int64_t opset = variant == 0 ? 12 : 17;
+    const bool scaled = variant != 2;  // else the activation follows the bias Add and folds with it
     ModelBuilder b(opset);
     const int64_t length = 11, channels = 5, filters = 6, k = 3;
     b.input("x", kF32, Dims{"N", length, channels});
@@ -257,13 +260,15 @@ TEST_F(ChannelsLastTest, OneDimensionalConvolutionBetweenTransposesRunsChannelsL
     axes("squeeze_axes", {3}, b.node("Squeeze", {"y4s"}, {"y3"}, "squeeze"));
     b.initializer(float_tensor("bias", {1, filters, 1}, uniform(static_cast<size_t>(filters))));
     b.node("Add", {"y3", "bias"}, {"biased"}, "bias");
-    b.initializer(float_tensor("half", {}, {0.5f}));
-    b.node("Mul", {"half", "biased"}, {"scaled"}, "scale");
-    b.node("Tanh", {"scaled"}, {"act"}, "act");
+    if (scaled) {
+      b.initializer(float_tensor("half", {}, {0.5f}));
+      b.node("Mul", {"half", "biased"}, {"scaled"}, "scale");
+    }
+    b.node("Tanh", {scaled ? "scaled" : "biased"}, {"act"}, "act");
     b.node("GlobalMaxPool", {"act"}, {"pooled"}, "pool");
     axes("pooled_axes", {2}, b.node("Squeeze", {"pooled"}, {"y"}, "squeeze_out"));
     b.output("y", kF32, Dims{"N", filters});
-    Model model = Model::load(b.save(path("conv1d_t" + std::to_string(opset) + ".onnx")));
+    Model model = Model::load(b.save(path("conv1d_t" + std::to_string(variant) + ".onnx")));
     Session fused = session(model, 2), plain = session(model, 0);
     for (int64_t batch : {1, 3}) {
       Tensor x = input({batch, length, channels});
@@ -281,6 +286,9 @@ TEST_F(ChannelsLastTest, OneDimensionalConvolutionBetweenTransposesRunsChannelsL
     EXPECT_EQ(count(fused, "FusedConv"), 1) << "opset " << opset;
     EXPECT_EQ(count(fused, "Transpose"), 0) << "opset " << opset;
     EXPECT_EQ(count(fused, "ChannelsLastPool"), 1) << "opset " << opset;  // the GlobalMaxPool
+    // The bias Add (and a Tanh right after it) became the convolution's bias and activation.
+    EXPECT_EQ(count(fused, "Add"), 0) << "variant " << variant;
+    EXPECT_EQ(count(fused, "Tanh"), scaled ? 1 : 0) << "variant " << variant;
   }
 }
 

@@ -1,5 +1,6 @@
 #include "runtime/core/passes/channels_last.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -11,6 +12,7 @@
 
 #include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/fuse_linear.h"
+#include "runtime/core/passes/fused_activation.h"
 #include "runtime/core/passes/graph_facts.h"
 
 namespace tunnx::ir {
@@ -483,6 +485,84 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
   }
   graph.nodes = std::move(out);
   return rewritten;
+}
+
+int fold_squeezed_conv_epilogues(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  const GraphFacts facts(graph, store);
+  std::vector<std::optional<std::vector<Node>>> replaced(graph.nodes.size());
+  int folded = 0;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& conv = graph.nodes[i];
+    if (conv.domain != kTunnxDomain || conv.op_type != "FusedConv" || ops::node_int(conv, "channels_last", 0) == 0 ||
+        ops::node_int(conv, "has_bn", 0) != 0 || ops::node_int(conv, "has_residual", 0) != 0 ||
+        ops::node_string(conv, "activation", "") != "" || conv.inputs.size() < 2 || conv.outputs.size() != 1 ||
+        (conv.inputs.size() > 2 && !conv.inputs[2].empty()) || replaced[i])
+      continue;
+    const std::optional<std::vector<int64_t>> w = facts.dims(conv.inputs[1]);
+    if (!w || w->empty()) continue;
+    const int64_t channels = (*w)[0];
+    // The Squeeze, then the Add of the per-channel constant, each the only reader of what it reads.
+    const std::string& y = conv.outputs[0];
+    const int s = reader_of(graph, y, i);
+    if (s < 0 || !facts.private_value(y) || replaced[static_cast<size_t>(s)]) continue;
+    const Node& squeeze = graph.nodes[static_cast<size_t>(s)];
+    if (!is_onnx(squeeze) || squeeze.op_type != "Squeeze" || squeeze.inputs.empty() || squeeze.inputs[0] != y ||
+        squeeze.outputs.size() != 1)
+      continue;
+    const std::string& squeezed = squeeze.outputs[0];
+    const int a = reader_of(graph, squeezed, static_cast<size_t>(s));
+    if (a < 0 || !facts.private_value(squeezed) || replaced[static_cast<size_t>(a)]) continue;
+    const Node& add = graph.nodes[static_cast<size_t>(a)];
+    if (!is_onnx_op(add, "Add", 2) || !only_attributes(add, {})) continue;
+    const std::string& other = add.inputs[0] == squeezed ? add.inputs[1] : add.inputs[0];
+    // The constant as channels_last viewed it: Reshape(K, [1, ..., 1, -1]) of a K with C elements, all
+    // but one of its dims 1.
+    const Node* view = facts.produced_by(other);
+    if (!view || !is_onnx_op(*view, "Reshape", 2)) continue;
+    const std::optional<std::vector<int64_t>> target = constant_ints(facts, view->inputs[1]);
+    if (!target || target->empty() || (target->back() != -1 && target->back() != channels)) continue;
+    if (std::any_of(target->begin(), target->end() - 1, [](int64_t d) { return d != 1; })) continue;
+    const std::optional<std::vector<int64_t>> k = facts.dims(view->inputs[0]);
+    auto k_maker = facts.producer.find(view->inputs[0]);  // an initializer, or made before the convolution
+    if (!k || facts.dtype(view->inputs[0]) != DataType::kFloat32 || (k_maker != facts.producer.end() && k_maker->second > i))
+      continue;
+    int64_t numel = 1, non_unit = 0;
+    for (int64_t d : *k) {
+      numel *= d;
+      non_unit += d != 1;
+    }
+    if (numel != channels || non_unit > 1) continue;
+    std::optional<FusedActivation> act = fused_activation_after(graph, facts, add.outputs[0], static_cast<size_t>(a), onnx_opset);
+    if (act && std::any_of(act->nodes.begin(), act->nodes.end(), [&](size_t n) { return replaced[n].has_value(); }))
+      act.reset();
+    const std::string result = act ? act->output : add.outputs[0];
+
+    std::vector<Node> at_conv;
+    const std::string bias = view->inputs[0] + "/bias_of_" + conv.name;
+    at_conv.push_back(constant(bias + "_shape", bias + "_shape", Tensor::from_vector<int64_t>({1}, {-1})));
+    at_conv.push_back(ops::make_node(bias, "Reshape", {view->inputs[0], bias + "_shape"}, bias));
+    Node with = conv;
+    with.inputs.resize(std::max<size_t>(with.inputs.size(), 3));
+    with.inputs[2] = bias;
+    std::erase_if(with.attributes, [](const Attribute& at) {
+      return at.name == "activation" || at.name == "activation_alpha" || at.name == "activation_beta" || at.name == "approximate";
+    });
+    if (act)
+      for (const Attribute& at : act->attrs) with.attributes.push_back(at);
+    else
+      with.attributes.push_back(ops::attr("activation", std::string()));
+    at_conv.push_back(std::move(with));
+    Node moved = squeeze;  // where it was (its axes may be made just before it), writing the chain's end
+    moved.outputs[0] = result;
+    replaced[i] = std::move(at_conv);
+    replaced[static_cast<size_t>(s)] = std::vector<Node>{std::move(moved)};
+    replaced[static_cast<size_t>(a)] = std::vector<Node>{};
+    if (act)
+      for (size_t n : act->nodes) replaced[n] = std::vector<Node>{};
+    ++folded;
+  }
+  if (folded > 0) replace_nodes(graph, std::move(replaced));
+  return folded;
 }
 
 }  // namespace tunnx::ir

@@ -35,4 +35,13 @@ namespace tunnx::ir {
 // its axes as an attribute before 18, as an input from 18; Squeeze's axes became an input at 13).
 int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset);
 
+// After channels_last: a channels-last FusedConv with no bias, batch norm, residual or activation
+// whose output goes only through a Squeeze of unit spatial dims to an Add of a per-channel constant
+// (the channels_last view of a [1, C, 1...] tensor; tf2onnx writes 1-D convolutions' biases so), and
+// optionally on to an activation fused_activation_after takes, takes the constant as its bias and the
+// activation as its own; the Squeeze then writes what the last of them wrote. (Squeeze(y) + b =
+// Squeeze(y + b) for b along the channels.) The bias is read through a Reshape to [C], so a written
+// constant is seen. Returns the number of convolutions that took one.
+int fold_squeezed_conv_epilogues(Graph& graph, const ParameterStore& store, int64_t onnx_opset);
+
 }  // namespace tunnx::ir
