@@ -120,6 +120,12 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
       if (const ConstantOrigin* origin = outer_->constant_origin(name)) constant_values_[name] = *origin;
   };
   std::unordered_map<std::string, DataType> types = known_types(graph, context.store);
+  // What this graph's nodes write: a node reading one of these before its writer ran would read
+  // nothing (a graph rewrite that put a node too early), not a value from an enclosing graph.
+  std::unordered_set<std::string> written_here;
+  for (const auto& node : graph.nodes)
+    for (const auto& out : node.outputs)
+      if (!out.empty()) written_here.insert(out);
 
   for (const auto& node : graph.nodes) {
     Step step;
@@ -135,7 +141,12 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
         input_types.push_back(DataType::kUndefined);
         continue;
       }
-      if (!slots_.count(in)) capture(add_slot(in), in);  // from an enclosing graph
+      if (!slots_.count(in)) {
+        if (written_here.count(in))
+          throw Error(ErrorCode::kInvalidArgument, "reads '" + in + "' before the node that writes it",
+                      {.node = node.name.empty() ? "<unnamed>" : node.name, .op_type = node.op_type});
+        capture(add_slot(in), in);  // from an enclosing graph
+      }
       // This graph's initializers (a fed one included: kernels compare storage before using a packed
       // copy), then a tensor planning knows: a Constant node's, or an enclosing graph's initializer
       // (silero-vad's weights under If), which kernels may pack once as they do their own graph's.
