@@ -87,11 +87,7 @@ bool is_layout_free_elementwise(const Node& node) {
 
 // The constant int64 values of `name` (an initializer or a Constant node), or nothing.
 std::optional<std::vector<int64_t>> constant_ints(const GraphFacts& facts, const std::string& name) {
-  const Tensor* t = facts.constant(name);
-  if (!t) {
-    auto it = facts.constant_nodes.find(name);
-    if (it != facts.constant_nodes.end()) t = it->second;
-  }
+  const Tensor* t = facts.constant_value(name);
   if (!t || t->dtype() != DataType::kInt64 || t->rank() > 1) return std::nullopt;
   return std::vector<int64_t>(t->data_as<int64_t>(), t->data_as<int64_t>() + t->numel());
 }
@@ -140,11 +136,7 @@ std::optional<std::vector<float>> nhwc_resize_scales(const Node& node, const Gra
   if (!is_onnx(node) || node.op_type != "Resize" || node.inputs.size() != 3 || node.outputs.size() != 1 ||
       node.attribute("axes") || ops::node_string(node, "coordinate_transformation_mode", "") == "tf_crop_and_resize")
     return std::nullopt;
-  const Tensor* scales = facts.constant(node.inputs[2]);
-  if (!scales) {
-    auto it = facts.constant_nodes.find(node.inputs[2]);
-    if (it != facts.constant_nodes.end()) scales = it->second;
-  }
+  const Tensor* scales = facts.constant_value(node.inputs[2]);
   if (!scales || scales->dtype() != DataType::kFloat32 || scales->numel() != 4) return std::nullopt;
   const float* v = scales->data_as<float>();
   if (v[0] != 1.0f || v[1] != 1.0f) return std::nullopt;
@@ -557,6 +549,7 @@ int fold_squeezed_conv_epilogues(Graph& graph, const ParameterStore& store, int6
     replaced[i] = std::move(at_conv);
     replaced[static_cast<size_t>(s)] = std::vector<Node>{std::move(moved)};
     replaced[static_cast<size_t>(a)] = std::vector<Node>{};
+    if (facts.private_value(other)) replaced[facts.producer.at(other)] = std::vector<Node>{};  // the view
     if (act)
       for (size_t n : act->nodes) replaced[n] = std::vector<Node>{};
     ++folded;

@@ -78,11 +78,15 @@ bool GraphFacts::private_value(const std::string& name) const {
   return !outputs.count(name) && it != readers.end() && it->second == 1;
 }
 
+const Tensor* GraphFacts::constant_value(const std::string& name) const {
+  if (const Tensor* t = constant(name)) return t;
+  auto it = constant_nodes.find(name);
+  return it == constant_nodes.end() ? nullptr : it->second;
+}
+
 std::optional<float> GraphFacts::scalar(const std::string& name, float fallback) const {
   if (name.empty()) return fallback;
-  const Tensor* t = constant(name);
-  if (!t)
-    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) t = it->second;
+  const Tensor* t = constant_value(name);
   if (!t || t->dtype() != DataType::kFloat32 || t->numel() != 1) return std::nullopt;
   return t->data_as<float>()[0];
 }

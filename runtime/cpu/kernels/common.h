@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -191,6 +192,20 @@ int thread_index();
 // between the two; a squeeze-excite Mul of MobileNetV3 on 7x7x576 went from 0.004 ms at 1 thread to
 // 0.0095 at 2 while it stayed on one (the bar was 65,536).
 inline constexpr int64_t kParallelElements = int64_t{1} << 13;
+
+// Column reductions over X seen as [outer, count, inner] (a channels-last pool: [N, H*W, C]): calls
+// fn(o, c0, c1) for each block of at most kColumnBlock columns [c0, c1) of each o, the blocks split
+// among the run's threads when X is large enough.
+inline constexpr int64_t kColumnBlock = 256;
+template <typename Fn> void for_column_blocks(int64_t outer, int64_t count, int64_t inner, Fn fn) {
+  const int64_t blocks = (inner + kColumnBlock - 1) / kColumnBlock, tasks = outer * blocks;
+  const int threads = outer * count * inner >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t o = t / blocks, c0 = t % blocks * kColumnBlock;
+    fn(o, c0, std::min(c0 + kColumnBlock, inner));
+  }
+}
 
 // Output 0 = x with its last two dims swapped (Transpose's most common perm, Einsum "...ij->...ji"),
 // tiled for the cache and split among the run's threads. Not for strings.

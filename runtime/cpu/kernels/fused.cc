@@ -246,15 +246,10 @@ class ChannelsLastGlobalMax : public Kernel {
     const int64_t positions = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
     float* out = mutable_data<float>(ctx.allocate_output_uninitialized(0, DataType::kFloat32, dims));
     std::fill_n(out, batch * channels, -std::numeric_limits<float>::infinity());
-    constexpr int64_t kColumns = 256;
-    const int64_t blocks = (channels + kColumns - 1) / kColumns, tasks = batch * blocks;
-    const int threads = x.numel() >= kParallelElements ? max_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n = t / blocks, c0 = t % blocks * kColumns, c1 = std::min(c0 + kColumns, channels);
+    for_column_blocks(batch, positions, channels, [&](int64_t n, int64_t c0, int64_t c1) {
       extreme_rows(data<float>(x) + n * positions * channels + c0, positions, channels, c1 - c0,
                    out + n * channels + c0, /*max=*/true, /*nan_wins=*/false);
-    }
+    });
   }
 };
 

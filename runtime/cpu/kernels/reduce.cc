@@ -144,24 +144,19 @@ template <ReduceOp Op> bool reduce_rows_of_block(const float* in, float* out, co
   for (size_t i = last + 1; i < rank; ++i) inner *= g.in_dims[i];
   const int64_t count = g.count;
   if (outer * count * inner == 0) return false;
-  constexpr int64_t kColumns = 256;
-  const int64_t blocks = (inner + kColumns - 1) / kColumns, tasks = outer * blocks;
-  const int threads = outer * count * inner >= kParallelElements ? max_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t o = t / blocks, c0 = t % blocks * kColumns, c1 = std::min(c0 + kColumns, inner);
+  for_column_blocks(outer, count, inner, [&](int64_t o, int64_t c0, int64_t c1) {
     const float* base = in + o * count * inner;
     if constexpr (Op == ReduceOp::kMax || Op == ReduceOp::kMin) {
       float* best = out + o * inner + c0;
       std::copy_n(base + c0, c1 - c0, best);
       extreme_rows(base + inner + c0, count - 1, inner, c1 - c0, best, Op == ReduceOp::kMax, /*nan_wins=*/true);
     } else {
-      double acc[kColumns] = {};
+      double acc[kColumnBlock] = {};
       accumulate_rows(base + c0, count, inner, c1 - c0, acc);
       for (int64_t c = c0; c < c1; ++c)
         out[o * inner + c] = static_cast<float>(Op == ReduceOp::kMean ? acc[c - c0] / static_cast<double>(count) : acc[c - c0]);
     }
-  }
+  });
   return true;
 }
 

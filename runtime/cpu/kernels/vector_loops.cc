@@ -339,23 +339,27 @@ __attribute__((always_inline)) inline void accumulate_columns(const float* in, i
   for (int j = 0; j < W; ++j) acc[j] = sum[j];
 }
 
-// The same for the largest (or smallest) of each column. NanWins: a NaN makes the column NaN (as
-// ReduceMax's general loop); else a NaN is passed over (as GlobalMaxPool's kernel).
+// The larger (Max) or smaller of a running extreme `b` and `v`, for floats and for Vec16 lanes.
+// NanWins: a NaN makes the result NaN for good (as ReduceMax's general loop); else a NaN is passed
+// over (as GlobalMaxPool's kernel).
+template <bool Max, bool NanWins, typename V>
+__attribute__((always_inline)) inline V extreme(V v, V b) {
+  if constexpr (NanWins) {
+    const auto take = Max ? !(v <= b) : !(v >= b);  // v beyond b, or v NaN
+    return b != b ? b : take ? v : b;
+  } else {
+    return (Max ? v > b : v < b) ? v : b;
+  }
+}
+
+// The same for the largest (or smallest) of each of W columns.
 template <int W, bool Max, bool NanWins>
 __attribute__((always_inline)) inline void extreme_columns(const float* in, int64_t rows, int64_t stride, float* acc) {
   float best[W];
   for (int j = 0; j < W; ++j) best[j] = acc[j];
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict row = in + r * stride;
-    for (int j = 0; j < W; ++j) {
-      const float v = row[j], b = best[j];
-      if constexpr (NanWins) {
-        const bool take = Max ? !(v <= b) : !(v >= b);  // v beyond b, or v NaN
-        best[j] = b != b ? b : take ? v : b;
-      } else {
-        best[j] = (Max ? v > b : v < b) ? v : b;
-      }
-    }
+    for (int j = 0; j < W; ++j) best[j] = extreme<Max, NanWins>(row[j], best[j]);
   }
   for (int j = 0; j < W; ++j) acc[j] = best[j];
 }
@@ -365,15 +369,7 @@ template <bool Max, bool NanWins>
 __attribute__((always_inline)) inline void extreme_columns32(const float* in, int64_t rows, int64_t stride, float* acc) {
   Vec16 best[2] = {load16(acc), load16(acc + 16)};
   for (int64_t r = 0; r < rows; ++r)
-    for (int h = 0; h < 2; ++h) {
-      const Vec16 v = load16(in + r * stride + 16 * h), b = best[h];
-      if constexpr (NanWins) {
-        const auto take = Max ? !(v <= b) : !(v >= b);  // v beyond b, or v NaN
-        best[h] = b != b ? b : take ? v : b;
-      } else {
-        best[h] = (Max ? v > b : v < b) ? v : b;
-      }
-    }
+    for (int h = 0; h < 2; ++h) best[h] = extreme<Max, NanWins>(load16(in + r * stride + 16 * h), best[h]);
   store16(acc, best[0]);
   store16(acc + 16, best[1]);
 }
