@@ -8,6 +8,8 @@
 #include "runtime/core/passes/fold_weight_transpose.h"
 #include "runtime/core/passes/fuse_conv.h"
 #include "runtime/core/passes/fuse_gelu.h"
+#include "runtime/core/passes/fuse_hard_swish.h"
+#include "runtime/core/passes/fuse_layer_norm.h"
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/fuse_one_hot.h"
 #include "runtime/core/passes/inline_functions.h"
@@ -46,11 +48,14 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
     ir::Graph& graph = *prepared.graph;
     prepared.gradient_nodes = train::lower_gradient_ops(graph, prepared.opsets, model.store);
     // Before the caller's rewrite, so autodiff differentiates the simpler graph: GELU spelled out as
-    // five ops becomes one Gelu (one gradient kernel), and MatMul(x, Transpose(W)) one product reading
-    // W as it lies (no transposes forward or backward). fuse_linear later folds bias Adds and
+    // five ops becomes one Gelu (one gradient kernel), HardSwish spelled with Clip one HardSwish, a
+    // spelled-out layer normalization one LayerNormalization, and MatMul(x, Transpose(W)) one
+    // product reading W as it lies (no transposes forward or backward). fuse_linear later folds bias Adds and
     // activations into the products where nothing else reads them.
     if (options.optimization_level >= 2) {
       ir::fuse_gelu(graph, model.store);
+      ir::fuse_hard_swish(graph, model.store, model.ir.opset_version(""));
+      ir::fuse_layer_norm(graph, model.store, model.ir.opset_version(""));
       ir::fold_weight_transpose(graph, model.store);
     }
     if (options.rewrite) options.rewrite(graph, prepared.opsets);

@@ -129,6 +129,9 @@ void register_unary(GradientRegistry& r) {
   };
   add(r, "Gelu", 20, INT_MAX, {0}, gelu);
   add(r, "Gelu", 1, INT_MAX, {0}, gelu, kGradDomain);  // made by the fuse_gelu pass
+  add(r, "HardSwish", 1, INT_MAX, {0}, [](GradientBuilder& b) {  // made by the fuse_hard_swish pass
+    b.set_GI(0, b.grad_op1("ElementwiseGrad", {b.GO(0), b.I(0), ""}, {attr("op", std::string("HardSwish"))}));
+  }, kGradDomain);
 
   // Clip: the bounds are attributes before opset 11, optional inputs from then on. As torch.clamp,
   // the gradient passes where min <= x <= max, and the bounds get none.

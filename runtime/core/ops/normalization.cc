@@ -100,6 +100,9 @@ void register_normalization_gradients(GradientRegistry& registry) {
                 .build = instance_norm_grads});
   registry.add({.domain = "", .op_type = "LayerNormalization", .since_version = 17, .differentiable_inputs = {0, 1, 2},
                 .build = layer_norm_grads});
+  // Made by passes/fuse_layer_norm and passes/lower_contrib_ops in models of any opset.
+  registry.add({.domain = kGradDomain, .op_type = "LayerNormalization", .differentiable_inputs = {0, 1, 2},
+                .build = layer_norm_grads});
 }
 
 }  // namespace tunnx::ops

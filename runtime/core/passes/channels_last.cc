@@ -77,7 +77,8 @@ bool one_dimensional(const Node& node, const GraphFacts& facts, size_t rank) {
 // operand is channels-last (or broadcasts the same way in both: see below).
 bool is_layout_free_elementwise(const Node& node) {
   if (node.outputs.size() != 1) return false;
-  if (node.domain == kTunnxDomain) return node.op_type == "Gelu" && node.inputs.size() == 1;  // passes/fuse_gelu
+  if (node.domain == kTunnxDomain)  // passes/fuse_gelu, passes/fuse_hard_swish
+    return (node.op_type == "Gelu" || node.op_type == "HardSwish") && node.inputs.size() == 1;
   if (!is_onnx(node)) return false;
   static const std::unordered_set<std::string> unary = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid",
                                                         "HardSwish", "Gelu", "Erf", "Abs", "Neg"};

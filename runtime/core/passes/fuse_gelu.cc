@@ -18,9 +18,9 @@ namespace {
 bool near(float value, double wanted) { return std::fabs(value - wanted) <= 1e-6 * std::fabs(wanted); }
 
 // Finds GELU chains around each Erf node.
-class GeluMatcher {
+class GeluMatcher : ChainWalker {
  public:
-  GeluMatcher(const Graph& graph, const GraphFacts& facts) : graph_(graph), facts_(facts) {}
+  GeluMatcher(const Graph& graph, const GraphFacts& facts) : ChainWalker(graph, facts) {}
 
   struct Match {
     std::string x, y;
@@ -177,31 +177,7 @@ class GeluMatcher {
 
 
 
-  bool constant_is(const std::string& name, double wanted) const {
-    if (name.empty()) return false;
-    std::optional<float> v = facts_.scalar(name, 0);
-    return v && near(*v, wanted);
-  }
-
-  // For a two-input node with one operand the scalar `wanted`, the other operand.
-  std::optional<std::string> operand_besides_constant(const Node& n, double wanted) const {
-    if (constant_is(n.inputs[1], wanted)) return n.inputs[0];
-    if (constant_is(n.inputs[0], wanted)) return n.inputs[1];
-    return std::nullopt;
-  }
-
   const Node* produced(const std::string& value) const { return facts_.produced_by(value); }
-  size_t index_of(const Node& n) const { return static_cast<size_t>(&n - graph_.nodes.data()); }
-
-  // The one node reading `value` when nothing else does and it is not a graph output.
-  std::optional<size_t> only_reader(const std::string& value, size_t after) const {
-    if (!facts_.private_value(value)) return std::nullopt;
-    int j = reader_of(graph_, value, after);
-    return j < 0 ? std::nullopt : std::optional<size_t>(static_cast<size_t>(j));
-  }
-
-  const Graph& graph_;
-  const GraphFacts& facts_;
 };
 
 }  // namespace

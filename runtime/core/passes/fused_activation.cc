@@ -12,8 +12,9 @@ namespace {
 // The attributes of one activation node, or nothing when it is not one the fused ops take (or its
 // parameters are not constants the pass can read).
 std::optional<std::vector<Attribute>> single_node_attrs(const Node& node, const GraphFacts& facts, int64_t onnx_opset) {
-  const bool gelu_made_here = node.domain == kTunnxDomain && node.op_type == "Gelu";  // by fuse_gelu
-  if ((!is_onnx(node) && !gelu_made_here) || node.inputs.empty() || node.outputs.size() != 1) return std::nullopt;
+  // com.tunnx's Gelu and HardSwish: made by fuse_gelu and fuse_hard_swish.
+  const bool made_here = node.domain == kTunnxDomain && (node.op_type == "Gelu" || node.op_type == "HardSwish");
+  if ((!is_onnx(node) && !made_here) || node.inputs.empty() || node.outputs.size() != 1) return std::nullopt;
   using Kind = ops::Activation::Kind;
   const std::string& op = node.op_type;
   if (op == "Silu") return std::nullopt;  // the table's name for a pattern, not an ONNX op

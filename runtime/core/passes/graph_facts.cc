@@ -1,5 +1,7 @@
 #include "runtime/core/passes/graph_facts.h"
 
+#include <cmath>
+
 namespace tunnx::ir {
 
 bool is_onnx(const Node& node) { return node.domain.empty() || node.domain == "ai.onnx"; }
@@ -94,6 +96,29 @@ std::optional<float> GraphFacts::scalar(const std::string& name, float fallback)
 const Node* GraphFacts::produced_by(const std::string& name) const {
   auto it = producer.find(name);
   return it == producer.end() ? nullptr : &graph.nodes[it->second];
+}
+
+std::optional<size_t> ChainWalker::only_reader(const std::string& value, size_t after) const {
+  if (!facts_.private_value(value)) return std::nullopt;
+  const int j = reader_of(graph_, value, after);
+  return j < 0 ? std::nullopt : std::optional<size_t>(static_cast<size_t>(j));
+}
+
+bool ChainWalker::constant_is(const std::string& name, double wanted) const {
+  const std::optional<float> v = name.empty() ? std::nullopt : facts_.scalar(name, 0);
+  return v && std::fabs(*v - wanted) <= 1e-6 * std::fabs(wanted);
+}
+
+std::optional<std::string> ChainWalker::operand_besides_constant(const Node& n, double wanted) const {
+  if (constant_is(n.inputs[1], wanted)) return n.inputs[0];
+  if (constant_is(n.inputs[0], wanted)) return n.inputs[1];
+  return std::nullopt;
+}
+
+std::string ChainWalker::other_operand(const Node& n, const std::string& v) {
+  if (n.inputs[0] == n.inputs[1]) return "";
+  if (n.inputs[0] == v) return n.inputs[1];
+  return n.inputs[1] == v ? n.inputs[0] : "";
 }
 
 bool same_shape(const GraphFacts& facts, const std::string& a, const std::string& b) {

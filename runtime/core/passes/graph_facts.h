@@ -60,6 +60,28 @@ bool same_shape(const GraphFacts& facts, const std::string& a, const std::string
 // The first node after index `after` that reads `value`, by index, or -1.
 int reader_of(const Graph& graph, const std::string& value, size_t after);
 
+// What the pattern passes (fuse_gelu, fuse_hard_swish, fuse_layer_norm) ask while they walk a chain
+// of values that one node each reads; their matchers derive from it.
+class ChainWalker {
+ public:
+  ChainWalker(const Graph& graph, const GraphFacts& facts) : graph_(graph), facts_(facts) {}
+
+  // The node (by index) after `after` that reads `value`, when that is its only reader and `value`
+  // is not a graph output.
+  std::optional<size_t> only_reader(const std::string& value, size_t after) const;
+  size_t index_of(const Node& n) const { return static_cast<size_t>(&n - graph_.nodes.data()); }
+  // Whether `name` is a scalar float32 constant within 1e-6 relative of `wanted`.
+  bool constant_is(const std::string& name, double wanted) const;
+  // For a two-input node with one operand the scalar `wanted`, the other operand.
+  std::optional<std::string> operand_besides_constant(const Node& n, double wanted) const;
+  // For a two-input node reading `v` once, its other operand ("" when it reads v twice or not at all).
+  static std::string other_operand(const Node& n, const std::string& v);
+
+ protected:
+  const Graph& graph_;
+  const GraphFacts& facts_;
+};
+
 // A rewrite's result: each new node takes the place of the node at its index (which the caller
 // chose so its inputs are ready there), and the nodes marked in `removed` (the others it swallowed)
 // leave the graph. Returns the number of new nodes.

@@ -326,10 +326,12 @@ void register_fused_kernels(KernelRegistry& r) {
     r.add(std::move(def));
   }
   // ONNX kernels under com.tunnx for every opset, so rewrites can emit them into models of any opset:
-  // Gelu (opset 20), which runtime/core/passes/fuse_gelu.cc makes of a spelled-out exact GELU, and
+  // Gelu (opset 20), which runtime/core/passes/fuse_gelu.cc makes of a spelled-out exact GELU,
+  // HardSwish (opset 14), which passes/fuse_hard_swish.cc makes of Paddle's and older torch's, and
   // LayerNormalization (opset 17), which passes/lower_contrib_ops.cc makes of ONNX Runtime's contrib
   // LayerNormalization and SkipLayerNormalization.
-  for (const auto& [op, opset] : {std::pair<const char*, int64_t>{"Gelu", 20}, {"LayerNormalization", 17}})
+  for (const auto& [op, opset] :
+       {std::pair<const char*, int64_t>{"Gelu", 20}, {"HardSwish", 14}, {"LayerNormalization", 17}})
     if (const KernelDef* onnx_def = r.find_reference("", op, opset, DeviceType::kCpu)) {
       KernelDef def = *onnx_def;
       def.domain = "com.tunnx";

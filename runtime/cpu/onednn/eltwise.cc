@@ -126,14 +126,15 @@ void register_onednn_eltwise(KernelRegistry& registry) {
       {"Abs", 13, dnnl::algorithm::eltwise_abs, nullptr, 0},
       {"HardSwish", 14, dnnl::algorithm::eltwise_hardswish, nullptr, 0},
   };
-  for (const Unary& u : unary)
-    add_fast_path(
-        registry, u.op,
-        [u](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
-          const float alpha = u.alpha_attr ? init.attr_float(u.alpha_attr, u.alpha_default) : 0.0f;
-          return std::make_unique<OnednnEltwise>(std::move(reference), u.algorithm, false, alpha);
-        },
-        u.opset);
+  for (const Unary& u : unary) {
+    auto make = [u](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
+      const float alpha = u.alpha_attr ? init.attr_float(u.alpha_attr, u.alpha_default) : 0.0f;
+      return std::make_unique<OnednnEltwise>(std::move(reference), u.algorithm, false, alpha);
+    };
+    add_fast_path(registry, u.op, make, u.opset);
+    // com.tunnx:HardSwish, which passes/fuse_hard_swish makes in models of any opset.
+    if (std::string(u.op) == "HardSwish") add_fast_path(registry, u.op, make, 1, "com.tunnx");
+  }
 }
 
 }  // namespace tunnx::cpu::onednn
