@@ -72,7 +72,8 @@ STATE_AFTER = 40  # tunnx's silero frame: frame 40 (1.28 s in, inside a syllable
 
 # model: a file of bench/models, a path from the repository root (a checked-in model), or a name of
 # scripts/fetch_real_models.py. feed: how inputs are made
-# ("synth": tunnx bench's rules; "magika": real files' features; "silero": a speech-like stream).
+# ("synth": tunnx bench's rules; "magika": real files' features; "silero": a speech-like stream;
+# "ocr_page" / "ocr_line": pages and text lines of handwritten digits, as PaddleOCR's models read them).
 Case = namedtuple("Case", "label model batch warmup iters feed")
 
 # Iteration counts keep a default run (all cases, threads 1 and 2, 5 passes) near 10 minutes on 2 cores
@@ -89,6 +90,9 @@ CASES = [
     Case("magika b16", "magika", 16, 2, 12, "magika"),
     Case("silero-vad frame", "silero_vad", 1, 20, 500, "silero"),
     Case("decoder block b1", "tests/models/decoder_block.onnx", 1, 10, 100, "synth"),
+    Case("PP-OCRv4 det 640", "ppocr_det", 1, 2, 10, "ocr_page"),
+    Case("PP-OCRv4 rec b1", "ppocr_rec", 1, 5, 40, "ocr_line"),
+    Case("PP-OCR cls b6", "ppocr_cls", 6, 10, 100, "ocr_line"),
 ]
 
 # magika's inputs: checked-in files of this repository, of many kinds (b1 takes the first).
@@ -161,6 +165,74 @@ def magika_inputs(batch):
     return {"bytes": np.array(rows, dtype=np.int32)}
 
 
+# PaddleOCR's models (rapidocr-onnxruntime's wheel) read a page (the detector, [1, 3, H, W]) and text
+# lines cut from it (the recognizer at [n, 3, 48, 320], the angle classifier at [n, 3, 48, 192], six
+# lines a batch as rapidocr sends them). Their text is real handwriting: scikit-learn's bundled digits
+# (1,797 scans of 8x8 pixels, 17 grey levels), scaled up, dark ink on a light page, in lines of varying
+# length. Pixels are normalized as rapidocr does, (v / 255 - 0.5) / 0.5, grey replicated to 3 channels,
+# and a line shorter than the input width is padded with zeros after normalization (rapidocr's resize_norm_img).
+OCR_LINE_SHAPES = {"ppocr_rec": (48, 320), "ppocr_cls": (48, 192)}
+OCR_PAGE = 640
+
+
+# Debian's python3-sklearn, which the set-up installs for the bundled example (scripts/make_digits_data.py).
+SKLEARN_DIGITS = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
+
+
+def handwritten_digits():
+    """[1797, 8, 8], 0 (paper) .. 16 (ink): the file sklearn.datasets.load_digits reads, read here
+    directly, since the project's virtualenv has no scikit-learn."""
+    import gzip
+
+    with gzip.open(SKLEARN_DIGITS, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    return rows[:, :64].reshape(-1, 8, 8)
+
+
+def ink(digits, scale, count, rng):
+    """`count` digits side by side, each `scale` times its 8x8 size with a small gap: grey [8s, w] in 0..255."""
+    glyphs = [np.kron(digits[i], np.ones((scale, scale))) for i in rng.integers(0, len(digits), count)]
+    gap = np.zeros((8 * scale, scale // 2 + 1))
+    row = np.concatenate([part for g in glyphs for part in (g, gap)], axis=1)
+    return 250 - row * (220 / 16)
+
+
+def normalized(grey):
+    return ((grey / 255 - 0.5) / 0.5).astype(np.float32)
+
+
+def ocr_page(size=OCR_PAGE, seed=3):
+    """A page [1, 3, size, size]: lines of handwritten digits at two sizes, a margin, paper noise."""
+    rng = np.random.default_rng(seed)
+    digits = handwritten_digits()
+    page = 245 + rng.normal(0, 3, (size, size))
+    y = 24
+    while True:
+        scale = int(rng.choice([3, 4]))
+        line = ink(digits, scale, int(rng.integers(4, 3 * size // (10 * scale))), rng)
+        if y + line.shape[0] > size - 24:
+            break
+        x = int(rng.integers(24, 64))
+        width = min(line.shape[1], size - 24 - x)
+        page[y:y + line.shape[0], x:x + width] = np.minimum(page[y:y + line.shape[0], x:x + width], line[:, :width])
+        y += line.shape[0] + int(rng.integers(10, 24))
+    grey = normalized(np.clip(page, 0, 255))
+    return np.repeat(grey[None, None], 3, axis=1)
+
+
+def ocr_lines(model, batch, seed=5):
+    """`batch` text lines [batch, 3, 48, W] as the recognizer or the classifier reads them."""
+    rng = np.random.default_rng(seed)
+    height, width = OCR_LINE_SHAPES[model]
+    digits = handwritten_digits()
+    out = np.zeros((batch, 3, height, width), np.float32)
+    for i in range(batch):
+        line = np.pad(ink(digits, 4, int(rng.integers(3, 12)), rng), 8, constant_values=250)  # 48 px high
+        line = line[:, :width]
+        out[i, :, :, :line.shape[1]] = normalized(line)
+    return out
+
+
 # (F1, F2, F3) in Hz of seven English vowels (Peterson & Barney's male averages)
 VOWELS = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410),
           (660, 1720, 2410), (440, 1020, 2240)]
@@ -224,6 +296,10 @@ def write_inputs(case, model, folder):
         feeds = magika_inputs(case.batch)
     elif case.feed == "silero":
         feeds, frames = silero_inputs(model)
+    elif case.feed == "ocr_page":
+        feeds = {"x": ocr_page()}
+    elif case.feed == "ocr_line":
+        feeds = {"x": ocr_lines(case.model, case.batch)}
     else:
         feeds = synth_inputs(ort_session(model, 1, optimize=False), case.batch)
     os.makedirs(folder, exist_ok=True)

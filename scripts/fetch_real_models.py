@@ -12,6 +12,14 @@
                                   exports of the detector (opset 15, a whole sequence per run with h/c,
                                   float16 inside, opset 18 without If, OpenVINO's 16 kHz form); the
                                   real-model tests run them all (`all` fetches every model)
+  ppocr_det   rapidocr-onnxruntime==1.4.4  .../models/ch_PP-OCRv4_det_infer.onnx   PaddleOCR's text detector
+                                  (Paddle2ONNX, opset 12): x float [n, 3, H, W] (H, W multiples of 32) ->
+                                  a text probability map [n, 1, H, W]
+  ppocr_rec   (same wheel)        .../models/ch_PP-OCRv4_rec_infer.onnx   text-line recognizer (SVTR):
+                                  x float [n, 3, 48, W] -> per-position character probabilities
+                                  [n, W / 8, 6625]
+  ppocr_cls   (same wheel)        .../models/ch_ppocr_mobile_v2.0_cls_infer.onnx   text-line angle
+                                  classifier (0 or 180 degrees): x float [n, 3, 48, 192] -> [n, 2]
 
 Each wheel is downloaded with `python -m pip download --no-deps --only-binary=:all:` into a temporary
 folder of the cache (once per wheel), only the .onnx files named above are extracted, each its SHA-256 is checked against the
@@ -58,9 +66,16 @@ MODELS = {
                                     "7671cd04b004e9076da0d4a7b1a5aec36adf161c39230c1cb94a4fd5db6bbd28"),
     "silero_vad_openvino_16k": Wheel("silero-vad", "6.2.3", "silero_vad/data/silero_vad_openvino_16k.onnx",
                                      "7776b81ad1b0350c15d7f1555943b9232eb53e9ca5d989c6d0cea9ebc8664d87"),
+    # PaddleOCR's three models as rapidocr ships them (Paddle2ONNX exports).
+    "ppocr_det": Wheel("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+                       "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"),
+    "ppocr_rec": Wheel("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
+                       "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"),
+    "ppocr_cls": Wheel("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                       "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"),
 }
 # What the benchmarks run by default (the other exports are for the real-model tests).
-DEFAULT = ["magika", "silero_vad"]
+DEFAULT = ["magika", "silero_vad", "ppocr_det", "ppocr_rec", "ppocr_cls"]
 
 
 class FetchError(Exception):

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Every public pretrained ONNX file of the real-model set, through tunnx and ONNX Runtime.
 
-The models come from their PyPI wheels (scripts/fetch_real_models.py, all of them: magika's classifier
-and the six exports of silero-vad's detector; cached outside the repository, never committed). Each
+The models come from their PyPI wheels (scripts/fetch_real_models.py, all of them: magika's classifier,
+the six exports of silero-vad's detector and PaddleOCR's three models from rapidocr-onnxruntime's;
+cached outside the repository, never committed). Each
 runs on realistic inputs through `tunnx run` (the CLI, a fresh process per run) and through
 onnxruntime's CPU provider, and every output is compared:
 
@@ -17,6 +18,12 @@ onnxruntime's CPU provider, and every output is compared:
   of every window within 1e-4 (relative to the output's scale when above 1), and the same speech
   decision (probability > 0.5) on every window.
 
+- PaddleOCR: a 640x640 page of handwritten digits (bench/compare_ort.py's, from the digits in Debian's
+  scikit-learn) for the detector, six text lines of them for the recognizer and the angle classifier;
+  every output within 1e-4, and the same decisions: text or not (probability > 0.3, rapidocr's
+  threshold) at every pixel whose probability is not within 1e-4 of it, the same character at every
+  position of every line, the same angle for every line.
+
 Then `tunnx bench` runs each model once more on the same inputs, at their real size.
 
   .venv/bin/python tests/real_models/check_real_models.py --tunnx build/tools/tunnx
@@ -26,6 +33,7 @@ downloaded, except under CI=true, where that is a failure.
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,7 +46,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import fetch_real_models  # noqa: E402
-from compare_ort import CONTEXT, FRAME, MAGIKA_FILES, SAMPLE_RATE, magika_features, speech_like  # noqa: E402
+from compare_ort import (CONTEXT, FRAME, MAGIKA_FILES, SAMPLE_RATE, magika_features, ocr_lines, ocr_page,  # noqa: E402
+                         speech_like)
 
 TOLERANCE = 1e-4
 SECONDS = 1.2
@@ -55,8 +64,13 @@ def input_args(feeds, folder, prefix):
     return args
 
 
+def file_stem(output):
+    """The name `tunnx run --output-dir` gives an output's file: anything outside [A-Za-z0-9._-] as '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", output)
+
+
 class Run:
-    """`tunnx run` on one set of inputs, in a scratch folder."""
+    """`tunnx run` on one set of inputs, in a scratch folder; outputs by their files' names (file_stem)."""
 
     def __init__(self, tunnx, folder):
         self.tunnx, self.folder, self.count = tunnx, folder, 0
@@ -88,10 +102,10 @@ class Checker:
         """Every output of ORT's present in tunnx's, equal within the tolerance; returns the worst error."""
         worst = 0.0
         for name, expected in want.items():
-            if name not in got:
+            if file_stem(name) not in got:
                 self.failures.append(f"{model} {where}: tunnx did not write output '{name}'")
                 continue
-            actual = got[name].astype(np.float64)
+            actual = got[file_stem(name)].astype(np.float64)
             if actual.shape != expected.shape:
                 self.failures.append(f"{model} {where}: '{name}' has shape {actual.shape}, ONNX Runtime's {expected.shape}")
                 continue
@@ -207,6 +221,36 @@ def check_magika(name, model, run, check, folder):
     return len(feeds["bytes"]), len(set(top_ort.tolist())), worst
 
 
+def ocr_feeds(name):
+    return {"x": ocr_page()} if name == "ppocr_det" else {"x": ocr_lines(name, 6)}
+
+
+def check_ocr(name, model, run, check):
+    """Returns (what was fed, what was decided, worst error)."""
+    feeds = ocr_feeds(name)
+    session = ort_session(model)
+    want = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    got = run(model, feeds)
+    worst = check.outputs(name, "", got, want)
+    out = next(iter(want))
+    if file_stem(out) not in got or got[file_stem(out)].shape != want[out].shape:
+        return "-", "-", worst  # check.outputs reported it
+    result = got[file_stem(out)]
+    if name == "ppocr_det":
+        text = want[out] > 0.3
+        flipped = (text != (result > 0.3)) & (np.abs(want[out] - 0.3) > TOLERANCE)
+        if flipped.any():
+            check.failures.append(f"{name}: {int(flipped.sum())} pixels decided text/not text otherwise than ONNX Runtime")
+        return "a 640x640 page", f"{text.mean():.1%} text pixels", worst
+    decided, expected = np.argmax(result, axis=-1), np.argmax(want[out], axis=-1)
+    if (decided != expected).any():
+        what = "characters" if name == "ppocr_rec" else "angles"
+        check.failures.append(f"{name}: {int((decided != expected).sum())} {what} differ from ONNX Runtime's")
+    if name == "ppocr_rec":
+        return "6 text lines", f"{int((expected > 0).sum())} characters", worst
+    return "6 text lines", f"angles {expected.tolist()}", worst
+
+
 def bench_at_real_size(tunnx, model, feeds, folder, check, name):
     """`tunnx bench` on the same inputs: the model runs at its real shapes, not synthesized ones."""
     cmd = [tunnx, "bench", model, "--threads", "1", "--warmup", "1", "--iters", "3"]
@@ -243,6 +287,10 @@ def main():
                     runs, what, worst = check_magika(name, model, run, check, folder)
                     summary = f"{runs} files, {what} distinct labels"
                     feeds = magika_feeds()
+                elif name.startswith("ppocr_"):
+                    fed, decided, worst = check_ocr(name, model, run, check)
+                    summary = f"{fed}, {decided}"
+                    feeds = ocr_feeds(name)
                 elif name == "silero_vad_16k_sequence":
                     runs, what, worst = check_silero_sequence(name, model, run, check)
                     summary = f"{runs} windows in one run, {what} speech"
