@@ -80,6 +80,8 @@ std::vector<Act> activations() {
 
 struct Chain {
   bool bn = true, residual = false, residual_after = false, symbolic_batch = false;
+  // y * s + t around the activation (Paddle's learnable affine blocks), s and t [1] initializers.
+  bool affine_before = false, affine_after = false;
   int64_t group = 1;
   int64_t in = kIn, out = kOut, size = kSize, batch = kBatch;  // channels, image side, batch
 };
@@ -112,10 +114,19 @@ class FuseConvTest : public TempDirTest {
       b.node("Add", {v, "z"}, {"s"}, "add");
       v = "s";
     }
+    auto affine = [&](const std::string& tag) {
+      b.initializer(float_tensor("s_" + tag, {1}, uniform(1, rng_, 0.5f, 2.0f)));
+      b.initializer(float_tensor("t_" + tag, {1}, uniform(1, rng_)));
+      b.node("Mul", {"s_" + tag, v}, {"scaled_" + tag}, "mul_" + tag);
+      b.node("Add", {"scaled_" + tag, "t_" + tag}, {"shifted_" + tag}, "add_" + tag);
+      v = "shifted_" + tag;
+    };
+    if (c.affine_before) affine("before");
     if (act) {
       act->emit(b, v, "a");
       v = "a";
     }
+    if (c.affine_after) affine("after");
     if (c.residual && c.residual_after) {
       b.node("Add", {"z", v}, {"s"}, "add");
       v = "s";
@@ -150,6 +161,16 @@ class FuseConvTest : public TempDirTest {
       const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
       ASSERT_LE(std::fabs(g - w), 2e-5f * std::fmax(std::fabs(g), std::fabs(w)) + 2e-6f) << what << " element " << i;
     }
+  }
+
+  // Within 2e-5 of want's largest magnitude: sums of hundreds of products (64 channels x 3 x 3, or
+  // Winograd's transformed form) round differently in each order.
+  static void expect_near_scaled(const Tensor& got, const Tensor& want, const std::string& what) {
+    ASSERT_EQ(got.dims(), want.dims()) << what;
+    float scale = 0;
+    for (int64_t i = 0; i < want.numel(); ++i) scale = std::fmax(scale, std::fabs(want.data_as<float>()[i]));
+    for (int64_t i = 0; i < got.numel(); ++i)
+      ASSERT_LE(std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]), 2e-5f * scale) << what << " element " << i;
   }
 
   // The op types a session runs, without the Transposes that the channels_last pass puts at the edges
@@ -210,6 +231,49 @@ TEST_F(FuseConvTest, EveryChainAndActivationFusesAndMatchesLevelZero) {
 // the Winograd kernel takes none (SiLU, HardSwish, ...), run after it; also a residual after the
 // activation (the direct form then). Winograd's transforms round differently from the direct sum: the
 // outputs agree with level 0 to 2e-5 of their largest magnitude, as measured (~1e-6) with a margin.
+// Paddle2ONNX's blocks: conv -> BN -> Mul/Add of scalars -> activation -> Mul/Add of scalars, each
+// affine map read as an input of the fused node; with residuals before and after, and a Winograd-sized
+// chain (the activation then may run as eltwise primitives after the product).
+TEST_F(FuseConvTest, AffineMapsAroundTheActivationFuse) {
+  const std::vector<Act> acts = activations();
+  for (const Chain& c : {Chain{.affine_before = true}, Chain{.affine_after = true},
+                         Chain{.affine_before = true, .affine_after = true},
+                         Chain{.residual = true, .affine_before = true, .affine_after = true},
+                         Chain{.residual = true, .residual_after = true, .affine_before = true, .affine_after = true},
+                         Chain{.affine_before = true, .affine_after = true, .in = 64, .out = 64, .size = 32, .batch = 1}})
+    for (const Act& act : {acts[0], acts[2], acts[7]}) {
+      const std::string what = act.name + " before " + std::to_string(c.affine_before) + " after " +
+                               std::to_string(c.affine_after) + " residual " + std::to_string(c.residual) +
+                               (c.residual_after ? " after" : "") + " channels " + std::to_string(c.in);
+      Model model = chain(c, &act);
+      Session fused = session(model, 2);
+      EXPECT_EQ(op_types(fused), (std::vector<std::string>{"FusedConv", "Identity"})) << what;
+      const tunnx::NamedValues in = inputs(c);
+      expect_near_scaled(fused.run(in).at("y").tensor(), session(model, 0).run(in).at("y").tensor(), what);
+    }
+  // Without an activation only the map before it is taken: the second Mul/Add stay as they are.
+  Model model = chain(Chain{.affine_before = true, .affine_after = true}, nullptr);
+  Session fused = session(model, 2);
+  EXPECT_EQ(op_types(fused), (std::vector<std::string>{"FusedConv", "Mul", "Add", "Identity"}));
+  const tunnx::NamedValues in = inputs(Chain{});
+  expect_near(fused.run(in).at("y").tensor(), session(model, 0).run(in).at("y").tensor(), "no activation");
+}
+
+// The scalars are Parameters: a write after the session is made is seen by the next run.
+TEST_F(FuseConvTest, FusedAffineMapsFollowTheirParameters) {
+  const std::vector<Act> acts = activations();
+  const Chain c{.affine_before = true, .affine_after = true};
+  Model model = chain(c, &acts[7]);
+  Session fused = session(model, 2);
+  const tunnx::NamedValues in = inputs(c);
+  const Tensor before = fused.run(in).at("y").tensor().clone();
+  model.load_state_dict({{"s_before", Tensor::from_vector<float>({1}, {-1.5f})},
+                         {"t_after", Tensor::from_vector<float>({1}, {3.0f})}}, /*strict=*/false);
+  const Tensor after = fused.run(in).at("y").tensor();
+  expect_near(after, session(model, 0).run(in).at("y").tensor(), "after load_state_dict");
+  EXPECT_NE(after.data_as<float>()[0], before.data_as<float>()[0]);
+}
+
 TEST_F(FuseConvTest, WinogradSizedChainsMatchLevelZero) {
   const std::vector<Chain> chains = {
       {.bn = true, .in = 16, .out = 24, .size = 30, .batch = 1},
@@ -223,14 +287,8 @@ TEST_F(FuseConvTest, WinogradSizedChainsMatchLevelZero) {
       Model model = chain(c, &act);
       Session fused = session(model, 2), plain = session(model, 0);
       const tunnx::NamedValues in = inputs(c);
-      for (int run = 0; run < 2; ++run) {
-        const Tensor got = fused.run(in).at("y").tensor(), want = plain.run(in).at("y").tensor();
-        ASSERT_EQ(got.dims(), want.dims()) << what;
-        float scale = 0;
-        for (int64_t i = 0; i < want.numel(); ++i) scale = std::fmax(scale, std::fabs(want.data_as<float>()[i]));
-        for (int64_t i = 0; i < got.numel(); ++i)
-          ASSERT_LE(std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]), 2e-5f * scale) << what << " element " << i;
-      }
+      for (int run = 0; run < 2; ++run)
+        expect_near_scaled(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what);
     }
 }
 

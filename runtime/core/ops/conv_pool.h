@@ -42,7 +42,10 @@ struct ConvAttrs {
 ConvAttrs parse_conv_attrs(const ir::Node& node);
 
 // ---- com.tunnx:FusedConv (runtime/core/passes/fuse_conv.h): the convolution's attributes plus what
-// follows it. Y = act(BN(conv) + Z), or act(BN(conv)) + Z when residual_after_activation. ----------
+// follows it. Y = after(act(before(BN(conv) + Z))), or after(act(before(BN(conv)))) + Z when
+// residual_after_activation, where before and after are the scalar affine maps y * s + t that
+// inputs 8-11 give (s before, t before, s after, t after: one-element float32 tensors, read every
+// run; absent inputs are 1 and 0). --------------------------------------------------------------
 struct FusedConvAttrs {
   bool has_bn = false;
   float epsilon = 1e-5f;
@@ -50,6 +53,21 @@ struct FusedConvAttrs {
   // X, Z and Y are [N, spatial..., C] (runtime/core/passes/channels_last.h); W and the rest as in Conv.
   bool channels_last = false;
   Activation activation;
+};
+
+inline constexpr size_t kFusedConvAffineInput = 8;  // the first of the four
+
+struct Affine {
+  float scale = 1, shift = 0;
+  bool is_identity() const { return scale == 1 && shift == 0; }
+  float operator()(float v) const { return v * scale + shift; }
+  bool operator==(const Affine&) const = default;
+};
+
+// The affine maps around a FusedConv's activation, from the values of inputs 8-11.
+struct ConvEpilogueAffines {
+  Affine before, after;
+  bool operator==(const ConvEpilogueAffines&) const = default;
 };
 
 // Nothing, with `why_not` set, for an activation the fused ops do not take.

@@ -488,7 +488,8 @@ int fold_squeezed_conv_epilogues(Graph& graph, const ParameterStore& store, int6
     const Node& conv = graph.nodes[i];
     if (conv.domain != kTunnxDomain || conv.op_type != "FusedConv" || ops::node_int(conv, "channels_last", 0) == 0 ||
         ops::node_int(conv, "has_bn", 0) != 0 || ops::node_int(conv, "has_residual", 0) != 0 ||
-        ops::node_string(conv, "activation", "") != "" || conv.inputs.size() < 2 || conv.outputs.size() != 1 ||
+        ops::node_string(conv, "activation", "") != "" || conv.inputs.size() > 8 || conv.inputs.size() < 2 ||
+        conv.outputs.size() != 1 ||
         (conv.inputs.size() > 2 && !conv.inputs[2].empty()) || replaced[i])
       continue;
     const std::optional<std::vector<int64_t>> w = facts.dims(conv.inputs[1]);

@@ -38,6 +38,14 @@ std::optional<std::string> residual_of(const Node& add, const std::string& value
   return other;
 }
 
+// Whether `name` is a one-element float32 initializer or Constant node of rank 3 at most (a
+// convolution's output has 3 or more, so the product keeps its shape). The fused node reads it as an
+// input: a Parameter written after the session is made (Paddle2ONNX's are) is seen.
+bool is_scalar_constant(const GraphFacts& facts, const std::string& name) {
+  const Tensor* t = name.empty() ? nullptr : facts.constant_value(name);
+  return t && t->dtype() == DataType::kFloat32 && t->numel() == 1 && t->rank() <= 3;
+}
+
 }  // namespace
 
 int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
@@ -83,6 +91,20 @@ int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
         take(add);
       }
     }
+    // y * s + t, spelled Mul and/or Add of scalar constants (Paddle's learnable affine blocks around
+    // each activation): the names of s and t, "" where absent.
+    std::vector<std::string> affine_inputs(4);
+    auto take_affine = [&](size_t first) {
+      for (size_t k = 0; k < 2; ++k) {
+        const Node* n = next_reader(value);
+        if (!n || !is_onnx_op(*n, k == 0 ? "Mul" : "Add", 2) || !only_attributes(*n, {})) continue;
+        const std::string other = ChainWalker::other_operand(*n, value);
+        if (!is_scalar_constant(facts, other)) continue;
+        affine_inputs[first + k] = other;
+        take(n);
+      }
+    };
+    take_affine(0);
     activation = fused_activation_after(graph, facts, value, last, onnx_opset);
     if (activation && std::any_of(activation->nodes.begin(), activation->nodes.end(), [&](size_t n) { return removed[n]; }))
       activation.reset();
@@ -90,6 +112,7 @@ int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
       swallowed.insert(swallowed.end(), activation->nodes.begin(), activation->nodes.end());
       last = activation->nodes.back();
       value = activation->output;
+      take_affine(2);
       if (residual.empty())
         if (const Node* add = next_reader(value))
           if (std::optional<std::string> z = residual_of(*add, value, facts)) {
@@ -107,6 +130,8 @@ int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
     node.inputs = {conv.inputs[0], conv.inputs[1], conv.inputs.size() > 2 ? conv.inputs[2] : ""};
     node.inputs.insert(node.inputs.end(), bn_inputs.begin(), bn_inputs.end());
     node.inputs.push_back(residual);
+    if (std::any_of(affine_inputs.begin(), affine_inputs.end(), [](const std::string& s) { return !s.empty(); }))
+      node.inputs.insert(node.inputs.end(), affine_inputs.begin(), affine_inputs.end());
     node.outputs = {value};
     node.attributes = conv.attributes;
     node.attributes.push_back(ops::attr("has_bn", int64_t{bn_inputs[0].empty() ? 0 : 1}));

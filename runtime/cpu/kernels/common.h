@@ -2,6 +2,7 @@
 // axis handling. Reference kernels favour clarity; fast paths (oneDNN) are checked against them.
 #pragma once
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "runtime/core/ops/conv_pool.h"
 #include "runtime/core/float16.h"
 #include "runtime/core/kernel.h"
 #include "runtime/core/kernel_registry.h"
@@ -177,6 +179,10 @@ double read_scalar(const Tensor& t, const KernelContext& ctx);
 // A new output `i` of `dtype` (any numeric type) and `dims` holding `values`, stored by from_double.
 void write_output(KernelContext& ctx, size_t i, DataType dtype, std::vector<int64_t> dims,
                   const std::vector<double>& values);
+
+// A com.tunnx:FusedConv's affine inputs 8-11 (ops/conv_pool.h): each one's element, or null where
+// absent; throws naming the node when one is not a one-element float32 tensor.
+std::array<const float*, 4> fused_conv_affine_inputs(const KernelContext& ctx);
 
 // Throws through `ctx` when two inputs that must share a dtype do not.
 void require_same_dtype(const KernelContext& ctx, const Tensor& a, const Tensor& b);

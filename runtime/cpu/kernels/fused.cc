@@ -174,6 +174,9 @@ class FusedConv : public Kernel {
         shift[c] = p[1][c] - p[2][c] * scale[c];
       }
     }
+    const std::array<const float*, 4> a = fused_conv_affine_inputs(ctx);
+    auto value = [&a](size_t i, float absent) { return a[i] ? *a[i] : absent; };
+    const ops::ConvEpilogueAffines affines = {{value(0, 1), value(1, 0)}, {value(2, 1), value(3, 0)}};
     const float* z = nullptr;
     Tensor z_nchw;
     if (attrs_.has_residual) {
@@ -193,7 +196,7 @@ class FusedConv : public Kernel {
       const int64_t c = i / inner_size % channels;
       float v = attrs_.has_bn ? static_cast<float>(src[i] * scale[c] + shift[c]) : src[i];
       if (z && !attrs_.residual_after_activation) v += z[i];
-      v = attrs_.activation(v);
+      v = affines.after(attrs_.activation(affines.before(v)));
       if (z && attrs_.residual_after_activation) v += z[i];
       dst[i] = v;
     }
@@ -315,6 +318,20 @@ class OneHotMatMul : public Kernel {
 
 }  // namespace
 
+std::array<const float*, 4> fused_conv_affine_inputs(const KernelContext& ctx) {
+  std::array<const float*, 4> out{};
+  for (size_t i = 0; i < 4; ++i) {
+    const size_t input = ops::kFusedConvAffineInput + i;
+    if (!ctx.has_input(input)) continue;
+    const Tensor& t = ctx.input(input);
+    if (t.dtype() != DataType::kFloat32 || t.numel() != 1)
+      throw ctx.error("input " + std::to_string(input) + " (an affine map's " + (i % 2 ? "shift" : "scale") +
+                      ") must be one float32 element, got " + to_string(t.dtype()) + " " + dims_to_string(t.dims()));
+    out[i] = data<float>(t);
+  }
+  return out;
+}
+
 void register_fused_kernels(KernelRegistry& r) {
   {
     KernelDef def;
@@ -346,7 +363,9 @@ void register_fused_kernels(KernelRegistry& r) {
     def.types = {DataType::kFloat32};
     def.name = "cpu/reference/FusedConv";
     def.factory = [conv = onnx_conv->factory](const KernelInit& init) -> std::unique_ptr<Kernel> {
-      if (init.num_inputs() != 8) throw init.error("expects 8 inputs (X, W, B, scale, bias, mean, var, Z), got " +
+      if (init.num_inputs() != 8 && init.num_inputs() != 12)
+        throw init.error("expects 8 inputs (X, W, B, scale, bias, mean, var, Z) or 12 (then the affine maps' scale "
+                         "and shift before and after the activation), got " +
                                                    std::to_string(init.num_inputs()));
       std::string why_not;
       const std::optional<ops::FusedConvAttrs> attrs = ops::fused_conv_attrs(init.node(), &why_not);

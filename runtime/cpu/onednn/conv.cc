@@ -14,6 +14,7 @@
 // sum post-op and its activation as eltwise post-ops. A geometry only oneDNN's reference implementation takes, other dtypes and
 // anything the shared rules reject run the reference kernel, which reports errors in its words.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -55,7 +56,9 @@ struct ConvPrimitive {
   std::optional<Reorder> src_in, weights_in, dst_out;
   std::optional<Reorder> dst_in;  // FusedConv's residual into the primitive's dst layout
 
-  BoundPrimitive bound;  // the primitive with its arguments' memory objects (SRC, WEIGHTS, DST[, BIAS])
+  // The primitive with its arguments' memory objects: SRC, WEIGHTS, DST, BIAS, then FusedConv's four
+  // affine inputs as binary post-ops' second operands (a placeholder where absent or no bias).
+  BoundPrimitive bound;
   // A Winograd convolution's activation where it takes none as a post-op: eltwise primitives run in
   // place on its destination, in the destination's layout.
   std::vector<dnnl::eltwise_forward> activation;
@@ -191,17 +194,28 @@ class OnednnConv : public Kernel {
     }
     if (folds)
       for (size_t i = 1; i <= 6; ++i) fold_sources_.push_back(init.has_input(i) ? init.constant_input(i) : nullptr);
-    if (!fused_) return;
-    // conv -> [sum Z] -> activation -> [sum Z]: the sum post-op adds what dst holds before the run.
-    if (fused_->has_residual && !fused_->residual_after_activation) post_ops_.append_sum(1.0f);
-    append_activation(post_ops_, fused_->activation);
-    if (fused_->has_residual && fused_->residual_after_activation) post_ops_.append_sum(1.0f);
-    // For a Winograd convolution that takes no such activation: the same with the activation run
-    // after the product (possible while no sum follows it).
-    if (!(fused_->has_residual && fused_->residual_after_activation)) {
-      if (fused_->has_residual) post_ops_without_activation_.append_sum(1.0f);
-      append_activation(activation_only_, fused_->activation);
-    }
+    for (size_t i = 0; i < 4; ++i) affine_present_[i] = fused_ && init.has_input(ops::kFusedConvAffineInput + i);
+  }
+
+  // The affine maps (FusedConv's inputs 8-11 where `present` says so) and the activation between the
+  // sums. The maps are binary post-ops reading a one-element tensor each run, so a written Parameter
+  // is seen without a new primitive; eltwise_linear would fix the values, and oneDNN 2.6 gives two
+  // eltwise post-ops of one algorithm the first one's parameters. `arg[i]`: the post-op argument input
+  // 8 + i is passed as (0 where absent). `rank`: the destination's.
+  static bool append_epilogue(dnnl::post_ops& ops, const ops::Activation& activation,
+                              const std::array<bool, 4>& present = {}, int rank = 0, std::array<int, 4>* arg = nullptr) {
+    const dnnl::memory::desc scalar = plain_f32(std::vector<int64_t>(static_cast<size_t>(rank), 1));
+    auto affine = [&](size_t first) {
+      for (size_t i = first; i < first + 2; ++i) {
+        if (!present[i]) continue;
+        if (arg) (*arg)[i] = DNNL_ARG_ATTR_MULTIPLE_POST_OP(ops.len()) | DNNL_ARG_SRC_1;
+        ops.append_binary(i % 2 ? dnnl::algorithm::binary_add : dnnl::algorithm::binary_mul, scalar);
+      }
+    };
+    affine(0);
+    if (!append_activation(ops, activation)) return false;
+    affine(2);
+    return true;
   }
 
   ConstantUse constant_use(size_t input) const override {
@@ -234,6 +248,7 @@ class OnednnConv : public Kernel {
         (bias && (bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) || x.rank() < 3 || x.rank() > 5 ||
         w->rank() != x.rank() || (x.numel() == 0 && !only_folded) || w->numel() == 0)
       return fallback(ctx);
+    const std::array<const float*, 4> affines = fused_ ? fused_conv_affine_inputs(ctx) : std::array<const float*, 4>{};
     // What these shapes make of the run, from the last run when it had them (and the same team).
     std::shared_ptr<const ShapePlan> plan = last_plan(x.dims(), w->dims(), bias != nullptr);
     if (!plan) {
@@ -339,10 +354,11 @@ class OnednnConv : public Kernel {
     }
     // Packed weights go in as their memory object: setting a blocked layout's handle zero-fills its
     // padding, a write to weights other runs read.
+    const void* b = bias ? data<float>(*bias) : nullptr;
     if (packed)
-      p->bound.run({src, nullptr, dst, bias ? data<float>(*bias) : nullptr}, {{DNNL_ARG_WEIGHTS, *packed}}, work);
+      p->bound.run({src, nullptr, dst, b, affines[0], affines[1], affines[2], affines[3]}, {{DNNL_ARG_WEIGHTS, *packed}}, work);
     else
-      p->bound.run({src, weights, dst, bias ? data<float>(*bias) : nullptr}, {}, work);
+      p->bound.run({src, weights, dst, b, affines[0], affines[1], affines[2], affines[3]}, {}, work);
     for (const dnnl::eltwise_forward& activation : p->activation) {
       dnnl::memory in_place = wrap(p->dst, static_cast<float*>(dst));
       run_on(activation, dnnl::memory::desc(), {{DNNL_ARG_SRC, in_place}, {DNNL_ARG_DST, in_place}});
@@ -358,6 +374,7 @@ class OnednnConv : public Kernel {
   std::shared_ptr<ConvPrimitive> build(ops::ConvGeometry g, std::vector<int64_t> x_dims, std::vector<int64_t> w_dims,
                                        std::vector<int64_t> y_dims, bool has_bias, bool channels_last,
                                        bool any_implementation) const {
+    std::array<int, 4> affine_args{};
     // A spatial dim of size 1 that a size-1 kernel reads unpadded (tf2onnx writes 1-D convolutions
     // as [N, C, L, 1]) leaves the plain memory as it is: dropped, oneDNN runs the 1-D convolution,
     // measured 2-3x faster than its 2-D kernel on such a shape.
@@ -369,6 +386,7 @@ class OnednnConv : public Kernel {
       for (auto* v : {&x_dims, &w_dims, &y_dims}) v->erase(v->begin() + static_cast<std::ptrdiff_t>(d + 2));
     }
     const size_t nd = g.grid.size();
+    const PostOps post = post_ops_for(static_cast<int>(nd + 2), affine_args);
     dnnl::memory::dims strides(nd), dilates(nd), pad_l(nd), pad_r(nd);
     for (size_t d = 0; d < nd; ++d) {
       strides[d] = g.strides[d];
@@ -412,13 +430,13 @@ class OnednnConv : public Kernel {
     };
     std::optional<dnnl::convolution_forward::primitive_desc> chosen;
     if (fused_ && winograd_fits(g, w_dims)) {
-      chosen = describe(dnnl::algorithm::convolution_winograd, post_ops_);
-      if (!chosen && activation_only_.len() > 0) {
-        chosen = describe(dnnl::algorithm::convolution_winograd, post_ops_without_activation_);
-        if (chosen && !separate_activation(chosen->dst_desc(), built->activation)) chosen.reset();
+      chosen = describe(dnnl::algorithm::convolution_winograd, post.all);
+      if (!chosen && post.activation_only.len() > 0) {
+        chosen = describe(dnnl::algorithm::convolution_winograd, post.without_activation);
+        if (chosen && !separate_activation(post.activation_only, chosen->dst_desc(), built->activation)) chosen.reset();
       }
     }
-    if (!chosen) chosen = describe(dnnl::algorithm::convolution_direct, post_ops_);
+    if (!chosen) chosen = describe(dnnl::algorithm::convolution_direct, post.all);
     if (!chosen) return nullptr;
     try {
       const dnnl::convolution_forward::primitive_desc& pd = *chosen;
@@ -432,8 +450,9 @@ class OnednnConv : public Kernel {
       built->dst_out = reorder_between(built->dst, built->dst_plain);
       if (fused_ && fused_->has_residual) built->dst_in = reorder_between(built->dst_plain, built->dst);
       std::vector<std::pair<int, dnnl::memory::desc>> args = {
-          {DNNL_ARG_SRC, built->src}, {DNNL_ARG_WEIGHTS, built->weights}, {DNNL_ARG_DST, built->dst}};
-      if (has_bias) args.emplace_back(DNNL_ARG_BIAS, built->bias);
+          {DNNL_ARG_SRC, built->src}, {DNNL_ARG_WEIGHTS, built->weights}, {DNNL_ARG_DST, built->dst}, {DNNL_ARG_BIAS, built->bias}};
+      const dnnl::memory::desc scalar = plain_f32(std::vector<int64_t>(nd + 2, 1));
+      for (int id : affine_args) args.emplace_back(id, id ? scalar : dnnl::memory::desc());
       built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
     } catch (const dnnl::error&) {
       return nullptr;
@@ -441,15 +460,16 @@ class OnednnConv : public Kernel {
     return built;
   }
 
-  // `activation_only_` as eltwise primitives on `dst` (in place), into `out`; false (with `out`
+  // `activation_only` as eltwise primitives on `dst` (in place), into `out`; false (with `out`
   // emptied) when oneDNN has no fast eltwise for one of them.
-  bool separate_activation(const dnnl::memory::desc& dst, std::vector<dnnl::eltwise_forward>& out) const {
+  static bool separate_activation(const dnnl::post_ops& activation_only, const dnnl::memory::desc& dst,
+                                  std::vector<dnnl::eltwise_forward>& out) {
     out.clear();
     try {
-      for (int i = 0; i < activation_only_.len(); ++i) {
+      for (int i = 0; i < activation_only.len(); ++i) {
         float scale = 0, alpha = 0, beta = 0;
         dnnl::algorithm algorithm;
-        activation_only_.get_params_eltwise(i, scale, algorithm, alpha, beta);
+        activation_only.get_params_eltwise(i, scale, algorithm, alpha, beta);
         dnnl::eltwise_forward::primitive_desc pd(
             dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, algorithm, dst, alpha, beta), cpu_engine());
         if (reference_only(pd)) throw dnnl::error(dnnl_unimplemented, "reference only");
@@ -537,13 +557,34 @@ class OnednnConv : public Kernel {
     return nullptr;
   }
 
+  // What follows the product: all of it, and the same split for a Winograd convolution run before
+  // eltwise primitives (empty when no split computes the same: a residual added after the activation).
+  struct PostOps {
+    dnnl::post_ops all, without_activation, activation_only;
+  };
+
+  PostOps post_ops_for(int rank, std::array<int, 4>& affine_args) const {
+    PostOps out;
+    if (!fused_) return out;
+    // conv -> [sum Z] -> [affine] -> activation -> [affine] -> [sum Z]: the sum post-op adds what dst
+    // holds before the run.
+    if (fused_->has_residual && !fused_->residual_after_activation) out.all.append_sum(1.0f);
+    append_epilogue(out.all, fused_->activation, affine_present_, rank, &affine_args);
+    if (fused_->has_residual && fused_->residual_after_activation) out.all.append_sum(1.0f);
+    // The split runs the rest as eltwise primitives: only without affine maps.
+    if (!(fused_->has_residual && fused_->residual_after_activation) &&
+        std::none_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) {
+      if (fused_->has_residual) out.without_activation.append_sum(1.0f);
+      append_epilogue(out.activation_only, fused_->activation);
+    }
+    return out;
+  }
+
+  std::array<bool, 4> affine_present_{};  // FusedConv's inputs 8-11
+
   std::unique_ptr<Kernel> reference_;
   ops::ConvAttrs attrs_;
   std::optional<ops::FusedConvAttrs> fused_;
-  dnnl::post_ops post_ops_;
-  // post_ops_ split for a Winograd convolution run before eltwise primitives (empty when no split
-  // computes the same: a residual added after the activation).
-  dnnl::post_ops post_ops_without_activation_, activation_only_;
   PackedWeights packed_;
   // SessionOptions::release_packed_originals: whether W (and what is folded with it) are constants
   // that may be freed, the folded ones (W, B, scale, bn_bias, mean, var; null where absent), and
@@ -575,7 +616,7 @@ void register_onednn_conv(KernelRegistry& registry) {
       [](const KernelInit& init, std::unique_ptr<Kernel> fallback) -> std::unique_ptr<Kernel> {
         const std::optional<ops::FusedConvAttrs> attrs = ops::fused_conv_attrs(init.node(), nullptr);
         dnnl::post_ops probe;
-        if (!attrs || !append_activation(probe, attrs->activation)) return fallback;
+        if (!attrs || !OnednnConv::append_epilogue(probe, attrs->activation)) return fallback;
         return std::make_unique<OnednnConv>(std::move(fallback), ops::parse_conv_attrs(init.node()), init, attrs);
       });
   if (!fused) return;
