@@ -409,6 +409,83 @@ TEST_F(OnednnVsReference, Conv) {
   }
 }
 
+// ConvTranspose: 1-D to 3-D, groups (one input and output channel per group too), strides 1-3,
+// dilations, asymmetric pads with output_padding, output_shape (smaller than the full size, or larger:
+// a negative begin pad, which the reference takes), SAME_UPPER / SAME_LOWER, with and without B,
+// constant and fed W; then an empty batch, and a constant W written between runs.
+TEST_F(OnednnVsReference, ConvTranspose) {
+  for (int c = 0; c < 100; ++c) {
+    const int nd = 1 + static_cast<int>(rng_() % 3);
+    const int64_t group = pick({1, 1, 2, 3});
+    const bool depthwise = coin() && coin();
+    const int64_t in_c = depthwise ? group : group * pick({1, 2, 5});
+    const int64_t out_per_group = depthwise ? 1 : pick({1, 3, 8});
+    std::vector<int64_t> x_dims = {pick({1, 2}), in_c}, w_dims = {in_c, out_per_group}, kernel, strides, dilations,
+                         out_pad, pads(2 * static_cast<size_t>(nd)), full;
+    for (int d = 0; d < nd; ++d) {
+      const int64_t k = pick({1, 2, 3}), s = pick({1, 1, 2, 3}), dil = pick({1, 1, 2}), extent = (k - 1) * dil + 1;
+      kernel.push_back(k);
+      strides.push_back(s);
+      dilations.push_back(dil);
+      out_pad.push_back(static_cast<int64_t>(rng_() % static_cast<unsigned>(std::max(s, dil))));  // below both, as ONNX asks
+      x_dims.push_back(pick({1, 2, 5, 9}));
+      w_dims.push_back(k);
+      // Each pad at most half the extent: the output keeps a position.
+      pads[static_cast<size_t>(d)] = std::min<int64_t>(pick({0, 0, 1, 2}), (extent - 1) / 2);
+      pads[static_cast<size_t>(d + nd)] = std::min<int64_t>(pick({0, 1, 2}), (extent - 1) / 2);
+      full.push_back(s * (x_dims.back() - 1) + extent);
+    }
+    std::vector<ir::Attribute> attrs = {ints_attr("kernel_shape", kernel), ints_attr("strides", strides),
+                                        ints_attr("dilations", dilations), int_attr("group", group)};
+    const int mode = static_cast<int>(rng_() % 4);
+    std::string how;
+    if (mode == 0) {
+      attrs.push_back(ints_attr("pads", pads));
+      attrs.push_back(ints_attr("output_padding", out_pad));
+      how = "pads " + tunnx::dims_to_string(pads) + " output_padding " + tunnx::dims_to_string(out_pad);
+    } else if (mode == 1) {
+      std::vector<int64_t> shape;
+      for (int64_t f : full) shape.push_back(std::max<int64_t>(1, f + pick({-2, -1, 0, 0, 1})));
+      attrs.push_back(ints_attr("output_shape", shape));
+      how = "output_shape " + tunnx::dims_to_string(shape);
+    } else {
+      how = mode == 2 ? "SAME_UPPER" : "SAME_LOWER";
+      attrs.push_back(string_attr("auto_pad", how));
+    }
+    const bool with_bias = coin(), constant = coin();
+    ir::Node node{"deconv", "ConvTranspose", "", {"x", "w"}, {"y"}, attrs, ""};
+    std::vector<Tensor> inputs = {random(x_dims), random(w_dims)};
+    if (with_bias) {
+      node.inputs.push_back("b");
+      inputs.push_back(random({group * out_per_group}));
+    }
+    KernelPair pair(node, 11, inputs, {false, constant, constant});
+    const std::string what = "ConvTranspose x " + tunnx::dims_to_string(x_dims) + " w " + tunnx::dims_to_string(w_dims) +
+                             " group " + std::to_string(group) + " strides " + tunnx::dims_to_string(strides) +
+                             " dilations " + tunnx::dims_to_string(dilations) + " " + how + (with_bias ? " with B" : "") +
+                             (constant ? " (constant W)" : "");
+    expect_agree(pair, what, static_cast<double>(in_c / group * product_of(kernel)));
+  }
+
+  // An empty batch gives an empty output.
+  ir::Node node{"deconv", "ConvTranspose", "", {"x", "w", "b"}, {"y"}, {ints_attr("strides", {2, 2})}, ""};
+  KernelPair empty(node, 11, {random({0, 4, 5, 5}), random({4, 3, 2, 2}), random({3})}, {false, true, true});
+  expect_agree(empty, "ConvTranspose of an empty batch");
+  EXPECT_EQ(empty.run_fast().dims(), (std::vector<int64_t>{0, 3, 10, 10}));
+
+  // A constant W written between runs (Tensor::mutable_data bumps its version): every run sees the
+  // values it holds, once after a single write (its copy is remade) and after writes before every run
+  // (read as it lies).
+  Tensor w = random({8, 6, 3, 3});
+  node.attributes.push_back(int_attr("group", 2));
+  KernelPair written(node, 11, {random({2, 8, 7, 7}), w, random({12})}, {false, true, true});
+  for (int run = 0; run < 5; ++run) {
+    expect_agree(written, "ConvTranspose after " + std::to_string(run) + " writes to W", 36);
+    float* values = w.mutable_data_as<float>();
+    for (int64_t i = 0; i < w.numel(); ++i) values[i] = -values[i] * 0.5f + 0.25f;
+  }
+}
+
 TEST_F(OnednnVsReference, MaxPoolAndAveragePool) {
   int fast = 0;
   for (int c = 0; c < 80; ++c) {

@@ -35,30 +35,9 @@ namespace {
 
 using Key = std::vector<int64_t>;
 
-// A reorder between two layouts of one tensor, with a user scratchpad (the primitive is shared by
-// concurrent runs).
-struct Reorder {
-  dnnl::reorder primitive;
-  dnnl::memory::desc scratchpad;
-};
-
-std::optional<Reorder> reorder_between(const dnnl::memory::desc& from, const dnnl::memory::desc& to) {
-  if (from == to) return std::nullopt;
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  dnnl::reorder::primitive_desc pd(cpu_engine(), from, cpu_engine(), to, attr);
-  return Reorder{dnnl::reorder(pd), pd.scratchpad_desc()};
-}
-
-struct ConvPrimitive {
+struct ConvPrimitive : PickedLayouts {
   dnnl::convolution_forward primitive;
-  dnnl::memory::desc src_plain, src, weights_plain, weights, bias, dst_plain, dst, scratchpad;
-  std::optional<Reorder> src_in, weights_in, dst_out;
   std::optional<Reorder> dst_in;  // FusedConv's residual into the primitive's dst layout
-
-  // The primitive with its arguments' memory objects: SRC, WEIGHTS, DST, BIAS, then FusedConv's four
-  // affine inputs as binary post-ops' second operands (a placeholder where absent or no bias).
-  BoundPrimitive bound;
   // A Winograd convolution's activation where it takes none as a post-op: eltwise primitives run in
   // place on its destination, in the destination's layout.
   std::vector<dnnl::eltwise_forward> activation;
@@ -159,19 +138,6 @@ std::shared_ptr<FoldedWeights> fold_batch_norm(const Tensor& w, const Tensor* b,
     fb[c] = static_cast<float>(((b ? data<float>(*b)[c] : 0.0f) - mean[c]) * s + shift[c]);
   }
   return f;
-}
-
-// Runs a layout reorder (uncommon paths: the convolution itself runs through its BoundPrimitive) on
-// a stream of its own, and waits.
-void run_on(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad, std::unordered_map<int, dnnl::memory> args) {
-  std::optional<HostScratch> scratch;  // from the host memory cache, as BoundPrimitive::run does
-  if (scratchpad.get_size() > 0) {
-    scratch.emplace(scratchpad.get_size());
-    args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, cpu_engine(), scratch->data());
-  }
-  dnnl::stream stream(cpu_engine());
-  p.execute(stream, args);
-  stream.wait();  // before the scratchpad goes back
 }
 
 class OnednnConv : public Kernel {
@@ -313,15 +279,8 @@ class OnednnConv : public Kernel {
     }
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
-    // Source: the plain tensor, or a blocked copy of it.
     std::optional<HostScratch> src_block, weights_block, dst_block;
-    void* src = const_cast<float*>(data<float>(x));  // oneDNN only reads a source
-    if (p->src_in) {
-      src_block.emplace(p->src.get_size());
-      run_on(p->src_in->primitive, p->src_in->scratchpad,
-             {{DNNL_ARG_FROM, wrap(p->src_plain, data<float>(x))}, {DNNL_ARG_TO, wrap(p->src, src_block->data())}});
-      src = src_block->data();
-    }
+    void* src = p->source(data<float>(x), src_block);
     // Weights: packed once per version for a constant, reordered per run for a trained or fed one.
     std::shared_ptr<const dnnl::memory> packed;
     void* weights = nullptr;
@@ -331,19 +290,10 @@ class OnednnConv : public Kernel {
       weights = plain_folded(*folded, *w, only_folded);
     } else if (packed_.is_constant(*w) && !packed_.rewritten_every_run(*w)) {
       packed = packed_.get(*w, p->weights_plain, p->weights);
-    } else if (p->weights_in) {
-      weights_block.emplace(p->weights.get_size());
-      run_on(p->weights_in->primitive, p->weights_in->scratchpad,
-             {{DNNL_ARG_FROM, wrap(p->weights_plain, data<float>(*w))}, {DNNL_ARG_TO, wrap(p->weights, weights_block->data())}});
-      weights = weights_block->data();
     } else {
-      weights = const_cast<float*>(data<float>(*w));  // oneDNN only reads weights
+      weights = p->weights_for_run(data<float>(*w), weights_block);
     }
-    void* dst = mutable_data<float>(y);
-    if (p->dst_out) {
-      dst_block.emplace(p->dst.get_size());
-      dst = dst_block->data();
-    }
+    void* dst = p->destination(mutable_data<float>(y), dst_block);
     if (residual) {  // what the sum post-op adds: Z, in the dst layout
       if (p->dst_in) {
         run_on(p->dst_in->primitive, p->dst_in->scratchpad,
@@ -363,9 +313,7 @@ class OnednnConv : public Kernel {
       dnnl::memory in_place = wrap(p->dst, static_cast<float*>(dst));
       run_on(activation, dnnl::memory::desc(), {{DNNL_ARG_SRC, in_place}, {DNNL_ARG_DST, in_place}});
     }
-    if (p->dst_out)
-      run_on(p->dst_out->primitive, p->dst_out->scratchpad,
-             {{DNNL_ARG_FROM, wrap(p->dst, static_cast<float*>(dst))}, {DNNL_ARG_TO, wrap(p->dst_plain, mutable_data<float>(y))}});
+    p->finish(dst, mutable_data<float>(y));
   }
 
  private:
@@ -441,19 +389,12 @@ class OnednnConv : public Kernel {
     try {
       const dnnl::convolution_forward::primitive_desc& pd = *chosen;
       built->primitive = dnnl::convolution_forward(pd);
-      built->src = pd.src_desc();
-      built->weights = pd.weights_desc();
-      built->dst = pd.dst_desc();
-      built->scratchpad = pd.scratchpad_desc();
-      built->src_in = reorder_between(built->src_plain, built->src);
-      built->weights_in = reorder_between(built->weights_plain, built->weights);
-      built->dst_out = reorder_between(built->dst, built->dst_plain);
-      if (fused_ && fused_->has_residual) built->dst_in = reorder_between(built->dst_plain, built->dst);
-      std::vector<std::pair<int, dnnl::memory::desc>> args = {
-          {DNNL_ARG_SRC, built->src}, {DNNL_ARG_WEIGHTS, built->weights}, {DNNL_ARG_DST, built->dst}, {DNNL_ARG_BIAS, built->bias}};
+      // FusedConv's four affine inputs as binary post-ops' second operands (placeholders where absent).
+      std::vector<std::pair<int, dnnl::memory::desc>> affine_operands;
       const dnnl::memory::desc scalar = plain_f32(std::vector<int64_t>(nd + 2, 1));
-      for (int id : affine_args) args.emplace_back(id, id ? scalar : dnnl::memory::desc());
-      built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
+      for (int id : affine_args) affine_operands.emplace_back(id, id ? scalar : dnnl::memory::desc());
+      built->bind(built->primitive, pd, std::move(affine_operands));
+      if (fused_ && fused_->has_residual) built->dst_in = reorder_between(built->dst_plain, built->dst);
     } catch (const dnnl::error&) {
       return nullptr;
     }
@@ -529,11 +470,8 @@ class OnednnConv : public Kernel {
   // The reference kernel for this run; after the session freed W (a convolution without a folded
   // BatchNormalization), with W restored from a copy.
   void fallback(KernelContext& ctx) const {
-    if ((fused_ && fused_->has_bn) || !packed_.released() || !packed_.is_constant(ctx.input(1)))
-      return reference_->run(ctx);
-    const Value restored(packed_.restored());
-    KernelContext with_w = ctx.with_input(1, &restored);
-    reference_->run(with_w);
+    if (fused_ && fused_->has_bn) return reference_->run(ctx);
+    packed_.run_reference(*reference_, ctx, 1);
   }
 
   // What run() works out from the input shapes before it can run: the shape rules' geometry, the

@@ -267,8 +267,7 @@ class OnednnLinear : public Kernel {
   // B, a constant, is freed once a copy a reorder reads back is held: the convolution and matmul
   // paths read copies, and a run the reference kernel takes gets B restored from one (fallback()).
   ConstantUse constant_use(size_t input) const override {
-    if (input != 1 || !packed_.has_constant() || packed_.trained_by_plan()) return ConstantUse::kReadsIt;
-    return packed_.holds_reversible_copy() ? ConstantUse::kHoldsCopies : ConstantUse::kNotYet;
+    return input == 1 ? packed_.constant_use() : ConstantUse::kReadsIt;
   }
   void release_constant(size_t input, const Tensor& stand_in) override {
     if (input == 1) packed_.release(stand_in);
@@ -412,12 +411,7 @@ class OnednnLinear : public Kernel {
 
  private:
   // The reference kernel for this run; B restored from a copy when the session freed it.
-  void fallback(KernelContext& ctx) const {
-    if (!packed_.released() || !packed_.is_constant(ctx.input(1))) return reference_->run(ctx);
-    const Value restored(packed_.restored());
-    KernelContext with_b = ctx.with_input(1, &restored);
-    reference_->run(with_b);
-  }
+  void fallback(KernelContext& ctx) const { packed_.run_reference(*reference_, ctx, 1); }
 
   std::unique_ptr<Kernel> reference_;
   LinearAttrs attrs_;
@@ -469,6 +463,7 @@ void register_onednn_kernels(KernelRegistry& registry) {
   onednn::register_onednn_rnn(registry);
   onednn::register_onednn_transpose(registry);
   onednn::register_onednn_attention(registry);
+  onednn::register_onednn_conv_transpose(registry);
 }
 
 }  // namespace tunnx::cpu

@@ -143,6 +143,69 @@ void BoundPrimitive::run(std::initializer_list<const void*> pointers,
   s.spare.push_back(std::move(b));
 }
 
+std::optional<Reorder> reorder_between(const dnnl::memory::desc& from, const dnnl::memory::desc& to) {
+  if (from == to) return std::nullopt;
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::reorder::primitive_desc pd(cpu_engine(), from, cpu_engine(), to, attr);
+  return Reorder{dnnl::reorder(pd), pd.scratchpad_desc()};
+}
+
+void run_on(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad, std::unordered_map<int, dnnl::memory> args) {
+  std::optional<HostScratch> scratch;  // from the host memory cache, as BoundPrimitive::run does
+  if (scratchpad.get_size() > 0) {
+    scratch.emplace(scratchpad.get_size());
+    args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(scratchpad, cpu_engine(), scratch->data());
+  }
+  dnnl::stream stream(cpu_engine());
+  p.execute(stream, args);
+  stream.wait();  // before the scratchpad goes back
+}
+
+void PickedLayouts::bind(const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
+                         std::vector<std::pair<int, dnnl::memory::desc>> more_args) {
+  src = pd.src_desc();
+  weights = pd.weights_desc();
+  dst = pd.dst_desc();
+  scratchpad = pd.scratchpad_desc();
+  src_in = reorder_between(src_plain, src);
+  weights_in = reorder_between(weights_plain, weights);
+  dst_out = reorder_between(dst, dst_plain);
+  // BIAS always has its place (an empty descriptor, and no pointer, when there is none), so the
+  // arguments after it keep theirs.
+  std::vector<std::pair<int, dnnl::memory::desc>> args = {
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}, {DNNL_ARG_BIAS, bias}};
+  args.insert(args.end(), more_args.begin(), more_args.end());
+  bound = BoundPrimitive(primitive, std::move(args), scratchpad);
+}
+
+void* PickedLayouts::source(const float* x, std::optional<HostScratch>& block) const {
+  if (!src_in) return const_cast<float*>(x);  // oneDNN only reads a source
+  block.emplace(src.get_size());
+  run_on(src_in->primitive, src_in->scratchpad, {{DNNL_ARG_FROM, wrap(src_plain, x)}, {DNNL_ARG_TO, wrap(src, block->data())}});
+  return block->data();
+}
+
+void* PickedLayouts::weights_for_run(const float* w, std::optional<HostScratch>& block) const {
+  if (!weights_in) return const_cast<float*>(w);  // oneDNN only reads weights
+  block.emplace(weights.get_size());
+  run_on(weights_in->primitive, weights_in->scratchpad,
+         {{DNNL_ARG_FROM, wrap(weights_plain, w)}, {DNNL_ARG_TO, wrap(weights, block->data())}});
+  return block->data();
+}
+
+void* PickedLayouts::destination(float* y, std::optional<HostScratch>& block) const {
+  if (!dst_out) return y;
+  block.emplace(dst.get_size());
+  return block->data();
+}
+
+void PickedLayouts::finish(void* dst_data, float* y) const {
+  if (dst_out)
+    run_on(dst_out->primitive, dst_out->scratchpad,
+           {{DNNL_ARG_FROM, wrap(dst, static_cast<float*>(dst_data))}, {DNNL_ARG_TO, wrap(dst_plain, y)}});
+}
+
 bool reference_only(const dnnl::primitive_desc_base& pd) { return std::string(pd.impl_info_str()).rfind("ref", 0) == 0; }
 
 bool append_activation(dnnl::post_ops& ops, const ops::Activation& act) {

@@ -90,6 +90,20 @@ class BoundPrimitive {
   std::shared_ptr<State> state_;
 };
 
+// A reorder between two layouts of one tensor, with a user scratchpad (the primitive is shared by
+// concurrent runs).
+struct Reorder {
+  dnnl::reorder primitive;
+  dnnl::memory::desc scratchpad;
+};
+
+// Nothing when `from` and `to` are the same layout.
+std::optional<Reorder> reorder_between(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
+
+// Runs a layout reorder or an in-place eltwise (uncommon paths: a kernel's main primitive runs
+// through its BoundPrimitive) on a stream of its own with a scratchpad of `scratchpad`'s size, and waits.
+void run_on(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad, std::unordered_map<int, dnnl::memory> args);
+
 // Whether oneDNN chose only its reference implementation for `pd` (slower than tunnx's own kernels,
 // so the fast paths decline it).
 bool reference_only(const dnnl::primitive_desc_base& pd);
@@ -123,6 +137,32 @@ class HostScratch {
   size_t bytes_;
   float* data_;
   bool stacked_ = false;  // in the thread's region, not the host memory cache
+};
+
+// A convolution-like primitive's operands (SRC, WEIGHTS, DST, optional BIAS): the layouts the tensors
+// lie in, those the primitive picked (format `any`), and the reorders between them. The convolution
+// and deconvolution paths share it.
+struct PickedLayouts {
+  dnnl::memory::desc src_plain, src, weights_plain, weights, bias, dst_plain, dst, scratchpad;
+  std::optional<Reorder> src_in, weights_in, dst_out;
+  // The primitive with its arguments' memory objects: SRC, WEIGHTS, DST, BIAS, then bind()'s more_args.
+  BoundPrimitive bound;
+
+  // Takes the picked layouts from `pd`, makes the reorders and binds `primitive` (built from `pd`),
+  // with `more_args` after BIAS (runs pass their pointers in that order). The plain descriptors and
+  // `bias` (empty: none) must be set first.
+  void bind(const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
+            std::vector<std::pair<int, dnnl::memory::desc>> more_args = {});
+
+  // X as the primitive reads it: `x` itself, or reordered into `block`.
+  void* source(const float* x, std::optional<HostScratch>& block) const;
+  // W as the primitive reads it, reordered on every call (a fed or trained weight; a constant is
+  // packed once, packed_weights.h): `w` itself, or reordered into `block`.
+  void* weights_for_run(const float* w, std::optional<HostScratch>& block) const;
+  // Where the primitive writes Y: `y` itself, or `block` in its own layout.
+  void* destination(float* y, std::optional<HostScratch>& block) const;
+  // Y from what the primitive wrote at `dst` (destination()'s answer): reordered back when it was a block.
+  void finish(void* dst, float* y) const;
 };
 
 // Up to `capacity` values by key, least recently used evicted first. Values are shared_ptr so a run
@@ -189,13 +229,14 @@ void add_fast_path(KernelRegistry& registry, const std::string& op_type, Make ma
 }
 
 // The fast paths of each op family, registered by register_onednn_kernels.
-void register_onednn_softmax(KernelRegistry& registry);     // softmax.cc
-void register_onednn_layer_norm(KernelRegistry& registry);  // layer_norm.cc
-void register_onednn_eltwise(KernelRegistry& registry);     // eltwise.cc
-void register_onednn_conv(KernelRegistry& registry);        // conv.cc
-void register_onednn_pool(KernelRegistry& registry);        // pool.cc
-void register_onednn_rnn(KernelRegistry& registry);         // rnn.cc
-void register_onednn_transpose(KernelRegistry& registry);   // transpose.cc
-void register_onednn_attention(KernelRegistry& registry);   // attention.cc
+void register_onednn_softmax(KernelRegistry& registry);         // softmax.cc
+void register_onednn_layer_norm(KernelRegistry& registry);      // layer_norm.cc
+void register_onednn_eltwise(KernelRegistry& registry);         // eltwise.cc
+void register_onednn_conv(KernelRegistry& registry);            // conv.cc
+void register_onednn_pool(KernelRegistry& registry);            // pool.cc
+void register_onednn_rnn(KernelRegistry& registry);             // rnn.cc
+void register_onednn_transpose(KernelRegistry& registry);       // transpose.cc
+void register_onednn_attention(KernelRegistry& registry);       // attention.cc
+void register_onednn_conv_transpose(KernelRegistry& registry);  // conv_transpose.cc
 
 }  // namespace tunnx::cpu::onednn

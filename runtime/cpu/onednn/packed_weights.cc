@@ -87,6 +87,18 @@ Tensor PackedWeights::restored_locked() const {
   throw Error(ErrorCode::kInternal, "a freed weight has no copy that a reorder reads back");
 }
 
+Kernel::ConstantUse PackedWeights::constant_use() const {
+  if (!has_constant() || trained_) return Kernel::ConstantUse::kReadsIt;
+  return holds_reversible_copy() ? Kernel::ConstantUse::kHoldsCopies : Kernel::ConstantUse::kNotYet;
+}
+
+void PackedWeights::run_reference(const Kernel& reference, KernelContext& ctx, size_t input) const {
+  if (!released() || !is_constant(ctx.input(input))) return reference.run(ctx);
+  const Value restored_input(restored());
+  KernelContext with_input = ctx.with_input(input, &restored_input);
+  reference.run(with_input);
+}
+
 bool PackedWeights::rewritten_every_run(const Tensor& input) const {
   if (!is_constant(input)) return false;
   if (trained_) return true;

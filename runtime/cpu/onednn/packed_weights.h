@@ -23,6 +23,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "runtime/core/kernel.h"
 #include "tunnx/tensor.h"
 
 namespace tunnx::cpu::onednn {
@@ -66,6 +67,13 @@ class PackedWeights {
   // After release(): the constant as it lay (its dims and bytes), reordered back from a held copy, for
   // a path that reads it plain (a reference kernel). Made on every call, not kept.
   Tensor restored() const;
+
+  // Kernel::constant_use for the constant, of a kernel that keeps no other copies of it: kReadsIt for
+  // none or one the plan trains, else kNotYet until holds_reversible_copy().
+  Kernel::ConstantUse constant_use() const;
+  // Runs `reference` (the kernel's fallback) on `ctx`, whose input `input` is the constant: after
+  // release(), with the constant restored() in its place.
+  void run_reference(const Kernel& reference, KernelContext& ctx, size_t input) const;
 
  private:
   struct Copy {
