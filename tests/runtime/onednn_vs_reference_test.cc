@@ -467,6 +467,15 @@ TEST_F(OnednnVsReference, ConvTranspose) {
     expect_agree(pair, what, static_cast<double>(in_c / group * product_of(kernel)));
   }
 
+  // Few output channels and enough work for gemm:jit on NCHW values (smaller products run the
+  // reference kernel: see kGemmJitWork in conv_transpose.cc).
+  {
+    ir::Node node{"deconv", "ConvTranspose", "", {"x", "w", "b"}, {"y"},
+                  {ints_attr("strides", {2, 2}), ints_attr("pads", {2, 2, 2, 2})}, ""};
+    KernelPair large(node, 11, {random({1, 64, 96, 96}), random({64, 4, 5, 5}), random({4})}, {false, true, true});
+    expect_agree(large, "ConvTranspose 64 -> 4 channels at 96x96", 64 * 25);
+  }
+
   // An empty batch gives an empty output.
   ir::Node node{"deconv", "ConvTranspose", "", {"x", "w", "b"}, {"y"}, {ints_attr("strides", {2, 2})}, ""};
   KernelPair empty(node, 11, {random({0, 4, 5, 5}), random({4, 3, 2, 2}), random({3})}, {false, true, true});

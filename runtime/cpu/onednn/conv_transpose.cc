@@ -29,6 +29,10 @@ namespace {
 
 using Key = std::vector<int64_t>;
 
+// Multiply-adds from which a deconvolution with few outputs per group takes gemm:jit (build()): its
+// one-time kernel generation then costs less than a few runs on the reference kernel save.
+constexpr double kGemmJitWork = 5e7;
+
 struct DeconvPrimitive : PickedLayouts {
   dnnl::deconvolution_forward primitive;
 };
@@ -95,7 +99,7 @@ class OnednnConvTranspose : public Kernel {
     if (declined_.find(key)) return fallback(ctx);
     std::shared_ptr<const DeconvPrimitive> p = cache_.find(key);
     if (!p) {
-      std::shared_ptr<DeconvPrimitive> built = build(*g, x.dims(), w.dims(), y_dims, bias != nullptr);
+      std::shared_ptr<DeconvPrimitive> built = build(*g, x.dims(), w.dims(), y_dims, bias != nullptr, work);
       if (!built) {
         declined_.insert(key, std::make_shared<const bool>(true));
         return fallback(ctx);
@@ -129,7 +133,7 @@ class OnednnConvTranspose : public Kernel {
   // stride or more below zero) or has only its reference implementation for it.
   static std::shared_ptr<DeconvPrimitive> build(const ops::ConvGeometry& g, const std::vector<int64_t>& x_dims,
                                                 const std::vector<int64_t>& w_dims, const std::vector<int64_t>& y_dims,
-                                                bool has_bias) {
+                                                bool has_bias, double work) {
     const size_t nd = g.grid.size();
     dnnl::memory::dims strides(nd), dilates(nd), pad_l(nd), pad_r(nd);
     for (size_t d = 0; d < nd; ++d) {
@@ -152,9 +156,12 @@ class OnednnConvTranspose : public Kernel {
     // blocks pad. With few output channels per group every blocked or channels-last kernel pads or
     // strides the destination, the larger tensor of a strided deconvolution: there gemm:jit on NCHW,
     // with no reorder at all, wins (24 -> 1 at 320x320: 0.64 ms against 5.7 channels-last and 8.8
-    // blocked).
+    // blocked). But gemm:jit's first call in a process generates its kernels, ~29 ms measured: a
+    // product smaller than kGemmJitWork runs the reference kernel instead (1.5 ms on that layer, where
+    // the first run of PaddleOCR's detector paid the 29).
     enum class Layout { kPlain, kChannelsLast, kAny };
     const bool few_outputs = g.out_channels / g.group < 8;
+    if (few_outputs && work < kGemmJitWork) return nullptr;
     const std::vector<Layout> order = few_outputs ? std::vector<Layout>{Layout::kPlain, Layout::kChannelsLast, Layout::kAny}
                                                   : std::vector<Layout>{Layout::kChannelsLast, Layout::kAny, Layout::kPlain};
     const auto activation = [](Layout layout, const std::vector<int64_t>& dims) {
