@@ -14,12 +14,16 @@
 // that chunk stays free from 4 KiB up; a freed block merges with its free neighbours in its region.
 // A CNN's layers each have sizes of their own: whole kept blocks serve another size only when one
 // fits, so a run took fresh memory for requests that freed memory lying side by side would hold.
-// Measured (1 thread, this 2-core VM; kept whole blocks -> regions): PaddleOCR's detector at
-// 640x640, peak RSS 136.4 -> 118.0 MiB (blocks live at the peak: 39.8 MiB; its oneDNN scratch stack,
-// not from here, 19.4 MiB more); YOLOv8n 127 -> 111.5 MiB. Requests from 1 KiB (everything in
-// regions: small long-lived blocks then pin holes, 129 MiB) or 16 KiB kept more; 64 KiB and 256 KiB
-// about the same. One mutex: ~160 ns an allocation or free, the same total rate with 2 threads
-// hammering it (a run does hundreds).
+// Measured on this 2-core VM, peak RSS at 1 thread (whole blocks kept -> regions -> regions with the
+// oneDNN scratch blocks in them too, runtime/cpu/onednn HostScratch, which had a stack of its own):
+// PaddleOCR's detector at 640x640 136.4 -> 118.0 -> 100.0 MiB (39.8 MiB of tensor blocks live at the peak),
+// YOLOv8n 126.9 -> 111.5 -> 105.6 MiB (2 threads: 117.1 -> 91.8), ResNet-18 155 -> 142 MiB; their
+// first runs 5-25% shorter, steady-state medians the same or up to 5% shorter. Carving from 1 KiB up
+// kept more (129 MiB for the detector: small long-lived blocks pin holes), as did 16 KiB; 64 KiB and
+// 256 KiB about the same. The first regions are huge pages too: ~1 MiB more RSS for the smallest
+// models (a partly used 2 MiB page), ~0.5 ms less first run. One mutex: ~155 ns an allocation or free
+// (kept whole blocks: ~100 ns), the same total rate with 2 threads hammering it; a detector run does
+// a few hundred.
 //
 // Blocks from 1 KiB to 64 KiB are kept whole: a request takes the smallest kept block that holds it
 // and is at most twice its size, the one freed last among equals. Below 1 KiB the C library's own
