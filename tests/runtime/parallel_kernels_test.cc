@@ -3,8 +3,8 @@
 // com.tunnx:SumToShape's column sums give exactly a naive loop's answer, on 1 and on 2 threads, on
 // shapes above the parallel threshold with edges that are not multiples of the tile; RMSNormalization
 // (split by rows, float rows vectorized) and RotaryEmbedding (split by head vectors) give the same
-// answer on 1 and 2 threads and agree with a naive loop. Plus the host memory cache that keeps freed
-// tensor blocks for reuse.
+// answer on 1 and 2 threads and agree with a naive loop. (The host memory cache's tests are in
+// tests/unit/host_memory_test.cc.)
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,7 +15,6 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/core/host_memory.h"
 #include "tests/importer/model_builder.h"
 
 namespace {
@@ -345,66 +344,6 @@ TEST_F(ParallelKernels, RotaryEmbeddingMatchesANaiveLoop) {
             }
         EXPECT_EQ(wrong, 0) << "layout " << layout << " interleaved " << interleaved << " rotary dim " << rot;
       }
-}
-
-TEST(HostMemory, FreedLargeBlocksAreReusedAndCanBeReleased) {
-  const auto before = tunnx::host_memory::stats();
-  {
-    Tensor t(DataType::kFloat32, {1 << 18});  // 1 MiB, written, then freed into the cache
-    std::fill_n(t.mutable_data_as<float>(), t.numel(), 1.0f);
-  }
-  const auto cached = tunnx::host_memory::stats();
-  Tensor again(DataType::kFloat32, {1 << 18});
-  const auto after = tunnx::host_memory::stats();
-  EXPECT_GT(after.hits, before.hits);
-  EXPECT_LT(after.cached_bytes, cached.cached_bytes);
-  EXPECT_EQ(again.data_as<float>()[12345], 0.0f);  // reused memory is zero-filled like new memory
-  tunnx::host_memory::release_cached();
-  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
-}
-
-// A request takes the smallest kept block that holds it when that wastes at most half of it, the
-// block freed last among equals; released with the size it was made with (a huge-page block handed
-// to a request under 2 MiB included).
-TEST(HostMemory, KeptBlocksServeSmallerRequestsBestFit) {
-  tunnx::host_memory::release_cached();
-  const size_t mib = size_t{1} << 20;
-  void* big = tunnx::host_memory::allocate(3 * mib);
-  void* one = tunnx::host_memory::allocate(mib);
-  void* other_one = tunnx::host_memory::allocate(mib);
-  tunnx::host_memory::deallocate(big, 3 * mib);
-  tunnx::host_memory::deallocate(one, mib);
-  tunnx::host_memory::deallocate(other_one, mib);
-  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 5 * mib);
-  void* a = tunnx::host_memory::allocate(600 << 10);  // a 1 MiB block, the last freed
-  EXPECT_EQ(a, other_one);
-  void* b = tunnx::host_memory::allocate(mib);
-  EXPECT_EQ(b, one);
-  void* c = tunnx::host_memory::allocate(mib);  // the 3 MiB block would waste two thirds: a new one
-  EXPECT_NE(c, big);
-  void* d = tunnx::host_memory::allocate(1800 << 10);  // 1.76 MiB: the 3 MiB (huge-page) block
-  EXPECT_EQ(d, big);
-  std::memset(d, 1, 1800 << 10);
-  for (auto [block, bytes] : {std::pair{a, size_t{600} << 10}, {b, mib}, {c, mib}, {d, size_t{1800} << 10}})
-    tunnx::host_memory::deallocate(block, bytes);
-  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 6 * mib);  // whole capacities come back
-  tunnx::host_memory::release_cached();
-  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
-}
-
-TEST(HostMemory, BlocksFromTwoMiBAreHugePageAlignedAndReused) {
-  // 5 MiB + 4 bytes: two whole huge pages offered to the kernel, the tail left in small pages.
-  const size_t bytes = (size_t{5} << 20) + 4;
-  void* block = tunnx::host_memory::allocate(bytes);
-  ASSERT_NE(block, nullptr);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % (uintptr_t{2} << 20), 0u);
-  std::memset(block, 7, bytes);  // every byte usable, the unaligned tail included
-  tunnx::host_memory::deallocate(block, bytes);
-  void* again = tunnx::host_memory::allocate(bytes);
-  EXPECT_EQ(again, block);  // from the cache
-  tunnx::host_memory::deallocate(again, bytes);
-  tunnx::host_memory::release_cached();  // freed with the alignment it was made with
-  EXPECT_EQ(tunnx::host_memory::stats().cached_bytes, 0u);
 }
 
 }  // namespace

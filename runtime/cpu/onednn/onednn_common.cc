@@ -1,7 +1,5 @@
 #include "runtime/cpu/onednn/onednn_common.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cmath>
@@ -234,84 +232,9 @@ bool append_activation(dnnl::post_ops& ops, const ops::Activation& act) {
   return false;
 }
 
-namespace {
+HostScratch::HostScratch(size_t bytes)
+    : bytes_(std::max<size_t>(bytes, 1)), data_(static_cast<float*>(host_memory::allocate(bytes_))) {}
 
-// One thread's HostScratch blocks, stacked in address space reserved when the thread first asks.
-// Pages exist once touched and stay for the thread's life (as the host memory cache keeps its
-// blocks); the first 2 MiB take small pages, for the small scratchpads of most nodes, the rest huge
-// ones where the kernel offers them (one fault per 2 MiB of a large scratchpad).
-class ScratchStack {
- public:
-  ~ScratchStack() {
-    if (base_) munmap(base_, kReserved);
-  }
-
-  // Room for `bytes` on top of the stack, or null.
-  float* push(size_t bytes) {
-    if (!base_ && !reserve()) return nullptr;
-    const size_t at = top_;
-    const size_t end = (at + bytes + kAlign - 1) / kAlign * kAlign;
-    if (end > kReserved || end < at) return nullptr;
-    live_.push_back({at, false});
-    top_ = end;
-    return reinterpret_cast<float*>(base_ + at);
-  }
-
-  // Frees `block` (from push); the stack shrinks past every freed block on top.
-  void pop(const float* block) {
-    const size_t at = static_cast<size_t>(reinterpret_cast<const char*>(block) - base_);
-    for (auto it = live_.rbegin(); it != live_.rend(); ++it)
-      if (it->at == at) {
-        it->freed = true;
-        break;
-      }
-    while (!live_.empty() && live_.back().freed) {
-      top_ = live_.back().at;
-      live_.pop_back();
-    }
-  }
-
- private:
-  static constexpr size_t kReserved = size_t{1} << 30;  // address space, not memory
-  static constexpr size_t kAlign = 64;
-  static constexpr size_t kSmallPages = size_t{2} << 20;
-
-  bool reserve() {
-    if (failed_) return false;
-    void* region = mmap(nullptr, kReserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (region == MAP_FAILED) {
-      failed_ = true;
-      return false;
-    }
-    base_ = static_cast<char*>(region);
-    // Huge pages start at the first 2 MiB boundary past the small-page part.
-    const uintptr_t start = (reinterpret_cast<uintptr_t>(base_) + 2 * kSmallPages - 1) / kSmallPages * kSmallPages;
-    madvise(reinterpret_cast<void*>(start), reinterpret_cast<uintptr_t>(base_) + kReserved - start, MADV_HUGEPAGE);
-    return true;
-  }
-
-  struct Block {
-    size_t at;
-    bool freed;
-  };
-  char* base_ = nullptr;
-  bool failed_ = false;
-  size_t top_ = 0;
-  std::vector<Block> live_;
-};
-
-thread_local ScratchStack scratch_stack;
-
-}  // namespace
-
-HostScratch::HostScratch(size_t bytes) : bytes_(std::max<size_t>(bytes, 1)), data_(scratch_stack.push(bytes_)) {
-  stacked_ = data_ != nullptr;
-  if (!stacked_) data_ = static_cast<float*>(host_memory::allocate(bytes_));
-}
-
-HostScratch::~HostScratch() {
-  if (stacked_) scratch_stack.pop(data_);
-  else host_memory::deallocate(data_, bytes_);
-}
+HostScratch::~HostScratch() { host_memory::deallocate(data_, bytes_); }
 
 }  // namespace tunnx::cpu::onednn
