@@ -78,13 +78,20 @@ void run_batch_norm(KernelContext& ctx, const BatchNormAttrs& attrs) {
     }
     const std::vector<double>& use_mean = attrs.training ? batch_mean : mean;
     const std::vector<double>& use_var = attrs.training ? batch_var : var;
-    T* out = mutable_data<T>(ctx.allocate_output(0, x.dtype(), x.dims()));
+    T* out = mutable_data<T>(ctx.allocate_output_uninitialized(0, x.dtype(), x.dims()));
+    std::vector<double> a(static_cast<size_t>(channels)), shift(static_cast<size_t>(channels));
     for (int64_t c = 0; c < channels; ++c) {
-      const double a = scale[c] / std::sqrt(use_var[c] + attrs.epsilon), shift = bias[c] - use_mean[c] * a;
-      for (int64_t b = 0; b < n; ++b) {
-        const int64_t base = (b * channels + c) * spatial;
-        for (int64_t s = 0; s < spatial; ++s) out[base + s] = static_cast<T>(static_cast<double>(in[base + s]) * a + shift);
-      }
+      a[c] = scale[c] / std::sqrt(use_var[c] + attrs.epsilon);
+      shift[c] = bias[c] - use_mean[c] * a[c];
+    }
+    // Plane (b, c) at a time, split among the run's threads: a standalone BatchNormalization (after
+    // PaddleOCR's ConvTranspose: 614k elements) took 0.77 ms on one thread.
+    const int64_t planes = n * channels;
+    const int threads = x.numel() >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const int64_t c = plane % channels, base = plane * spatial;
+      for (int64_t s = 0; s < spatial; ++s) out[base + s] = static_cast<T>(static_cast<double>(in[base + s]) * a[c] + shift[c]);
     }
   });
   if (!attrs.training) return;
