@@ -47,6 +47,7 @@ measured peak x threads, at the clock the machine runs at that moment.
 import argparse
 import atexit
 import datetime
+import functools
 import json
 import math
 import os
@@ -179,9 +180,10 @@ OCR_PAGE = 640
 SKLEARN_DIGITS = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
 
 
+@functools.lru_cache(maxsize=1)
 def handwritten_digits():
     """[1797, 8, 8], 0 (paper) .. 16 (ink): the file sklearn.datasets.load_digits reads, read here
-    directly, since the project's virtualenv has no scikit-learn."""
+    directly, since the project's virtualenv has no scikit-learn. Read once per process."""
     import gzip
 
     with gzip.open(SKLEARN_DIGITS, "rt") as f:

@@ -57,19 +57,6 @@ struct FusedConvAttrs {
 
 inline constexpr size_t kFusedConvAffineInput = 8;  // the first of the four
 
-struct Affine {
-  float scale = 1, shift = 0;
-  bool is_identity() const { return scale == 1 && shift == 0; }
-  float operator()(float v) const { return v * scale + shift; }
-  bool operator==(const Affine&) const = default;
-};
-
-// The affine maps around a FusedConv's activation, from the values of inputs 8-11.
-struct ConvEpilogueAffines {
-  Affine before, after;
-  bool operator==(const ConvEpilogueAffines&) const = default;
-};
-
 // Nothing, with `why_not` set, for an activation the fused ops do not take.
 std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not);
 

@@ -15,7 +15,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "runtime/core/ops/conv_pool.h"
 #include "runtime/core/float16.h"
 #include "runtime/core/kernel.h"
 #include "runtime/core/kernel_registry.h"

@@ -174,9 +174,9 @@ class FusedConv : public Kernel {
         shift[c] = p[1][c] - p[2][c] * scale[c];
       }
     }
+    // The affine maps around the activation: scale and shift before, scale and shift after.
     const std::array<const float*, 4> a = fused_conv_affine_inputs(ctx);
-    auto value = [&a](size_t i, float absent) { return a[i] ? *a[i] : absent; };
-    const ops::ConvEpilogueAffines affines = {{value(0, 1), value(1, 0)}, {value(2, 1), value(3, 0)}};
+    const float s0 = a[0] ? *a[0] : 1, t0 = a[1] ? *a[1] : 0, s1 = a[2] ? *a[2] : 1, t1 = a[3] ? *a[3] : 0;
     const float* z = nullptr;
     Tensor z_nchw;
     if (attrs_.has_residual) {
@@ -196,7 +196,7 @@ class FusedConv : public Kernel {
       const int64_t c = i / inner_size % channels;
       float v = attrs_.has_bn ? static_cast<float>(src[i] * scale[c] + shift[c]) : src[i];
       if (z && !attrs_.residual_after_activation) v += z[i];
-      v = affines.after(attrs_.activation(affines.before(v)));
+      v = attrs_.activation(v * s0 + t0) * s1 + t1;
       if (z && attrs_.residual_after_activation) v += z[i];
       dst[i] = v;
     }

@@ -163,27 +163,6 @@ class OnednnConv : public Kernel {
     for (size_t i = 0; i < 4; ++i) affine_present_[i] = fused_ && init.has_input(ops::kFusedConvAffineInput + i);
   }
 
-  // The affine maps (FusedConv's inputs 8-11 where `present` says so) and the activation between the
-  // sums. The maps are binary post-ops reading a one-element tensor each run, so a written Parameter
-  // is seen without a new primitive; eltwise_linear would fix the values, and oneDNN 2.6 gives two
-  // eltwise post-ops of one algorithm the first one's parameters. `arg[i]`: the post-op argument input
-  // 8 + i is passed as (0 where absent). `rank`: the destination's.
-  static bool append_epilogue(dnnl::post_ops& ops, const ops::Activation& activation,
-                              const std::array<bool, 4>& present = {}, int rank = 0, std::array<int, 4>* arg = nullptr) {
-    const dnnl::memory::desc scalar = plain_f32(std::vector<int64_t>(static_cast<size_t>(rank), 1));
-    auto affine = [&](size_t first) {
-      for (size_t i = first; i < first + 2; ++i) {
-        if (!present[i]) continue;
-        if (arg) (*arg)[i] = DNNL_ARG_ATTR_MULTIPLE_POST_OP(ops.len()) | DNNL_ARG_SRC_1;
-        ops.append_binary(i % 2 ? dnnl::algorithm::binary_add : dnnl::algorithm::binary_mul, scalar);
-      }
-    };
-    affine(0);
-    if (!append_activation(ops, activation)) return false;
-    affine(2);
-    return true;
-  }
-
   ConstantUse constant_use(size_t input) const override {
     const bool folds = fused_ && fused_->has_bn;
     if (!releasable_ || !(input == 1 || (folds && input >= 2 && input <= 6))) return ConstantUse::kReadsIt;
@@ -507,13 +486,27 @@ class OnednnConv : public Kernel {
     // conv -> [sum Z] -> [affine] -> activation -> [affine] -> [sum Z]: the sum post-op adds what dst
     // holds before the run.
     if (fused_->has_residual && !fused_->residual_after_activation) out.all.append_sum(1.0f);
-    append_epilogue(out.all, fused_->activation, affine_present_, rank, &affine_args);
+    // The affine maps around the activation (FusedConv's inputs 8-11) are binary post-ops reading a
+    // one-element tensor each run, so a written Parameter is seen without a new primitive;
+    // eltwise_linear would fix the values, and oneDNN 2.6 gives two eltwise post-ops of one
+    // algorithm the first one's parameters. affine_args[i]: the argument input 8 + i is passed as.
+    const dnnl::memory::desc scalar = plain_f32(std::vector<int64_t>(static_cast<size_t>(rank), 1));
+    auto affine = [&](size_t first) {
+      for (size_t i = first; i < first + 2; ++i) {
+        if (!affine_present_[i]) continue;
+        affine_args[i] = DNNL_ARG_ATTR_MULTIPLE_POST_OP(out.all.len()) | DNNL_ARG_SRC_1;
+        out.all.append_binary(i % 2 ? dnnl::algorithm::binary_add : dnnl::algorithm::binary_mul, scalar);
+      }
+    };
+    affine(0);
+    append_activation(out.all, fused_->activation);
+    affine(2);
     if (fused_->has_residual && fused_->residual_after_activation) out.all.append_sum(1.0f);
     // The split runs the rest as eltwise primitives: only without affine maps.
     if (!(fused_->has_residual && fused_->residual_after_activation) &&
         std::none_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) {
       if (fused_->has_residual) out.without_activation.append_sum(1.0f);
-      append_epilogue(out.activation_only, fused_->activation);
+      append_activation(out.activation_only, fused_->activation);
     }
     return out;
   }
@@ -554,7 +547,7 @@ void register_onednn_conv(KernelRegistry& registry) {
       [](const KernelInit& init, std::unique_ptr<Kernel> fallback) -> std::unique_ptr<Kernel> {
         const std::optional<ops::FusedConvAttrs> attrs = ops::fused_conv_attrs(init.node(), nullptr);
         dnnl::post_ops probe;
-        if (!attrs || !OnednnConv::append_epilogue(probe, attrs->activation)) return fallback;
+        if (!attrs || !append_activation(probe, attrs->activation)) return fallback;
         return std::make_unique<OnednnConv>(std::move(fallback), ops::parse_conv_attrs(init.node()), init, attrs);
       });
   if (!fused) return;

@@ -115,6 +115,7 @@ void register_onednn_eltwise(KernelRegistry& registry) {
     dnnl::algorithm algorithm;
     const char* alpha_attr;
     float alpha_default;
+    bool tunnx_too = false;  // also com.tunnx's, which a pass makes in models of any opset
   };
   const Unary unary[] = {
       {"Relu", 14, dnnl::algorithm::eltwise_relu, nullptr, 0},
@@ -124,7 +125,7 @@ void register_onednn_eltwise(KernelRegistry& registry) {
       {"Sigmoid", 13, dnnl::algorithm::eltwise_logistic, nullptr, 0},
       {"Exp", 13, dnnl::algorithm::eltwise_exp, nullptr, 0},
       {"Abs", 13, dnnl::algorithm::eltwise_abs, nullptr, 0},
-      {"HardSwish", 14, dnnl::algorithm::eltwise_hardswish, nullptr, 0},
+      {"HardSwish", 14, dnnl::algorithm::eltwise_hardswish, nullptr, 0, true},  // passes/fuse_hard_swish
   };
   for (const Unary& u : unary) {
     auto make = [u](const KernelInit& init, std::unique_ptr<Kernel> reference) -> std::unique_ptr<Kernel> {
@@ -132,8 +133,7 @@ void register_onednn_eltwise(KernelRegistry& registry) {
       return std::make_unique<OnednnEltwise>(std::move(reference), u.algorithm, false, alpha);
     };
     add_fast_path(registry, u.op, make, u.opset);
-    // com.tunnx:HardSwish, which passes/fuse_hard_swish makes in models of any opset.
-    if (std::string(u.op) == "HardSwish") add_fast_path(registry, u.op, make, 1, "com.tunnx");
+    if (u.tunnx_too) add_fast_path(registry, u.op, make, 1, "com.tunnx");
   }
 }
 
