@@ -245,6 +245,44 @@ TEST_F(OnednnVsReference, FusedMatMul) {
   }
 }
 
+// A few rows times a constant B (panel_linear.h): every row count up to past its limit, depths that
+// leave a remainder of its unrolled loop, column counts around its 16-wide panels (the last one
+// padded), weights large enough to be split among threads, both ways a weight lies, with a bias, an
+// activation or a residual.
+TEST_F(OnednnVsReference, FewRowsTimesConstantWeights) {
+  for (int c = 0; c < 80; ++c) {
+    const int64_t M = pick({1, 2, 3, 4, 5}), K = pick({1, 3, 17, 64, 1031}), N = pick({1, 15, 16, 17, 33, 100, 1000});
+    const bool gemm = coin(), tb = coin(), bias = coin();
+    const std::string act = std::vector<std::string>{"", "Relu", "HardSwish"}[rng_() % 3];
+    const std::string binary = std::vector<std::string>{"", "", "Add"}[rng_() % 3];
+    ir::Node node{"fused", "FusedMatMul", "com.tunnx", {"a", "b"}, {"y"}, {}, ""};
+    std::vector<Tensor> inputs = {random({M, K}), random(tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N})};
+    node.attributes = {string_attr("op", gemm ? "Gemm" : "MatMul"), int_attr("has_bias", bias),
+                       string_attr("activation", act), int_attr("transB", tb)};
+    if (gemm) {
+      node.inputs.push_back("");
+      inputs.push_back(Tensor());
+    }
+    if (bias) {
+      node.inputs.push_back("bias");
+      inputs.push_back(random({N}));
+    }
+    if (!binary.empty()) {
+      node.inputs.push_back("r");
+      inputs.push_back(random({M, N}));
+      node.attributes.push_back(string_attr("binary", binary));
+    }
+    std::vector<bool> constants(inputs.size(), false);
+    constants[1] = true;
+    KernelPair pair(node, 1, inputs, constants);
+    expect_agree(pair,
+                 std::string("FusedMatMul ") + (gemm ? "Gemm" : "MatMul") + " M=" + std::to_string(M) +
+                     " K=" + std::to_string(K) + " N=" + std::to_string(N) + (tb ? " transB" : "") +
+                     (bias ? " bias" : "") + " " + act + (binary.empty() ? "" : " " + binary + " R"),
+                 static_cast<double>(K));
+  }
+}
+
 // LSTM and GRU (linear_before_reset either way) in every direction, with and without bias, initial
 // state and full-length sequence_lens; every output compared.
 TEST_F(OnednnVsReference, RecurrentLayers) {

@@ -277,6 +277,96 @@ void block_product(const float* a, int64_t lda, const float* b, int64_t ldb, flo
   product_blocks<false>(a, lda, b, ldb, c, ldc, rows, n, k, alpha);
 }
 
+namespace {
+
+// R rows by P neighbouring panels of panel_product, the k loop unrolled U times into separate
+// accumulators: one chain of dependent adds per output waited on the FMA latency, and the weights
+// stream faster from two panels at once (two prefetch streams) than from one.
+template <int R, int P, int U>
+__attribute__((always_inline)) inline void panel_tile(const float* a, int64_t lda, const float* w, int64_t k,
+                                                      Vec16 (&out)[R][P]) {
+  Vec16 acc[R][P][U];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < P; ++q)
+      for (int u = 0; u < U; ++u) acc[r][q][u] = Vec16{};
+  const int64_t panel = k * 16;
+  int64_t p = 0;
+  for (; p + U <= k; p += U)
+    for (int u = 0; u < U; ++u) {
+      Vec16 wv[P];
+      for (int q = 0; q < P; ++q) wv[q] = load16(w + q * panel + (p + u) * 16);
+      for (int r = 0; r < R; ++r) {
+        const float x = a[r * lda + p + u];
+        for (int q = 0; q < P; ++q) acc[r][q][u] += x * wv[q];
+      }
+    }
+  for (; p < k; ++p)
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < P; ++q) acc[r][q][0] += a[r * lda + p] * load16(w + q * panel + p * 16);
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < P; ++q) {
+      out[r][q] = acc[r][q][0];
+      for (int u = 1; u < U; ++u) out[r][q] += acc[r][q][u];
+    }
+}
+
+// Writes panel `q`'s R x 16 sums, with the bias, as far as column n.
+template <int R>
+__attribute__((always_inline)) inline void store_panel(const Vec16 (&sums)[R], int64_t q, int64_t n, const float* bias,
+                                                       float* c, int64_t ldc) {
+  const int64_t j0 = q * 16, cols = std::min<int64_t>(16, n - j0);
+  if (cols == 16) {
+    const Vec16 b = bias ? load16(bias + j0) : Vec16{};
+    for (int r = 0; r < R; ++r) store16(c + r * ldc + j0, sums[r] + b);
+    return;
+  }
+  for (int r = 0; r < R; ++r) {
+    float lanes[16];
+    store16(lanes, sums[r]);
+    for (int64_t j = 0; j < cols; ++j) c[r * ldc + j0 + j] = lanes[j] + (bias ? bias[j0 + j] : 0.0f);
+  }
+}
+
+template <int R, int P, int U>
+__attribute__((always_inline)) inline void panel_rows(const float* a, int64_t lda, const float* panels, int64_t k,
+                                                      int64_t n, const float* bias, float* c, int64_t ldc,
+                                                      int64_t begin, int64_t end) {
+  int64_t q = begin;
+  for (; q + P <= end; q += P) {
+    Vec16 out[R][P];
+    panel_tile<R, P, U>(a, lda, panels + q * k * 16, k, out);
+    for (int i = 0; i < P; ++i) {
+      Vec16 sums[R];
+      for (int r = 0; r < R; ++r) sums[r] = out[r][i];
+      store_panel<R>(sums, q + i, n, bias, c, ldc);
+    }
+  }
+  for (; q < end; ++q) {
+    Vec16 out[R][1];
+    panel_tile<R, 1, 2>(a, lda, panels + q * k * 16, k, out);
+    Vec16 sums[R];
+    for (int r = 0; r < R; ++r) sums[r] = out[r][0];
+    store_panel<R>(sums, q, n, bias, c, ldc);
+  }
+}
+
+}  // namespace
+
+TUNNX_MULTI_ISA
+void panel_product(const float* a, int64_t lda, int64_t rows, const float* panels, int64_t k, int64_t n,
+                   const float* bias, float* c, int64_t ldc, int64_t panel_begin, int64_t panel_end) {
+  for (int64_t r = 0; r < rows; r += 4) {  // four rows at a time: more would spill AVX2's registers
+    const float* ar = a + r * lda;
+    float* cr = c + r * ldc;
+    switch (std::min<int64_t>(4, rows - r)) {
+      case 1: panel_rows<1, 2, 2>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
+      case 2: panel_rows<2, 2, 1>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
+      case 3: panel_rows<3, 1, 1>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
+      default: panel_rows<4, 1, 1>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
+    }
+  }
+}
+
 // Each dot product runs in 16 lanes, folded at the end (GCC does not vectorize a float sum itself
 // without -ffast-math): sixteen columns at a time share the loads of a's row and one fold tree;
 // the last columns four and then one at a time.

@@ -49,4 +49,12 @@ void block_product(const float* a, int64_t lda, const float* b, int64_t ldb, flo
 void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                       int64_t rows, int64_t n, int64_t k, float alpha);
 
+// A few rows times a weight matrix packed in panels of 16 columns (a batch-1 Linear layer, which
+// reads every weight once per run, so its speed is the speed its weights stream in): for r < rows
+// (four at a time) and the columns j of panels [panel_begin, panel_end) below n,
+//   c[r * ldc + j] = sum_p a[r * lda + p] * panels[(j / 16) * k * 16 + p * 16 + j % 16] (+ bias[j]).
+// `panels` holds ceil(n / 16) panels of k rows of 16 floats, the last zero-padded past n.
+void panel_product(const float* a, int64_t lda, int64_t rows, const float* panels, int64_t k, int64_t n,
+                   const float* bias, float* c, int64_t ldc, int64_t panel_begin, int64_t panel_end);
+
 }  // namespace tunnx::cpu

@@ -1,5 +1,6 @@
 // float32 MatMul, Gemm and FusedMatMul on oneDNN, as one kernel (OnednnLinear): a constant 2-D B on the
-// 1x1 convolution of conv_linear.h, every other product on the matmul primitive. Shape rules are the
+// 1x1 convolution of conv_linear.h, or for up to four rows on the panel product of panel_linear.h;
+// every other product on the matmul primitive. Shape rules are the
 // shared ones (runtime/core/ops/linear.h):
 //   MatMul  A [..., M, K] x B [..., K, N] -> [broadcast(...), M, N]; a 1-D A is [1, K], a 1-D B is
 //           [K, 1], and the added dim is dropped from the result. Both operands are padded with
@@ -52,6 +53,7 @@
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/onednn_kernels.h"
 #include "runtime/cpu/onednn/packed_weights.h"
+#include "runtime/cpu/onednn/panel_linear.h"
 
 namespace tunnx::cpu {
 
@@ -262,7 +264,8 @@ class OnednnLinear : public Kernel {
       : reference_(std::move(reference)),
         attrs_(attrs),
         packed_(init.constant_input(1), init.trained_input(1)),
-        conv_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act, attrs.binary) {}
+        conv_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act, attrs.binary),
+        panels_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b) {}
 
   // B, a constant, is freed once a copy a reorder reads back is held: the convolution and matmul
   // paths read copies, and a run the reference kernel takes gets B restored from one (fallback()).
@@ -349,11 +352,20 @@ class OnednnLinear : public Kernel {
     const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
     // A weight an optimizer writes every step is read plain (matmul) rather than re-packed each run.
     const bool trained = packed_.rewritten_every_run(b);
-    if (!trained && !(attrs_.gemm && (g.trans_a || (c && !c_is_bias))) && g.alpha == 1 && !attrs_.matmul_trans_a &&
-        conv_.takes(b, M)) {
-      const float* conv_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
+    const bool plain_product = !(attrs_.gemm && (g.trans_a || (c && !c_is_bias))) && g.alpha == 1 && !attrs_.matmul_trans_a;
+    const float* own_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
+    if (!trained && plain_product && panels_.takes(b, M)) {
       Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
-      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), conv_bias, r)) return;
+      float* out = mutable_data<float>(y);
+      panels_.run(b, data<float>(a), M, K, N, out, own_bias);
+      if (attrs_.act.kind != ops::Activation::Kind::kNone)
+        for (int64_t i = 0; i < M * N; ++i) out[i] = attrs_.act(out[i]);
+      if (r) apply_binary(attrs_.binary, out, r, y.numel());
+      return;
+    }
+    if (!trained && plain_product && conv_.takes(b, M)) {
+      Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
+      if (conv_.run(b, data<float>(a), M, K, N, mutable_data<float>(y), own_bias, r)) return;
     }
     const bool constant = packed_.is_constant(b) && !trained;
     // A constant that a session only saw rewritten stays on the matmul path: which path a run takes
@@ -417,6 +429,7 @@ class OnednnLinear : public Kernel {
   LinearAttrs attrs_;
   onednn::PackedWeights packed_;
   onednn::ConvLinear conv_;
+  onednn::PanelLinear panels_;
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 
