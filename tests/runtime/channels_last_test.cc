@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -81,7 +82,8 @@ class ChannelsLastTest : public TempDirTest {
 
 // A C2f-like block (YOLOv8): conv -> SiLU -> Split on channels -> conv on one half -> Add with it ->
 // Concat on channels -> conv; then a MaxPool and an AveragePool (com.tunnx:ChannelsLastPool) and a
-// last conv. Transposes: one in before c1, one out for the graph output `cat`, one out at the end.
+// last conv. Transposes: one out for the graph output `cat`, one out at the end (c1 reads the 3-channel
+// image as it lies).
 TEST_F(ChannelsLastTest, ConsecutiveConvolutionsShareChannelsLastValues) {
   ModelBuilder b(17);
   b.input("x", kF32, Dims{2, 3, 12, 12});
@@ -118,7 +120,7 @@ TEST_F(ChannelsLastTest, ConsecutiveConvolutionsShareChannelsLastValues) {
   EXPECT_EQ(count(fused, "FusedConv"), 4);
   EXPECT_EQ(count(fused, "Conv"), 0);
   EXPECT_EQ(count(fused, "ChannelsLastPool"), 2);
-  EXPECT_EQ(count(fused, "Transpose"), 3);
+  EXPECT_EQ(count(fused, "Transpose"), 2);
 }
 
 // An upsampling Resize between convolutions (YOLOv8's neck) runs on NHWC values with its scales
@@ -139,7 +141,8 @@ TEST_F(ChannelsLastTest, ResizeOfHeightAndWidthStaysChannelsLast) {
     const tunnx::NamedValues in = {{"x", input({1, 3, 5, 6})}};
     expect_near(fused.run(in).at("c2").tensor(), plain.run(in).at("c2").tensor(), "resize");
     if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
-    EXPECT_EQ(count(fused, "Transpose"), scales_channels ? 4 : 2) << "scales channels: " << scales_channels;
+    // Out at the end; scaling the channels, out of c1 and in and out of c2 (c1 reads x as it lies).
+    EXPECT_EQ(count(fused, "Transpose"), scales_channels ? 3 : 1) << "scales channels: " << scales_channels;
   }
 }
 
@@ -161,7 +164,7 @@ TEST_F(ChannelsLastTest, SqueezeExciteStaysChannelsLast) {
     const tunnx::NamedValues in = {{"x", input({2, 3, 6, 5})}};
     expect_near(fused.run(in).at("c2").tensor(), plain.run(in).at("c2").tensor(), "opset " + std::to_string(opset));
     if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
-    EXPECT_EQ(count(fused, "Transpose"), 2) << "opset " << opset;  // in and out only
+    EXPECT_EQ(count(fused, "Transpose"), 1) << "opset " << opset;  // out only: c1 reads x as it lies
     EXPECT_EQ(count(fused, "ReduceMean"), 1) << "opset " << opset;
   }
 }
@@ -218,7 +221,39 @@ TEST_F(ChannelsLastTest, ResidualFromAnNchwValueIsConverted) {
   expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "y");
   if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
   EXPECT_EQ(count(fused, "FusedConv"), 1);
-  EXPECT_EQ(count(fused, "Transpose"), 3);  // x and z in, y out
+  EXPECT_EQ(count(fused, "Transpose"), 2);  // z in, y out (the convolution reads x as it lies)
+}
+
+// A network's first layer reads the image as the model takes it (channels_first_source): 16 output
+// channels on oneDNN's NCHW-reading kernel, whose nChw16c output is NHWC itself, and 32 (with a
+// HardSwish and a residual) reordering the image inside the kernel instead; a convolution of 5 input
+// channels, or of groups, reads through a Transpose as before.
+TEST_F(ChannelsLastTest, FirstLayerReadsTheImageAsItLies) {
+  for (const auto& [c_in, c_out, groups] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {3, 16, 1}, {1, 16, 1}, {4, 32, 1}, {5, 16, 1}, {4, 16, 2}}) {
+    const std::string what = std::to_string(c_in) + " -> " + std::to_string(c_out) + " in " + std::to_string(groups);
+    ModelBuilder b(17);
+    b.input("x", kF32, Dims{2, c_in, 17, 15});
+    b.initializer(float_tensor("w", {c_out, c_in / groups, 3, 3}, uniform(static_cast<size_t>(c_out * c_in / groups * 9))));
+    b.initializer(float_tensor("b", {c_out}, uniform(static_cast<size_t>(c_out))));
+    auto& c = b.node("Conv", {"x", "w", "b"}, {"c"}, "conv");
+    attr_ints(c, "pads", {1, 1, 1, 1});
+    attr_ints(c, "strides", {2, 2});
+    attr_int(c, "group", groups);
+    b.input("z", kF32, Dims{2, c_out, 9, 8});
+    b.node("Add", {"c", "z"}, {"s"}, "add");
+    b.node("HardSwish", {"s"}, {"h"}, "hardswish");
+    conv(b, "h", "y", c_out, 8, 1);
+    b.output("y", kF32, Dims{2, 8, 9, 8});
+    Model model = Model::load(b.save(path("first" + std::to_string(saved_++) + ".onnx")));
+    Session fused = session(model, 2), plain = session(model, 0);
+    const tunnx::NamedValues in = {{"x", input({2, c_in, 17, 15})}, {"z", input({2, c_out, 9, 8})}};
+    for (int run = 0; run < 2; ++run)
+      expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what);
+    if (!prefers_channels_last()) GTEST_SKIP() << "the FusedConv kernel does not prefer channels-last here";
+    const bool as_it_lies = c_in <= 4 && groups == 1;
+    EXPECT_EQ(count(fused, "Transpose"), as_it_lies ? 2 : 3) << what;  // z in, y out (and x in)
+  }
 }
 
 // tf2onnx's 1-D convolution (magika): a [N, L, C] value made [N, C, L, 1] by Unsqueeze, an identity

@@ -153,6 +153,7 @@ std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string
                         .has_residual = node_int(node, "has_residual", 0) != 0,
                         .residual_after_activation = node_int(node, "residual_after_activation", 0) != 0,
                         .channels_last = node_int(node, "channels_last", 0) != 0,
+                        .channels_first_source = node_int(node, "channels_first_source", 0) != 0,
                         .activation = *act};
 }
 

@@ -52,6 +52,9 @@ struct FusedConvAttrs {
   bool has_residual = false, residual_after_activation = false;
   // X, Z and Y are [N, spatial..., C] (runtime/core/passes/channels_last.h); W and the rest as in Conv.
   bool channels_last = false;
+  // With channels_last: X alone stays [N, C, spatial...] (attribute channels_first_source), for a
+  // network's first convolution, which reads the image as the model takes it (see channels_last.h).
+  bool channels_first_source = false;
   Activation activation;
 };
 

@@ -284,6 +284,15 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     return name;
   };
 
+  // A 2-D convolution of one group over a few channels (an image: gray, RGB, RGBA) whose input has
+  // no twin that costs nothing: it reads the input as it lies (channels_first_source) instead of
+  // through a Transpose, which its kernel can then skip (onednn/conv.cc).
+  auto reads_image = [&](const Node& conv, size_t rank) {
+    if (rank != 4 || free_twin(conv.inputs[0], rank) || ops::node_int(conv, "group", 1) != 1) return false;
+    const std::optional<std::vector<int64_t>> w = facts.dims(conv.inputs[1]);
+    return w && w->size() == 4 && (*w)[1] <= 4;
+  };
+
   for (Node& node : graph.nodes) {
     if (const size_t rank = channels_last_conv_rank(node, facts);
         rank && (!one_dimensional(node, facts, rank) || free_twin(node.inputs[0], rank))) {
@@ -295,7 +304,10 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
         conv.attributes.push_back(ops::attr("activation", std::string()));
       }
       conv.attributes.push_back(ops::attr("channels_last", int64_t{1}));
-      conv.inputs[0] = twin(conv.inputs[0], rank);
+      if (reads_image(conv, rank))
+        conv.attributes.push_back(ops::attr("channels_first_source", int64_t{1}));
+      else
+        conv.inputs[0] = twin(conv.inputs[0], rank);
       if (conv.inputs.size() > 7 && !conv.inputs[7].empty()) conv.inputs[7] = twin(conv.inputs[7], rank);
       const std::string y = conv.outputs[0], name = conv.name;
       conv.outputs[0] = y + "/nhwc";

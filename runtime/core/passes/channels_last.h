@@ -17,7 +17,9 @@ namespace tunnx::ir {
 // Rewrites 2-D float32 Conv and FusedConv nodes (rank-4 X, W a rank-4 float32 value), and 1-D ones
 // (rank-3 X, or tf2onnx's [N, C, L, 1] with a [k, 1] kernel) whose input costs no copy to read
 // channels-last, into a FusedConv with attribute channels_last = 1, which reads X [N, spatial..., C]
-// and Z and writes Y the same way (W, B and the batch-norm inputs are unchanged). Between such nodes
+// and Z and writes Y the same way (W, B and the batch-norm inputs are unchanged); a 2-D one of one
+// group over at most 4 input channels (a network's first layer, reading the image) whose X is not
+// channels-last already reads X as it lies instead (channels_first_source = 1). Between such nodes
 // the channels-last values flow directly; Concat and Split along the channels, Resize of H and W by
 // constant scales (with the scales reordered by a Constant node), Slices that keep everything,
 // Squeezes of spatial axes (down to [N, C], which is the value itself), and Add, Mul, Sub, Div, Relu,

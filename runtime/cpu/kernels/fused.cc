@@ -135,7 +135,8 @@ Tensor channels_moved(const Tensor& t, bool to_channels_last, const KernelContex
 // kernel computes Y from X, W, B; then each channel c is normalised, (y - mean) * scale /
 // sqrt(var + epsilon) + bn_bias (computed in double, as the reference BatchNormalization does), Z is
 // added and the activation applied in the node's order. With channels_last (passes/channels_last.h)
-// X and Z are read, and Y written, as [N, H, W, C]: converted around the same computation. The oneDNN kernel (runtime/cpu/onednn/conv.cc)
+// X and Z are read, and Y written, as [N, H, W, C] (X as it is with channels_first_source): converted
+// around the same computation. The oneDNN kernel (runtime/cpu/onednn/conv.cc)
 // runs on top of this one as its fallback.
 class FusedConv : public Kernel {
  public:
@@ -146,7 +147,7 @@ class FusedConv : public Kernel {
     std::vector<const Value*> in;
     for (size_t i = 0; i < 3; ++i) in.push_back(ctx.has_input(i) ? &ctx.input_value(i) : nullptr);
     Value x_nchw;
-    if (attrs_.channels_last) {
+    if (attrs_.channels_last && !attrs_.channels_first_source) {
       x_nchw = Value(channels_moved(ctx.input(0), false, ctx));
       in[0] = &x_nchw;
     }

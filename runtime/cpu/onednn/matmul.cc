@@ -354,7 +354,10 @@ class OnednnLinear : public Kernel {
     const bool trained = packed_.rewritten_every_run(b);
     const bool plain_product = !(attrs_.gemm && (g.trans_a || (c && !c_is_bias))) && g.alpha == 1 && !attrs_.matmul_trans_a;
     const float* own_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
-    if (!trained && plain_product && panels_.takes(b, M)) {
+    // A few rows take the panels whenever no trainer's plan writes B, even while writes come between
+    // runs (a session beside a trainer): the path then never depends on timing, and a run's bits on
+    // the weights' values alone. A written B is packed again, once per version.
+    if (!packed_.trained_by_plan() && plain_product && panels_.takes(b, M)) {
       Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
       float* out = mutable_data<float>(y);
       panels_.run(b, data<float>(a), M, K, N, out, own_bias);

@@ -141,8 +141,41 @@ void BoundPrimitive::run(std::initializer_list<const void*> pointers,
   s.spare.push_back(std::move(b));
 }
 
+namespace {
+
+// Each dim's stride in elements, for a blocked layout whose inner blocks each hold a whole dim
+// (unpadded); nothing for any other.
+std::optional<std::vector<int64_t>> dim_strides(const dnnl::memory::desc& desc) {
+  const dnnl_memory_desc_t& d = desc.data;
+  if (d.format_kind != dnnl_blocked || d.offset0 != 0) return std::nullopt;
+  const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+  std::vector<int64_t> strides(b.strides, b.strides + d.ndims);
+  int64_t inner = 1;
+  for (int i = b.inner_nblks - 1; i >= 0; --i) {
+    const int dim = b.inner_idxs[i];
+    if (b.inner_blks[i] != d.dims[dim] || d.padded_dims[dim] != d.dims[dim]) return std::nullopt;
+    strides[dim] = inner;
+    inner *= b.inner_blks[i];
+  }
+  return strides;
+}
+
+}  // namespace
+
+bool lies_as(const dnnl::memory::desc& a, const dnnl::memory::desc& b) {
+  if (a == b) return true;
+  if (a.data.ndims != b.data.ndims || a.data.data_type != b.data.data_type) return false;
+  for (int i = 0; i < a.data.ndims; ++i)
+    if (a.data.dims[i] != b.data.dims[i]) return false;
+  const std::optional<std::vector<int64_t>> sa = dim_strides(a), sb = dim_strides(b);
+  if (!sa || !sb) return false;
+  for (int i = 0; i < a.data.ndims; ++i)
+    if (a.data.dims[i] > 1 && (*sa)[i] != (*sb)[i]) return false;  // a dim of one is never stepped
+  return true;
+}
+
 std::optional<Reorder> reorder_between(const dnnl::memory::desc& from, const dnnl::memory::desc& to) {
-  if (from == to) return std::nullopt;
+  if (lies_as(from, to)) return std::nullopt;
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::reorder::primitive_desc pd(cpu_engine(), from, cpu_engine(), to, attr);

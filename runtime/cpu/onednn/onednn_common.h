@@ -97,7 +97,11 @@ struct Reorder {
   dnnl::memory::desc scratchpad;
 };
 
-// Nothing when `from` and `to` are the same layout.
+// Whether `a` and `b` place every element at the same offset: one layout, or a blocked one whose
+// blocks each span a whole dim (nChw16c with 16 channels lies as nhwc does).
+bool lies_as(const dnnl::memory::desc& a, const dnnl::memory::desc& b);
+
+// Nothing when `from` and `to` lie alike (lies_as).
 std::optional<Reorder> reorder_between(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
 
 // Runs a layout reorder or an in-place eltwise (uncommon paths: a kernel's main primitive runs
