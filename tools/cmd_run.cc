@@ -141,12 +141,21 @@ int run(const RunOptions& o) {
   options.optimization_level = o.optimization;
   options.profile = o.profile;
   options.release_packed_originals = o.release_weights;
-  Session session(*model, options);
   std::optional<TestDataSet> data;
+  NamedValues inputs;
   if (!o.test_data.empty()) {
     if (!o.inputs.empty()) throw Error(ErrorCode::kInvalidArgument, "--test-data and --input cannot be combined");
     data = load_test_data_set(*model, o.test_data);
+  } else {
+    for (const auto& spec : o.inputs) {
+      size_t eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0)
+        throw Error(ErrorCode::kInvalidArgument, "--input '" + spec + "' must be NAME=FILE");
+      inputs[spec.substr(0, eq)] = load_value(spec.substr(eq + 1));
+    }
+    options.expected_dims = dims_named_by(*model, inputs);  // made ready for this run, on its threads
   }
+  Session session(*model, options);
   // The session alone holds the weights from here on, so those its kernels pack are freed.
   if (o.release_weights) model.reset();
 
@@ -155,13 +164,6 @@ int run(const RunOptions& o) {
   if (data) {
     status = compare_with_test_data(*data, session, o, out);
   } else {
-    NamedValues inputs;
-    for (const auto& spec : o.inputs) {
-      size_t eq = spec.find('=');
-      if (eq == std::string::npos || eq == 0)
-        throw Error(ErrorCode::kInvalidArgument, "--input '" + spec + "' must be NAME=FILE");
-      inputs[spec.substr(0, eq)] = load_value(spec.substr(eq + 1));
-    }
     NamedValues outputs = session.run(inputs);
     if (!o.output_dir.empty()) {
       write_outputs(o.output_dir, outputs, o.output_format);

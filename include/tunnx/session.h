@@ -50,6 +50,12 @@ struct SessionOptions {
   // rounding). Refused for a graph that computes gradients (ONNX Gradient nodes).
   // SessionStats::released_* say what was let go.
   bool release_packed_originals = false;
+  // The sizes runs are expected to give named symbolic dims ("batch" -> 1), as ONNX Runtime's free
+  // dimension overrides name them, except that runs of other sizes still work (their first run builds
+  // what they need). The session is made ready for them: wherever shape inference then fixes a node's
+  // input dims, its primitives are built and its weights packed now, on the session's threads, so the
+  // first run is as fast as the next. Dims the model itself fixes need no entry.
+  std::map<std::string, int64_t> expected_dims = {};
 };
 
 using NamedValues = std::map<std::string, Value>;
@@ -68,6 +74,9 @@ struct SessionStats {
   // Nodes computed from initializers and Constant nodes alone, whose outputs later runs reuse until
   // one of those initializers is written (constant folding that keeps Parameters; main graph and bodies).
   int64_t folded_nodes = 0;
+  // Nodes whose kernels were made ready when the session was (primitives built, weights packed: see
+  // SessionOptions::expected_dims).
+  int64_t prepared_nodes = 0;
   int64_t runs = 0;
   int64_t last_run_bytes_allocated = 0;  // output tensors allocated by kernels during the last run
   double last_run_ms = 0;
@@ -78,6 +87,11 @@ struct SessionStats {
   int64_t released_initializers = 0;
   int64_t released_bytes = 0;
 };
+
+// The sizes `inputs` give the model's named symbolic input dims ("batch" -> 8; the first input that
+// names a symbol decides), for SessionOptions::expected_dims: a session made with them is ready for
+// runs of such inputs. Inputs the model does not declare, and values that are not tensors, are passed over.
+std::map<std::string, int64_t> dims_named_by(const Model& model, const NamedValues& inputs);
 
 // The op types of `model` that no kernel on `device` runs at the model's opsets, as "Op (opset N)" or
 // "domain:Op (opset N)", sorted; empty when a session could plan every node (dtypes aside). Functions

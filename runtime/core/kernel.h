@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -120,10 +121,22 @@ class KernelContext {
   const void* frame_;
 };
 
+// What a session knows of a node's inputs when it is made (SessionOptions: prepared when the session
+// is made): the dims of each input, where shape inference fixed them all.
+struct KernelPrepare {
+  std::vector<std::optional<std::vector<int64_t>>> input_dims;  // per input; nothing where unknown
+};
+
 class Kernel {
  public:
   virtual ~Kernel() = default;
   virtual void run(KernelContext& ctx) const = 0;
+
+  // Builds now what a first run with these inputs would (a oneDNN primitive, weights packed into its
+  // layout), so that run is not slow; called once when the session is made, possibly on another
+  // thread than later runs and beside other kernels' prepare. Changes no result. Returns whether it
+  // built anything. Default: nothing.
+  virtual bool prepare(const KernelPrepare& /*inputs*/) const { return false; }
 
   // What the kernel keeps of constant input i (KernelInit::constant_input), for
   // SessionOptions::release_packed_originals.

@@ -1,5 +1,14 @@
 #include "runtime/core/prepare.h"
 
+#include <algorithm>
+#include <atomic>
+#include <optional>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/attention_layout.h"
 #include "runtime/core/passes/channels_last.h"
@@ -12,6 +21,7 @@
 #include "runtime/core/passes/fuse_layer_norm.h"
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/fuse_one_hot.h"
+#include "runtime/core/passes/graph_facts.h"
 #include "runtime/core/passes/inline_functions.h"
 #include "runtime/core/passes/lower_contrib_ops.h"
 #include "runtime/train/gradient_op.h"
@@ -107,6 +117,70 @@ std::vector<std::string> ops_without_kernels(const ModelImpl& model, DeviceType 
     }
   });
   return {missing.begin(), missing.end()};
+}
+
+int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& store, int threads,
+                     const std::map<std::string, int64_t>& expected_dims) {
+  const ir::GraphFacts facts(*prepared.graph, store);
+  auto dims_of = [&](const std::string& name) -> std::optional<std::vector<int64_t>> {
+    if (const Tensor* t = facts.constant(name)) return t->dims();
+    auto it = facts.types.find(name);
+    if (it == facts.types.end() || it->second->kind != ir::TypeInfo::Kind::kTensor || !it->second->shape)
+      return std::nullopt;
+    std::vector<int64_t> out;
+    for (const Dim& d : it->second->shape->dims) {
+      auto expected = d.is_named() ? expected_dims.find(d.symbol) : expected_dims.end();
+      if (!d.is_fixed() && expected == expected_dims.end()) return std::nullopt;
+      out.push_back(d.is_fixed() ? d.value : expected->second);
+    }
+    return out;
+  };
+  struct Work {
+    const Kernel* kernel;
+    KernelPrepare inputs;
+  };
+  std::vector<Work> work;
+  for (const GraphPlan::Step& step : prepared.plan->steps()) {
+    if (step.folded || !step.kernel) continue;  // folded steps run once, from constants, at the first run
+    KernelPrepare inputs;
+    bool known = false;
+    for (const std::string& name : step.node->inputs) {
+      inputs.input_dims.push_back(name.empty() ? std::nullopt : dims_of(name));
+      known = known || inputs.input_dims.back().has_value();
+    }
+    if (known) work.push_back({step.kernel.get(), std::move(inputs)});
+  }
+#ifdef _OPENMP
+  const int team = threads > 0 ? threads : omp_get_max_threads();
+#else
+  const int team = 1;
+#endif
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> built{0};
+  // Workers of their own, not an OpenMP team: oneDNN sizes a primitive for the team of the thread
+  // that builds it, which inside a parallel region would be one.
+  auto drain = [&] {
+#ifdef _OPENMP
+    const int previous = omp_get_max_threads();  // the caller's own setting, given back
+    omp_set_num_threads(team);
+#endif
+    for (size_t i = next++; i < work.size(); i = next++) {
+      try {
+        if (work[i].kernel->prepare(work[i].inputs)) ++built;
+      } catch (...) {
+        // Left to the first run, which meets the same problem and reports it.
+      }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(previous);
+#endif
+  };
+  const size_t workers = std::min<size_t>(static_cast<size_t>(std::max(team, 1)), work.size());
+  std::vector<std::thread> helpers;
+  for (size_t w = 1; w < workers; ++w) helpers.emplace_back(drain);
+  drain();
+  for (std::thread& t : helpers) t.join();
+  return built.load();
 }
 
 }  // namespace tunnx

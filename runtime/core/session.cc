@@ -71,6 +71,7 @@ struct Session::Impl {
   int threads = 0;
   std::shared_ptr<std::shared_mutex> parameters_mutex;
   std::atomic<int64_t> plans_built{0};
+  int64_t prepared_nodes = 0;
   PreparedGraph prepared;  // the session's copy of the graph (passes may rewrite it) and its plan
   const GraphPlan* plan = nullptr;
   const ir::Graph& graph() const { return *prepared.graph; }
@@ -89,6 +90,20 @@ struct Session::Impl {
   mutable double last_ms = 0, total_ms = 0;
   mutable int last_threads = 0;
 };
+
+std::map<std::string, int64_t> dims_named_by(const Model& model, const NamedValues& inputs) {
+  std::map<std::string, int64_t> sizes;
+  for (const ir::ValueInfo& declared : model_impl(model).ir.graph.inputs) {
+    auto given = inputs.find(declared.name);
+    if (given == inputs.end() || !given->second.is_tensor() || !declared.type.shape) continue;
+    const std::vector<int64_t>& dims = given->second.tensor().dims();
+    const std::vector<Dim>& declared_dims = declared.type.shape->dims;
+    if (dims.size() != declared_dims.size()) continue;
+    for (size_t axis = 0; axis < dims.size(); ++axis)
+      if (declared_dims[axis].is_named()) sizes.emplace(declared_dims[axis].symbol, dims[axis]);
+  }
+  return sizes;
+}
 
 std::vector<std::string> unsupported_ops(const Model& model, DeviceType device) {
   return ops_without_kernels(model_impl(model), device);
@@ -113,6 +128,7 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   prepare.profile = options.profile;
   prepare.plans_built = &impl_->plans_built;
   impl_->prepared = prepare_graph(m, prepare);
+  impl_->prepared_nodes = prepare_kernels(impl_->prepared, m.store, options.threads, options.expected_dims);
   if (options.release_packed_originals) {
     if (impl_->prepared.gradient_nodes > 0)
       throw Error(ErrorCode::kInvalidArgument,
@@ -218,6 +234,7 @@ SessionStats Session::stats() const {
   stats.kernels = kernel_stats(*impl_->plan);
   stats.plans_built = impl_->plans_built.load();
   stats.folded_nodes = impl_->plan->folded_steps();
+  stats.prepared_nodes = impl_->prepared_nodes;
   const GraphPlan::Released released = impl_->plan->released();
   stats.released_initializers = released.initializers;
   stats.released_bytes = released.bytes;

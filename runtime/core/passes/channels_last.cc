@@ -214,6 +214,16 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     if (unknown <= 1) c.view = std::move(view);
     return c;
   };
+  // The twin's type where `value`'s is known: its dims in channels-last order. Recorded with the
+  // inferred types, so that a session knows the dims the channels-last kernels will see when it is
+  // made (Kernel::prepare). The map's other entries do not move: facts' pointers into it stay valid.
+  auto record_type = [&](const std::string& value, const std::string& twin_name, size_t rank) {
+    auto it = facts.types.find(value);
+    if (it == facts.types.end() || !it->second || !it->second->shape || it->second->shape->rank() != rank) return;
+    TypeInfo type = *it->second;
+    std::rotate(type.shape->dims.begin() + 1, type.shape->dims.begin() + 2, type.shape->dims.end());
+    graph.inferred_types[twin_name] = std::move(type);
+  };
   // The channels-last twin of `value` (rank 3 to 5), converting it where it is when no node made one.
   auto twin = [&](const std::string& value, size_t rank) {
     auto it = twin_of.find(value);
@@ -229,6 +239,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     } else {
       out.push_back(transpose(value + "/to_nhwc", value, name, to_last(rank)));
     }
+    if (name == value + "/nhwc") record_type(value, name, rank);  // a new value (not a Transpose's input)
     twin_of[value] = {name, rank};
     return name;
   };
@@ -241,6 +252,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
   // Records `twin_name`, written by the node just added, as `value`'s twin, and adds the Transpose
   // that writes `value` itself for readers that want it channels-first (dropped below when none does).
   auto produced = [&](const std::string& value, const std::string& name, const std::string& twin_name, size_t rank) {
+    record_type(value, twin_name, rank);
     twin_of[value] = {twin_name, rank};
     out.push_back(transpose(name + "/to_nchw", twin_name, value, to_first(rank)));
   };

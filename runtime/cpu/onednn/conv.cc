@@ -161,6 +161,9 @@ class OnednnConv : public Kernel {
     if (folds)
       for (size_t i = 1; i <= 6; ++i) fold_sources_.push_back(init.has_input(i) ? init.constant_input(i) : nullptr);
     for (size_t i = 0; i < 4; ++i) affine_present_[i] = fused_ && init.has_input(ops::kFusedConvAffineInput + i);
+    weight_ = init.constant_input(1);
+    bias_present_ = init.has_input(2);
+    bias_ = init.constant_input(2);
   }
 
   ConstantUse constant_use(size_t input) const override {
@@ -180,12 +183,46 @@ class OnednnConv : public Kernel {
     frozen_.store(true, std::memory_order_release);
   }
 
+  // The primitive for the input dims the session knows, and W (with a BatchNormalization folded in)
+  // packed into its layout, as the first run of those dims would make them.
+  bool prepare(const KernelPrepare& inputs) const override {
+    const auto& dims = inputs.input_dims;
+    if (dims.size() < 2 || !dims[0] || !dims[1] || !weight_ || weight_->dtype() != DataType::kFloat32 ||
+        *dims[1] != weight_->dims() || dims[0]->size() < 3 || dims[0]->size() > 5 || dims[0]->size() != dims[1]->size() ||
+        product(*dims[0]) == 0 || weight_->numel() == 0)
+      return false;
+    const Tensor* bias = bias_present_ ? bias_ : nullptr;
+    if (bias_present_ && (!bias || bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) return false;
+    std::shared_ptr<const ShapePlan> plan = shape_plan(*dims[0], *dims[1], bias ? bias->numel() : -1);
+    if (!plan || product(plan->y_dims) == 0) return false;
+    const bool folds = fused_ && fused_->has_bn;
+    const SerialIfSmall serial(plan->work);  // built for the team runs of this size get
+    std::shared_ptr<const ConvPrimitive> p = primitive_for(plan, bias || folds, false);
+    if (!p) return false;
+    if (folds) {
+      // Folded only from constants: a fed or computed statistic is seen at the first run.
+      for (const Tensor* t : fold_sources_)
+        if (t && t->dtype() != DataType::kFloat32) return true;
+      if (!fold_sources_[0] || (bias_present_ && !fold_sources_[1]) ||
+          std::any_of(fold_sources_.begin() + 2, fold_sources_.end(), [&](const Tensor* t) {
+            return !t || t->numel() != plan->geometry.out_channels;
+          }))
+        return true;  // the primitive alone: the first run folds
+      const Tensor* bn[4] = {fold_sources_[2], fold_sources_[3], fold_sources_[4], fold_sources_[5]};
+      std::shared_ptr<const FoldedWeights> folded = folded_for(*weight_, fold_sources_[1], bn);
+      if (p->weights_in) packed_folded(*folded, *weight_, *p, false);
+      else plain_folded(*folded, *weight_, false);
+    } else if (!packed_.trained_by_plan()) {
+      packed_.get(*weight_, p->weights_plain, p->weights);
+    }
+    return true;
+  }
+
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
     const Tensor* w = &ctx.input(1);
     const Tensor* bias = ctx.has_input(2) ? &ctx.input(2) : nullptr;
     const Tensor* residual = fused_ && fused_->has_residual ? &ctx.input(7) : nullptr;
-    const bool channels_last = fused_ && fused_->channels_last;
     // With W freed and only W' held, nothing is left for the reference kernel to read: an empty
     // output is made here, and a shape oneDNN has only its reference implementation for runs on it.
     const bool only_folded = frozen_.load(std::memory_order_acquire) && fused_ && fused_->has_bn;
@@ -194,30 +231,12 @@ class OnednnConv : public Kernel {
         w->rank() != x.rank() || (x.numel() == 0 && !only_folded) || w->numel() == 0)
       return fallback(ctx);
     const std::array<const float*, 4> affines = fused_ ? fused_conv_affine_inputs(ctx) : std::array<const float*, 4>{};
-    // What these shapes make of the run, from the last run when it had them (and the same team).
-    std::shared_ptr<const ShapePlan> plan = last_plan(x.dims(), w->dims(), bias != nullptr);
-    if (!plan) {
-      auto fresh = std::make_shared<ShapePlan>();
-      fresh->x = x.dims();
-      fresh->w = w->dims();
-      fresh->has_bias = bias != nullptr;
-      // The shape rules read NCHW: a channels-last X [N, H, W, C] is [N, C, H, W] to them.
-      const bool x_channels_last = channels_last && !fused_->channels_first_source;
-      fresh->x_nchw = x_channels_last ? ops::nchw_of_channels_last(x.dims()) : x.dims();
-      std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, fresh->x_nchw, w->dims(), false, nullptr);
-      if (!g || (bias && bias->numel() != g->out_channels)) return fallback(ctx);  // it reports the error
-      fresh->y_dims = {g->batch, g->out_channels};
-      fresh->y_dims.insert(fresh->y_dims.end(), g->grid.begin(), g->grid.end());
-      fresh->out_dims = channels_last ? ops::channels_last_of_nchw(fresh->y_dims) : fresh->y_dims;
-      if (product(fresh->y_dims) == 0) {
-        if (!only_folded) return fallback(ctx);
-        ctx.allocate_output(0, DataType::kFloat32, fresh->out_dims);
-        return;
-      }
-      fresh->work = static_cast<double>(product(fresh->y_dims)) * static_cast<double>(w->numel() / g->out_channels);
-      fresh->team = team_for(fresh->work);
-      fresh->geometry = std::move(*g);
-      plan = std::move(fresh);
+    std::shared_ptr<const ShapePlan> plan = shape_plan(x.dims(), w->dims(), bias ? bias->numel() : -1);
+    if (!plan) return fallback(ctx);  // it reports the error
+    if (product(plan->y_dims) == 0) {
+      if (!only_folded) return fallback(ctx);
+      ctx.allocate_output(0, DataType::kFloat32, plan->out_dims);
+      return;
     }
     const std::vector<int64_t>& out_dims = plan->out_dims;
     const int64_t out_channels = plan->geometry.out_channels;
@@ -235,28 +254,8 @@ class OnednnConv : public Kernel {
 
     const double work = plan->work;
     const SerialIfSmall serial(work);  // built and run for the same team
-    std::shared_ptr<const ConvPrimitive> p = plan->primitive;
-    if (!p) {
-      Key key = plan->x_nchw;
-      key.insert(key.end(), w->dims().begin(), w->dims().end());
-      key.push_back(bias ? 1 : 0);
-      key.push_back(plan->team);
-      if (declined_.find(key) && !only_folded) return fallback(ctx);
-      p = cache_.find(key);
-      if (!p) {
-        std::shared_ptr<ConvPrimitive> built = build(plan->geometry, plan->x_nchw, w->dims(), plan->y_dims,
-                                                     bias != nullptr, channels_last, only_folded);
-        if (!built) {
-          declined_.insert(key, std::make_shared<const bool>(true));
-          return fallback(ctx);
-        }
-        p = cache_.insert(key, std::move(built));
-      }
-      auto with_primitive = std::make_shared<ShapePlan>(*plan);
-      with_primitive->primitive = p;
-      std::lock_guard<std::mutex> lock(last_mutex_);
-      last_ = std::move(with_primitive);
-    }
+    std::shared_ptr<const ConvPrimitive> p = primitive_for(plan, bias != nullptr, only_folded);
+    if (!p) return fallback(ctx);
 
     Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
     std::optional<HostScratch> src_block, weights_block, dst_block;
@@ -488,6 +487,59 @@ class OnednnConv : public Kernel {
     return nullptr;
   }
 
+  // What these input dims make of a run: the last run's plan when it had them (and the same team),
+  // else worked out afresh. Null when they do not fit the attributes or the bias (`bias_numel`; -1:
+  // none); the reference kernel then reports it.
+  std::shared_ptr<const ShapePlan> shape_plan(const std::vector<int64_t>& x_dims, const std::vector<int64_t>& w_dims,
+                                              int64_t bias_numel) const {
+    if (std::shared_ptr<const ShapePlan> plan = last_plan(x_dims, w_dims, bias_numel >= 0)) return plan;
+    const bool channels_last = fused_ && fused_->channels_last;
+    auto fresh = std::make_shared<ShapePlan>();
+    fresh->x = x_dims;
+    fresh->w = w_dims;
+    fresh->has_bias = bias_numel >= 0;
+    // The shape rules read NCHW: a channels-last X [N, H, W, C] is [N, C, H, W] to them.
+    const bool x_channels_last = channels_last && !fused_->channels_first_source;
+    fresh->x_nchw = x_channels_last ? ops::nchw_of_channels_last(x_dims) : x_dims;
+    std::optional<ops::ConvGeometry> g = ops::conv_geometry(attrs_, fresh->x_nchw, w_dims, false, nullptr);
+    if (!g || (bias_numel >= 0 && bias_numel != g->out_channels)) return nullptr;
+    fresh->y_dims = {g->batch, g->out_channels};
+    fresh->y_dims.insert(fresh->y_dims.end(), g->grid.begin(), g->grid.end());
+    fresh->out_dims = channels_last ? ops::channels_last_of_nchw(fresh->y_dims) : fresh->y_dims;
+    fresh->work = static_cast<double>(product(fresh->y_dims)) * static_cast<double>(product(w_dims) / g->out_channels);
+    fresh->team = team_for(fresh->work);
+    fresh->geometry = std::move(*g);
+    return fresh;
+  }
+
+  // `plan`'s primitive (`has_bias`: after a BatchNormalization is folded in): the plan's, the cache's,
+  // or built now (inside the SerialIfSmall of the plan's work), and kept with the plan for the next
+  // run. Null when oneDNN has only its reference implementation for the shapes (unless `any`).
+  std::shared_ptr<const ConvPrimitive> primitive_for(const std::shared_ptr<const ShapePlan>& plan, bool has_bias,
+                                                     bool any) const {
+    if (plan->primitive) return plan->primitive;
+    Key key = plan->x_nchw;
+    key.insert(key.end(), plan->w.begin(), plan->w.end());
+    key.push_back(has_bias ? 1 : 0);
+    key.push_back(plan->team);
+    if (declined_.find(key) && !any) return nullptr;
+    std::shared_ptr<const ConvPrimitive> p = cache_.find(key);
+    if (!p) {
+      std::shared_ptr<ConvPrimitive> built = build(plan->geometry, plan->x_nchw, plan->w, plan->y_dims, has_bias,
+                                                   fused_ && fused_->channels_last, any);
+      if (!built) {
+        declined_.insert(key, std::make_shared<const bool>(true));
+        return nullptr;
+      }
+      p = cache_.insert(key, std::move(built));
+    }
+    auto with_primitive = std::make_shared<ShapePlan>(*plan);
+    with_primitive->primitive = p;
+    std::lock_guard<std::mutex> lock(last_mutex_);
+    last_ = std::move(with_primitive);
+    return p;
+  }
+
   // What follows the product: all of it, and the same split for a Winograd convolution run before
   // eltwise primitives (empty when no split computes the same: a residual added after the activation).
   struct PostOps {
@@ -526,6 +578,10 @@ class OnednnConv : public Kernel {
   }
 
   std::array<bool, 4> affine_present_{};  // FusedConv's inputs 8-11
+  // W and B when they are initializers (for prepare), and whether the node has a B at all.
+  const Tensor* weight_ = nullptr;
+  const Tensor* bias_ = nullptr;
+  bool bias_present_ = false;
 
   std::unique_ptr<Kernel> reference_;
   ops::ConvAttrs attrs_;
