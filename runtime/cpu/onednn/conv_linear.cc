@@ -20,15 +20,10 @@ bool ConvLinear::takes(const Tensor& b, int64_t M) const {
   return b.rank() == 2 && packed_.is_constant(b);
 }
 
-bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias,
-                     const float* operand) const {
-  if (!takes(b, M) || M <= 0 || K <= 0 || N <= 0 || (binary_ != ops::FusedBinary::kNone) != (operand != nullptr))
-    return false;
-  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  const SerialIfSmall serial(work);  // built and run for the same team
-  const Key key = {M, K, N, bias != nullptr, team_for(work)};
-  if (declined_.find(key)) return false;
-
+std::shared_ptr<const ConvLinear::Primitive> ConvLinear::primitive_for(int64_t M, int64_t K, int64_t N,
+                                                                       bool has_bias, double work) const {
+  const Key key = {M, K, N, has_bias, team_for(work)};
+  if (declined_.find(key)) return nullptr;
   std::shared_ptr<const Primitive> p = cache_.find(key);
   if (!p) {
     using dt = dnnl::memory::data_type;
@@ -39,7 +34,7 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
     // B [N, K] is the plain oihw weights; B [K, N] the same with the first two strides swapped.
     built->stored_weights = dnnl::memory::desc(
         {N, K, 1, 1}, dt::f32, b_transposed_ ? dnnl::memory::dims{K, 1, 1, 1} : dnnl::memory::dims{1, N, 1, 1});
-    built->bias = bias ? dnnl::memory::desc({N}, dt::f32, tag::a) : dnnl::memory::desc();
+    built->bias = has_bias ? dnnl::memory::desc({N}, dt::f32, tag::a) : dnnl::memory::desc();
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::post_ops post;
@@ -66,10 +61,31 @@ bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int6
       built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
     } catch (const dnnl::error&) {
       declined_.insert(key, std::make_shared<const bool>(true));
-      return false;
+      return nullptr;
     }
     p = cache_.insert(key, std::move(built));
   }
+  return p;
+}
+
+bool ConvLinear::prepare(const Tensor& b, int64_t M, int64_t K, int64_t N, bool has_bias) const {
+  if (!takes(b, M) || M <= 0 || K <= 0 || N <= 0) return false;
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const SerialIfSmall serial(work);  // built for the team runs of this size get
+  std::shared_ptr<const Primitive> p = primitive_for(M, K, N, has_bias, work);
+  if (!p) return false;
+  packed_.get(b, p->stored_weights, p->weights);
+  return true;
+}
+
+bool ConvLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias,
+                     const float* operand) const {
+  if (!takes(b, M) || M <= 0 || K <= 0 || N <= 0 || (binary_ != ops::FusedBinary::kNone) != (operand != nullptr))
+    return false;
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const SerialIfSmall serial(work);  // built and run for the same team
+  std::shared_ptr<const Primitive> p = primitive_for(M, K, N, bias != nullptr, work);
+  if (!p) return false;
 
   std::shared_ptr<const dnnl::memory> weights = packed_.get(b, p->stored_weights, p->weights);
   p->bound.run({a, y, bias, operand}, {{DNNL_ARG_WEIGHTS, *weights}}, work);

@@ -46,6 +46,10 @@ class ConvLinear {
   // decline a shape oneDNN has no fast convolution for).
   bool takes(const Tensor& b, int64_t M) const;
 
+  // What the first run() of these sizes would build (the primitive, B packed into its layout), built
+  // now (Kernel::prepare); false when this path would not take them.
+  bool prepare(const Tensor& b, int64_t M, int64_t K, int64_t N, bool has_bias) const;
+
  private:
   struct Primitive {
     dnnl::convolution_forward primitive;
@@ -53,6 +57,10 @@ class ConvLinear {
     BoundPrimitive bound;  // SRC, DST[, BIAS]; the packed weights go in as their memory object
   };
   using Key = std::vector<int64_t>;
+
+  // The primitive for these sizes, cached or built now (inside the caller's SerialIfSmall of `work`);
+  // null when oneDNN declines them.
+  std::shared_ptr<const Primitive> primitive_for(int64_t M, int64_t K, int64_t N, bool has_bias, double work) const;
 
   bool b_transposed_;
   ops::Activation activation_;

@@ -265,7 +265,39 @@ class OnednnLinear : public Kernel {
         attrs_(attrs),
         packed_(init.constant_input(1), init.trained_input(1)),
         conv_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act, attrs.binary),
-        panels_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b) {}
+        panels_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b),
+        weight_(init.constant_input(1)),
+        has_c_(attrs.gemm && init.has_input(2) && attrs.g.beta != 0) {}
+
+  // A constant 2-D B on the panel or convolution path: B packed (and the convolution's primitive
+  // built) for the dims the session knows, as the first run with them would. The matmul path's
+  // primitives are left to the first run.
+  bool prepare(const KernelPrepare& inputs) const override {
+    const auto& dims = inputs.input_dims;
+    if (!weight_ || weight_->dtype() != DataType::kFloat32 || packed_.trained_by_plan() || dims.size() < 2 ||
+        !dims[0] || !dims[1] || *dims[1] != weight_->dims() || dims[1]->size() != 2 || dims[0]->empty())
+      return false;
+    const std::vector<int64_t>& ad = *dims[0];
+    const std::vector<int64_t>& bd = *dims[1];
+    const ops::GemmAttrs& g = attrs_.g;
+    if (g.alpha != 1 || attrs_.matmul_trans_a || (attrs_.gemm && (g.trans_a || ad.size() != 2))) return false;
+    const bool b_transposed = (attrs_.gemm && g.trans_b) || attrs_.matmul_trans_b;
+    const int64_t K = b_transposed ? bd[1] : bd[0], N = b_transposed ? bd[0] : bd[1];
+    if (ad.back() != K || K <= 0 || N <= 0) return false;
+    const int64_t M = product(ad) / K;
+    bool c_is_bias = false;
+    if (has_c_) {  // the run's rule: C [N] or [1, N], beta 1 and no bias of its own, goes in as the bias
+      if (dims.size() < 3 || !dims[2]) return false;
+      const std::vector<int64_t>& cd = *dims[2];
+      c_is_bias = !attrs_.has_bias && g.beta == 1 && ((cd.size() == 1 && cd[0] == N) || (cd.size() == 2 && cd[0] == 1 && cd[1] == N));
+      if (!c_is_bias) return false;
+    }
+    if (panels_.takes(*weight_, M)) {
+      panels_.prepare(*weight_, K, N);
+      return true;
+    }
+    return conv_.takes(*weight_, M) && conv_.prepare(*weight_, M, K, N, attrs_.has_bias || c_is_bias);
+  }
 
   // B, a constant, is freed once a copy a reorder reads back is held: the convolution and matmul
   // paths read copies, and a run the reference kernel takes gets B restored from one (fallback()).
@@ -433,6 +465,8 @@ class OnednnLinear : public Kernel {
   onednn::PackedWeights packed_;
   onednn::ConvLinear conv_;
   onednn::PanelLinear panels_;
+  const Tensor* weight_;  // B when it is an initializer (prepare)
+  bool has_c_;            // a Gemm with a C that counts (beta not 0)
   LruCache<Key, MatMulPrimitive> cache_{kCacheEntries};
 };
 

@@ -1,6 +1,7 @@
 #include "runtime/cpu/onednn/panel_linear.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/vector_loops.h"
@@ -19,14 +20,20 @@ bool PanelLinear::takes(const Tensor& b, int64_t M) const {
   return M >= 1 && M <= kMaxRows && b.rank() == 2 && packed_.is_constant(b);
 }
 
-void PanelLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
-                      const float* bias) const {
+std::shared_ptr<const dnnl::memory> PanelLinear::panels(const Tensor& b, int64_t K, int64_t N) const {
   using dt = dnnl::memory::data_type;
   // B as [N, K, 1, 1] weights: [N, K] is plain oihw, [K, N] the same with the first two strides swapped.
   const dnnl::memory::desc stored(
       {N, K, 1, 1}, dt::f32, b_transposed_ ? dnnl::memory::dims{K, 1, 1, 1} : dnnl::memory::dims{1, N, 1, 1});
-  const dnnl::memory::desc panels({N, K, 1, 1}, dt::f32, dnnl::memory::format_tag::Oihw16o);
-  const std::shared_ptr<const dnnl::memory> packed = packed_.get(b, stored, panels);
+  const dnnl::memory::desc layout({N, K, 1, 1}, dt::f32, dnnl::memory::format_tag::Oihw16o);
+  return packed_.get(b, stored, layout);
+}
+
+void PanelLinear::prepare(const Tensor& b, int64_t K, int64_t N) const { panels(b, K, N); }
+
+void PanelLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y,
+                      const float* bias) const {
+  const std::shared_ptr<const dnnl::memory> packed = panels(b, K, N);
   const float* w = static_cast<const float*>(packed->get_data_handle());
 
   const int64_t count = (N + 15) / 16;

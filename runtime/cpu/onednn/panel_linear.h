@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "runtime/cpu/onednn/packed_weights.h"
 #include "tunnx/tensor.h"
@@ -32,10 +33,16 @@ class PanelLinear {
   // Whether this path is for `b` with M rows: B the 2-D constant, at most kMaxRows rows.
   bool takes(const Tensor& b, int64_t M) const;
 
+  // B packed now, as the first run() would pack it (Kernel::prepare).
+  void prepare(const Tensor& b, int64_t K, int64_t N) const;
+
   // Y = A B' (+ bias [N] when not null); Y [M, N] and A [M, K] row-major and dense.
   void run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias) const;
 
  private:
+  // B in panels: `packed_`'s copy, made on the first call for each version of B.
+  std::shared_ptr<const dnnl::memory> panels(const Tensor& b, int64_t K, int64_t N) const;
+
   bool b_transposed_;
   const PackedWeights& packed_;
 };
