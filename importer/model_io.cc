@@ -70,8 +70,11 @@ onnx::ModelProto parse_model(const void* bytes, size_t size) {
   return proto;
 }
 
-// `proto` is consumed: its weight data is dropped once read (infer_value_types).
-std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& model_dir, const LoadOptions& options) {
+// `proto` is consumed: its weight data is dropped once read (infer_value_types). `schemas`, when
+// valid, is libonnx's schema registry being built on another thread: waited for only where the checker
+// first reads it, so reading the graph and its weights overlaps with it.
+std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& model_dir, const LoadOptions& options,
+                                     std::future<void> schemas = {}) {
   if (proto.ir_version() <= 0)
     throw Error(ErrorCode::kInvalidModel, "not an ONNX model: ir_version is not set", {.field = "ir_version"});
   if (!proto.has_graph())
@@ -86,6 +89,7 @@ std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& mo
   ir::sort_and_check(impl->ir.graph, {}, &orders);
   // ONNX's checker insists on topological order in the file; show it the order tunnx sorted.
   apply_node_orders(impl->ir.graph, orders, *proto.mutable_graph());
+  if (schemas.valid()) schemas.get();
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
   raw_data.adopt(*proto.mutable_graph());  // the initializers' views now own their bytes
   if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);  // drops the weights' bytes first
@@ -105,8 +109,8 @@ Model Model::load(const fs::path& path, const LoadOptions& options) {
     // A FIFO or device would block or never end; only regular files are models.
     if (!fs::is_regular_file(path, ec)) throw Error(ErrorCode::kInvalidArgument, "is not a regular file");
     // libonnx builds its schema registry (~7 ms) on the first use in a process, which the checker and
-    // the parameter roles make: the first load builds it on a second thread while it reads the file.
-    // Waited for before anything reads a schema (and before an error leaves this scope).
+    // the parameter roles make: the first load builds it on a second thread while it reads and parses
+    // the file and converts the graph and its weights; waited for before anything reads a schema.
     static std::atomic<bool> schemas_ready{false};
     std::future<void> schemas;
     if (!schemas_ready.load(std::memory_order_acquire))
@@ -120,8 +124,9 @@ Model Model::load(const fs::path& path, const LoadOptions& options) {
       std::shared_ptr<MappedFile> file = MappedFile::open(path);
       proto = parse_model(file->data(), file->size());
     }
-    if (schemas.valid()) schemas.get();
-    auto impl = load_impl(proto, path.parent_path(), options);
+    // An error before the schemas are read leaves the scope with `schemas` still building: its
+    // destructor waits for it (std::async's), so no thread outlives the call.
+    auto impl = load_impl(proto, path.parent_path(), options, std::move(schemas));
     impl->path = path;
     return Model(std::move(impl));
   } catch (const Error& e) {
