@@ -121,6 +121,11 @@ std::vector<std::string> ops_without_kernels(const ModelImpl& model, DeviceType 
 
 int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& store, int threads,
                      const std::map<std::string, int64_t>& expected_dims) {
+  // Nothing to know the dims from when no input's are fixed and none are expected: a dynamic model
+  // made without expected_dims skips the graph's facts altogether.
+  const auto fixed = [](const ir::ValueInfo& v) { return v.type.shape && v.type.shape->is_fixed(); };
+  if (expected_dims.empty() && std::none_of(prepared.graph->inputs.begin(), prepared.graph->inputs.end(), fixed))
+    return 0;
   const ir::GraphFacts facts(*prepared.graph, store);
   auto dims_of = [&](const std::string& name) -> std::optional<std::vector<int64_t>> {
     if (const Tensor* t = facts.constant(name)) return t->dims();

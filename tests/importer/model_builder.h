@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -392,6 +394,35 @@ inline void attr_identity_graph(onnx::NodeProto& n, const std::string& name, con
 }
 inline void attr_sparse(onnx::NodeProto& n, const std::string& name, const onnx::SparseTensorProto& s) {
   *add_attribute(n, name, onnx::AttributeProto::SPARSE_TENSOR).mutable_sparse_tensor() = s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random data and near-equality, for tests that compare an optimized session with level 0
+
+inline std::vector<float> uniform(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// A float32 tensor of `dims` uniform in [-1, 1).
+inline tunnx::Tensor uniform_tensor(const std::vector<int64_t>& dims, std::mt19937& rng) {
+  tunnx::Tensor t(tunnx::DataType::kFloat32, dims);
+  const std::vector<float> v = uniform(static_cast<size_t>(t.numel()), rng);
+  std::copy(v.begin(), v.end(), t.mutable_data_as<float>());
+  return t;
+}
+
+// Same dims, and every element within rtol of the larger magnitude plus atol; stops at the first
+// element that is not (naming it and `what`).
+inline void expect_near(const tunnx::Tensor& got, const tunnx::Tensor& want, const std::string& what, float rtol,
+                        float atol) {
+  ASSERT_EQ(got.dims(), want.dims()) << what;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+    ASSERT_LE(std::fabs(g - w), rtol * std::fmax(std::fabs(g), std::fabs(w)) + atol) << what << " element " << i;
+  }
 }
 
 }  // namespace tunnx_test

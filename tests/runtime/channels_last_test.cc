@@ -33,12 +33,7 @@ bool prefers_channels_last() {
 
 class ChannelsLastTest : public TempDirTest {
  protected:
-  std::vector<float> uniform(size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> dist(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng_);
-    return v;
-  }
+  std::vector<float> uniform(size_t n, float lo = -1.0f, float hi = 1.0f) { return tunnx_test::uniform(n, rng_, lo, hi); }
 
   // Conv k x k (pads k/2) from `in` (c_in channels) to `out` (c_out), with a bias.
   void conv(ModelBuilder& b, const std::string& in, const std::string& out, int64_t c_in, int64_t c_out, int64_t k,
@@ -57,11 +52,7 @@ class ChannelsLastTest : public TempDirTest {
   }
 
   static void expect_near(const Tensor& got, const Tensor& want, const std::string& what) {
-    ASSERT_EQ(got.dims(), want.dims()) << what;
-    for (int64_t i = 0; i < got.numel(); ++i) {
-      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
-      ASSERT_LE(std::fabs(g - w), 2e-5f * std::fmax(std::fabs(g), std::fabs(w)) + 2e-5f) << what << " element " << i;
-    }
+    tunnx_test::expect_near(got, want, what, 2e-5f, 2e-5f);
   }
 
   static int count(const Session& s, const std::string& op) {
@@ -69,12 +60,7 @@ class ChannelsLastTest : public TempDirTest {
     return static_cast<int>(std::count_if(k.begin(), k.end(), [&](const auto& n) { return n.op_type == op; }));
   }
 
-  Tensor input(const std::vector<int64_t>& dims) {
-    Tensor t(DataType::kFloat32, dims);
-    const std::vector<float> v = uniform(static_cast<size_t>(t.numel()));
-    std::copy(v.begin(), v.end(), t.mutable_data_as<float>());
-    return t;
-  }
+  Tensor input(const std::vector<int64_t>& dims) { return uniform_tensor(dims, rng_); }
 
   std::mt19937 rng_{3};
   int saved_ = 0;

@@ -32,13 +32,6 @@ bool have_onednn() {
   return def && def->name == "cpu/onednn/Conv";
 }
 
-std::vector<float> uniform(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
 // An activation as the graph spells it: appends its nodes reading `in` and writing `out`.
 struct Act {
   std::string name;
@@ -156,11 +149,7 @@ class FuseConvTest : public TempDirTest {
   }
 
   static void expect_near(const Tensor& got, const Tensor& want, const std::string& what) {
-    ASSERT_EQ(got.dims(), want.dims()) << what;
-    for (int64_t i = 0; i < got.numel(); ++i) {
-      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
-      ASSERT_LE(std::fabs(g - w), 2e-5f * std::fmax(std::fabs(g), std::fabs(w)) + 2e-6f) << what << " element " << i;
-    }
+    tunnx_test::expect_near(got, want, what, 2e-5f, 2e-6f);
   }
 
   // Within 2e-5 of want's largest magnitude: sums of hundreds of products (64 channels x 3 x 3, or

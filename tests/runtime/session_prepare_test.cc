@@ -33,12 +33,7 @@ bool onednn_convolutions() {
 
 class SessionPrepareTest : public TempDirTest {
  protected:
-  std::vector<float> uniform(size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> dist(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng_);
-    return v;
-  }
+  std::vector<float> uniform(size_t n, float lo = -1.0f, float hi = 1.0f) { return tunnx_test::uniform(n, rng_, lo, hi); }
 
   // conv 3x3 -> BatchNormalization -> Relu -> conv 1x1 (16 channels: blocked layouts on AVX-512) ->
   // residual Add -> depthwise conv 3x3 -> GlobalAveragePool -> Gemm, on an input of `batch` dims.
@@ -72,19 +67,10 @@ class SessionPrepareTest : public TempDirTest {
     return Model::load(b.save(path(file)));
   }
 
-  Tensor input(const std::vector<int64_t>& dims) {
-    Tensor t(DataType::kFloat32, dims);
-    const std::vector<float> v = uniform(static_cast<size_t>(t.numel()));
-    std::copy(v.begin(), v.end(), t.mutable_data_as<float>());
-    return t;
-  }
+  Tensor input(const std::vector<int64_t>& dims) { return uniform_tensor(dims, rng_); }
 
   static void expect_near(const Tensor& got, const Tensor& want, const std::string& what) {
-    ASSERT_EQ(got.dims(), want.dims()) << what;
-    for (int64_t i = 0; i < got.numel(); ++i) {
-      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
-      ASSERT_LE(std::fabs(g - w), 2e-5f * std::fmax(std::fabs(g), std::fabs(w)) + 2e-5f) << what << " element " << i;
-    }
+    tunnx_test::expect_near(got, want, what, 2e-5f, 2e-5f);
   }
 
   std::mt19937 rng_{11};

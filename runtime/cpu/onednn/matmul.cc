@@ -269,6 +269,21 @@ class OnednnLinear : public Kernel {
         weight_(init.constant_input(1)),
         has_c_(attrs.gemm && init.has_input(2) && attrs.g.beta != 0) {}
 
+  // Whether the product is A B' and at most a bias (`plain`: what the panel and convolution paths
+  // compute; Gemm's transA, alpha and a C other than a bias row stay on the matmul path), and whether
+  // Gemm's C is that bias row: [1, N] with beta 1 where the node has no bias of its own. `c_dims`: C
+  // as [rows, cols], null without a C that counts.
+  struct ProductForm {
+    bool plain = false, c_is_bias = false;
+  };
+  ProductForm form_of(const std::vector<int64_t>* c_dims, int64_t N) const {
+    const ops::GemmAttrs& g = attrs_.g;
+    ProductForm form;
+    form.c_is_bias = c_dims && !attrs_.has_bias && (*c_dims)[0] == 1 && (*c_dims)[1] == N && g.beta == 1;
+    form.plain = !(attrs_.gemm && (g.trans_a || (c_dims && !form.c_is_bias))) && g.alpha == 1 && !attrs_.matmul_trans_a;
+    return form;
+  }
+
   // A constant 2-D B on the panel or convolution path: B packed (and the convolution's primitive
   // built) for the dims the session knows, as the first run with them would. The matmul path's
   // primitives are left to the first run.
@@ -279,19 +294,19 @@ class OnednnLinear : public Kernel {
       return false;
     const std::vector<int64_t>& ad = *dims[0];
     const std::vector<int64_t>& bd = *dims[1];
-    const ops::GemmAttrs& g = attrs_.g;
-    if (g.alpha != 1 || attrs_.matmul_trans_a || (attrs_.gemm && (g.trans_a || ad.size() != 2))) return false;
-    const bool b_transposed = (attrs_.gemm && g.trans_b) || attrs_.matmul_trans_b;
+    if (attrs_.gemm && ad.size() != 2) return false;
+    const bool b_transposed = (attrs_.gemm && attrs_.g.trans_b) || attrs_.matmul_trans_b;
     const int64_t K = b_transposed ? bd[1] : bd[0], N = b_transposed ? bd[0] : bd[1];
     if (ad.back() != K || K <= 0 || N <= 0) return false;
     const int64_t M = product(ad) / K;
-    bool c_is_bias = false;
-    if (has_c_) {  // the run's rule: C [N] or [1, N], beta 1 and no bias of its own, goes in as the bias
-      if (dims.size() < 3 || !dims[2]) return false;
-      const std::vector<int64_t>& cd = *dims[2];
-      c_is_bias = !attrs_.has_bias && g.beta == 1 && ((cd.size() == 1 && cd[0] == N) || (cd.size() == 2 && cd[0] == 1 && cd[1] == N));
-      if (!c_is_bias) return false;
+    std::vector<int64_t> cd;  // Gemm's C as [rows, cols], as run() reads it
+    if (has_c_) {
+      if (dims.size() < 3 || !dims[2] || dims[2]->size() > 2) return false;
+      cd = *dims[2];
+      cd.insert(cd.begin(), 2 - cd.size(), 1);
     }
+    const auto [plain_product, c_is_bias] = form_of(has_c_ ? &cd : nullptr, N);
+    if (!plain_product) return false;
     if (panels_.takes(*weight_, M)) {
       panels_.prepare(*weight_, K, N);
       return true;
@@ -379,12 +394,11 @@ class OnednnLinear : public Kernel {
     // when there is no bias) as its own bias; Gemm's alpha, transA and other Cs stay on the matmul path
     // (conv_linear.h says why).
     const int64_t N = yd.back();  // out_dims may have lost it (a 1-D B); oneDNN's view has not
-    const bool c_is_bias = c && !bias && cd[0] == 1 && cd[1] == N && g.beta == 1;
+    const auto [plain_product, c_is_bias] = form_of(c ? &cd : nullptr, N);
     const int64_t K = attrs_.gemm ? a.dims()[1] : attrs_.matmul_trans_b ? b.dims().back() : b.dims()[0];
     const int64_t M = attrs_.gemm ? a.dims()[0] : a.numel() / K;
     // A weight an optimizer writes every step is read plain (matmul) rather than re-packed each run.
     const bool trained = packed_.rewritten_every_run(b);
-    const bool plain_product = !(attrs_.gemm && (g.trans_a || (c && !c_is_bias))) && g.alpha == 1 && !attrs_.matmul_trans_a;
     const float* own_bias = bias ? data<float>(*bias) : c_is_bias ? data<float>(*c) : nullptr;
     // A few rows take the panels whenever no trainer's plan writes B, even while writes come between
     // runs (a session beside a trainer): the path then never depends on timing, and a run's bits on
