@@ -4,7 +4,8 @@
 //   (com.microsoft) -> lower ONNX Gradient nodes (autodiff)
 //   -> GELU fusion, Linear weight-transpose folding (level 2) -> the caller's rewrite (train mode,
 //   loss, backward)
-//   -> Linear fusion (level 2) -> plan.
+//   -> Linear fusion, Conv fusion and channels-last regions (level 2) -> plan
+//   -> for a session, kernels prepared for the input dims it knows (prepare_kernels).
 // The model's own graph is never changed: export writes it back as loaded.
 #pragma once
 
