@@ -58,8 +58,10 @@ struct Cache {
   uint64_t mapped = 0;
   uint64_t cached = 0, hits = 0, misses = 0;
   uint64_t limit = uint64_t{1024} << 20;
+  bool huge_pages = false;  // TUNNX_HUGE_PAGES=1 (see the header)
 
   Cache() {
+    if (const char* on = std::getenv("TUNNX_HUGE_PAGES")) huge_pages = std::string(on) == "1";
     if (const char* mb = std::getenv("TUNNX_HOST_CACHE_MB")) {
       try {
         limit = std::stoull(mb) << 20;
@@ -76,12 +78,12 @@ Cache& cache() {
   return *instance;
 }
 
-// Blocks from 2 MiB up, when nothing is cached, are aligned to 2 MiB and offered to the kernel's
-// transparent huge pages: their first touch then faults once per 2 MiB instead of once per 4 KiB.
-void* fresh(size_t bytes) {
+// Blocks from 2 MiB up, when nothing is cached, are aligned to 2 MiB (where the system gives every
+// mapping transparent huge pages, they get whole ones) and, with TUNNX_HUGE_PAGES=1, offered to them.
+void* fresh(size_t bytes, bool huge_pages) {
   if (bytes < kHugePage) return ::operator new(bytes, kAlignment);
   void* block = ::operator new(bytes, std::align_val_t{kHugePage});
-  madvise(block, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // whole huge pages only: no tail
+  if (huge_pages) madvise(block, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // whole huge pages only
   return block;
 }
 
@@ -143,7 +145,7 @@ void add_region(Cache& c, size_t bytes) {
   if (base > start) munmap(mapping, base - start);
   if (const uintptr_t end = start + size + kHugePage; end > base + size)
     munmap(reinterpret_cast<void*>(base + size), end - (base + size));
-  madvise(reinterpret_cast<void*>(base), size, MADV_HUGEPAGE);
+  if (c.huge_pages) madvise(reinterpret_cast<void*>(base), size, MADV_HUGEPAGE);
   c.regions.emplace(base, size);
   c.chunks.emplace(base, Chunk{size, base, true});
   add_free(c, base, size);
@@ -239,7 +241,7 @@ void* allocate(size_t bytes) {
     }
     ++c.misses;
   }
-  return fresh(bytes);
+  return fresh(bytes, bytes >= kHugePage && cache().huge_pages);
 }
 
 void deallocate(void* block, size_t bytes) {

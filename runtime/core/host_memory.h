@@ -7,9 +7,8 @@
 // off: every block then goes back to the C library when freed).
 //
 // Blocks from 64 KiB up are carved from regions, as best-fit-with-coalescing allocators do (ONNX
-// Runtime's and TensorFlow's BFC arena): a region is mapped 2 MiB aligned and offered to transparent
-// huge pages (a first touch faults once per 2 MiB, not per 4 KiB); each new one is as large as all
-// mapped so far (2, 2, 4, 8, ... MiB, at most 128 MiB or the cap, at least the request). A request
+// Runtime's and TensorFlow's BFC arena): a region is mapped 2 MiB aligned (see huge pages below);
+// each new one is as large as all mapped so far (2, 2, 4, 8, ... MiB, at most 128 MiB or the cap, at least the request). A request
 // takes the smallest free chunk that holds it (the lowest address among equals) and the rest of
 // that chunk stays free from 4 KiB up; a freed block merges with its free neighbours in its region.
 // A CNN's layers each have sizes of their own: whole kept blocks serve another size only when one
@@ -20,10 +19,18 @@
 // YOLOv8n 126.9 -> 111.5 -> 105.6 MiB (2 threads: 117.1 -> 91.8), ResNet-18 155 -> 142 MiB; their
 // first runs 5-25% shorter, steady-state medians the same or up to 5% shorter. Carving from 1 KiB up
 // kept more (129 MiB for the detector: small long-lived blocks pin holes), as did 16 KiB; 64 KiB and
-// 256 KiB about the same. The first regions are huge pages too: ~1 MiB more RSS for the smallest
-// models (a partly used 2 MiB page), ~0.5 ms less first run. One mutex: ~155 ns an allocation or free
+// 256 KiB about the same. One mutex: ~155 ns an allocation or free
 // (kept whole blocks: ~100 ns), the same total rate with 2 threads hammering it; a detector run does
 // a few hundred.
+//
+// Transparent huge pages only with TUNNX_HUGE_PAGES=1 (read once, at the first allocation): regions
+// and large blocks are then madvised to them, and a first touch faults once per 2 MiB. On the 2-vCPU
+// KVM guests these sessions run on, a first touch of such memory ran at either ~10 GB/s or ~0.45 GB/s,
+// by luck of which host pages backed it (a 512 MiB test, three tries in a row: 1175, 49, 1210 ms),
+// while 4 KiB pages ran at a steady ~2.6 GB/s (198-208 ms); a first run of PaddleOCR's detector took
+// 117-197 ms with them against 135-153 without, and steady-state medians were the same within 0-4%
+// (BERT-2L, YOLOv8n, ResNet-18, magika: equal; the detector 2-4% slower without). Where the system
+// gives every mapping huge pages (THP "always") the 2 MiB alignment still gets them whole ones.
 //
 // Blocks from 1 KiB to 64 KiB are kept whole: a request takes the smallest kept block that holds it
 // and is at most twice its size, the one freed last among equals. Below 1 KiB the C library's own
