@@ -55,6 +55,7 @@ std::optional<Operand> operand(const std::string& value, const GraphFacts& facts
 }  // namespace
 
 int attention_heads_last(Graph& graph, const ParameterStore& store) {
+  if (!has_op_type(graph, {"Attention"})) return 0;
   const GraphFacts facts(graph, store);
   // What each node index becomes: itself (not listed), nothing, or the nodes listed.
   std::vector<std::optional<std::vector<Node>>> replaced(graph.nodes.size());

@@ -156,6 +156,7 @@ void collect_reads(const std::vector<Node>& nodes, std::unordered_set<std::strin
 }  // namespace
 
 int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  if (!has_op_type(graph, {"Conv", "FusedConv"})) return 0;
   const GraphFacts facts(graph, store);
   struct Twin {
     std::string name;
@@ -505,6 +506,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
 }
 
 int fold_squeezed_conv_epilogues(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  if (!has_op_type(graph, {"Squeeze"})) return 0;
   const GraphFacts facts(graph, store);
   std::vector<std::optional<std::vector<Node>>> replaced(graph.nodes.size());
   int folded = 0;

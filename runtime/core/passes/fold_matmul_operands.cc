@@ -37,6 +37,7 @@ bool swaps_last_two(const Node& node) {
 }  // namespace
 
 int fold_matmul_operands(Graph& graph, const ParameterStore& store) {
+  if (!has_op_type(graph, {"MatMul", "FusedMatMul"})) return 0;
   const GraphFacts facts(graph, store);
   // A value's dtype: stated or inferred, else its producer's first input's when the producer keeps
   // the dtype (autodiff's values have no inferred type): the ONNX ops below, and every com.tunnx

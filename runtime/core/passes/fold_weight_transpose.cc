@@ -24,6 +24,7 @@ std::string transposed_weight(const Node& node, const GraphFacts& facts) {
 }  // namespace
 
 int fold_weight_transpose(Graph& graph, const ParameterStore& store) {
+  if (!has_op_type(graph, {"Transpose"})) return 0;
   const GraphFacts facts(graph, store);
   // Transposed weights by the Transpose's output, with the node's index.
   std::unordered_map<std::string, std::pair<std::string, size_t>> transposes;

@@ -116,6 +116,7 @@ std::optional<Chain> match(const Graph& graph, const GraphFacts& facts, size_t i
 }  // namespace
 
 int fuse_attention(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  if (!has_op_type(graph, {"Softmax"})) return 0;
   const GraphFacts facts(graph, store);
   // What each node index becomes: itself (not listed), nothing, or the nodes listed.
   std::vector<std::optional<std::vector<Node>>> replaced(graph.nodes.size());

@@ -49,6 +49,7 @@ bool is_scalar_constant(const GraphFacts& facts, const std::string& name) {
 }  // namespace
 
 int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  if (!has_op_type(graph, {"Conv"})) return 0;
   const GraphFacts facts(graph, store);
   std::vector<bool> removed(graph.nodes.size(), false);
   std::vector<std::pair<size_t, Node>> fused;

@@ -183,6 +183,7 @@ class GeluMatcher : ChainWalker {
 }  // namespace
 
 int fuse_gelu(Graph& graph, const ParameterStore& store) {
+  if (!has_op_type(graph, {"Erf", "Tanh"})) return 0;
   const GraphFacts facts(graph, store);
   const GeluMatcher matcher(graph, facts);
   std::vector<bool> removed(graph.nodes.size(), false);

@@ -111,6 +111,7 @@ class HardSwishMatcher : ChainWalker {
 }  // namespace
 
 int fuse_hard_swish(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  if (!has_op_type(graph, {"Clip", "HardSigmoid"})) return 0;
   const GraphFacts facts(graph, store);
   const HardSwishMatcher matcher(graph, facts, onnx_opset);
   std::vector<bool> removed(graph.nodes.size(), false);

@@ -149,6 +149,7 @@ class LayerNormMatcher : ChainWalker {
 }  // namespace
 
 int fuse_layer_norm(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  if (!has_op_type(graph, {"ReduceMean"})) return 0;
   const GraphFacts facts(graph, store);
   const LayerNormMatcher matcher(graph, facts, onnx_opset);
   std::vector<bool> removed(graph.nodes.size(), false);

@@ -54,6 +54,7 @@ std::optional<std::string> same_shaped_operand(const Node& op, const std::string
 }  // namespace
 
 int fuse_linear(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+  if (!has_op_type(graph, {"MatMul", "Gemm", "FusedMatMul"})) return 0;
   const GraphFacts facts(graph, store);
   std::vector<bool> removed(graph.nodes.size(), false);
   std::vector<std::pair<size_t, Node>> fused;  // replaces the node at that index

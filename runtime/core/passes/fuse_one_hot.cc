@@ -34,6 +34,7 @@ std::optional<int64_t> iota_length(const Tensor& t) {
 }  // namespace
 
 int fuse_one_hot_matmul(Graph& graph, const ParameterStore& store) {
+  if (!has_op_type(graph, {"Equal"})) return 0;
   const GraphFacts facts(graph, store);
 
   std::vector<bool> removed(graph.nodes.size(), false);

@@ -22,7 +22,19 @@ bool only_attributes(const Node& node, std::initializer_list<const char*> known)
   return true;
 }
 
+bool has_op_type(const Graph& graph, std::initializer_list<const char*> ops) {
+  for (const Node& node : graph.nodes)
+    for (const char* op : ops)
+      if (node.op_type == op) return true;
+  return false;
+}
+
 GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), store(s) {
+  // Sized up front: growing the tables rehashed every key several times over.
+  initializers.reserve(g.initializers.size());
+  types.reserve(g.inferred_types.size() + g.value_infos.size() + g.inputs.size() + g.outputs.size());
+  producer.reserve(g.nodes.size() + g.nodes.size() / 2);
+  readers.reserve(g.nodes.size() * 2);
   for (const auto& init : g.initializers) initializers[init.name] = &init;
   for (const auto& [name, t] : g.inferred_types) types[name] = &t;
   for (const auto& v : g.value_infos) types[v.name] = &v.type;

@@ -22,6 +22,10 @@ bool is_onnx_op(const Node& node, const char* op, size_t inputs);
 // pass fuses only such nodes, so that a node with another attribute reaches its own kernel, which
 // refuses it, instead of a fused node silently dropping it.
 bool only_attributes(const Node& node, std::initializer_list<const char*> known);
+// Whether a node of the main graph has one of the op types `ops` (any domain). A pass every pattern of
+// which needs one of them returns at once without one, before it builds its GraphFacts: a pass over a
+// graph of a few hundred nodes spent most of its time building them, and a session runs a dozen passes.
+bool has_op_type(const Graph& graph, std::initializer_list<const char*> ops);
 
 struct GraphFacts {
   const Graph& graph;
