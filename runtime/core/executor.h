@@ -66,6 +66,9 @@ class GraphPlan {
     // Set when every input derives from initializers and Constant nodes alone (constant folding
     // that keeps Parameters: see FoldedOutputs).
     std::unique_ptr<FoldedOutputs> folded;
+    // A Constant node whose tensor planning took (folded, from no source): a run finds its output in
+    // place with the initializers and skips the step.
+    bool preset = false;
   };
 
   // Plans `graph`. `outer` is the plan of the enclosing graph (null for the main graph); names the
@@ -141,6 +144,7 @@ class GraphPlan {
   std::vector<std::string> slot_names_;
   std::vector<int> input_slots_, output_slots_;
   mutable std::vector<std::pair<int, Tensor>> constants_;  // initializers (placeholders once freed)
+  std::vector<std::pair<int, Value>> presets_;        // the preset steps' outputs (Step::preset)
   std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
   std::vector<Step> steps_;
   std::unordered_map<std::string, ConstantOrigin> constant_values_;
