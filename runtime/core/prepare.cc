@@ -47,6 +47,22 @@ ir::Graph lowered_copy(const ModelImpl& model) {
   return graph;
 }
 
+// fuse_conv on every If/Loop/Scan body inside `graph`, each seeing the graphs around it.
+void fuse_conv_in_bodies(ir::Graph& graph, const ParameterStore& store, int64_t onnx_opset,
+                         std::vector<const ir::Graph*> enclosing = {}) {
+  enclosing.insert(enclosing.begin(), &graph);
+  for (ir::Node& node : graph.nodes)
+    for (ir::Attribute& attr : node.attributes) {
+      std::vector<ir::Graph*> bodies;
+      if (attr.g) bodies.push_back(attr.g.get());
+      for (auto& sub : attr.graphs) bodies.push_back(sub.get());
+      for (ir::Graph* body : bodies) {
+        ir::fuse_conv(*body, store, onnx_opset, enclosing);
+        fuse_conv_in_bodies(*body, store, onnx_opset, enclosing);
+      }
+    }
+}
+
 }  // namespace
 
 PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& options) {
@@ -80,6 +96,9 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
       ir::fuse_linear(graph, model.store, model.ir.opset_version(""));
       ir::fold_matmul_operands(graph, model.store);
       ir::fuse_conv(graph, model.store, model.ir.opset_version(""));
+      // The bodies of If, Loop and Scan get the convolution fusions too, for inference: a PyTorch
+      // export of silero-vad runs its whole network inside an If, each Conv then a Relu of its own.
+      if (!options.has_backward) fuse_conv_in_bodies(graph, model.store, model.ir.opset_version(""));
       const KernelDef* conv = KernelRegistry::global().find(ir::kTunnxDomain, "FusedConv", 1, options.device,
                                                             {DataType::kFloat32}, nullptr);
       if (conv && conv->prefers_channels_last && !options.has_backward) {

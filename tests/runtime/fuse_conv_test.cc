@@ -361,4 +361,43 @@ TEST_F(FuseConvTest, AnAddOfTwoConvolutionsJoinsOneChain) {
   expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "two branches");
 }
 
+// If/Loop/Scan bodies get the Conv fusion too (a PyTorch export of silero-vad runs its network inside
+// an If): a Conv + Relu whose weight is a Constant node of the body, and a Conv + BatchNormalization +
+// Sigmoid reading the main graph's initializers, each run as one FusedConv and give level 0's outputs
+// on both branches.
+TEST_F(FuseConvTest, ChainsInsideIfBodiesFuse) {
+  ModelBuilder b(17);
+  const Dims y_dims{1, kOut, kSize, kSize};
+  b.input("x", kF32, Dims{1, kIn, kSize, kSize});
+  b.input("cond", onnx_type_of<bool>(), Dims{});
+  b.initializer(float_tensor("w_else", {kOut, kIn, 3, 3}, uniform(kOut * kIn * 9, rng_)));
+  for (const char* n : {"scale", "shift", "mean"}) b.initializer(float_tensor(n, {kOut}, uniform(kOut, rng_)));
+  b.initializer(float_tensor("var", {kOut}, uniform(kOut, rng_, 0.5f, 1.5f)));
+  auto& branch = b.node("If", {"cond"}, {"y"}, "if");
+  GraphBuilder then_body(attr_graph(branch, "then_branch", "then"));
+  attr_tensor(then_body.node("Constant", {}, {"w_then"}, "weight"), "value",
+              float_tensor("w_then", {kOut, kIn, 3, 3}, uniform(kOut * kIn * 9, rng_)));
+  attr_ints(then_body.node("Conv", {"x", "w_then"}, {"c_then"}, "conv_then"), "pads", {1, 1, 1, 1});
+  then_body.node("Relu", {"c_then"}, {"y_then"}, "relu");
+  then_body.output("y_then", kF32, y_dims);
+  GraphBuilder else_body(attr_graph(branch, "else_branch", "else"));
+  attr_ints(else_body.node("Conv", {"x", "w_else"}, {"c_else"}, "conv_else"), "pads", {1, 1, 1, 1});
+  else_body.node("BatchNormalization", {"c_else", "scale", "shift", "mean", "var"}, {"n_else"}, "bn");
+  else_body.node("Sigmoid", {"n_else"}, {"y_else"}, "sigmoid");
+  else_body.output("y_else", kF32, y_dims);
+  b.output("y", kF32, y_dims);
+  const Model model = Model::load(b.save(path("if.onnx")));
+
+  Session fused = session(model, 2), plain = session(model, 0);
+  std::vector<std::string> body_ops;
+  for (const auto& k : fused.stats().kernels)
+    if (k.depth > 0 && k.op_type != "Constant") body_ops.push_back(k.op_type);
+  EXPECT_EQ(body_ops, (std::vector<std::string>{"FusedConv", "FusedConv"}));
+  const Tensor x = random_tensor({1, kIn, kSize, kSize});
+  for (bool cond : {true, false}) {
+    const tunnx::NamedValues in = {{"x", x}, {"cond", Tensor::from_vector<bool>({}, {cond})}};
+    expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), cond ? "then" : "else");
+  }
+}
+
 }  // namespace

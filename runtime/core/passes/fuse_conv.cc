@@ -48,9 +48,9 @@ bool is_scalar_constant(const GraphFacts& facts, const std::string& name) {
 
 }  // namespace
 
-int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset) {
+int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset, const std::vector<const Graph*>& enclosing) {
   if (!has_op_type(graph, {"Conv"})) return 0;
-  const GraphFacts facts(graph, store);
+  const GraphFacts facts(graph, store, enclosing);
   std::vector<bool> removed(graph.nodes.size(), false);
   std::vector<std::pair<size_t, Node>> fused;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {

@@ -25,6 +25,8 @@ namespace tunnx::ir {
 // is folded into the weights by the kernels, and the affine maps read, from the current values of
 // their Parameters and buffers, so a trained or reloaded model stays consistent.
 // Returns the number of nodes made.
-int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset);
+// `enclosing`: for an If/Loop/Scan body, the graphs around it, innermost first (GraphFacts).
+int fuse_conv(Graph& graph, const ParameterStore& store, int64_t onnx_opset,
+              const std::vector<const Graph*>& enclosing = {});
 
 }  // namespace tunnx::ir

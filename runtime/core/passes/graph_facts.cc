@@ -29,7 +29,8 @@ bool has_op_type(const Graph& graph, std::initializer_list<const char*> ops) {
   return false;
 }
 
-GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), store(s) {
+GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s, const std::vector<const Graph*>& enclosing)
+    : graph(g), store(s) {
   // Sized up front: growing the tables rehashed every key several times over.
   initializers.reserve(g.initializers.size());
   types.reserve(g.inferred_types.size() + g.value_infos.size() + g.inputs.size() + g.outputs.size());
@@ -42,6 +43,19 @@ GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s) : graph(g), stor
   for (const auto& v : g.outputs) {
     types[v.name] = &v.type;
     outputs.insert(v.name);
+  }
+  std::unordered_set<std::string> defined;  // names a body defines, which hide an enclosing graph's
+  if (!enclosing.empty()) {
+    for (const auto& v : g.inputs) defined.insert(v.name);
+    for (const auto& node : g.nodes) defined.insert(node.outputs.begin(), node.outputs.end());
+  }
+  for (const Graph* outer : enclosing) {
+    for (const auto& init : outer->initializers)
+      if (!defined.count(init.name)) initializers.emplace(init.name, &init);
+    for (const auto& [name, t] : outer->inferred_types)
+      if (!defined.count(name)) types.emplace(name, &t);
+    for (const auto& v : outer->inputs)
+      if (!defined.count(v.name)) types.emplace(v.name, &v.type);
   }
   for (const auto& node : g.nodes) {
     if (!is_onnx(node) || node.op_type != "Constant" || node.outputs.size() != 1) continue;

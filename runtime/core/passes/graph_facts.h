@@ -40,7 +40,9 @@ struct GraphFacts {
   std::unordered_map<std::string, Tensor> constant_floats;
   std::unordered_map<std::string, size_t> producer;  // main-graph node index of each value's producer
 
-  GraphFacts(const Graph& g, const ParameterStore& s);
+  // `enclosing`: for an If/Loop/Scan body, the graphs around it, innermost first; the initializers
+  // and types of the values it reads from them count as its own where it does not define the name.
+  GraphFacts(const Graph& g, const ParameterStore& s, const std::vector<const Graph*>& enclosing = {});
 
   const Tensor* constant(const std::string& name) const;  // the initializer's value, or null
   // The initializer's value, else the main graph's Constant node's, or null.
