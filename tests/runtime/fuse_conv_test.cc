@@ -152,14 +152,15 @@ class FuseConvTest : public TempDirTest {
     tunnx_test::expect_near(got, want, what, 2e-5f, 2e-6f);
   }
 
-  // Within 2e-5 of want's largest magnitude: sums of hundreds of products (64 channels x 3 x 3, or
-  // Winograd's transformed form) round differently in each order.
-  static void expect_near_scaled(const Tensor& got, const Tensor& want, const std::string& what) {
+  // Within `tolerance` of want's largest magnitude: sums of hundreds of products (64 channels x 3 x 3,
+  // or Winograd's transformed form) round differently in each order.
+  static void expect_near_scaled(const Tensor& got, const Tensor& want, const std::string& what,
+                                 float tolerance = 2e-5f) {
     ASSERT_EQ(got.dims(), want.dims()) << what;
     float scale = 0;
     for (int64_t i = 0; i < want.numel(); ++i) scale = std::fmax(scale, std::fabs(want.data_as<float>()[i]));
     for (int64_t i = 0; i < got.numel(); ++i)
-      ASSERT_LE(std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]), 2e-5f * scale) << what << " element " << i;
+      ASSERT_LE(std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]), tolerance * scale) << what << " element " << i;
   }
 
   // The op types a session runs, without the Transposes that the channels_last pass puts at the edges
@@ -276,8 +277,10 @@ TEST_F(FuseConvTest, WinogradSizedChainsMatchLevelZero) {
       Model model = chain(c, &act);
       Session fused = session(model, 2), plain = session(model, 0);
       const tunnx::NamedValues in = inputs(c);
+      // Winograd's F(4x4, 3x3) rounds more than a direct sum (up to 3.5e-5 of the scale seen here):
+      // its transforms' constants are larger than F(2x2, 3x3)'s.
       for (int run = 0; run < 2; ++run)
-        expect_near_scaled(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what);
+        expect_near_scaled(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what, 1e-4f);
     }
 }
 

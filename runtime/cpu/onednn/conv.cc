@@ -60,22 +60,38 @@ bool winograd_fits(const ops::ConvGeometry& g, const std::vector<int64_t>& w_dim
   return true;
 }
 
-// A depthwise convolution on oneDNN's jit_dw kernel where it has one: oneDNN 2.6 lists its brdgmm_dw
-// first, which measured slower on every depthwise layer of MobileNetV3-small on AVX-512 at one thread
-// (16 channels 112 -> 56, 3x3 stride 2: 0.031 ms against jit_dw's 0.016; 88 channels 28x28 3x3: 0.038
-// against 0.023; 240 channels 14x14 5x5: 0.035 against 0.025); all eleven took 0.274 ms at 1 thread
-// and 0.221 after, 0.201 and 0.180 at 2. `pd` stays as it is when no jit_dw is listed.
-void prefer_jit_depthwise(dnnl::convolution_forward::primitive_desc& pd) {
-  const auto implemented_by = [](const dnnl::convolution_forward::primitive_desc& p, const char* prefix) {
-    return std::string(p.impl_info_str()).rfind(prefix, 0) == 0;
-  };
-  if (!implemented_by(pd, "brdgmm")) return;
+bool implemented_by(const dnnl::convolution_forward::primitive_desc& pd, const char* prefix) {
+  return std::string(pd.impl_info_str()).rfind(prefix, 0) == 0;
+}
+
+// `pd` moved on to the implementation named `wanted` where oneDNN lists one after its choice (and,
+// with `instead_of`, only when its choice is that one); left as it is otherwise.
+void prefer_implementation(dnnl::convolution_forward::primitive_desc& pd, const char* wanted,
+                           const char* instead_of = nullptr) {
+  if (implemented_by(pd, wanted) || (instead_of && !implemented_by(pd, instead_of))) return;
   dnnl::convolution_forward::primitive_desc next = pd;  // shares pd's iterator, not pd's choice
   while (next.next_impl())
-    if (implemented_by(next, "jit_dw:")) {
+    if (implemented_by(next, wanted)) {
       pd = next;
       return;
     }
+}
+
+// Two choices of oneDNN 2.6 that measured slower than a kernel it lists after them, on AVX-512:
+// - A depthwise convolution runs on jit_dw rather than brdgmm_dw, on every depthwise layer of
+//   MobileNetV3-small at one thread (16 channels 112 -> 56, 3x3 stride 2: 0.031 ms against jit_dw's
+//   0.016; 88 channels 28x28 3x3: 0.038 against 0.023; 240 channels 14x14 5x5: 0.035 against 0.025);
+//   all eleven took 0.274 ms at 1 thread and 0.221 after, 0.201 and 0.180 at 2.
+// - Winograd runs F(4x4, 3x3) rather than F(2x2, 3x3), on every 3x3 layer of YOLOv8n's that oneDNN
+//   gave the latter, at 1 and 2 threads (64 -> 64 channels at 40x40: 0.548 against 0.388 ms at 1
+//   thread, 0.270 against 0.193 at 2; 32 -> 32 at 80x80: 0.664 / 0.507 and 0.292 / 0.254; 80 -> 80 at
+//   40x40: 0.771 / 0.516 and 0.386 / 0.282). Its scratchpad is larger (7-10 MB against under 1), but
+//   the layers oneDNN gives F(4x4, 3x3) anyway take as much, and one scratchpad serves each in turn.
+void prefer_faster_implementation(dnnl::convolution_forward::primitive_desc& pd, bool depthwise,
+                                  dnnl::algorithm algorithm) {
+  if (reference_only(pd)) return;
+  if (depthwise) prefer_implementation(pd, "jit_dw:", "brdgmm");
+  if (algorithm == dnnl::algorithm::convolution_winograd) prefer_implementation(pd, "jit_wino_4x3");
 }
 
 // Weights and bias with a BatchNormalization folded in: W'[c] = W[c] s[c], B'[c] = (B[c] - mean[c])
@@ -358,7 +374,7 @@ class OnednnConv : public Kernel {
                                              any_layout(built->dst_plain), strides, dilates, pad_l, pad_r);
         dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
         if (reference_only(pd) && !any_implementation) return std::nullopt;
-        if (depthwise && !reference_only(pd)) prefer_jit_depthwise(pd);
+        prefer_faster_implementation(pd, depthwise, algorithm);
         return pd;
       } catch (const dnnl::error&) {
         return std::nullopt;
