@@ -92,7 +92,12 @@ std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& mo
   if (schemas.valid()) schemas.get();
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
   raw_data.adopt(*proto.mutable_graph());  // the initializers' views now own their bytes
-  if (options.run_onnx_checker) infer_value_types(proto, impl->ir.graph);  // drops the weights' bytes first
+  if (options.run_onnx_checker && infer_value_types(proto, impl->ir.graph)) {  // drops the weights' bytes first
+    auto inferred = std::make_shared<const onnx::ModelProto>(std::move(proto));  // the graph, without weights
+    impl->fixed_dims_for = [inferred](const std::map<std::string, std::vector<int64_t>>& input_dims) {
+      return infer_fixed_dims(*inferred, input_dims);
+    };
+  }
   lift_constant_weights(impl->ir.graph, impl->store);  // after the file's node order is no longer needed
   assign_parameter_roles(impl->ir, impl->store);
   mark_registered(impl->ir, impl->store);

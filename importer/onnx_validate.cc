@@ -1,5 +1,6 @@
 #include "importer/onnx_validate.h"
 
+#include <map>
 #include <mutex>
 #include <regex>
 #include <unordered_map>
@@ -137,10 +138,29 @@ std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesyste
   return "passed";
 }
 
-void infer_value_types(onnx::ModelProto& model, ir::Graph& graph) {
-  if (!why_library_cannot_check(model).empty()) return;
+namespace {
+
+onnx::ShapeInferenceOptions inference_options() {
+  onnx::ShapeInferenceOptions options;
+  options.check_type = false;
+  options.error_mode = 0;
+  // Shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as exporters write
+  // attention's head split) are followed, so the values after them keep their ranks and dims.
+  options.enable_data_propagation = true;
+  return options;
+}
+
+}  // namespace
+
+bool infer_value_types(onnx::ModelProto& model, ir::Graph& graph) {
+  if (!why_library_cannot_check(model).empty()) return false;
   for (auto& init : *model.mutable_graph()->mutable_initializer()) {
     if (init.data_type() == onnx::TensorProto::INT64 || init.data_type() == onnx::TensorProto::INT32) continue;
+    // A few values stay, inline ones (not external data): a Resize's scales, which inference needs
+    // for the dims after it (YOLOv8n's upsampling).
+    if (!init.has_data_location() && init.raw_data().size() <= 64 && init.float_data_size() <= 16 &&
+        init.double_data_size() <= 8 && init.int32_data_size() <= 16)
+      continue;
     init.clear_raw_data();
     init.clear_float_data();
     init.clear_double_data();
@@ -149,18 +169,46 @@ void infer_value_types(onnx::ModelProto& model, ir::Graph& graph) {
     init.clear_data_location();
   }
   try {
-    onnx::ShapeInferenceOptions options;
-    options.check_type = false;
-    options.error_mode = 0;
-    // Shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as exporters write
-    // attention's head split) are followed, so the values after them keep their ranks and dims.
-    options.enable_data_propagation = true;
-    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
+    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), inference_options());
   } catch (const std::exception&) {
-    return;  // partial knowledge is fine: the runtime infers shapes itself when it plans
+    return false;  // partial knowledge is fine: the runtime infers shapes itself when it plans
   }
   for (const auto& v : model.graph().value_info()) graph.inferred_types[v.name()] = type_from_proto(v.type());
   for (const auto& v : model.graph().output()) graph.inferred_types[v.name()] = type_from_proto(v.type());
+  return true;
+}
+
+std::map<std::string, std::vector<int64_t>> infer_fixed_dims(const onnx::ModelProto& model,
+                                                            const std::map<std::string, std::vector<int64_t>>& input_dims) {
+  std::map<std::string, std::vector<int64_t>> fixed;
+  onnx::ModelProto copy = model;  // the graph without the weights' data: small
+  onnx::GraphProto& graph = *copy.mutable_graph();
+  graph.clear_value_info();  // what load found with the declared dims: inferred afresh below
+  for (auto& input : *graph.mutable_input()) {
+    auto given = input_dims.find(input.name());
+    if (given == input_dims.end() || !input.type().has_tensor_type() || !input.type().tensor_type().has_shape() ||
+        input.type().tensor_type().shape().dim_size() != static_cast<int>(given->second.size()))
+      continue;
+    auto* shape = input.mutable_type()->mutable_tensor_type()->mutable_shape();
+    for (int d = 0; d < shape->dim_size(); ++d) shape->mutable_dim(d)->set_dim_value(given->second[static_cast<size_t>(d)]);
+  }
+  try {
+    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), inference_options());
+  } catch (const std::exception&) {
+    return {};
+  }
+  auto take = [&](const onnx::ValueInfoProto& v) {
+    if (!v.type().has_tensor_type() || !v.type().tensor_type().has_shape()) return;
+    std::vector<int64_t> dims;
+    for (const auto& d : v.type().tensor_type().shape().dim()) {
+      if (!d.has_dim_value() || d.dim_value() < 0) return;
+      dims.push_back(d.dim_value());
+    }
+    fixed[v.name()] = std::move(dims);
+  };
+  for (const auto& v : graph.value_info()) take(v);
+  for (const auto& v : graph.output()) take(v);
+  return fixed;
 }
 
 }  // namespace tunnx

@@ -310,6 +310,7 @@ void bench(const BenchOptions& o) {
   NamedValues inputs = choices.data;
   for (const InputSpec& spec : specs) inputs[spec.name] = synthesize(spec, rng);
   options.expected_dims = dims_named_by(*model, inputs);  // the session is made ready for these runs
+  options.expected_input_dims = input_dims_of(inputs);
   start = std::chrono::steady_clock::now();
   Session session(*model, options);
   double session_ms = ms_since(start);

@@ -56,6 +56,12 @@ struct SessionOptions {
   // input dims, its primitives are built and its weights packed now, on the session's threads, so the
   // first run is as fast as the next. Dims the model itself fixes need no entry.
   std::map<std::string, int64_t> expected_dims = {};
+  // The dims runs are expected to feed each named input, as TensorRT's optimization profiles and
+  // ONNX Runtime's perf_test name them: for inputs whose free dims have no names ("?", tf2onnx's
+  // unk__N) or lose them to shape inference further in (a Resize of a symbolic batch). The session
+  // infers what they fix everywhere in the graph and prepares kernels for those dims as well, with
+  // what expected_dims gives. Runs of other dims still work.
+  std::map<std::string, std::vector<int64_t>> expected_input_dims = {};
 };
 
 using NamedValues = std::map<std::string, Value>;
@@ -92,6 +98,8 @@ struct SessionStats {
 // names a symbol decides), for SessionOptions::expected_dims: a session made with them is ready for
 // runs of such inputs. Inputs the model does not declare, and values that are not tensors, are passed over.
 std::map<std::string, int64_t> dims_named_by(const Model& model, const NamedValues& inputs);
+// The dims of each tensor of `inputs`, by name, for SessionOptions::expected_input_dims.
+std::map<std::string, std::vector<int64_t>> input_dims_of(const NamedValues& inputs);
 
 // The op types of `model` that no kernel on `device` runs at the model's opsets, as "Op (opset N)" or
 // "domain:Op (opset N)", sorted; empty when a session could plan every node (dtypes aside). Functions

@@ -1,8 +1,10 @@
 // What a tunnx::Model holds: the graph IR and the store of its initializers.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 #include <memory>
@@ -32,6 +34,12 @@ struct Model::Impl {
   std::function<std::unique_ptr<Impl>(const Impl&)> merged_for_export;
   std::vector<LoraAdapter> lora;      // every adapter added, in order
   std::vector<LoraOptions> lora_calls;  // the add_lora calls that made them
+  // The main graph's values whose dims shape inference fixes when the named inputs have the given
+  // dims (importer/onnx_validate.h, infer_fixed_dims, on the graph as loaded): what a session made
+  // ready for such inputs prepares its kernels with. Unset where load ran no inference; not for a
+  // graph edited since (`edits`).
+  std::function<std::map<std::string, std::vector<int64_t>>(const std::map<std::string, std::vector<int64_t>>&)>
+      fixed_dims_for;
 };
 
 // What the runtime reaches inside a Model through; the public header shows only a forward declaration.

@@ -139,15 +139,27 @@ std::vector<std::string> ops_without_kernels(const ModelImpl& model, DeviceType 
 }
 
 int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& store, int threads,
-                     const std::map<std::string, int64_t>& expected_dims) {
+                        const std::map<std::string, int64_t>& expected_dims,
+                        const std::map<std::string, std::vector<int64_t>>& known_dims) {
   // Nothing to know the dims from when no input's are fixed and none are expected: a dynamic model
   // made without expected_dims skips the graph's facts altogether.
   const auto fixed = [](const ir::ValueInfo& v) { return v.type.shape && v.type.shape->is_fixed(); };
-  if (expected_dims.empty() && std::none_of(prepared.graph->inputs.begin(), prepared.graph->inputs.end(), fixed))
+  if (expected_dims.empty() && known_dims.empty() &&
+      std::none_of(prepared.graph->inputs.begin(), prepared.graph->inputs.end(), fixed))
     return 0;
   const ir::GraphFacts facts(*prepared.graph, store);
+  const std::string twin_suffix = "/nhwc";  // runtime/core/passes/channels_last.h names twins so
   auto dims_of = [&](const std::string& name) -> std::optional<std::vector<int64_t>> {
     if (const Tensor* t = facts.constant(name)) return t->dims();
+    if (auto known = known_dims.find(name); known != known_dims.end()) return known->second;
+    if (name.size() > twin_suffix.size() && name.compare(name.size() - twin_suffix.size(), twin_suffix.size(), twin_suffix) == 0) {
+      auto original = known_dims.find(name.substr(0, name.size() - twin_suffix.size()));
+      if (original != known_dims.end() && original->second.size() >= 3) {
+        std::vector<int64_t> dims = original->second;
+        std::rotate(dims.begin() + 1, dims.begin() + 2, dims.end());  // [N, C, spatial...] -> [N, spatial..., C]
+        return dims;
+      }
+    }
     auto it = facts.types.find(name);
     if (it == facts.types.end() || it->second->kind != ir::TypeInfo::Kind::kTensor || !it->second->shape)
       return std::nullopt;

@@ -50,11 +50,14 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
 // The last step, when a session is made: Kernel::prepare for each step of the main graph with an
 // input whose dims shape inference fixed, with the named symbolic dims of `expected_dims` taken at
 // their sizes (SessionOptions::expected_dims), so its first run finds the primitives built and the
-// weights packed that it would otherwise make itself. Steps are prepared `threads` at a time (0:
-// OpenMP's default), each building for the team of `threads` a run gets; a step whose prepare fails
-// is left to its first run, which reports it. Returns the number of steps whose kernel built something.
+// weights packed that it would otherwise make itself. `known_dims`: values' dims inferred for the
+// expected input dims (SessionOptions::expected_input_dims; a channels-last twin "<v>/nhwc" takes
+// v's, channels moved last), which come first. Steps are prepared `threads` at a time (0: OpenMP's
+// default), each building for the team of `threads` a run gets; a step whose prepare fails is left
+// to its first run, which reports it. Returns the number of steps whose kernel built something.
 int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& store, int threads,
-                     const std::map<std::string, int64_t>& expected_dims);
+                        const std::map<std::string, int64_t>& expected_dims,
+                        const std::map<std::string, std::vector<int64_t>>& known_dims = {});
 
 // The op types of the model, after functions are inlined and contrib ops lowered as prepare_graph
 // does, that no kernel on `device` runs at the model's opset: "Op (opset N)" or "domain:Op (opset N)",

@@ -1,5 +1,6 @@
 #include "tunnx/session.h"
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <shared_mutex>
@@ -105,6 +106,13 @@ std::map<std::string, int64_t> dims_named_by(const Model& model, const NamedValu
   return sizes;
 }
 
+std::map<std::string, std::vector<int64_t>> input_dims_of(const NamedValues& inputs) {
+  std::map<std::string, std::vector<int64_t>> dims;
+  for (const auto& [name, value] : inputs)
+    if (value.is_tensor()) dims.emplace(name, value.tensor().dims());
+  return dims;
+}
+
 std::vector<std::string> unsupported_ops(const Model& model, DeviceType device) {
   return ops_without_kernels(model_impl(model), device);
 }
@@ -128,7 +136,16 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   prepare.profile = options.profile;
   prepare.plans_built = &impl_->plans_built;
   impl_->prepared = prepare_graph(m, prepare);
-  impl_->prepared_nodes = prepare_kernels(impl_->prepared, m.store, options.threads, options.expected_dims);
+  // What the expected input dims fix further in, from shape inference on the graph as loaded: skipped
+  // where every input's dims are fixed already (load's inference knew them all).
+  std::map<std::string, std::vector<int64_t>> known_dims;
+  const bool free_dims = std::any_of(m.ir.graph.inputs.begin(), m.ir.graph.inputs.end(), [](const ir::ValueInfo& v) {
+    return v.type.shape && !v.type.shape->is_fixed();
+  });
+  if (!options.expected_input_dims.empty() && free_dims && m.fixed_dims_for && m.edits.empty())
+    known_dims = m.fixed_dims_for(options.expected_input_dims);
+  impl_->prepared_nodes =
+      prepare_kernels(impl_->prepared, m.store, options.threads, options.expected_dims, known_dims);
   if (options.release_packed_originals) {
     if (impl_->prepared.gradient_nodes > 0)
       throw Error(ErrorCode::kInvalidArgument,

@@ -122,4 +122,31 @@ TEST_F(SessionPrepareTest, FixedInputDimsNeedNoExpectedDims) {
   expect_near(before_write.run(in).at("y").tensor(), reference.run(in).at("y").tensor(), "after a write");
 }
 
+// Free dims without names ("?", as Paddle2ONNX writes them) are beyond expected_dims; the dims runs
+// feed (SessionOptions::expected_input_dims) fix them through shape inference, and the session
+// prepares the convolutions. Runs of those dims and of others give level 0's outputs.
+TEST_F(SessionPrepareTest, ExpectedInputDimsFixUnnamedDims) {
+  const Model m = model(Dims{kUnknownDim, 3, kUnknownDim, 10}, "unnamed.onnx");
+  const Session plain(m, {.optimization_level = 0});
+  const NamedValues expected = {{"x", input({2, 3, 12, 10})}};
+  EXPECT_EQ(tunnx::input_dims_of(expected), (std::map<std::string, std::vector<int64_t>>{{"x", {2, 3, 12, 10}}}));
+  EXPECT_TRUE(tunnx::dims_named_by(m, expected).empty());
+  const Session unprepared(m, {.threads = 2, .expected_dims = tunnx::dims_named_by(m, expected)});
+  EXPECT_EQ(unprepared.stats().prepared_nodes, 0);
+  for (int threads : {1, 2}) {
+    SessionOptions options;
+    options.threads = threads;
+    options.expected_input_dims = tunnx::input_dims_of(expected);
+    const Session prepared(m, options);
+    const std::string what = std::to_string(threads) + " threads";
+    if (onednn_convolutions()) {
+      EXPECT_GE(prepared.stats().prepared_nodes, 3) << what;  // the three convolutions
+    }
+    for (int64_t height : {12, 7, 12}) {
+      const NamedValues in = {{"x", input({2, 3, height, 10})}};
+      expect_near(prepared.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what + ", height " + std::to_string(height));
+    }
+  }
+}
+
 }  // namespace
