@@ -148,7 +148,7 @@ int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& sto
       std::none_of(prepared.graph->inputs.begin(), prepared.graph->inputs.end(), fixed))
     return 0;
   const ir::GraphFacts facts(*prepared.graph, store);
-  const std::string twin_suffix = "/nhwc";  // runtime/core/passes/channels_last.h names twins so
+  const std::string& twin_suffix = ir::kChannelsLastSuffix;
   auto dims_of = [&](const std::string& name) -> std::optional<std::vector<int64_t>> {
     if (const Tensor* t = facts.constant(name)) return t->dims();
     if (auto known = known_dims.find(name); known != known_dims.end()) return known->second;

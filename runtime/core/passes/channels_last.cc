@@ -229,7 +229,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
   auto twin = [&](const std::string& value, size_t rank) {
     auto it = twin_of.find(value);
     if (it != twin_of.end()) return it->second.name;
-    std::string name = value + "/nhwc";
+    std::string name = value + kChannelsLastSuffix;
     if (std::optional<Composed> c = composed(value, rank); c && c->identity) {
       name = c->source;
     } else if (c && c->view) {
@@ -240,7 +240,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     } else {
       out.push_back(transpose(value + "/to_nhwc", value, name, to_last(rank)));
     }
-    if (name == value + "/nhwc") record_type(value, name, rank);  // a new value (not a Transpose's input)
+    if (name == value + kChannelsLastSuffix) record_type(value, name, rank);  // a new value (not a Transpose's input)
     twin_of[value] = {name, rank};
     return name;
   };
@@ -262,10 +262,10 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     std::vector<int64_t> axes;
     for (size_t a = 1; a + 1 < in.rank; ++a) axes.push_back(static_cast<int64_t>(a));
     Node pool;
-    pool.name = node.name + "/nhwc";
+    pool.name = node.name + kChannelsLastSuffix;
     pool.op_type = "ReduceMean";
     pool.inputs = {in.name};
-    pool.outputs = {node.outputs[0] + "/nhwc"};
+    pool.outputs = {node.outputs[0] + kChannelsLastSuffix};
     pool.attributes = {ops::attr("keepdims", int64_t{1})};
     if (onnx_opset < 18) {
       pool.attributes.push_back(ops::attr("axes", axes));
@@ -275,7 +275,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
       pool.inputs.push_back(out.back().outputs[0]);
     }
     out.push_back(std::move(pool));
-    produced(node.outputs[0], node.name.empty() ? node.outputs[0] : node.name, node.outputs[0] + "/nhwc", in.rank);
+    produced(node.outputs[0], node.name.empty() ? node.outputs[0] : node.name, node.outputs[0] + kChannelsLastSuffix, in.rank);
   };
   // For a binary op with one operand a twin of `rank`: the other operand as the twin's layout reads
   // it, when it broadcasts the same way there: one element, or dims all 1 but the channels' (a
@@ -323,9 +323,9 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
         conv.inputs[0] = twin(conv.inputs[0], rank);
       if (conv.inputs.size() > 7 && !conv.inputs[7].empty()) conv.inputs[7] = twin(conv.inputs[7], rank);
       const std::string y = conv.outputs[0], name = conv.name;
-      conv.outputs[0] = y + "/nhwc";
+      conv.outputs[0] = y + kChannelsLastSuffix;
       out.push_back(std::move(conv));
-      produced(y, name, y + "/nhwc", rank);
+      produced(y, name, y + kChannelsLastSuffix, rank);
       ++rewritten;
       continue;
     }
@@ -357,11 +357,11 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     }
     // GlobalMaxPool (which passes over NaN, where ReduceMax gives NaN): com.tunnx:ChannelsLastPool.
     if (is_onnx(node) && node.op_type == "GlobalMaxPool" && node.inputs.size() == 1 && node.outputs.size() == 1) {
-      Node pool = ops::make_node(label + "/nhwc", "ChannelsLastPool", {first_twin->second.name}, y + "/nhwc",
+      Node pool = ops::make_node(label + kChannelsLastSuffix, "ChannelsLastPool", {first_twin->second.name}, y + kChannelsLastSuffix,
                                  {ops::attr("op", std::string("GlobalMaxPool"))});
       pool.domain = kTunnxDomain;
       out.push_back(std::move(pool));
-      produced(y, label, y + "/nhwc", rank);
+      produced(y, label, y + kChannelsLastSuffix, rank);
       ++rewritten;
       continue;
     }
@@ -382,8 +382,8 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
       }
       if (spatial) {
         const size_t out_rank = rank - twin_axes.size();
-        const std::string twin_y = out_rank >= 3 ? y + "/nhwc" : y;
-        Node squeeze = ops::make_node(label + "/nhwc", "Squeeze", {first_twin->second.name}, twin_y);
+        const std::string twin_y = out_rank >= 3 ? y + kChannelsLastSuffix : y;
+        Node squeeze = ops::make_node(label + kChannelsLastSuffix, "Squeeze", {first_twin->second.name}, twin_y);
         if (onnx_opset >= 13) {
           out.push_back(constant(label + "/nhwc_axes", y + "/nhwc_axes",
                                  Tensor::from_vector<int64_t>({static_cast<int64_t>(twin_axes.size())}, twin_axes)));
@@ -441,14 +441,14 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     if (rank == 4 && is_onnx(node) && (node.op_type == "MaxPool" || node.op_type == "AveragePool") &&
         node.inputs.size() == 1 && node.outputs.size() == 1 && ops::node_ints(node, "kernel_shape").size() == 2) {
       Node pool = node;
-      pool.name = node.name + "/nhwc";
+      pool.name = node.name + kChannelsLastSuffix;
       pool.op_type = "ChannelsLastPool";
       pool.domain = kTunnxDomain;
       pool.attributes.push_back(ops::attr("op", node.op_type));
       pool.inputs = {first_twin->second.name};
-      pool.outputs = {y + "/nhwc"};
+      pool.outputs = {y + kChannelsLastSuffix};
       out.push_back(std::move(pool));
-      produced(y, label, y + "/nhwc", rank);
+      produced(y, label, y + kChannelsLastSuffix, rank);
       ++rewritten;
       continue;
     }
@@ -463,7 +463,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
       continue;
     }
     Node moved = node;
-    moved.name = node.name + "/nhwc";
+    moved.name = node.name + kChannelsLastSuffix;
     moved.inputs = inputs;
     if (resize_scales) {  // the scales for [N, H, W, C], from a Constant node made here
       out.push_back(constant(node.name + "/nhwc_scales", y + "/nhwc_scales", Tensor::from_vector<float>({4}, *resize_scales)));
@@ -474,10 +474,10 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
         if (a.name == "axis") a.i = static_cast<int64_t>(rank) - 1;
     std::vector<std::string> outputs = moved.outputs;
     for (auto& o : moved.outputs)
-      if (!o.empty()) o += "/nhwc";
+      if (!o.empty()) o += kChannelsLastSuffix;
     out.push_back(std::move(moved));
     for (const auto& o : outputs)
-      if (!o.empty()) produced(o, node.name.empty() ? o : node.name + ":" + o, o + "/nhwc", rank);
+      if (!o.empty()) produced(o, node.name.empty() ? o : node.name + ":" + o, o + kChannelsLastSuffix, rank);
     ++rewritten;
   }
   // Drop what nobody reads: the Transposes back to channels-first made here that no node wanted, and

@@ -9,10 +9,16 @@
 // reordered a 16.6 MB output on every run at batch 16).
 #pragma once
 
+#include <string>
+
 #include "runtime/core/graph.h"
 #include "runtime/core/parameter_store.h"
 
 namespace tunnx::ir {
+
+// What a value's channels-last twin is called: "<value>/nhwc" (Kernel::prepare reads its dims off the
+// value's, channels moved last).
+inline const std::string kChannelsLastSuffix = "/nhwc";
 
 // Rewrites 2-D float32 Conv and FusedConv nodes (rank-4 X, W a rank-4 float32 value), and 1-D ones
 // (rank-3 X, or tf2onnx's [N, C, L, 1] with a [k, 1] kernel) whose input costs no copy to read
