@@ -206,6 +206,7 @@ std::map<std::string, std::vector<int64_t>> infer_fixed_dims(const onnx::ModelPr
     }
     fixed[v.name()] = std::move(dims);
   };
+  for (const auto& v : graph.input()) take(v);
   for (const auto& v : graph.value_info()) take(v);
   for (const auto& v : graph.output()) take(v);
   return fixed;

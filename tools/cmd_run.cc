@@ -154,7 +154,6 @@ int run(const RunOptions& o) {
       inputs[spec.substr(0, eq)] = load_value(spec.substr(eq + 1));
     }
     options.expected_dims = dims_named_by(*model, inputs);  // made ready for this run, on its threads
-    options.expected_input_dims = input_dims_of(inputs);
   }
   Session session(*model, options);
   // The session alone holds the weights from here on, so those its kernels pack are freed.

@@ -201,5 +201,35 @@ TEST(CliBench, AMadeUpSizeTheModelRefusesSaysHowToSetIt) {
   EXPECT_EQ(ok.exit_code, 0) << ok.describe();
 }
 
+// A free dim without a name ("?") names no size for expected_dims: --infer-dims has shape inference
+// run again with the inputs' dims, and the convolution behind it is prepared with the session.
+TEST(CliBench, InferDimsPreparesBehindUnnamedDims) {
+  TempFolder temp;
+  tunnx_test::ModelBuilder b;
+  b.input("x", onnx::TensorProto::FLOAT, tunnx_test::Dims{tunnx_test::kUnknownDim, 4, 10, 10});
+  b.initializer(tunnx_test::float_tensor("w", {8, 4, 3, 3}, std::vector<float>(8 * 4 * 9, 0.25f)));
+  b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  b.node("Relu", {"c"}, {"y"}, "relu");
+  b.output("y", onnx::TensorProto::FLOAT, tunnx_test::Dims{tunnx_test::kUnknownDim, 8, 8, 8});
+  const fs::path model = b.save(temp.model_dir() / "unnamed.onnx");
+  auto bench = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"bench", model.string(), "--iters", "2", "--warmup", "1", "--json", "--threads", "1",
+                                  "--shape", "x=2x4x10x10"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ProcessResult r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    json j;
+    EXPECT_NO_THROW(j = json::parse(r.out)) << r.out;
+    return j;
+  };
+  const json plain = bench({}), inferred = bench({"--infer-dims"});
+  EXPECT_EQ(plain.at("infer_dims"), false);
+  EXPECT_EQ(inferred.at("infer_dims"), true);
+  EXPECT_EQ(plain.at("prepared_nodes"), 0);
+  if (inferred.at("kernels").contains("cpu/onednn/FusedConv")) {
+    EXPECT_EQ(inferred.at("prepared_nodes"), 1) << inferred.dump();
+  }
+}
+
 }  // namespace
 }  // namespace tunnx::e2e
