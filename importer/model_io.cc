@@ -93,7 +93,10 @@ std::unique_ptr<ModelImpl> load_impl(onnx::ModelProto& proto, const fs::path& mo
   impl->onnx_checker = options.run_onnx_checker ? run_onnx_checker(proto, model_dir) : "disabled";
   raw_data.adopt(*proto.mutable_graph());  // the initializers' views now own their bytes
   if (options.run_onnx_checker && infer_value_types(proto, impl->ir.graph)) {  // drops the weights' bytes first
-    auto inferred = std::make_shared<const onnx::ModelProto>(std::move(proto));  // the graph, without weights
+    // The graph without its weights, kept for sessions that ask; what inference found at load is
+    // not kept: infer_fixed_dims infers afresh.
+    proto.mutable_graph()->clear_value_info();
+    auto inferred = std::make_shared<const onnx::ModelProto>(std::move(proto));
     impl->fixed_dims_for = [inferred](const std::map<std::string, std::vector<int64_t>>& input_dims) {
       return infer_fixed_dims(*inferred, input_dims);
     };

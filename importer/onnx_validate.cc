@@ -183,7 +183,6 @@ std::map<std::string, std::vector<int64_t>> infer_fixed_dims(const onnx::ModelPr
   std::map<std::string, std::vector<int64_t>> fixed;
   onnx::ModelProto copy = model;  // the graph without the weights' data: small
   onnx::GraphProto& graph = *copy.mutable_graph();
-  graph.clear_value_info();  // what load found with the declared dims: inferred afresh below
   for (auto& input : *graph.mutable_input()) {
     auto given = input_dims.find(input.name());
     if (given == input_dims.end() || !input.type().has_tensor_type() || !input.type().tensor_type().has_shape() ||

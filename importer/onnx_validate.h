@@ -24,14 +24,14 @@ std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesyste
 // Runs ONNX shape inference on the parsed model, which it consumes: the weights' data (all but the
 // integer initializers, which shapes are computed from, and values of up to 64 bytes written inline,
 // such as a Resize's scales) is dropped first, so a big model is not held a third time, and inference
-// writes its findings into it. Records the types found for the main
-// graph's values in graph.inferred_types. Failures only mean fewer known types. Returns whether
-// inference ran (false where the library cannot judge the model).
+// writes its findings into it. Records the types found for the main graph's values in
+// graph.inferred_types. Failures only mean fewer known types. Returns whether inference ran (false
+// where the library cannot judge the model).
 bool infer_value_types(onnx::ModelProto& model, ir::Graph& graph);
 
 // The main graph's values whose dims ONNX's shape inference fixes when the inputs named in
 // `input_dims` have those dims (others as declared), by name: `model` as infer_value_types left it,
-// which stays unchanged. A symbolic or "?" dim lost to inference at load (a Resize of a symbolic
+// with its value_info cleared (what load inferred would be merged in), which stays unchanged. A symbolic or "?" dim lost to inference at load (a Resize of a symbolic
 // batch, a Paddle2ONNX input's "?") is then known. Empty when inference fails.
 std::map<std::string, std::vector<int64_t>> infer_fixed_dims(const onnx::ModelProto& model,
                                                             const std::map<std::string, std::vector<int64_t>>& input_dims);

@@ -148,12 +148,11 @@ int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& sto
       std::none_of(prepared.graph->inputs.begin(), prepared.graph->inputs.end(), fixed))
     return 0;
   const ir::GraphFacts facts(*prepared.graph, store);
-  const std::string& twin_suffix = ir::kChannelsLastSuffix;
   auto dims_of = [&](const std::string& name) -> std::optional<std::vector<int64_t>> {
     if (const Tensor* t = facts.constant(name)) return t->dims();
     if (auto known = known_dims.find(name); known != known_dims.end()) return known->second;
-    if (name.size() > twin_suffix.size() && name.compare(name.size() - twin_suffix.size(), twin_suffix.size(), twin_suffix) == 0) {
-      auto original = known_dims.find(name.substr(0, name.size() - twin_suffix.size()));
+    if (name.ends_with(ir::kChannelsLastSuffix)) {
+      auto original = known_dims.find(name.substr(0, name.size() - ir::kChannelsLastSuffix.size()));
       if (original != known_dims.end() && original->second.size() >= 3) {
         std::vector<int64_t> dims = original->second;
         std::rotate(dims.begin() + 1, dims.begin() + 2, dims.end());  // [N, C, spatial...] -> [N, spatial..., C]

@@ -138,11 +138,10 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   impl_->prepared = prepare_graph(m, prepare);
   // What the expected input dims fix further in, from shape inference on the graph as loaded: skipped
   // where every input's dims are fixed already (load's inference knew them all).
+  const auto free_dims = [](const ir::ValueInfo& v) { return v.type.shape && !v.type.shape->is_fixed(); };
   std::map<std::string, std::vector<int64_t>> known_dims;
-  const bool free_dims = std::any_of(m.ir.graph.inputs.begin(), m.ir.graph.inputs.end(), [](const ir::ValueInfo& v) {
-    return v.type.shape && !v.type.shape->is_fixed();
-  });
-  if (!options.expected_input_dims.empty() && free_dims && m.fixed_dims_for && m.edits.empty())
+  if (!options.expected_input_dims.empty() && m.fixed_dims_for && m.edits.empty() &&
+      std::any_of(m.ir.graph.inputs.begin(), m.ir.graph.inputs.end(), free_dims))
     known_dims = m.fixed_dims_for(options.expected_input_dims);
   impl_->prepared_nodes =
       prepare_kernels(impl_->prepared, m.store, options.threads, options.expected_dims, known_dims);
