@@ -19,6 +19,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::filesystem::path& path() const { return path_; }
 
+  // Lets go of the resident pages wholly inside [offset, offset + length): the mapping stays valid
+  // and a later read faults them in again from the file. For a reader that passed them for good (a
+  // parse that has copied what it needs), so the file's pages do not stay resident beside the copies.
+  void drop_pages(size_t offset, size_t length) const;
+
  private:
   MappedFile() = default;
   const std::byte* data_ = nullptr;
