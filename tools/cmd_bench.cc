@@ -28,6 +28,7 @@
 
 #include "tools/commands.h"
 #include "tools/format.h"
+#include "tools/weights.h"
 #include "tunnx/tunnx.h"
 
 namespace tunnx::cli {
@@ -46,7 +47,8 @@ struct BenchOptions {
   int64_t batch = 1;
   bool json = false;
   bool profile = false;
-  bool release_weights = false;
+  bool keep_weights = false;  // --keep-weights: the session does not take the model (release is the default)
+  bool release_weights = false;  // --release-weights: the default, kept for scripts that name it
   bool infer_dims = false;
   std::vector<std::string> shapes;  // --shape NAME=DxDxD
   std::vector<std::string> dims;    // --dim SYMBOL=N
@@ -302,7 +304,7 @@ void bench(const BenchOptions& o) {
   options.threads = o.threads;
   options.adaptive_threads = !o.fixed_threads;
   options.optimization_level = o.optimization;
-  options.release_packed_originals = o.release_weights;
+  options.release_packed_originals = releases_packed_weights(model->info(), o.keep_weights);
   const ModelInfo info = model->info();
   const InputChoices choices = input_choices(o, info);
   bool defaulted = false;
@@ -313,11 +315,11 @@ void bench(const BenchOptions& o) {
   options.expected_dims = dims_named_by(*model, inputs);  // the session is made ready for these runs
   if (o.infer_dims) options.expected_input_dims = input_dims_of(inputs);
   start = std::chrono::steady_clock::now();
-  Session session(*model, options);
+  // Unless --keep-weights, the session takes the model, so each weight its kernels pack is freed as
+  // soon as they hold their copies (ONNX Runtime frees the initializers its kernels pre-pack too).
+  Session session = options.release_packed_originals ? Session(std::move(*model), options) : Session(*model, options);
   double session_ms = ms_since(start);
-
-  // The session alone holds the weights from here on, so those its kernels pack are freed.
-  if (o.release_weights) model.reset();
+  if (options.release_packed_originals) model.reset();
 
   // A size bench made up may not be one the model takes (a fixed sequence length, an image size):
   // say so on the first run's error.
@@ -380,7 +382,7 @@ void bench(const BenchOptions& o) {
     j["threads"] = o.threads;
     j["threads_granted"] = stats.last_run_threads;
     j["adaptive_threads"] = options.adaptive_threads;
-    j["release_weights"] = o.release_weights;
+    j["release_weights"] = options.release_packed_originals;
     j["infer_dims"] = o.infer_dims;
     j["optimization"] = o.optimization;
     j["hardware_threads"] = std::thread::hardware_concurrency();
@@ -452,10 +454,10 @@ void bench(const BenchOptions& o) {
   table.add_row({"throughput", fixed(runs_per_s, 1) + " runs/s, " + fixed(samples_per_s, 1) + " samples/s"});
   table.add_row({"cores busy", fixed(cores_busy, 2) + " (CPU time / wall time of the timed runs)"});
   table.add_row({"peak RSS", human_bytes(rss) + " (" + with_thousands(static_cast<int64_t>(rss)) + " B)"});
-  if (o.release_weights)
+  if (options.release_packed_originals)
     table.add_row({"weights freed", std::to_string(stats.released_initializers) + " initializers, " +
                                         human_bytes(static_cast<uint64_t>(stats.released_bytes)) +
-                                        " (--release-weights)"});
+                                        " once packed (--keep-weights keeps them)"});
   out << table.render("  ");
   out << "Kernels:";
   for (const auto& [kernel, count] : kernels) out << " " << kernel << " x" << count;
@@ -488,9 +490,12 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--input", o->inputs, "Real data for an input: NAME=FILE (.npy or TensorProto .pb; repeatable)")
       ->type_name("NAME=FILE");
   command->add_flag("--json", o->json, "One JSON object instead of text");
-  command->add_flag("--release-weights", o->release_weights,
-                    "Let go of the model once the session is made, and free each constant weight once the kernels "
-                    "that read it hold packed copies of it (SessionOptions::release_packed_originals)");
+  command->add_flag("--keep-weights", o->keep_weights,
+                    "Keep the model's weights beside the copies the kernels pack (default: the session takes the "
+                    "model and frees each constant weight once the kernels that read it hold packed copies, "
+                    "SessionOptions::release_packed_originals)");
+  command->add_flag("--release-weights", o->release_weights, "The default (see --keep-weights)")
+      ->excludes("--keep-weights");
   command->add_flag("--infer-dims", o->infer_dims,
                     "Make the session ready for the inputs' dims where they have no names (\"?\", unk__N) or shape "
                     "inference loses them further in: inference runs again when the session is made "

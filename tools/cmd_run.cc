@@ -36,7 +36,8 @@ struct RunOptions {
   bool fixed_threads = false;
   int optimization = SessionOptions{}.optimization_level;
   bool profile = false;
-  bool release_weights = false;
+  bool keep_weights = false;  // --keep-weights: the session does not take the model (release is the default)
+  bool release_weights = false;  // --release-weights: the default, kept for scripts that name it
   double rtol = kTestDataRtol, atol = kTestDataAtol;
 };
 
@@ -140,7 +141,7 @@ int run(const RunOptions& o) {
   options.adaptive_threads = !o.fixed_threads;
   options.optimization_level = o.optimization;
   options.profile = o.profile;
-  options.release_packed_originals = o.release_weights;
+  options.release_packed_originals = releases_packed_weights(model->info(), o.keep_weights);
   std::optional<TestDataSet> data;
   NamedValues inputs;
   if (!o.test_data.empty()) {
@@ -155,9 +156,10 @@ int run(const RunOptions& o) {
     }
     options.expected_dims = dims_named_by(*model, inputs);  // made ready for this run, on its threads
   }
-  Session session(*model, options);
-  // The session alone holds the weights from here on, so those its kernels pack are freed.
-  if (o.release_weights) model.reset();
+  // Unless --keep-weights, the session takes the model, so each weight its kernels pack is freed as
+  // soon as they hold their copies (ONNX Runtime frees the initializers its kernels pre-pack too).
+  Session session = options.release_packed_originals ? Session(std::move(*model), options) : Session(*model, options);
+  if (options.release_packed_originals) model.reset();
 
   std::string out;
   int status = 0;
@@ -209,9 +211,11 @@ void add_run_command(CLI::App& app) {
       ->default_val(SessionOptions{}.optimization_level)
       ->check(CLI::Range(0, 2));
   command->add_flag("--profile", o->profile, "Print the kernel and time per node and the run's statistics");
-  command->add_flag("--release-weights", o->release_weights,
-                    "Free each constant weight once the kernels that read it hold packed copies of it "
-                    "(less memory, same outputs)");
+  command->add_flag("--keep-weights", o->keep_weights,
+                    "Keep the model's weights beside the copies the kernels pack (default: each constant weight "
+                    "is freed once the kernels that read it hold packed copies of it: less memory, same outputs)");
+  command->add_flag("--release-weights", o->release_weights, "The default (see --keep-weights)")
+      ->excludes("--keep-weights");
   command->footer(
       "Example: tunnx run examples/digits_cnn.onnx --input input=examples/digits_sample.npy "
       "--weights tuned.safetensors --output-dir out");

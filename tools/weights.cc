@@ -25,4 +25,8 @@ void apply_weights_file(Model& model, const std::filesystem::path& file) {
   model.load_state_dict(weights.tensors, /*strict=*/false);
 }
 
+bool releases_packed_weights(const ModelInfo& info, bool keep_weights) {
+  return !keep_weights && !info.op_histogram.count("ai.onnx.preview.training:Gradient");
+}
+
 }  // namespace tunnx::cli

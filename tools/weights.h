@@ -12,4 +12,9 @@ namespace tunnx::cli {
 // throws Error naming the file and the tensor otherwise, before the model changes.
 void apply_weights_file(Model& model, const std::filesystem::path& file);
 
+// Whether `tunnx run` and `bench` make their session free each weight once packed
+// (SessionOptions::release_packed_originals), their default: not with --keep-weights, nor for a graph
+// with ONNX Gradient nodes, whose kernels read the weights as they lie.
+bool releases_packed_weights(const ModelInfo& info, bool keep_weights);
+
 }  // namespace tunnx::cli

@@ -37,10 +37,11 @@ struct SessionOptions {
   // Inference only: let go of a constant weight once every kernel that reads it keeps a copy of its own
   // in the layout it computes with (oneDNN's products and convolutions pack their weights on the first
   // run that needs them; with a folded BatchNormalization, its inputs go too), as ONNX Runtime frees
-  // an initializer its kernels pre-pack. The memory is freed once the caller's Model is gone as well
-  // (`tunnx run` and `tunnx bench` drop theirs with --release-weights): the Model itself is never
-  // changed, so it still reads, saves and reloads its weights as they are, and no copy is ever
-  // unpacked. From the run that lets go of a weight, the session computes with its copies: later
+  // an initializer its kernels pre-pack. The memory is freed once the caller's Model is gone as well,
+  // or at once for a session that took its model (Session(Model&&), as `tunnx run` and `tunnx bench`
+  // make theirs unless --keep-weights): the caller's Model is never changed, so it still reads, saves
+  // and reloads its weights as they are, and no copy is ever unpacked. From the run (or the session's
+  // preparation) that lets go of a weight, the session computes with its copies: later
   // writes to the model's parameters are not seen (write them before). Kept: weights a kernel reads as
   // they lie (reference kernels, a plain-layout primitive, a body of If/Loop/Scan, a constant-folded
   // node) and weights held only in Winograd's transformed layout, which no reorder reads back. Outputs
@@ -115,6 +116,12 @@ class Session {
   // place: later writes to the model's parameters are seen by later runs (not with
   // SessionOptions::release_packed_originals, which lets go of weights once packed).
   Session(const Model& model, SessionOptions options = {});
+  // The same, for a model the session takes for itself (the caller's is left empty). Nothing else can
+  // hold its weights then, so with SessionOptions::release_packed_originals each weight is freed as
+  // soon as the kernels reading it hold copies, while the session is made (kernels expected_dims
+  // prepares) or during the first run: the process holds about one copy of the weights at any time
+  // instead of two. `tunnx run` and `tunnx bench` make their sessions so.
+  Session(Model&& model, SessionOptions options = {});
   ~Session();
   Session(Session&&) noexcept;
   Session& operator=(Session&&) noexcept;

@@ -432,22 +432,41 @@ void GraphPlan::release_after(size_t step) const {
   Release& r = *release_;
   std::lock_guard<std::mutex> lock(r.mutex);
   if (r.runs != 1) return;  // another run may hold an original: a later run frees it
-  for (size_t index : r.last_read_at[step]) {
-    Releasable& weight = r.weights[index];
-    if (weight.released) continue;
-    bool held = true;
-    for (const auto& [reader, input] : weight.readers)
-      held = held && steps_[reader].kernel->constant_use(input) == Kernel::ConstantUse::kHoldsCopies;
-    if (!held) continue;
-    Tensor& original = constants_[weight.constant].second;
-    const Tensor stand_in = Tensor::placeholder(original.dtype(), original.dims());
-    for (const auto& [reader, input] : weight.readers) steps_[reader].kernel->release_constant(input, stand_in);
-    r.done.bytes += static_cast<int64_t>(original.nbytes());
-    ++r.done.initializers;
-    original = stand_in;
-    weight.released = true;
-    r.pending.fetch_sub(1, std::memory_order_release);
-  }
+  for (size_t index : r.last_read_at[step]) release_if_held(r.weights[index], nullptr);
+}
+
+void GraphPlan::release_prepared(size_t step, const std::function<bool(size_t)>& prepared) const {
+  if (!release_) return;
+  Release& r = *release_;
+  std::lock_guard<std::mutex> lock(r.mutex);
+  for (Releasable& weight : r.weights)
+    if (std::any_of(weight.readers.begin(), weight.readers.end(), [&](const auto& reader) { return reader.first == step; }))
+      release_if_held(weight, &prepared);
+}
+
+void GraphPlan::release_if_held(Releasable& weight, const std::function<bool(size_t)>* prepared) const {
+  Release& r = *release_;
+  if (weight.released) return;
+  for (const auto& [reader, input] : weight.readers)
+    if ((prepared && !(*prepared)(reader)) ||
+        steps_[reader].kernel->constant_use(input) != Kernel::ConstantUse::kHoldsCopies)
+      return;
+  Tensor& original = constants_[weight.constant].second;
+  const Tensor stand_in = Tensor::placeholder(original.dtype(), original.dims());
+  for (const auto& [reader, input] : weight.readers) steps_[reader].kernel->release_constant(input, stand_in);
+  r.done.bytes += static_cast<int64_t>(original.nbytes());
+  ++r.done.initializers;
+  original = stand_in;
+  weight.released = true;
+  r.pending.fetch_sub(1, std::memory_order_release);
+}
+
+std::vector<std::string> GraphPlan::releasable_names() const {
+  std::vector<std::string> names;
+  if (!release_) return names;
+  for (const Releasable& weight : release_->weights)
+    names.push_back(graph_.initializers[weight.constant].store_key);  // constants_ follow the initializers
+  return names;
 }
 
 GraphPlan::Released GraphPlan::released() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -111,6 +112,13 @@ class GraphPlan {
   // and none starts meanwhile. Initializers a body reads, the graph returns or a folded step reads
   // are kept.
   void release_packed_originals();
+  // The store keys of the initializers release_packed_originals() watches, for a session that owns
+  // its model and so may drop the model's own handles to them.
+  std::vector<std::string> releasable_names() const;
+  // While the session is made (no run in flight, none starting): frees the weights `step` reads whose
+  // readers all are `prepared` (their Kernel::prepare has returned) and hold copies. Calls for
+  // different steps may come from different preparing threads.
+  void release_prepared(size_t step, const std::function<bool(size_t)>& prepared) const;
   struct Released {
     int64_t initializers = 0, bytes = 0;  // freed so far, and their bytes
   };
@@ -133,6 +141,8 @@ class GraphPlan {
   };
   // Frees the weights `step` reads last whose readers all hold copies, when this run is the only one.
   void release_after(size_t step) const;
+  // Frees `weight` when every reader holds copies (and, with `prepared`, is prepared); r.mutex held.
+  void release_if_held(Releasable& weight, const std::function<bool(size_t)>* prepared) const;
 
   int add_slot(const std::string& name);
   // Runs a folded step, or hands out the outputs it kept while its sources are unwritten.

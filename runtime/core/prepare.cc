@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -140,7 +142,7 @@ std::vector<std::string> ops_without_kernels(const ModelImpl& model, DeviceType 
 
 int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& store, int threads,
                         const std::map<std::string, int64_t>& expected_dims,
-                        const std::map<std::string, std::vector<int64_t>>& known_dims) {
+                        const std::map<std::string, std::vector<int64_t>>& known_dims, bool release) {
   // Nothing to know the dims from when no input's are fixed and none are expected: a dynamic model
   // made without expected_dims skips the graph's facts altogether.
   const auto fixed = [](const ir::ValueInfo& v) { return v.type.shape && v.type.shape->is_fixed(); };
@@ -173,9 +175,12 @@ int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& sto
   struct Work {
     const Kernel* kernel;
     KernelPrepare inputs;
+    size_t step;
   };
   std::vector<Work> work;
-  for (const GraphPlan::Step& step : prepared.plan->steps()) {
+  const std::vector<GraphPlan::Step>& steps = prepared.plan->steps();
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const GraphPlan::Step& step = steps[s];
     if (step.folded || !step.kernel) continue;  // folded steps run once, from constants, at the first run
     KernelPrepare inputs;
     bool known = false;
@@ -183,8 +188,12 @@ int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& sto
       inputs.input_dims.push_back(name.empty() ? std::nullopt : dims_of(name));
       known = known || inputs.input_dims.back().has_value();
     }
-    if (known) work.push_back({step.kernel.get(), std::move(inputs)});
+    if (known) work.push_back({step.kernel.get(), std::move(inputs), s});
   }
+  // Steps whose prepare has returned (a weight goes only once all its readers are done with it).
+  std::unique_ptr<std::atomic<bool>[]> done(new std::atomic<bool>[steps.size()]);
+  for (size_t s = 0; s < steps.size(); ++s) done[s].store(false);
+  const std::function<bool(size_t)> prepared_step = [&done](size_t s) { return done[s].load(); };
 #ifdef _OPENMP
   const int team = threads > 0 ? threads : omp_get_max_threads();
 #else
@@ -204,6 +213,12 @@ int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& sto
         if (work[i].kernel->prepare(work[i].inputs)) ++built;
       } catch (...) {
         // Left to the first run, which meets the same problem and reports it.
+      }
+      done[work[i].step].store(true);
+      try {
+        if (release) prepared.plan->release_prepared(work[i].step, prepared_step);
+      } catch (...) {
+        // The weight stays held; the first run's release tries again.
       }
     }
 #ifdef _OPENMP

@@ -54,10 +54,13 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
 // expected input dims (SessionOptions::expected_input_dims; a channels-last twin "<v>/nhwc" takes
 // v's, channels moved last), which come first. Steps are prepared `threads` at a time (0: OpenMP's
 // default), each building for the team of `threads` a run gets; a step whose prepare fails is left
-// to its first run, which reports it. Returns the number of steps whose kernel built something.
+// to its first run, which reports it. With `release` (SessionOptions::release_packed_originals, the
+// plan's release_packed_originals() called), each weight is let go as soon as the kernels reading it
+// are prepared and hold copies, so a session that owns its model holds about one copy at any time.
+// Returns the number of steps whose kernel built something.
 int64_t prepare_kernels(const PreparedGraph& prepared, const ParameterStore& store, int threads,
                         const std::map<std::string, int64_t>& expected_dims,
-                        const std::map<std::string, std::vector<int64_t>>& known_dims = {});
+                        const std::map<std::string, std::vector<int64_t>>& known_dims = {}, bool release = false);
 
 // The op types of the model, after functions are inlined and contrib ops lowered as prepare_graph
 // does, that no kernel on `device` runs at the model's opset: "Op (opset N)" or "domain:Op (opset N)",

@@ -85,6 +85,10 @@ struct Session::Impl {
   NamedValues run(const Session& session, const NamedValues& inputs, const std::vector<std::string>& output_names) const;
 
   std::unique_ptr<ThreadGovernor> governor;  // each run's thread count on a busy machine
+  std::optional<Model> owned_model;           // Session(Model&&): the model it took
+
+  // The constructors' work: plans `m` (`owned`: the same model, which the session owns).
+  void build(const ModelImpl& m, const SessionOptions& options, ModelImpl* owned);
 
   mutable std::mutex stats_mutex;
   mutable int64_t runs = 0, last_bytes = 0;
@@ -118,6 +122,16 @@ std::vector<std::string> unsupported_ops(const Model& model, DeviceType device) 
 }
 
 Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->build(model_impl(model), options, nullptr);
+}
+
+Session::Session(Model&& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->owned_model.emplace(std::move(model));
+  ModelImpl& owned = model_impl(*impl_->owned_model);
+  impl_->build(owned, options, &owned);
+}
+
+void Session::Impl::build(const ModelImpl& m, const SessionOptions& options, ModelImpl* owned) {
   if (options.optimization_level < 0 || options.optimization_level > 2)
     throw Error(ErrorCode::kInvalidArgument,
                 "optimization level must be 0, 1 or 2, got " + std::to_string(options.optimization_level));
@@ -125,17 +139,16 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
     throw Error(ErrorCode::kInvalidArgument, "threads must be 0 (all cores) or more, got " + std::to_string(options.threads));
   if (options.device.type != DeviceType::kCpu)
     throw Error(ErrorCode::kUnsupported, "device " + options.device.to_string() + " has no backend yet");
-  const ModelImpl& m = model_impl(model);
-  impl_->threads = options.threads;
-  impl_->governor = std::make_unique<ThreadGovernor>(options.adaptive_threads);
-  impl_->parameters_mutex = m.parameters_mutex;
-  impl_->model_file = m.path.string();
+  threads = options.threads;
+  governor = std::make_unique<ThreadGovernor>(options.adaptive_threads);
+  parameters_mutex = m.parameters_mutex;
+  model_file = m.path.string();
   PrepareOptions prepare;
   prepare.device = options.device.type;
   prepare.optimization_level = options.optimization_level;
   prepare.profile = options.profile;
-  prepare.plans_built = &impl_->plans_built;
-  impl_->prepared = prepare_graph(m, prepare);
+  prepare.plans_built = &plans_built;
+  prepared = prepare_graph(m, prepare);
   // What the expected input dims fix further in, from shape inference on the graph as loaded: skipped
   // where every input's dims are fixed already (load's inference knew them all).
   const auto free_dims = [](const ir::ValueInfo& v) { return v.type.shape && !v.type.shape->is_fixed(); };
@@ -143,22 +156,28 @@ Session::Session(const Model& model, SessionOptions options) : impl_(std::make_u
   if (!options.expected_input_dims.empty() && m.fixed_dims_for && m.edits.empty() &&
       std::any_of(m.ir.graph.inputs.begin(), m.ir.graph.inputs.end(), free_dims))
     known_dims = m.fixed_dims_for(options.expected_input_dims);
-  impl_->prepared_nodes =
-      prepare_kernels(impl_->prepared, m.store, options.threads, options.expected_dims, known_dims);
   if (options.release_packed_originals) {
-    if (impl_->prepared.gradient_nodes > 0)
+    if (prepared.gradient_nodes > 0)
       throw Error(ErrorCode::kInvalidArgument,
                   "release_packed_originals is for inference: this model's graph computes gradients (" +
-                      std::to_string(impl_->prepared.gradient_nodes) +
+                      std::to_string(prepared.gradient_nodes) +
                       " ONNX Gradient nodes), whose kernels read the weights as they lie",
-                  {.file = impl_->model_file});
-    impl_->prepared.plan->release_packed_originals();
+                  {.file = model_file});
+    prepared.plan->release_packed_originals();
+    // A model the session owns holds its weights for nobody else: the plan's handles become the only
+    // ones, so each weight is freed as soon as the plan lets go of it, while kernels are prepared.
+    if (owned)
+      for (const std::string& key : prepared.plan->releasable_names())
+        if (StoredTensor* stored = owned->store.find(key))
+          stored->value = Tensor::placeholder(stored->value.dtype(), stored->value.dims());
   }
-  const ir::Graph& graph = *impl_->prepared.graph;
-  impl_->plan = impl_->prepared.plan.get();
-  for (const auto& init : graph.initializers) impl_->initializer_names.insert(init.name);
-  for (size_t i = 0; i < graph.inputs.size(); ++i) impl_->input_index[graph.inputs[i].name] = i;
-  for (size_t i = 0; i < graph.outputs.size(); ++i) impl_->output_index[graph.outputs[i].name] = i;
+  prepared_nodes = prepare_kernels(prepared, m.store, options.threads, options.expected_dims, known_dims,
+                                   options.release_packed_originals);
+  const ir::Graph& graph = *prepared.graph;
+  plan = prepared.plan.get();
+  for (const auto& init : graph.initializers) initializer_names.insert(init.name);
+  for (size_t i = 0; i < graph.inputs.size(); ++i) input_index[graph.inputs[i].name] = i;
+  for (size_t i = 0; i < graph.outputs.size(); ++i) output_index[graph.outputs[i].name] = i;
 }
 
 Session::~Session() = default;

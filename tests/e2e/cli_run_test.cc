@@ -215,15 +215,16 @@ TEST(CliRun, OptimizationLevelsAgree) {
   }
 }
 
-// --release-weights: the same bits, and the profile says what was freed.
-TEST(CliRun, ReleaseWeightsGivesTheSameOutputs) {
+// Weights freed once packed (the default) or kept (--keep-weights): the same bits, and the profile
+// says what was freed.
+TEST(CliRun, ReleasedWeightsGiveTheSameOutputs) {
   TempFolder temp;
   std::vector<Tensor> logits;
   for (bool release : {false, true}) {
     const fs::path dir = temp.model_dir() / (release ? "released" : "kept");
     std::vector<std::string> args = {"run", kExampleModel.string(), "--input", "input=" + kSample.string(), "--threads",
                                       "1", "--fixed-threads", "--profile", "--output-dir", dir.string()};
-    if (release) args.push_back("--release-weights");
+    if (!release) args.push_back("--keep-weights");
     ProcessResult r = run_cli(args);
     ASSERT_EQ(r.exit_code, 0) << r.describe();
     EXPECT_EQ(r.out.find("weights freed once packed: ") != std::string::npos, release && TUNNX_WITH_ONEDNN) << r.out;

@@ -299,6 +299,37 @@ TEST_F(ReleasePackedOriginals, TheOriginalIsFreedOnceTheModelIsGone) {
   }
 }
 
+// A session that takes its model (Session(Model&&)) holds the only handles to its weights: with the
+// kernels prepared for an expected batch, each weight is freed while the session is made, before any
+// run, so the weights are never resident twice; the outputs keep their bits, at the prepared batch
+// and at others (their layouts reordered from the copies).
+TEST_F(ReleasePackedOriginals, ASessionThatTakesItsModelFreesEachWeightWhileItIsMade) {
+  for (const bool release : {false, true}) {
+    const fs::path file = linear();
+    Model model = Model::load(file);
+    tunnx::StoredTensor& stored = tunnx::model_impl(model).store.at("fc2.w");
+    auto bytes = std::make_shared<std::vector<float>>(stored.value.data_as<float>(),
+                                                      stored.value.data_as<float>() + stored.value.numel());
+    const std::weak_ptr<std::vector<float>> watch = bytes;
+    stored.value = Tensor::view(tunnx::DataType::kFloat32, stored.value.dims(), bytes->data(), bytes);
+    bytes.reset();
+    SessionOptions o = options(release, 1);
+    o.expected_dims = {{"batch", 4}};
+    Session session(std::move(model), o);
+    EXPECT_GE(session.stats().prepared_nodes, 3);
+    EXPECT_EQ(watch.expired(), release) << (release ? "freed while the session was made" : "kept without the option");
+    EXPECT_EQ(session.stats().released_initializers >= 3, release);
+    Model kept = Model::load(file);
+    Session plain(kept, options(false, 1));
+    for (int64_t batch : {4, 1, 7}) {
+      const Tensor x = input_of({batch, 64}, static_cast<uint32_t>(batch));
+      EXPECT_TRUE(session.run({{"x", x}}).at("y").tensor().equals(plain.run({{"x", x}}).at("y").tensor()))
+          << "batch " << batch << (release ? ", released" : "");
+    }
+    EXPECT_EQ(watch.expired(), release);
+  }
+}
+
 // The caller's Model is never changed: it still reads, saves and reloads its weights as they were,
 // and the session, which froze its weights when it freed them, does not see later writes.
 TEST_F(ReleasePackedOriginals, TheCallersModelStaysIntactAndSaveable) {
