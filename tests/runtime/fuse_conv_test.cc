@@ -284,6 +284,46 @@ TEST_F(FuseConvTest, WinogradSizedChainsMatchLevelZero) {
     }
 }
 
+// GELU (as torch exports it, Erf and constants) after a direct convolution: oneDNN's brgconv builds
+// several times faster without the post-op, so the FusedConv runs it as its own primitive in place
+// on the output (conv.cc, gelu_costs_more_to_build). Level 2 matches level 0, with and without a
+// folded BatchNormalization and a residual, at 1 and 2 threads.
+TEST_F(FuseConvTest, GeluAfterADirectConvolutionMatchesLevelZero) {
+  const Act gelu = {"GELU", [](GraphBuilder& b, const std::string& in, const std::string& out) {
+                      b.initializer(float_tensor("sqrt2", {}, {1.41421356f}));
+                      b.initializer(float_tensor("one", {}, {1.0f}));
+                      b.initializer(float_tensor("half", {}, {0.5f}));
+                      b.node("Div", {in, "sqrt2"}, {"g_div"}, "g_div");
+                      b.node("Erf", {"g_div"}, {"g_erf"}, "g_erf");
+                      b.node("Add", {"g_erf", "one"}, {"g_add"}, "g_add");
+                      b.node("Mul", {in, "g_add"}, {"g_mul"}, "g_mul");
+                      b.node("Mul", {"g_mul", "half"}, {out}, "g_half");
+                    }};
+  const std::vector<Chain> chains = {
+      {.bn = false, .in = 16, .out = 24, .size = 20, .batch = 1},
+      {.bn = true, .residual = true, .in = 8, .out = 32, .size = 13, .batch = 2},
+  };
+  for (const Chain& c : chains) {
+    Model model = chain(c, &gelu);
+    for (int threads : {1, 2}) {
+      SessionOptions fused_options, plain_options;
+      fused_options.threads = plain_options.threads = threads;
+      fused_options.adaptive_threads = plain_options.adaptive_threads = false;
+      plain_options.optimization_level = 0;
+      Session fused(model, fused_options), plain(model, plain_options);
+      const tunnx::NamedValues in = inputs(c);
+      const std::string what = std::to_string(c.in) + "->" + std::to_string(c.out) + " GELU, " +
+                               std::to_string(threads) + " threads";
+      for (int run = 0; run < 2; ++run) expect_near_scaled(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what);
+      if (have_onednn()) {
+        EXPECT_EQ(fused_conv_kernel(fused), "cpu/onednn/FusedConv") << what;
+        const std::vector<std::string> ops = op_types(fused);
+        EXPECT_EQ(std::count(ops.begin(), ops.end(), "Erf"), 0) << what << ": the GELU is inside the FusedConv";
+      }
+    }
+  }
+}
+
 // The folded weights are remade when a Parameter or running statistic they came from changes.
 TEST_F(FuseConvTest, FoldedBatchNormFollowsItsParameters) {
   const std::vector<Act> acts = activations();
