@@ -324,6 +324,47 @@ TEST_F(FuseConvTest, GeluAfterADirectConvolutionMatchesLevelZero) {
   }
 }
 
+// A squeeze-excite block's pointwise convolutions on a 1x1 image (and a channels-last 1x1 convolution
+// of a few rows) run as a product on packed panels, no oneDNN primitive built (conv.cc,
+// run_on_panels); from 17 rows on, oneDNN's kernels. One session of symbolic batch meets both, at 1
+// and 2 threads, and matches level 0; with release_packed_originals too.
+TEST_F(FuseConvTest, PointwiseConvolutionsOfAFewRowsMatchLevelZero) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{"N", 24, 1, 1});
+  b.initializer(float_tensor("w1", {6, 24, 1, 1}, uniform(6 * 24, rng_)));
+  b.initializer(float_tensor("b1", {6}, uniform(6, rng_)));
+  b.node("Conv", {"x", "w1", "b1"}, {"c1"}, "fc1");
+  b.node("Relu", {"c1"}, {"r1"}, "relu");
+  b.initializer(float_tensor("w2", {24, 6, 1, 1}, uniform(24 * 6, rng_)));
+  b.initializer(float_tensor("b2", {24}, uniform(24, rng_)));
+  b.node("Conv", {"r1", "w2", "b2"}, {"c2"}, "fc2");
+  auto& hs = b.node("HardSigmoid", {"c2"}, {"s"}, "gate");
+  attr_float(hs, "alpha", 0.2f);
+  b.node("Mul", {"x", "s"}, {"y"}, "scale");
+  b.output("y", kF32, Dims{"N", 24, 1, 1});
+  Model model = Model::load(b.save(path("se.onnx")));
+  for (bool release : {false, true}) {
+    for (int threads : {1, 2}) {
+      SessionOptions fused_options, plain_options;
+      fused_options.threads = plain_options.threads = threads;
+      fused_options.adaptive_threads = plain_options.adaptive_threads = false;
+      fused_options.release_packed_originals = release;
+      fused_options.expected_dims = {{"N", 6}};
+      plain_options.optimization_level = 0;
+      Session fused(model, fused_options), plain(model, plain_options);
+      for (int64_t batch : {6, 1, 16, 17, 40, 3}) {
+        const tunnx::NamedValues in = {{"x", random_tensor({batch, 24, 1, 1})}};
+        const std::string what = "batch " + std::to_string(batch) + ", " + std::to_string(threads) + " threads" +
+                                 (release ? ", released" : "");
+        expect_near(fused.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), what);
+      }
+      if (have_onednn()) {
+        EXPECT_EQ(fused_conv_kernel(fused), "cpu/onednn/FusedConv");
+      }
+    }
+  }
+}
+
 // The folded weights are remade when a Parameter or running statistic they came from changes.
 TEST_F(FuseConvTest, FoldedBatchNormFollowsItsParameters) {
   const std::vector<Act> acts = activations();

@@ -29,6 +29,7 @@
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/packed_weights.h"
+#include "runtime/cpu/onednn/panel_linear.h"
 
 namespace tunnx::cpu::onednn {
 namespace {
@@ -211,6 +212,10 @@ class OnednnConv : public Kernel {
     if (bias_present_ && (!bias || bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) return false;
     std::shared_ptr<const ShapePlan> plan = shape_plan(*dims[0], *dims[1], bias ? bias->numel() : -1);
     if (!plan || product(plan->y_dims) == 0) return false;
+    if (plan->panel_rows > 0 && !packed_.trained_by_plan()) {
+      panel_.prepare(*weight_, plan->geometry.in_channels, plan->geometry.out_channels);
+      return true;
+    }
     const bool folds = fused_ && fused_->has_bn;
     const SerialIfSmall serial(plan->work);  // built for the team runs of this size get
     std::shared_ptr<const ConvPrimitive> p = primitive_for(plan, bias || folds, false);
@@ -256,6 +261,8 @@ class OnednnConv : public Kernel {
     }
     const std::vector<int64_t>& out_dims = plan->out_dims;
     const int64_t out_channels = plan->geometry.out_channels;
+    if (plan->panel_rows > 0 && packed_.is_constant(*w) && !packed_.trained_by_plan())
+      return run_on_panels(ctx, x, *w, bias, *plan);
     if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != out_dims)) return fallback(ctx);
     std::shared_ptr<const FoldedWeights> folded;
     if (fused_ && fused_->has_bn) {
@@ -512,6 +519,12 @@ class OnednnConv : public Kernel {
     ops::ConvGeometry geometry;
     double work = 0;  // multiply-adds
     int team = 1;
+    // Rows of the product a pointwise convolution of a few rows is (run_on_panels), or 0. Such a
+    // convolution (a squeeze-excite block's, on a 1x1 image: 8 -> 2 channels at batch 6) computes
+    // in microseconds, and oneDNN took 0.05-0.2 ms to build each one's kernels and weight reorder
+    // (PaddleOCR's classifier has 15: ~1.5 ms of its first run); on the panels it builds nothing and
+    // runs as fast (MobileNetV3-small's 18 summed 0.10-0.13 ms either way, session 15).
+    int64_t panel_rows = 0;
     std::shared_ptr<const ConvPrimitive> primitive;  // null until built
   };
 
@@ -544,8 +557,38 @@ class OnednnConv : public Kernel {
     fresh->out_dims = channels_last ? ops::channels_last_of_nchw(fresh->y_dims) : fresh->y_dims;
     fresh->work = static_cast<double>(product(fresh->y_dims)) * static_cast<double>(product(w_dims) / g->out_channels);
     fresh->team = team_for(fresh->work);
+    fresh->panel_rows = panel_rows_for(*g, x_channels_last);
     fresh->geometry = std::move(*g);
     return fresh;
+  }
+
+  // A pointwise convolution of a few rows (ShapePlan::panel_rows) as the product Y [rows, N] =
+  // X [rows, K] W' on W packed in panels (panel_linear.h), then the activation: no primitive to build.
+  void run_on_panels(KernelContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                     const ShapePlan& plan) const {
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, plan.out_dims);
+    float* out = mutable_data<float>(y);
+    panel_.run(w, data<float>(x), plan.panel_rows, plan.geometry.in_channels, plan.geometry.out_channels, out,
+               bias ? data<float>(*bias) : nullptr);
+    if (!fused_ || fused_->activation.kind == ops::Activation::Kind::kNone) return;
+    for (int64_t i = 0; i < y.numel(); ++i) out[i] = fused_->activation(out[i]);
+  }
+
+  // ShapePlan::panel_rows for geometry `g`: a 1x1, stride-1, unpadded, one-group convolution with at
+  // most kPanelRows rows (batch x image) and kPanelWeights weights, whose X and Y are [rows, C] as they
+  // lie (channels-last, or a 1x1 image), with nothing fused but an activation; else 0.
+  int64_t panel_rows_for(const ops::ConvGeometry& g, bool x_channels_last) const {
+    constexpr int64_t kPanelRows = 16, kPanelWeights = int64_t{1} << 16;
+    if (g.group != 1 || g.in_channels * g.out_channels > kPanelWeights) return 0;
+    if (fused_ && (fused_->has_bn || fused_->has_residual)) return 0;
+    if (std::any_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) return 0;
+    int64_t rows = g.batch;
+    for (size_t d = 0; d < g.grid.size(); ++d) {
+      if (g.kernel[d] != 1 || g.strides[d] != 1 || g.pad_begin[d] != 0 || g.grid[d] != g.image[d]) return 0;
+      rows *= g.grid[d];
+    }
+    const bool rows_lie_flat = rows == g.batch || (x_channels_last && fused_ && fused_->channels_last);
+    return rows > 0 && rows <= kPanelRows && rows_lie_flat ? rows : 0;
   }
 
   // `plan`'s primitive (`has_bias`: after a BatchNormalization is folded in): the plan's, the cache's,
@@ -623,6 +666,7 @@ class OnednnConv : public Kernel {
   ops::ConvAttrs attrs_;
   std::optional<ops::FusedConvAttrs> fused_;
   PackedWeights packed_;
+  PanelLinear panel_{packed_, /*b_transposed=*/true};  // W [M, C, 1...] is B [N, K] as it lies
   // SessionOptions::release_packed_originals: whether W (and what is folded with it) are constants
   // that may be freed, the folded ones (W, B, scale, bn_bias, mean, var; null where absent), and
   // whether the session froze this kernel's weights (release_constant).
