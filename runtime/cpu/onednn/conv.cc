@@ -30,6 +30,7 @@
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/packed_weights.h"
 #include "runtime/cpu/onednn/panel_linear.h"
+#include "runtime/cpu/onednn/winograd_weights.h"
 
 namespace tunnx::cpu::onednn {
 namespace {
@@ -48,10 +49,10 @@ struct ConvPrimitive : PickedLayouts {
 // group, at least 16 input and output channels. oneDNN's F(2x2,3x3) and F(4x4,3x3) kernels (AVX-512)
 // multiply 2.25-4x less than the direct form; measured on ResNet-18 and YOLOv8n shapes they ran
 // 1.3-3x faster than brgconv (1.3x at 7x7, 1.7-2x at 56x56 with 64 channels, 3x at 20x20 with 128),
-// but slower with 8 or fewer channels. Its weights are transformed once (oneDNN's wino_reorder, 20-40
-// ns a weight, single-threaded: 45 ms for 512x512x3x3), which a run saves back only on a large enough
-// image (at 56x56 in one run, at 7x7 in ~100): below 28x28 outputs the first run would pay more than
-// the form saves. Results differ from the direct form by rounding, ~1e-6 of the output's scale. Only
+// but slower with 8 or fewer channels. Its weights are transformed once (winograd_weights.h; oneDNN's
+// own wino_reorder took 20-40 ns a weight, single-threaded: 45 ms for 512x512x3x3, which a run saves
+// back only on a large enough image: at 56x56 in one run, at 7x7 in ~100). Below 28x28 outputs the
+// form is not taken. Results differ from the direct form by rounding, ~1e-6 of the output's scale. Only
 // com.tunnx:FusedConv (optimization level 2) takes it; a plain Conv stays direct.
 bool winograd_fits(const ops::ConvGeometry& g, const std::vector<int64_t>& w_dims) {
   if (g.grid.size() != 2 || g.group != 1 || w_dims.size() != 4 || w_dims[0] < 16 || w_dims[1] < 16) return false;
@@ -478,7 +479,8 @@ class OnednnConv : public Kernel {
                          : w_freed                  ? folded.restored(w.dims())
                                                     : folded.fold_weights(w);
     dnnl::memory source = wrap(p.weights_plain, data<float>(plain));
-    run_on(p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
+    if (!winograd_weights_into(source, *packed))
+      run_on(p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
     folded.packed = packed;
     if (is_reversible(p.weights)) {
       folded.reversible = packed;

@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "runtime/cpu/onednn/onednn_common.h"
+#include "runtime/cpu/onednn/winograd_weights.h"
 
 namespace tunnx::cpu::onednn {
 
@@ -121,6 +122,7 @@ std::atomic<bool> pack_plain_layouts{false};
 }  // namespace
 
 void reorder_into(dnnl::memory from, dnnl::memory to) {
+  if (winograd_weights_into(from, to)) return;  // oneDNN's own is scalar there (winograd_weights.h)
   dnnl::stream stream(cpu_engine());
   dnnl::reorder(from, to).execute(stream, from, to);
   stream.wait();
