@@ -10,7 +10,8 @@ peak RSS and first-run latency:
 
 - peak RSS: each fresh process's own peak at the end of its timed runs, the largest over passes.
   tunnx's is the whole `tunnx bench` process (VmHWM); ORT's is the whole worker, Python and numpy
-  included (its RSS right after importing onnxruntime and numpy is given in parentheses).
+  included (its RSS right after importing onnxruntime and numpy is given in parentheses). Both with
+  their defaults, which free a weight's original once their kernels hold it pre-packed.
 - first run: from a loaded program to the first result, measured the same way inside each process.
   ORT: the worker imports onnxruntime and numpy, then starts the clock, creates the InferenceSession
   from the file and runs once. tunnx: `tunnx bench`'s load_ms + session_ms + first_run_ms (reading
