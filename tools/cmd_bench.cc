@@ -304,8 +304,8 @@ void bench(const BenchOptions& o) {
   options.threads = o.threads;
   options.adaptive_threads = !o.fixed_threads;
   options.optimization_level = o.optimization;
-  options.release_packed_originals = releases_packed_weights(model->info(), o.keep_weights);
   const ModelInfo info = model->info();
+  options.release_packed_originals = releases_packed_weights(info, o.keep_weights);
   const InputChoices choices = input_choices(o, info);
   bool defaulted = false;
   std::vector<InputSpec> specs = input_specs(info, o.batch, choices, defaulted);

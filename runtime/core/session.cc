@@ -69,6 +69,8 @@ void check_input(const ir::ValueInfo& declared, const Value& value,
 }  // namespace
 
 struct Session::Impl {
+  // Session(Model&&): the model it took. First, so it outlives what was planned from it.
+  std::optional<Model> owned_model;
   int threads = 0;
   std::shared_ptr<std::shared_mutex> parameters_mutex;
   std::atomic<int64_t> plans_built{0};
@@ -85,7 +87,6 @@ struct Session::Impl {
   NamedValues run(const Session& session, const NamedValues& inputs, const std::vector<std::string>& output_names) const;
 
   std::unique_ptr<ThreadGovernor> governor;  // each run's thread count on a busy machine
-  std::optional<Model> owned_model;           // Session(Model&&): the model it took
 
   // The constructors' work: plans `m` (`owned`: the same model, which the session owns).
   void build(const ModelImpl& m, const SessionOptions& options, ModelImpl* owned);
