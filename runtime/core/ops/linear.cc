@@ -84,6 +84,28 @@ float Activation::operator()(float x) const {
   return x;
 }
 
+void Activation::apply(float* values, int64_t n) const {
+  // The piecewise-linear kinds get loops of their own, which the compiler inlines; the others call
+  // operator() per value (their exp, tanh or erf costs more than the call).
+  auto each = [values, n](auto f) {
+    for (int64_t i = 0; i < n; ++i) values[i] = f(values[i]);
+  };
+  const float a = alpha, b = beta;
+  switch (kind) {
+    case Kind::kNone: return;
+    case Kind::kRelu: return each([](float x) { return x > 0 ? x : 0.0f; });
+    case Kind::kLeakyRelu: return each([a](float x) { return x >= 0 ? x : a * x; });
+    case Kind::kClip:
+      return each([a, b](float x) {
+        if (x < a) x = a;
+        return x > b ? b : x;
+      });
+    case Kind::kHardSigmoid: return each([a, b](float x) { return std::fmax(0.0f, std::fmin(1.0f, a * x + b)); });
+    case Kind::kHardSwish: return each([](float x) { return x * std::fmax(0.0f, std::fmin(1.0f, x / 6.0f + 0.5f)); });
+    default: return each([this](float x) { return (*this)(x); });
+  }
+}
+
 std::optional<Activation::Kind> activation_kind(const std::string& name, const std::string& approximate) {
   using Kind = Activation::Kind;
   if (name.empty()) return Kind::kNone;

@@ -51,6 +51,8 @@ struct Activation {
 
   // As the standalone op computes it in float (Clip: NaN stays, and lo > hi gives hi).
   float operator()(float x) const;
+  // The same on each of `n` values in place, the kind chosen once for the whole array.
+  void apply(float* values, int64_t n) const;
 };
 
 // The activation table: the kind of an `activation` name ("" is kNone; the ONNX op types, and "Silu")

@@ -572,8 +572,7 @@ class OnednnConv : public Kernel {
     float* out = mutable_data<float>(y);
     panel_.run(w, data<float>(x), plan.panel_rows, plan.geometry.in_channels, plan.geometry.out_channels, out,
                bias ? data<float>(*bias) : nullptr);
-    if (!fused_ || fused_->activation.kind == ops::Activation::Kind::kNone) return;
-    for (int64_t i = 0; i < y.numel(); ++i) out[i] = fused_->activation(out[i]);
+    if (fused_) fused_->activation.apply(out, y.numel());
   }
 
   // ShapePlan::panel_rows for geometry `g`: a 1x1, stride-1, unpadded, one-group convolution with at
