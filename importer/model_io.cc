@@ -88,12 +88,12 @@ class ChunkedFileStream final : public google::protobuf::io::ZeroCopyInputStream
  public:
   static constexpr size_t kChunk = size_t{4} << 20;
 
-  explicit ChunkedFileStream(const MappedFile& file, size_t chunk = kChunk) : file_(file), chunk_(chunk) {}
+  explicit ChunkedFileStream(const MappedFile& file) : file_(file) {}
 
   bool Next(const void** data, int* size) override {
     file_.drop_pages(0, position_);  // pages dropped before cost a page-table walk, no fault
     if (position_ >= file_.size()) return false;
-    const size_t n = std::min(chunk_, file_.size() - position_);
+    const size_t n = std::min(kChunk, file_.size() - position_);
     *data = file_.data() + position_;
     *size = static_cast<int>(n);
     position_ += n;
@@ -109,7 +109,6 @@ class ChunkedFileStream final : public google::protobuf::io::ZeroCopyInputStream
 
  private:
   const MappedFile& file_;
-  size_t chunk_;
   size_t position_ = 0;  // the next byte Next() hands out
 };
 

@@ -30,9 +30,10 @@ std::string run_onnx_checker(const onnx::ModelProto& model, const std::filesyste
 bool infer_value_types(onnx::ModelProto& model, ir::Graph& graph);
 
 // The main graph's values whose dims ONNX's shape inference fixes when the inputs named in
-// `input_dims` have those dims (others as declared), by name: `model` as infer_value_types left it,
-// with its value_info cleared (what load inferred would be merged in), which stays unchanged. A symbolic or "?" dim lost to inference at load (a Resize of a symbolic
-// batch, a Paddle2ONNX input's "?") is then known. Empty when inference fails.
+// `input_dims` have those dims (others as declared), by name. `model` is as infer_value_types left
+// it, with its value_info cleared (what load inferred would be merged in); it stays unchanged. A
+// symbolic or "?" dim lost to inference at load (a Resize of a symbolic batch, a Paddle2ONNX input's
+// "?") is then known. Empty when inference fails.
 std::map<std::string, std::vector<int64_t>> infer_fixed_dims(const onnx::ModelProto& model,
                                                             const std::map<std::string, std::vector<int64_t>>& input_dims);
 

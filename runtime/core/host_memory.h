@@ -8,8 +8,8 @@
 //
 // Blocks from 64 KiB up are carved from regions, as best-fit-with-coalescing allocators do (ONNX
 // Runtime's and TensorFlow's BFC arena): a region is mapped 2 MiB aligned (see huge pages below);
-// each new one is as large as all mapped so far (2, 2, 4, 8, ... MiB, at most 128 MiB or the cap, at least the request). A request
-// takes the smallest free chunk that holds it (the lowest address among equals) and the rest of
+// each new one is as large as all mapped so far (2, 2, 4, 8, ... MiB, at most 128 MiB or the cap, at
+// least the request). A request takes the smallest free chunk that holds it (the lowest address among equals) and the rest of
 // that chunk stays free from 4 KiB up; a freed block merges with its free neighbours in its region.
 // A CNN's layers each have sizes of their own: whole kept blocks serve another size only when one
 // fits, so a run took fresh memory for requests that freed memory lying side by side would hold.
@@ -19,9 +19,8 @@
 // YOLOv8n 126.9 -> 111.5 -> 105.6 MiB (2 threads: 117.1 -> 91.8), ResNet-18 155 -> 142 MiB; their
 // first runs 5-25% shorter, steady-state medians the same or up to 5% shorter. Carving from 1 KiB up
 // kept more (129 MiB for the detector: small long-lived blocks pin holes), as did 16 KiB; 64 KiB and
-// 256 KiB about the same. One mutex: ~155 ns an allocation or free
-// (kept whole blocks: ~100 ns), the same total rate with 2 threads hammering it; a detector run does
-// a few hundred.
+// 256 KiB about the same. One mutex: ~155 ns an allocation or free (kept whole blocks: ~100 ns), the
+// same total rate with 2 threads hammering it; a detector run does a few hundred.
 //
 // Transparent huge pages only with TUNNX_HUGE_PAGES=1 (read once, at the first allocation): regions
 // and large blocks are then madvised to them, and a first touch faults once per 2 MiB. On the 2-vCPU

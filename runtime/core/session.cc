@@ -88,8 +88,8 @@ struct Session::Impl {
 
   std::unique_ptr<ThreadGovernor> governor;  // each run's thread count on a busy machine
 
-  // The constructors' work: plans `m` (`owned`: the same model, which the session owns).
-  void build(const ModelImpl& m, const SessionOptions& options, ModelImpl* owned);
+  // The constructors' work: plans `m` (the owned model's, when the session took one).
+  void build(const ModelImpl& m, const SessionOptions& options);
 
   mutable std::mutex stats_mutex;
   mutable int64_t runs = 0, last_bytes = 0;
@@ -123,16 +123,15 @@ std::vector<std::string> unsupported_ops(const Model& model, DeviceType device) 
 }
 
 Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
-  impl_->build(model_impl(model), options, nullptr);
+  impl_->build(model_impl(model), options);
 }
 
 Session::Session(Model&& model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->owned_model.emplace(std::move(model));
-  ModelImpl& owned = model_impl(*impl_->owned_model);
-  impl_->build(owned, options, &owned);
+  impl_->build(model_impl(*impl_->owned_model), options);
 }
 
-void Session::Impl::build(const ModelImpl& m, const SessionOptions& options, ModelImpl* owned) {
+void Session::Impl::build(const ModelImpl& m, const SessionOptions& options) {
   if (options.optimization_level < 0 || options.optimization_level > 2)
     throw Error(ErrorCode::kInvalidArgument,
                 "optimization level must be 0, 1 or 2, got " + std::to_string(options.optimization_level));
@@ -167,9 +166,9 @@ void Session::Impl::build(const ModelImpl& m, const SessionOptions& options, Mod
     prepared.plan->release_packed_originals();
     // A model the session owns holds its weights for nobody else: the plan's handles become the only
     // ones, so each weight is freed as soon as the plan lets go of it, while kernels are prepared.
-    if (owned)
+    if (owned_model)
       for (const std::string& key : prepared.plan->releasable_names())
-        if (StoredTensor* stored = owned->store.find(key))
+        if (StoredTensor* stored = model_impl(*owned_model).store.find(key))
           stored->value = Tensor::placeholder(stored->value.dtype(), stored->value.dims());
   }
   prepared_nodes = prepare_kernels(prepared, m.store, options.threads, options.expected_dims, known_dims,

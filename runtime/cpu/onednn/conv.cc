@@ -213,7 +213,7 @@ class OnednnConv : public Kernel {
     if (bias_present_ && (!bias || bias->dtype() != DataType::kFloat32 || bias->rank() != 1)) return false;
     std::shared_ptr<const ShapePlan> plan = shape_plan(*dims[0], *dims[1], bias ? bias->numel() : -1);
     if (!plan || product(plan->y_dims) == 0) return false;
-    if (plan->panel_rows > 0 && !packed_.trained_by_plan()) {
+    if (plan->panel_rows > 0) {
       panel_.prepare(*weight_, plan->geometry.in_channels, plan->geometry.out_channels);
       return true;
     }
@@ -262,8 +262,7 @@ class OnednnConv : public Kernel {
     }
     const std::vector<int64_t>& out_dims = plan->out_dims;
     const int64_t out_channels = plan->geometry.out_channels;
-    if (plan->panel_rows > 0 && packed_.is_constant(*w) && !packed_.trained_by_plan())
-      return run_on_panels(ctx, x, *w, bias, *plan);
+    if (plan->panel_rows > 0 && packed_.is_constant(*w)) return run_on_panels(ctx, x, *w, bias, *plan);
     if (residual && (residual->dtype() != DataType::kFloat32 || residual->dims() != out_dims)) return fallback(ctx);
     std::shared_ptr<const FoldedWeights> folded;
     if (fused_ && fused_->has_bn) {
@@ -577,9 +576,11 @@ class OnednnConv : public Kernel {
 
   // ShapePlan::panel_rows for geometry `g`: a 1x1, stride-1, unpadded, one-group convolution with at
   // most kPanelRows rows (batch x image) and kPanelWeights weights, whose X and Y are [rows, C] as they
-  // lie (channels-last, or a 1x1 image), with nothing fused but an activation; else 0.
+  // lie (channels-last, or a 1x1 image), with nothing fused but an activation, and W a constant no
+  // optimizer writes; else 0.
   int64_t panel_rows_for(const ops::ConvGeometry& g, bool x_channels_last) const {
     constexpr int64_t kPanelRows = 16, kPanelWeights = int64_t{1} << 16;
+    if (!packed_.has_constant() || packed_.trained_by_plan()) return 0;
     if (g.group != 1 || g.in_channels * g.out_channels > kPanelWeights) return 0;
     if (fused_ && (fused_->has_bn || fused_->has_residual)) return 0;
     if (std::any_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) return 0;

@@ -83,9 +83,8 @@ TUNNX_MULTI_ISA void transform_blocks(const float* w, const Layout& l, const flo
     for (int64_t c = 0; c < l.ic; ++c) {
       for (int64_t o = 0; o < kBlock; ++o) {
         const int64_t oc = nb * kBlock + o;
-        const bool real = oc < l.weights_oc && c < l.weights_ic;
-        const float* kernel = w + (oc * l.weights_ic + c) * kTaps;
-        for (int64_t k = 0; k < kTaps; ++k) g[k][o] = real ? kernel[k] : 0.0f;
+        const float* kernel = oc < l.weights_oc && c < l.weights_ic ? w + (oc * l.weights_ic + c) * kTaps : nullptr;
+        for (int64_t k = 0; k < kTaps; ++k) g[k][o] = kernel ? kernel[k] : 0.0f;
       }
       for (int64_t a = 0; a < kTiles; ++a) {
         float* tile = out + l.offset(nb, c, a);
