@@ -478,8 +478,7 @@ class OnednnConv : public Kernel {
                          : w_freed                  ? folded.restored(w.dims())
                                                     : folded.fold_weights(w);
     dnnl::memory source = wrap(p.weights_plain, data<float>(plain));
-    if (!winograd_weights_into(source, *packed))
-      run_on(p.weights_in->primitive, p.weights_in->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, *packed}});
+    reorder_into(source, *packed);
     folded.packed = packed;
     if (is_reversible(p.weights)) {
       folded.reversible = packed;

@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <utility>
 
 #include "runtime/core/host_memory.h"
 #include "runtime/core/run_threads.h"
+#include "runtime/cpu/onednn/blocked_reorder.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -182,6 +184,26 @@ std::optional<Reorder> reorder_between(const dnnl::memory::desc& from, const dnn
   return Reorder{dnnl::reorder(pd), pd.scratchpad_desc()};
 }
 
+struct LazyReorder::State {
+  dnnl::memory::desc from, to;
+  mutable std::once_flag made;
+  mutable std::optional<Reorder> reorder;
+};
+
+LazyReorder::LazyReorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to) {
+  if (lies_as(from, to)) return;
+  state_ = std::make_shared<State>();
+  state_->from = from;
+  state_->to = to;
+}
+
+void LazyReorder::run(const float* from, float* to) const {
+  const dnnl::memory source = wrap(state_->from, from), target = wrap(state_->to, to);
+  if (blocked_reorder_into(source, target)) return;
+  std::call_once(state_->made, [&] { state_->reorder = reorder_between(state_->from, state_->to); });
+  run_on(state_->reorder->primitive, state_->reorder->scratchpad, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, target}});
+}
+
 void run_on(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad, std::unordered_map<int, dnnl::memory> args) {
   std::optional<HostScratch> scratch;  // from the host memory cache, as BoundPrimitive::run does
   if (scratchpad.get_size() > 0) {
@@ -200,7 +222,7 @@ void PickedLayouts::bind(const dnnl::primitive& primitive, const dnnl::primitive
   dst = pd.dst_desc();
   scratchpad = pd.scratchpad_desc();
   src_in = reorder_between(src_plain, src);
-  weights_in = reorder_between(weights_plain, weights);
+  weights_in = LazyReorder(weights_plain, weights);
   dst_out = reorder_between(dst, dst_plain);
   // BIAS always has its place (an empty descriptor, and no pointer, when there is none), so the
   // arguments after it keep theirs.
@@ -220,8 +242,7 @@ void* PickedLayouts::source(const float* x, std::optional<HostScratch>& block) c
 void* PickedLayouts::weights_for_run(const float* w, std::optional<HostScratch>& block) const {
   if (!weights_in) return const_cast<float*>(w);  // oneDNN only reads weights
   block.emplace(weights.get_size());
-  run_on(weights_in->primitive, weights_in->scratchpad,
-         {{DNNL_ARG_FROM, wrap(weights_plain, w)}, {DNNL_ARG_TO, wrap(weights, block->data())}});
+  weights_in.run(w, block->data());
   return block->data();
 }
 

@@ -104,6 +104,22 @@ bool lies_as(const dnnl::memory::desc& a, const dnnl::memory::desc& b);
 // Nothing when `from` and `to` lie alike (lies_as).
 std::optional<Reorder> reorder_between(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
 
+// A weights reorder made on its first run: most weights are constants, packed once through
+// reorder_into (packed_weights.h), so the primitive is made only for a fed or trained weight.
+class LazyReorder {
+ public:
+  LazyReorder() = default;
+  // Nothing to do when `from` and `to` lie alike (lies_as): the object is then false.
+  LazyReorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
+  explicit operator bool() const { return static_cast<bool>(state_); }
+  // `from` (laid out as the first desc) written into `to` (as the second).
+  void run(const float* from, float* to) const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
 // Runs a layout reorder or an in-place eltwise (uncommon paths: a kernel's main primitive runs
 // through its BoundPrimitive) on a stream of its own with a scratchpad of `scratchpad`'s size, and waits.
 void run_on(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad, std::unordered_map<int, dnnl::memory> args);
@@ -145,7 +161,8 @@ class HostScratch {
 // and deconvolution paths share it.
 struct PickedLayouts {
   dnnl::memory::desc src_plain, src, weights_plain, weights, bias, dst_plain, dst, scratchpad;
-  std::optional<Reorder> src_in, weights_in, dst_out;
+  std::optional<Reorder> src_in, dst_out;
+  LazyReorder weights_in;
   // The primitive with its arguments' memory objects: SRC, WEIGHTS, DST, BIAS, then bind()'s more_args.
   BoundPrimitive bound;
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 
+#include "runtime/cpu/onednn/blocked_reorder.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/winograd_weights.h"
 
@@ -123,6 +124,7 @@ std::atomic<bool> pack_plain_layouts{false};
 
 void reorder_into(dnnl::memory from, dnnl::memory to) {
   if (winograd_weights_into(from, to)) return;  // oneDNN's own is scalar there (winograd_weights.h)
+  if (blocked_reorder_into(from, to)) return;    // no code to generate (blocked_reorder.h)
   dnnl::stream stream(cpu_engine());
   dnnl::reorder(from, to).execute(stream, from, to);
   stream.wait();

@@ -1,0 +1,24 @@
+// A tensor of floats moved between two of oneDNN's blocked layouts (plain OIHW into the Acdb16a a
+// convolution picked, a grouped layout back into plain goihw), by tunnx's own loops.
+//
+// Why: oneDNN 2.6 generates machine code for each reorder it is asked for (jit:uni, jit:blk): 20-200 us
+// per pair of layouts, for a weight that is then packed once. PaddleOCR's classifier made 42 of them
+// in its first run, ~1.4 ms at one thread, to move 0.6 MB. Here no code is generated: an element's
+// offset in a blocked layout is a sum of one term per dim (its outer block times the dim's stride,
+// plus its place in each inner block), so each layout becomes a table per dim, and the copy walks the
+// destination's innermost block with a gather from the source. Padding the destination's blocks add
+// (16 channels for 8) is written as zeros, as oneDNN writes it.
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace tunnx::cpu::onednn {
+
+// Writes `from` into `to` when both are f32 in blocked (or plain) layouts of the same dims, with no
+// compensation or offsets in padding, and `to` holds at most 128 Ki floats (512 KiB: past that,
+// oneDNN's generated loops run fast enough to pay for their making). False, with nothing written, for
+// any other pair (larger tensors, Winograd's or an RNN's packed layouts, int8, other types): the
+// caller reorders with oneDNN.
+bool blocked_reorder_into(const dnnl::memory& from, const dnnl::memory& to);
+
+}  // namespace tunnx::cpu::onednn
