@@ -578,7 +578,7 @@ class OnednnConv : public Kernel {
   // lie (channels-last, or a 1x1 image), with nothing fused but an activation, and W a constant no
   // optimizer writes; else 0.
   int64_t panel_rows_for(const ops::ConvGeometry& g, bool x_channels_last) const {
-    constexpr int64_t kPanelRows = 16, kPanelWeights = int64_t{1} << 16;
+    constexpr int64_t kPanelRows = 16, kPanelWeights = int64_t{1} << 17;
     if (!packed_.has_constant() || packed_.trained_by_plan()) return 0;
     if (g.group != 1 || g.in_channels * g.out_channels > kPanelWeights) return 0;
     if (fused_ && (fused_->has_bn || fused_->has_residual)) return 0;
