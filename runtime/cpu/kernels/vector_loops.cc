@@ -128,7 +128,8 @@ __attribute__((always_inline)) inline float fold16(Vec16 v) {
   return lanes[0];
 }
 
-// R rows by 16 * V columns of block_product, its accumulators held in registers through the k loop.
+// R rows by 16 * V columns of block_product, its accumulators held in registers through the k loop
+// (the loops over them unrolled whole: at -O2 GCC kept them in memory, half the speed).
 template <int R, int V>
 __attribute__((always_inline)) inline void product_tile(const float* a, int64_t lda, const float* b, int64_t ldb,
                                                         float* c, int64_t ldc, int64_t k, float alpha) {
@@ -137,9 +138,12 @@ __attribute__((always_inline)) inline void product_tile(const float* a, int64_t 
     for (int v = 0; v < V; ++v) acc[r][v] = Vec16{};
   for (int64_t p = 0; p < k; ++p) {
     Vec16 bv[V];
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) bv[v] = load16(b + p * ldb + 16 * v);
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const float x = a[r * lda + p];
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) acc[r][v] += x * bv[v];
     }
   }
@@ -280,8 +284,8 @@ void block_product(const float* a, int64_t lda, const float* b, int64_t ldb, flo
 namespace {
 
 // R rows by P neighbouring panels of panel_product, the k loop unrolled U times into separate
-// accumulators: one chain of dependent adds per output waited on the FMA latency, and the weights
-// stream faster from two panels at once (two prefetch streams) than from one.
+// accumulators: one chain of dependent adds per output waits on the FMA latency, and the weights
+// stream faster from several panels at once (one prefetch stream each) than from one.
 template <int R, int P, int U>
 __attribute__((always_inline)) inline void panel_tile(const float* a, int64_t lda, const float* w, int64_t k,
                                                       Vec16 (&out)[R][P]) {
@@ -291,12 +295,18 @@ __attribute__((always_inline)) inline void panel_tile(const float* a, int64_t ld
       for (int u = 0; u < U; ++u) acc[r][q][u] = Vec16{};
   const int64_t panel = k * 16;
   int64_t p = 0;
+  // Unrolled whole, so the accumulators stay in registers at -O2 too (RelWithDebInfo): there GCC
+  // kept 8 panels' in memory, and block_product's tile ran at half its -O3 speed.
   for (; p + U <= k; p += U)
+#pragma GCC unroll 16
     for (int u = 0; u < U; ++u) {
       Vec16 wv[P];
+#pragma GCC unroll 16
       for (int q = 0; q < P; ++q) wv[q] = load16(w + q * panel + (p + u) * 16);
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const float x = a[r * lda + p + u];
+#pragma GCC unroll 16
         for (int q = 0; q < P; ++q) acc[r][q][u] += x * wv[q];
       }
     }
@@ -327,26 +337,68 @@ __attribute__((always_inline)) inline void store_panel(const Vec16 (&sums)[R], i
   }
 }
 
-template <int R, int P, int U>
-__attribute__((always_inline)) inline void panel_rows(const float* a, int64_t lda, const float* panels, int64_t k,
-                                                      int64_t n, const float* bias, float* c, int64_t ldc,
-                                                      int64_t begin, int64_t end) {
-  int64_t q = begin;
-  for (; q + P <= end; q += P) {
-    Vec16 out[R][P];
-    panel_tile<R, P, U>(a, lda, panels + q * k * 16, k, out);
-    for (int i = 0; i < P; ++i) {
+// Panels from q on in groups of G (k unrolled V times) while a whole group fits before `end`; returns
+// the first panel left. (A function, not a lambda: a lambda's body is not compiled per clone.)
+template <int R, int G, int V>
+__attribute__((always_inline)) inline int64_t panel_groups(const float* a, int64_t lda, const float* panels, int64_t k,
+                                                           int64_t n, const float* bias, float* c, int64_t ldc,
+                                                           int64_t q, int64_t end) {
+  for (; q + G <= end; q += G) {
+    Vec16 out[R][G];
+    panel_tile<R, G, V>(a, lda, panels + q * k * 16, k, out);
+    for (int i = 0; i < G; ++i) {
       Vec16 sums[R];
       for (int r = 0; r < R; ++r) sums[r] = out[r][i];
       store_panel<R>(sums, q + i, n, bias, c, ldc);
     }
   }
-  for (; q < end; ++q) {
-    Vec16 out[R][1];
-    panel_tile<R, 1, 2>(a, lda, panels + q * k * 16, k, out);
-    Vec16 sums[R];
-    for (int r = 0; r < R; ++r) sums[r] = out[r][0];
-    store_panel<R>(sums, q, n, bias, c, ldc);
+  return q;
+}
+
+// Panels [begin, end) in groups of P (k unrolled U times), then the rest in groups of P2 (U2), then
+// one at a time (T): the smaller groups keep accumulators and streams where the panels left are fewer.
+template <int R, int P, int U, int P2, int U2, int T>
+__attribute__((always_inline)) inline void panel_rows(const float* a, int64_t lda, const float* panels, int64_t k,
+                                                      int64_t n, const float* bias, float* c, int64_t ldc,
+                                                      int64_t begin, int64_t end) {
+  int64_t q = panel_groups<R, P, U>(a, lda, panels, k, n, bias, c, ldc, begin, end);
+  if constexpr (P2 < P) q = panel_groups<R, P2, U2>(a, lda, panels, k, n, bias, c, ldc, q, end);
+  if constexpr (1 < P2) panel_groups<R, 1, T>(a, lda, panels, k, n, bias, c, ldc, q, end);
+}
+
+}  // namespace
+
+namespace {
+
+// Wide (AVX-512's 32 registers): one row against 4 panels at once (k unrolled twice: 8 accumulators),
+// two to four rows against 4 (4-16 accumulators). Measured on the machine of bench/README.md against
+// a 1024 x 1000 weight streamed from DRAM, against the 2-panel tiles with 4 accumulators before: one
+// row 0.155 -> 0.136 ms, two 0.143 -> 0.133, three 0.21 -> 0.13, four 0.21-0.26 -> 0.16, six 0.36 ->
+// 0.23 (more streams in flight); from the L3 the same within 5%. Else (AVX2: a Vec16 is a pair of
+// its 16 registers) four rows at a time with 3-4 accumulators. Software prefetch only slowed these.
+template <bool Wide>
+__attribute__((always_inline)) inline void panel_product_rows(const float* a, int64_t lda, int64_t rows,
+                                                              const float* panels, int64_t k, int64_t n,
+                                                              const float* bias, float* c, int64_t ldc, int64_t begin,
+                                                              int64_t end) {
+  for (int64_t r = 0; r < rows; r += 4) {
+    const float* ar = a + r * lda;
+    float* cr = c + r * ldc;
+    if constexpr (Wide) {
+      switch (std::min<int64_t>(4, rows - r)) {
+        case 1: panel_rows<1, 4, 2, 2, 4, 8>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+        case 2: panel_rows<2, 4, 1, 2, 1, 2>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+        case 3: panel_rows<3, 4, 1, 2, 1, 2>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+        default: panel_rows<4, 4, 1, 2, 1, 2>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+      }
+      continue;
+    }
+    switch (std::min<int64_t>(4, rows - r)) {
+      case 1: panel_rows<1, 2, 2, 2, 2, 2>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+      case 2: panel_rows<2, 2, 1, 2, 1, 2>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+      case 3: panel_rows<3, 1, 1, 1, 1, 2>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+      default: panel_rows<4, 1, 1, 1, 1, 2>(ar, lda, panels, k, n, bias, cr, ldc, begin, end); break;
+    }
   }
 }
 
@@ -355,16 +407,9 @@ __attribute__((always_inline)) inline void panel_rows(const float* a, int64_t ld
 TUNNX_MULTI_ISA
 void panel_product(const float* a, int64_t lda, int64_t rows, const float* panels, int64_t k, int64_t n,
                    const float* bias, float* c, int64_t ldc, int64_t panel_begin, int64_t panel_end) {
-  for (int64_t r = 0; r < rows; r += 4) {  // four rows at a time: more would spill AVX2's registers
-    const float* ar = a + r * lda;
-    float* cr = c + r * ldc;
-    switch (std::min<int64_t>(4, rows - r)) {
-      case 1: panel_rows<1, 2, 2>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
-      case 2: panel_rows<2, 2, 1>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
-      case 3: panel_rows<3, 1, 1>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
-      default: panel_rows<4, 1, 1>(ar, lda, panels, k, n, bias, cr, ldc, panel_begin, panel_end); break;
-    }
-  }
+  static const bool wide = __builtin_cpu_supports("avx512f");
+  if (wide) return panel_product_rows<true>(a, lda, rows, panels, k, n, bias, c, ldc, panel_begin, panel_end);
+  panel_product_rows<false>(a, lda, rows, panels, k, n, bias, c, ldc, panel_begin, panel_end);
 }
 
 // Each dot product runs in 16 lanes, folded at the end (GCC does not vectorize a float sum itself
@@ -381,6 +426,7 @@ void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, 
       Vec16 acc[16] = {};
       for (int64_t p = 0; p < full; p += 16) {
         const Vec16 xv = load16(x + p);
+#pragma GCC unroll 16
         for (int i = 0; i < 16; ++i) acc[i] += xv * load16(b + (j + i) * ldb + p);
       }
       float sums[16];
@@ -394,6 +440,7 @@ void block_product_bt(const float* a, int64_t lda, const float* b, int64_t ldb, 
       Vec16 acc[4] = {};
       for (int64_t p = 0; p < full; p += 16) {
         const Vec16 xv = load16(x + p);
+#pragma GCC unroll 4
         for (int i = 0; i < 4; ++i) acc[i] += xv * load16(b + (j + i) * ldb + p);
       }
       for (int i = 0; i < 4; ++i) {
@@ -416,7 +463,9 @@ namespace {
 
 // W columns summed down all rows with the sums held in registers: the loop over any n kept them in
 // memory, and each row's add waited for the last row's store (a channels-last global average pool of
-// 16 channels took 29 us for 3,136 rows). Each column still adds its rows in order.
+// 16 channels took 29 us for 3,136 rows); so did the loop over W = 32 until it was unrolled whole
+// (MobileNetV3's squeeze-excite averages of 196 x 240 and 49 x 576: 7.2 -> 11.7 G values/s). Each
+// column still adds its rows in order.
 template <int W>
 __attribute__((always_inline)) inline void accumulate_columns(const float* in, int64_t rows, int64_t stride,
                                                               double* acc) {
@@ -424,6 +473,7 @@ __attribute__((always_inline)) inline void accumulate_columns(const float* in, i
   for (int j = 0; j < W; ++j) sum[j] = acc[j];
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict row = in + r * stride;
+#pragma GCC unroll 64
     for (int j = 0; j < W; ++j) sum[j] += static_cast<double>(row[j]);
   }
   for (int j = 0; j < W; ++j) acc[j] = sum[j];
