@@ -445,6 +445,16 @@ TEST_F(OnednnVsReference, Conv) {
     expect_agree(KernelPair(node, 11, {random(x_dims), random(w_dims)}, {false, true}),
                  "Conv x " + tunnx::dims_to_string(x_dims), 40);
   }
+  // Weights either side of the 128 Ki floats that tunnx's own loops move into the primitive's layout
+  // (blocked_reorder.h; past that, oneDNN's reorder), fed (reordered every run) and constant (once).
+  for (const int64_t out_c : {200, 240}) {  // 200 x 64 x 3 x 3 = 115,200 floats; 240 x ... = 138,240
+    for (const bool constant : {false, true}) {
+      const std::vector<int64_t> x_dims = {1, 64, 9, 9}, w_dims = {out_c, 64, 3, 3};
+      ir::Node node{"conv", "Conv", "", {"x", "w"}, {"y"}, {ints_attr("kernel_shape", {3, 3})}, ""};
+      expect_agree(KernelPair(node, 11, {random(x_dims), random(w_dims)}, {false, constant}),
+                   "Conv w " + tunnx::dims_to_string(w_dims) + (constant ? " (constant W)" : " (fed W)"), 64 * 9);
+    }
+  }
 }
 
 // ConvTranspose: 1-D to 3-D, groups (one input and output channel per group too), strides 1-3,
