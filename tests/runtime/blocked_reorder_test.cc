@@ -109,6 +109,12 @@ TEST(BlockedReorder, LeavesOtherPairsToOnednn) {
   // Larger than the loops take: oneDNN's generated code is faster there.
   EXPECT_TRUE(refused(dnnl::memory::desc({512, 512, 1, 1}, dt::f32, tag::oihw),
                       dnnl::memory::desc({512, 512, 1, 1}, dt::f32, tag::OIhw16i16o)));
+  // An empty tensor: taken, nothing to write.
+  {
+    const dnnl::memory::desc empty({0, 16, 3, 3}, dt::f32, tag::oihw), blocked({0, 16, 3, 3}, dt::f32, tag::OIhw16i16o);
+    dnnl::memory source(empty, cpu_engine()), target(blocked, cpu_engine());
+    EXPECT_TRUE(blocked_reorder_into(source, target));
+  }
   // Other types, and dims that differ.
   EXPECT_TRUE(refused(dnnl::memory::desc({16, 16}, dt::s8, tag::ab), dnnl::memory::desc({16, 16}, dt::s8, tag::ba)));
   EXPECT_TRUE(refused(dnnl::memory::desc({16, 8}, dt::f32, tag::ab), dnnl::memory::desc({16, 16}, dt::f32, tag::ab)));

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
-#include <numeric>
 #include <optional>
 #include <vector>
 
@@ -171,6 +169,7 @@ bool blocked_reorder_into(const dnnl::memory& from, const dnnl::memory& to) {
   int64_t rows = 1, elements = 1;
   for (size_t k = 0; k < n; ++k) (k + static_cast<size_t>(tile) < n ? rows : elements) *= levels[k].count;
   elements *= rows;
+  if (elements == 0) return true;  // an empty tensor: nothing to move
   const auto* src = static_cast<const float*>(from.get_data_handle());
   auto* dst = static_cast<float*>(to.get_data_handle());
   // A weight of a few thousand floats is copied in microseconds: the team would only wake for it.
