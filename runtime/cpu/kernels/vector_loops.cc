@@ -366,10 +366,6 @@ __attribute__((always_inline)) inline void panel_rows(const float* a, int64_t ld
   if constexpr (1 < P2) panel_groups<R, 1, T>(a, lda, panels, k, n, bias, c, ldc, q, end);
 }
 
-}  // namespace
-
-namespace {
-
 // Wide (AVX-512's 32 registers): one row against 4 panels at once (k unrolled twice: 8 accumulators),
 // two to four rows against 4 (4-16 accumulators). Measured on the machine of bench/README.md against
 // a 1024 x 1000 weight streamed from DRAM, against the 2-panel tiles with 4 accumulators before: one

@@ -38,7 +38,8 @@ void PanelLinear::run(const Tensor& b, const float* a, int64_t M, int64_t K, int
 
   const int64_t count = (N + 15) / 16;
   const int threads = static_cast<int>(std::min<int64_t>(K * N >= kParallelWeights ? max_threads() : 1, count));
-  // Whole panels per thread, in pairs where there are enough (the kernel reads two at once).
+  // Whole panels per thread, in pairs where there are enough (the kernel reads them in groups of
+  // four, then two, then one).
   int64_t share = (count + threads - 1) / threads;
   if (share % 2 == 1 && count >= 2 * threads) ++share;
 #pragma omp parallel for schedule(static) num_threads(threads)

@@ -5,7 +5,7 @@
 // at the speed B streams from memory. oneDNN 2.6's paths stream it poorly: its 1x1 convolution on one
 // thread and its matmul on two read a chain of eight 1024 x 1024 weights (32 MiB, past the L3) at
 // 27 GB/s on the machine of bench/README.md where ONNX Runtime reads them at 34 and this path at 50.
-// Each panel [K, 16] is one sequential stream, two panels are read at once, and the k loop keeps
+// Each panel [K, 16] is one sequential stream, four panels are read at once, and the k loop keeps
 // several accumulators so the multiply-adds never wait on each other. The panels are `packed`'s copy
 // in oneDNN's Oihw16o layout (B seen as [N, K, 1, 1] weights), so a session that frees its constants
 // (release_packed_originals) and a weight that an optimizer rewrites are handled as for the other
