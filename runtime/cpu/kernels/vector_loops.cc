@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/cpu/kernels/common.h"
+
 // The clones are resolved through an ifunc; a compiler or target without them gets the plain loops.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define TUNNX_MULTI_ISA __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -527,6 +529,38 @@ void extreme_rows(const float* in, int64_t rows, int64_t stride, int64_t n, floa
   else if (max) extreme_rows_of<true, false>(in, rows, stride, n, acc);
   else if (nan_wins) extreme_rows_of<false, true>(in, rows, stride, n, acc);
   else extreme_rows_of<false, false>(in, rows, stride, n, acc);
+}
+
+TUNNX_MULTI_ISA
+void int16_product_sums(const int16_t* a, int64_t lda, int64_t rows, const int16_t* b, int64_t ldb, int64_t k,
+                        int64_t cols, uint32_t* sums, int64_t ld_sums) {
+  for (int64_t p = 0; p < k; ++p) {
+    const int16_t* __restrict brow = b + p * ldb;
+    for (int64_t i = 0; i < rows; ++i) {
+      const int32_t av = a[i * lda + p];
+      if (av == 0) continue;
+      uint32_t* __restrict row = sums + i * ld_sums;
+      for (int64_t j = 0; j < cols; ++j) row[j] += static_cast<uint32_t>(av * static_cast<int32_t>(brow[j]));
+    }
+  }
+}
+
+void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c) {
+  constexpr int64_t kCols = 256, kRows = 16;
+  const int64_t col_blocks = (N + kCols - 1) / kCols;
+  if (M <= 0 || col_blocks <= 0) return;
+  const int threads = M * K * N >= (int64_t{1} << 17) ? static_cast<int>(std::min<int64_t>(max_threads(), col_blocks)) : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t t = 0; t < col_blocks; ++t) {
+    const int64_t j0 = t * kCols, cols = std::min(kCols, N - j0);
+    uint32_t sums[kRows][kCols];
+    for (int64_t i0 = 0; i0 < M; i0 += kRows) {
+      const int64_t rows = std::min(kRows, M - i0);
+      for (int64_t i = 0; i < rows; ++i) std::fill_n(sums[i], cols, 0u);
+      int16_product_sums(a + i0 * K, K, rows, b + j0, N, K, cols, sums[0], kCols);
+      for (int64_t i = 0; i < rows; ++i) std::copy_n(sums[i], cols, c + (i0 + i) * N + j0);
+    }
+  }
 }
 
 TUNNX_MULTI_ISA

@@ -16,6 +16,17 @@ enum class FloatBinaryOp { kAdd, kSub, kMul, kDiv };
 void float_binary_rows(FloatBinaryOp op, const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t b_row,
                        int64_t b_col, float* out, int64_t rows, int64_t n);
 
+// sums[i * ld_sums + j] += sum over p < k of a[i * lda + p] * b[p * ldb + j], for i < rows and j < cols,
+// in wrapping 32-bit arithmetic (each product of two int16 values of magnitude at most 255 is exact):
+// MatMulInteger's and ConvInteger's centered operands. Rows of a that are 0 at p skip it.
+void int16_product_sums(const int16_t* a, int64_t lda, int64_t rows, const int16_t* b, int64_t ldb, int64_t k,
+                        int64_t cols, uint32_t* sums, int64_t ld_sums);
+
+// c [M, N] = a [M, K] x b [K, N] (row-major, dense) by int16_product_sums, in wrapping 32-bit
+// arithmetic. Columns go in blocks of 256, whose sums for up to 16 rows of a stay in the L1 while each
+// row of b's block is read once for all of them; the blocks are split among the run's threads.
+void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c);
+
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.
 void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc);
 // acc[j] = the largest (max) or smallest of acc[j] and in[r * stride + j] for r < rows, j < n. A NaN
