@@ -13,6 +13,7 @@
 
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/kernels.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 
 namespace tunnx::cpu {
 namespace {
@@ -47,20 +48,17 @@ DynamicQuantized quantize_dynamic(const float* x, int64_t n) {
   return q;
 }
 
-// One direction's 8-bit weight matrix [K, N] with its scale and zero point per column (or one for all).
+// One direction's 8-bit weight matrix [K, N] less its zero point (per column, or one for all), with
+// its scale per column.
 struct QuantizedWeights {
-  std::vector<int32_t> values;  // K * N, as integers
+  std::vector<int16_t> values;  // K * N: w - zero, in [-255, 255]
   std::vector<float> scale;     // N
-  std::vector<int32_t> zero;    // N
 };
 
 QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* zero, int64_t d, int64_t K, int64_t N,
                             const KernelContext& ctx, const char* name) {
   QuantizedWeights q;
-  q.values.resize(static_cast<size_t>(K * N));
   const bool is_signed = w.dtype() == DataType::kInt8;
-  for (int64_t i = 0; i < K * N; ++i)
-    q.values[static_cast<size_t>(i)] = is_signed ? data<int8_t>(w)[d * K * N + i] : data<uint8_t>(w)[d * K * N + i];
   // Scale and zero point: [D] (per tensor) or [D, N] (per column).
   auto per_column = [&](const Tensor& t, const char* what) {
     if (t.numel() == t.dims()[0] || t.rank() == 1) return false;
@@ -72,7 +70,7 @@ QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* 
   const bool scale_cols = per_column(scale, "scale");
   q.scale.resize(static_cast<size_t>(N));
   for (int64_t c = 0; c < N; ++c) q.scale[static_cast<size_t>(c)] = data<float>(scale)[scale_cols ? d * N + c : d];
-  q.zero.assign(static_cast<size_t>(N), 0);
+  std::vector<int16_t> zeros(static_cast<size_t>(N), 0);
   if (zero) {
     if (zero->dtype() != w.dtype())
       throw ctx.error(std::string(name) + "'s zero point must have its dtype " + to_string(w.dtype()) + ", got " +
@@ -80,29 +78,34 @@ QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* 
     const bool zero_cols = per_column(*zero, "zero point");
     for (int64_t c = 0; c < N; ++c) {
       const int64_t at = zero_cols ? d * N + c : d;
-      q.zero[static_cast<size_t>(c)] = is_signed ? data<int8_t>(*zero)[at] : data<uint8_t>(*zero)[at];
+      zeros[static_cast<size_t>(c)] = is_signed ? data<int8_t>(*zero)[at] : data<uint8_t>(*zero)[at];
     }
   }
+  q.values.resize(static_cast<size_t>(K * N));
+  const auto center = [&](const auto* v) {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < N; ++c)
+        q.values[static_cast<size_t>(k * N + c)] = static_cast<int16_t>(v[d * K * N + k * N + c] - zeros[static_cast<size_t>(c)]);
+  };
+  if (is_signed) center(data<int8_t>(w));
+  else center(data<uint8_t>(w));
   return q;
 }
 
-// out[r, c] (+)= sum_k (a[r, k] - a.zero) (w[k, c] - w.zero[c]) * a.scale * w.scale[c], for M rows.
+// out[r, c] (+)= sum_k (a[r, k] - a.zero) (w[k, c] - w.zero[c]) * a.scale * w.scale[c], for M rows:
+// the integer sums by vector_loops' int16_matmul (exact: 32-bit sums of products of at most 255 x 255).
 void quantized_product(const DynamicQuantized& a, int64_t M, int64_t K, const QuantizedWeights& w, int64_t N,
                        float* out, bool accumulate) {
-  std::vector<int32_t> row(static_cast<size_t>(N));
-  for (int64_t r = 0; r < M; ++r) {
-    std::fill(row.begin(), row.end(), 0);
-    for (int64_t k = 0; k < K; ++k) {
-      const int32_t av = static_cast<int32_t>(a.values[static_cast<size_t>(r * K + k)]) - a.zero;
-      if (av == 0) continue;
-      const int32_t* wk = w.values.data() + k * N;
-      for (int64_t c = 0; c < N; ++c) row[static_cast<size_t>(c)] += av * (wk[c] - w.zero[static_cast<size_t>(c)]);
-    }
+  std::vector<int16_t> centered(static_cast<size_t>(M * K));
+  for (size_t i = 0; i < centered.size(); ++i) centered[i] = static_cast<int16_t>(a.values[i] - a.zero);
+  std::vector<uint32_t> sums(static_cast<size_t>(M * N));
+  int16_matmul(centered.data(), M, K, w.values.data(), N, sums.data());
+  for (int64_t r = 0; r < M; ++r)
     for (int64_t c = 0; c < N; ++c) {
-      const float v = static_cast<float>(row[static_cast<size_t>(c)]) * (a.scale * w.scale[static_cast<size_t>(c)]);
+      const float v = static_cast<float>(static_cast<int32_t>(sums[static_cast<size_t>(r * N + c)])) *
+                      (a.scale * w.scale[static_cast<size_t>(c)]);
       out[r * N + c] = accumulate ? out[r * N + c] + v : v;
     }
-  }
 }
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
