@@ -127,6 +127,27 @@ std::vector<int64_t> read_int_values(const Tensor& t, const KernelContext& ctx) 
   return out;
 }
 
+void subtract_zero_points(const Tensor& x, int64_t first, int64_t n, const std::vector<int16_t>& zero, int64_t run,
+                          int16_t* out) {
+  const auto subtract = [&](const auto* v) {
+    v += first;
+    const int64_t count = static_cast<int64_t>(zero.size());
+    if (count == 1) {
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int16_t>(v[i] - zero[0]);
+    } else if (run == 1) {  // one zero point per column: rows of `count` values
+      for (int64_t i = 0; i < n; i += count)
+        for (int64_t j = 0; j < std::min(count, n - i); ++j) out[i + j] = static_cast<int16_t>(v[i + j] - zero[static_cast<size_t>(j)]);
+    } else {
+      for (int64_t i = 0, block = 0; i < n; i += run, ++block) {
+        const int16_t z = zero[static_cast<size_t>(block % count)];
+        for (int64_t j = i; j < std::min(n, i + run); ++j) out[j] = static_cast<int16_t>(v[j] - z);
+      }
+    }
+  };
+  if (x.dtype() == DataType::kInt8) subtract(data<int8_t>(x));
+  else subtract(data<uint8_t>(x));
+}
+
 std::vector<double> read_double_values(const Tensor& t, const KernelContext& ctx) {
   std::vector<double> out(static_cast<size_t>(t.numel()));
   dispatch<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,

@@ -173,6 +173,11 @@ int64_t normalize_axis(int64_t axis, int64_t rank, const KernelInit& init);
 std::vector<int64_t> read_int_values(const Tensor& t, const KernelContext& ctx);
 // A float tensor's values as double (any float or int dtype).
 std::vector<double> read_double_values(const Tensor& t, const KernelContext& ctx);
+// out[i] = x[first + i] - zero[(i / run) % zero.size()] for i < n, x int8 or uint8: an integer op's
+// operand less its zero points (one for all; one per `run` values, cycling; run 1: one per column),
+// each result in [-255, 255]. `zero` is not empty.
+void subtract_zero_points(const Tensor& x, int64_t first, int64_t n, const std::vector<int16_t>& zero, int64_t run,
+                          int16_t* out);
 // A scalar (or single-element) input as double.
 double read_scalar(const Tensor& t, const KernelContext& ctx);
 // A new output `i` of `dtype` (any numeric type) and `dims` holding `values`, stored by from_double.

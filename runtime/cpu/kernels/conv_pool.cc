@@ -191,8 +191,6 @@ void run_float_conv(KernelContext& ctx, const ops::ConvAttrs& attrs, ConvKind ki
   });
 }
 
-// An int8/uint8 tensor minus its zero point as int32. `zero_point` is null (0), one value, or one per
-// leading-axis slice (per output channel, for W).
 std::vector<int64_t> output_dims(const ops::ConvGeometry& g) {
   std::vector<int64_t> dims = {g.batch, g.out_channels};
   dims.insert(dims.end(), g.grid.begin(), g.grid.end());
@@ -217,13 +215,9 @@ Tensor centered(const KernelContext& ctx, const Tensor& t, const Tensor* zero_po
       throw ctx.error(std::string(what) + " zero point " + dims_to_string(zero_point->dims()) + " must be " +
                       (per_channel ? "one value or one per output channel" : "one value"));
   }
-  const int64_t slice = zp.size() == 1 ? t.numel() : t.numel() / t.dims()[0];
-  dispatch<int8_t, uint8_t>(t.dtype(), ctx, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* p = data<T>(t);
-    for (int64_t i = 0; i < t.numel(); ++i)
-      out[i] = static_cast<int16_t>(p[i] - zp[static_cast<size_t>(slice ? i / slice : 0)]);
-  });
+  if (t.dtype() != DataType::kInt8 && t.dtype() != DataType::kUInt8)
+    throw ctx.error(std::string(what) + " must be int8 or uint8, got " + to_string(t.dtype()));
+  subtract_zero_points(t, 0, t.numel(), zp, zp.size() == 1 ? t.numel() : t.numel() / t.dims()[0], out);
   return centered_t;
 }
 

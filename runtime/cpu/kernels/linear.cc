@@ -207,19 +207,7 @@ Tensor centered(const Tensor& x, const Tensor* zp, int64_t rows, int64_t cols, b
   for (size_t i = 0; i < z.size(); ++i) zero[i] = static_cast<int16_t>(z[i]);
   // From the tensor memory cache, as the result: a weight's copy every run faulted its pages in again.
   Tensor centered_x = Tensor::uninitialized(DataType::kInt16, {x.numel()});
-  int16_t* out = centered_x.mutable_data_as<int16_t>();
-  const auto center = [&](const auto* v) {
-    const int64_t n = x.numel();
-    if (zero.size() == 1) {
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int16_t>(v[i] - zero[0]);
-    } else if (per_row) {
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int16_t>(v[i] - zero[static_cast<size_t>(i / cols % rows)]);
-    } else {
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int16_t>(v[i] - zero[static_cast<size_t>(i % cols)]);
-    }
-  };
-  if (x.dtype() == DataType::kInt8) center(data<int8_t>(x));
-  else center(data<uint8_t>(x));
+  subtract_zero_points(x, 0, x.numel(), zero, zero.size() > 1 && per_row ? cols : 1, centered_x.mutable_data_as<int16_t>());
   return centered_x;
 }
 

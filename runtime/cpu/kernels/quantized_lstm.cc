@@ -82,13 +82,7 @@ QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* 
     }
   }
   q.values.resize(static_cast<size_t>(K * N));
-  const auto center = [&](const auto* v) {
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t c = 0; c < N; ++c)
-        q.values[static_cast<size_t>(k * N + c)] = static_cast<int16_t>(v[d * K * N + k * N + c] - zeros[static_cast<size_t>(c)]);
-  };
-  if (is_signed) center(data<int8_t>(w));
-  else center(data<uint8_t>(w));
+  subtract_zero_points(w, d * K * N, K * N, zeros, 1, q.values.data());
   return q;
 }
 

@@ -11,7 +11,8 @@ namespace tunnx::cpu::onednn {
 namespace {
 
 // A blocked layout as one offset table per dim: element (i_0, ..., i_n-1) lies at
-// base + sum_d offsets[d][i_d], for each i_d below the dim's padded size.
+// base + sum_d offsets[d][i_d], for each i_d below the dim's padded size. The destination needs only
+// its dims (its walk is levels_of's), so its tables are left empty (`with_offsets` false).
 struct OffsetTables {
   int ndims = 0;
   int64_t base = 0;
@@ -20,7 +21,7 @@ struct OffsetTables {
   std::vector<int64_t> offsets[DNNL_MAX_NDIMS];
 };
 
-std::optional<OffsetTables> tables_of(const dnnl_memory_desc_t& md) {
+std::optional<OffsetTables> tables_of(const dnnl_memory_desc_t& md, bool with_offsets) {
   if (md.format_kind != dnnl_blocked || md.data_type != dnnl_f32 || md.extra.flags != 0) return std::nullopt;
   if (md.ndims <= 0 || md.ndims > DNNL_MAX_NDIMS) return std::nullopt;
   const dnnl_blocking_desc_t& b = md.format_desc.blocking;
@@ -42,6 +43,7 @@ std::optional<OffsetTables> tables_of(const dnnl_memory_desc_t& md) {
     if (md.padded_dims[d] % block_of[d] != 0) return std::nullopt;
     t.dims[d] = md.dims[d];
     t.padded[d] = md.padded_dims[d];
+    if (!with_offsets) continue;
     std::vector<int64_t>& off = t.offsets[d];
     off.resize(static_cast<size_t>(md.padded_dims[d]));
     for (int64_t i = 0; i < md.padded_dims[d]; ++i) {
@@ -161,7 +163,7 @@ bool blocked_reorder_into(const dnnl::memory& from, const dnnl::memory& to) {
   if (f.ndims != t.ndims) return false;
   for (int d = 0; d < f.ndims; ++d)
     if (f.dims[d] != t.dims[d]) return false;
-  const std::optional<OffsetTables> source = tables_of(f), target = tables_of(t);
+  const std::optional<OffsetTables> source = tables_of(f, true), target = tables_of(t, false);
   if (!source || !target) return false;
   const std::vector<Level> levels = levels_of(t);
   const size_t n = levels.size();
