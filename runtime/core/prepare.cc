@@ -23,6 +23,7 @@
 #include "runtime/core/passes/fuse_layer_norm.h"
 #include "runtime/core/passes/fuse_linear.h"
 #include "runtime/core/passes/fuse_one_hot.h"
+#include "runtime/core/passes/fuse_squeeze_excite.h"
 #include "runtime/core/passes/graph_facts.h"
 #include "runtime/core/passes/inline_functions.h"
 #include "runtime/core/passes/lower_contrib_ops.h"
@@ -107,6 +108,8 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
         ir::channels_last(graph, model.store, model.ir.opset_version(""));
         ir::fold_squeezed_conv_epilogues(graph, model.store, model.ir.opset_version(""));
       }
+      // After both: it swallows the FusedConvs of the blocks' 1x1 convolutions, in either layout.
+      if (!options.has_backward) ir::fuse_squeeze_excite(graph, model.store, model.ir.opset_version(""));
     }
     PlanContext context;
     context.registry = &KernelRegistry::global();

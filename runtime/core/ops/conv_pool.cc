@@ -157,6 +157,31 @@ std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string
                         .activation = *act};
 }
 
+std::optional<SqueezeExciteAttrs> squeeze_excite_attrs(const ir::Node& node, std::string* why_not) {
+  auto list = [&node](const char* name) -> const ir::Attribute* { return node.attribute(name); };
+  const ir::Attribute* names = list("activations");
+  const ir::Attribute* approximates = list("approximates");
+  const ir::Attribute* alphas = list("activation_alphas");
+  const ir::Attribute* betas = list("activation_betas");
+  const size_t layers = names ? names->strings.size() : 0;
+  if (layers == 0 || !approximates || !alphas || !betas || approximates->strings.size() != layers ||
+      alphas->floats.size() != layers || betas->floats.size() != layers) {
+    if (why_not) *why_not = "activations, approximates, activation_alphas and activation_betas must list one entry per layer";
+    return std::nullopt;
+  }
+  SqueezeExciteAttrs attrs;
+  attrs.channels_last = node_int(node, "channels_last", 0) != 0;
+  for (size_t l = 0; l < layers; ++l) {
+    const std::optional<Activation::Kind> kind = activation_kind(names->strings[l], approximates->strings[l]);
+    if (!kind) {
+      if (why_not) *why_not = "activation \"" + names->strings[l] + "\" is not one the fused ops take";
+      return std::nullopt;
+    }
+    attrs.activations.push_back({.kind = *kind, .alpha = alphas->floats[l], .beta = betas->floats[l]});
+  }
+  return attrs;
+}
+
 std::vector<int64_t> nchw_of_channels_last(const std::vector<int64_t>& d) {
   if (d.size() < 3) return d;
   std::vector<int64_t> out = {d[0], d.back()};

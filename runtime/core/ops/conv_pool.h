@@ -63,6 +63,27 @@ inline constexpr size_t kFusedConvAffineInput = 8;  // the first of the four
 // Nothing, with `why_not` set, for an activation the fused ops do not take.
 std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not);
 
+// ---- com.tunnx:SqueezeExcite (runtime/core/passes/fuse_squeeze_excite.h): a squeeze-and-excitation
+// block as one node. Shape rule: Y has X's shape, and
+//   g = mean of X over its spatial dims, per image and channel      [N, C]
+//   g = act_l(W_l g + B_l + A_l), for each layer l in order         (W_l [Co, Ci, 1, ...] as [Co, Ci])
+//   Y = X * g, each channel of each image scaled by its g           (the last layer's Co is C)
+// X is float32 [N, C, spatial...], or [N, spatial..., C] with channels_last. Inputs: X, then three per
+// layer: W, B ([Co] or "") and A (Co elements or ""): a 1x1 convolution's weight and bias, and the
+// per-channel constant an Add after it puts on (Paddle's exports add the bias so). Attributes: one
+// entry per layer in activations (the activation table's names of ops/linear.h, "" for none),
+// approximates, activation_alphas, activation_betas. Inference only: it has no gradient. -----------
+struct SqueezeExciteAttrs {
+  bool channels_last = false;
+  std::vector<Activation> activations;  // one per layer
+};
+
+inline constexpr size_t kSqueezeExciteLayerInputs = 3;
+
+// Nothing, with `why_not` set, when the lists disagree in length or name an activation the fused ops
+// do not take.
+std::optional<SqueezeExciteAttrs> squeeze_excite_attrs(const ir::Node& node, std::string* why_not);
+
 // The dims of a tensor as the shape rules read them, for one lying channels-last ([N, H, W, C] ->
 // [N, C, H, W], and the same for 1-D and 3-D images), or as it lies channels-last (back). Ranks below
 // 3 are returned as they are.

@@ -44,6 +44,14 @@ ir::Attribute attr(const std::string& name, const std::vector<float>& values) {
   return a;
 }
 
+ir::Attribute attr(const std::string& name, const std::vector<std::string>& values) {
+  ir::Attribute a;
+  a.name = name;
+  a.type = ir::AttributeType::kStrings;
+  a.strings = values;
+  return a;
+}
+
 ir::Node make_node(std::string name, std::string op, std::vector<std::string> inputs, std::string output,
                    std::vector<ir::Attribute> attrs) {
   ir::Node n;

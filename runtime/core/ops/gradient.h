@@ -32,6 +32,7 @@ ir::Attribute attr(const std::string& name, float value);
 ir::Attribute attr(const std::string& name, const std::string& value);
 ir::Attribute attr(const std::string& name, const std::vector<int64_t>& values);
 ir::Attribute attr(const std::string& name, const std::vector<float>& values);
+ir::Attribute attr(const std::string& name, const std::vector<std::string>& values);
 ir::Attribute attr_tensor(const std::string& name, Tensor value);
 
 // A new default-domain node with one output (graph rewrites and edits make them).

@@ -86,13 +86,6 @@ bool is_layout_free_elementwise(const Node& node) {
   return (unary.count(node.op_type) && node.inputs.size() == 1) || (binary.count(node.op_type) && node.inputs.size() == 2);
 }
 
-// The constant int64 values of `name` (an initializer or a Constant node), or nothing.
-std::optional<std::vector<int64_t>> constant_ints(const GraphFacts& facts, const std::string& name) {
-  const Tensor* t = facts.constant_value(name);
-  if (!t || t->dtype() != DataType::kInt64 || t->rank() > 1) return std::nullopt;
-  return std::vector<int64_t>(t->data_as<int64_t>(), t->data_as<int64_t>() + t->numel());
-}
-
 // A Slice that keeps every element of a value of `rank` whose dims shape inference knows: starts 0,
 // steps 1, ends past each dim (tf2onnx writes them around its 1-D convolutions).
 bool is_identity_slice(const Node& node, const GraphFacts& facts) {
@@ -102,10 +95,10 @@ bool is_identity_slice(const Node& node, const GraphFacts& facts) {
   auto x = facts.types.find(node.inputs[0]);
   if (x == facts.types.end() || !x->second || !x->second->shape) return false;
   const std::vector<Dim>& dims = x->second->shape->dims;
-  const auto starts = constant_ints(facts, node.inputs[1]), ends = constant_ints(facts, node.inputs[2]);
+  const auto starts = facts.constant_ints(node.inputs[1]), ends = facts.constant_ints(node.inputs[2]);
   std::optional<std::vector<int64_t>> axes, steps;
-  if (node.inputs.size() > 3 && !node.inputs[3].empty()) axes = constant_ints(facts, node.inputs[3]);
-  if (node.inputs.size() > 4 && !node.inputs[4].empty()) steps = constant_ints(facts, node.inputs[4]);
+  if (node.inputs.size() > 3 && !node.inputs[3].empty()) axes = facts.constant_ints(node.inputs[3]);
+  if (node.inputs.size() > 4 && !node.inputs[4].empty()) steps = facts.constant_ints(node.inputs[4]);
   if (!starts || !ends || starts->size() != ends->size() || (node.inputs.size() > 3 && !node.inputs[3].empty() && !axes) ||
       (node.inputs.size() > 4 && !node.inputs[4].empty() && !steps))
     return false;
@@ -277,6 +270,21 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     out.push_back(std::move(pool));
     produced(node.outputs[0], node.name.empty() ? node.outputs[0] : node.name, node.outputs[0] + kChannelsLastSuffix, in.rank);
   };
+  // A ReduceMean (keepdims) over the spatial axes of a channels-first value of `rank`.
+  auto is_spatial_mean = [&](const Node& node, size_t rank) {
+    if (node.op_type != "ReduceMean" || !only_attributes(node, {"axes", "keepdims", "noop_with_empty_axes"}) ||
+        ops::node_int(node, "keepdims", 1) != 1 || ops::node_int(node, "noop_with_empty_axes", 0) != 0)
+      return false;
+    std::optional<std::vector<int64_t>> axes;
+    if (onnx_opset < 18 && node.inputs.size() == 1 && node.attribute("axes")) axes = ops::node_ints(node, "axes");
+    if (onnx_opset >= 18 && node.inputs.size() == 2 && !node.attribute("axes")) axes = facts.constant_ints(node.inputs[1]);
+    if (!axes) return false;
+    for (int64_t& a : *axes) a += a < 0 ? static_cast<int64_t>(rank) : 0;
+    std::sort(axes->begin(), axes->end());
+    std::vector<int64_t> spatial;
+    for (size_t a = 2; a < rank; ++a) spatial.push_back(static_cast<int64_t>(a));
+    return *axes == spatial;
+  };
   // For a binary op with one operand a twin of `rank`: the other operand as the twin's layout reads
   // it, when it broadcasts the same way there: one element, or dims all 1 but the channels' (a
   // per-channel constant, viewed as [1, ..., 1, C]). Nothing otherwise.
@@ -349,8 +357,10 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
       ++rewritten;
       continue;
     }
-    // GlobalAveragePool / GlobalMaxPool: the mean or max over the spatial axes.
-    if (is_onnx(node) && node.op_type == "GlobalAveragePool" && node.inputs.size() == 1 && node.outputs.size() == 1) {
+    // GlobalAveragePool / GlobalMaxPool: the mean or max over the spatial axes; a ReduceMean over
+    // exactly those (keepdims) is the same mean.
+    if (is_onnx(node) && ((node.op_type == "GlobalAveragePool" && node.inputs.size() == 1) || is_spatial_mean(node, rank)) &&
+        node.outputs.size() == 1) {
       global_mean(node, first_twin->second);
       ++rewritten;
       continue;
@@ -369,7 +379,7 @@ int channels_last(Graph& graph, const ParameterStore& store, int64_t onnx_opset)
     if (is_onnx(node) && node.op_type == "Squeeze" && node.outputs.size() == 1 && !node.inputs.empty()) {
       std::optional<std::vector<int64_t>> axes;
       if (onnx_opset >= 13) {
-        if (node.inputs.size() == 2) axes = constant_ints(facts, node.inputs[1]);
+        if (node.inputs.size() == 2) axes = facts.constant_ints(node.inputs[1]);
       } else if (node.attribute("axes")) {
         axes = ops::node_ints(node, "axes");
       }
@@ -539,7 +549,7 @@ int fold_squeezed_conv_epilogues(Graph& graph, const ParameterStore& store, int6
     // but one of its dims 1.
     const Node* view = facts.produced_by(other);
     if (!view || !is_onnx_op(*view, "Reshape", 2)) continue;
-    const std::optional<std::vector<int64_t>> target = constant_ints(facts, view->inputs[1]);
+    const std::optional<std::vector<int64_t>> target = facts.constant_ints(view->inputs[1]);
     if (!target || target->empty() || (target->back() != -1 && target->back() != channels)) continue;
     if (std::any_of(target->begin(), target->end() - 1, [](int64_t d) { return d != 1; })) continue;
     const std::optional<std::vector<int64_t>> k = facts.dims(view->inputs[0]);

@@ -77,6 +77,12 @@ GraphFacts::GraphFacts(const Graph& g, const ParameterStore& s, const std::vecto
   });
 }
 
+std::optional<std::vector<int64_t>> GraphFacts::constant_ints(const std::string& name) const {
+  const Tensor* t = constant_value(name);
+  if (!t || t->dtype() != DataType::kInt64 || t->rank() > 1) return std::nullopt;
+  return std::vector<int64_t>(t->data_as<int64_t>(), t->data_as<int64_t>() + t->numel());
+}
+
 const Tensor* GraphFacts::constant(const std::string& name) const {
   auto it = initializers.find(name);
   return it == initializers.end() ? nullptr : &store.at(it->second->store_key).value;

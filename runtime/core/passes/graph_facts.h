@@ -47,6 +47,8 @@ struct GraphFacts {
   const Tensor* constant(const std::string& name) const;  // the initializer's value, or null
   // The initializer's value, else the main graph's Constant node's, or null.
   const Tensor* constant_value(const std::string& name) const;
+  // The values of a constant int64 of rank 0 or 1 (an initializer or a Constant node: axes, shapes), or nothing.
+  std::optional<std::vector<int64_t>> constant_ints(const std::string& name) const;
   std::optional<DataType> dtype(const std::string& name) const;
   // Fixed dims of `name`, or nothing when any is unknown. An initializer that a graph input of the
   // same name may override is still taken as its initializer: a fed value must match its shape.

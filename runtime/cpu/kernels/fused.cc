@@ -257,6 +257,147 @@ class ChannelsLastGlobalMax : public Kernel {
   }
 };
 
+// com.tunnx:SqueezeExcite (ops/conv_pool.h): one pass over X for the per-channel means, the layers'
+// matrix-vector products on those means, one pass for X * gate. Split among the run's threads when X
+// is large enough, in one parallel region: each thread scales the rows it summed, which are in its
+// own cache, and the products in between run on one of them.
+class SqueezeExcite : public Kernel {
+ public:
+  explicit SqueezeExcite(ops::SqueezeExciteAttrs attrs) : attrs_(std::move(attrs)) {}
+
+  void run(KernelContext& ctx) const override {
+    const Tensor& x = ctx.input(0);
+    const bool last = attrs_.channels_last;
+    if (x.dtype() != DataType::kFloat32 || x.rank() < 3)
+      throw ctx.error("X must be float32 " + std::string(last ? "[N, spatial..., C]" : "[N, C, spatial...]") + ", got " +
+                      to_string(x.dtype()) + " " + dims_to_string(x.dims()));
+    const int64_t batch = x.dims()[0], channels = last ? x.dims().back() : x.dims()[1];
+    const int64_t positions = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
+    struct LayerData {
+      const float *w, *b = nullptr, *a = nullptr;
+      int64_t in = 0, out = 0;
+      bool a_repeats = false;  // A is one value for every channel
+    };
+    std::vector<LayerData> layers;
+    int64_t width = channels, widest = channels;
+    for (size_t l = 0; l < attrs_.activations.size(); ++l) {
+      const size_t first = 1 + l * ops::kSqueezeExciteLayerInputs;
+      const Tensor& w = ctx.input(first);
+      if (w.dtype() != DataType::kFloat32 || w.rank() < 2 || w.dims()[1] != width ||
+          (w.dims()[0] > 0 && w.numel() != w.dims()[0] * width))
+        throw ctx.error("layer " + std::to_string(l) + "'s W must be float32 [Co, " + std::to_string(width) +
+                        ", 1, ...], got " + to_string(w.dtype()) + " " + dims_to_string(w.dims()));
+      LayerData layer{.w = data<float>(w), .in = width, .out = w.dims()[0]};
+      auto vector_input = [&](size_t i, const char* name, bool may_repeat) -> const float* {
+        if (!ctx.has_input(i)) return nullptr;
+        const Tensor& t = ctx.input(i);
+        if (t.dtype() != DataType::kFloat32 || (t.numel() != layer.out && !(may_repeat && t.numel() == 1)))
+          throw ctx.error("layer " + std::to_string(l) + "'s " + name + " must be float32 with " +
+                          std::to_string(layer.out) + " elements" + (may_repeat ? " or one" : "") + ", got " +
+                          to_string(t.dtype()) + " " + dims_to_string(t.dims()));
+        return data<float>(t);
+      };
+      layer.b = vector_input(first + 1, "B", false);
+      layer.a = vector_input(first + 2, "A", true);
+      layer.a_repeats = layer.a && ctx.input(first + 2).numel() == 1 && layer.out != 1;
+      width = layer.out;
+      widest = std::max(widest, width);
+      layers.push_back(layer);
+    }
+    if (width != channels)
+      throw ctx.error("the last layer gives " + std::to_string(width) + " values per image for X's " +
+                      std::to_string(channels) + " channels");
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, x.dims());
+    if (x.numel() == 0) return;
+    const float* in = data<float>(x);
+    float* out = mutable_data<float>(y);
+
+    // Rows: channels-last, the N * positions rows of C values; channels-first, the N * C planes.
+    const int64_t rows = last ? batch * positions : batch * channels;
+    const int threads = x.numel() >= kParallelSqueezeExcite ? static_cast<int>(std::min<int64_t>(max_threads(), rows)) : 1;
+    std::vector<double> sums(static_cast<size_t>(threads * batch * channels), 0.0);
+    std::vector<float> scratch(static_cast<size_t>(2 * batch * widest));
+    float* const vectors[2] = {scratch.data(), scratch.data() + batch * widest};
+    auto body = [&](int t) {
+      const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+      double* sum = sums.data() + t * batch * channels;
+      if (last) {
+        for (int64_t n = 0; n < batch; ++n) {
+          const int64_t a = std::max(r0, n * positions), b = std::min(r1, (n + 1) * positions);
+          if (a < b) accumulate_rows(in + a * channels, b - a, channels, channels, sum + n * channels);
+        }
+      } else {
+        for (int64_t r = r0; r < r1; ++r) sum[r] = plane_sum(in + r * positions, positions);
+      }
+#pragma omp barrier
+      // The means, then each layer's outputs in blocks of 16 (its weight rows split among the threads:
+      // MobileNetV3's largest is 144 x 576); each loop's end is a barrier.
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < batch * channels; ++i) {
+        double total = 0;
+        for (int u = 0; u < threads; ++u) total += sums[static_cast<size_t>(u * batch * channels + i)];
+        vectors[0][i] = static_cast<float>(total / static_cast<double>(positions));
+      }
+      for (size_t l = 0; l < layers.size(); ++l) {
+        const LayerData& layer = layers[l];
+        const float* from = vectors[l % 2];
+        float* to = vectors[(l + 1) % 2];
+        const int64_t blocks = (layer.out + 15) / 16;
+#pragma omp for schedule(static)
+        for (int64_t block = 0; block < blocks; ++block) {
+          const int64_t o0 = block * 16, o1 = std::min(o0 + 16, layer.out);
+          block_product_bt(from, layer.in, layer.w + o0 * layer.in, layer.in, to + o0, layer.out, batch, o1 - o0,
+                           layer.in, 1.0f);
+          for (int64_t n = 0; n < batch; ++n) {
+            float* v = to + n * layer.out;
+            if (layer.b)
+              for (int64_t o = o0; o < o1; ++o) v[o] += layer.b[o];
+            if (layer.a)
+              for (int64_t o = o0; o < o1; ++o) v[o] += layer.a[layer.a_repeats ? 0 : o];
+            attrs_.activations[l].apply(v + o0, o1 - o0);
+          }
+        }
+      }
+      const float* gate = vectors[layers.size() % 2];
+      if (last) {
+        for (int64_t n = 0; n < batch; ++n) {
+          const int64_t a = std::max(r0, n * positions), b = std::min(r1, (n + 1) * positions);
+          if (a < b)
+            float_binary_rows(FloatBinaryOp::kMul, in + a * channels, channels, 1, gate + n * channels, 0, 1,
+                              out + a * channels, b - a, channels);
+        }
+      } else if (r0 < r1) {
+        float_binary_rows(FloatBinaryOp::kMul, in + r0 * positions, positions, 1, gate + r0, 1, 0,
+                          out + r0 * positions, r1 - r0, positions);
+      }
+    };
+    if (threads == 1) {
+      body(0);
+    } else {
+#pragma omp parallel num_threads(threads)
+      body(thread_index());
+    }
+  }
+
+ private:
+  // X's elements from which the block runs on the run's threads. Below it a second thread costs more
+  // than it saves (its start, two barriers).
+  static constexpr int64_t kParallelSqueezeExcite = int64_t{1} << 14;
+
+  // The sum of n contiguous floats, in double, by accumulate_rows' vector loop.
+  static double plane_sum(const float* p, int64_t n) {
+    double acc[16] = {};
+    const int64_t full = n / 16;
+    accumulate_rows(p, full, 16, 16, acc);
+    double total = 0;
+    for (int64_t i = full * 16; i < n; ++i) total += p[i];
+    for (double v : acc) total += v;
+    return total;
+  }
+
+  ops::SqueezeExciteAttrs attrs_;
+};
+
 // com.tunnx:OneHotMatMul(X, W) = MatMul(Cast(Equal(X, [0, 1, ..., K-1]), float), W), which
 // runtime/core/passes/fuse_one_hot.cc makes of an embedding written as a one-hot product: Y [..., N]
 // for X [..., 1] or [..., K] and W float32 [K, N]. For X [..., 1] each row of Y is W's row X (zeros for
@@ -341,6 +482,24 @@ void register_fused_kernels(KernelRegistry& r) {
     def.types = {DataType::kInt32, DataType::kInt64, DataType::kUInt8};
     def.name = "cpu/reference/OneHotMatMul";
     def.factory = [](const KernelInit&) -> std::unique_ptr<Kernel> { return std::make_unique<OneHotMatMul>(); };
+    r.add(std::move(def));
+  }
+  {
+    KernelDef def;
+    def.domain = "com.tunnx";
+    def.op_type = "SqueezeExcite";
+    def.types = {DataType::kFloat32};
+    def.name = "cpu/reference/SqueezeExcite";
+    def.factory = [](const KernelInit& init) -> std::unique_ptr<Kernel> {
+      std::string why_not;
+      std::optional<ops::SqueezeExciteAttrs> attrs = ops::squeeze_excite_attrs(init.node(), &why_not);
+      if (!attrs) throw init.error(why_not);
+      const size_t layers = attrs->activations.size();
+      if (init.num_inputs() != 1 + ops::kSqueezeExciteLayerInputs * layers)
+        throw init.error("expects X and three inputs (W, B, A) for each of its " + std::to_string(layers) +
+                         " layers, got " + std::to_string(init.num_inputs()) + " inputs");
+      return std::make_unique<SqueezeExcite>(std::move(*attrs));
+    };
     r.add(std::move(def));
   }
   // ONNX kernels under com.tunnx for every opset, so rewrites can emit them into models of any opset:
