@@ -2,8 +2,8 @@
 // optimization level 2 a block mean -> 1x1 convolutions with their activations -> Mul(X, gate), as
 // torchvision's MobileNetV3 and Paddle's PP-LCNet export it, runs as one com.tunnx:SqueezeExcite node
 // and gives level 0's outputs, on one and two threads, for small blocks and ones large enough to split
-// among threads; blocks it cannot take stay as they are; and the kernel's channels-first form (what a
-// build without oneDNN fuses) matches the ONNX spelling.
+// among threads; written weights are seen; blocks it cannot take stay as they are; and the kernel's
+// channels-first form (what a build without oneDNN fuses) matches the ONNX spelling.
 #include <algorithm>
 #include <functional>
 #include <random>
@@ -158,6 +158,27 @@ TEST_F(FuseSqueezeExciteTest, TorchAndPaddleBlocksFuseAndMatchLevelZero) {
       {"odd widths", {.channels = 37, .squeezed = 19, .size = 5}},
   };
   for (const auto& [what, block] : blocks) expect_matches_level_zero(model(block), block, true, what);
+}
+
+// The kernel reads constant weights from copies in panels: a write to them (load_state_dict, an
+// optimizer step) is seen by the next run.
+TEST_F(FuseSqueezeExciteTest, WrittenWeightsAreSeen) {
+  const Block b{.channels = 40, .squeezed = 20};
+  Model model = this->model(b);
+  Session fused = session(model, 2), plain = session(model, 0);
+  const Tensor x = uniform_tensor(image(b, 3), rng_);
+  ASSERT_EQ(count(fused, "SqueezeExcite"), 1);
+  const Tensor before = fused.run({{"x", x}}).at("y").tensor().clone();
+  tunnx::StateDict changed;
+  for (const char* name : {"fc1.w", "fc2.w"}) {
+    Tensor t = model.parameter(name).clone();
+    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data_as<float>()[i] *= -1.5f;
+    changed.emplace_back(name, t);
+  }
+  model.load_state_dict(changed, /*strict=*/false);
+  const Tensor after = fused.run({{"x", x}}).at("y").tensor();
+  EXPECT_FALSE(after.equals(before));
+  tunnx_test::expect_near(after, plain.run({{"x", x}}).at("y").tensor(), "after load_state_dict", 2e-5f, 2e-5f);
 }
 
 TEST_F(FuseSqueezeExciteTest, BlocksItCannotTakeStay) {
