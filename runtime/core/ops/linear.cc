@@ -100,8 +100,18 @@ void Activation::apply(float* values, int64_t n) const {
         if (x < a) x = a;
         return x > b ? b : x;
       });
-    case Kind::kHardSigmoid: return each([a, b](float x) { return std::fmax(0.0f, std::fmin(1.0f, a * x + b)); });
-    case Kind::kHardSwish: return each([](float x) { return x * std::fmax(0.0f, std::fmin(1.0f, x / 6.0f + 0.5f)); });
+    // fmin(1, v) then fmax(0, .) as comparisons, which vectorize where the calls did not (a NaN v
+    // gives 1, as fmin passes over it).
+    case Kind::kHardSigmoid:
+      return each([a, b](float x) {
+        const float v = a * x + b, upper = v < 1.0f ? v : 1.0f;
+        return upper > 0.0f ? upper : 0.0f;
+      });
+    case Kind::kHardSwish:
+      return each([](float x) {
+        const float v = x / 6.0f + 0.5f, upper = v < 1.0f ? v : 1.0f;
+        return x * (upper > 0.0f ? upper : 0.0f);
+      });
     default: return each([this](float x) { return (*this)(x); });
   }
 }
