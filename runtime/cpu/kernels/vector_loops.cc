@@ -4,6 +4,11 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "runtime/cpu/kernels/common.h"
 
@@ -545,7 +550,93 @@ void int16_product_sums(const int16_t* a, int64_t lda, int64_t rows, const int16
   }
 }
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define TUNNX_PAIRED_INT16 1
+namespace {
+
+// AVX-512BW's vpmaddwd multiplies 32 int16 pairs and adds each pair into an int32 lane: two k steps
+// of 16 columns per instruction, against 16 widening multiplies and a load and store of each sum
+// in the loop above. Its operands: A's rows as int32s holding the pair (a[i][2p], a[i][2p+1]), B's
+// rows 2p and 2p+1 interleaved column by column. A pair's sum is at most 2 x 255 x 255, and the
+// int32 adds wrap, as the loop above's do: the results are the same bits.
+constexpr int64_t kPairColumns = 64;  // four vectors of 16 columns
+
+template <int R>
+__attribute__((target("avx512f,avx512bw"), always_inline)) inline void paired_tile(const int32_t* a_pairs, int64_t pairs,
+                                                                                 const int16_t* b_pairs, uint32_t* c) {
+  __m512i acc[R][4];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_si512();
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512i bv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) bv[v] = _mm512_loadu_si512(b_pairs + (p * kPairColumns + 16 * v) * 2);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512i av = _mm512_set1_epi32(a_pairs[r * pairs + p]);
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_add_epi32(acc[r][v], _mm512_madd_epi16(bv[v], av));
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) _mm512_storeu_si512(c + r * kPairColumns + 16 * v, acc[r][v]);
+}
+
+// int16_matmul on the paired operands: each block of 64 columns of B interleaved into a buffer of the
+// thread's (zero past N and past an odd K), then every row of A against it, six at a time.
+__attribute__((target("avx512f,avx512bw"))) void paired_int16_matmul(const int16_t* a, int64_t M, int64_t K,
+                                                                      const int16_t* b, int64_t N, uint32_t* c) {
+  const int64_t pairs = (K + 1) / 2, blocks = (N + kPairColumns - 1) / kPairColumns;
+  std::vector<int32_t> a_pairs(static_cast<size_t>(M * pairs));
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t p = 0; p < pairs; ++p) {
+      const uint16_t lo = static_cast<uint16_t>(a[i * K + 2 * p]);
+      const uint16_t hi = 2 * p + 1 < K ? static_cast<uint16_t>(a[i * K + 2 * p + 1]) : 0;
+      a_pairs[static_cast<size_t>(i * pairs + p)] = static_cast<int32_t>(static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16));
+    }
+  const int threads = M * K * N >= (int64_t{1} << 17) ? static_cast<int>(std::min<int64_t>(max_threads(), blocks)) : 1;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<int16_t> b_pairs(static_cast<size_t>(pairs * kPairColumns * 2));
+    alignas(64) uint32_t tile[6][kPairColumns];
+#pragma omp for schedule(static)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t j0 = block * kPairColumns, cols = std::min(kPairColumns, N - j0);
+      for (int64_t p = 0; p < pairs; ++p) {
+        int16_t* out = b_pairs.data() + p * kPairColumns * 2;
+        const int16_t* even = b + 2 * p * N + j0;
+        const int16_t* odd = 2 * p + 1 < K ? even + N : nullptr;
+        for (int64_t j = 0; j < cols; ++j) {
+          out[2 * j] = even[j];
+          out[2 * j + 1] = odd ? odd[j] : 0;
+        }
+        std::fill(out + 2 * cols, out + 2 * kPairColumns, int16_t{0});
+      }
+      int64_t i = 0;
+      for (; i + 6 <= M; i += 6) {
+        paired_tile<6>(a_pairs.data() + i * pairs, pairs, b_pairs.data(), tile[0]);
+        for (int r = 0; r < 6; ++r) std::copy_n(tile[r], cols, c + (i + r) * N + j0);
+      }
+      for (; i < M; ++i) {
+        paired_tile<1>(a_pairs.data() + i * pairs, pairs, b_pairs.data(), tile[0]);
+        std::copy_n(tile[0], cols, c + i * N + j0);
+      }
+    }
+  }
+}
+
+}  // namespace
+#endif
+
 void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c) {
+#ifdef TUNNX_PAIRED_INT16
+  static const bool paired = __builtin_cpu_supports("avx512bw");
+  if (paired && M > 0 && N > 0 && K > 0) return paired_int16_matmul(a, M, K, b, N, c);
+#endif
   constexpr int64_t kCols = 256, kRows = 16;
   const int64_t col_blocks = (N + kCols - 1) / kCols;
   if (M <= 0 || col_blocks <= 0) return;

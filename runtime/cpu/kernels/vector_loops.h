@@ -22,9 +22,11 @@ void float_binary_rows(FloatBinaryOp op, const float* a, int64_t a_row, int64_t 
 void int16_product_sums(const int16_t* a, int64_t lda, int64_t rows, const int16_t* b, int64_t ldb, int64_t k,
                         int64_t cols, uint32_t* sums, int64_t ld_sums);
 
-// c [M, N] = a [M, K] x b [K, N] (row-major, dense) by int16_product_sums, in wrapping 32-bit
-// arithmetic. Columns go in blocks of 256, whose sums for up to 16 rows of a stay in the L1 while each
-// row of b's block is read once for all of them; the blocks are split among the run's threads.
+// c [M, N] = a [M, K] x b [K, N] (row-major, dense), in wrapping 32-bit arithmetic. With AVX-512BW:
+// blocks of 64 columns of b interleaved two k steps at a time for vpmaddwd, six rows of a per tile of
+// 24 accumulators (ddddocr's 32 x 512 x 8192 product: 8.8 -> 2.1 ms at one thread). Else by
+// int16_product_sums: columns in blocks of 256, whose sums for up to 16 rows of a stay in the L1
+// while each row of b's block is read once for all of them. The blocks are split among the run's threads.
 void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c);
 
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.
