@@ -292,6 +292,8 @@ def cases():
     yield quantized_lstm("DynamicQuantizeLSTM int8, per tensor", 1, 8, True, False)
     yield quantized_lstm("DynamicQuantizeLSTM uint8, per column, no initial state", 1, 6, False, True, states=False)
     yield quantized_lstm("DynamicQuantizeLSTM bidirectional int8, per column, peepholes", 2, 8, True, True, peepholes=True)
+    # 4H = 132 gate columns: R spans three of the 64-column blocks tunnx interleaves it in (AVX-512BW).
+    yield quantized_lstm("DynamicQuantizeLSTM bidirectional uint8, hidden 33", 2, 33, False, False)
 
 
 def run_tunnx(tunnx, path, feeds, folder):

@@ -53,6 +53,9 @@ DynamicQuantized quantize_dynamic(const float* x, int64_t n) {
 struct QuantizedWeights {
   std::vector<int16_t> values;  // K * N: w - zero, in [-255, 255]
   std::vector<float> scale;     // N
+  // values as int16_matmul's AVX-512BW path reads them, for R: read once per step, interleaved
+  // once per run (each step interleaving R's 2 MB again took half of ddddocr's LSTM).
+  std::vector<int16_t> interleaved;
 };
 
 QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* zero, int64_t d, int64_t K, int64_t N,
@@ -93,7 +96,7 @@ void quantized_product(const DynamicQuantized& a, int64_t M, int64_t K, const Qu
   std::vector<int16_t> centered(static_cast<size_t>(M * K));
   for (size_t i = 0; i < centered.size(); ++i) centered[i] = static_cast<int16_t>(a.values[i] - a.zero);
   std::vector<uint32_t> sums(static_cast<size_t>(M * N));
-  int16_matmul(centered.data(), M, K, w.values.data(), N, sums.data());
+  int16_matmul(centered.data(), M, K, w.values.data(), N, sums.data(), &w.interleaved);
   for (int64_t r = 0; r < M; ++r)
     for (int64_t c = 0; c < N; ++c) {
       const float v = static_cast<float>(static_cast<int32_t>(sums[static_cast<size_t>(r * N + c)])) *
@@ -146,7 +149,8 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
   for (int64_t d = 0; d < D; ++d) {
     const bool reverse = a.direction == "reverse" || d == 1;
     const QuantizedWeights wq = weights_of(w, ctx.input(8), ctx.has_input(9) ? &ctx.input(9) : nullptr, d, I, G, ctx, "W");
-    const QuantizedWeights rq = weights_of(r, ctx.input(10), ctx.has_input(11) ? &ctx.input(11) : nullptr, d, H, G, ctx, "R");
+    QuantizedWeights rq = weights_of(r, ctx.input(10), ctx.has_input(11) ? &ctx.input(11) : nullptr, d, H, G, ctx, "R");
+    if (S > 1) rq.interleaved = int16_interleave(rq.values.data(), H, G);
     quantized_product(xq, S * Bn, I, wq, G, xw.data(), false);
     for (int64_t i = 0; i < Bn * H; ++i) {
       h[static_cast<size_t>(i)] = h0 ? data<float>(*h0)[d * Bn * H + i] : 0.0f;

@@ -586,10 +586,27 @@ __attribute__((target("avx512f,avx512bw"), always_inline)) inline void paired_ti
     for (int v = 0; v < 4; ++v) _mm512_storeu_si512(c + r * kPairColumns + 16 * v, acc[r][v]);
 }
 
+// Block `block` of 64 columns of b [K, N] interleaved into `out` ([pairs][64][2]; zero past N and
+// past an odd K).
+void interleave_block(const int16_t* b, int64_t K, int64_t N, int64_t block, int16_t* out) {
+  const int64_t pairs = (K + 1) / 2, j0 = block * kPairColumns, cols = std::min(kPairColumns, N - j0);
+  for (int64_t p = 0; p < pairs; ++p, out += kPairColumns * 2) {
+    const int16_t* even = b + 2 * p * N + j0;
+    const int16_t* odd = 2 * p + 1 < K ? even + N : nullptr;
+    for (int64_t j = 0; j < cols; ++j) {
+      out[2 * j] = even[j];
+      out[2 * j + 1] = odd ? odd[j] : 0;
+    }
+    std::fill(out + 2 * cols, out + 2 * kPairColumns, int16_t{0});
+  }
+}
+
 // int16_matmul on the paired operands: each block of 64 columns of B interleaved into a buffer of the
-// thread's (zero past N and past an odd K), then every row of A against it, six at a time.
+// thread's, or read from `interleaved` (int16_interleave's), then every row of A against it, six at a
+// time.
 __attribute__((target("avx512f,avx512bw"))) void paired_int16_matmul(const int16_t* a, int64_t M, int64_t K,
-                                                                      const int16_t* b, int64_t N, uint32_t* c) {
+                                                                      const int16_t* b, int64_t N, uint32_t* c,
+                                                                      const int16_t* interleaved) {
   const int64_t pairs = (K + 1) / 2, blocks = (N + kPairColumns - 1) / kPairColumns;
   std::vector<int32_t> a_pairs(static_cast<size_t>(M * pairs));
   for (int64_t i = 0; i < M; ++i)
@@ -601,28 +618,20 @@ __attribute__((target("avx512f,avx512bw"))) void paired_int16_matmul(const int16
   const int threads = M * K * N >= (int64_t{1} << 17) ? static_cast<int>(std::min<int64_t>(max_threads(), blocks)) : 1;
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<int16_t> b_pairs(static_cast<size_t>(pairs * kPairColumns * 2));
+    std::vector<int16_t> buffer(interleaved ? 0 : static_cast<size_t>(pairs * kPairColumns * 2));
     alignas(64) uint32_t tile[6][kPairColumns];
 #pragma omp for schedule(static)
     for (int64_t block = 0; block < blocks; ++block) {
       const int64_t j0 = block * kPairColumns, cols = std::min(kPairColumns, N - j0);
-      for (int64_t p = 0; p < pairs; ++p) {
-        int16_t* out = b_pairs.data() + p * kPairColumns * 2;
-        const int16_t* even = b + 2 * p * N + j0;
-        const int16_t* odd = 2 * p + 1 < K ? even + N : nullptr;
-        for (int64_t j = 0; j < cols; ++j) {
-          out[2 * j] = even[j];
-          out[2 * j + 1] = odd ? odd[j] : 0;
-        }
-        std::fill(out + 2 * cols, out + 2 * kPairColumns, int16_t{0});
-      }
+      const int16_t* b_pairs = interleaved ? interleaved + block * pairs * kPairColumns * 2 : buffer.data();
+      if (!interleaved) interleave_block(b, K, N, block, buffer.data());
       int64_t i = 0;
       for (; i + 6 <= M; i += 6) {
-        paired_tile<6>(a_pairs.data() + i * pairs, pairs, b_pairs.data(), tile[0]);
+        paired_tile<6>(a_pairs.data() + i * pairs, pairs, b_pairs, tile[0]);
         for (int r = 0; r < 6; ++r) std::copy_n(tile[r], cols, c + (i + r) * N + j0);
       }
       for (; i < M; ++i) {
-        paired_tile<1>(a_pairs.data() + i * pairs, pairs, b_pairs.data(), tile[0]);
+        paired_tile<1>(a_pairs.data() + i * pairs, pairs, b_pairs, tile[0]);
         std::copy_n(tile[0], cols, c + i * N + j0);
       }
     }
@@ -632,10 +641,33 @@ __attribute__((target("avx512f,avx512bw"))) void paired_int16_matmul(const int16
 }  // namespace
 #endif
 
-void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c) {
 #ifdef TUNNX_PAIRED_INT16
+bool paired_int16() {
   static const bool paired = __builtin_cpu_supports("avx512bw");
-  if (paired && M > 0 && N > 0 && K > 0) return paired_int16_matmul(a, M, K, b, N, c);
+  return paired;
+}
+#endif
+
+std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N) {
+  std::vector<int16_t> out;
+#ifdef TUNNX_PAIRED_INT16
+  if (!paired_int16() || K <= 0 || N <= 0) return out;
+  const int64_t pairs = (K + 1) / 2, blocks = (N + kPairColumns - 1) / kPairColumns;
+  out.resize(static_cast<size_t>(blocks * pairs * kPairColumns * 2));
+  for (int64_t block = 0; block < blocks; ++block) interleave_block(b, K, N, block, out.data() + block * pairs * kPairColumns * 2);
+#else
+  (void)b, (void)K, (void)N;
+#endif
+  return out;
+}
+
+void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c,
+                  const std::vector<int16_t>* interleaved) {
+#ifdef TUNNX_PAIRED_INT16
+  if (paired_int16() && M > 0 && N > 0 && K > 0)
+    return paired_int16_matmul(a, M, K, b, N, c, interleaved && !interleaved->empty() ? interleaved->data() : nullptr);
+#else
+  (void)interleaved;
 #endif
   constexpr int64_t kCols = 256, kRows = 16;
   const int64_t col_blocks = (N + kCols - 1) / kCols;

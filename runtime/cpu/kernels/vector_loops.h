@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace tunnx::cpu {
 
@@ -27,7 +28,12 @@ void int16_product_sums(const int16_t* a, int64_t lda, int64_t rows, const int16
 // 24 accumulators (ddddocr's 32 x 512 x 8192 product: 8.8 -> 2.1 ms at one thread). Else by
 // int16_product_sums: columns in blocks of 256, whose sums for up to 16 rows of a stay in the L1
 // while each row of b's block is read once for all of them. The blocks are split among the run's threads.
-void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c);
+// `interleaved`, when given and not empty: int16_interleave(b, K, N), made once for a b that many
+// products read (a recurrent weight, once per step), instead of each call interleaving b again.
+void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int64_t N, uint32_t* c,
+                  const std::vector<int16_t>* interleaved = nullptr);
+// b [K, N] as int16_matmul's AVX-512BW path reads it; empty where that path does not run.
+std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
 
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.
 void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc);
