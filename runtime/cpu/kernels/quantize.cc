@@ -14,6 +14,7 @@
 
 #include "runtime/core/narrow_types.h"
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 #include "runtime/cpu/kernels/kernels.h"
 
 namespace tunnx::cpu {
@@ -218,16 +219,11 @@ void run_dynamic_quantize(KernelContext& ctx) {
   if (x.dtype() != DataType::kFloat32) throw ctx.error(std::string("x must be float32, got ") + to_string(x.dtype()));
   const float* in = data<float>(x);
   float lo = 0, hi = 0;
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    lo = std::min(lo, in[i]);
-    hi = std::max(hi, in[i]);
-  }
+  range_with_zero(in, x.numel(), lo, hi);
   const float scale = (hi == lo ? 1.0f : hi - lo) / 255.0f;
   const uint8_t zero = from_double<uint8_t>(std::clamp(0.0f - lo / scale, 0.0f, 255.0f));
-  Tensor& y = ctx.allocate_output(0, DataType::kUInt8, x.dims());
-  uint8_t* out = mutable_data<uint8_t>(y);
-  for (int64_t i = 0; i < x.numel(); ++i)
-    out[i] = from_double<uint8_t>(static_cast<float>(std::nearbyint(in[i] / scale)) + static_cast<float>(zero));
+  Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kUInt8, x.dims());
+  quantize_to_uint8(in, x.numel(), scale, static_cast<float>(zero), mutable_data<uint8_t>(y));
   mutable_data<float>(ctx.allocate_output(1, DataType::kFloat32, {}))[0] = scale;
   mutable_data<uint8_t>(ctx.allocate_output(2, DataType::kUInt8, {}))[0] = zero;
 }

@@ -34,17 +34,12 @@ struct DynamicQuantized {
 
 DynamicQuantized quantize_dynamic(const float* x, int64_t n) {
   float lo = 0, hi = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
-  }
+  range_with_zero(x, n, lo, hi);
   DynamicQuantized q;
   q.scale = hi == lo ? 1.0f : (hi - lo) / 255.0f;
   q.zero = static_cast<int32_t>(std::nearbyint(std::clamp(0.0f - lo / q.scale, 0.0f, 255.0f)));
   q.values.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    q.values[static_cast<size_t>(i)] =
-        static_cast<uint8_t>(std::clamp(std::nearbyint(x[i] / q.scale) + static_cast<float>(q.zero), 0.0f, 255.0f));
+  quantize_to_uint8(x, n, q.scale, static_cast<float>(q.zero), q.values.data());
   return q;
 }
 

@@ -687,6 +687,40 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
 }
 
 TUNNX_MULTI_ISA
+void range_with_zero(const float* x, int64_t n, float& lo, float& hi) {
+  // 16 lanes each, folded at the end: a single running minimum would not vectorize.
+  float lanes_lo[16] = {}, lanes_hi[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) {
+      const float v = x[i + j];
+      lanes_lo[j] = v < lanes_lo[j] ? v : lanes_lo[j];
+      lanes_hi[j] = v > lanes_hi[j] ? v : lanes_hi[j];
+    }
+  float l = 0, h = 0;
+  for (int j = 0; j < 16; ++j) {
+    l = lanes_lo[j] < l ? lanes_lo[j] : l;
+    h = lanes_hi[j] > h ? lanes_hi[j] : h;
+  }
+  for (; i < n; ++i) {
+    l = x[i] < l ? x[i] : l;
+    h = x[i] > h ? x[i] : h;
+  }
+  lo = l;
+  hi = h;
+}
+
+TUNNX_MULTI_ISA
+void quantize_to_uint8(const float* x, int64_t n, float scale, float zero, uint8_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::nearbyint(x[i] / scale) + zero;
+    v = v > 0.0f ? v : 0.0f;  // a NaN too
+    v = v < 255.0f ? v : 255.0f;
+    out[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
+  }
+}
+
+TUNNX_MULTI_ISA
 void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc) {
   int64_t j = 0;
   for (; j + 32 <= n; j += 32) accumulate_columns<32>(in + j, rows, stride, acc + j);

@@ -35,6 +35,12 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
 // b [K, N] as int16_matmul's AVX-512BW path reads it; empty where that path does not run.
 std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
 
+// DynamicQuantizeLinear's two passes over x: the range [min(x, 0), max(x, 0)] (a NaN passed over, as
+// std::min and std::max pass it), and out[i] = x[i] / scale rounded half to even, plus zero,
+// saturated to [0, 255] (a NaN gives 0).
+void range_with_zero(const float* x, int64_t n, float& lo, float& hi);
+void quantize_to_uint8(const float* x, int64_t n, float scale, float zero, uint8_t* out);
+
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.
 void accumulate_rows(const float* in, int64_t rows, int64_t stride, int64_t n, double* acc);
 // acc[j] = the largest (max) or smallest of acc[j] and in[r * stride + j] for r < rows, j < n. A NaN
