@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -139,17 +140,26 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
   float* y_c = ctx.output_wanted(2) ? mutable_data<float>(ctx.allocate_output_uninitialized(2, DataType::kFloat32, state)) : nullptr;
 
   const DynamicQuantized xq = quantize_dynamic(data<float>(x), S * Bn * I);  // one scale for the whole sequence
-  std::vector<float> xw(static_cast<size_t>(S * Bn * G)), gates(static_cast<size_t>(Bn * G));
-  std::vector<float> h(static_cast<size_t>(Bn * H)), c(static_cast<size_t>(Bn * H));
+  // Each direction's weights first (where a bad input throws), then the directions, on two threads
+  // where the run has them: they share nothing but X, and each streams its own R every step.
+  std::vector<QuantizedWeights> wqs, rqs;
   for (int64_t d = 0; d < D; ++d) {
+    wqs.push_back(weights_of(w, ctx.input(8), ctx.has_input(9) ? &ctx.input(9) : nullptr, d, I, G, ctx, "W"));
+    rqs.push_back(weights_of(r, ctx.input(10), ctx.has_input(11) ? &ctx.input(11) : nullptr, d, H, G, ctx, "R"));
+    if (S > 1) rqs.back().interleaved = int16_interleave(rqs.back().values.data(), H, G);
+  }
+  const float* h0_values = h0 ? data<float>(*h0) : nullptr;
+  const float* c0_values = c0 ? data<float>(*c0) : nullptr;
+  auto direction = [&](int64_t d) {
     const bool reverse = a.direction == "reverse" || d == 1;
-    const QuantizedWeights wq = weights_of(w, ctx.input(8), ctx.has_input(9) ? &ctx.input(9) : nullptr, d, I, G, ctx, "W");
-    QuantizedWeights rq = weights_of(r, ctx.input(10), ctx.has_input(11) ? &ctx.input(11) : nullptr, d, H, G, ctx, "R");
-    if (S > 1) rq.interleaved = int16_interleave(rq.values.data(), H, G);
+    const QuantizedWeights& wq = wqs[static_cast<size_t>(d)];
+    const QuantizedWeights& rq = rqs[static_cast<size_t>(d)];
+    std::vector<float> xw(static_cast<size_t>(S * Bn * G)), gates(static_cast<size_t>(Bn * G));
+    std::vector<float> h(static_cast<size_t>(Bn * H)), c(static_cast<size_t>(Bn * H));
     quantized_product(xq, S * Bn, I, wq, G, xw.data(), false);
     for (int64_t i = 0; i < Bn * H; ++i) {
-      h[static_cast<size_t>(i)] = h0 ? data<float>(*h0)[d * Bn * H + i] : 0.0f;
-      c[static_cast<size_t>(i)] = c0 ? data<float>(*c0)[d * Bn * H + i] : 0.0f;
+      h[static_cast<size_t>(i)] = h0_values ? h0_values[d * Bn * H + i] : 0.0f;
+      c[static_cast<size_t>(i)] = c0_values ? c0_values[d * Bn * H + i] : 0.0f;
     }
     const float* wb = bias ? data<float>(*bias) + d * 2 * G : nullptr;
     const float* p = peep ? data<float>(*peep) + d * 3 * H : nullptr;
@@ -185,7 +195,19 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
     }
     if (y_h) std::copy(h.begin(), h.end(), y_h + d * Bn * H);
     if (y_c) std::copy(c.begin(), c.end(), y_c + d * Bn * H);
+  };
+  const int threads = D == 2 && max_threads() > 1 ? 2 : 1;
+  std::exception_ptr failure;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t d = 0; d < D; ++d) {
+    try {
+      direction(d);
+    } catch (...) {
+#pragma omp critical(tunnx_quantized_lstm)
+      failure = std::current_exception();
+    }
   }
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace
