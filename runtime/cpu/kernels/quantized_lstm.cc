@@ -171,6 +171,10 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
         float* g = gates.data() + b * G;
         if (wb)
           for (int64_t j = 0; j < G; ++j) g[j] += wb[j] + wb[G + j];
+        if (!p && a.clip <= 0) {  // the common form, in one vector loop
+          lstm_cell(g, c.data() + b * H, h.data() + b * H, H, a.input_forget);
+          continue;
+        }
         for (int64_t j = 0; j < H; ++j) {
           float& cc = c[static_cast<size_t>(b * H + j)];
           float gi = g[j], go = g[H + j], gf = g[2 * H + j], gc = g[3 * H + j];

@@ -686,6 +686,35 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
   }
 }
 
+namespace {
+
+// The logistic function and tanh from exp_nonpositive of -|x| (no overflow, no calls): within a few
+// ulp of libm's away from 0; tanh near 0 by its series, where 1 - e would cancel. NaN stays NaN.
+__attribute__((always_inline)) inline float logistic(float x) {
+  const float e = exp_nonpositive(-std::fabs(x)), s = 1.0f / (1.0f + e);
+  return x >= 0.0f ? s : e * s;
+}
+
+__attribute__((always_inline)) inline float tanh_of(float x) {
+  const float a = std::fabs(x), e = exp_nonpositive(-2.0f * a);
+  const float far = (1.0f - e) / (1.0f + e), x2 = x * x;
+  const float near = a * (1.0f - x2 * (1.0f / 3.0f) + x2 * x2 * (2.0f / 15.0f));
+  return std::copysign(a < 0.01f ? near : far, x);
+}
+
+}  // namespace
+
+TUNNX_MULTI_ISA
+void lstm_cell(const float* gates, float* c, float* h, int64_t n, bool input_forget) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float i = logistic(gates[j]), o = logistic(gates[n + j]);
+    const float f = input_forget ? 1.0f - i : logistic(gates[2 * n + j]);
+    const float cell = f * c[j] + i * tanh_of(gates[3 * n + j]);
+    c[j] = cell;
+    h[j] = o * tanh_of(cell);
+  }
+}
+
 TUNNX_MULTI_ISA
 void range_with_zero(const float* x, int64_t n, float& lo, float& hi) {
   // 16 lanes each, folded at the end: a single running minimum would not vectorize.

@@ -35,6 +35,12 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
 // b [K, N] as int16_matmul's AVX-512BW path reads it; empty where that path does not run.
 std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
 
+// One LSTM step for n units without peepholes or clip: gates in ONNX's order i, o, f, c (n floats
+// each, before their activations, biases added); c = f * c + i * tanh(g), h = o * tanh(c), with
+// f = 1 - i under input_forget. Sigmoid and tanh from a Cephes-style exp, within a few ulp of libm's
+// (2.1 ms of ddddocr's quantized LSTM was libm's calls, one value at a time).
+void lstm_cell(const float* gates, float* c, float* h, int64_t n, bool input_forget);
+
 // DynamicQuantizeLinear's two passes over x: the range [min(x, 0), max(x, 0)] (a NaN passed over, as
 // std::min and std::max pass it), and out[i] = x[i] / scale rounded half to even, plus zero,
 // saturated to [0, 255] (a NaN gives 0).
