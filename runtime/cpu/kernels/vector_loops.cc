@@ -630,10 +630,19 @@ __attribute__((target("avx512f,avx512bw"))) void paired_int16_matmul(const int16
         paired_tile<6>(a_pairs.data() + i * pairs, pairs, b_pairs, tile[0]);
         for (int r = 0; r < 6; ++r) std::copy_n(tile[r], cols, c + (i + r) * N + j0);
       }
-      for (; i < M; ++i) {
-        paired_tile<1>(a_pairs.data() + i * pairs, pairs, b_pairs, tile[0]);
-        std::copy_n(tile[0], cols, c + i * N + j0);
+      // The last rows in one tile too: a row at a time read the block once per row (ddddocr's
+      // 32-row product spent 2 of its 7 passes over B on its last two rows).
+      const int64_t left = M - i;
+      const int32_t* rest = a_pairs.data() + i * pairs;
+      switch (left) {
+        case 5: paired_tile<5>(rest, pairs, b_pairs, tile[0]); break;
+        case 4: paired_tile<4>(rest, pairs, b_pairs, tile[0]); break;
+        case 3: paired_tile<3>(rest, pairs, b_pairs, tile[0]); break;
+        case 2: paired_tile<2>(rest, pairs, b_pairs, tile[0]); break;
+        case 1: paired_tile<1>(rest, pairs, b_pairs, tile[0]); break;
+        default: break;
       }
+      for (int64_t r = 0; r < left; ++r) std::copy_n(tile[r], cols, c + (i + r) * N + j0);
     }
   }
 }
