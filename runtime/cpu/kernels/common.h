@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -223,6 +224,45 @@ void swap_last_two_dims(KernelContext& ctx, const Tensor& x);
 // y [cols, rows] = x [rows, cols] transposed, with the same tiling and threads (a oneDNN product's
 // operand copied into the layout its kernel reads fastest).
 void transpose_matrix(const float* x, float* y, int64_t rows, int64_t cols);
+
+// A reference kernel's own copy of a constant input, derived from it (weights repacked, operands
+// centered): made by the first run that asks, and again when the input's version moves or `key` (the
+// version of another constant it depends on) changes. A run whose input is not that constant (an
+// input fed in its place, or a trained one) gets null and reads the input as it is. Thread-safe: the
+// copy a run holds stays valid while another run remakes it.
+template <typename Copy> class ConstantCopy {
+ public:
+  ConstantCopy() = default;  // no constant: never a copy
+  ConstantCopy(const KernelInit& init, size_t input) {
+    if (const Tensor* c = init.constant_input(input); c && !init.trained_input(input)) constant_ = *c;
+  }
+  ConstantCopy(const ConstantCopy&) = delete;
+  ConstantCopy& operator=(const ConstantCopy&) = delete;
+
+  // Whether `t` is the constant (same storage and dims).
+  bool holds(const Tensor& t) const {
+    return constant_.defined() && t.shares_storage_with(constant_) && t.dims() == constant_.dims();
+  }
+
+  // The copy for this run's `t`, made by make(t) -> Copy when missing or stale; null when `t` is not
+  // the constant.
+  template <typename Make> std::shared_ptr<const Copy> get(const Tensor& t, uint64_t key, Make make) const {
+    if (!holds(t)) return nullptr;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!copy_ || version_ != t.version() || key_ != key) {
+      copy_ = std::make_shared<const Copy>(make(t));
+      version_ = t.version();
+      key_ = key;
+    }
+    return copy_;
+  }
+
+ private:
+  Tensor constant_;
+  mutable std::mutex mutex_;
+  mutable std::shared_ptr<const Copy> copy_;
+  mutable uint64_t version_ = 0, key_ = 0;
+};
 
 // Registers one kernel for an ONNX-domain op over an opset range.
 void add_kernel(KernelRegistry& registry, const std::string& op_type, int64_t since, int64_t until,

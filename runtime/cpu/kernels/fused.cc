@@ -10,6 +10,7 @@
 // The oneDNN kernel (runtime/cpu/onednn/matmul.cc) runs on top of this one as its fallback.
 #include <algorithm>
 #include <climits>
+#include <deque>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -268,8 +269,9 @@ class ChannelsLastGlobalMax : public Kernel {
 // row streams of a plain dot-product loop ran 1.5-2x slower.
 class SqueezeExcite : public Kernel {
  public:
-  SqueezeExcite(ops::SqueezeExciteAttrs attrs, std::vector<Tensor> constant_weights)
-      : attrs_(std::move(attrs)), constants_(std::move(constant_weights)), panels_(constants_.size()) {}
+  SqueezeExcite(const KernelInit& init, ops::SqueezeExciteAttrs attrs) : attrs_(std::move(attrs)) {
+    for (size_t l = 0; l < attrs_.activations.size(); ++l) panels_.emplace_back(init, 1 + ops::kSqueezeExciteLayerInputs * l);
+  }
 
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
@@ -294,7 +296,7 @@ class SqueezeExcite : public Kernel {
           (w.dims()[0] > 0 && w.numel() != w.dims()[0] * width))
         throw ctx.error("layer " + std::to_string(l) + "'s W must be float32 [Co, " + std::to_string(width) +
                         ", 1, ...], got " + to_string(w.dtype()) + " " + dims_to_string(w.dims()));
-      LayerData layer{.w = data<float>(w), .panels = panels_of(l, w), .in = width, .out = w.dims()[0]};
+      LayerData layer{.w = data<float>(w), .panels = panels_[l].get(w, 0, panels_of), .in = width, .out = w.dims()[0]};
       auto vector_input = [&](size_t i, const char* name, bool may_repeat) -> const float* {
         if (!ctx.has_input(i)) return nullptr;
         const Tensor& t = ctx.input(i);
@@ -355,7 +357,7 @@ class SqueezeExcite : public Kernel {
         for (int64_t block = 0; block < blocks; ++block) {
           const int64_t o0 = block * 64, o1 = std::min(o0 + 64, layer.out);
           if (layer.panels)
-            panel_product(from, layer.in, batch, layer.panels->values.data(), layer.in, layer.out, nullptr, to,
+            panel_product(from, layer.in, batch, layer.panels->data(), layer.in, layer.out, nullptr, to,
                           layer.out, block * 4, std::min(block * 4 + 4, panels));
           else
             block_product_bt(from, layer.in, layer.w + o0 * layer.in, layer.in, to + o0, layer.out, batch, o1 - o0,
@@ -392,28 +394,16 @@ class SqueezeExcite : public Kernel {
   }
 
  private:
-  struct Panels {
-    uint64_t version = 0;
-    std::vector<float> values;  // ceil(Co / 16) panels of [Ci, 16], zero past Co
-  };
+  using Panels = std::vector<float>;  // ceil(Co / 16) panels of [Ci, 16], zero past Co
 
-  // Layer l's W in panels when `w` is the constant weight it was made with (not trained: the plan
-  // excludes those), packed now if its version moved; else null (the plain loop reads w).
-  std::shared_ptr<const Panels> panels_of(size_t l, const Tensor& w) const {
-    if (l >= constants_.size() || !constants_[l].defined() || !w.shares_storage_with(constants_[l]) ||
-        w.dims() != constants_[l].dims())
-      return nullptr;
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (panels_[l] && panels_[l]->version == w.version()) return panels_[l];
-    auto packed = std::make_shared<Panels>();
-    packed->version = w.version();
+  // W [Co, Ci, 1...] in panels of 16 rows.
+  static Panels panels_of(const Tensor& w) {
     const int64_t out = w.dims()[0], in = out > 0 ? w.numel() / out : 0, count = (out + 15) / 16;
-    packed->values.assign(static_cast<size_t>(count * in * 16), 0.0f);
+    Panels panels(static_cast<size_t>(count * in * 16), 0.0f);
     const float* src = data<float>(w);
     for (int64_t o = 0; o < out; ++o)
-      for (int64_t k = 0; k < in; ++k) packed->values[static_cast<size_t>((o / 16) * in * 16 + k * 16 + o % 16)] = src[o * in + k];
-    panels_[l] = std::move(packed);
-    return panels_[l];
+      for (int64_t k = 0; k < in; ++k) panels[static_cast<size_t>((o / 16) * in * 16 + k * 16 + o % 16)] = src[o * in + k];
+    return panels;
   }
 
   // X's elements from which the block runs on the run's threads. Below it a second thread costs more
@@ -432,9 +422,7 @@ class SqueezeExcite : public Kernel {
   }
 
   ops::SqueezeExciteAttrs attrs_;
-  std::vector<Tensor> constants_;  // per layer: W when it is a constant no optimizer writes, else undefined
-  mutable std::mutex mutex_;
-  mutable std::vector<std::shared_ptr<const Panels>> panels_;
+  std::deque<ConstantCopy<Panels>> panels_;  // per layer: W's copy when W is a constant no optimizer writes
 };
 
 // com.tunnx:OneHotMatMul(X, W) = MatMul(Cast(Equal(X, [0, 1, ..., K-1]), float), W), which
@@ -537,13 +525,7 @@ void register_fused_kernels(KernelRegistry& r) {
       if (init.num_inputs() != 1 + ops::kSqueezeExciteLayerInputs * layers)
         throw init.error("expects X and three inputs (W, B, A) for each of its " + std::to_string(layers) +
                          " layers, got " + std::to_string(init.num_inputs()) + " inputs");
-      std::vector<Tensor> constants(layers);
-      for (size_t l = 0; l < layers; ++l) {
-        const size_t w = 1 + ops::kSqueezeExciteLayerInputs * l;
-        const Tensor* c = init.constant_input(w);
-        if (c && !init.trained_input(w) && c->dtype() == DataType::kFloat32 && c->rank() >= 2) constants[l] = *c;
-      }
-      return std::make_unique<SqueezeExcite>(std::move(*attrs), std::move(constants));
+      return std::make_unique<SqueezeExcite>(init, std::move(*attrs));
     };
     r.add(std::move(def));
   }

@@ -13,7 +13,6 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -220,43 +219,32 @@ Tensor centered(const Tensor& x, const Tensor* zp, int64_t rows, int64_t cols, b
 // `c` holds one [M, N] matrix per output matrix of `s`.
 // A constant B centered (and, 2-D, interleaved for int16_matmul), as integer_matmul reads it.
 struct CenteredB {
-  uint64_t b_version = 0, zp_version = 0;
   Tensor values;
   std::vector<int16_t> interleaved;
 };
 
 // B's centered copy for the kernels of MatMulInteger and QLinearMatMul, kept while B and its zero
-// point are the constants the kernel was made with and their versions stay (ddddocr's 512 x 8210
-// weight: centering it every run took 4 of the product's 7.5 ms).
+// point are the constants the kernel was made with (ddddocr's 512 x 8210 weight: centering it every
+// run took 4 of the product's 7.5 ms).
 class CenteredBCache {
  public:
-  CenteredBCache(const KernelInit& init, size_t b_input, size_t zp_input) {
-    if (const Tensor* b = init.constant_input(b_input); b && !init.trained_input(b_input)) b_ = *b;
-    if (const Tensor* z = init.constant_input(zp_input)) zp_ = *z;
-  }
+  CenteredBCache(const KernelInit& init, size_t b_input, size_t zp_input) : b_(init, b_input), zp_(init, zp_input) {}
 
-  // The copy for this run's operands, made now if needed; null when b is not the constant.
+  // The copy for this run's operands, made now if needed; null when b or its zero point is not the
+  // constant (a fed zero point would be no key to a copy).
   std::shared_ptr<const CenteredB> get(const Tensor& b, const Tensor* zp, int64_t K, int64_t N,
                                        const KernelContext& ctx) const {
-    if (!b_.defined() || !b.shares_storage_with(b_) || b.dims() != b_.dims() ||
-        (zp && (!zp_.defined() || !zp->shares_storage_with(zp_))))
-      return nullptr;
-    const uint64_t zp_version = zp ? zp->version() : 0;
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (cached_ && cached_->b_version == b.version() && cached_->zp_version == zp_version) return cached_;
-    auto fresh = std::make_shared<CenteredB>();
-    fresh->b_version = b.version();
-    fresh->zp_version = zp_version;
-    fresh->values = centered(b, zp, K, N, false, "B", ctx);
-    if (b.rank() == 2) fresh->interleaved = int16_interleave(fresh->values.data_as<int16_t>(), K, N);
-    cached_ = std::move(fresh);
-    return cached_;
+    if (zp && !zp_.holds(*zp)) return nullptr;
+    return b_.get(b, zp ? zp->version() : 0, [&](const Tensor& constant) {
+      CenteredB copy{centered(constant, zp, K, N, false, "B", ctx), {}};
+      if (constant.rank() == 2) copy.interleaved = int16_interleave(copy.values.data_as<int16_t>(), K, N);
+      return copy;
+    });
   }
 
  private:
-  Tensor b_, zp_;
-  mutable std::mutex mutex_;
-  mutable std::shared_ptr<const CenteredB> cached_;
+  ConstantCopy<CenteredB> b_;
+  ConstantCopy<int> zp_;  // only its identity: its version keys b_'s copy
 };
 
 void integer_matmul(const MatMulShape& s, const Tensor& a, const Tensor* a_zp, const Tensor& b, const Tensor* b_zp,

@@ -561,6 +561,14 @@ namespace {
 // int32 adds wrap, as the loop above's do: the results are the same bits.
 constexpr int64_t kPairColumns = 64;  // four vectors of 16 columns
 
+// int16s in one interleaved block of 64 columns of a b with `pairs` pairs of rows.
+constexpr int64_t interleaved_block(int64_t pairs) { return pairs * kPairColumns * 2; }
+
+bool paired_int16() {
+  static const bool paired = __builtin_cpu_supports("avx512bw");
+  return paired;
+}
+
 template <int R>
 __attribute__((target("avx512f,avx512bw"), always_inline)) inline void paired_tile(const int32_t* a_pairs, int64_t pairs,
                                                                                  const int16_t* b_pairs, uint32_t* c) {
@@ -618,12 +626,12 @@ __attribute__((target("avx512f,avx512bw"))) void paired_int16_matmul(const int16
   const int threads = M * K * N >= (int64_t{1} << 17) ? static_cast<int>(std::min<int64_t>(max_threads(), blocks)) : 1;
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<int16_t> buffer(interleaved ? 0 : static_cast<size_t>(pairs * kPairColumns * 2));
+    std::vector<int16_t> buffer(interleaved ? 0 : static_cast<size_t>(interleaved_block(pairs)));
     alignas(64) uint32_t tile[6][kPairColumns];
 #pragma omp for schedule(static)
     for (int64_t block = 0; block < blocks; ++block) {
       const int64_t j0 = block * kPairColumns, cols = std::min(kPairColumns, N - j0);
-      const int16_t* b_pairs = interleaved ? interleaved + block * pairs * kPairColumns * 2 : buffer.data();
+      const int16_t* b_pairs = interleaved ? interleaved + block * interleaved_block(pairs) : buffer.data();
       if (!interleaved) interleave_block(b, K, N, block, buffer.data());
       int64_t i = 0;
       for (; i + 6 <= M; i += 6) {
@@ -650,20 +658,13 @@ __attribute__((target("avx512f,avx512bw"))) void paired_int16_matmul(const int16
 }  // namespace
 #endif
 
-#ifdef TUNNX_PAIRED_INT16
-bool paired_int16() {
-  static const bool paired = __builtin_cpu_supports("avx512bw");
-  return paired;
-}
-#endif
-
 std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N) {
   std::vector<int16_t> out;
 #ifdef TUNNX_PAIRED_INT16
   if (!paired_int16() || K <= 0 || N <= 0) return out;
   const int64_t pairs = (K + 1) / 2, blocks = (N + kPairColumns - 1) / kPairColumns;
-  out.resize(static_cast<size_t>(blocks * pairs * kPairColumns * 2));
-  for (int64_t block = 0; block < blocks; ++block) interleave_block(b, K, N, block, out.data() + block * pairs * kPairColumns * 2);
+  out.resize(static_cast<size_t>(blocks * interleaved_block(pairs)));
+  for (int64_t block = 0; block < blocks; ++block) interleave_block(b, K, N, block, out.data() + block * interleaved_block(pairs));
 #else
   (void)b, (void)K, (void)N;
 #endif
