@@ -5,19 +5,29 @@
 #include <cmath>
 #include <limits>
 #include <numbers>
+#include <optional>
+#include <type_traits>
 
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/kernels/elementwise_binary.h"
 #include "runtime/cpu/kernels/kernels.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 
 namespace tunnx::cpu {
 namespace {
 
 using SignedTypes = Types<float, double, Float16, BFloat16, int8_t, int16_t, int32_t, int64_t>;
 
+// A float32 op's vector loop (vector_loops.h) with its attributes; other dtypes run `fn`.
+struct FloatLoop {
+  FloatUnaryOp op;
+  float alpha = 0, beta = 0;
+};
+
 // out[i] = fn(in[i]) with `fn` taking and returning Compute<T>; the output has the input's dtype.
+// float32 runs `loop` instead where given, on whole 16-value blocks per thread.
 template <typename... Ts, typename Fn>
-void unary(KernelContext& ctx, Types<Ts...>, Fn fn) {
+void unary(KernelContext& ctx, Types<Ts...>, Fn fn, std::optional<FloatLoop> loop = std::nullopt) {
   const Tensor& x = ctx.input(0);
   dispatch<Ts...>(x.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -26,6 +36,17 @@ void unary(KernelContext& ctx, Types<Ts...>, Fn fn) {
     T* out = mutable_data<T>(y);
     const int64_t n = x.numel();
     const int threads = n >= kParallelElements ? max_threads() : 1;
+    if constexpr (std::is_same_v<T, float>) {
+      if (loop) {
+        const int64_t share = ((n + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int t = 0; t < threads; ++t) {
+          const int64_t begin = std::min(n, t * share), end = std::min(n, begin + share);
+          if (begin < end) float_unary(loop->op, in + begin, out + begin, end - begin, loop->alpha, loop->beta);
+        }
+        return;
+      }
+    }
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(fn(static_cast<Compute<T>>(in[i])));
   });
@@ -49,6 +70,14 @@ template <typename... Ts, typename Fn>
 void add_unary(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Fn fn) {
   add_kernel(r, op, since, INT_MAX, dtypes(types), [fn](const KernelInit&) {
     return make_kernel([fn](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn); });
+  });
+}
+
+// The same with a float32 vector loop.
+template <typename... Ts, typename Fn>
+void add_unary(KernelRegistry& r, const char* op, int64_t since, Types<Ts...> types, Fn fn, FloatUnaryOp loop) {
+  add_kernel(r, op, since, INT_MAX, dtypes(types), [fn, loop](const KernelInit&) {
+    return make_kernel([fn, loop](KernelContext& ctx) { unary(ctx, Types<Ts...>{}, fn, FloatLoop{loop}); });
   });
 }
 
@@ -99,13 +128,13 @@ void register_math(KernelRegistry& r) {
   add_unary(r, "Sinh", 9, FloatTypes{}, [](auto x) { return std::sinh(x); });
   add_unary(r, "Tan", 7, FloatTypes{}, [](auto x) { return std::tan(x); });
   add_unary(r, "Tanh", 1, FloatTypes{}, [](auto x) { return std::tanh(x); });
-  add_unary(r, "Ceil", 1, FloatTypes{}, [](auto x) { return std::ceil(x); });
-  add_unary(r, "Floor", 1, FloatTypes{}, [](auto x) { return std::floor(x); });
-  add_unary(r, "Round", 11, FloatTypes{}, [](auto x) { return round_half_even(x); });
-  add_unary(r, "Erf", 9, FloatTypes{}, [](auto x) { return std::erf(x); });
+  add_unary(r, "Ceil", 1, FloatTypes{}, [](auto x) { return std::ceil(x); }, FloatUnaryOp::kCeil);
+  add_unary(r, "Floor", 1, FloatTypes{}, [](auto x) { return std::floor(x); }, FloatUnaryOp::kFloor);
+  add_unary(r, "Round", 11, FloatTypes{}, [](auto x) { return round_half_even(x); }, FloatUnaryOp::kRoundHalfEven);
+  add_unary(r, "Erf", 9, FloatTypes{}, [](auto x) { return std::erf(x); }, FloatUnaryOp::kErf);
   add_unary(r, "Exp", 1, FloatTypes{}, [](auto x) { return std::exp(x); });
   add_unary(r, "Log", 1, FloatTypes{}, [](auto x) { return std::log(x); });
-  add_unary(r, "Sqrt", 1, FloatTypes{}, [](auto x) { return std::sqrt(x); });
+  add_unary(r, "Sqrt", 1, FloatTypes{}, [](auto x) { return std::sqrt(x); }, FloatUnaryOp::kSqrt);
   add_unary(r, "Reciprocal", 1, FloatTypes{}, [](auto x) { return decltype(x)(1) / x; });
 
   add_kernel(r, "Not", 1, INT_MAX, {DataType::kBool}, [](const KernelInit&) {
@@ -133,7 +162,7 @@ void register_activations(KernelRegistry& r) {
   // Softplus: log(1 + exp(x)), written so that large |x| neither overflows nor loses the result.
   add_unary(r, "Softplus", 1, FloatTypes{}, [](auto x) {
     return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
-  });
+  }, FloatUnaryOp::kSoftplus);
   // HardSwish: x * HardSigmoid(x) with alpha 1/6, beta 0.5.
   add_unary(r, "HardSwish", 14, FloatTypes{}, [](auto x) {
     using C = decltype(x);
@@ -145,7 +174,7 @@ void register_activations(KernelRegistry& r) {
     using C = decltype(x);
     const C softplus = x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
     return x * std::tanh(softplus);
-  });
+  }, FloatUnaryOp::kMish);
   add_unary_with_attrs(r, "Swish", 24, FloatTypes{}, [](const KernelInit& init) {
     const float alpha = init.attr_float("alpha", 1.0f);
     return [alpha](auto x) { return x * sigmoid(static_cast<decltype(x)>(alpha) * x); };
@@ -181,13 +210,16 @@ void register_activations(KernelRegistry& r) {
     return [alpha](auto x) { return x > alpha ? x : decltype(x)(0); };
   });
   // HardSigmoid: max(0, min(1, alpha * x + beta)).
-  add_unary_with_attrs(r, "HardSigmoid", 1, FloatTypes{}, [](const KernelInit& init) {
+  add_kernel(r, "HardSigmoid", 1, INT_MAX, dtypes(FloatTypes{}), [](const KernelInit& init) {
     const float alpha = init.attr_float("alpha", 0.2f);
     const float beta = init.attr_float("beta", 0.5f);
-    return [alpha, beta](auto x) {
+    auto fn = [alpha, beta](auto x) {
       using C = decltype(x);
       return std::fmax(C(0), std::fmin(C(1), static_cast<C>(alpha) * x + static_cast<C>(beta)));
     };
+    return make_kernel([fn, alpha, beta](KernelContext& ctx) {
+      unary(ctx, FloatTypes{}, fn, FloatLoop{FloatUnaryOp::kHardSigmoid, alpha, beta});
+    });
   });
   // Shrink: x + bias below -lambd, x - bias above lambd, 0 between. Integers compute through double.
   add_unary_with_attrs(r, "Shrink", 9, NumericTypes{}, [](const KernelInit& init) {

@@ -714,6 +714,108 @@ __attribute__((always_inline)) inline float tanh_of(float x) {
 
 }  // namespace
 
+namespace {
+
+// log(x) for a positive normal x, as Cephes' logf: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m)
+// by a degree-9 polynomial in m - 1, e ln 2 added in two parts. Bits, not frexp, so it vectorizes.
+__attribute__((always_inline)) inline float log_positive(float x) {
+  const int32_t bits = std::bit_cast<int32_t>(x);
+  float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
+  float m = std::bit_cast<float>((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
+  const bool low = m < 0.707106781186547524f;
+  e = low ? e - 1.0f : e;
+  m = low ? m + m - 1.0f : m - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z - 2.12194440e-4f * e - 0.5f * z;
+  return m + y + 0.693359375f * e;
+}
+
+// log(1 + t) for t in [0, 1]: log(u) of u = 1 + t, times t / (u - 1) to take back the rounding of u
+// (u - 1 is exact), so a tiny t keeps its digits.
+__attribute__((always_inline)) inline float log1p_unit(float t) {
+  const float u = 1.0f + t, d = u - 1.0f;
+  const float scaled = log_positive(u) * (t / (d == 0.0f ? 1.0f : d));  // both sides computed: no branch
+  return d == 0.0f ? t : scaled;
+}
+
+__attribute__((always_inline)) inline float softplus(float x) {
+  const float y = (x > 0.0f ? x : 0.0f) + log1p_unit(exp_nonpositive(-std::fabs(x)));
+  return x != x ? x : y;
+}
+
+// x tanh(softplus(x)). With a = e^-|x|: for x <= 0, (1 + e^x)^2 - 1 = a (a + 2), so the ratio is
+// n / (n + 2) (no cancellation as x falls: about a); for x > 0, times a^2 above and below it is
+// (1 + 2a) / (1 + 2a + 2a^2). -inf gives -inf * 0 = NaN, as the formula does.
+__attribute__((always_inline)) inline float mish(float x) {
+  const float a = exp_nonpositive(-std::fabs(x)), n = a * (a + 2.0f), twice = a + a;
+  const float above = x > 0.0f ? 1.0f + twice : n, below = x > 0.0f ? 1.0f + twice + twice * a : n + 2.0f;
+  return x != x ? x : x * (above / below);
+}
+
+__attribute__((always_inline)) inline float erf_of(float x) {
+  const float a = std::fabs(x), s = a * a;
+  // Below 0.5: 2/sqrt(pi) (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320 + x^13/9360); the next
+  // term is under 1e-9 of the value.
+  float p = 1.0f / 9360.0f;
+  p = p * s - 1.0f / 1320.0f;
+  p = p * s + 1.0f / 216.0f;
+  p = p * s - 1.0f / 42.0f;
+  p = p * s + 1.0f / 10.0f;
+  p = p * s - 1.0f / 3.0f;
+  p = p * s + 1.0f;
+  const float near = 1.12837916709551257f * p * x;
+  // From 0.5: erfc(a) = t exp(-a^2 + q(t)), t = 1 / (1 + a/2); from 4 on, erf is 1 in float.
+  const float t = 1.0f / (1.0f + 0.5f * a);
+  float q = 0.17087277f;
+  q = q * t - 0.82215223f;
+  q = q * t + 1.48851587f;
+  q = q * t - 1.13520398f;
+  q = q * t + 0.27886807f;
+  q = q * t - 0.18628806f;
+  q = q * t + 0.09678418f;
+  q = q * t + 0.37409196f;
+  q = q * t + 1.00002368f;
+  q = q * t - 1.26551223f;
+  const float erfc = t * exp_nonpositive(std::min(q - s, 0.0f));
+  const float far = std::copysign(a < 4.0f ? 1.0f - erfc : 1.0f, x);
+  return x != x ? x : a < 0.5f ? near : far;
+}
+
+template <typename Fn>
+__attribute__((always_inline)) inline void each(const float* in, float* out, int64_t n, Fn fn) {
+  for (int64_t i = 0; i < n; ++i) out[i] = fn(in[i]);
+}
+
+}  // namespace
+
+TUNNX_MULTI_ISA
+void float_unary(FloatUnaryOp op, const float* in, float* out, int64_t n, float alpha, float beta) {
+  switch (op) {
+    case FloatUnaryOp::kSqrt: return each(in, out, n, [](float x) { return std::sqrt(x); });
+    case FloatUnaryOp::kFloor: return each(in, out, n, [](float x) { return std::floor(x); });
+    case FloatUnaryOp::kCeil: return each(in, out, n, [](float x) { return std::ceil(x); });
+    case FloatUnaryOp::kRoundHalfEven: return each(in, out, n, [](float x) { return __builtin_roundevenf(x); });
+    case FloatUnaryOp::kHardSigmoid:
+      return each(in, out, n, [alpha, beta](float x) {
+        float v = alpha * x + beta;
+        v = v < 1.0f ? v : 1.0f;  // a NaN becomes 1, as fmin(1, NaN) is
+        return v > 0.0f ? v : 0.0f;
+      });
+    case FloatUnaryOp::kSoftplus: return each(in, out, n, softplus);
+    case FloatUnaryOp::kMish: return each(in, out, n, mish);
+    case FloatUnaryOp::kErf: return each(in, out, n, erf_of);
+  }
+}
+
 TUNNX_MULTI_ISA
 void lstm_cell(const float* gates, float* c, float* h, int64_t n, bool input_forget) {
   for (int64_t j = 0; j < n; ++j) {
