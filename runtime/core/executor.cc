@@ -71,7 +71,7 @@ int64_t GraphPlan::folded_steps() const {
 const Value* Frame::find(const std::string& name) const {
   for (const Frame* f = this; f; f = f->outer) {
     int slot = f->plan->slot_of(name);
-    if (slot >= 0) return &f->values[static_cast<size_t>(slot)];
+    if (slot >= 0) return &f->value(static_cast<size_t>(slot));
   }
   return nullptr;
 }
@@ -269,6 +269,8 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     step.preset = true;
     if (step.outputs[0] >= 0) presets_.emplace_back(step.outputs[0], step.folded->outputs[0]);
   }
+  preset_borrowed_.assign(slot_names_.size(), nullptr);
+  for (const auto& [slot, value] : presets_) preset_borrowed_[static_cast<size_t>(slot)] = &value;
 
   // Free each value after its last reader, unless the graph returns it.
   std::unordered_set<int> kept(output_slots_.begin(), output_slots_.end());
@@ -305,15 +307,19 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
       ++release->runs;
       leave.counted = release;
     }
-    for (const auto& [slot, tensor] : constants_) frame.values[static_cast<size_t>(slot)] = Value(tensor);
+    if (release)
+      for (const auto& [slot, tensor] : constants_) frame.values[static_cast<size_t>(slot)] = Value(tensor);
   }
-  for (const auto& [slot, value] : presets_) frame.values[static_cast<size_t>(slot)] = value;
+  frame.borrowed = release ? preset_borrowed_ : borrowed_with_constants();
   for (const auto& [slot, name] : captured_) {
     const Value* v = outer ? outer->find(name) : nullptr;
-    if (v) frame.values[static_cast<size_t>(slot)] = *v;
+    if (v) frame.borrowed[static_cast<size_t>(slot)] = v;  // the enclosing frame outlives this run
   }
   for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i)
-    if (!inputs[i].is_none()) frame.values[static_cast<size_t>(input_slots_[i])] = std::move(inputs[i]);
+    if (!inputs[i].is_none()) {
+      frame.values[static_cast<size_t>(input_slots_[i])] = std::move(inputs[i]);
+      frame.borrowed[static_cast<size_t>(input_slots_[i])] = nullptr;  // fed over an initializer
+    }
 
   // Buffers every step reuses (a node's inputs, outputs and wanted flags): a recurrent model's body
   // is hundreds of tiny nodes, where three allocations per node were a fifth of the run.
@@ -329,7 +335,7 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
     const ir::Node& node = *step.node;
     in.clear();
     for (int slot : step.inputs) {
-      const Value* v = slot >= 0 ? &frame.values[static_cast<size_t>(slot)] : nullptr;
+      const Value* v = slot >= 0 ? &frame.value(static_cast<size_t>(slot)) : nullptr;
       in.push_back(v && !v->is_none() ? v : nullptr);
     }
     out.clear();
@@ -367,8 +373,24 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
 
   std::vector<Value> results;
   results.reserve(output_slots_.size());
-  for (int slot : output_slots_) results.push_back(frame.values[static_cast<size_t>(slot)]);
+  for (int slot : output_slots_) results.push_back(frame.value(static_cast<size_t>(slot)));
   return results;
+}
+
+const std::vector<const Value*>& GraphPlan::borrowed_with_constants() const {
+  if (constants_held_.load(std::memory_order_acquire)) return constant_borrowed_;
+  std::lock_guard<std::mutex> lock(held_mutex_);
+  if (!constants_held_.load(std::memory_order_relaxed)) {
+    // Made once no weight waits to be freed: placeholders stand where originals were freed.
+    constant_values_held_.assign(constants_.size(), Value());
+    constant_borrowed_ = preset_borrowed_;
+    for (size_t c = 0; c < constants_.size(); ++c) {
+      constant_values_held_[c] = Value(constants_[c].second);
+      constant_borrowed_[static_cast<size_t>(constants_[c].first)] = &constant_values_held_[c];
+    }
+    constants_held_.store(true, std::memory_order_release);
+  }
+  return constant_borrowed_;
 }
 
 void GraphPlan::run_folded(const Step& step, KernelContext& ctx, std::vector<Value>& out, size_t index) const {
@@ -404,6 +426,11 @@ void GraphPlan::run_folded(const Step& step, KernelContext& ctx, std::vector<Val
 }
 
 void GraphPlan::release_packed_originals() {
+  {  // before any run: no Values of the originals are kept beside them
+    std::lock_guard<std::mutex> lock(held_mutex_);
+    constants_held_.store(false, std::memory_order_release);
+    constant_values_held_.clear();
+  }
   auto r = std::make_unique<Release>();
   r->last_read_at.resize(steps_.size());
   std::unordered_set<int> kept(output_slots_.begin(), output_slots_.end());

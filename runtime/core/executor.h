@@ -155,6 +155,16 @@ class GraphPlan {
   std::vector<int> input_slots_, output_slots_;
   mutable std::vector<std::pair<int, Tensor>> constants_;  // initializers (placeholders once freed)
   std::vector<std::pair<int, Value>> presets_;        // the preset steps' outputs (Step::preset)
+  // A run's borrowed slots before its captures: the presets' values, and once no weight waits to be
+  // freed (no release_packed_originals, or all freed), the initializers' as Values kept here. While
+  // weights wait, runs copy the initializers under the release mutex instead, so a freed original
+  // lives on in the runs that hold it.
+  std::vector<const Value*> preset_borrowed_;
+  mutable std::vector<const Value*> constant_borrowed_;
+  mutable std::vector<Value> constant_values_held_;
+  mutable std::atomic<bool> constants_held_{false};
+  mutable std::mutex held_mutex_;
+  const std::vector<const Value*>& borrowed_with_constants() const;
   std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
   std::vector<Step> steps_;
   std::unordered_map<std::string, ConstantOrigin> constant_values_;
@@ -170,12 +180,18 @@ class GraphPlan {
 // steps after the node that runs them, one level deeper (SessionStats::kernels).
 std::vector<SessionStats::NodeKernel> kernel_stats(const GraphPlan& plan);
 
-// The values of one run of one graph.
+// The values of one run of one graph. A slot's value is either the frame's own (`values`: what the
+// run's steps compute, the inputs fed) or borrowed from where it lives for the whole run: the plan's
+// initializers and preset Constant outputs, an enclosing frame's value that a body reads. Borrowing
+// spares a run a copy of each (a Tensor copy allocates its dims): silero-vad's run copied ~150 such
+// values into its frames, most of them the weights its If bodies read from the main graph.
 struct Frame {
   const GraphPlan* plan = nullptr;
   const Frame* outer = nullptr;
   std::vector<Value> values;
+  std::vector<const Value*> borrowed;  // per slot: where the value lives when not in `values`
 
+  const Value& value(size_t slot) const { return borrowed[slot] ? *borrowed[slot] : values[slot]; }
   const Value* find(const std::string& name) const;  // here or in an enclosing frame
 };
 
