@@ -71,6 +71,8 @@ TEST_F(ConstantFolding, AFedInitializerIsNoConstant) {
   EXPECT_EQ(values_of<float>(session.run({{"x", x}}).at("y").tensor()), (std::vector<float>{-1.f, -2.f}));
   EXPECT_EQ(values_of<float>(session.run({{"x", x}, {"w", Tensor::from_vector<float>({2}, {5.f, 6.f})}}).at("y").tensor()),
             (std::vector<float>{-5.f, -6.f}));
+  // Unfed again: the initializer, not the last run's value.
+  EXPECT_EQ(values_of<float>(session.run({{"x", x}}).at("y").tensor()), (std::vector<float>{-1.f, -2.f}));
   EXPECT_EQ(session.stats().folded_nodes, 0);
 }
 
