@@ -284,11 +284,37 @@ GraphPlan::GraphPlan(const ir::Graph& graph, const PlanContext& context, const G
     if (!kept.count(slot)) steps_[step].release.push_back(slot);
 }
 
+std::unique_ptr<Frame> GraphPlan::take_frame() const {
+  {
+    std::lock_guard<std::mutex> lock(spare_mutex_);
+    if (!spare_frames_.empty()) {
+      std::unique_ptr<Frame> frame = std::move(spare_frames_.back());
+      spare_frames_.pop_back();
+      return frame;
+    }
+  }
+  auto frame = std::make_unique<Frame>();
+  frame->plan = this;
+  frame->values.resize(slot_names_.size());
+  return frame;
+}
+
+void GraphPlan::give_back(std::unique_ptr<Frame> frame) const {
+  for (Value& v : frame->values)
+    if (!v.is_none()) v = Value();
+  frame->outer = nullptr;
+  std::lock_guard<std::mutex> lock(spare_mutex_);
+  if (spare_frames_.size() < 4) spare_frames_.push_back(std::move(frame));  // more only for concurrent runs
+}
+
 std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer, int64_t& bytes_allocated) const {
-  Frame frame;
-  frame.plan = this;
+  struct Taken {  // given back however the run ends
+    const GraphPlan* plan;
+    std::unique_ptr<Frame> frame;
+    ~Taken() { plan->give_back(std::move(frame)); }
+  } taken{this, take_frame()};
+  Frame& frame = *taken.frame;
   frame.outer = outer;
-  frame.values.resize(slot_names_.size());
   // While weights may still be freed, this run is counted and takes each constant under the lock
   // that swaps it for its placeholder (release_packed_originals).
   Release* release = release_ && release_->pending.load(std::memory_order_acquire) > 0 ? release_.get() : nullptr;
@@ -311,9 +337,25 @@ std::vector<Value> GraphPlan::run(std::vector<Value> inputs, const Frame* outer,
       for (const auto& [slot, tensor] : constants_) frame.values[static_cast<size_t>(slot)] = Value(tensor);
   }
   frame.borrowed = release ? preset_borrowed_ : borrowed_with_constants();
-  for (const auto& [slot, name] : captured_) {
-    const Value* v = outer ? outer->find(name) : nullptr;
-    if (v) frame.borrowed[static_cast<size_t>(slot)] = v;  // the enclosing frame outlives this run
+  std::call_once(captured_once_, [this] {
+    for (const auto& [slot, name] : captured_) {
+      CapturedAt at;
+      for (const GraphPlan* p = outer_; p && at.slot < 0; p = p->outer_) {
+        ++at.depth;
+        at.plan = p;
+        at.slot = p->slot_of(name);
+      }
+      captured_at_.push_back(at);
+    }
+  });
+  for (size_t i = 0; i < captured_.size(); ++i) {
+    const CapturedAt& at = captured_at_[i];
+    const Frame* f = outer;
+    for (int d = 1; f && d < at.depth; ++d) f = f->outer;
+    // The frame chain follows the plan chain; a caller that ran this body otherwise is looked up by name.
+    const Value* v = f && at.slot >= 0 && f->plan == at.plan ? &f->value(static_cast<size_t>(at.slot))
+                     : outer ? outer->find(captured_[i].second) : nullptr;
+    if (v) frame.borrowed[static_cast<size_t>(captured_[i].first)] = v;  // the enclosing frame outlives this run
   }
   for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i)
     if (!inputs[i].is_none()) {

@@ -165,6 +165,20 @@ class GraphPlan {
   mutable std::atomic<bool> constants_held_{false};
   mutable std::mutex held_mutex_;
   const std::vector<const Value*>& borrowed_with_constants() const;
+  // Where each captured_ name lives: the enclosing plan that has it, and its slot there (resolved on
+  // the first run, once every enclosing plan has its slots), so a run need not hash the names.
+  struct CapturedAt {
+    const GraphPlan* plan = nullptr;
+    int depth = 0, slot = -1;
+  };
+  mutable std::vector<CapturedAt> captured_at_;
+  mutable std::once_flag captured_once_;
+  // Frames of finished runs, their slots all none, for the next runs: a frame's slots were made and
+  // destroyed with every run (an If body's, every time the model ran it).
+  mutable std::mutex spare_mutex_;
+  mutable std::vector<std::unique_ptr<Frame>> spare_frames_;
+  std::unique_ptr<Frame> take_frame() const;
+  void give_back(std::unique_ptr<Frame> frame) const;
   std::vector<std::pair<int, std::string>> captured_;  // read from enclosing graphs
   std::vector<Step> steps_;
   std::unordered_map<std::string, ConstantOrigin> constant_values_;
