@@ -221,8 +221,8 @@ TEST(ElementwiseGrad, Float32KernelsMatchFloat64) {
   }
 }
 
-// float32 Add/Sub/Mul/Div run on vector loops for the broadcasts that come down to rows (same shape,
-// scalar, a row repeated, a value per row, both stretched) and on the generic walk otherwise; sizes
+// float32 Add/Sub/Mul/Div run on vector loops for the broadcasts that come down to rows (same shape or
+// a single value: one flat row; a row repeated, a value per row, both stretched) and on the generic walk otherwise; sizes
 // from 65,536 elements split among threads. Each must match the float64 kernel, rounded.
 TEST(ElementwiseGrad, Float32ArithmeticMatchesFloat64OnEveryBroadcastPattern) {
   const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
@@ -234,6 +234,10 @@ TEST(ElementwiseGrad, Float32ArithmeticMatchesFloat64OnEveryBroadcastPattern) {
       {{37, 1}, {1, 41}},                 // both stretched
       {{2, 3, 4}, {2, 1, 4}},             // three dims left after merging: the generic walk
       {{0, 3}, {3}},                      // empty
+      {{2, 3}, {1, 1}},                   // one value of rank 2: the flat row, without coalescing
+      {{1, 1, 1}, {4, 5}},                // the same, first
+      {{1}, {1}},                         // one value each
+      {{1, 70001}, {70001}},              // same sizes, different dims: coalesced
   };
   for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
     for (size_t k = 0; k < shapes.size(); ++k) {

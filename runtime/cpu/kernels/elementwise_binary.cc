@@ -183,8 +183,10 @@ void binary(KernelContext& ctx, const Alignment& alignment, Types<Ts...>, const 
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   require_same_dtype(ctx, a, b);
-  std::vector<int64_t> b_dims = alignment.b_dims(a.dims(), b.dims(), ctx);
-  std::vector<int64_t> dims = broadcast_shapes({a.dims(), b_dims}, ctx);
+  std::vector<int64_t> aligned_b;  // B's dims as broadcasting sees them, where they differ from b's
+  if (alignment.at_axis) aligned_b = alignment.b_dims(a.dims(), b.dims(), ctx);
+  const std::vector<int64_t>& b_dims = alignment.at_axis ? aligned_b : b.dims();
+  const std::vector<int64_t> dims = a.dims() == b_dims ? a.dims() : broadcast_shapes({a.dims(), b_dims}, ctx);
   dispatch<Ts...>(a.dtype(), ctx, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using R = typename Out::template type<T>;
@@ -484,16 +486,29 @@ void register_where(KernelRegistry& r) {
 
 bool float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_dims, const float* b,
                   const std::vector<int64_t>& b_dims, float* out, const std::vector<int64_t>& out_dims) {
-  int64_t total = 1;
+  int64_t total = 1, a_total = 1, b_total = 1;
   for (int64_t d : out_dims) total *= d;
   if (total == 0) return true;
-  const Coalesced<2> c = coalesce<2>(out_dims, {a_dims, b_dims});
-  const size_t r = c.dims.size();
-  if (r > 2) return false;
-  const int64_t a_col = c.strides[0][r - 1], b_col = c.strides[1][r - 1];
-  if (a_col > 1 || b_col > 1) return false;
-  const int64_t rows = r == 2 ? c.dims[0] : 1, n = c.dims[r - 1];
-  const int64_t a_row = r == 2 ? c.strides[0][0] : 0, b_row = r == 2 ? c.strides[1][0] : 0;
+  for (int64_t d : a_dims) a_total *= d;
+  for (int64_t d : b_dims) b_total *= d;
+  int64_t a_col = 0, b_col = 0, rows = 1, n = total, a_row = 0, b_row = 0;
+  if ((a_total == total || a_total == 1) && (b_total == total || b_total == 1) && (a_dims == b_dims || a_total == 1 || b_total == 1)) {
+    // Same dims, or a single value against the rest: one flat row, without coalesce's bookkeeping
+    // (a dozen small allocations a call: most of a tiny Add's time).
+    a_col = a_total == total && total > 1 ? 1 : 0;
+    b_col = b_total == total && total > 1 ? 1 : 0;
+  } else {
+    const Coalesced<2> c = coalesce<2>(out_dims, {a_dims, b_dims});
+    const size_t r = c.dims.size();
+    if (r > 2) return false;
+    a_col = c.strides[0][r - 1];
+    b_col = c.strides[1][r - 1];
+    if (a_col > 1 || b_col > 1) return false;
+    rows = r == 2 ? c.dims[0] : 1;
+    n = c.dims[r - 1];
+    a_row = r == 2 ? c.strides[0][0] : 0;
+    b_row = r == 2 ? c.strides[1][0] : 0;
+  }
   const int threads = total >= kParallelElements ? max_threads() : 1;
   if (threads <= 1) {
     float_binary_rows(op, a, a_row, a_col, b, b_row, b_col, out, rows, n);
