@@ -231,7 +231,9 @@ class OnednnAttention : public Kernel {
       KeyValueCache cache;  // this thread's last (b, kv head), transposed and packed
       std::vector<int64_t> lo(static_cast<size_t>(kRowBlock)), hi(static_cast<size_t>(kRowBlock));
       std::vector<float> sums(static_cast<size_t>(kRowBlock));  // each row's softmax denominator
-#pragma omp for schedule(dynamic, 1)
+      // Whole runs of neighbouring tasks per thread, so a thread's blocks share heads: with one task at
+      // a time the threads took turns at each head's blocks, and each transposed every head's keys.
+#pragma omp for schedule(static)
       for (int64_t t = 0; t < tasks; ++t) {
         const int64_t b = t / (g.Hq * blocks), h = t / blocks % g.Hq, i0 = t % blocks * kRowBlock;
         const int64_t rows = std::min(kRowBlock, g.Sq - i0), kvh = h / group;
