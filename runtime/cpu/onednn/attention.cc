@@ -224,6 +224,7 @@ class OnednnAttention : public Kernel {
     const int64_t width_room = round_up16(g.T) + 16, dv_padded = round_up16(g.Dv);
     const bool pack_values = dv_padded != g.Dv;
 
+    const int64_t chunk = g.B * g.Hq >= 2 * threads ? blocks : 1;
 #pragma omp parallel num_threads(threads)
     {
       std::vector<float> scores(static_cast<size_t>(std::min(kRowBlock, g.Sq) * round_up16(g.T)));
@@ -231,9 +232,10 @@ class OnednnAttention : public Kernel {
       KeyValueCache cache;  // this thread's last (b, kv head), transposed and packed
       std::vector<int64_t> lo(static_cast<size_t>(kRowBlock)), hi(static_cast<size_t>(kRowBlock));
       std::vector<float> sums(static_cast<size_t>(kRowBlock));  // each row's softmax denominator
-      // Whole runs of neighbouring tasks per thread, so a thread's blocks share heads: with one task at
-      // a time the threads took turns at each head's blocks, and each transposed every head's keys.
-#pragma omp for schedule(static)
+      // A head's blocks at a time where there are heads enough for the threads, so a thread's blocks
+      // share heads: one block at a time, the threads took turns at each head's blocks and each
+      // transposed every head's keys. Dynamic, for causal rows of unequal length.
+#pragma omp for schedule(dynamic, chunk)
       for (int64_t t = 0; t < tasks; ++t) {
         const int64_t b = t / (g.Hq * blocks), h = t / blocks % g.Hq, i0 = t % blocks * kRowBlock;
         const int64_t rows = std::min(kRowBlock, g.Sq - i0), kvh = h / group;
