@@ -1,5 +1,5 @@
-// vector_loops' float_unary (the float32 loops of Sqrt, Floor, Ceil, Round, HardSigmoid, Softplus, Mish
-// and Erf) against the same functions in double precision: over random values from 1e-30 to 1e4 in
+// vector_loops' float_unary (the float32 loops of Sqrt, Floor, Ceil, Round, HardSigmoid, Softplus, Mish,
+// Erf and Log) against the same functions in double precision: over random values from 1e-30 to 1e4 in
 // magnitude, the edges where a formula changes (0.5 and 4 for Erf, 0 for Mish and Softplus, the
 // subnormal exp below -87.3), halves for Round, and NaN and the infinities as the reference kernels
 // (libm's calls, elementwise.cc) give them.
@@ -95,11 +95,20 @@ TEST(FloatUnary, HardSigmoidClampsAndNaNGivesOne) {
   EXPECT_EQ(one(FloatUnaryOp::kHardSigmoid, -kInf, alpha, beta), 0.0f);
 }
 
-TEST(FloatUnary, SoftplusMishAndErfStayWithinAFewUlp) {
+TEST(FloatUnary, SoftplusMishErfAndLogStayWithinAFewUlp) {
   expect_close(FloatUnaryOp::kSoftplus, "softplus", softplus, 4);
   expect_close(FloatUnaryOp::kMish, "mish", [](double v) { return v * std::tanh(softplus(v)); }, 6);
   expect_close(FloatUnaryOp::kErf, "erf", [](double v) { return std::erf(v); }, 4);
-  for (FloatUnaryOp op : {FloatUnaryOp::kSoftplus, FloatUnaryOp::kMish, FloatUnaryOp::kErf})
+  expect_close(FloatUnaryOp::kLog, "log", [](double v) { return std::log(v); }, 4);  // subnormals among them
+  EXPECT_EQ(one(FloatUnaryOp::kLog, 0.0f), -kInf);
+  EXPECT_EQ(one(FloatUnaryOp::kLog, -0.0f), -kInf);
+  EXPECT_TRUE(std::isnan(one(FloatUnaryOp::kLog, -1.0f)));
+  EXPECT_TRUE(std::isnan(one(FloatUnaryOp::kLog, -kInf)));
+  EXPECT_EQ(one(FloatUnaryOp::kLog, kInf), kInf);
+  EXPECT_EQ(one(FloatUnaryOp::kLog, 1.0f), 0.0f);
+  const float smallest = std::numeric_limits<float>::denorm_min();
+  EXPECT_NEAR(one(FloatUnaryOp::kLog, smallest), std::log(static_cast<double>(smallest)), 1e-5);
+  for (FloatUnaryOp op : {FloatUnaryOp::kSoftplus, FloatUnaryOp::kMish, FloatUnaryOp::kErf, FloatUnaryOp::kLog})
     EXPECT_TRUE(std::isnan(one(op, kNaN)));
   EXPECT_EQ(one(FloatUnaryOp::kSoftplus, kInf), kInf);
   EXPECT_EQ(one(FloatUnaryOp::kSoftplus, -kInf), 0.0f);

@@ -133,7 +133,7 @@ void register_math(KernelRegistry& r) {
   add_unary(r, "Round", 11, FloatTypes{}, [](auto x) { return round_half_even(x); }, FloatUnaryOp::kRoundHalfEven);
   add_unary(r, "Erf", 9, FloatTypes{}, [](auto x) { return std::erf(x); }, FloatUnaryOp::kErf);
   add_unary(r, "Exp", 1, FloatTypes{}, [](auto x) { return std::exp(x); });
-  add_unary(r, "Log", 1, FloatTypes{}, [](auto x) { return std::log(x); });
+  add_unary(r, "Log", 1, FloatTypes{}, [](auto x) { return std::log(x); }, FloatUnaryOp::kLog);
   add_unary(r, "Sqrt", 1, FloatTypes{}, [](auto x) { return std::sqrt(x); }, FloatUnaryOp::kSqrt);
   add_unary(r, "Reciprocal", 1, FloatTypes{}, [](auto x) { return decltype(x)(1) / x; });
 

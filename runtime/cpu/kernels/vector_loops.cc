@@ -747,6 +747,16 @@ __attribute__((always_inline)) inline float log1p_unit(float t) {
   return d == 0.0f ? t : scaled;
 }
 
+// log(x) for every float: subnormals scaled into the normal range first; 0 gives -inf, a negative
+// number NaN, +inf and NaN themselves.
+__attribute__((always_inline)) inline float log_of(float x) {
+  const bool tiny = x < 1.17549435e-38f;
+  const float y = log_positive(tiny ? x * 8388608.0f : x) - (tiny ? 15.9423851528787f : 0.0f);  // 2^23, 23 ln 2
+  const float special = x == 0.0f ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
+  return x > 0.0f && x < std::numeric_limits<float>::infinity() ? y : x == std::numeric_limits<float>::infinity() ? x
+         : x != x ? x : special;
+}
+
 __attribute__((always_inline)) inline float softplus(float x) {
   const float y = (x > 0.0f ? x : 0.0f) + log1p_unit(exp_nonpositive(-std::fabs(x)));
   return x != x ? x : y;
@@ -813,6 +823,7 @@ void float_unary(FloatUnaryOp op, const float* in, float* out, int64_t n, float 
     case FloatUnaryOp::kSoftplus: return each(in, out, n, softplus);
     case FloatUnaryOp::kMish: return each(in, out, n, mish);
     case FloatUnaryOp::kErf: return each(in, out, n, erf_of);
+    case FloatUnaryOp::kLog: return each(in, out, n, log_of);
   }
 }
 
