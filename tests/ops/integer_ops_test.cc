@@ -2,14 +2,18 @@
 // sums written out here in 64 bits and cast to int32: int8 and uint8 operands, zero points per tensor,
 // per row of A, per column of B and per output channel of W, batched and broadcast products, column
 // counts around the 256-column blocks and row counts around the 16-row ones, depths that wrap the
-// 32-bit sums, groups, padding, strides and dilations.
+// 32-bit sums, groups, padding, strides and dilations; and the VNNI product of uint8 rows and an int8
+// matrix that the quantized LSTM's R takes where the CPU has it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <tuple>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "runtime/cpu/kernels/vector_loops.h"
 #include "tests/ops/node_runner.h"
 #include "tunnx/tensor.h"
 
@@ -118,6 +122,37 @@ TEST(IntegerOps, ConvIntegerMatchesSixtyFourBitSums) {
   check_conv(2, 6, 7, 7, 6, 3, 3, 2, 1, 1, rng);   // groups, stride
   check_conv(1, 4, 10, 10, 4, 4, 3, 1, 2, 2, rng); // depthwise, dilation
   check_conv(1, 3, 20, 20, 17, 1, 1, 1, 1, 0, rng); // 400 positions: past a column block
+}
+
+// u8s8_matmul (AVX-512 VNNI; a quantized LSTM's R each step) against the sums written out: row and
+// column counts around its 16-column panels and groups of 8, depths not a multiple of 4, the extreme
+// values (255 x -128 at every k), and a row of zeros.
+TEST(IntegerOps, VnniProductMatchesThePlainSums) {
+  if (!tunnx::cpu::u8s8_available()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> u8(0, 255), s8(-128, 127);
+  for (const auto& [M, K, N] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {1, 512, 2048}, {1, 33, 132}, {3, 7, 17}, {2, 1, 1}, {1, 4, 16}, {4, 129, 143}, {1, 2048, 8}}) {
+    std::vector<uint8_t> a(static_cast<size_t>(M * K));
+    std::vector<int8_t> b(static_cast<size_t>(K * N));
+    for (auto& v : a) v = static_cast<uint8_t>(u8(rng));
+    for (auto& v : b) v = static_cast<int8_t>(s8(rng));
+    if (M > 1) std::fill_n(a.begin() + K, K, uint8_t{0});  // the second row all zeros
+    if (N > 1)
+      for (int64_t k = 0; k < K; ++k) {  // column 1 at the extremes, against a first row of 255s
+        b[static_cast<size_t>(k * N + 1)] = -128;
+        a[static_cast<size_t>(k)] = 255;
+      }
+    const std::vector<int8_t> packed = tunnx::cpu::u8s8_pack(b.data(), K, N);
+    std::vector<int32_t> c(static_cast<size_t>(M * N), -1);
+    tunnx::cpu::u8s8_matmul(a.data(), M, K, packed, N, c.data());
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t j = 0; j < N; ++j) {
+        int64_t want = 0;
+        for (int64_t k = 0; k < K; ++k) want += int64_t{a[static_cast<size_t>(r * K + k)]} * b[static_cast<size_t>(k * N + j)];
+        ASSERT_EQ(c[static_cast<size_t>(r * N + j)], want) << M << "x" << K << "x" << N << " at " << r << ", " << j;
+      }
+  }
 }
 
 }  // namespace

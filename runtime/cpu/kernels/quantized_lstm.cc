@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,10 +53,33 @@ struct QuantizedWeights {
   // values as int16_matmul's AVX-512BW path reads them, for R: read once per step, interleaved
   // once per run (each step interleaving R's 2 MB again took half of ddddocr's LSTM).
   std::vector<int16_t> interleaved;
+  // For R on AVX-512 VNNI instead: the 8-bit values as int8 (uint8 ones less 128) packed for
+  // u8s8_matmul, each column's sum, and each column's zero point less the same 128. Half the bytes
+  // a step streams (ddddocr's R: 1 MB a direction, not 2).
+  std::vector<int8_t> vnni;
+  std::vector<int32_t> column_sums, shifted_zero;
 };
 
+// w's direction d [K, N] as int8 (uint8 less 128) for u8s8_matmul, with `zeros` shifted alike.
+void pack_for_vnni(const Tensor& w, int64_t d, int64_t K, int64_t N, const std::vector<int16_t>& zeros,
+                   QuantizedWeights& q) {
+  const bool is_signed = w.dtype() == DataType::kInt8;
+  const int16_t shift = is_signed ? 0 : 128;
+  std::vector<int8_t> b(static_cast<size_t>(K * N));
+  q.column_sums.assign(static_cast<size_t>(N), 0);
+  for (int64_t i = 0; i < K * N; ++i) {
+    const int16_t v = is_signed ? data<int8_t>(w)[d * K * N + i] : static_cast<int16_t>(data<uint8_t>(w)[d * K * N + i] - shift);
+    b[static_cast<size_t>(i)] = static_cast<int8_t>(v);
+    q.column_sums[static_cast<size_t>(i % N)] += v;
+  }
+  q.shifted_zero.resize(static_cast<size_t>(N));
+  for (int64_t c = 0; c < N; ++c) q.shifted_zero[static_cast<size_t>(c)] = zeros[static_cast<size_t>(c)] - shift;
+  q.vnni = u8s8_pack(b.data(), K, N);
+}
+
+// `vnni`: also pack it for u8s8_matmul (QuantizedWeights::vnni), where the CPU has it.
 QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* zero, int64_t d, int64_t K, int64_t N,
-                            const KernelContext& ctx, const char* name) {
+                            const KernelContext& ctx, const char* name, bool vnni = false) {
   QuantizedWeights q;
   const bool is_signed = w.dtype() == DataType::kInt8;
   // Scale and zero point: [D] (per tensor) or [D, N] (per column).
@@ -80,6 +104,10 @@ QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* 
       zeros[static_cast<size_t>(c)] = is_signed ? data<int8_t>(*zero)[at] : data<uint8_t>(*zero)[at];
     }
   }
+  if (vnni) {
+    pack_for_vnni(w, d, K, N, zeros, q);
+    if (!q.vnni.empty()) return q;  // the int16 values unused
+  }
   q.values.resize(static_cast<size_t>(K * N));
   subtract_zero_points(w, d * K * N, K * N, zeros, 1, q.values.data());
   return q;
@@ -101,9 +129,54 @@ void quantized_product(const DynamicQuantized& a, int64_t M, int64_t K, const Qu
     }
 }
 
+// The same sums from w.vnni: sum a b' (b' the int8 form) less the zero points' terms,
+// (a - za)(b' - zb') summed = sum a b' - za sum b' - zb' sum a + K za zb', each exact in 32 bits
+// (|sum a b'| <= K 255 128), so the result is the int16 path's, bit for bit.
+void quantized_product_vnni(const DynamicQuantized& a, int64_t M, int64_t K, const QuantizedWeights& w, int64_t N,
+                            float* out) {
+  std::vector<int32_t> sums(static_cast<size_t>(M * N));
+  u8s8_matmul(a.values.data(), M, K, w.vnni, N, sums.data());
+  for (int64_t r = 0; r < M; ++r) {
+    int32_t a_sum = 0;
+    for (int64_t k = 0; k < K; ++k) a_sum += a.values[static_cast<size_t>(r * K + k)];
+    for (int64_t c = 0; c < N; ++c) {
+      const int32_t zb = w.shifted_zero[static_cast<size_t>(c)];
+      const int32_t sum = sums[static_cast<size_t>(r * N + c)] - a.zero * w.column_sums[static_cast<size_t>(c)] -
+                          zb * a_sum + static_cast<int32_t>(K) * a.zero * zb;
+      out[r * N + c] += static_cast<float>(sum) * (a.scale * w.scale[static_cast<size_t>(c)]);
+    }
+  }
+}
+
+// A weight input's per-direction forms (`weights_of`), kept across runs while the weight, its scale and
+// its zero point are the constants the kernel was made with and unwritten: remaking R's every run
+// (packing it for VNNI, or interleaving it) cost more than the steps saved.
+class WeightsCache {
+ public:
+  WeightsCache(const KernelInit& init, size_t w_input, size_t scale_input, size_t zero_input)
+      : w_(init, w_input), scale_(init, scale_input), zero_(init, zero_input) {}
+
+  template <typename Make>
+  std::shared_ptr<const std::vector<QuantizedWeights>> get(const Tensor& w, const Tensor& scale, const Tensor* zero,
+                                                          Make make) const {
+    if (!scale_.holds(scale) || (zero && !zero_.holds(*zero))) return nullptr;
+    const uint64_t key = scale.version() * 0x9E3779B97F4A7C15ull ^ (zero ? zero->version() + 1 : 0);
+    return w_.get(w, key, [&](const Tensor&) { return make(); });
+  }
+
+ private:
+  ConstantCopy<std::vector<QuantizedWeights>> w_;
+  ConstantCopy<int> scale_, zero_;  // only their identities: their versions key w_'s copy
+};
+
+struct QuantizedLstmCaches {
+  explicit QuantizedLstmCaches(const KernelInit& init) : w(init, 1, 8, 9), r(init, 2, 10, 11) {}
+  WeightsCache w, r;  // W, R with their scales and zero points
+};
+
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
-void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
+void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a, const QuantizedLstmCaches& caches) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
   const Tensor& r = ctx.input(2);
@@ -142,12 +215,27 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
   const DynamicQuantized xq = quantize_dynamic(data<float>(x), S * Bn * I);  // one scale for the whole sequence
   // Each direction's weights first (where a bad input throws), then the directions, on two threads
   // where the run has them: they share nothing but X, and each streams its own R every step.
-  std::vector<QuantizedWeights> wqs, rqs;
-  for (int64_t d = 0; d < D; ++d) {
-    wqs.push_back(weights_of(w, ctx.input(8), ctx.has_input(9) ? &ctx.input(9) : nullptr, d, I, G, ctx, "W"));
-    rqs.push_back(weights_of(r, ctx.input(10), ctx.has_input(11) ? &ctx.input(11) : nullptr, d, H, G, ctx, "R"));
-    if (S > 1) rqs.back().interleaved = int16_interleave(rqs.back().values.data(), H, G);
-  }
+  const Tensor* w_zero = ctx.has_input(9) ? &ctx.input(9) : nullptr;
+  const Tensor* r_zero = ctx.has_input(11) ? &ctx.input(11) : nullptr;
+  auto make_w = [&] {
+    std::vector<QuantizedWeights> out;
+    for (int64_t d = 0; d < D; ++d) out.push_back(weights_of(w, ctx.input(8), w_zero, d, I, G, ctx, "W"));
+    return out;
+  };
+  auto make_r = [&] {  // R is read every step: packed for VNNI (half the bytes), else interleaved
+    std::vector<QuantizedWeights> out;
+    for (int64_t d = 0; d < D; ++d) {
+      out.push_back(weights_of(r, ctx.input(10), r_zero, d, H, G, ctx, "R", u8s8_available()));
+      if (out.back().vnni.empty()) out.back().interleaved = int16_interleave(out.back().values.data(), H, G);
+    }
+    return out;
+  };
+  std::shared_ptr<const std::vector<QuantizedWeights>> w_kept = caches.w.get(w, ctx.input(8), w_zero, make_w);
+  std::shared_ptr<const std::vector<QuantizedWeights>> r_kept = caches.r.get(r, ctx.input(10), r_zero, make_r);
+  const std::vector<QuantizedWeights> w_made = w_kept ? std::vector<QuantizedWeights>{} : make_w();
+  const std::vector<QuantizedWeights> r_made = r_kept ? std::vector<QuantizedWeights>{} : make_r();
+  const std::vector<QuantizedWeights>& wqs = w_kept ? *w_kept : w_made;
+  const std::vector<QuantizedWeights>& rqs = r_kept ? *r_kept : r_made;
   const float* h0_values = h0 ? data<float>(*h0) : nullptr;
   const float* c0_values = c0 ? data<float>(*c0) : nullptr;
   auto direction = [&](int64_t d) {
@@ -166,7 +254,9 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a) {
     for (int64_t step = 0; step < S; ++step) {
       const int64_t t = reverse ? S - 1 - step : step;
       std::copy_n(xw.data() + t * Bn * G, Bn * G, gates.data());
-      quantized_product(quantize_dynamic(h.data(), Bn * H), Bn, H, rq, G, gates.data(), true);  // h quantized per step
+      const DynamicQuantized hq = quantize_dynamic(h.data(), Bn * H);  // h quantized per step
+      if (!rq.vnni.empty()) quantized_product_vnni(hq, Bn, H, rq, G, gates.data());
+      else quantized_product(hq, Bn, H, rq, G, gates.data(), true);
       for (int64_t b = 0; b < Bn; ++b) {
         float* g = gates.data() + b * G;
         if (wb)
@@ -235,7 +325,8 @@ void register_quantized_rnn_kernels(KernelRegistry& r) {
     for (size_t i = 0; i < acts.size(); ++i)
       if (acts[i] != (i % 3 == 0 ? "Sigmoid" : "Tanh"))
         throw init.error("activations other than Sigmoid, Tanh, Tanh are not supported, got " + acts[i]);
-    return make_kernel([a](KernelContext& ctx) { run_quantized_lstm(ctx, a); });
+    auto caches = std::make_shared<const QuantizedLstmCaches>(init);
+    return make_kernel([a, caches](KernelContext& ctx) { run_quantized_lstm(ctx, a, *caches); });
   };
   r.add(std::move(def));
 }

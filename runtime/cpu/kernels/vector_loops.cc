@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -694,6 +696,75 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
       for (int64_t i = 0; i < rows; ++i) std::copy_n(sums[i], cols, c + (i0 + i) * N + j0);
     }
   }
+}
+
+namespace {
+
+constexpr int64_t kVnniColumns = 16;  // one panel: 16 int32 lanes
+
+int64_t vnni_panel_bytes(int64_t K) { return (K + 3) / 4 * 4 * kVnniColumns; }
+
+// Row `a` (K bytes, padded to a multiple of 4 with zeros) against panels [first, first + G).
+template <int G>
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void vnni_panels(
+    const uint8_t* a, int64_t quads, const int8_t* panels, int64_t panel_bytes, int64_t first, int64_t N, int32_t* c) {
+  __m512i acc[G];
+  for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_si512();
+  const int8_t* base = panels + first * panel_bytes;
+  for (int64_t q = 0; q < quads; ++q) {
+    int32_t four;
+    std::memcpy(&four, a + q * 4, 4);
+    const __m512i av = _mm512_set1_epi32(four);
+    for (int g = 0; g < G; ++g)
+      acc[g] = _mm512_dpbusd_epi32(acc[g], av, _mm512_loadu_si512(base + g * panel_bytes + q * 64));
+  }
+  for (int g = 0; g < G; ++g) {
+    const int64_t j0 = (first + g) * kVnniColumns, cols = std::min<int64_t>(kVnniColumns, N - j0);
+    if (cols == kVnniColumns) {
+      _mm512_storeu_si512(c + j0, acc[g]);
+    } else {
+      alignas(64) int32_t lanes[kVnniColumns];
+      _mm512_store_si512(lanes, acc[g]);
+      std::copy_n(lanes, cols, c + j0);
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_matmul(const uint8_t* a, int64_t M, int64_t K,
+                                                                         const int8_t* panels, int64_t N, int32_t* c) {
+  const int64_t quads = (K + 3) / 4, panel_bytes = vnni_panel_bytes(K), count = (N + kVnniColumns - 1) / kVnniColumns;
+  std::vector<uint8_t> row(static_cast<size_t>(quads * 4), 0);
+  for (int64_t r = 0; r < M; ++r) {
+    std::copy_n(a + r * K, K, row.data());
+    int32_t* out = c + r * N;
+    int64_t p = 0;
+    for (; p + 8 <= count; p += 8) vnni_panels<8>(row.data(), quads, panels, panel_bytes, p, N, out);
+    for (; p + 2 <= count; p += 2) vnni_panels<2>(row.data(), quads, panels, panel_bytes, p, N, out);
+    for (; p < count; ++p) vnni_panels<1>(row.data(), quads, panels, panel_bytes, p, N, out);
+  }
+}
+
+}  // namespace
+
+bool u8s8_available() {
+  static const bool available = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  return available;
+}
+
+std::vector<int8_t> u8s8_pack(const int8_t* b, int64_t K, int64_t N) {
+  std::vector<int8_t> out;
+  if (!u8s8_available() || K <= 0 || N <= 0) return out;
+  const int64_t panel_bytes = vnni_panel_bytes(K), count = (N + kVnniColumns - 1) / kVnniColumns;
+  out.assign(static_cast<size_t>(count * panel_bytes), 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < N; ++j)  // panel j / 16, quad k / 4: lane j % 16 holds k % 4 at byte k % 4
+      out[static_cast<size_t>(j / kVnniColumns * panel_bytes + k / 4 * 64 + j % kVnniColumns * 4 + k % 4)] = b[k * N + j];
+  return out;
+}
+
+void u8s8_matmul(const uint8_t* a, int64_t M, int64_t K, const std::vector<int8_t>& packed, int64_t N, int32_t* c) {
+  if (packed.empty()) throw std::logic_error("u8s8_matmul: b was not packed (no AVX-512 VNNI)");
+  vnni_matmul(a, M, K, packed.data(), N, c);
 }
 
 namespace {

@@ -35,6 +35,15 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
 // b [K, N] as int16_matmul's AVX-512BW path reads it; empty where that path does not run.
 std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
 
+// Products of uint8 rows and an int8 matrix on AVX-512 VNNI (vpdpbusd: four u8 x s8 products summed
+// into each int32 lane): c [M, N] = a [M, K] x b [K, N], exact while the sums fit in 32 bits. b is
+// first packed by u8s8_pack (empty where the CPU lacks VNNI: the caller keeps another path) into
+// panels of 16 columns, k in groups of 4: half int16_matmul's bytes, for a product that streams its
+// matrix every call (a quantized LSTM's R, once per step). Rows one at a time, 8 panels at once.
+bool u8s8_available();
+std::vector<int8_t> u8s8_pack(const int8_t* b, int64_t K, int64_t N);
+void u8s8_matmul(const uint8_t* a, int64_t M, int64_t K, const std::vector<int8_t>& packed, int64_t N, int32_t* c);
+
 // One LSTM step for n units without peepholes or clip: gates in ONNX's order i, o, f, c (n floats
 // each, before their activations, biases added); c = f * c + i * tanh(g), h = o * tanh(c), with
 // f = 1 - i under input_forget. Sigmoid and tanh from a Cephes-style exp, within a few ulp of libm's
