@@ -1,6 +1,7 @@
 // MatMulInteger and QLinearMatMul keep a constant B centered (and interleaved for the AVX-512BW
 // product) across runs: a B or zero point written between runs (load_state_dict) is seen by the
 // next run, which then equals a new session's on the same model; a B fed as an input is read as fed.
+// DynamicQuantizeLSTM's kept weights likewise.
 #include <cstdint>
 #include <random>
 #include <string>
@@ -65,6 +66,55 @@ TEST_F(IntegerWeightsTest, WrittenWeightsAndZeroPointsAreSeen) {
     model.load_state_dict(changed, /*strict=*/false);
     const Tensor after = session.run(in).at("y").tensor().clone();
     EXPECT_FALSE(after.equals(before)) << name;
+    EXPECT_TRUE(after.equals(Session(model).run(in).at("y").tensor())) << "after writing " << name;
+  }
+}
+
+// DynamicQuantizeLSTM keeps W's and R's per-direction forms (R packed for VNNI where the CPU has
+// it) across runs: R, W or R's scale written between runs is seen by the next run.
+TEST_F(IntegerWeightsTest, TheQuantizedLstmSeesWrittenWeightsAndScales) {
+  const int64_t S = 5, I = 6, H = 9;  // 4H = 36 columns: three 16-column panels, K = 9 not a multiple of 4
+  auto int8_bytes = [&](size_t n) {
+    std::vector<uint8_t> u = bytes(n, rng_);
+    return std::vector<int8_t>(u.begin(), u.end());
+  };
+  ModelBuilder b(17);
+  b.add_opset("com.microsoft", 1);
+  b.input("x", onnx_type_of<float>(), Dims{S, 1, I});
+  b.initializer(raw_tensor<int8_t>("w", {2, I, 4 * H}, int8_bytes(static_cast<size_t>(2 * I * 4 * H))));
+  b.initializer(raw_tensor<int8_t>("r", {2, H, 4 * H}, int8_bytes(static_cast<size_t>(2 * H * 4 * H))));
+  b.initializer(float_tensor("w_scale", {2}, {0.02f, 0.03f}));
+  b.initializer(raw_tensor<int8_t>("w_zero", {2}, {0, 3}));
+  b.initializer(float_tensor("r_scale", {2}, {0.01f, 0.015f}));
+  b.initializer(raw_tensor<int8_t>("r_zero", {2}, {-2, 0}));
+  auto& n = b.node("DynamicQuantizeLSTM", {"x", "w", "r", "", "", "", "", "", "w_scale", "w_zero", "r_scale", "r_zero"},
+                   {"y"}, "lstm");
+  n.set_domain("com.microsoft");
+  attr_int(n, "hidden_size", H);
+  attr_string(n, "direction", "bidirectional");
+  b.output("y", onnx_type_of<float>(), Dims{S, 2, 1, H});
+  Model model = Model::load(b.save(path("lstm.onnx")));
+  Session session(model);
+  Tensor x = Tensor::uninitialized(DataType::kFloat32, {S, 1, I});
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data_as<float>()[i] = u(rng_);
+  const tunnx::NamedValues in = {{"x", x}};
+  const Tensor before = session.run(in).at("y").tensor().clone();
+  EXPECT_TRUE(before.equals(session.run(in).at("y").tensor()));  // the kept forms give the same bits
+  for (const char* name : {"r", "w", "r_scale"}) {
+    tunnx::StateDict changed;
+    const std::string which(name);
+    if (which == "r_scale") changed.emplace_back(name, Tensor::from_vector<float>({2}, {0.02f, 0.005f}));
+    else {
+      const std::vector<int8_t> v = int8_bytes(static_cast<size_t>(2 * (which == "r" ? H : I) * 4 * H));
+      Tensor t = Tensor::uninitialized(DataType::kInt8, {2, which == "r" ? H : I, 4 * H});
+      std::copy(v.begin(), v.end(), t.mutable_data_as<int8_t>());
+      changed.emplace_back(name, t);
+    }
+    const Tensor previous = session.run(in).at("y").tensor().clone();
+    model.load_state_dict(changed, /*strict=*/false);
+    const Tensor after = session.run(in).at("y").tensor().clone();
+    EXPECT_FALSE(after.equals(previous)) << name;
     EXPECT_TRUE(after.equals(Session(model).run(in).at("y").tensor())) << "after writing " << name;
   }
 }
