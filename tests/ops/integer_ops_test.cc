@@ -132,7 +132,8 @@ TEST(IntegerOps, VnniProductMatchesThePlainSums) {
   std::mt19937 rng(11);
   std::uniform_int_distribution<int> u8(0, 255), s8(-128, 127);
   for (const auto& [M, K, N] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-           {1, 512, 2048}, {1, 33, 132}, {3, 7, 17}, {2, 1, 1}, {1, 4, 16}, {4, 129, 143}, {1, 2048, 8}}) {
+           {1, 512, 2048}, {1, 33, 132}, {3, 7, 17}, {2, 1, 1}, {1, 4, 16}, {4, 129, 143}, {1, 2048, 8},
+           {9, 67, 200}, {32, 512, 1000}}) {  // 4-row tiles and the rows left; panels split among threads
     std::vector<uint8_t> a(static_cast<size_t>(M * K));
     std::vector<int8_t> b(static_cast<size_t>(K * N));
     for (auto& v : a) v = static_cast<uint8_t>(u8(rng));

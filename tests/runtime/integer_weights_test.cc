@@ -2,6 +2,7 @@
 // product) across runs: a B or zero point written between runs (load_state_dict) is seen by the
 // next run, which then equals a new session's on the same model; a B fed as an input is read as fed.
 // DynamicQuantizeLSTM's kept weights likewise.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -67,6 +68,82 @@ TEST_F(IntegerWeightsTest, WrittenWeightsAndZeroPointsAreSeen) {
     const Tensor after = session.run(in).at("y").tensor().clone();
     EXPECT_FALSE(after.equals(before)) << name;
     EXPECT_TRUE(after.equals(Session(model).run(in).at("y").tensor())) << "after writing " << name;
+  }
+}
+
+// A constant 2-D B against a uint8 A takes the AVX-512 VNNI product where the CPU has it (B as int8,
+// the zero points' terms after): the wrapping 32-bit sums of (a - za)(b - zb), for int8 and uint8 B,
+// zero points per row of A and per column of B, a batched A, and sums past 2^31.
+TEST_F(IntegerWeightsTest, AConstantBMatchesTheSixtyFourBitSums) {
+  struct Case {
+    int64_t batch, M, K, N;
+    bool b_signed;
+    int fill;  // -1: random; else every A and B value this (255: sums past 2^31)
+  };
+  for (const Case& c : {Case{2, 9, 41, 70, false, -1}, Case{1, 5, 64, 33, true, -1}, Case{1, 1, 40000, 3, false, 255}}) {
+    SCOPED_TRACE(std::to_string(c.batch) + "x" + std::to_string(c.M) + "x" + std::to_string(c.K) + "x" +
+                 std::to_string(c.N) + (c.b_signed ? " int8 B" : " uint8 B"));
+    std::vector<uint8_t> av = c.fill < 0 ? bytes(static_cast<size_t>(c.batch * c.M * c.K), rng_)
+                                         : std::vector<uint8_t>(static_cast<size_t>(c.batch * c.M * c.K), static_cast<uint8_t>(c.fill));
+    std::vector<uint8_t> bv = c.fill < 0 ? bytes(static_cast<size_t>(c.K * c.N), rng_)
+                                         : std::vector<uint8_t>(static_cast<size_t>(c.K * c.N), static_cast<uint8_t>(c.fill));
+    std::vector<uint8_t> a_zp = bytes(static_cast<size_t>(c.M), rng_), b_zp = bytes(static_cast<size_t>(c.N), rng_);
+    if (c.fill >= 0) std::fill(a_zp.begin(), a_zp.end(), 0), std::fill(b_zp.begin(), b_zp.end(), 0);
+    ModelBuilder b(17);
+    b.input("a", onnx_type_of<uint8_t>(), Dims{c.batch, c.M, c.K});
+    b.input("a_zp", onnx_type_of<uint8_t>(), Dims{c.M});
+    if (c.b_signed) {
+      b.initializer(raw_tensor<int8_t>("b", {c.K, c.N}, std::vector<int8_t>(bv.begin(), bv.end())));
+      b.initializer(raw_tensor<int8_t>("b_zp", {c.N}, std::vector<int8_t>(b_zp.begin(), b_zp.end())));
+    } else {
+      b.initializer(raw_tensor<uint8_t>("b", {c.K, c.N}, bv));
+      b.initializer(raw_tensor<uint8_t>("b_zp", {c.N}, b_zp));
+    }
+    b.node("MatMulInteger", {"a", "b", "a_zp", "b_zp"}, {"y"}, "mm");
+    b.output("y", onnx_type_of<int32_t>(), Dims{c.batch, c.M, c.N});
+    Model model = Model::load(b.save(path("mmi_const" + std::to_string(saved_++) + ".onnx")));
+    Session session(model);
+    const Tensor y = session.run({{"a", uint8_tensor({c.batch, c.M, c.K}, av)}, {"a_zp", uint8_tensor({c.M}, a_zp)}})
+                         .at("y").tensor();
+    auto b_at = [&](int64_t i) -> int64_t { return c.b_signed ? static_cast<int8_t>(bv[static_cast<size_t>(i)]) : bv[static_cast<size_t>(i)]; };
+    auto bz_at = [&](int64_t j) -> int64_t { return c.b_signed ? static_cast<int8_t>(b_zp[static_cast<size_t>(j)]) : b_zp[static_cast<size_t>(j)]; };
+    for (int64_t n = 0; n < c.batch; ++n)
+      for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = 0; j < c.N; ++j) {
+          int64_t sum = 0;
+          for (int64_t k = 0; k < c.K; ++k)
+            sum += (int64_t{av[static_cast<size_t>((n * c.M + i) * c.K + k)]} - a_zp[static_cast<size_t>(i)]) *
+                   (b_at(k * c.N + j) - bz_at(j));
+          ASSERT_EQ(y.data_as<int32_t>()[(n * c.M + i) * c.N + j], static_cast<int32_t>(static_cast<uint32_t>(sum)))
+              << n << ", " << i << ", " << j;
+        }
+  }
+}
+
+// An int8 A against the same kind of constant B: the int16 path, B centered afresh (the kept copy holds
+// only the VNNI form where the CPU has it).
+TEST_F(IntegerWeightsTest, AnInt8AAgainstAConstantBMatchesTheSums) {
+  const int64_t M = 3, K = 21, N = 18;
+  std::vector<uint8_t> au = bytes(static_cast<size_t>(M * K), rng_), bu = bytes(static_cast<size_t>(K * N), rng_);
+  const std::vector<int8_t> av(au.begin(), au.end()), bv(bu.begin(), bu.end());
+  ModelBuilder b(17);
+  b.input("a", onnx_type_of<int8_t>(), Dims{M, K});
+  b.initializer(raw_tensor<int8_t>("b", {K, N}, bv));
+  b.initializer(raw_tensor<int8_t>("b_zp", {}, {-3}));
+  b.node("MatMulInteger", {"a", "b", "", "b_zp"}, {"y"}, "mm");
+  b.output("y", onnx_type_of<int32_t>(), Dims{M, N});
+  Model model = Model::load(b.save(path("mmi_int8.onnx")));
+  Tensor a = Tensor::uninitialized(DataType::kInt8, {M, K});
+  std::copy(av.begin(), av.end(), a.mutable_data_as<int8_t>());
+  Session session(model);
+  for (int run = 0; run < 2; ++run) {
+    const Tensor y = session.run({{"a", a}}).at("y").tensor();
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        int64_t sum = 0;
+        for (int64_t k = 0; k < K; ++k) sum += int64_t{av[static_cast<size_t>(i * K + k)]} * (bv[static_cast<size_t>(k * N + j)] + 3);
+        ASSERT_EQ(y.data_as<int32_t>()[i * N + j], static_cast<int32_t>(sum)) << run << ": " << i << ", " << j;
+      }
   }
 }
 

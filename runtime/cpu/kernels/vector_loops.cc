@@ -704,43 +704,81 @@ constexpr int64_t kVnniColumns = 16;  // one panel: 16 int32 lanes
 
 int64_t vnni_panel_bytes(int64_t K) { return (K + 3) / 4 * 4 * kVnniColumns; }
 
-// Row `a` (K bytes, padded to a multiple of 4 with zeros) against panels [first, first + G).
-template <int G>
-__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void vnni_panels(
-    const uint8_t* a, int64_t quads, const int8_t* panels, int64_t panel_bytes, int64_t first, int64_t N, int32_t* c) {
-  __m512i acc[G];
-  for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_si512();
+// R rows of `a` (each padded to `quads` x 4 bytes with zeros, `lda` apart) against panels [first,
+// first + G): R x G accumulators, each panel's 64 bytes loaded once for the R rows.
+template <int R, int G>
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void vnni_tile(
+    const uint8_t* a, int64_t lda, int64_t quads, const int8_t* panels, int64_t panel_bytes, int64_t first, int64_t N,
+    int32_t* c, int64_t ldc) {
+  __m512i acc[R][G];
+  // Every loop over r and g unrolled whole, so the accumulators stay in registers at -O2 too.
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_si512();
   const int8_t* base = panels + first * panel_bytes;
   for (int64_t q = 0; q < quads; ++q) {
-    int32_t four;
-    std::memcpy(&four, a + q * 4, 4);
-    const __m512i av = _mm512_set1_epi32(four);
-    for (int g = 0; g < G; ++g)
-      acc[g] = _mm512_dpbusd_epi32(acc[g], av, _mm512_loadu_si512(base + g * panel_bytes + q * 64));
+    __m512i bv[G];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) bv[g] = _mm512_loadu_si512(base + g * panel_bytes + q * 64);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      int32_t four;
+      std::memcpy(&four, a + r * lda + q * 4, 4);
+      const __m512i av = _mm512_set1_epi32(four);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], av, bv[g]);
+    }
   }
+#pragma GCC unroll 8
   for (int g = 0; g < G; ++g) {
     const int64_t j0 = (first + g) * kVnniColumns, cols = std::min<int64_t>(kVnniColumns, N - j0);
-    if (cols == kVnniColumns) {
-      _mm512_storeu_si512(c + j0, acc[g]);
-    } else {
-      alignas(64) int32_t lanes[kVnniColumns];
-      _mm512_store_si512(lanes, acc[g]);
-      std::copy_n(lanes, cols, c + j0);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      if (cols == kVnniColumns) {
+        _mm512_storeu_si512(c + r * ldc + j0, acc[r][g]);
+      } else {
+        alignas(64) int32_t lanes[kVnniColumns];
+        _mm512_store_si512(lanes, acc[r][g]);
+        std::copy_n(lanes, cols, c + r * ldc + j0);
+      }
     }
   }
 }
 
+// Rows [r0, r0 + R) against panels [begin, end): G at a time, then 2, then 1.
+template <int R, int G>
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void vnni_rows(
+    const uint8_t* a, int64_t lda, int64_t quads, const int8_t* panels, int64_t panel_bytes, int64_t begin, int64_t end,
+    int64_t N, int32_t* c) {
+  int64_t p = begin;
+  for (; p + G <= end; p += G) vnni_tile<R, G>(a, lda, quads, panels, panel_bytes, p, N, c, N);
+  for (; p + 2 <= end; p += 2) vnni_tile<R, 2>(a, lda, quads, panels, panel_bytes, p, N, c, N);
+  for (; p < end; ++p) vnni_tile<R, 1>(a, lda, quads, panels, panel_bytes, p, N, c, N);
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_matmul(const uint8_t* a, int64_t M, int64_t K,
                                                                          const int8_t* panels, int64_t N, int32_t* c) {
-  const int64_t quads = (K + 3) / 4, panel_bytes = vnni_panel_bytes(K), count = (N + kVnniColumns - 1) / kVnniColumns;
-  std::vector<uint8_t> row(static_cast<size_t>(quads * 4), 0);
-  for (int64_t r = 0; r < M; ++r) {
-    std::copy_n(a + r * K, K, row.data());
-    int32_t* out = c + r * N;
-    int64_t p = 0;
-    for (; p + 8 <= count; p += 8) vnni_panels<8>(row.data(), quads, panels, panel_bytes, p, N, out);
-    for (; p + 2 <= count; p += 2) vnni_panels<2>(row.data(), quads, panels, panel_bytes, p, N, out);
-    for (; p < count; ++p) vnni_panels<1>(row.data(), quads, panels, panel_bytes, p, N, out);
+  const int64_t quads = (K + 3) / 4, lda = quads * 4, panel_bytes = vnni_panel_bytes(K);
+  const int64_t count = (N + kVnniColumns - 1) / kVnniColumns;
+  std::vector<uint8_t> rows(static_cast<size_t>(M * lda), 0);  // a, each row padded to whole quads
+  for (int64_t r = 0; r < M; ++r) std::copy_n(a + r * K, K, rows.data() + r * lda);
+  // The panels split among the run's threads, in whole groups of 6 (a thread reads only its panels).
+  const double work = static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(N);
+  const int threads = work >= static_cast<double>(int64_t{1} << 22) ? static_cast<int>(std::min<int64_t>(max_threads(), (count + 5) / 6)) : 1;
+  const int64_t share = ((count + threads - 1) / threads + 5) / 6 * 6;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int t = 0; t < threads; ++t) {
+    const int64_t begin = std::min(count, t * share), end = std::min(count, begin + share);
+    // Panels in chunks of ~256 KiB that stay in the L2 while every row tile reads them: tile by tile
+    // over all panels, each tile streamed the whole matrix from the L3 again.
+    const int64_t chunk = std::max<int64_t>(6, (int64_t{256} << 10) / panel_bytes / 6 * 6);
+    for (int64_t p0 = begin; p0 < end; p0 += chunk) {
+      const int64_t p1 = std::min(end, p0 + chunk);
+      int64_t r = 0;
+      for (; r + 4 <= M; r += 4) vnni_rows<4, 6>(rows.data() + r * lda, lda, quads, panels, panel_bytes, p0, p1, N, c + r * N);
+      for (; r < M; ++r) vnni_rows<1, 8>(rows.data() + r * lda, lda, quads, panels, panel_bytes, p0, p1, N, c + r * N);
+    }
   }
 }
 

@@ -39,7 +39,8 @@ std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
 // into each int32 lane): c [M, N] = a [M, K] x b [K, N], exact while the sums fit in 32 bits. b is
 // first packed by u8s8_pack (empty where the CPU lacks VNNI: the caller keeps another path) into
 // panels of 16 columns, k in groups of 4: half int16_matmul's bytes, for a product that streams its
-// matrix every call (a quantized LSTM's R, once per step). Rows one at a time, 8 panels at once.
+// matrix every call (a quantized LSTM's R, once per step). Tiles of 4 rows by 6 panels (one row by
+// 8 where fewer rows are left); the panels split among the run's threads for large products.
 bool u8s8_available();
 std::vector<int8_t> u8s8_pack(const int8_t* b, int64_t K, int64_t N);
 void u8s8_matmul(const uint8_t* a, int64_t M, int64_t K, const std::vector<int8_t>& packed, int64_t N, int32_t* c);
