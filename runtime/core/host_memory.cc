@@ -92,6 +92,20 @@ void release(void* block, size_t bytes) {
   else ::operator delete(block, std::align_val_t{kHugePage});
 }
 
+// Below kSmallest: the C library's malloc, aligned here. Its aligned allocation (memalign) splits a
+// larger chunk every time and frees the pieces into its bins, where malloc of these sizes comes from
+// the thread's cache. The block's own pointer sits in the 8 bytes before the aligned address.
+void* small_allocate(size_t bytes) {
+  constexpr uintptr_t align = kAlignmentBytes;
+  void* raw = std::malloc(bytes + align);  // malloc's 16-byte alignment leaves 16 to 64 bytes before
+  if (!raw) throw std::bad_alloc();
+  const uintptr_t aligned = (reinterpret_cast<uintptr_t>(raw) + align) & ~(align - 1);
+  reinterpret_cast<void**>(aligned)[-1] = raw;
+  return reinterpret_cast<void*>(aligned);
+}
+
+void small_release(void* block) { std::free(static_cast<void**>(block)[-1]); }
+
 // ---- blocks under kRegionSmallest ----------------------------------------------------------
 
 void* take_kept(Cache& c, size_t bytes) {
@@ -240,8 +254,9 @@ void* allocate(size_t bytes) {
       return block;
     }
     ++c.misses;
+    return fresh(bytes, bytes >= kHugePage && cache().huge_pages);
   }
-  return fresh(bytes, bytes >= kHugePage && cache().huge_pages);
+  return small_allocate(bytes);
 }
 
 void deallocate(void* block, size_t bytes) {
@@ -253,7 +268,7 @@ void deallocate(void* block, size_t bytes) {
     else keep(c, block, bytes);
     return;
   }
-  release(block, bytes);
+  small_release(block);
 }
 
 Stats stats() {
