@@ -1,5 +1,7 @@
 #include "runtime/cpu/kernels/common.h"
 
+#include "runtime/cpu/kernels/vector_loops.h"
+
 #include <algorithm>
 
 #ifdef _OPENMP
@@ -146,6 +148,38 @@ void subtract_zero_points(const Tensor& x, int64_t first, int64_t n, const std::
   };
   if (x.dtype() == DataType::kInt8) subtract(data<int8_t>(x));
   else subtract(data<uint8_t>(x));
+}
+
+U8S8Weights u8s8_weights(const Tensor& x, int64_t first, int64_t K, int64_t N, const std::vector<int32_t>& zero) {
+  const bool is_signed = x.dtype() == DataType::kInt8;
+  const int32_t shift = is_signed ? 0 : 128;
+  U8S8Weights w;
+  std::vector<int8_t> shifted(static_cast<size_t>(K * N));
+  w.column_sums.assign(static_cast<size_t>(N), 0);
+  for (int64_t i = 0; i < K * N; ++i) {
+    const int32_t v = is_signed ? data<int8_t>(x)[first + i] : data<uint8_t>(x)[first + i] - shift;
+    shifted[static_cast<size_t>(i)] = static_cast<int8_t>(v);
+    w.column_sums[static_cast<size_t>(i % N)] += v;
+  }
+  w.shifted_zero.resize(static_cast<size_t>(N));
+  for (int64_t j = 0; j < N; ++j) w.shifted_zero[static_cast<size_t>(j)] = zero[zero.size() == 1 ? 0 : static_cast<size_t>(j)] - shift;
+  w.packed = u8s8_pack(shifted.data(), K, N);
+  return w;
+}
+
+void u8s8_centered_product(const uint8_t* a, int64_t M, int64_t K, const std::vector<int32_t>& a_zero,
+                           const U8S8Weights& b, int64_t N, uint32_t* c) {
+  u8s8_matmul(a, M, K, b.packed, N, reinterpret_cast<int32_t*>(c));
+  for (int64_t r = 0; r < M; ++r) {  // unsigned: wrapping, as the centered sums do
+    uint32_t a_sum = 0;
+    for (int64_t k = 0; k < K; ++k) a_sum += a[r * K + k];
+    const auto za = static_cast<uint32_t>(a_zero[a_zero.size() == 1 ? 0 : static_cast<size_t>(r)]);
+    for (int64_t j = 0; j < N; ++j) {
+      const auto zb = static_cast<uint32_t>(b.shifted_zero[static_cast<size_t>(j)]);
+      c[r * N + j] += static_cast<uint32_t>(K) * za * zb - za * static_cast<uint32_t>(b.column_sums[static_cast<size_t>(j)]) -
+                      zb * a_sum;
+    }
+  }
 }
 
 std::vector<double> read_double_values(const Tensor& t, const KernelContext& ctx) {

@@ -179,6 +179,20 @@ std::vector<double> read_double_values(const Tensor& t, const KernelContext& ctx
 // each result in [-255, 255]. `zero` is not empty.
 void subtract_zero_points(const Tensor& x, int64_t first, int64_t n, const std::vector<int16_t>& zero, int64_t run,
                           int16_t* out);
+// An integer op's 8-bit matrix [K, N] (int8, or uint8 less 128: b') for vector_loops' u8s8_matmul,
+// with what its zero points' terms need: (a - za)(b - zb) summed over k = sum a b' - za sum b' -
+// zb' sum a + K za zb', zb' the zero point less the same shift. `packed` is empty without AVX-512 VNNI.
+struct U8S8Weights {
+  std::vector<int8_t> packed;
+  std::vector<int32_t> column_sums;   // sum over k of b', per column
+  std::vector<int32_t> shifted_zero;  // zb' per column
+};
+// x's [K, N] matrix from element `first` on (x int8 or uint8); `zero`: one zero point or one per column.
+U8S8Weights u8s8_weights(const Tensor& x, int64_t first, int64_t K, int64_t N, const std::vector<int32_t>& zero);
+// c [M, N] = the wrapping 32-bit sums of (a - a_zero)(b - b's zero points), a uint8 [M, K] and
+// `a_zero` one value or one per row: bit for bit the sums int16_matmul gives of the centered operands.
+void u8s8_centered_product(const uint8_t* a, int64_t M, int64_t K, const std::vector<int32_t>& a_zero,
+                           const U8S8Weights& b, int64_t N, uint32_t* c);
 // A scalar (or single-element) input as double.
 double read_scalar(const Tensor& t, const KernelContext& ctx);
 // A new output `i` of `dtype` (any numeric type) and `dims` holding `values`, stored by from_double.

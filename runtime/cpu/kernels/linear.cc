@@ -221,27 +221,8 @@ Tensor centered(const Tensor& x, const Tensor* zp, int64_t rows, int64_t cols, b
 struct CenteredB {
   Tensor values;
   std::vector<int16_t> interleaved;
-  // For a uint8 A on AVX-512 VNNI: B as int8 (uint8 less 128) packed for u8s8_matmul, each column's
-  // sum in that form, and each column's zero point less the same 128 (empty without VNNI or 2-D B).
-  std::vector<int8_t> vnni;
-  std::vector<int32_t> column_sums, shifted_zero;
+  U8S8Weights vnni;  // for a uint8 A on AVX-512 VNNI (2-D B only)
 };
-
-// `copy`'s VNNI form of a 2-D B [K, N] with zero points `zero` (one, or one per column).
-void pack_b_for_vnni(const Tensor& b, const std::vector<double>& zero, int64_t K, int64_t N, CenteredB& copy) {
-  const bool is_signed = b.dtype() == DataType::kInt8;
-  const int32_t shift = is_signed ? 0 : 128;
-  std::vector<int8_t> shifted(static_cast<size_t>(K * N));
-  copy.column_sums.assign(static_cast<size_t>(N), 0);
-  for (int64_t i = 0; i < K * N; ++i) {
-    const int32_t v = is_signed ? b.data_as<int8_t>()[i] : b.data_as<uint8_t>()[i] - shift;
-    shifted[static_cast<size_t>(i)] = static_cast<int8_t>(v);
-    copy.column_sums[static_cast<size_t>(i % N)] += v;
-  }
-  copy.shifted_zero.resize(static_cast<size_t>(N));
-  for (int64_t j = 0; j < N; ++j) copy.shifted_zero[static_cast<size_t>(j)] = static_cast<int32_t>(param_at(zero, j)) - shift;
-  copy.vnni = u8s8_pack(shifted.data(), K, N);
-}
 
 // B's centered copy for the kernels of MatMulInteger and QLinearMatMul, kept while B and its zero
 // point are the constants the kernel was made with (ddddocr's 512 x 8210 weight: centering it every
@@ -267,7 +248,8 @@ class CenteredBCache {
         if (zp && zp->dtype() != constant.dtype())
           throw ctx.error("B zero point is " + std::string(to_string(zp->dtype())) + " but the operand is " +
                           to_string(constant.dtype()));
-        pack_b_for_vnni(constant, zp ? quant_param(*zp, N, "b_zero_point", ctx) : std::vector<double>{0.0}, K, N, copy);
+        const std::vector<double> zero = zp ? quant_param(*zp, N, "b_zero_point", ctx) : std::vector<double>{0.0};
+        copy.vnni = u8s8_weights(constant, 0, K, N, std::vector<int32_t>(zero.begin(), zero.end()));
         return copy;
       }
       copy.values = centered(constant, zp, K, N, false, "B", ctx);
@@ -284,25 +266,13 @@ class CenteredBCache {
 void integer_matmul(const MatMulShape& s, const Tensor& a, const Tensor* a_zp, const Tensor& b, const Tensor* b_zp,
                     const KernelContext& ctx, uint32_t* c, const CenteredBCache* cache = nullptr) {
   const std::shared_ptr<const CenteredB> cached = cache ? cache->get(b, b_zp, s.K, s.N, ctx) : nullptr;
-  if (cached && !cached->vnni.empty() && a.dtype() == DataType::kUInt8 && (!a_zp || a_zp->dtype() == DataType::kUInt8)) {
-    // sum (a - za)(b' - zb') = sum a b' - za sum b' - zb' sum a + K za zb', in wrapping 32-bit
-    // arithmetic as the int16 path's sums are (b' = b, or b - 128 for a uint8 B).
+  if (cached && !cached->vnni.packed.empty() && a.dtype() == DataType::kUInt8 &&
+      (!a_zp || a_zp->dtype() == DataType::kUInt8)) {
     const std::vector<double> za = a_zp ? quant_param(*a_zp, s.M, "a_zero_point", ctx) : std::vector<double>{0.0};
-    for (size_t n = 0; n < s.a_batch.size(); ++n) {
-      const uint8_t* rows = data<uint8_t>(a) + s.a_batch[n] * s.M * s.K;
-      uint32_t* out = c + static_cast<int64_t>(n) * s.M * s.N;
-      u8s8_matmul(rows, s.M, s.K, cached->vnni, s.N, reinterpret_cast<int32_t*>(out));
-      for (int64_t r = 0; r < s.M; ++r) {
-        uint32_t a_sum = 0;
-        for (int64_t k = 0; k < s.K; ++k) a_sum += rows[r * s.K + k];
-        const uint32_t z = static_cast<uint32_t>(param_at(za, r));
-        for (int64_t j = 0; j < s.N; ++j) {
-          const uint32_t zb = static_cast<uint32_t>(cached->shifted_zero[static_cast<size_t>(j)]);
-          out[r * s.N + j] += -z * static_cast<uint32_t>(cached->column_sums[static_cast<size_t>(j)]) - zb * a_sum +
-                              static_cast<uint32_t>(s.K) * z * zb;
-        }
-      }
-    }
+    const std::vector<int32_t> a_zero(za.begin(), za.end());
+    for (size_t n = 0; n < s.a_batch.size(); ++n)
+      u8s8_centered_product(data<uint8_t>(a) + s.a_batch[n] * s.M * s.K, s.M, s.K, a_zero, cached->vnni, s.N,
+                            c + static_cast<int64_t>(n) * s.M * s.N);
     return;
   }
   const Tensor ca = centered(a, a_zp, s.M, s.K, true, "A", ctx);

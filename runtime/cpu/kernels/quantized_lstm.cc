@@ -53,31 +53,12 @@ struct QuantizedWeights {
   // values as int16_matmul's AVX-512BW path reads them, for R: read once per step, interleaved
   // once per run (each step interleaving R's 2 MB again took half of ddddocr's LSTM).
   std::vector<int16_t> interleaved;
-  // For R on AVX-512 VNNI instead: the 8-bit values as int8 (uint8 ones less 128) packed for
-  // u8s8_matmul, each column's sum, and each column's zero point less the same 128. Half the bytes
-  // a step streams (ddddocr's R: 1 MB a direction, not 2).
-  std::vector<int8_t> vnni;
-  std::vector<int32_t> column_sums, shifted_zero;
+  // For R on AVX-512 VNNI instead (packed only where the CPU has it): half the bytes a step
+  // streams (ddddocr's R: 1 MB a direction, not 2).
+  U8S8Weights vnni;
 };
 
-// w's direction d [K, N] as int8 (uint8 less 128) for u8s8_matmul, with `zeros` shifted alike.
-void pack_for_vnni(const Tensor& w, int64_t d, int64_t K, int64_t N, const std::vector<int16_t>& zeros,
-                   QuantizedWeights& q) {
-  const bool is_signed = w.dtype() == DataType::kInt8;
-  const int16_t shift = is_signed ? 0 : 128;
-  std::vector<int8_t> b(static_cast<size_t>(K * N));
-  q.column_sums.assign(static_cast<size_t>(N), 0);
-  for (int64_t i = 0; i < K * N; ++i) {
-    const int16_t v = is_signed ? data<int8_t>(w)[d * K * N + i] : static_cast<int16_t>(data<uint8_t>(w)[d * K * N + i] - shift);
-    b[static_cast<size_t>(i)] = static_cast<int8_t>(v);
-    q.column_sums[static_cast<size_t>(i % N)] += v;
-  }
-  q.shifted_zero.resize(static_cast<size_t>(N));
-  for (int64_t c = 0; c < N; ++c) q.shifted_zero[static_cast<size_t>(c)] = zeros[static_cast<size_t>(c)] - shift;
-  q.vnni = u8s8_pack(b.data(), K, N);
-}
-
-// `vnni`: also pack it for u8s8_matmul (QuantizedWeights::vnni), where the CPU has it.
+// `vnni`: in QuantizedWeights::vnni instead of the int16 values, where the CPU has VNNI.
 QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* zero, int64_t d, int64_t K, int64_t N,
                             const KernelContext& ctx, const char* name, bool vnni = false) {
   QuantizedWeights q;
@@ -105,8 +86,8 @@ QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* 
     }
   }
   if (vnni) {
-    pack_for_vnni(w, d, K, N, zeros, q);
-    if (!q.vnni.empty()) return q;  // the int16 values unused
+    q.vnni = u8s8_weights(w, d * K * N, K, N, std::vector<int32_t>(zeros.begin(), zeros.end()));
+    if (!q.vnni.packed.empty()) return q;  // the int16 values unused
   }
   q.values.resize(static_cast<size_t>(K * N));
   subtract_zero_points(w, d * K * N, K * N, zeros, 1, q.values.data());
@@ -114,38 +95,24 @@ QuantizedWeights weights_of(const Tensor& w, const Tensor& scale, const Tensor* 
 }
 
 // out[r, c] (+)= sum_k (a[r, k] - a.zero) (w[k, c] - w.zero[c]) * a.scale * w.scale[c], for M rows:
-// the integer sums by vector_loops' int16_matmul (exact: 32-bit sums of products of at most 255 x 255).
+// the integer sums by u8s8_centered_product where w is packed for VNNI, else by vector_loops'
+// int16_matmul (both exact: 32-bit sums of products of at most 255 x 255).
 void quantized_product(const DynamicQuantized& a, int64_t M, int64_t K, const QuantizedWeights& w, int64_t N,
                        float* out, bool accumulate) {
-  std::vector<int16_t> centered(static_cast<size_t>(M * K));
-  for (size_t i = 0; i < centered.size(); ++i) centered[i] = static_cast<int16_t>(a.values[i] - a.zero);
   std::vector<uint32_t> sums(static_cast<size_t>(M * N));
-  int16_matmul(centered.data(), M, K, w.values.data(), N, sums.data(), &w.interleaved);
+  if (!w.vnni.packed.empty()) {
+    u8s8_centered_product(a.values.data(), M, K, {a.zero}, w.vnni, N, sums.data());
+  } else {
+    std::vector<int16_t> centered(static_cast<size_t>(M * K));
+    for (size_t i = 0; i < centered.size(); ++i) centered[i] = static_cast<int16_t>(a.values[i] - a.zero);
+    int16_matmul(centered.data(), M, K, w.values.data(), N, sums.data(), &w.interleaved);
+  }
   for (int64_t r = 0; r < M; ++r)
     for (int64_t c = 0; c < N; ++c) {
       const float v = static_cast<float>(static_cast<int32_t>(sums[static_cast<size_t>(r * N + c)])) *
                       (a.scale * w.scale[static_cast<size_t>(c)]);
       out[r * N + c] = accumulate ? out[r * N + c] + v : v;
     }
-}
-
-// The same sums from w.vnni: sum a b' (b' the int8 form) less the zero points' terms,
-// (a - za)(b' - zb') summed = sum a b' - za sum b' - zb' sum a + K za zb', each exact in 32 bits
-// (|sum a b'| <= K 255 128), so the result is the int16 path's, bit for bit.
-void quantized_product_vnni(const DynamicQuantized& a, int64_t M, int64_t K, const QuantizedWeights& w, int64_t N,
-                            float* out) {
-  std::vector<int32_t> sums(static_cast<size_t>(M * N));
-  u8s8_matmul(a.values.data(), M, K, w.vnni, N, sums.data());
-  for (int64_t r = 0; r < M; ++r) {
-    int32_t a_sum = 0;
-    for (int64_t k = 0; k < K; ++k) a_sum += a.values[static_cast<size_t>(r * K + k)];
-    for (int64_t c = 0; c < N; ++c) {
-      const int32_t zb = w.shifted_zero[static_cast<size_t>(c)];
-      const int32_t sum = sums[static_cast<size_t>(r * N + c)] - a.zero * w.column_sums[static_cast<size_t>(c)] -
-                          zb * a_sum + static_cast<int32_t>(K) * a.zero * zb;
-      out[r * N + c] += static_cast<float>(sum) * (a.scale * w.scale[static_cast<size_t>(c)]);
-    }
-  }
 }
 
 // A weight input's per-direction forms (`weights_of`), kept across runs while the weight, its scale and
@@ -226,7 +193,7 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a, const Q
     std::vector<QuantizedWeights> out;
     for (int64_t d = 0; d < D; ++d) {
       out.push_back(weights_of(r, ctx.input(10), r_zero, d, H, G, ctx, "R", u8s8_available()));
-      if (out.back().vnni.empty()) out.back().interleaved = int16_interleave(out.back().values.data(), H, G);
+      if (out.back().vnni.packed.empty()) out.back().interleaved = int16_interleave(out.back().values.data(), H, G);
     }
     return out;
   };
@@ -255,8 +222,7 @@ void run_quantized_lstm(KernelContext& ctx, const QuantizedLstmAttrs& a, const Q
       const int64_t t = reverse ? S - 1 - step : step;
       std::copy_n(xw.data() + t * Bn * G, Bn * G, gates.data());
       const DynamicQuantized hq = quantize_dynamic(h.data(), Bn * H);  // h quantized per step
-      if (!rq.vnni.empty()) quantized_product_vnni(hq, Bn, H, rq, G, gates.data());
-      else quantized_product(hq, Bn, H, rq, G, gates.data(), true);
+      quantized_product(hq, Bn, H, rq, G, gates.data(), true);
       for (int64_t b = 0; b < Bn; ++b) {
         float* g = gates.data() + b * G;
         if (wb)
