@@ -26,6 +26,14 @@ int thread_index() {
 #endif
 }
 
+void copy_floats(float* dst, const float* src, int64_t count) {
+  constexpr int64_t kChunk = 16384;  // 64 KiB a task
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  const int threads = count >= kParallelElements ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < chunks; ++c) std::copy(src + c * kChunk, src + std::min(count, (c + 1) * kChunk), dst + c * kChunk);
+}
+
 
 std::vector<DataType> numeric_types() {
   std::vector<DataType> all = kFloatTypes;

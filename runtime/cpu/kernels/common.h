@@ -218,6 +218,10 @@ int thread_index();
 // 0.0095 at 2 while it stayed on one (the bar was 65,536).
 inline constexpr int64_t kParallelElements = int64_t{1} << 13;
 
+// dst[0..count) = src[0..count), split among the run's threads when large (a residual copied into
+// the output a sum post-op adds to).
+void copy_floats(float* dst, const float* src, int64_t count);
+
 // Column reductions over X seen as [outer, count, inner] (a channels-last pool: [N, H*W, C]): calls
 // fn(o, c0, c1) for each block of at most kColumnBlock columns [c0, c1) of each o, the blocks split
 // among the run's threads when X is large enough.

@@ -37,8 +37,9 @@ class ConvLinear {
 
   // Runs the product when this path takes it (see takes()) and oneDNN has a fast convolution for the
   // shapes. False otherwise, with nothing written; the caller takes another path.
-  // `bias`: add this [N] vector (null: none). `operand`: the binary's [M, N] operand (a binary
-  // post-op; oneDNN's brgconv_1x1 declines a full-tensor one, its jit_1x1 takes it, measured as fast).
+  // `bias`: add this [N] vector (null: none). `operand`: the binary's [M, N] operand: added by a sum
+  // post-op over Y filled with it where brgconv takes that, else a binary post-op (oneDNN's
+  // brgconv_1x1 declines a full-tensor one; its jit_1x1 takes it, slower on AVX-512).
   bool run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias,
            const float* operand = nullptr) const;
 
@@ -55,6 +56,7 @@ class ConvLinear {
     dnnl::convolution_forward primitive;
     dnnl::memory::desc src, stored_weights, weights, bias, dst, scratchpad;
     BoundPrimitive bound;  // SRC, DST[, BIAS]; the packed weights go in as their memory object
+    bool operand_by_sum = false;  // the added operand is copied into DST for a sum post-op
   };
   using Key = std::vector<int64_t>;
 
