@@ -283,6 +283,49 @@ TEST_F(OnednnVsReference, FewRowsTimesConstantWeights) {
   }
 }
 
+// More rows times a constant B (panel_gemm of panel_linear.h on AVX-512, oneDNN elsewhere): row
+// counts around its 8-row tiles and its 256-row limit, depths around its 256-step slices, column
+// counts around its 48-column groups (the last one partial, several per thread), both ways a weight
+// lies, with a bias, each activation it applies itself or leaves to oneDNN, and a residual or gate.
+TEST_F(OnednnVsReference, ManyRowsTimesConstantWeights) {
+  for (int c = 0; c < 60; ++c) {
+    const int64_t M = pick({5, 8, 9, 15, 128, 250, 256, 257});
+    const int64_t K = pick({1, 7, 255, 256, 257, 768}), N = pick({1, 16, 47, 48, 49, 100, 300, 770});
+    const bool gemm = coin(), tb = coin(), bias = coin();
+    const std::string act = std::vector<std::string>{"", "Relu", "Gelu", "HardSwish", "Clip", "Sigmoid"}[rng_() % 6];
+    const std::string binary = std::vector<std::string>{"", "Add", "Mul"}[rng_() % 3];
+    ir::Node node{"fused", "FusedMatMul", "com.tunnx", {"a", "b"}, {"y"}, {}, ""};
+    std::vector<Tensor> inputs = {random({M, K}), random(tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N})};
+    node.attributes = {string_attr("op", gemm ? "Gemm" : "MatMul"), int_attr("has_bias", bias),
+                       string_attr("activation", act), int_attr("transB", tb)};
+    if (act == "Clip") {
+      node.attributes.push_back(float_attr("activation_alpha", -0.5f));
+      node.attributes.push_back(float_attr("activation_beta", 0.5f));
+    }
+    if (gemm) {
+      node.inputs.push_back("");
+      inputs.push_back(Tensor());
+    }
+    if (bias) {
+      node.inputs.push_back("bias");
+      inputs.push_back(random({N}));
+    }
+    if (!binary.empty()) {
+      node.inputs.push_back("r");
+      inputs.push_back(random({M, N}));
+      node.attributes.push_back(string_attr("binary", binary));
+    }
+    std::vector<bool> constants(inputs.size(), false);
+    constants[1] = true;
+    KernelPair pair(node, 1, inputs, constants);
+    expect_agree(pair,
+                 std::string("FusedMatMul ") + (gemm ? "Gemm" : "MatMul") + " M=" + std::to_string(M) +
+                     " K=" + std::to_string(K) + " N=" + std::to_string(N) + (tb ? " transB" : "") +
+                     (bias ? " bias" : "") + " " + act + (binary.empty() ? "" : " " + binary + " R"),
+                 static_cast<double>(K));
+  }
+}
+
 // LSTM and GRU (linear_before_reset either way) in every direction, with and without bias, initial
 // state and full-length sequence_lens; every output compared.
 TEST_F(OnednnVsReference, RecurrentLayers) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace tunnx::cpu {
@@ -34,6 +35,22 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
                   const std::vector<int16_t>* interleaved = nullptr);
 // b [K, N] as int16_matmul's AVX-512BW path reads it; empty where that path does not run.
 std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
+
+// Many rows times a weight matrix in groups of 48 columns (a Linear layer of 5 to a few hundred
+// rows, a transformer's at sequence length 128), on AVX-512. `groups` holds ceil(n / 48) groups of k
+// rows of 48 floats (oneDNN's Ohwi48o layout of B as [n, k, 1, 1] weights, zero past n); for r < rows
+// and the columns of groups [group_begin, group_end) below n,
+//   c[r * ldc + j] = sum_p a[r * lda + p] * groups[(j / 48) * k * 48 + p * 48 + j % 48] (+ bias[j]),
+// then finish(row0, rows, col0, cols) on each finished block of c while it is in the L1 (an
+// activation, a residual). Tiles of 8 rows by 48 columns over slices of 256 k steps; each tile
+// fetches part of the next slice into the L2 as it computes, so weights read from memory on every
+// run arrive before they are needed (panel_linear.h has the numbers). Sums run in k order within a
+// slice, slices added in order. Only where panel_gemm_available() (AVX-512F).
+inline constexpr int64_t kPanelGroup = 3;  // panels of 16 columns per group
+using PanelFinish = std::function<void(int64_t row0, int64_t rows, int64_t col0, int64_t cols)>;
+bool panel_gemm_available();
+void panel_gemm(const float* a, int64_t lda, int64_t rows, const float* groups, int64_t k, int64_t n, const float* bias,
+                float* c, int64_t ldc, int64_t group_begin, int64_t group_end, const PanelFinish& finish);
 
 // Products of uint8 rows and an int8 matrix on AVX-512 VNNI (vpdpbusd: four u8 x s8 products summed
 // into each int32 lane): c [M, N] = a [M, K] x b [K, N], exact while the sums fit in 32 bits. b is
@@ -68,7 +85,8 @@ void quantize_to_uint8(const float* x, int64_t n, float scale, float zero, uint8
 //     1 - erfc with erfc from a rational fit of fractional error 1.2e-7 (Numerical Recipes' erfcc).
 //     Within a few ulp of the double-precision value (tests/ops/float_unary_test.cc); NaN stays NaN.
 //   kLog: Cephes' logf polynomial, subnormals scaled first; 0 gives -inf, below 0 NaN.
-enum class FloatUnaryOp { kSqrt, kFloor, kCeil, kRoundHalfEven, kHardSigmoid, kSoftplus, kMish, kErf, kLog };
+//   kGelu: x (1 + erf(x / sqrt 2)) / 2 with kErf's erf (a fused product's activation, panel_linear.h).
+enum class FloatUnaryOp { kSqrt, kFloor, kCeil, kRoundHalfEven, kHardSigmoid, kSoftplus, kMish, kErf, kLog, kGelu };
 void float_unary(FloatUnaryOp op, const float* in, float* out, int64_t n, float alpha = 0, float beta = 0);
 
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.

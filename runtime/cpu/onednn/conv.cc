@@ -214,7 +214,7 @@ class OnednnConv : public Kernel {
     std::shared_ptr<const ShapePlan> plan = shape_plan(*dims[0], *dims[1], bias ? bias->numel() : -1);
     if (!plan || product(plan->y_dims) == 0) return false;
     if (plan->panel_rows > 0) {
-      panel_.prepare(*weight_, plan->geometry.in_channels, plan->geometry.out_channels);
+      panel_.prepare(*weight_, plan->panel_rows, plan->geometry.in_channels, plan->geometry.out_channels);
       return true;
     }
     const bool folds = fused_ && fused_->has_bn;

@@ -265,7 +265,7 @@ class OnednnLinear : public Kernel {
         attrs_(attrs),
         packed_(init.constant_input(1), init.trained_input(1)),
         conv_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act, attrs.binary),
-        panels_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b),
+        panels_(packed_, (attrs.gemm && attrs.g.trans_b) || attrs.matmul_trans_b, attrs.act, attrs.binary),
         weight_(init.constant_input(1)),
         has_c_(attrs.gemm && init.has_input(2) && attrs.g.beta != 0) {}
 
@@ -308,7 +308,7 @@ class OnednnLinear : public Kernel {
     const auto [plain_product, c_is_bias] = form_of(has_c_ ? &cd : nullptr, N);
     if (!plain_product) return false;
     if (panels_.takes(*weight_, M)) {
-      panels_.prepare(*weight_, K, N);
+      panels_.prepare(*weight_, M, K, N);
       return true;
     }
     return conv_.takes(*weight_, M) && conv_.prepare(*weight_, M, K, N, attrs_.has_bias || c_is_bias);
@@ -406,10 +406,7 @@ class OnednnLinear : public Kernel {
     if (!packed_.trained_by_plan() && plain_product && panels_.takes(b, M)) {
       Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
       float* out = mutable_data<float>(y);
-      panels_.run(b, data<float>(a), M, K, N, out, own_bias);
-      if (attrs_.act.kind != ops::Activation::Kind::kNone)
-        for (int64_t i = 0; i < M * N; ++i) out[i] = attrs_.act(out[i]);
-      if (r) apply_binary(attrs_.binary, out, r, y.numel());
+      panels_.run(b, data<float>(a), M, K, N, out, own_bias, r);
       return;
     }
     if (!trained && plain_product && conv_.takes(b, M)) {

@@ -1,20 +1,30 @@
-// Y [M, N] = A [M, K] x B' for a few rows and a constant B (a Linear layer at batch 1: a classifier
-// head, an MLP, a decoder's step), from B packed once into panels of 16 columns.
+// Y [M, N] = act(A [M, K] x B' + bias) (+ or * R) for a constant B, from B packed once into panels
+// of 16 columns (oneDNN's Oihw16o layout of B seen as [N, K, 1, 1] weights, which `packed` keeps, so
+// a session that frees its constants (release_packed_originals) and a weight that an optimizer
+// rewrites are handled as for the other packed paths). Two kernels read the panels:
 //
-// Why: such a product reads each weight once per run and does one multiply-add with it, so it runs
-// at the speed B streams from memory. oneDNN 2.6's paths stream it poorly: its 1x1 convolution on one
-// thread and its matmul on two read a chain of eight 1024 x 1024 weights (32 MiB, past the L3) at
-// 27 GB/s on the machine of bench/README.md where ONNX Runtime reads them at 34 and this path at 50.
-// Each panel [K, 16] is one sequential stream, four panels are read at once, and the k loop keeps
-// several accumulators so the multiply-adds never wait on each other. The panels are `packed`'s copy
-// in oneDNN's Oihw16o layout (B seen as [N, K, 1, 1] weights), so a session that frees its constants
-// (release_packed_originals) and a weight that an optimizer rewrites are handled as for the other
-// packed paths. The run's threads split the panels.
+// - A few rows (a Linear layer at batch 1: a classifier head, an MLP, a decoder's step): each weight
+//   is read once per run for one multiply-add, so the product runs at the speed B streams from
+//   memory. oneDNN 2.6's paths stream it poorly: its 1x1 convolution on one thread and its matmul on
+//   two read a chain of eight 1024 x 1024 weights (32 MiB, past the L3) at 27 GB/s on the machine of
+//   bench/README.md where ONNX Runtime reads them at 34 and panel_product at 50 (each panel one
+//   sequential stream, four read at once, several accumulators per output).
+// - More rows, up to kMaxGemmRows, on AVX-512 (panel_gemm): a transformer's Linear layers at
+//   sequence length 128. Their weights too come from memory on every run (BERT-2L's 57 MB), and
+//   oneDNN's brgemm waited on them: 128 x 768 x 768 ran 1.02 ms with weights from memory against
+//   0.86 in cache; panel_gemm fetches the next panels while it computes, 0.875 (bench/README.md).
+//   From a few hundred rows on, each weight is reused enough that the fetch hides itself and
+//   oneDNN's own blocking runs faster (1024 rows: 13.1 against 14.7 ms), so those stay there. The
+//   activation and R are applied per finished block, while it is in the L1; activations without a
+//   vector form here (Sigmoid, Tanh, SiLU, tanh-GELU) stay on oneDNN, where they are post-ops.
+//
+// The run's threads split the panels (groups of three for panel_gemm).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 
+#include "runtime/core/ops/linear.h"
 #include "runtime/cpu/onednn/packed_weights.h"
 #include "tunnx/tensor.h"
 
@@ -22,28 +32,42 @@ namespace tunnx::cpu::onednn {
 
 class PanelLinear {
  public:
-  // Rows up to which this path is taken: from 8 rows on, oneDNN's blocked products reuse each weight
+  // Rows up to which panel_product is taken: from 8 rows on, blocked products reuse each weight
   // enough to compute faster than B streams.
   static constexpr int64_t kMaxRows = 4;
+  // Rows up to which panel_gemm is taken where the machine has it (see above).
+  static constexpr int64_t kMaxGemmRows = 256;
 
   // `b_transposed`: B is stored [N, K] (Gemm transB=1, a Linear weight as it lies), else [K, N].
-  // `packed` (B's copies, shared with the kernel's other paths) must outlive this object.
-  PanelLinear(const PackedWeights& packed, bool b_transposed) : b_transposed_(b_transposed), packed_(packed) {}
+  // `activation` and `binary`: the node's, as ConvLinear takes them. `packed` (B's copies, shared
+  // with the kernel's other paths) must outlive this object.
+  PanelLinear(const PackedWeights& packed, bool b_transposed, ops::Activation activation = {},
+              ops::FusedBinary binary = ops::FusedBinary::kNone);
 
-  // Whether this path is for `b` with M rows: B the 2-D constant, at most kMaxRows rows.
+  // Whether this path is for `b` with M rows: B the 2-D constant, M up to kMaxRows, or up to
+  // kMaxGemmRows where panel_gemm runs and takes the activation.
   bool takes(const Tensor& b, int64_t M) const;
 
-  // B packed now, as the first run() would pack it (Kernel::prepare).
-  void prepare(const Tensor& b, int64_t K, int64_t N) const;
+  // B packed now, as the first run() with M rows would pack it (Kernel::prepare).
+  void prepare(const Tensor& b, int64_t M, int64_t K, int64_t N) const;
 
-  // Y = A B' (+ bias [N] when not null); Y [M, N] and A [M, K] row-major and dense.
-  void run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias) const;
+  // Y = act(A B' + bias) (+ or * R); Y [M, N], A [M, K] and R [M, N] row-major and dense; bias [N]
+  // or null; `operand` R, null without a binary.
+  void run(const Tensor& b, const float* a, int64_t M, int64_t K, int64_t N, float* y, const float* bias,
+           const float* operand = nullptr) const;
 
  private:
-  // B in panels: `packed_`'s copy, made on the first call for each version of B.
-  std::shared_ptr<const dnnl::memory> panels(const Tensor& b, int64_t K, int64_t N) const;
+  // B in the layout M rows read it: `packed_`'s copy, made on the first call for each version of B.
+  std::shared_ptr<const dnnl::memory> panels(const Tensor& b, int64_t M, int64_t K, int64_t N) const;
+  // Whether M rows run on panel_gemm (else panel_product, whatever M).
+  static bool on_gemm(int64_t M);
+  // act, then R, on rows [r0, r0 + rows) and columns [c0, c0 + cols) of Y (row length N).
+  void finish(float* y, int64_t N, const float* operand, int64_t r0, int64_t rows, int64_t c0, int64_t cols) const;
 
   bool b_transposed_;
+  ops::Activation activation_;
+  ops::FusedBinary binary_;
+  bool gemm_takes_activation_;
   const PackedWeights& packed_;
 };
 
