@@ -22,6 +22,7 @@ namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 using tunnx::cpu::onednn::blocked_reorder_into;
+using tunnx::cpu::onednn::channel_block_reorder;
 using tunnx::cpu::onednn::cpu_engine;
 
 // `from` filled with distinct values, then reordered into `to` both ways; the bytes must agree.
@@ -119,6 +120,49 @@ TEST(BlockedReorder, LeavesOtherPairsToOnednn) {
   EXPECT_TRUE(refused(dnnl::memory::desc({16, 16}, dt::s8, tag::ab), dnnl::memory::desc({16, 16}, dt::s8, tag::ba)));
   EXPECT_TRUE(refused(dnnl::memory::desc({16, 8}, dt::f32, tag::ab), dnnl::memory::desc({16, 16}, dt::f32, tag::ab)));
   EXPECT_TRUE(refused(dnnl::memory::desc({16, 16}, dt::f32, tag::ab), dnnl::memory::desc({16, 16}, dt::bf16, tag::ab)));
+}
+
+// Activations between channels-last and nChw16c / nChw8c (channel_block_reorder, what a Winograd
+// convolution's source and destination go through at 2 threads): every float where oneDNN's reorder
+// puts it, both ways, for 2-D, 1-D and 3-D images, a batch of two, at 1 and 2 threads; pairs it does
+// not take (channels the block would pad, other layouts) are left alone.
+TEST(BlockedReorder, ChannelBlocksMatchOnednn) {
+  struct Case {
+    dnnl::memory::dims dims;
+    tag last, blocked;
+  };
+  const std::vector<Case> cases = {
+      {{1, 64, 56, 56}, tag::nhwc, tag::nChw16c}, {{2, 32, 7, 9}, tag::nhwc, tag::nChw16c},
+      {{2, 24, 5, 3}, tag::nhwc, tag::nChw8c},    {{1, 48, 300}, tag::nwc, tag::nCw16c},
+      {{2, 16, 3, 4, 5}, tag::ndhwc, tag::nCdhw16c},
+  };
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (const Case& c : cases)
+      for (const bool into_blocks : {true, false}) {
+        const dnnl::memory::desc from(c.dims, dt::f32, into_blocks ? c.last : c.blocked);
+        const dnnl::memory::desc to(c.dims, dt::f32, into_blocks ? c.blocked : c.last);
+        dnnl::memory source(from, cpu_engine()), expected(to, cpu_engine()), mine(to, cpu_engine());
+        auto* s = static_cast<float*>(source.get_data_handle());
+        for (size_t i = 0; i < from.get_size() / sizeof(float); ++i) s[i] = static_cast<float>(i) + 0.25f;
+        std::memset(mine.get_data_handle(), 0x3f, to.get_size());
+        dnnl::stream stream(cpu_engine());
+        dnnl::reorder(source, expected).execute(stream, source, expected);
+        stream.wait();
+        const std::string what = std::to_string(c.dims[1]) + " channels, " + std::to_string(c.dims.size()) + " dims, " +
+                                 (into_blocks ? "into" : "out of") + " blocks, " + std::to_string(threads) + " threads";
+        ASSERT_TRUE(channel_block_reorder(from, s, to, static_cast<float*>(mine.get_data_handle()))) << what;
+        EXPECT_EQ(std::memcmp(expected.get_data_handle(), mine.get_data_handle(), to.get_size()), 0) << what;
+      }
+  }
+  omp_set_num_threads(omp_get_num_procs());
+  std::vector<float> x(2 * 20 * 9), y(x.size(), 1.0f);
+  // 20 channels would pad a block of 16; plain channels-first is not channels-last.
+  EXPECT_FALSE(channel_block_reorder(dnnl::memory::desc({2, 20, 3, 3}, dt::f32, tag::nhwc), x.data(),
+                                     dnnl::memory::desc({2, 20, 3, 3}, dt::f32, tag::nChw16c), y.data()));
+  EXPECT_FALSE(channel_block_reorder(dnnl::memory::desc({2, 16, 3, 3}, dt::f32, tag::nchw), x.data(),
+                                     dnnl::memory::desc({2, 16, 3, 3}, dt::f32, tag::nChw16c), y.data()));
+  EXPECT_EQ(y[0], 1.0f);
 }
 
 }  // namespace

@@ -784,6 +784,16 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_matmul(const ui
 
 }  // namespace
 
+TUNNX_MULTI_ISA
+void copy_blocks(const float* from, int64_t from_step, float* into, int64_t into_step, int64_t count, int64_t width) {
+  if (width == 16) {
+    for (int64_t i = 0; i < count; ++i) store16(into + i * into_step, load16(from + i * from_step));
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i)
+    for (int64_t j = 0; j < width; ++j) into[i * into_step + j] = from[i * from_step + j];
+}
+
 // ---- panel_gemm: many rows times groups of 48 columns, on AVX-512 ----
 
 namespace {

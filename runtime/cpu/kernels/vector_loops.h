@@ -36,6 +36,10 @@ void int16_matmul(const int16_t* a, int64_t M, int64_t K, const int16_t* b, int6
 // b [K, N] as int16_matmul's AVX-512BW path reads it; empty where that path does not run.
 std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
 
+// into[i * into_step + j] = from[i * from_step + j] for i < count, j < width (8 or 16): blocks of
+// channels moved between channels-last and channels-blocked layouts (blocked_reorder.h), a vector each.
+void copy_blocks(const float* from, int64_t from_step, float* into, int64_t into_step, int64_t count, int64_t width);
+
 // Many rows times a weight matrix in groups of 48 columns (a Linear layer of 5 to a few hundred
 // rows, a transformer's at sequence length 128), on AVX-512. `groups` holds ceil(n / 48) groups of k
 // rows of 48 floats (oneDNN's Ohwi48o layout of B as [n, k, 1, 1] weights, zero past n); for r < rows

@@ -298,8 +298,7 @@ class OnednnConv : public Kernel {
     void* dst = p->destination(mutable_data<float>(y), dst_block);
     if (residual) {  // what the sum post-op adds: Z, in the dst layout
       if (p->dst_in) {
-        run_on(p->dst_in->primitive, p->dst_in->scratchpad,
-               {{DNNL_ARG_FROM, wrap(p->dst_plain, data<float>(*residual))}, {DNNL_ARG_TO, wrap(p->dst, static_cast<float*>(dst))}});
+        p->dst_in->run(data<float>(*residual), static_cast<float*>(dst));
       } else {
         std::copy(data<float>(*residual), data<float>(*residual) + residual->numel(), mutable_data<float>(y));
       }

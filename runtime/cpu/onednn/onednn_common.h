@@ -95,6 +95,10 @@ class BoundPrimitive {
 struct Reorder {
   dnnl::reorder primitive;
   dnnl::memory::desc scratchpad;
+  dnnl::memory::desc from, to;
+
+  // to = from: channel_block_reorder's threaded copy where it takes the pair, else the primitive.
+  void run(const float* x, float* y) const;
 };
 
 // Whether `a` and `b` place every element at the same offset: one layout, or a blocked one whose
