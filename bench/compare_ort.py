@@ -38,8 +38,9 @@ graph optimizations (its default). tunnx: `--threads N`.
 
 For the MatMul case each pass also runs build/bench/tunnx_matmul_peak: oneDNN's sgemm alone on the
 same 1024^3 product (what the library does with no runtime around it) and the measured FP32 FMA peak
-of one core (12 independent AVX2 FMA chains, no memory traffic): GFLOP/s are quoted against that
-measured peak x threads, at the clock the machine runs at that moment.
+of one core (12 independent FMA chains of the widest vectors it has, AVX-512 or AVX2, no memory
+traffic): GFLOP/s are quoted against that measured peak x threads, at the clock the machine runs at
+that moment.
 
   .venv/bin/python bench/make_models.py
   .venv/bin/python bench/compare_ort.py [--passes 5] [--threads 1 2] [--only "MLP b64" ...] [--optimization 0|1|2]
@@ -580,6 +581,7 @@ def main():
     load_before = os.getloadavg()[0]
     results, kernels = {}, {}  # (label, threads) -> one record per pass; label -> tunnx's kernels
     onednn_ms, peak_gflops = {}, {}
+    peak_isa = "?"  # the ISA tunnx_matmul_peak measured its FMA peak with
     with tempfile.TemporaryDirectory(prefix="tunnx-bench-") as tmp:
         case_inputs = {c.label: write_inputs(c, model_paths[c.model], os.path.join(tmp, str(i)))
                        for i, c in enumerate(cases)}
@@ -608,6 +610,7 @@ def main():
                             onednn_ms.setdefault(key, []).append(peak["onednn_ms"])
                             if peak["fma_peak_gflops"]:
                                 peak_gflops.setdefault(key, []).append(peak["fma_peak_gflops"])
+                                peak_isa = peak.get("fma_peak_isa") or peak_isa
                             line += f"   oneDNN alone {peak['onednn_ms']:9.3f} ms"
                     print(line, file=sys.stderr, flush=True)
 
@@ -639,7 +642,8 @@ def main():
               f"speech-like signal, stateN fed back as the next state; tunnx runs window {STATE_AFTER} every time, "
               f"with the state after windows 0..{STATE_AFTER - 1}.")
     if onednn_ms:
-        print("\nMatMul 1024^3 against the machine (medians over passes; % of the measured FMA peak x threads):")
+        print(f"\nMatMul 1024^3 against the machine (medians over passes; % of the measured {peak_isa} FMA peak x "
+              "threads):")
         print("| threads | FMA peak GFLOP/s | oneDNN alone ms | tunnx ms | ORT ms | oneDNN alone % | tunnx % | ORT % |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows:
