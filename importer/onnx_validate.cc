@@ -1,5 +1,6 @@
 #include "importer/onnx_validate.h"
 
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -152,6 +153,56 @@ onnx::ShapeInferenceOptions inference_options() {
 
 }  // namespace
 
+// ONNX's inference gives a Resize's (Upsample's) output a fresh symbol (unk__N) on an axis it scales
+// by exactly 1 from a named size, where the size is the input's own: YOLOv8n's batch after its two
+// upsamplings. Each such symbol is renamed to the input's everywhere, so a session that knows the
+// batch (SessionOptions::expected_dims) knows the dims after them too and prepares their kernels
+// when it is made (in YOLOv8n, 37 of its 64 convolutions were otherwise built in the first run).
+void unify_unit_scaled_dims(const onnx::GraphProto& proto, ir::Graph& graph) {
+  std::map<std::string, std::vector<float>> scales;  // small float initializers inference kept
+  for (const auto& init : proto.initializer()) {
+    if (init.data_type() != onnx::TensorProto::FLOAT || init.dims_size() != 1) continue;
+    std::vector<float> values(init.float_data().begin(), init.float_data().end());
+    if (values.empty() && init.raw_data().size() == static_cast<size_t>(init.dims(0)) * sizeof(float)) {
+      values.resize(static_cast<size_t>(init.dims(0)));
+      std::memcpy(values.data(), init.raw_data().data(), init.raw_data().size());
+    }
+    if (!values.empty()) scales[init.name()] = std::move(values);
+  }
+  auto type_of = [&](const std::string& name) -> const ir::TypeInfo* {
+    if (auto it = graph.inferred_types.find(name); it != graph.inferred_types.end()) return &it->second;
+    for (const auto& v : graph.inputs)
+      if (v.name == name) return &v.type;
+    return nullptr;
+  };
+  std::map<std::string, std::string> renamed;  // unk__N -> the input's symbol
+  for (const auto& node : proto.node()) {
+    const bool resize = node.op_type() == "Resize" && node.input_size() >= 3;
+    const bool upsample = node.op_type() == "Upsample" && node.input_size() >= 2;
+    if ((!resize && !upsample) || node.output_size() < 1 || !node.domain().empty()) continue;
+    auto factors = scales.find(node.input(resize ? 2 : 1));
+    const ir::TypeInfo* in = type_of(node.input(0));
+    auto out = graph.inferred_types.find(node.output(0));
+    if (factors == scales.end() || !in || !in->shape || out == graph.inferred_types.end() || !out->second.shape) continue;
+    const std::vector<Dim>& from = in->shape->dims;
+    const std::vector<Dim>& to = out->second.shape->dims;
+    if (from.size() != to.size() || factors->second.size() != from.size()) continue;
+    for (size_t axis = 0; axis < from.size(); ++axis) {
+      std::string source = from[axis].symbol;
+      if (auto earlier = renamed.find(source); earlier != renamed.end()) source = earlier->second;
+      if (factors->second[axis] == 1.0f && from[axis].is_named() && to[axis].is_named() &&
+          to[axis].symbol.rfind("unk__", 0) == 0 && to[axis].symbol != source)
+        renamed[to[axis].symbol] = source;
+    }
+  }
+  if (renamed.empty()) return;
+  for (auto& [name, type] : graph.inferred_types) {
+    if (!type.shape) continue;
+    for (Dim& d : type.shape->dims)
+      if (auto it = renamed.find(d.symbol); d.is_symbolic() && it != renamed.end()) d.symbol = it->second;
+  }
+}
+
 bool infer_value_types(onnx::ModelProto& model, ir::Graph& graph) {
   if (!why_library_cannot_check(model).empty()) return false;
   for (auto& init : *model.mutable_graph()->mutable_initializer()) {
@@ -175,6 +226,7 @@ bool infer_value_types(onnx::ModelProto& model, ir::Graph& graph) {
   }
   for (const auto& v : model.graph().value_info()) graph.inferred_types[v.name()] = type_from_proto(v.type());
   for (const auto& v : model.graph().output()) graph.inferred_types[v.name()] = type_from_proto(v.type());
+  unify_unit_scaled_dims(model.graph(), graph);
   return true;
 }
 

@@ -149,4 +149,28 @@ TEST_F(SessionPrepareTest, ExpectedInputDimsFixUnnamedDims) {
   }
 }
 
+// ONNX's inference names the batch after a Resize anew (unk__N) though the Resize scales it by 1:
+// the importer renames it back to the input's (YOLOv8n's neck), so a session told the batch prepares
+// the convolution after the upsampling too, and its outputs are level 0's.
+TEST_F(SessionPrepareTest, TheBatchAfterAnUpsamplingIsKnown) {
+  ModelBuilder b(17);
+  b.input("x", kF32, Dims{"N", 16, 6, 6});
+  b.initializer(float_tensor("scales", {4}, {1.0f, 1.0f, 2.0f, 2.0f}));
+  auto& up = b.node("Resize", {"x", "", "scales"}, {"u"}, "upsample");
+  attr_string(up, "mode", "nearest");
+  b.initializer(float_tensor("w", {16, 16, 3, 3}, uniform(16 * 16 * 9)));
+  auto& conv = b.node("Conv", {"u", "w"}, {"c"}, "conv");
+  attr_ints(conv, "pads", {1, 1, 1, 1});
+  b.node("Relu", {"c"}, {"y"}, "relu");
+  b.output("y", kF32, Dims{"N", 16, 12, 12});
+  const Model m = Model::load(b.save(path("upsampled.onnx")));
+  const Session plain(m, {.optimization_level = 0});
+  const Session prepared(m, {.threads = 2, .expected_dims = {{"N", 2}}});
+  if (onednn_convolutions()) {
+    EXPECT_GE(prepared.stats().prepared_nodes, 1);  // the convolution after the Resize
+  }
+  const NamedValues in = {{"x", input({2, 16, 6, 6})}};
+  expect_near(prepared.run(in).at("y").tensor(), plain.run(in).at("y").tensor(), "after the upsampling");
+}
+
 }  // namespace
