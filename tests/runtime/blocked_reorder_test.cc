@@ -122,10 +122,11 @@ TEST(BlockedReorder, LeavesOtherPairsToOnednn) {
   EXPECT_TRUE(refused(dnnl::memory::desc({16, 16}, dt::f32, tag::ab), dnnl::memory::desc({16, 16}, dt::bf16, tag::ab)));
 }
 
-// Activations between channels-last and nChw16c / nChw8c (channel_block_reorder, what a Winograd
-// convolution's source and destination go through at 2 threads): every float where oneDNN's reorder
-// puts it, both ways, for 2-D, 1-D and 3-D images, a batch of two, at 1 and 2 threads; pairs it does
-// not take (channels the block would pad, other layouts) are left alone.
+// Activations between channels-last and nChw16c / nChw8c or channels-first (channel_block_reorder,
+// what a Winograd convolution's source and destination and a first convolution's image go through at
+// 2 threads): every float where oneDNN's reorder puts it, both ways, for 2-D, 1-D and 3-D images, a
+// batch of two, at 1 and 2 threads; pairs it does not take (channels the block would pad, other
+// layouts) are left alone.
 TEST(BlockedReorder, ChannelBlocksMatchOnednn) {
   struct Case {
     dnnl::memory::dims dims;
@@ -135,6 +136,8 @@ TEST(BlockedReorder, ChannelBlocksMatchOnednn) {
       {{1, 64, 56, 56}, tag::nhwc, tag::nChw16c}, {{2, 32, 7, 9}, tag::nhwc, tag::nChw16c},
       {{2, 24, 5, 3}, tag::nhwc, tag::nChw8c},    {{1, 48, 300}, tag::nwc, tag::nCw16c},
       {{2, 16, 3, 4, 5}, tag::ndhwc, tag::nCdhw16c},
+      {{1, 3, 224, 224}, tag::nhwc, tag::nchw},   {{2, 5, 7, 3}, tag::nhwc, tag::nchw},  // an image, channels-first
+      {{2, 20, 9}, tag::nwc, tag::ncw},
   };
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);

@@ -313,4 +313,8 @@ void swap_last_two_dims(KernelContext& ctx, const Tensor& x) {
 
 void transpose_matrix(const float* x, float* y, int64_t rows, int64_t cols) { swap_last_two(x, y, 1, rows, cols); }
 
+void transpose_matrices(const float* x, float* y, int64_t batch, int64_t rows, int64_t cols) {
+  swap_last_two(x, y, batch, rows, cols);
+}
+
 }  // namespace tunnx::cpu

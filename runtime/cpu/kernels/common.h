@@ -242,6 +242,8 @@ void swap_last_two_dims(KernelContext& ctx, const Tensor& x);
 // y [cols, rows] = x [rows, cols] transposed, with the same tiling and threads (a oneDNN product's
 // operand copied into the layout its kernel reads fastest).
 void transpose_matrix(const float* x, float* y, int64_t rows, int64_t cols);
+// The same for `batch` matrices one after the other (NCHW <-> NHWC: [N, C, H*W] <-> [N, H*W, C]).
+void transpose_matrices(const float* x, float* y, int64_t batch, int64_t rows, int64_t cols);
 
 // A reference kernel's own copy of a constant input, derived from it (weights repacked, operands
 // centered): made by the first run that asks, and again when the input's version moves or `key` (the

@@ -216,6 +216,19 @@ bool channels_last_dense(const dnnl_memory_desc_t& md) {
   return b.strides[0] == stride;
 }
 
+// Whether `md` is float32 [N, C, spatial...] lying channels-first, dense (nchw, ncw, ncdhw).
+bool channels_first_dense(const dnnl_memory_desc_t& md) {
+  if (md.format_kind != dnnl_blocked || md.data_type != dnnl_f32 || md.extra.flags != 0 || md.offset0 != 0) return false;
+  const dnnl_blocking_desc_t& b = md.format_desc.blocking;
+  if (md.ndims < 3 || b.inner_nblks != 0) return false;
+  int64_t stride = 1;
+  for (int d = md.ndims - 1; d >= 0; --d) {
+    if (b.strides[d] != stride) return false;
+    stride *= md.dims[d];
+  }
+  return true;
+}
+
 }  // namespace
 
 bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y) {
@@ -224,12 +237,22 @@ bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const
   if (f.ndims != t.ndims) return false;
   for (int d = 0; d < f.ndims; ++d)
     if (f.dims[d] != t.dims[d]) return false;
+  int64_t pixels = 1;
+  for (int d = 2; d < f.ndims; ++d) pixels *= f.dims[d];
+  const int64_t batch = f.dims[0], channels = f.dims[1];
+  // Channels-first <-> channels-last: a transpose of each image's [C, pixels].
+  if (channels_first_dense(f) && channels_last_dense(t)) {
+    transpose_matrices(x, y, batch, channels, pixels);
+    return true;
+  }
+  if (channels_last_dense(f) && channels_first_dense(t)) {
+    transpose_matrices(x, y, batch, pixels, channels);
+    return true;
+  }
   const bool to_blocked = channels_last_dense(f);
   const int64_t block = to_blocked ? channel_block_of(t) : channels_last_dense(t) ? channel_block_of(f) : 0;
   if (block == 0) return false;
-  int64_t pixels = 1;
-  for (int d = 2; d < f.ndims; ++d) pixels *= f.dims[d];
-  const int64_t batch = f.dims[0], channels = f.dims[1], blocks = channels / block;
+  const int64_t blocks = channels / block;
   // Pixels in chunks; each chunk moves all its channels, a block at a time (a fixed-size copy the
   // compiler makes one or two vector moves).
   constexpr int64_t kChunk = 64;  // pixels: a chunk of 64 channels is 16 KiB, read from the L1 once per block

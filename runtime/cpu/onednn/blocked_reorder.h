@@ -23,9 +23,11 @@ bool blocked_reorder_into(const dnnl::memory& from, const dnnl::memory& to);
 
 // y = x moved between channels-last (nhwc, nwc, ndhwc) and channels-blocked (nChw16c, nChw8c) float32
 // layouts of the same dims, either way, with C a multiple of the block, by a copy of whole blocks
-// split among the run's threads. False, with nothing written, for any other pair. Why: a Winograd
-// convolution reads and writes nChw16c between brgconv's channels-last ones, and oneDNN's jit:uni
-// reorders of its activations ran on one thread (ResNet-18's 56x56x64: ~0.065 ms each, ten a run).
+// split among the run's threads; or between channels-first (nchw) and channels-last, by a transpose
+// of each image (transpose_matrices). False, with nothing written, for any other pair. Why: a
+// Winograd convolution reads and writes nChw16c between brgconv's channels-last ones, and oneDNN's
+// jit:uni reorders of its activations ran on one thread (ResNet-18's 56x56x64: ~0.065 ms each, ten a
+// run); a network's first convolution reads the NCHW image channels-last (0.08 ms at 224x224).
 bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y);
 
 }  // namespace tunnx::cpu::onednn
