@@ -147,6 +147,7 @@ class OnednnVsReference : public ::testing::Test {
     int bad = 0;
     for (int64_t i = 0; i < fast.numel() && bad < 3; ++i) {
       const double f = fast.data_as<float>()[i], r = reference.data_as<float>()[i];
+      if (std::isnan(f) && std::isnan(r)) continue;  // a NaN where the reference has one agrees
       if (!(std::fabs(f - r) <= atol + 1e-5 * std::fabs(r))) {
         ADD_FAILURE() << what << " (" << pair.fast_name() << "): element " << i << " is " << f << ", reference " << r;
         ++bad;
@@ -618,6 +619,44 @@ TEST_F(OnednnVsReference, MaxPoolAndAveragePool) {
     fast += pair.ready();
   }
   EXPECT_GT(fast, 0);
+}
+
+// com.tunnx:ChannelsLastPool with op MaxPool (max_pool_channels_last's vector loops): channels
+// around the 16-wide vectors, windows with pads, dilations, ceil_mode and auto_pad, batches of two,
+// and NaNs where a window starts and further in, against the reference (which moves the channels
+// around the plain MaxPool).
+TEST_F(OnednnVsReference, ChannelsLastMaxPool) {
+  for (int c = 0; c < 60; ++c) {
+    std::vector<int64_t> kernel, strides, dilations, pads;
+    std::vector<int64_t> x_dims = {pick({1, 2})};
+    for (int d = 0; d < 2; ++d) {
+      kernel.push_back(pick({1, 2, 3, 5}));
+      strides.push_back(pick({1, 2}));
+      dilations.push_back(pick({1, 1, 2}));
+      x_dims.push_back((kernel.back() - 1) * dilations.back() + 1 + pick({0, 1, 4, 9}));
+    }
+    x_dims.push_back(pick({1, 5, 16, 33, 64}));
+    for (int side = 0; side < 2; ++side)
+      for (int d = 0; d < 2; ++d) pads.push_back(std::min<int64_t>(pick({0, 1, 2}), kernel[static_cast<size_t>(d)] - 1));
+    std::vector<ir::Attribute> attrs = {string_attr("op", "MaxPool"), ints_attr("kernel_shape", kernel),
+                                        ints_attr("strides", strides), ints_attr("dilations", dilations)};
+    const int auto_pad = static_cast<int>(rng_() % 3);
+    if (auto_pad == 0) attrs.push_back(ints_attr("pads", pads));
+    if (auto_pad == 1) attrs.push_back(string_attr("auto_pad", "SAME_UPPER"));
+    const bool ceil = auto_pad == 0 && coin();
+    if (ceil) attrs.push_back(int_attr("ceil_mode", 1));
+    Tensor x = random(x_dims);
+    if (coin()) {  // NaNs: the first element, and one further in
+      x.mutable_data_as<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+      x.mutable_data_as<float>()[x.numel() / 2] = std::numeric_limits<float>::quiet_NaN();
+    }
+    ir::Node node{"pool", "ChannelsLastPool", "com.tunnx", {"x"}, {"y"}, attrs, ""};
+    KernelPair pair(node, 1, {x}, {false});
+    expect_agree(pair, "ChannelsLastPool MaxPool x " + tunnx::dims_to_string(x_dims) + " kernel " +
+                           tunnx::dims_to_string(kernel) + " strides " + tunnx::dims_to_string(strides) + " dilations " +
+                           tunnx::dims_to_string(dilations) + " pads " + tunnx::dims_to_string(pads) + " auto_pad " +
+                           std::to_string(auto_pad) + (ceil ? " ceil" : ""));
+  }
 }
 
 TEST_F(OnednnVsReference, Activations) {

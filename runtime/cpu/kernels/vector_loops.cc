@@ -794,6 +794,45 @@ void copy_blocks(const float* from, int64_t from_step, float* into, int64_t into
     for (int64_t j = 0; j < width; ++j) into[i * into_step + j] = from[i * from_step + j];
 }
 
+TUNNX_MULTI_ISA
+void max_pool_channels_last(const float* x, int64_t H, int64_t W, int64_t C, float* y, int64_t OW,
+                            const int64_t kernel[2], const int64_t strides[2], const int64_t dilations[2],
+                            const int64_t pads[2], int64_t oh_begin, int64_t oh_end) {
+  std::vector<const float*> taps(static_cast<size_t>(kernel[0] * kernel[1]));
+  for (int64_t oh = oh_begin; oh < oh_end; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      size_t count = 0;  // the window's taps inside X, in row-major order
+      for (int64_t kh = 0; kh < kernel[0]; ++kh) {
+        const int64_t ih = oh * strides[0] - pads[0] + kh * dilations[0];
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t kw = 0; kw < kernel[1]; ++kw) {
+          const int64_t iw = ow * strides[1] - pads[1] + kw * dilations[1];
+          if (iw >= 0 && iw < W) taps[count++] = x + (ih * W + iw) * C;
+        }
+      }
+      float* out = y + (oh * OW + ow) * C;
+      if (count == 0) {
+        std::fill_n(out, C, 0.0f);
+        continue;
+      }
+      int64_t c = 0;
+      for (; c + 16 <= C; c += 16) {
+        Vec16 best = load16(taps[0] + c);
+        for (size_t t = 1; t < count; ++t) {
+          const Vec16 v = load16(taps[t] + c);
+          best = v > best ? v : best;
+        }
+        store16(out + c, best);
+      }
+      for (; c < C; ++c) {
+        float best = taps[0][c];
+        for (size_t t = 1; t < count; ++t)
+          if (taps[t][c] > best) best = taps[t][c];
+        out[c] = best;
+      }
+    }
+}
+
 // ---- panel_gemm: many rows times groups of 48 columns, on AVX-512 ----
 
 namespace {

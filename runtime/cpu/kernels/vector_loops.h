@@ -40,6 +40,15 @@ std::vector<int16_t> int16_interleave(const int16_t* b, int64_t K, int64_t N);
 // channels moved between channels-last and channels-blocked layouts (blocked_reorder.h), a vector each.
 void copy_blocks(const float* from, int64_t from_step, float* into, int64_t into_step, int64_t count, int64_t width);
 
+// 2-D max pooling of one channels-last image, output rows [oh_begin, oh_end): y [OH, OW, C] from
+// x [H, W, C] over windows of kernel[0] x kernel[1] taps at strides, dilations and leading pads
+// (taps in the pads are left out). Each output takes its window's first tap, then any later tap
+// greater than it, as the reference kernel compares (a NaN is kept where it comes first, passed over
+// later); a window of pads alone gives 0. Channels a vector at a time.
+void max_pool_channels_last(const float* x, int64_t H, int64_t W, int64_t C, float* y, int64_t OW,
+                            const int64_t kernel[2], const int64_t strides[2], const int64_t dilations[2],
+                            const int64_t pads[2], int64_t oh_begin, int64_t oh_end);
+
 // Many rows times a weight matrix in groups of 48 columns (a Linear layer of 5 to a few hundred
 // rows, a transformer's at sequence length 128), on AVX-512. `groups` holds ceil(n / 48) groups of k
 // rows of 48 floats (oneDNN's Ohwi48o layout of B as [n, k, 1, 1] weights, zero past n); for r < rows

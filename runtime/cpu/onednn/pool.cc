@@ -17,6 +17,7 @@
 
 #include "runtime/core/ops/conv_pool.h"
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 
 namespace tunnx::cpu::onednn {
@@ -48,6 +49,7 @@ class OnednnPool : public Kernel {
     const std::vector<int64_t> y_dims = ops::pooled_dims(x_dims, g->out);
     if (product(y_dims) == 0) return reference_->run(ctx);
     const std::vector<int64_t> out_dims = channels_last_ ? ops::channels_last_of_nchw(y_dims) : y_dims;
+    if (channels_last_ && max_ && g->out.size() == 2) return max_pool_in_vectors(ctx, x, *g, out_dims);
     const Key key = x_dims;
     if (declined_.find(key)) return reference_->run(ctx);
     std::shared_ptr<const PoolPrimitive> p = cache_.find(key);
@@ -68,6 +70,33 @@ class OnednnPool : public Kernel {
   }
 
  private:
+  // A channels-last 2-D MaxPool in vector loops (max_pool_channels_last), the images' output rows
+  // split among the run's threads: oneDNN's pooling on channels-last activations read them at
+  // ~10 GB/s on one thread (ResNet-18's 3x3 stride-2 pool over 112x112x64: 0.29 ms, ONNX Runtime's
+  // on its blocked layout 0.16).
+  void max_pool_in_vectors(KernelContext& ctx, const Tensor& x, const ops::PoolGeometry& g,
+                           const std::vector<int64_t>& out_dims) const {
+    const int64_t N = x.dims()[0], H = x.dims()[1], W = x.dims()[2], C = x.dims()[3];
+    const int64_t OH = out_dims[1], OW = out_dims[2];
+    Tensor& y = ctx.allocate_output_uninitialized(0, DataType::kFloat32, out_dims);
+    const float* in = data<float>(x);
+    float* out = mutable_data<float>(y);
+    const int64_t kernel[2] = {g.kernel[0], g.kernel[1]}, strides[2] = {g.strides[0], g.strides[1]};
+    const int64_t dilations[2] = {g.dilations[0], g.dilations[1]}, pads[2] = {g.pad_begin[0], g.pad_begin[1]};
+    const int64_t taps = product(out_dims) * kernel[0] * kernel[1];
+    const int64_t rows = N * OH;  // output rows of all images, shared out in whole stretches
+    const int threads = static_cast<int>(std::min<int64_t>(rows, taps >= kParallelElements ? max_threads() : 1));
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; ++t) {
+      for (int64_t r = rows * t / threads, end = rows * (t + 1) / threads; r < end;) {
+        const int64_t n = r / OH, oh = r % OH, stop = std::min(end - n * OH, OH);  // this image's rows
+        max_pool_channels_last(in + n * H * W * C, H, W, C, out + n * OH * OW * C, OW, kernel, strides, dilations,
+                               pads, oh, stop);
+        r = n * OH + stop;
+      }
+    }
+  }
+
   std::shared_ptr<PoolPrimitive> build(const ops::PoolGeometry& g, const std::vector<int64_t>& x_dims,
                                        const std::vector<int64_t>& y_dims) const {
     const size_t nd = g.out.size();
