@@ -284,13 +284,13 @@ TEST_F(OnednnVsReference, FewRowsTimesConstantWeights) {
   }
 }
 
-// More rows times a constant B (panel_gemm of panel_linear.h on AVX-512, oneDNN elsewhere): row
-// counts around its 8-row tiles and its 256-row limit, depths around its 256-step slices, column
+// More rows times a constant B (panel_gemm of panel_linear.h on AVX-512 from 96 to 256 rows, oneDNN
+// elsewhere): row counts around its 8-row tiles and its limits, depths around its 256-step slices, column
 // counts around its 48-column groups (the last one partial, several per thread), both ways a weight
 // lies, with a bias, each activation it applies itself or leaves to oneDNN, and a residual or gate.
 TEST_F(OnednnVsReference, ManyRowsTimesConstantWeights) {
   for (int c = 0; c < 60; ++c) {
-    const int64_t M = pick({5, 8, 9, 15, 128, 250, 256, 257});
+    const int64_t M = pick({5, 15, 95, 96, 97, 128, 250, 256, 257});
     const int64_t K = pick({1, 7, 255, 256, 257, 768}), N = pick({1, 16, 47, 48, 49, 100, 300, 770});
     const bool gemm = coin(), tb = coin(), bias = coin();
     const std::string act = std::vector<std::string>{"", "Relu", "Gelu", "HardSwish", "Clip", "Sigmoid"}[rng_() % 6];

@@ -42,7 +42,7 @@ PanelLinear::PanelLinear(const PackedWeights& packed, bool b_transposed, ops::Ac
 
 bool PanelLinear::takes(const Tensor& b, int64_t M) const {
   if (M < 1 || b.rank() != 2 || !packed_.is_constant(b)) return false;
-  return M <= kMaxRows || (M <= kMaxGemmRows && gemm_takes_activation_ && on_gemm(M));
+  return M <= kMaxRows || (M >= kMinGemmRows && M <= kMaxGemmRows && gemm_takes_activation_ && on_gemm(M));
 }
 
 std::shared_ptr<const dnnl::memory> PanelLinear::panels(const Tensor& b, int64_t M, int64_t K, int64_t N) const {
