@@ -1,7 +1,7 @@
-// 3x3 weights into oneDNN's Winograd F(4x4, 3x3) layout (runtime/cpu/onednn/winograd_weights.h):
-// the fast transform writes what oneDNN's own reorder writes, within float rounding, for channel
-// counts that fill whole blocks and counts the layout pads, at 1 and 2 threads; other layouts and
-// sources are left to oneDNN.
+// 3x3 weights into oneDNN's Winograd F(4x4, 3x3) and F(2x2, 3x3) layouts
+// (runtime/cpu/onednn/winograd_weights.h): the fast transform writes what oneDNN's own reorder
+// writes, within float rounding, for channel counts that fill whole blocks and counts the layout
+// pads, at 1 and 2 threads; other layouts and sources are left to oneDNN.
 #include <gtest/gtest.h>
 
 #if TUNNX_WITH_ONEDNN
@@ -26,8 +26,10 @@ using tag = dnnl::memory::format_tag;
 using tunnx::cpu::onednn::cpu_engine;
 using tunnx::cpu::onednn::winograd_weights_into;
 
-// The weights layout of oneDNN's F(4x4, 3x3) convolution for these channels, if it offers one.
-std::optional<dnnl::memory::desc> winograd_layout(int64_t in, int64_t out, int64_t side) {
+// The weights layout of oneDNN's Winograd convolution named `form` ("jit_wino_4x3": F(4x4, 3x3),
+// "jit_fp32_wino_2x3": F(2x2, 3x3)) for these channels, if it offers one.
+std::optional<dnnl::memory::desc> winograd_layout(int64_t in, int64_t out, int64_t side,
+                                                  const std::string& form = "jit_wino_4x3") {
   const dnnl::memory::desc image_in({1, in, side, side}, dt::f32, tag::any), image_out({1, out, side, side}, dt::f32, tag::any);
   const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
                                              image_in, dnnl::memory::desc({out, in, 3, 3}, dt::f32, tag::any), image_out,
@@ -35,7 +37,7 @@ std::optional<dnnl::memory::desc> winograd_layout(int64_t in, int64_t out, int64
   try {
     dnnl::convolution_forward::primitive_desc pd(desc, cpu_engine());
     do {
-      if (std::string(pd.impl_info_str()).rfind("jit_wino_4x3", 0) == 0) return pd.weights_desc();
+      if (std::string(pd.impl_info_str()).rfind(form, 0) == 0) return pd.weights_desc();
     } while (pd.next_impl());
   } catch (const dnnl::error&) {
   }
@@ -50,9 +52,10 @@ TEST(WinogradWeights, MatchOnednnsOwnReorder) {
   const std::vector<Case> cases = {{16, 16, 32}, {32, 32, 32}, {64, 128, 28}, {80, 80, 40}, {256, 256, 20},
                                    {24, 40, 30}, {17, 33, 29}};
   int checked = 0;
+  for (const std::string form : {"jit_wino_4x3", "jit_fp32_wino_2x3"})
   for (const Case& c : cases) {
-    const std::optional<dnnl::memory::desc> layout = winograd_layout(c.in, c.out, c.side);
-    if (!layout) continue;  // this machine's oneDNN has no F(4x4, 3x3) for it
+    const std::optional<dnnl::memory::desc> layout = winograd_layout(c.in, c.out, c.side, form);
+    if (!layout) continue;  // this machine's oneDNN has no such form for it
     const dnnl::memory::desc plain({c.out, c.in, 3, 3}, dt::f32, tag::oihw);
     dnnl::memory weights(plain, cpu_engine()), want(*layout, cpu_engine()), got(*layout, cpu_engine());
     std::mt19937 rng(static_cast<uint32_t>(c.in * 1000 + c.out));
@@ -67,18 +70,18 @@ TEST(WinogradWeights, MatchOnednnsOwnReorder) {
       float* g = static_cast<float*>(got.get_data_handle());
       std::fill(g, g + floats, 12345.0f);  // every float the layout holds must be written
       omp_set_num_threads(threads);
-      ASSERT_TRUE(winograd_weights_into(weights, got)) << c.in << "->" << c.out;
+      ASSERT_TRUE(winograd_weights_into(weights, got)) << form << " " << c.in << "->" << c.out;
       const float* e = static_cast<const float*>(want.get_data_handle());
       float scale = 0;
       for (size_t i = 0; i < floats; ++i) scale = std::max(scale, std::fabs(e[i]));
       for (size_t i = 0; i < floats; ++i)
         ASSERT_LE(std::fabs(g[i] - e[i]), 1e-5f * scale)
-            << c.in << "->" << c.out << " at " << threads << " threads, float " << i << " of " << floats;
+            << form << " " << c.in << "->" << c.out << " at " << threads << " threads, float " << i << " of " << floats;
     }
     ++checked;
   }
   omp_set_num_threads(omp_get_num_procs());
-  if (checked == 0) GTEST_SKIP() << "oneDNN offers no F(4x4, 3x3) on this machine";
+  if (checked == 0) GTEST_SKIP() << "oneDNN offers no Winograd form on this machine";
 }
 
 TEST(WinogradWeights, OtherLayoutsAndSourcesAreLeftToOnednn) {

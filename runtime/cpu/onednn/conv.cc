@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 #include "runtime/core/ops/conv_pool.h"
 #include "runtime/cpu/kernels/common.h"
 #include "runtime/cpu/onednn/onednn_common.h"
@@ -79,21 +81,37 @@ void prefer_implementation(dnnl::convolution_forward::primitive_desc& pd, const 
     }
 }
 
+// The L2 of one core in bytes (glibc's reading of cpuid), 1 MiB where the system does not say.
+int64_t l2_bytes_per_core() {
+  static const int64_t bytes = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? static_cast<int64_t>(l2) : int64_t{1} << 20;
+  }();
+  return bytes;
+}
+
 // Two choices of oneDNN 2.6 that measured slower than a kernel it lists after them, on AVX-512:
 // - A depthwise convolution runs on jit_dw rather than brdgmm_dw, on every depthwise layer of
 //   MobileNetV3-small at one thread (16 channels 112 -> 56, 3x3 stride 2: 0.031 ms against jit_dw's
 //   0.016; 88 channels 28x28 3x3: 0.038 against 0.023; 240 channels 14x14 5x5: 0.035 against 0.025);
 //   all eleven took 0.274 ms at 1 thread and 0.221 after, 0.201 and 0.180 at 2.
-// - Winograd runs F(4x4, 3x3) rather than F(2x2, 3x3), on every 3x3 layer of YOLOv8n's that oneDNN
-//   gave the latter, at 1 and 2 threads (64 -> 64 channels at 40x40: 0.548 against 0.388 ms at 1
-//   thread, 0.270 against 0.193 at 2; 32 -> 32 at 80x80: 0.664 / 0.507 and 0.292 / 0.254; 80 -> 80 at
-//   40x40: 0.771 / 0.516 and 0.386 / 0.282). Its scratchpad is larger (7-10 MB against under 1), but
-//   the layers oneDNN gives F(4x4, 3x3) anyway take as much, and one scratchpad serves each in turn.
+// - Winograd runs F(4x4, 3x3) rather than F(2x2, 3x3) where its transformed weights (36 floats,
+//   144 bytes, for each pair of input and output channels) fit in a core's L2. Otherwise a network
+//   reads them from beyond the L2 on every run, and F(2x2)'s, 2.25x smaller, ran faster: on a Xeon with 2 MiB of L2, ResNet-18's 128 -> 128 layers at 28x28 (2.4 MB) took
+//   0.90-0.96 ms against 0.98-1.00 at 1 thread and 0.52-0.53 against 0.59-0.61 at 2, while its
+//   64 -> 64 ones at 56x56 (0.6 MB) took 0.80-0.83 against F(2x2)'s 0.94-0.96 at 1 thread. On an
+//   AMD EPYC with 1 MiB, every 3x3 layer of YOLOv8n's that oneDNN gave F(2x2) (all under 1 MB)
+//   ran faster on F(4x4), at 1 and 2 threads (64 -> 64 channels at 40x40: 0.548 against 0.388 ms
+//   at 1 thread, 0.270 against 0.193 at 2; 32 -> 32 at 80x80: 0.664 / 0.507 and 0.292 / 0.254;
+//   80 -> 80 at 40x40: 0.771 / 0.516 and 0.386 / 0.282). Its scratchpad is larger (7-10 MB against
+//   under 1), but the layers oneDNN gives F(4x4) anyway take as much, and one scratchpad serves each
+//   in turn.
 void prefer_faster_implementation(dnnl::convolution_forward::primitive_desc& pd, bool depthwise,
-                                  dnnl::algorithm algorithm) {
+                                  dnnl::algorithm algorithm, int64_t channel_pairs) {
   if (reference_only(pd)) return;
   if (depthwise) prefer_implementation(pd, "jit_dw:", "brdgmm");
-  if (algorithm == dnnl::algorithm::convolution_winograd) prefer_implementation(pd, "jit_wino_4x3");
+  if (algorithm == dnnl::algorithm::convolution_winograd && channel_pairs * 144 <= l2_bytes_per_core())
+    prefer_implementation(pd, "jit_wino_4x3");
 }
 
 // Weights and bias with a BatchNormalization folded in: W'[c] = W[c] s[c], B'[c] = (B[c] - mean[c])
@@ -380,7 +398,7 @@ class OnednnConv : public Kernel {
                                              any_layout(built->dst_plain), strides, dilates, pad_l, pad_r);
         dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
         if (reference_only(pd) && !any_implementation) return std::nullopt;
-        prefer_faster_implementation(pd, depthwise, algorithm);
+        prefer_faster_implementation(pd, depthwise, algorithm, w_dims[0] * w_dims[1]);
         return pd;
       } catch (const dnnl::error&) {
         return std::nullopt;

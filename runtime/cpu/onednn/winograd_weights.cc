@@ -21,22 +21,29 @@
 namespace tunnx::cpu::onednn {
 namespace {
 
-constexpr int64_t kAlpha = 6, kTiles = kAlpha * kAlpha, kTaps = 9;
+constexpr int64_t kMaxAlpha = 6, kMaxTiles = kMaxAlpha * kMaxAlpha, kTaps = 9;
 constexpr int64_t kBlock = 16;  // oc_block and ic_block of the layout on AVX-512, the one taken
 
 // Where wino_wei_OBaaIBOIio puts things: [oc chunk][alpha][alpha][ic chunk][oc2 block][ic2 block]
 // [ic block][oc block], the channels padded to whole blocks with zeros (the format's name, outermost
 // first; oc chunks group oc2_block blocks of oc_block channels, ic chunks likewise).
 struct Layout {
+  int64_t alpha = kMaxAlpha;       // tile size: 6 for F(4x4, 3x3), 4 for F(2x2, 3x3)
   int64_t oc = 0, ic = 0;          // padded channel counts
   int64_t weights_oc = 0, weights_ic = 0;  // the tensor's own
   int64_t oc2_block = 1, ic2_block = 1, ic_chunks = 1;
 
+  // wino_wei_aaOBiOo (F(2x2, 3x3)'s): [alpha][alpha][oc chunk][ic block][ic][oc2 block][oc block].
+  bool tiles_outermost = false;
+
   // The first of the oc block's kBlock floats for output block `nb`, input channel `c`, tile `a`.
   int64_t offset(int64_t nb, int64_t c, int64_t a) const {
     const int64_t occ = nb / oc2_block, ob = nb % oc2_block;
+    if (tiles_outermost)
+      return ((((a * (oc / (kBlock * oc2_block)) + occ) * (ic / kBlock) + c / kBlock) * kBlock + c % kBlock) * oc2_block +
+              ob) * kBlock;
     const int64_t icc = c / (ic2_block * kBlock), ib = c / kBlock % ic2_block, i = c % kBlock;
-    return ((((((occ * kAlpha + a / kAlpha) * kAlpha + a % kAlpha) * ic_chunks + icc) * oc2_block + ob) * ic2_block +
+    return ((((((occ * alpha + a / alpha) * alpha + a % alpha) * ic_chunks + icc) * oc2_block + ob) * ic2_block +
              ib) * kBlock + i) * kBlock;
   }
 };
@@ -47,12 +54,16 @@ std::optional<Layout> layout_of(const dnnl::memory::desc& desc) {
       d.dims[3] != 3)
     return std::nullopt;
   const dnnl_wino_desc_t& w = d.format_desc.wino_desc;
-  if (w.wino_format != dnnl_wino_wei_OBaaIBOIio || w.r != 3 || w.alpha != kAlpha || w.oc_block != kBlock ||
+  const bool blocked_first = w.wino_format == dnnl_wino_wei_OBaaIBOIio, tiles_first = w.wino_format == dnnl_wino_wei_aaOBiOo;
+  if ((!blocked_first && !(tiles_first && w.ic2_block == 1)) || w.r != 3 || (w.alpha != 4 && w.alpha != 6) ||
+      w.oc_block != kBlock ||
       w.ic_block != kBlock || w.oc2_block < 1 || w.ic2_block < 1 || w.oc % (kBlock * w.oc2_block) != 0 ||
       w.ic % (kBlock * w.ic2_block) != 0 || d.dims[0] > w.oc || d.dims[1] > w.ic ||
-      w.size < static_cast<size_t>(kTiles * w.oc * w.ic) * sizeof(float))
+      w.size < static_cast<size_t>(w.alpha * w.alpha * w.oc * w.ic) * sizeof(float))
     return std::nullopt;
   Layout l;
+  l.alpha = w.alpha;
+  l.tiles_outermost = tiles_first;
   l.oc = w.oc;
   l.ic = w.ic;
   l.weights_oc = d.dims[0];
@@ -75,7 +86,7 @@ bool dense_oihw(const dnnl::memory::desc& desc, const Layout& l) {
 }
 
 // Output blocks [nb_begin, nb_end) of every input channel: each 3x3 kernel g of 16 output channels
-// becomes its 36 tiles, tile a = sum_k m[a][k] g[k], written as 16 consecutive floats.
+// becomes its alpha^2 tiles (36 or 16), tile a = sum_k m[a][k] g[k], written as 16 consecutive floats.
 TUNNX_MULTI_ISA void transform_blocks(const float* w, const Layout& l, const float (*m)[kTaps], float* out,
                                       int64_t nb_begin, int64_t nb_end) {
   alignas(64) float g[kTaps][kBlock];
@@ -86,7 +97,7 @@ TUNNX_MULTI_ISA void transform_blocks(const float* w, const Layout& l, const flo
         const float* kernel = oc < l.weights_oc && c < l.weights_ic ? w + (oc * l.weights_ic + c) * kTaps : nullptr;
         for (int64_t k = 0; k < kTaps; ++k) g[k][o] = kernel ? kernel[k] : 0.0f;
       }
-      for (int64_t a = 0; a < kTiles; ++a) {
+      for (int64_t a = 0; a < l.alpha * l.alpha; ++a) {
         float* tile = out + l.offset(nb, c, a);
         const float* row = m[a];
         for (int64_t o = 0; o < kBlock; ++o) {
@@ -114,16 +125,17 @@ void onednn_reorder(dnnl::memory from, dnnl::memory to) {
   stream.wait();
 }
 
-// The 36 x 9 matrix, read off oneDNN, and whether its check passed.
+// The alpha^2 x 9 matrix, read off oneDNN, and whether its check passed.
 struct TransformMatrix {
   bool usable = false;
-  float m[kTiles][kTaps] = {};
+  float m[kMaxTiles][kTaps] = {};
 };
 
-TransformMatrix read_off_onednn() {
+// For the layout of tile size `alpha`: a probe convolution oneDNN runs on that Winograd form.
+TransformMatrix read_off_onednn(int64_t alpha) {
   TransformMatrix t;
   try {
-    // A convolution oneDNN runs on F(4x4, 3x3) with two-block chunks both ways (32 -> 32 channels).
+    // A convolution oneDNN runs on this form with two-block chunks both ways (32 -> 32 channels).
     constexpr int64_t kChannels = 32;
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
@@ -137,6 +149,7 @@ TransformMatrix read_off_onednn() {
     std::optional<Layout> l;
     do {
       l = layout_of(pd.weights_desc());
+      if (l && l->alpha != alpha) l.reset();
     } while (!l && pd.next_impl());
     if (!l) return t;
     const dnnl::memory::desc plain({kChannels, kChannels, 3, 3}, dt::f32, tag::oihw);
@@ -147,7 +160,7 @@ TransformMatrix read_off_onednn() {
     for (int64_t k = 0; k < kTaps; ++k) u[(k * kChannels + 0) * kTaps + k] = 1.0f;
     onednn_reorder(units, tiles);
     const float* got = static_cast<const float*>(tiles.get_data_handle());
-    for (int64_t a = 0; a < kTiles; ++a)
+    for (int64_t a = 0; a < alpha * alpha; ++a)
       for (int64_t k = 0; k < kTaps; ++k) t.m[a][k] = got[l->offset(0, 0, a) + k];
 
     // Both ways on random weights: the layout and the matrix must give oneDNN's tiles.
@@ -158,13 +171,13 @@ TransformMatrix read_off_onednn() {
     std::vector<float> mine(pd.weights_desc().get_size() / sizeof(float), 0.0f);
     transform_blocks(u, *l, t.m, mine.data(), 0, l->oc / kBlock);
     float scale = 0, worst = 0;
-    for (int64_t i = 0; i < kTiles * l->oc * l->ic; ++i) {
+    for (int64_t i = 0; i < alpha * alpha * l->oc * l->ic; ++i) {
       scale = std::max(scale, std::fabs(got[i]));
       worst = std::max(worst, std::fabs(got[i] - mine[static_cast<size_t>(i)]));
     }
     t.usable = scale > 0 && worst <= 1e-5f * scale;
   } catch (const dnnl::error&) {
-    t.usable = false;  // no F(4x4, 3x3) here: nothing to transform for
+    t.usable = false;  // no such Winograd form here: nothing to transform for
   }
   return t;
 }
@@ -174,7 +187,8 @@ TransformMatrix read_off_onednn() {
 bool winograd_weights_into(dnnl::memory from, dnnl::memory to) {
   const std::optional<Layout> l = layout_of(to.get_desc());
   if (!l || !dense_oihw(from.get_desc(), *l)) return false;
-  static const TransformMatrix matrix = read_off_onednn();
+  static const TransformMatrix f4x4 = read_off_onednn(6), f2x2 = read_off_onednn(4);
+  const TransformMatrix& matrix = l->alpha == 6 ? f4x4 : f2x2;
   if (!matrix.usable) return false;
   transform(static_cast<const float*>(from.get_data_handle()), *l, matrix.m, static_cast<float*>(to.get_data_handle()));
   return true;
