@@ -1,5 +1,6 @@
 #include "importer/onnx_validate.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -180,6 +181,11 @@ void unify_unit_scaled_dims(const onnx::GraphProto& proto, ir::Graph& graph) {
     const bool resize = node.op_type() == "Resize" && node.input_size() >= 3;
     const bool upsample = node.op_type() == "Upsample" && node.input_size() >= 2;
     if ((!resize && !upsample) || node.output_size() < 1 || !node.domain().empty()) continue;
+    // tf_crop_and_resize scales the region of interest, not the input: its sizes are not the input's.
+    const bool crops = std::any_of(node.attribute().begin(), node.attribute().end(), [](const onnx::AttributeProto& a) {
+      return a.name() == "coordinate_transformation_mode" && a.s() == "tf_crop_and_resize";
+    });
+    if (crops) continue;
     auto factors = scales.find(node.input(resize ? 2 : 1));
     const ir::TypeInfo* in = type_of(node.input(0));
     auto out = graph.inferred_types.find(node.output(0));
