@@ -1,7 +1,6 @@
 #include "importer/onnx_validate.h"
 
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -162,13 +161,15 @@ onnx::ShapeInferenceOptions inference_options() {
 void unify_unit_scaled_dims(const onnx::GraphProto& proto, ir::Graph& graph) {
   std::map<std::string, std::vector<float>> scales;  // small float initializers inference kept
   for (const auto& init : proto.initializer()) {
-    if (init.data_type() != onnx::TensorProto::FLOAT || init.dims_size() != 1) continue;
-    std::vector<float> values(init.float_data().begin(), init.float_data().end());
-    if (values.empty() && init.raw_data().size() == static_cast<size_t>(init.dims(0)) * sizeof(float)) {
-      values.resize(static_cast<size_t>(init.dims(0)));
-      std::memcpy(values.data(), init.raw_data().data(), init.raw_data().size());
+    if (init.data_type() != onnx::TensorProto::FLOAT || init.dims_size() != 1 || init.has_data_location() ||
+        (init.raw_data().empty() && init.float_data_size() == 0))
+      continue;  // not a vector of floats, or one whose bytes inference dropped
+    try {
+      const Tensor t = tensor_from_proto(init, TensorReadOptions{});
+      if (t.numel() > 0) scales[init.name()] = std::vector<float>(t.data_as<float>(), t.data_as<float>() + t.numel());
+    } catch (const Error&) {
+      // A malformed one: not a scale to read (the importer reports it).
     }
-    if (!values.empty()) scales[init.name()] = std::move(values);
   }
   auto type_of = [&](const std::string& name) -> const ir::TypeInfo* {
     if (auto it = graph.inferred_types.find(name); it != graph.inferred_types.end()) return &it->second;

@@ -136,6 +136,42 @@ class OnednnVsReference : public ::testing::Test {
     }
     return dims;
   }
+  // A FusedMatMul of M x K by a constant B [K, N] (stored [N, K] with `tb`), as Gemm or MatMul, with
+  // or without a bias, activation `act` ("Clip" bounded to [-0.5, 0.5]) and binary operand `binary`
+  // ("" for none), checked against the reference.
+  void expect_constant_weight_product_agrees(int64_t M, int64_t K, int64_t N, bool gemm, bool tb, bool bias,
+                                             const std::string& act, const std::string& binary) {
+    ir::Node node{"fused", "FusedMatMul", "com.tunnx", {"a", "b"}, {"y"}, {}, ""};
+    std::vector<Tensor> inputs = {random({M, K}), random(tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N})};
+    node.attributes = {string_attr("op", gemm ? "Gemm" : "MatMul"), int_attr("has_bias", bias),
+                       string_attr("activation", act), int_attr("transB", tb)};
+    if (act == "Clip") {
+      node.attributes.push_back(float_attr("activation_alpha", -0.5f));
+      node.attributes.push_back(float_attr("activation_beta", 0.5f));
+    }
+    if (gemm) {
+      node.inputs.push_back("");
+      inputs.push_back(Tensor());
+    }
+    if (bias) {
+      node.inputs.push_back("bias");
+      inputs.push_back(random({N}));
+    }
+    if (!binary.empty()) {
+      node.inputs.push_back("r");
+      inputs.push_back(random({M, N}));
+      node.attributes.push_back(string_attr("binary", binary));
+    }
+    std::vector<bool> constants(inputs.size(), false);
+    constants[1] = true;
+    KernelPair pair(node, 1, inputs, constants);
+    expect_agree(pair,
+                 std::string("FusedMatMul ") + (gemm ? "Gemm" : "MatMul") + " M=" + std::to_string(M) +
+                     " K=" + std::to_string(K) + " N=" + std::to_string(N) + (tb ? " transB" : "") +
+                     (bias ? " bias" : "") + " " + act + (binary.empty() ? "" : " " + binary + " R"),
+                 static_cast<double>(K));
+  }
+
   bool coin() { return rng_() % 2 == 0; }
 
   // Runs both kernels and compares: float sums of K terms may differ by ~K ulps of their magnitude.
@@ -256,31 +292,7 @@ TEST_F(OnednnVsReference, FewRowsTimesConstantWeights) {
     const bool gemm = coin(), tb = coin(), bias = coin();
     const std::string act = std::vector<std::string>{"", "Relu", "HardSwish"}[rng_() % 3];
     const std::string binary = std::vector<std::string>{"", "", "Add"}[rng_() % 3];
-    ir::Node node{"fused", "FusedMatMul", "com.tunnx", {"a", "b"}, {"y"}, {}, ""};
-    std::vector<Tensor> inputs = {random({M, K}), random(tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N})};
-    node.attributes = {string_attr("op", gemm ? "Gemm" : "MatMul"), int_attr("has_bias", bias),
-                       string_attr("activation", act), int_attr("transB", tb)};
-    if (gemm) {
-      node.inputs.push_back("");
-      inputs.push_back(Tensor());
-    }
-    if (bias) {
-      node.inputs.push_back("bias");
-      inputs.push_back(random({N}));
-    }
-    if (!binary.empty()) {
-      node.inputs.push_back("r");
-      inputs.push_back(random({M, N}));
-      node.attributes.push_back(string_attr("binary", binary));
-    }
-    std::vector<bool> constants(inputs.size(), false);
-    constants[1] = true;
-    KernelPair pair(node, 1, inputs, constants);
-    expect_agree(pair,
-                 std::string("FusedMatMul ") + (gemm ? "Gemm" : "MatMul") + " M=" + std::to_string(M) +
-                     " K=" + std::to_string(K) + " N=" + std::to_string(N) + (tb ? " transB" : "") +
-                     (bias ? " bias" : "") + " " + act + (binary.empty() ? "" : " " + binary + " R"),
-                 static_cast<double>(K));
+    expect_constant_weight_product_agrees(M, K, N, gemm, tb, bias, act, binary);
   }
 }
 
@@ -295,35 +307,7 @@ TEST_F(OnednnVsReference, ManyRowsTimesConstantWeights) {
     const bool gemm = coin(), tb = coin(), bias = coin();
     const std::string act = std::vector<std::string>{"", "Relu", "Gelu", "HardSwish", "Clip", "Sigmoid"}[rng_() % 6];
     const std::string binary = std::vector<std::string>{"", "Add", "Mul"}[rng_() % 3];
-    ir::Node node{"fused", "FusedMatMul", "com.tunnx", {"a", "b"}, {"y"}, {}, ""};
-    std::vector<Tensor> inputs = {random({M, K}), random(tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N})};
-    node.attributes = {string_attr("op", gemm ? "Gemm" : "MatMul"), int_attr("has_bias", bias),
-                       string_attr("activation", act), int_attr("transB", tb)};
-    if (act == "Clip") {
-      node.attributes.push_back(float_attr("activation_alpha", -0.5f));
-      node.attributes.push_back(float_attr("activation_beta", 0.5f));
-    }
-    if (gemm) {
-      node.inputs.push_back("");
-      inputs.push_back(Tensor());
-    }
-    if (bias) {
-      node.inputs.push_back("bias");
-      inputs.push_back(random({N}));
-    }
-    if (!binary.empty()) {
-      node.inputs.push_back("r");
-      inputs.push_back(random({M, N}));
-      node.attributes.push_back(string_attr("binary", binary));
-    }
-    std::vector<bool> constants(inputs.size(), false);
-    constants[1] = true;
-    KernelPair pair(node, 1, inputs, constants);
-    expect_agree(pair,
-                 std::string("FusedMatMul ") + (gemm ? "Gemm" : "MatMul") + " M=" + std::to_string(M) +
-                     " K=" + std::to_string(K) + " N=" + std::to_string(N) + (tb ? " transB" : "") +
-                     (bias ? " bias" : "") + " " + act + (binary.empty() ? "" : " " + binary + " R"),
-                 static_cast<double>(K));
+    expect_constant_weight_product_agrees(M, K, N, gemm, tb, bias, act, binary);
   }
 }
 

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
-#include <type_traits>
 #include <optional>
 #include <vector>
 
@@ -203,30 +201,33 @@ int64_t channel_block_of(const dnnl_memory_desc_t& md) {
   return block;
 }
 
-// Whether `md` is float32 [N, C, spatial...] lying channels-last, dense (nhwc, nwc, ndhwc).
-bool channels_last_dense(const dnnl_memory_desc_t& md) {
-  if (md.format_kind != dnnl_blocked || md.data_type != dnnl_f32 || md.extra.flags != 0 || md.offset0 != 0) return false;
-  const dnnl_blocking_desc_t& b = md.format_desc.blocking;
-  if (md.ndims < 3 || b.inner_nblks != 0 || b.strides[1] != 1) return false;
-  int64_t stride = md.dims[1];
-  for (int d = md.ndims - 1; d >= 2; --d) {
-    if (b.strides[d] != stride) return false;
-    stride *= md.dims[d];
-  }
-  return b.strides[0] == stride;
-}
-
-// Whether `md` is float32 [N, C, spatial...] lying channels-first, dense (nchw, ncw, ncdhw).
-bool channels_first_dense(const dnnl_memory_desc_t& md) {
-  if (md.format_kind != dnnl_blocked || md.data_type != dnnl_f32 || md.extra.flags != 0 || md.offset0 != 0) return false;
-  const dnnl_blocking_desc_t& b = md.format_desc.blocking;
-  if (md.ndims < 3 || b.inner_nblks != 0) return false;
+// Whether `md` is float32 [N, C, spatial...] with no blocks and no gaps, its dims laid out from the
+// outermost to the innermost in `order` (dim indices).
+bool dense_in_order(const dnnl_memory_desc_t& md, const std::vector<int>& order) {
+  if (md.format_kind != dnnl_blocked || md.data_type != dnnl_f32 || md.extra.flags != 0 || md.offset0 != 0 ||
+      md.ndims < 3 || md.format_desc.blocking.inner_nblks != 0)
+    return false;
   int64_t stride = 1;
-  for (int d = md.ndims - 1; d >= 0; --d) {
-    if (b.strides[d] != stride) return false;
-    stride *= md.dims[d];
+  for (auto d = order.rbegin(); d != order.rend(); ++d) {
+    if (md.format_desc.blocking.strides[*d] != stride) return false;
+    stride *= md.dims[*d];
   }
   return true;
+}
+
+// nhwc, nwc, ndhwc: N, the spatial dims, C.
+bool channels_last_dense(const dnnl_memory_desc_t& md) {
+  std::vector<int> order = {0};
+  for (int d = 2; d < md.ndims; ++d) order.push_back(d);
+  order.push_back(1);
+  return dense_in_order(md, order);
+}
+
+// nchw, ncw, ncdhw: every dim in order.
+bool channels_first_dense(const dnnl_memory_desc_t& md) {
+  std::vector<int> order;
+  for (int d = 0; d < md.ndims; ++d) order.push_back(d);
+  return dense_in_order(md, order);
 }
 
 }  // namespace
@@ -251,34 +252,27 @@ bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const
   }
   const bool to_blocked = channels_last_dense(f);
   const int64_t block = to_blocked ? channel_block_of(t) : channels_last_dense(t) ? channel_block_of(f) : 0;
-  if (block == 0) return false;
+  if (block != 8 && block != 16) return false;  // the widths copy_blocks moves
   const int64_t blocks = channels / block;
-  // Pixels in chunks; each chunk moves all its channels, a block at a time (a fixed-size copy the
-  // compiler makes one or two vector moves).
+  // Pixels in chunks; each chunk moves all its channels, a block at a time.
   constexpr int64_t kChunk = 64;  // pixels: a chunk of 64 channels is 16 KiB, read from the L1 once per block
   const int64_t chunks = (pixels + kChunk - 1) / kChunk, tasks = batch * chunks;
   const int threads = static_cast<int>(std::min<int64_t>(tasks, batch * pixels * channels >= kParallelElements ? max_threads() : 1));
-  auto move = [&](auto width) {
-    constexpr int64_t B = decltype(width)::value;
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t n = task / chunks, p0 = task % chunks * kChunk, p1 = std::min(pixels, p0 + kChunk);
-      const float* __restrict xn = x + n * pixels * channels;
-      float* __restrict yn = y + n * pixels * channels;
-      // Into blocks: a block of channels at a time over the chunk's pixels (the blocked side one
-      // sequential stream); out of them: a pixel's channels at a time (each row of channels written
-      // whole). The other orders measured 1.5-2x slower (56x56x64, one thread).
-      if (to_blocked) {
-        for (int64_t cb = 0; cb < blocks; ++cb)
-          copy_blocks(xn + p0 * channels + cb * B, channels, yn + (cb * pixels + p0) * B, B, p1 - p0, B);
-      } else {
-        for (int64_t p = p0; p < p1; ++p) copy_blocks(xn + p * B, pixels * B, yn + p * channels, B, blocks, B);
-      }
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t n = task / chunks, p0 = task % chunks * kChunk, p1 = std::min(pixels, p0 + kChunk);
+    const float* xn = x + n * pixels * channels;
+    float* yn = y + n * pixels * channels;
+    // Into blocks: a block of channels at a time over the chunk's pixels (the blocked side one
+    // sequential stream); out of them: a pixel's channels at a time (each row of channels written
+    // whole). The other orders measured 1.5-2x slower (56x56x64, one thread).
+    if (to_blocked) {
+      for (int64_t cb = 0; cb < blocks; ++cb)
+        copy_blocks(xn + p0 * channels + cb * block, channels, yn + (cb * pixels + p0) * block, block, p1 - p0, block);
+    } else {
+      for (int64_t p = p0; p < p1; ++p) copy_blocks(xn + p * block, pixels * block, yn + p * channels, block, blocks, block);
     }
-  };
-  if (block == 16) move(std::integral_constant<int64_t, 16>{});
-  else if (block == 8) move(std::integral_constant<int64_t, 8>{});
-  else return false;
+  }
   return true;
 }
 

@@ -97,7 +97,8 @@ int64_t l2_bytes_per_core() {
 //   all eleven took 0.274 ms at 1 thread and 0.221 after, 0.201 and 0.180 at 2.
 // - Winograd runs F(4x4, 3x3) rather than F(2x2, 3x3) where its transformed weights (36 floats,
 //   144 bytes, for each pair of input and output channels) fit in a core's L2. Otherwise a network
-//   reads them from beyond the L2 on every run, and F(2x2)'s, 2.25x smaller, ran faster: on a Xeon with 2 MiB of L2, ResNet-18's 128 -> 128 layers at 28x28 (2.4 MB) took
+//   reads them from beyond the L2 on every run, and F(2x2)'s, 2.25x smaller, ran faster: on a Xeon
+//   with 2 MiB of L2, ResNet-18's 128 -> 128 layers at 28x28 (2.4 MB) took F(2x2)
 //   0.90-0.96 ms against 0.98-1.00 at 1 thread and 0.52-0.53 against 0.59-0.61 at 2, while its
 //   64 -> 64 ones at 56x56 (0.6 MB) took 0.80-0.83 against F(2x2)'s 0.94-0.96 at 1 thread. On an
 //   AMD EPYC with 1 MiB, every 3x3 layer of YOLOv8n's that oneDNN gave F(2x2) (all under 1 MB)

@@ -70,17 +70,15 @@ std::shared_ptr<const ConvLinear::Primitive> ConvLinear::primitive_for(int64_t M
         args.emplace_back(DNNL_ARG_ATTR_MULTIPLE_POST_OP(binary_index) | DNNL_ARG_SRC_1, built->dst);
       built->bound = BoundPrimitive(built->primitive, std::move(args), built->scratchpad);
     };
-    try {
-      bool done = false;
-      if (binary_ == ops::FusedBinary::kAdd) {
-        try {
-          attempt(true);
-          done = true;
-        } catch (const dnnl::error&) {
-        }
+    const auto built_by = [&](bool by_sum) {
+      try {
+        attempt(by_sum);
+        return true;
+      } catch (const dnnl::error&) {
+        return false;
       }
-      if (!done) attempt(false);
-    } catch (const dnnl::error&) {
+    };
+    if (!(binary_ == ops::FusedBinary::kAdd && built_by(true)) && !built_by(false)) {
       declined_.insert(key, std::make_shared<const bool>(true));
       return nullptr;
     }

@@ -182,13 +182,23 @@ TransformMatrix read_off_onednn(int64_t alpha) {
   return t;
 }
 
+// Each form's matrix, read off oneDNN the first time that form is transformed (a model whose
+// layers all take one form pays for one probe).
+const TransformMatrix& matrix_for(int64_t alpha) {
+  if (alpha == 6) {
+    static const TransformMatrix f4x4 = read_off_onednn(6);
+    return f4x4;
+  }
+  static const TransformMatrix f2x2 = read_off_onednn(4);
+  return f2x2;
+}
+
 }  // namespace
 
 bool winograd_weights_into(dnnl::memory from, dnnl::memory to) {
   const std::optional<Layout> l = layout_of(to.get_desc());
   if (!l || !dense_oihw(from.get_desc(), *l)) return false;
-  static const TransformMatrix f4x4 = read_off_onednn(6), f2x2 = read_off_onednn(4);
-  const TransformMatrix& matrix = l->alpha == 6 ? f4x4 : f2x2;
+  const TransformMatrix& matrix = matrix_for(l->alpha);
   if (!matrix.usable) return false;
   transform(static_cast<const float*>(from.get_data_handle()), *l, matrix.m, static_cast<float*>(to.get_data_handle()));
   return true;
