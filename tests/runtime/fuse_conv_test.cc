@@ -269,6 +269,10 @@ TEST_F(FuseConvTest, WinogradSizedChainsMatchLevelZero) {
       {.bn = true, .in = 16, .out = 24, .size = 30, .batch = 1},
       {.bn = true, .residual = true, .in = 32, .out = 16, .size = 28, .batch = 1},
       {.bn = false, .residual = true, .residual_after = true, .in = 16, .out = 16, .size = 29, .batch = 1},
+      // F(2x2, 3x3) on its small-image weight layout (wino_wei_aaOio), whole and padded channel blocks
+      // (channel pairs whose F(4x4) weights, 144 bytes a pair, exceed a 2 MiB L2).
+      {.bn = true, .residual = true, .in = 160, .out = 128, .size = 14, .batch = 1},
+      {.bn = false, .in = 136, .out = 120, .size = 15, .batch = 2},
   };
   for (const Chain& c : chains)
     for (const Act& act : activations()) {
@@ -300,7 +304,7 @@ TEST_F(FuseConvTest, GeluAfterADirectConvolutionMatchesLevelZero) {
                       b.node("Mul", {"g_mul", "half"}, {out}, "g_half");
                     }};
   const std::vector<Chain> chains = {
-      {.bn = false, .in = 16, .out = 24, .size = 20, .batch = 1},
+      {.bn = false, .in = 16, .out = 24, .size = 12, .batch = 1},  // below Winograd's 14x14
       {.bn = true, .residual = true, .in = 8, .out = 32, .size = 13, .batch = 2},
   };
   for (const Chain& c : chains) {

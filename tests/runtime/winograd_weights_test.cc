@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,10 +49,12 @@ TEST(WinogradWeights, MatchOnednnsOwnReorder) {
   struct Case {
     int64_t in, out, side;
   };
-  // Whole blocks (one and several per chunk, as YOLOv8n's and ResNet's layers), and padded channels.
+  // Whole blocks (one and several per chunk, as YOLOv8n's and ResNet's layers), and padded channels;
+  // images of 14x14 and 7x7, where F(2x2)'s layout is wino_wei_aaOio (ResNet's layers 3 and 4).
   const std::vector<Case> cases = {{16, 16, 32}, {32, 32, 32}, {64, 128, 28}, {80, 80, 40}, {256, 256, 20},
-                                   {24, 40, 30}, {17, 33, 29}};
+                                   {24, 40, 30}, {17, 33, 29}, {64, 64, 14},  {128, 256, 7}, {20, 40, 7}};
   int checked = 0;
+  std::set<dnnl_wino_memory_format_t> formats;
   for (const std::string form : {"jit_wino_4x3", "jit_fp32_wino_2x3"})
   for (const Case& c : cases) {
     const std::optional<dnnl::memory::desc> layout = winograd_layout(c.in, c.out, c.side, form);
@@ -79,8 +82,13 @@ TEST(WinogradWeights, MatchOnednnsOwnReorder) {
             << form << " " << c.in << "->" << c.out << " at " << threads << " threads, float " << i << " of " << floats;
     }
     ++checked;
+    formats.insert(layout->data.format_desc.wino_desc.wino_format);
   }
   omp_set_num_threads(omp_get_num_procs());
+  // Where oneDNN has F(2x2, 3x3), its small-image layout was among those checked.
+  if (formats.count(dnnl_wino_wei_aaOBiOo)) {
+    EXPECT_TRUE(formats.count(dnnl_wino_wei_aaOio));
+  }
   if (checked == 0) GTEST_SKIP() << "oneDNN offers no Winograd form on this machine";
 }
 

@@ -51,14 +51,17 @@ struct ConvPrimitive : PickedLayouts {
 // group, at least 16 input and output channels. oneDNN's F(2x2,3x3) and F(4x4,3x3) kernels (AVX-512)
 // multiply 2.25-4x less than the direct form; measured on ResNet-18 and YOLOv8n shapes they ran
 // 1.3-3x faster than brgconv (1.3x at 7x7, 1.7-2x at 56x56 with 64 channels, 3x at 20x20 with 128),
-// but slower with 8 or fewer channels. Its weights are transformed once (winograd_weights.h; oneDNN's
-// own wino_reorder took 20-40 ns a weight, single-threaded: 45 ms for 512x512x3x3, which a run saves
-// back only on a large enough image: at 56x56 in one run, at 7x7 in ~100). Below 28x28 outputs the
-// form is not taken. Results differ from the direct form by rounding, ~1e-6 of the output's scale. Only
+// but slower with 8 or fewer channels. Its weights are transformed once (winograd_weights.h, every
+// layout oneDNN 2.6 gives; its own wino_reorder took 20-40 ns a weight, single-threaded: 45 ms for
+// 512x512x3x3). Below 14x14 outputs the form is not taken: ResNet-18's 256 -> 256 layers at 14x14
+// ran 1.2 ms against brgconv's 1.4 at 1 thread (0.50 against 0.72 at 2), but its 512 -> 512 ones at
+// 7x7, where F(2x2)'s 4x4 tiles cover 8x8, as fast as brgconv (2.0 ms, 0.9-0.96 at 2) with weights
+// 1.8x the direct form's (16.7 MB a layer, which a Winograd convolution also keeps its original of).
+// Results differ from the direct form by rounding, ~1e-6 of the output's scale. Only
 // com.tunnx:FusedConv (optimization level 2) takes it; a plain Conv stays direct.
 bool winograd_fits(const ops::ConvGeometry& g, const std::vector<int64_t>& w_dims) {
   if (g.grid.size() != 2 || g.group != 1 || w_dims.size() != 4 || w_dims[0] < 16 || w_dims[1] < 16) return false;
-  if (g.grid[0] * g.grid[1] < 28 * 28) return false;
+  if (g.grid[0] * g.grid[1] < 14 * 14) return false;
   for (size_t d = 0; d < 2; ++d)
     if (g.kernel[d] != 3 || g.strides[d] != 1 || g.dilations[d] != 1) return false;
   return true;

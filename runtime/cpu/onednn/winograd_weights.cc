@@ -34,6 +34,10 @@ struct Layout {
   int64_t oc2_block = 1, ic2_block = 1, ic_chunks = 1;
 
   // wino_wei_aaOBiOo (F(2x2, 3x3)'s): [alpha][alpha][oc chunk][ic block][ic][oc2 block][oc block].
+  // F(2x2, 3x3)'s other layout, wino_wei_aaOio ([alpha][alpha][oc block][ic][oc], what oneDNN gives
+  // small images: 14x14, 7x7), is this one with oc2_block 1, whatever its descriptor's oc2_block says
+  // (that is the kernel's register blocking, not the layout's; checked in the tests against oneDNN's
+  // reorder).
   bool tiles_outermost = false;
 
   // The first of the oc block's kBlock floats for output block `nb`, input channel `c`, tile `a`.
@@ -54,7 +58,9 @@ std::optional<Layout> layout_of(const dnnl::memory::desc& desc) {
       d.dims[3] != 3)
     return std::nullopt;
   const dnnl_wino_desc_t& w = d.format_desc.wino_desc;
-  const bool blocked_first = w.wino_format == dnnl_wino_wei_OBaaIBOIio, tiles_first = w.wino_format == dnnl_wino_wei_aaOBiOo;
+  const bool blocked_first = w.wino_format == dnnl_wino_wei_OBaaIBOIio;
+  const bool oc_blocks_only = w.wino_format == dnnl_wino_wei_aaOio;
+  const bool tiles_first = w.wino_format == dnnl_wino_wei_aaOBiOo || oc_blocks_only;
   if ((!blocked_first && !(tiles_first && w.ic2_block == 1)) || w.r != 3 || (w.alpha != 4 && w.alpha != 6) ||
       w.oc_block != kBlock ||
       w.ic_block != kBlock || w.oc2_block < 1 || w.ic2_block < 1 || w.oc % (kBlock * w.oc2_block) != 0 ||
@@ -68,7 +74,7 @@ std::optional<Layout> layout_of(const dnnl::memory::desc& desc) {
   l.ic = w.ic;
   l.weights_oc = d.dims[0];
   l.weights_ic = d.dims[1];
-  l.oc2_block = w.oc2_block;
+  l.oc2_block = oc_blocks_only ? 1 : w.oc2_block;
   l.ic2_block = w.ic2_block;
   l.ic_chunks = w.ic / (kBlock * w.ic2_block);
   return l;

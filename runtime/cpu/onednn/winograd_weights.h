@@ -1,6 +1,7 @@
 // A 3x3 convolution's weights transformed into oneDNN's Winograd F(4x4, 3x3) layout
-// (wino_wei_OBaaIBOIio, what jit_wino_4x3 reads) or its F(2x2, 3x3) one (wino_wei_aaOBiOo,
-// jit_fp32_wino_2x3's: 16 tiles, tiles outermost), as oneDNN's own reorder makes them, but fast.
+// (wino_wei_OBaaIBOIio, what jit_wino_4x3 reads) or its F(2x2, 3x3) ones (wino_wei_aaOBiOo, and
+// wino_wei_aaOio for images of 14x14 and less: jit_fp32_wino_2x3's, 16 tiles, tiles outermost), as
+// oneDNN's own reorder makes them, but fast.
 //
 // Why: oneDNN 2.6's reorder into that layout is scalar code that gathers each output channel's nine
 // weights across the whole tensor: 35-70 ns a weight on one thread. YOLOv8n's 19 Winograd layers took
