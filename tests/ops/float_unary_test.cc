@@ -121,6 +121,30 @@ TEST(FloatUnary, SoftplusMishErfAndLogStayWithinAFewUlp) {
   EXPECT_NEAR(one(FloatUnaryOp::kMish, -1e-30f), -1e-30 * std::tanh(std::log(2.0)), 1e-36);
 }
 
+// Sigmoid and SiLU from e^-|x|, which is 0 below -87.3: where the true value is subnormal (x below
+// about -87) they give 0 or a value within FLT_MIN of it; elsewhere within a few ulp.
+TEST(FloatUnary, SigmoidAndSiluStayWithinAFewUlp) {
+  const auto sigmoid = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  const std::vector<float> x = inputs();
+  for (const FloatUnaryOp op : {FloatUnaryOp::kSigmoid, FloatUnaryOp::kSilu}) {
+    std::vector<float> y(x.size());
+    tunnx::cpu::float_unary(op, x.data(), y.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i], want = op == FloatUnaryOp::kSilu ? v * sigmoid(v) : sigmoid(v);
+      if (std::fabs(want) < std::numeric_limits<float>::min())
+        ASSERT_LE(std::fabs(y[i] - want), std::numeric_limits<float>::min()) << x[i];
+      else
+        ASSERT_LE(ulps(y[i], want), 4.0) << (op == FloatUnaryOp::kSilu ? "silu(" : "sigmoid(") << x[i] << ") = " << y[i];
+    }
+    EXPECT_TRUE(std::isnan(one(op, kNaN)));
+  }
+  EXPECT_EQ(one(FloatUnaryOp::kSigmoid, kInf), 1.0f);
+  EXPECT_EQ(one(FloatUnaryOp::kSigmoid, -kInf), 0.0f);
+  EXPECT_EQ(one(FloatUnaryOp::kSilu, kInf), kInf);
+  EXPECT_TRUE(std::isnan(one(FloatUnaryOp::kSilu, -kInf)));  // -inf * 0, as the standalone ops give
+  EXPECT_EQ(one(FloatUnaryOp::kSilu, -1e-30f), -0.5e-30f);
+}
+
 TEST(FloatUnary, InPlaceAndTails) {
   for (int64_t n : {1, 15, 16, 17, 33}) {
     std::vector<float> x(static_cast<size_t>(n));

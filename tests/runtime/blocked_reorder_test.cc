@@ -156,6 +156,15 @@ TEST(BlockedReorder, ChannelBlocksMatchOnednn) {
                                  (into_blocks ? "into" : "out of") + " blocks, " + std::to_string(threads) + " threads";
         ASSERT_TRUE(channel_block_reorder(from, s, to, static_cast<float*>(mine.get_data_handle()))) << what;
         EXPECT_EQ(std::memcmp(expected.get_data_handle(), mine.get_data_handle(), to.get_size()), 0) << what;
+        // With a step on what is written (a Winograd convolution's activation): every value once.
+        const size_t count = to.get_size() / sizeof(float);
+        const auto* e = static_cast<const float*>(expected.get_data_handle());
+        auto* m = static_cast<float*>(mine.get_data_handle());
+        std::memset(m, 0x3f, to.get_size());
+        ASSERT_TRUE(channel_block_reorder(from, s, to, m, [](float* v, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) v[i] = 2 * v[i] + 1;
+        })) << what;
+        for (size_t i = 0; i < count; ++i) ASSERT_EQ(m[i], 2 * e[i] + 1) << what << ", float " << i;
       }
   }
   omp_set_num_threads(omp_get_num_procs());

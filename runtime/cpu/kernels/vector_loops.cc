@@ -1118,6 +1118,8 @@ void float_unary(FloatUnaryOp op, const float* in, float* out, int64_t n, float 
     case FloatUnaryOp::kLog: return each(in, out, n, log_of);
     case FloatUnaryOp::kGelu:
       return each(in, out, n, [](float x) { return 0.5f * x * (1.0f + erf_of(x / 1.41421356237309505f)); });
+    case FloatUnaryOp::kSigmoid: return each(in, out, n, logistic);
+    case FloatUnaryOp::kSilu: return each(in, out, n, [](float x) { return x * logistic(x); });
   }
 }
 

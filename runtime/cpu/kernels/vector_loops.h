@@ -99,7 +99,9 @@ void quantize_to_uint8(const float* x, int64_t n, float scale, float zero, uint8
 //     Within a few ulp of the double-precision value (tests/ops/float_unary_test.cc); NaN stays NaN.
 //   kLog: Cephes' logf polynomial, subnormals scaled first; 0 gives -inf, below 0 NaN.
 //   kGelu: x (1 + erf(x / sqrt 2)) / 2 with kErf's erf (a fused product's activation, panel_linear.h).
-enum class FloatUnaryOp { kSqrt, kFloor, kCeil, kRoundHalfEven, kHardSigmoid, kSoftplus, kMish, kErf, kLog, kGelu };
+//   kSigmoid: 1 / (1 + e^-x) from e^-|x| (no overflow); kSilu: x Sigmoid(x) (a Winograd convolution's
+//     activation, applied as its output leaves the blocked layout: runtime/cpu/onednn/conv.cc).
+enum class FloatUnaryOp { kSqrt, kFloor, kCeil, kRoundHalfEven, kHardSigmoid, kSoftplus, kMish, kErf, kLog, kGelu, kSigmoid, kSilu };
 void float_unary(FloatUnaryOp op, const float* in, float* out, int64_t n, float alpha = 0, float beta = 0);
 
 // acc[j] += in[r * stride + j] (in double) for r < rows, j < n.

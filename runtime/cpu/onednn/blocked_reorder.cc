@@ -232,7 +232,8 @@ bool channels_first_dense(const dnnl_memory_desc_t& md) {
 
 }  // namespace
 
-bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y) {
+bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y,
+                           const std::function<void(float*, int64_t)>& then) {
   const dnnl_memory_desc_t& f = from.data;
   const dnnl_memory_desc_t& t = to.data;
   if (f.ndims != t.ndims) return false;
@@ -241,13 +242,11 @@ bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const
   int64_t pixels = 1;
   for (int d = 2; d < f.ndims; ++d) pixels *= f.dims[d];
   const int64_t batch = f.dims[0], channels = f.dims[1];
-  // Channels-first <-> channels-last: a transpose of each image's [C, pixels].
-  if (channels_first_dense(f) && channels_last_dense(t)) {
-    transpose_matrices(x, y, batch, channels, pixels);
-    return true;
-  }
-  if (channels_last_dense(f) && channels_first_dense(t)) {
-    transpose_matrices(x, y, batch, pixels, channels);
+  // Channels-first <-> channels-last: a transpose of each image's [C, pixels] (then `then` over y).
+  const bool transpose_in = channels_first_dense(f) && channels_last_dense(t);
+  if (transpose_in || (channels_last_dense(f) && channels_first_dense(t))) {
+    transpose_matrices(x, y, batch, transpose_in ? channels : pixels, transpose_in ? pixels : channels);
+    if (then) then(y, batch * pixels * channels);
     return true;
   }
   const bool to_blocked = channels_last_dense(f);
@@ -267,10 +266,14 @@ bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const
     // sequential stream); out of them: a pixel's channels at a time (each row of channels written
     // whole). The other orders measured 1.5-2x slower (56x56x64, one thread).
     if (to_blocked) {
-      for (int64_t cb = 0; cb < blocks; ++cb)
-        copy_blocks(xn + p0 * channels + cb * block, channels, yn + (cb * pixels + p0) * block, block, p1 - p0, block);
+      for (int64_t cb = 0; cb < blocks; ++cb) {
+        float* written = yn + (cb * pixels + p0) * block;
+        copy_blocks(xn + p0 * channels + cb * block, channels, written, block, p1 - p0, block);
+        if (then) then(written, (p1 - p0) * block);
+      }
     } else {
       for (int64_t p = p0; p < p1; ++p) copy_blocks(xn + p * block, pixels * block, yn + p * channels, block, blocks, block);
+      if (then) then(yn + p0 * channels, (p1 - p0) * channels);
     }
   }
   return true;

@@ -10,6 +10,9 @@
 // (16 channels for 8) is written as zeros, as oneDNN writes it.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+
 #include <oneapi/dnnl/dnnl.hpp>
 
 namespace tunnx::cpu::onednn {
@@ -28,6 +31,10 @@ bool blocked_reorder_into(const dnnl::memory& from, const dnnl::memory& to);
 // Winograd convolution reads and writes nChw16c between brgconv's channels-last ones, and oneDNN's
 // jit:uni reorders of its activations ran on one thread (ResNet-18's 56x56x64: ~0.065 ms each, ten a
 // run); a network's first convolution reads the NCHW image channels-last (0.08 ms at 224x224).
-bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y);
+// `then`, if given, runs on each stretch of y just written (values, count), while it is in the cache:
+// a Winograd convolution's activation, which it cannot take as a post-op, applied as its output
+// leaves the blocked layout instead of in a pass of its own (conv.cc).
+bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y,
+                           const std::function<void(float*, int64_t)>& then = nullptr);
 
 }  // namespace tunnx::cpu::onednn
