@@ -230,28 +230,50 @@ bool channels_first_dense(const dnnl_memory_desc_t& md) {
   return dense_in_order(md, order);
 }
 
+// How channel_block_reorder moves `f` into `t`, if it does: a transpose either way between
+// channels-first and channels-last, or a copy of channel blocks of `block` channels.
+struct ChannelMove {
+  enum class Kind { kTransposeIn, kTransposeOut, kIntoBlocks, kOutOfBlocks } kind;
+  int64_t block = 0;
+};
+
+std::optional<ChannelMove> channel_move(const dnnl_memory_desc_t& f, const dnnl_memory_desc_t& t) {
+  using Kind = ChannelMove::Kind;
+  if (f.ndims != t.ndims) return std::nullopt;
+  for (int d = 0; d < f.ndims; ++d)
+    if (f.dims[d] != t.dims[d]) return std::nullopt;
+  if (channels_first_dense(f) && channels_last_dense(t)) return ChannelMove{Kind::kTransposeIn};
+  if (channels_last_dense(f) && channels_first_dense(t)) return ChannelMove{Kind::kTransposeOut};
+  const bool to_blocked = channels_last_dense(f);
+  const int64_t block = to_blocked ? channel_block_of(t) : channels_last_dense(t) ? channel_block_of(f) : 0;
+  if (block != 8 && block != 16) return std::nullopt;  // the widths copy_blocks moves
+  return ChannelMove{to_blocked ? Kind::kIntoBlocks : Kind::kOutOfBlocks, block};
+}
+
 }  // namespace
+
+bool channel_block_reorder_takes(const dnnl::memory::desc& from, const dnnl::memory::desc& to) {
+  return channel_move(from.data, to.data).has_value();
+}
 
 bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y,
                            const std::function<void(float*, int64_t)>& then) {
+  using Kind = ChannelMove::Kind;
   const dnnl_memory_desc_t& f = from.data;
-  const dnnl_memory_desc_t& t = to.data;
-  if (f.ndims != t.ndims) return false;
-  for (int d = 0; d < f.ndims; ++d)
-    if (f.dims[d] != t.dims[d]) return false;
+  const std::optional<ChannelMove> move = channel_move(f, to.data);
+  if (!move) return false;
   int64_t pixels = 1;
   for (int d = 2; d < f.ndims; ++d) pixels *= f.dims[d];
   const int64_t batch = f.dims[0], channels = f.dims[1];
   // Channels-first <-> channels-last: a transpose of each image's [C, pixels] (then `then` over y).
-  const bool transpose_in = channels_first_dense(f) && channels_last_dense(t);
-  if (transpose_in || (channels_last_dense(f) && channels_first_dense(t))) {
-    transpose_matrices(x, y, batch, transpose_in ? channels : pixels, transpose_in ? pixels : channels);
+  if (move->kind == Kind::kTransposeIn || move->kind == Kind::kTransposeOut) {
+    const bool in = move->kind == Kind::kTransposeIn;
+    transpose_matrices(x, y, batch, in ? channels : pixels, in ? pixels : channels);
     if (then) then(y, batch * pixels * channels);
     return true;
   }
-  const bool to_blocked = channels_last_dense(f);
-  const int64_t block = to_blocked ? channel_block_of(t) : channels_last_dense(t) ? channel_block_of(f) : 0;
-  if (block != 8 && block != 16) return false;  // the widths copy_blocks moves
+  const bool to_blocked = move->kind == Kind::kIntoBlocks;
+  const int64_t block = move->block;
   const int64_t blocks = channels / block;
   // Pixels in chunks; each chunk moves all its channels, a block at a time.
   constexpr int64_t kChunk = 64;  // pixels: a chunk of 64 channels is 16 KiB, read from the L1 once per block

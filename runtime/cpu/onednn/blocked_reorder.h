@@ -36,5 +36,7 @@ bool blocked_reorder_into(const dnnl::memory& from, const dnnl::memory& to);
 // leaves the blocked layout instead of in a pass of its own (conv.cc).
 bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y,
                            const std::function<void(float*, int64_t)>& then = nullptr);
+// Whether channel_block_reorder moves `from` into `to` (the same checks; nothing is moved).
+bool channel_block_reorder_takes(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
 
 }  // namespace tunnx::cpu::onednn

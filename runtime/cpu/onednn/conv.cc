@@ -45,8 +45,10 @@ using Key = std::vector<int64_t>;
 struct ConvPrimitive : PickedLayouts {
   dnnl::convolution_forward primitive;
   std::optional<Reorder> dst_in;  // FusedConv's residual into the primitive's dst layout
-  // A Winograd convolution's activation where it takes none as a post-op: eltwise primitives run in
-  // place on its destination, in the destination's layout.
+  // A Winograd convolution's activation where it takes none as a post-op: applied as Y leaves the
+  // primitive's blocked layout (activation_on_reorder, finish_activated), or else by eltwise
+  // primitives run in place on its destination, in the destination's layout.
+  bool activation_on_reorder = false;
   std::vector<dnnl::eltwise_forward> activation;
 };
 
@@ -335,7 +337,7 @@ class OnednnConv : public Kernel {
       p->bound.run({src, nullptr, dst, b, affines[0], affines[1], affines[2], affines[3]}, {{DNNL_ARG_WEIGHTS, *packed}}, work);
     else
       p->bound.run({src, weights, dst, b, affines[0], affines[1], affines[2], affines[3]}, {}, work);
-    if (!p->activation.empty() && p->dst_out && finish_activated(*p, dst, mutable_data<float>(y))) return;
+    if (p->activation_on_reorder) return finish_activated(*p, dst, mutable_data<float>(y));
     for (const dnnl::eltwise_forward& activation : p->activation) {
       dnnl::memory in_place = wrap(p->dst, static_cast<float*>(dst));
       run_on(activation, dnnl::memory::desc(), {{DNNL_ARG_SRC, in_place}, {DNNL_ARG_DST, in_place}});
@@ -344,11 +346,10 @@ class OnednnConv : public Kernel {
   }
 
   // Y from the blocked `dst` of a primitive that took no activation (Winograd's), the activation
-  // applied to each stretch of Y as the reorder writes it, while it is in the cache; false when the
-  // reorder is not one channel_block_reorder makes. As separate passes, oneDNN's swish on YOLOv8n's
-  // Winograd outputs read them back from memory: 0.47 ms for 64 x 80 x 80 at 1 thread (0.17 in
-  // cache), 5.3 ms a run in all, besides the reorders.
-  bool finish_activated(const ConvPrimitive& p, const void* dst, float* y) const {
+  // applied to each stretch of Y as the reorder writes it, while it is in the cache. As separate
+  // passes, oneDNN's swish on YOLOv8n's Winograd outputs read them back from memory: 0.47 ms for
+  // 64 x 80 x 80 at 1 thread (0.17 in cache), 5.3 ms a run in all, besides the reorders.
+  void finish_activated(const ConvPrimitive& p, const void* dst, float* y) const {
     using Kind = ops::Activation::Kind;
     const ops::Activation& act = fused_->activation;
     std::function<void(float*, int64_t)> apply;
@@ -360,7 +361,8 @@ class OnednnConv : public Kernel {
     } else {
       apply = [&act](float* v, int64_t n) { act.apply(v, n); };
     }
-    return channel_block_reorder(p.dst, static_cast<const float*>(dst), p.dst_plain, y, apply);
+    if (!channel_block_reorder(p.dst, static_cast<const float*>(dst), p.dst_plain, y, apply))
+      throw Error(ErrorCode::kInternal, "a convolution's output reorder declined the layouts it took when built");
   }
 
  private:
@@ -437,7 +439,14 @@ class OnednnConv : public Kernel {
       chosen = describe(dnnl::algorithm::convolution_winograd, post.all);
       if (!chosen && post.activation_only.len() > 0) {
         chosen = describe(dnnl::algorithm::convolution_winograd, post.without_activation);
-        if (chosen && !separate_activation(post.activation_only, chosen->dst_desc(), built->activation)) chosen.reset();
+        // The eltwise primitives are built only where no reorder carries the activation (~0.1 ms
+        // each to make: YOLOv8n has 26 such convolutions): Y in the primitive's layout already (16
+        // channels in nChw16c), or a reorder channel_block_reorder does not make.
+        built->activation_on_reorder = chosen && !lies_as(chosen->dst_desc(), built->dst_plain) &&
+                                       channel_block_reorder_takes(chosen->dst_desc(), built->dst_plain);
+        if (chosen && !built->activation_on_reorder &&
+            !separate_activation(post.activation_only, chosen->dst_desc(), built->activation))
+          chosen.reset();
       }
     }
     if (!chosen) chosen = describe(dnnl::algorithm::convolution_direct, post.all);
