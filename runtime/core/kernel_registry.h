@@ -3,6 +3,8 @@
 #pragma once
 
 #include <climits>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,13 @@
 #include "tunnx/device.h"
 
 namespace tunnx {
+
+namespace ir {
+struct Node;
+}
+namespace ops {
+struct ConvGeometry;
+}
 
 struct KernelDef {
   std::string domain;  // "" is ai.onnx
@@ -31,6 +40,12 @@ struct KernelDef {
   // A convolution kernel that is fastest on channels-last activations: the planner's channels_last
   // pass (runtime/core/passes/channels_last.h) runs only where the device's FusedConv says so.
   bool prefers_channels_last = false;
+  // For such a kernel: the channel block (8 or 16) in which its fastest path for this node, of this
+  // geometry, reads X (`writes` false) or writes Y as it is to be read (`writes` true: whatever follows
+  // the product is applied too) (Winograd's nChw16c on AVX-512), or 0 (channels-last). The
+  // channel_blocks pass (runtime/core/passes/channel_blocks.h) hands a tensor between two
+  // convolutions in a block both take; unset: none.
+  std::function<int64_t(const ir::Node&, const ops::ConvGeometry&, bool writes)> channel_block_for;
   KernelFactory factory;
 };
 

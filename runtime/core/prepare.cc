@@ -13,6 +13,7 @@
 
 #include "runtime/core/ops/gradient.h"
 #include "runtime/core/passes/attention_layout.h"
+#include "runtime/core/passes/channel_blocks.h"
 #include "runtime/core/passes/channels_last.h"
 #include "runtime/core/passes/fuse_attention.h"
 #include "runtime/core/passes/fold_matmul_operands.h"
@@ -110,6 +111,9 @@ PreparedGraph prepare_graph(const ModelImpl& model, const PrepareOptions& option
       }
       // After both: it swallows the FusedConvs of the blocks' 1x1 convolutions, in either layout.
       if (!options.has_backward) ir::fuse_squeeze_excite(graph, model.store, model.ir.opset_version(""));
+      // Last: the convolutions that remain hand each other blocks where their kernels take them.
+      if (conv && conv->prefers_channels_last && !options.has_backward)
+        ir::channel_blocks(graph, model.store, conv->channel_block_for);
     }
     PlanContext context;
     context.registry = &KernelRegistry::global();

@@ -288,6 +288,62 @@ TEST_F(FuseConvTest, WinogradSizedChainsMatchLevelZero) {
     }
 }
 
+// Two Winograd-sized 3x3 convolutions in a row, as ResNet's basic block: conv -> BN -> Relu -> conv
+// -> BN -> + x -> Relu, then a third that reads the block's output. On AVX-512 the first hands the
+// second its output in oneDNN's nChw16c (runtime/core/passes/channel_blocks.h: x_channel_block and
+// y_channel_block), with no reorder between them; the second's output, read by the third and as a
+// graph output, stays channels-last. Level 2 matches level 0 at batch 1 and 2 (and a symbolic batch),
+// at 1 and 2 threads, on F(4x4) and F(2x2) sizes.
+TEST_F(FuseConvTest, ConvolutionsHandingChannelBlocksMatchLevelZero) {
+  for (const bool symbolic : {false, true})
+    for (const int64_t channels : {32, 160}) {
+      const int64_t side = channels == 32 ? 28 : 14, batch = symbolic ? 2 : 1;
+      ModelBuilder b(17);
+      const DimSpec n = symbolic ? DimSpec("N") : DimSpec(batch);
+      b.input("x", kF32, Dims{n, channels, side, side});
+      std::string v = "x";
+      for (int layer = 0; layer < 3; ++layer) {
+        const std::string id = std::to_string(layer);
+        b.initializer(float_tensor("w" + id, {channels, channels, 3, 3},
+                                   uniform(static_cast<size_t>(channels * channels * 9), rng_, -0.1f, 0.1f)));
+        b.initializer(float_tensor("b" + id, {channels}, uniform(static_cast<size_t>(channels), rng_)));
+        auto& conv = b.node("Conv", {v, "w" + id, "b" + id}, {"c" + id}, "conv" + id);
+        attr_ints(conv, "pads", {1, 1, 1, 1});
+        b.initializer(float_tensor("s" + id, {channels}, uniform(static_cast<size_t>(channels), rng_, 0.5f, 1.5f)));
+        b.initializer(float_tensor("t" + id, {channels}, uniform(static_cast<size_t>(channels), rng_)));
+        b.initializer(float_tensor("m" + id, {channels}, uniform(static_cast<size_t>(channels), rng_)));
+        b.initializer(float_tensor("v" + id, {channels}, uniform(static_cast<size_t>(channels), rng_, 0.2f, 2.0f)));
+        b.node("BatchNormalization", {"c" + id, "s" + id, "t" + id, "m" + id, "v" + id}, {"n" + id}, "bn" + id);
+        v = "n" + id;
+        if (layer == 1) {
+          b.node("Add", {v, "x"}, {"sum"}, "add");
+          v = "sum";
+        }
+        b.node("Relu", {v}, {"r" + id}, "relu" + id);
+        v = "r" + id;
+      }
+      b.output("r1", kF32, Dims{n, channels, side, side});
+      b.output("r2", kF32, Dims{n, channels, side, side});
+      Model model = Model::load(b.save(path("m" + std::to_string(saved_++) + ".onnx")));
+      const tunnx::NamedValues in = {{"x", random_tensor({batch, channels, side, side})}};
+      for (const int threads : {1, 2}) {
+        SessionOptions options;
+        options.threads = threads;
+        options.optimization_level = 2;
+        Session fused(model, options);
+        options.optimization_level = 0;
+        Session plain(model, options);
+        const std::string what = std::to_string(channels) + " channels at " + std::to_string(side) + ", batch " +
+                                 (symbolic ? "N" : "1") + ", " + std::to_string(threads) + " threads";
+        for (int run = 0; run < 2; ++run) {
+          auto got = fused.run(in), want = plain.run(in);
+          expect_near_scaled(got.at("r1").tensor(), want.at("r1").tensor(), what + ": r1", 1e-4f);
+          expect_near_scaled(got.at("r2").tensor(), want.at("r2").tensor(), what + ": r2", 1e-4f);
+        }
+      }
+    }
+}
+
 // GELU (as torch exports it, Erf and constants) after a direct convolution: oneDNN's brgconv builds
 // several times faster without the post-op, so the FusedConv runs it as its own primitive in place
 // on the output (conv.cc, gelu_costs_more_to_build). Level 2 matches level 0, with and without a

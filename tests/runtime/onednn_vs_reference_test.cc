@@ -605,6 +605,72 @@ TEST_F(OnednnVsReference, MaxPoolAndAveragePool) {
   EXPECT_GT(fast, 0);
 }
 
+// [N, spatial..., C] float32 values laid out channel-blocked ([N, C / block, spatial..., block]),
+// the dims unchanged: what FusedConv's x_channel_block and y_channel_block mean.
+Tensor channel_blocked(const Tensor& nhwc, int64_t block) {
+  const std::vector<int64_t>& d = nhwc.dims();
+  const int64_t batch = d[0], channels = d.back(), pixels = nhwc.numel() / (batch * channels);
+  Tensor out(DataType::kFloat32, d);
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t c = 0; c < channels; ++c)
+        out.mutable_data_as<float>()[((n * (channels / block) + c / block) * pixels + p) * block + c % block] =
+            nhwc.data_as<float>()[(n * pixels + p) * channels + c];
+  return out;
+}
+
+// FusedConv handing channel-blocked tensors (runtime/core/passes/channel_blocks.h): X read and Y
+// written as nChw16c or nChw8c, either or both, by the oneDNN kernel (Winograd-sized 3x3, a small 3x3
+// and a 1x1 that run direct) and by the reference kernel, both agreeing with the same convolution on
+// channels-last tensors, whose layout the test moves with its own loop; with a Relu, with and without
+// a residual (channels-last whatever Y's block), at batch 1 and 2.
+TEST_F(OnednnVsReference, ChannelBlockedFusedConv) {
+  struct Case {
+    int64_t batch, in_c, out_c, side, k, block;
+    bool residual;
+  };
+  const std::vector<Case> cases = {{1, 32, 48, 16, 3, 16, false}, {2, 32, 32, 20, 3, 16, true},
+                                   {1, 16, 32, 9, 3, 8, true},     {2, 48, 16, 14, 1, 16, false}};
+  for (const Case& c : cases)
+    for (const auto& [x_block, y_block] : {std::pair<int64_t, int64_t>{c.block, 0}, {0, c.block}, {c.block, c.block}}) {
+      std::vector<ir::Attribute> attrs = {ints_attr("kernel_shape", {c.k, c.k}),
+                                          ints_attr("pads", {c.k / 2, c.k / 2, c.k / 2, c.k / 2}),
+                                          int_attr("channels_last", 1), string_attr("activation", "Relu"),
+                                          int_attr("has_residual", c.residual ? 1 : 0)};
+      // X, W, B, four absent batch-norm inputs, Z (absent without a residual).
+      ir::Node plain{"fused", "FusedConv", "com.tunnx", {"x", "w", "b", "", "", "", "", c.residual ? "z" : ""}, {"y"},
+                     attrs, ""};
+      std::vector<Tensor> inputs = {random({c.batch, c.side, c.side, c.in_c}), random({c.out_c, c.in_c, c.k, c.k}),
+                                    random({c.out_c}), Tensor(), Tensor(), Tensor(), Tensor(),
+                                    c.residual ? random({c.batch, c.side, c.side, c.out_c}) : Tensor()};
+      ir::Node blocked = plain;
+      if (x_block) blocked.attributes.push_back(int_attr("x_channel_block", x_block));
+      if (y_block) blocked.attributes.push_back(int_attr("y_channel_block", y_block));
+      std::vector<Tensor> blocked_inputs = inputs;
+      if (x_block) blocked_inputs[0] = channel_blocked(inputs[0], x_block);
+      const std::vector<bool> constant = {false, true, true};
+      Tensor want = KernelPair(plain, 1, inputs, constant).run_reference();
+      if (y_block) want = channel_blocked(want, y_block);
+      const KernelPair pair(blocked, 1, blocked_inputs, constant);
+      ASSERT_TRUE(pair.ready());
+      const std::string what = std::to_string(c.in_c) + " -> " + std::to_string(c.out_c) + " at " +
+                               std::to_string(c.side) + "x" + std::to_string(c.side) + ", k " + std::to_string(c.k) +
+                               ", batch " + std::to_string(c.batch) + ", x block " + std::to_string(x_block) +
+                               ", y block " + std::to_string(y_block) + (c.residual ? ", residual" : "");
+      for (const bool fast : {true, false}) {
+        const Tensor got = fast ? pair.run_fast() : pair.run_reference();
+        ASSERT_EQ(got.dims(), want.dims()) << what;
+        float scale = 0, worst = 0;
+        for (int64_t i = 0; i < want.numel(); ++i) {
+          scale = std::max(scale, std::fabs(want.data_as<float>()[i]));
+          worst = std::max(worst, std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]));
+        }
+        // Winograd's F(4x4, 3x3) rounds more than a direct sum: up to ~3.5e-5 of the scale.
+        EXPECT_LE(worst, 1e-4f * scale) << what << (fast ? " (oneDNN)" : " (reference)");
+      }
+    }
+}
+
 // com.tunnx:ChannelsLastPool with op MaxPool (max_pool_channels_last's vector loops): channels
 // around the 16-wide vectors, windows with pads, dilations, ceil_mode and auto_pad, batches of two,
 // and NaNs where a window starts and further in, against the reference (which moves the channels

@@ -148,13 +148,27 @@ std::optional<ConvGeometry> place_transposed(const ConvAttrs& a, const std::vect
 std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not) {
   const std::optional<Activation> act = fused_activation(node, why_not);
   if (!act) return std::nullopt;
-  return FusedConvAttrs{.has_bn = node_int(node, "has_bn", 0) != 0,
-                        .epsilon = node_float(node, "epsilon", 1e-5f),
-                        .has_residual = node_int(node, "has_residual", 0) != 0,
-                        .residual_after_activation = node_int(node, "residual_after_activation", 0) != 0,
-                        .channels_last = node_int(node, "channels_last", 0) != 0,
-                        .channels_first_source = node_int(node, "channels_first_source", 0) != 0,
-                        .activation = *act};
+  FusedConvAttrs attrs{.has_bn = node_int(node, "has_bn", 0) != 0,
+                       .epsilon = node_float(node, "epsilon", 1e-5f),
+                       .has_residual = node_int(node, "has_residual", 0) != 0,
+                       .residual_after_activation = node_int(node, "residual_after_activation", 0) != 0,
+                       .channels_last = node_int(node, "channels_last", 0) != 0,
+                       .channels_first_source = node_int(node, "channels_first_source", 0) != 0,
+                       .x_channel_block = node_int(node, "x_channel_block", 0),
+                       .y_channel_block = node_int(node, "y_channel_block", 0),
+                       .activation = *act};
+  for (const auto& [name, block] : {std::pair{"x_channel_block", attrs.x_channel_block},
+                                    std::pair{"y_channel_block", attrs.y_channel_block}}) {
+    if (block == 0) continue;
+    const bool on_first_source = name[0] == 'x' && attrs.channels_first_source;
+    if ((block != 8 && block != 16) || !attrs.channels_last || on_first_source) {
+      if (why_not)
+        *why_not = std::string(name) + " must be 0, 8 or 16, and only with channels_last on a channels-last tensor; got " +
+                   std::to_string(block);
+      return std::nullopt;
+    }
+  }
+  return attrs;
 }
 
 std::optional<SqueezeExciteAttrs> squeeze_excite_attrs(const ir::Node& node, std::string* why_not) {

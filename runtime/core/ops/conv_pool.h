@@ -55,12 +55,18 @@ struct FusedConvAttrs {
   // With channels_last: X alone stays [N, C, spatial...] (attribute channels_first_source), for a
   // network's first convolution, which reads the image as the model takes it (see channels_last.h).
   bool channels_first_source = false;
+  // With channels_last: X (Y) lies channel-blocked, [N, C / b, spatial..., b] in memory (oneDNN's
+  // nChw16c for b = 16), while its dims still read [N, spatial..., C]; 0: as the dims say. Set by
+  // runtime/core/passes/channel_blocks.h on a tensor one convolution hands another; C is a multiple
+  // of b, which is 8 or 16.
+  int64_t x_channel_block = 0, y_channel_block = 0;
   Activation activation;
 };
 
 inline constexpr size_t kFusedConvAffineInput = 8;  // the first of the four
 
-// Nothing, with `why_not` set, for an activation the fused ops do not take.
+// Nothing, with `why_not` set, for an activation the fused ops do not take, or a channel block other
+// than 0, 8 and 16 (or one without channels_last, or on a channels-first X).
 std::optional<FusedConvAttrs> fused_conv_attrs(const ir::Node& node, std::string* why_not);
 
 // ---- com.tunnx:SqueezeExcite (runtime/core/passes/fuse_squeeze_excite.h): a squeeze-and-excitation

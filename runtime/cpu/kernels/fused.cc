@@ -130,15 +130,43 @@ Tensor channels_moved(const Tensor& t, bool to_channels_last, const KernelContex
   return out;
 }
 
+// [N, C, spatial...] <-> the channel-blocked layout of FusedConv's x_channel_block and
+// y_channel_block (memory [N, C / block, spatial..., block], dims [N, spatial..., C]), float32.
+Tensor channel_blocks_moved(const Tensor& t, bool to_blocks, int64_t block, const KernelContext& ctx) {
+  if (t.dtype() != DataType::kFloat32 || t.rank() < 3 || t.rank() > 5)
+    throw ctx.error("a channel block needs a 3-D to 5-D float32 tensor, got " + std::string(to_string(t.dtype())) +
+                    " " + dims_to_string(t.dims()));
+  const std::vector<int64_t>& d = t.dims();
+  const std::vector<int64_t> out_dims = to_blocks ? ops::channels_last_of_nchw(d) : ops::nchw_of_channels_last(d);
+  const int64_t channels = to_blocks ? d[1] : d.back();
+  if (channels % block != 0)
+    throw ctx.error("a channel block of " + std::to_string(block) + " needs a multiple of it as channels, got " +
+                    dims_to_string(d));
+  Tensor out = Tensor::uninitialized(DataType::kFloat32, out_dims);
+  if (t.numel() == 0) return out;
+  const int64_t batch = d[0], pixels = t.numel() / (batch * channels);
+  const float* in = data<float>(t);
+  float* o = out.mutable_data_as<float>();
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t p = 0; p < pixels; ++p) {
+        const int64_t plain = (n * channels + c) * pixels + p;
+        const int64_t blocked = ((n * (channels / block) + c / block) * pixels + p) * block + c % block;
+        if (to_blocks) o[blocked] = in[plain];
+        else o[plain] = in[blocked];
+      }
+  return out;
+}
+
 // com.tunnx:FusedConv, the node runtime/core/passes/fuse_conv.cc makes of Conv -> [BatchNormalization]
 // -> [Add(y, Z)] -> [activation] (or the Add after the activation). Inputs X, W, B, scale, bn_bias,
 // mean, var, Z ("" for the absent). The reference composes the reference math: the reference Conv
 // kernel computes Y from X, W, B; then each channel c is normalised, (y - mean) * scale /
 // sqrt(var + epsilon) + bn_bias (computed in double, as the reference BatchNormalization does), Z is
 // added and the activation applied in the node's order. With channels_last (passes/channels_last.h)
-// X and Z are read, and Y written, as [N, H, W, C] (X as it is with channels_first_source): converted
-// around the same computation. The oneDNN kernel (runtime/cpu/onednn/conv.cc)
-// runs on top of this one as its fallback.
+// X and Z are read, and Y written, as [N, H, W, C] (X as it is with channels_first_source), and X or
+// Y channel-blocked where x_channel_block or y_channel_block says so: converted around the same
+// computation. The oneDNN kernel (runtime/cpu/onednn/conv.cc) runs on top of this one as its fallback.
 class FusedConv : public Kernel {
  public:
   FusedConv(std::unique_ptr<ir::Node> inner, std::unique_ptr<Kernel> conv, ops::FusedConvAttrs attrs)
@@ -149,7 +177,8 @@ class FusedConv : public Kernel {
     for (size_t i = 0; i < 3; ++i) in.push_back(ctx.has_input(i) ? &ctx.input_value(i) : nullptr);
     Value x_nchw;
     if (attrs_.channels_last && !attrs_.channels_first_source) {
-      x_nchw = Value(channels_moved(ctx.input(0), false, ctx));
+      x_nchw = Value(attrs_.x_channel_block ? channel_blocks_moved(ctx.input(0), false, attrs_.x_channel_block, ctx)
+                                            : channels_moved(ctx.input(0), false, ctx));
       in[0] = &x_nchw;
     }
     std::vector<Value> out(1);
@@ -202,7 +231,9 @@ class FusedConv : public Kernel {
       if (z && attrs_.residual_after_activation) v += z[i];
       dst[i] = v;
     }
-    if (attrs_.channels_last) ctx.set_output(0, Value(channels_moved(nchw_result, true, ctx)));
+    if (attrs_.channels_last)
+      ctx.set_output(0, Value(attrs_.y_channel_block ? channel_blocks_moved(nchw_result, true, attrs_.y_channel_block, ctx)
+                                                     : channels_moved(nchw_result, true, ctx)));
   }
 
  private:

@@ -7,7 +7,9 @@
 // The primitive picks its own layouts (format `any`): blocked weights always, and for activations
 // NHWC (brgconv on AVX-512) or nChw8c/16c (older kernels). Activations lie in NCHW, or in NHWC for
 // com.tunnx:FusedConv with channels_last (runtime/core/passes/channels_last.h, which keeps them NHWC
-// between convolutions); they are reordered only when the primitive wants another layout. Constant
+// between convolutions), or in nChw16c between two Winograd convolutions (x_channel_block and
+// y_channel_block: runtime/core/passes/channel_blocks.h); they are reordered only when the primitive
+// wants another layout. Constant
 // weights are packed once per weight version (packed_weights.h), as the Linear path does, and a
 // weight rewritten every run (training) is reordered per run. FusedConv also folds a
 // BatchNormalization into the weights (refolded when a source's version moves), adds a residual as a
@@ -70,6 +72,33 @@ bool winograd_fits(const ops::ConvGeometry& g, const std::vector<int64_t>& w_dim
   for (size_t d = 0; d < 2; ++d)
     if (g.kernel[d] != 3 || g.strides[d] != 1 || g.dilations[d] != 1) return false;
   return true;
+}
+
+// KernelDef::channel_block_for of FusedConv: 16 for a convolution winograd_fits takes, with whole
+// blocks of 16 channels in and out, where oneDNN has its Winograd kernels (AVX-512: they read and write
+// nChw16c), else 0. Two such convolutions in a row then hand each other nChw16c, with no reorder to
+// channels-last and back between them (runtime/core/passes/channel_blocks.h). Writing, only with no
+// activation or a Relu (the one eltwise post-op oneDNN 2.6's Winograd kernels take) and no affine
+// maps: another activation is applied as the output is reordered to channels-last (finish_activated),
+// and a separate pass over a blocked output cost YOLOv8n more than the reorders saved (62.2-62.7 ms
+// against 62.9-63.3 at 1 thread, with its 16 SiLU convolutions handing on blocks).
+int64_t winograd_channel_block(const ir::Node& node, const ops::ConvGeometry& g, bool writes) {
+  if (writes) {
+    const std::optional<ops::FusedConvAttrs> attrs = ops::fused_conv_attrs(node, nullptr);
+    using Kind = ops::Activation::Kind;
+    if (!attrs || !(attrs->activation.kind == Kind::kNone || attrs->activation.kind == Kind::kRelu)) return 0;
+    for (size_t i = ops::kFusedConvAffineInput; i < node.inputs.size(); ++i)
+      if (!node.inputs[i].empty()) return 0;
+  }
+  // The ISAs are bit sets, each holding those below it (avx2_vnni is numerically above avx512_core).
+  static const bool avx512 = [] {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa()), core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & core) == core;
+  }();
+  std::vector<int64_t> w_dims = {g.out_channels, g.group > 0 ? g.in_channels / g.group : 0};
+  w_dims.insert(w_dims.end(), g.kernel.begin(), g.kernel.end());
+  if (!avx512 || g.in_channels % 16 != 0 || g.out_channels % 16 != 0 || !winograd_fits(g, w_dims)) return 0;
+  return 16;
 }
 
 bool implemented_by(const dnnl::convolution_forward::primitive_desc& pd, const char* prefix) {
@@ -326,8 +355,8 @@ class OnednnConv : public Kernel {
     if (residual) {  // what the sum post-op adds: Z, in the dst layout
       if (p->dst_in) {
         p->dst_in->run(data<float>(*residual), static_cast<float*>(dst));
-      } else {
-        std::copy(data<float>(*residual), data<float>(*residual) + residual->numel(), mutable_data<float>(y));
+      } else {  // Z lies as the primitive's dst does
+        std::copy(data<float>(*residual), data<float>(*residual) + residual->numel(), static_cast<float*>(dst));
       }
     }
     // Packed weights go in as their memory object: setting a blocked layout's handle zero-fills its
@@ -402,9 +431,13 @@ class OnednnConv : public Kernel {
     auto built = std::make_shared<ConvPrimitive>();
     // The layouts the tensors lie in: NCHW, or channels-last (NWC, NHWC, NDHWC).
     const bool source_first = channels_last && fused_->channels_first_source;
-    built->src_plain = activation_f32(x_dims, channels_last && !source_first);
+    built->src_plain = fused_ && fused_->x_channel_block ? channel_blocked_f32(x_dims, fused_->x_channel_block)
+                                                        : activation_f32(x_dims, channels_last && !source_first);
     built->weights_plain = plain_f32(weight_dims);
-    built->dst_plain = activation_f32(y_dims, channels_last);
+    built->dst_plain = fused_ && fused_->y_channel_block ? channel_blocked_f32(y_dims, fused_->y_channel_block)
+                                                        : activation_f32(y_dims, channels_last);
+    // FusedConv's residual Z lies channels-last (or channels-first) whatever Y's block.
+    const dnnl::memory::desc residual_plain = activation_f32(y_dims, channels_last);
     built->bias = has_bias ? plain_f32({g.out_channels}) : dnnl::memory::desc();
     const bool depthwise = g.group > 1 && w_dims[0] == g.group && w_dims[1] == 1;  // one channel per group
     // The primitive descriptor for `algorithm` with `post_ops`; nothing when oneDNN has only its
@@ -470,7 +503,7 @@ class OnednnConv : public Kernel {
       const dnnl::memory::desc scalar = plain_f32(std::vector<int64_t>(nd + 2, 1));
       for (int id : affine_args) affine_operands.emplace_back(id, id ? scalar : dnnl::memory::desc());
       built->bind(built->primitive, pd, std::move(affine_operands));
-      if (fused_ && fused_->has_residual) built->dst_in = reorder_between(built->dst_plain, built->dst);
+      if (fused_ && fused_->has_residual) built->dst_in = reorder_between(residual_plain, built->dst);
     } catch (const dnnl::error&) {
       return nullptr;
     }
@@ -642,7 +675,7 @@ class OnednnConv : public Kernel {
     constexpr int64_t kPanelRows = 16, kPanelWeights = int64_t{1} << 17;
     if (!packed_.has_constant() || packed_.trained_by_plan()) return 0;
     if (g.group != 1 || g.in_channels * g.out_channels > kPanelWeights) return 0;
-    if (fused_ && (fused_->has_bn || fused_->has_residual)) return 0;
+    if (fused_ && (fused_->has_bn || fused_->has_residual || fused_->x_channel_block || fused_->y_channel_block)) return 0;
     if (std::any_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) return 0;
     int64_t rows = g.batch;
     for (size_t d = 0; d < g.grid.size(); ++d) {
@@ -764,6 +797,7 @@ void register_onednn_conv(KernelRegistry& registry) {
       });
   if (!fused) return;
   fused->prefers_channels_last = true;
+  fused->channel_block_for = winograd_channel_block;
   registry.add(std::move(*fused));
 }
 

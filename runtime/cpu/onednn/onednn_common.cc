@@ -38,6 +38,14 @@ dnnl::memory::desc activation_f32(const std::vector<int64_t>& dims, bool channel
   return dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32, last);
 }
 
+dnnl::memory::desc channel_blocked_f32(const std::vector<int64_t>& dims, int64_t block) {
+  using tag = dnnl::memory::format_tag;
+  const size_t rank = dims.size();
+  const tag blocked = block == 16 ? (rank == 3 ? tag::nCw16c : rank == 4 ? tag::nChw16c : tag::nCdhw16c)
+                                  : (rank == 3 ? tag::nCw8c : rank == 4 ? tag::nChw8c : tag::nCdhw8c);
+  return dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dnnl::memory::data_type::f32, blocked);
+}
+
 dnnl::memory wrap(const dnnl::memory::desc& desc, const float* data) {
   return dnnl::memory(desc, cpu_engine(), const_cast<float*>(data));  // read only: see the header
 }

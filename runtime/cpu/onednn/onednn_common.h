@@ -31,6 +31,9 @@ dnnl::memory::desc plain_f32(const std::vector<int64_t>& dims);
 // An f32 descriptor of channels-first `dims` [N, C, spatial...] for memory laid out as they read, or
 // channels-last (NWC, NHWC, NDHWC) when `channels_last` (runtime/core/passes/channels_last.h).
 dnnl::memory::desc activation_f32(const std::vector<int64_t>& dims, bool channels_last);
+// f32 [N, C, spatial...] `dims` (1-D to 3-D images) lying channel-blocked by `block` (8 or 16):
+// nCw16c, nChw16c, nCdhw16c and their 8c forms (FusedConv's x_channel_block and y_channel_block).
+dnnl::memory::desc channel_blocked_f32(const std::vector<int64_t>& dims, int64_t block);
 
 // Memory over a tensor's data. oneDNN only reads what is passed as a source (SRC, WEIGHTS, BIAS,
 // SCALE, ...), so const data may be wrapped.
