@@ -101,6 +101,55 @@ int64_t winograd_channel_block(const ir::Node& node, const ops::ConvGeometry& g,
   return 16;
 }
 
+// The primitive descriptors oneDNN gave (or refused: nothing) for a convolution's parameters, shared
+// by every convolution kernel of the process. A network repeats its layers' shapes, and each
+// descriptor took ~0.1 ms to make, oneDNN walking its implementations (to the end, to fail, for a
+// Winograd one with an activation it takes no post-op for): 96 of them, 9 ms of YOLOv8n's session at
+// 1 thread, of which 39 are repeats. Keyed by all that describe() reads (description_key).
+using Described = std::optional<dnnl::convolution_forward::primitive_desc>;
+const LruCache<std::string, Described>& described_convolutions() {
+  static const LruCache<std::string, Described> cache(256);
+  return cache;
+}
+
+// The key of a description: the algorithm, the post-ops, whether X is offered as it lies (NCHW) and
+// whether oneDNN's reference implementation will do, the dims, the geometry (strides, dilations,
+// pads) and the team oneDNN sizes its blocking for.
+std::string description_key(dnnl::algorithm algorithm, const dnnl::post_ops& post_ops, bool source_as_it_lies,
+                            bool any_implementation, const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                            bool has_bias, const std::vector<int64_t>& y,
+                            const std::array<dnnl::memory::dims, 4>& geometry) {
+  std::string key = std::to_string(static_cast<int>(algorithm)) + (source_as_it_lies ? "L" : "A") +
+                    (any_implementation ? "R" : "F") + (has_bias ? "B" : "N") + "t" + std::to_string(max_threads());
+  auto add = [&key](const char* tag, const std::vector<int64_t>& values) {
+    key += tag;
+    for (int64_t v : values) key += std::to_string(v) + ",";
+  };
+  add("x", x);
+  add("w", w);
+  add("y", y);
+  for (const dnnl::memory::dims& g : geometry) add("g", g);
+  for (int i = 0; i < post_ops.len(); ++i) {
+    float scale = 0, alpha = 0, beta = 0;
+    dnnl::algorithm a = dnnl::algorithm::undef;
+    dnnl::memory::desc operand;
+    switch (post_ops.kind(i)) {
+      case dnnl::primitive::kind::sum: post_ops.get_params_sum(i, scale); key += "s" + std::to_string(scale); break;
+      case dnnl::primitive::kind::eltwise:
+        post_ops.get_params_eltwise(i, scale, a, alpha, beta);
+        key += "e" + std::to_string(static_cast<int>(a)) + ":" + std::to_string(alpha) + ":" + std::to_string(beta) +
+               ":" + std::to_string(scale);
+        break;
+      case dnnl::primitive::kind::binary:
+        post_ops.get_params_binary(i, a, operand);
+        add(("b" + std::to_string(static_cast<int>(a))).c_str(), operand.dims());
+        break;
+      default: key += "?" + std::to_string(static_cast<int>(post_ops.kind(i)));
+    }
+  }
+  return key;
+}
+
 bool implemented_by(const dnnl::convolution_forward::primitive_desc& pd, const char* prefix) {
   return std::string(pd.impl_info_str()).rfind(prefix, 0) == 0;
 }
@@ -451,6 +500,10 @@ class OnednnConv : public Kernel {
     bool source_as_it_lies = source_first;
     auto describe = [&](dnnl::algorithm algorithm,
                         const dnnl::post_ops& post_ops) -> std::optional<dnnl::convolution_forward::primitive_desc> {
+      const std::string key = description_key(algorithm, post_ops, source_as_it_lies, any_implementation, x_dims,
+                                              weight_dims, has_bias, y_dims, {strides, dilates, pad_l, pad_r});
+      if (std::shared_ptr<const Described> known = described_convolutions().find(key)) return *known;
+      return *described_convolutions().insert(key, std::make_shared<Described>([&]() -> Described {
       try {
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -466,6 +519,7 @@ class OnednnConv : public Kernel {
       } catch (const dnnl::error&) {
         return std::nullopt;
       }
+      }()));
     };
     std::optional<dnnl::convolution_forward::primitive_desc> chosen;
     if (fused_ && winograd_fits(g, w_dims)) {
