@@ -1,7 +1,9 @@
 #include "runtime/core/passes/channel_blocks.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "tunnx/status.h"
@@ -54,23 +56,21 @@ int channel_blocks(Graph& graph, const ParameterStore& store,
     reads[i] = block_for(n, *g, false);
     writes[i] = block_for(n, *g, true);
   }
+  // The convolution that reads each value as its X and names a block for it.
+  std::unordered_map<std::string, size_t> x_reader;
+  for (size_t b = 0; b < graph.nodes.size(); ++b)
+    if (reads[b] > 0) x_reader.emplace(graph.nodes[b].inputs[0], b);
   int handed = 0;
   for (size_t a = 0; a < graph.nodes.size(); ++a) {
     const int64_t block = writes[a];
-    if (block <= 0) continue;
-    const std::string& y = graph.nodes[a].outputs[0];
-    if (!facts.private_value(y)) continue;  // one reader, not a graph output
-    for (size_t b = 0; b < graph.nodes.size(); ++b) {
-      Node& reader = graph.nodes[b];
-      if (b == a || reads[b] != block || reader.inputs[0] != y) continue;
-      bool only_as_x = true;
-      for (size_t k = 1; k < reader.inputs.size(); ++k) only_as_x = only_as_x && reader.inputs[k] != y;
-      if (!only_as_x) break;
-      graph.nodes[a].attributes.push_back(ops::attr("y_channel_block", block));
-      reader.attributes.push_back(ops::attr("x_channel_block", block));
-      ++handed;
-      break;
-    }
+    const std::string& y = graph.nodes[a].outputs.empty() ? std::string() : graph.nodes[a].outputs[0];
+    auto it = block > 0 && facts.private_value(y) ? x_reader.find(y) : x_reader.end();  // one reader, no graph output
+    if (it == x_reader.end() || it->second == a || reads[it->second] != block) continue;
+    Node& reader = graph.nodes[it->second];
+    if (std::find(reader.inputs.begin() + 1, reader.inputs.end(), y) != reader.inputs.end()) continue;  // Z too
+    graph.nodes[a].attributes.push_back(ops::attr("y_channel_block", block));
+    reader.attributes.push_back(ops::attr("x_channel_block", block));
+    ++handed;
   }
   return handed;
 }
