@@ -157,11 +157,7 @@ class OnednnVsReference : public ::testing::Test {
       node.inputs.push_back("bias");
       inputs.push_back(random({N}));
     }
-    if (!binary.empty()) {
-      node.inputs.push_back("r");
-      inputs.push_back(random({M, N}));
-      node.attributes.push_back(string_attr("binary", binary));
-    }
+    add_binary_operand(node, inputs, binary, M, N);
     std::vector<bool> constants(inputs.size(), false);
     constants[1] = true;
     KernelPair pair(node, 1, inputs, constants);
@@ -173,6 +169,14 @@ class OnednnVsReference : public ::testing::Test {
   }
 
   bool coin() { return rng_() % 2 == 0; }
+
+  // FusedMatMul's last input R [M, N] and its `binary` attribute, unless `binary` is "" (none).
+  void add_binary_operand(ir::Node& node, std::vector<Tensor>& inputs, const std::string& binary, int64_t M, int64_t N) {
+    if (binary.empty()) return;
+    node.inputs.push_back("r");
+    inputs.push_back(random({M, N}));
+    node.attributes.push_back(string_attr("binary", binary));
+  }
 
   // Runs both kernels and compares: float sums of K terms may differ by ~K ulps of their magnitude.
   void expect_agree(const KernelPair& pair, const std::string& what, double K = 1, size_t output = 0) {
@@ -265,11 +269,7 @@ TEST_F(OnednnVsReference, FusedMatMul) {
     for (const auto& a : act) node.attributes.push_back(a);
     // A third of the cases add or multiply an [M, N] operand last (a residual, SwiGLU's gate).
     const std::string binary = std::vector<std::string>{"", "Add", "Mul"}[rng_() % 3];
-    if (!binary.empty()) {
-      node.inputs.push_back("r");
-      inputs.push_back(random({M, N}));
-      node.attributes.push_back(string_attr("binary", binary));
-    }
+    add_binary_operand(node, inputs, binary, M, N);
     std::vector<bool> constants(inputs.size(), constant);
     constants[0] = false;
     if (!binary.empty()) constants.back() = false;

@@ -19,7 +19,6 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,7 +31,6 @@
 
 #include "runtime/core/ops/conv_pool.h"
 #include "runtime/cpu/kernels/common.h"
-#include "runtime/cpu/kernels/vector_loops.h"
 #include "runtime/cpu/onednn/blocked_reorder.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/packed_weights.h"
@@ -428,17 +426,8 @@ class OnednnConv : public Kernel {
   // passes, oneDNN's swish on YOLOv8n's Winograd outputs read them back from memory: 0.47 ms for
   // 64 x 80 x 80 at 1 thread (0.17 in cache), 5.3 ms a run in all, besides the reorders.
   void finish_activated(const ConvPrimitive& p, const void* dst, float* y) const {
-    using Kind = ops::Activation::Kind;
     const ops::Activation& act = fused_->activation;
-    std::function<void(float*, int64_t)> apply;
-    if (act.kind == Kind::kSilu || act.kind == Kind::kSigmoid || act.kind == Kind::kGelu) {
-      const FloatUnaryOp op = act.kind == Kind::kSilu      ? FloatUnaryOp::kSilu
-                              : act.kind == Kind::kSigmoid ? FloatUnaryOp::kSigmoid
-                                                           : FloatUnaryOp::kGelu;
-      apply = [op](float* v, int64_t n) { float_unary(op, v, v, n); };
-    } else {
-      apply = [&act](float* v, int64_t n) { act.apply(v, n); };
-    }
+    const auto apply = [&act](float* v, int64_t n) { apply_activation(act, v, n); };
     if (!channel_block_reorder(p.dst, static_cast<const float*>(dst), p.dst_plain, y, apply))
       throw Error(ErrorCode::kInternal, "a convolution's output reorder declined the layouts it took when built");
   }

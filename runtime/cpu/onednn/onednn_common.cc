@@ -11,6 +11,7 @@
 #include "runtime/core/host_memory.h"
 #include "runtime/core/run_threads.h"
 #include "runtime/cpu/kernels/common.h"
+#include "runtime/cpu/kernels/vector_loops.h"
 #include "runtime/cpu/onednn/blocked_reorder.h"
 
 #ifdef _OPENMP
@@ -273,6 +274,16 @@ void PickedLayouts::finish(void* dst_data, float* y) const {
 }
 
 bool reference_only(const dnnl::primitive_desc_base& pd) { return std::string(pd.impl_info_str()).rfind("ref", 0) == 0; }
+
+void apply_activation(const ops::Activation& act, float* values, int64_t n) {
+  using Kind = ops::Activation::Kind;
+  switch (act.kind) {
+    case Kind::kGelu: return float_unary(FloatUnaryOp::kGelu, values, values, n);
+    case Kind::kSilu: return float_unary(FloatUnaryOp::kSilu, values, values, n);
+    case Kind::kSigmoid: return float_unary(FloatUnaryOp::kSigmoid, values, values, n);
+    default: return act.apply(values, n);
+  }
+}
 
 bool append_activation(dnnl::post_ops& ops, const ops::Activation& act) {
   using Kind = ops::Activation::Kind;

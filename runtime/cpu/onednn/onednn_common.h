@@ -140,6 +140,11 @@ bool reference_only(const dnnl::primitive_desc_base& pd);
 // (a Clip with lo > hi). HardSigmoid is two post-ops (linear, then clip to [0, 1]); SiLU is swish.
 bool append_activation(dnnl::post_ops& ops, const ops::Activation& act);
 
+// `act` over `n` values in place, for the epilogues tunnx applies itself (panel products, a Winograd
+// convolution's output as it leaves its blocks): GELU, SiLU and Sigmoid in float_unary's vector
+// loops, the others by Activation::apply (whose piecewise-linear loops vectorize).
+void apply_activation(const ops::Activation& act, float* values, int64_t n);
+
 // The storage and version of each tensor (null: absent), to tell when weights derived from them
 // (BatchNorm folded into a convolution, an RNN's converted gates) must be made again.
 std::vector<std::pair<const void*, uint64_t>> source_versions(const std::vector<const Tensor*>& tensors);

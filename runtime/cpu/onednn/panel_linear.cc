@@ -64,10 +64,7 @@ void PanelLinear::finish(float* y, int64_t N, const float* operand, int64_t r0, 
                          int64_t cols) const {
   for (int64_t r = r0; r < r0 + rows; ++r) {
     float* row = y + r * N + c0;
-    if (activation_.kind == ops::Activation::Kind::kGelu)
-      float_unary(FloatUnaryOp::kGelu, row, row, cols);
-    else
-      activation_.apply(row, cols);
+    apply_activation(activation_, row, cols);
     if (operand)
       float_binary_rows(binary_ == ops::FusedBinary::kAdd ? FloatBinaryOp::kAdd : FloatBinaryOp::kMul, row, 0, 1,
                         operand + r * N + c0, 0, 1, row, 1, cols);
