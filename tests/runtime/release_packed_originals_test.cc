@@ -101,14 +101,14 @@ class ReleasePackedOriginals : public TempDirTest {
   }
 
   // A CNN of symbolic batch: folded and unfolded convolutions, a Winograd-sized one (3x3, stride 1,
-  // 16 channels, 30x30), a residual, a depthwise one, then a Linear head on Gemm. x [batch, 8, 30, 30].
+  // 32 channels, 30x30), a residual, a depthwise one, then a Linear head on Gemm. x [batch, 8, 30, 30].
   fs::path cnn() {
     std::mt19937 rng(7);
     ModelBuilder b;
     b.input("x", kF32, Dims{"batch", 8, 30, 30});
-    conv(b, "x", "c1", 8, 16, 3, 1, 1, false, true, "", "Relu", rng);
-    conv(b, "c1", "c2", 16, 16, 3, 1, 1, false, true, "c1", "Relu", rng);
-    conv(b, "c2", "c3", 16, 32, 3, 2, 1, true, false, "", "Relu", rng);
+    conv(b, "x", "c1", 8, 32, 3, 1, 1, false, true, "", "Relu", rng);
+    conv(b, "c1", "c2", 32, 32, 3, 1, 1, false, true, "c1", "Relu", rng);
+    conv(b, "c2", "c3", 32, 32, 3, 2, 1, true, false, "", "Relu", rng);
     conv(b, "c3", "c4", 32, 32, 3, 1, 32, false, true, "", "Sigmoid", rng);
     conv(b, "c4", "c5", 32, 24, 1, 1, 1, true, true, "", "Relu", rng);
     b.node("GlobalAveragePool", {"c5"}, {"pooled"}, "pool");
@@ -252,9 +252,9 @@ TEST_F(ReleasePackedOriginals, AnEmptyBatchAfterReleaseGivesAnEmptyOutput) {
 TEST_F(ReleasePackedOriginals, FoldedWeightsMoveBetweenDirectAndWinogradLayouts) {
   std::mt19937 rng(13);
   ModelBuilder b;
-  b.input("x", kF32, Dims{"batch", 16, "size", "size"});
-  conv(b, "x", "y", 16, 16, 3, 1, 1, true, true, "", "Relu", rng);
-  b.output("y", kF32, Dims{"batch", 16, "size", "size"});
+  b.input("x", kF32, Dims{"batch", 32, "size", "size"});
+  conv(b, "x", "y", 32, 32, 3, 1, 1, true, true, "", "Relu", rng);
+  b.output("y", kF32, Dims{"batch", 32, "size", "size"});
   const fs::path file = b.save(path("winograd.onnx"));
   using Sizes = std::vector<int64_t>;
   for (const Sizes& sizes : {Sizes{10, 32, 10, 32}, Sizes{32, 10, 32, 10}}) {
@@ -264,7 +264,7 @@ TEST_F(ReleasePackedOriginals, FoldedWeightsMoveBetweenDirectAndWinogradLayouts)
     Session releasing(*dropped, options(true, 1));
     dropped.reset();
     for (int64_t size : sizes) {
-      const Tensor x = input_of({2, 16, size, size}, static_cast<uint32_t>(size));
+      const Tensor x = input_of({2, 32, size, size}, static_cast<uint32_t>(size));
       EXPECT_TRUE(releasing.run({{"x", x}}).at("y").tensor().equals(plain.run({{"x", x}}).at("y").tensor()))
           << "size " << size;
     }
