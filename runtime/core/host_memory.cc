@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <cerrno>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +15,10 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older C library headers lack the name
+#endif
 
 namespace tunnx::host_memory {
 namespace {
@@ -27,6 +33,7 @@ constexpr size_t kSmallest = size_t{1} << 10;
 // From here up blocks are carved from regions (the header has the measurements).
 constexpr size_t kRegionSmallest = size_t{64} << 10;
 constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kPage = size_t{4} << 10;
 // The rest of a free chunk after a block is cut from it stays a chunk of its own from this size up;
 // a smaller rest goes with the block, and back with it.
 constexpr size_t kSmallestRest = size_t{4} << 10;
@@ -53,6 +60,9 @@ struct Cache {
   std::unordered_map<void*, size_t> capacity_of;
   // Larger blocks: regions (base -> bytes), every chunk of them by address, the free ones by size.
   std::map<uintptr_t, size_t> regions;
+  // How far from its base each region's pages are known to be in memory (see populate).
+  std::map<uintptr_t, size_t> populated;
+  bool populate = true;  // until the system refuses MADV_POPULATE_WRITE
   std::map<uintptr_t, Chunk> chunks;
   std::set<std::pair<size_t, uintptr_t>> free_chunks;
   uint64_t mapped = 0;
@@ -161,6 +171,7 @@ void add_region(Cache& c, size_t bytes) {
     munmap(reinterpret_cast<void*>(base + size), end - (base + size));
   if (c.huge_pages) madvise(reinterpret_cast<void*>(base), size, MADV_HUGEPAGE);
   c.regions.emplace(base, size);
+  c.populated.emplace(base, 0);
   c.chunks.emplace(base, Chunk{size, base, true});
   add_free(c, base, size);
   c.mapped += size;
@@ -177,6 +188,7 @@ void unmap_region(Cache& c, std::map<uintptr_t, size_t>::iterator region) {
   c.chunks.erase(base);
   munmap(reinterpret_cast<void*>(base), size);
   c.mapped -= size;
+  c.populated.erase(base);
   c.regions.erase(region);
 }
 
@@ -192,7 +204,12 @@ void unmap_free_regions(Cache& c, uint64_t keep) {
   }
 }
 
-void* carve(Cache& c, size_t bytes) {
+// Pages a carved block takes that no block had before: [begin, end), populated by the caller.
+struct FreshPages {
+  uintptr_t begin = 0, end = 0;
+};
+
+void* carve(Cache& c, size_t bytes, FreshPages& fresh_pages) {
   if (bytes > (size_t{1} << 62)) throw std::bad_alloc();  // rounding up must not wrap
   const size_t need = round_up(bytes, kAlignmentBytes);
   // Best fit: the smallest free chunk that holds the request, the lowest address among equals.
@@ -213,7 +230,26 @@ void* carve(Cache& c, size_t bytes) {
     c.chunks.emplace(at + need, Chunk{rest, chunk.region, true});
     add_free(c, at + need, rest);
   }
+  if (c.populate) {
+    size_t& populated = c.populated.at(chunk.region);
+    if (const uintptr_t end = round_up(at + need, kPage); end > chunk.region + populated) {
+      fresh_pages = {chunk.region + populated, end};
+      populated = end - chunk.region;
+    }
+  }
   return reinterpret_cast<void*>(at);
+}
+
+// A fresh block's pages put in memory in one call, before the caller writes them: a page fault each
+// took ~1.3 us on the KVM guests measured, ~0.4 us a page this way (20 MiB: 6.0 -> 3.1-3.4 ms with the
+// write). Outside the lock; pages that another thread's block shares are only populated twice.
+void populate(Cache& c, const FreshPages& pages) {
+  if (pages.end <= pages.begin) return;
+  if (madvise(reinterpret_cast<void*>(pages.begin), pages.end - pages.begin, MADV_POPULATE_WRITE) != 0 &&
+      errno == EINVAL) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.populate = false;  // a kernel before 5.14: pages fault in as they are written
+  }
 }
 
 void give_back(Cache& c, void* block) {
@@ -244,11 +280,17 @@ void give_back(Cache& c, void* block) {
 
 }  // namespace
 
-void* allocate(size_t bytes) {
+void* allocate(size_t bytes, bool written) {
   if (bytes >= kSmallest) {
     Cache& c = cache();
-    std::lock_guard<std::mutex> lock(c.mutex);
-    if (c.limit > 0 && bytes >= kRegionSmallest) return carve(c, bytes);
+    std::unique_lock<std::mutex> lock(c.mutex);
+    if (c.limit > 0 && bytes >= kRegionSmallest) {
+      FreshPages fresh_pages;
+      void* block = carve(c, bytes, fresh_pages);
+      lock.unlock();
+      if (written) populate(c, fresh_pages);
+      return block;
+    }
     if (void* block = take_kept(c, bytes)) {
       ++c.hits;
       return block;

@@ -1,9 +1,10 @@
 // host_memory: blocks under 64 KiB kept whole and reused best-fit within 2x; larger ones carved from
 // regions, split and merged with their free neighbours; never one block twice, never two overlapping;
-// the cap (TUNNX_HOST_CACHE_MB) and release_cached.
+// the cap (TUNNX_HOST_CACHE_MB) and release_cached; fresh pages of written blocks populated.
 #include "runtime/core/host_memory.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,6 +158,39 @@ TEST(HostMemory, ReleaseCachedUnmapsWhollyFreeRegionsOnly) {
   hm::release_cached();
   EXPECT_EQ(hm::stats().region_bytes, 0u);
   EXPECT_EQ(hm::stats().cached_bytes, 0u);
+}
+
+// Pages a written block is the first to take are in memory before it is touched (populated in one
+// call, not faulted in one by one); a scratch block's (written = false) are left to fault in.
+TEST(HostMemory, AWrittenBlocksFreshPagesArePopulatedAScratchBlocksAreNot) {
+  const auto resident_pages = [](const void* block, size_t bytes) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t first = address(block) / page * page;
+    std::vector<unsigned char> in_memory((address(block) + bytes - first + page - 1) / page);
+    EXPECT_EQ(mincore(reinterpret_cast<void*>(first), address(block) + bytes - first, in_memory.data()), 0);
+    return static_cast<size_t>(std::count_if(in_memory.begin(), in_memory.end(), [](unsigned char v) { return v & 1; }));
+  };
+  {
+    void* probe = mmap(nullptr, 4 * kKiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(probe, MAP_FAILED);
+    const bool supported = madvise(probe, 4 * kKiB, 23 /* MADV_POPULATE_WRITE */) == 0;
+    munmap(probe, 4 * kKiB);
+    if (!supported) GTEST_SKIP() << "this kernel has no MADV_POPULATE_WRITE (Linux 5.14)";
+  }
+  hm::release_cached();
+  ASSERT_EQ(hm::stats().region_bytes, 0u) << "a block of another test is still live";
+  const size_t bytes = 3 * kMiB;  // each in a region of its own (4 MiB)
+  void* written = hm::allocate(bytes);
+  void* scratch = hm::allocate(bytes, /*written=*/false);
+  const size_t pages = bytes / static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(resident_pages(written, bytes), pages);
+  EXPECT_LT(resident_pages(scratch, bytes), pages / 8);
+  const auto* values = static_cast<const unsigned char*>(written);
+  EXPECT_TRUE(std::all_of(values, values + bytes, [](unsigned char v) { return v == 0; }));
+  hm::deallocate(scratch, bytes);
+  hm::deallocate(written, bytes);
+  hm::release_cached();
+  EXPECT_EQ(hm::stats().region_bytes, 0u);
 }
 
 // Threads allocate and free blocks of random sizes (both sides of 64 KiB) and lifetimes, while one

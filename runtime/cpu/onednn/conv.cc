@@ -606,7 +606,7 @@ class OnednnConv : public Kernel {
                                                            const ConvPrimitive& p, bool w_freed) {
     std::lock_guard<std::mutex> lock(folded.mutex);
     if (folded.packed && folded.packed->get_desc() == p.weights) return folded.packed;
-    auto packed = std::make_shared<dnnl::memory>(p.weights, cpu_engine());
+    std::shared_ptr<dnnl::memory> packed = packed_memory(p.weights);
     const Tensor plain = folded.weights.numel() > 0 ? folded.weights
                          : w_freed                  ? folded.restored(w.dims())
                                                     : folded.fold_weights(w);

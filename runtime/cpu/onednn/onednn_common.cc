@@ -311,8 +311,10 @@ bool append_activation(dnnl::post_ops& ops, const ops::Activation& act) {
   return false;
 }
 
+// Not populated up front (host_memory::allocate's `written`): a primitive's scratchpad is sized for
+// its largest case, and a run may touch part of it.
 HostScratch::HostScratch(size_t bytes)
-    : bytes_(std::max<size_t>(bytes, 1)), data_(static_cast<float*>(host_memory::allocate(bytes_))) {}
+    : bytes_(std::max<size_t>(bytes, 1)), data_(static_cast<float*>(host_memory::allocate(bytes_, false))) {}
 
 HostScratch::~HostScratch() { host_memory::deallocate(data_, bytes_); }
 

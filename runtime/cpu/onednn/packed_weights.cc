@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 
+#include "runtime/core/host_memory.h"
 #include "runtime/cpu/onednn/blocked_reorder.h"
 #include "runtime/cpu/onednn/onednn_common.h"
 #include "runtime/cpu/onednn/winograd_weights.h"
@@ -38,7 +39,7 @@ std::shared_ptr<const dnnl::memory> PackedWeights::get(const Tensor& input, cons
   // Packed under the lock: concurrent first runs wait for one copy instead of each making their own.
   // A freed constant is first read back from a copy, as it lay (every `stored` describes those bytes).
   const Tensor source = released ? restored_locked() : input;
-  auto packed = std::make_shared<dnnl::memory>(layout, cpu_engine());
+  std::shared_ptr<dnnl::memory> packed = packed_memory(layout);
   reorder_into(wrap(stored, source.data_as<float>()), *packed);
   ++packs_;
   copies_.insert(copies_.begin(), Copy{layout, stored, version, packed});
@@ -121,6 +122,28 @@ int64_t PackedWeights::packs() const {
 namespace {
 std::atomic<bool> pack_plain_layouts{false};
 }  // namespace
+
+std::shared_ptr<dnnl::memory> packed_memory(const dnnl::memory::desc& layout) {
+  struct Owned {
+    size_t bytes;
+    void* block;
+    dnnl::memory memory;
+    explicit Owned(const dnnl::memory::desc& d)
+        : bytes(std::max<size_t>(d.get_size(), 1)), block(host_memory::allocate(bytes)) {
+      try {
+        memory = dnnl::memory(d, cpu_engine(), block);  // zero-fills a blocked layout's padding
+      } catch (...) {
+        host_memory::deallocate(block, bytes);
+        throw;
+      }
+    }
+    ~Owned() { host_memory::deallocate(block, bytes); }
+    Owned(const Owned&) = delete;
+    Owned& operator=(const Owned&) = delete;
+  };
+  auto owned = std::make_shared<Owned>(layout);
+  return std::shared_ptr<dnnl::memory>(owned, &owned->memory);
+}
 
 void reorder_into(dnnl::memory from, dnnl::memory to) {
   if (winograd_weights_into(from, to)) return;  // oneDNN's own is scalar there (winograd_weights.h)

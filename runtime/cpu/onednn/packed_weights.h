@@ -100,6 +100,11 @@ class PackedWeights {
 // not Winograd's transform or an RNN's packed format.
 bool is_reversible(const dnnl::memory::desc& layout);
 
+// Memory for weights packed into `layout`, from host_memory (runtime/core/host_memory.h): a session's
+// packed weights are written once, and there their pages are populated in one call rather than
+// faulted in one by one, and memory a released original or a freed plain copy left is reused.
+std::shared_ptr<dnnl::memory> packed_memory(const dnnl::memory::desc& layout);
+
 // `from` reordered into `to` (same dims, any layouts oneDNN reorders between), on a stream of its own.
 void reorder_into(dnnl::memory from, dnnl::memory to);
 
