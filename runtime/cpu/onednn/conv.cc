@@ -515,7 +515,11 @@ class OnednnConv : public Kernel {
     };
     std::optional<dnnl::convolution_forward::primitive_desc> chosen;
     if (fused_ && winograd_fits(g, w_dims)) {
-      chosen = describe(dnnl::algorithm::convolution_winograd, post.all);
+      // oneDNN 2.6's Winograd kernels take Relu as their one eltwise post-op: with another
+      // activation, asking for it walks every implementation to fail (~0.1-0.3 ms a shape).
+      using Kind = ops::Activation::Kind;
+      if (fused_->activation.kind == Kind::kNone || fused_->activation.kind == Kind::kRelu)
+        chosen = describe(dnnl::algorithm::convolution_winograd, post.all);
       if (!chosen && post.activation_only.len() > 0) {
         chosen = describe(dnnl::algorithm::convolution_winograd, post.without_activation);
         // The eltwise primitives are built only where no reorder carries the activation (~0.1 ms
