@@ -671,6 +671,70 @@ TEST_F(OnednnVsReference, ChannelBlockedFusedConv) {
     }
 }
 
+// A pointwise FusedConv on channels-last tensors, which the oneDNN kernel runs as a matmul over the
+// rows from 256 rows on (build_as_product in conv.cc), as brgconv_1x1 below: 1-D to 3-D images with
+// sizes of one, batches of 1-3, channel
+// counts around the 16- and 64-wide blocks, with and without B, with a folded BatchNormalization, a
+// residual before or after the activation, the four affine inputs, and the activations its post-ops
+// carry; W constant (packed once) and fed.
+TEST_F(OnednnVsReference, PointwiseChannelsLastFusedConv) {
+  const std::vector<std::string> activations = {"", "Relu", "Sigmoid", "HardSwish", "Silu", "Gelu", "LeakyRelu"};
+  for (int c = 0; c < 64; ++c) {
+    const int nd = 1 + static_cast<int>(rng_() % 3);
+    const int64_t batch = pick({1, 2, 3}), in_c = pick({1, 3, 16, 33, 64}), out_c = pick({1, 8, 17, 64, 80});
+    std::vector<int64_t> x_dims = {batch}, y_dims = {batch}, kernel, ones;
+    for (int d = 0; d < nd; ++d) {
+      // Rows (batch x image) either side of the 256 from which the kernel takes the matmul.
+      const int64_t side = nd == 1 ? pick({1, 40, 300, 300}) : nd == 2 ? pick({1, 5, 17, 24, 24}) : pick({1, 4, 7, 7});
+      x_dims.push_back(side);
+      y_dims.push_back(side);
+      kernel.push_back(1);
+      ones.push_back(1);
+    }
+    x_dims.push_back(in_c);
+    y_dims.push_back(out_c);
+    std::vector<int64_t> w_dims = {out_c, in_c};
+    w_dims.insert(w_dims.end(), ones.begin(), ones.end());
+    const bool with_bias = coin(), bn = coin(), residual = coin() && coin(), after = coin(), affine = coin() && coin();
+    const bool constant_w = c % 4 != 3;
+    const std::string act = activations[static_cast<size_t>(c) % activations.size()];
+    std::vector<ir::Attribute> attrs = {ints_attr("kernel_shape", kernel), int_attr("channels_last", 1),
+                                        string_attr("activation", act), int_attr("has_bn", bn ? 1 : 0),
+                                        int_attr("has_residual", residual ? 1 : 0),
+                                        int_attr("residual_after_activation", residual && after ? 1 : 0)};
+    if (act == "LeakyRelu") attrs.push_back(float_attr("activation_alpha", 0.1f));
+    // X, W, B, the batch norm's scale, bias, mean and variance, Z, then the four affine inputs.
+    ir::Node node{"fused", "FusedConv", "com.tunnx", {"x", "w", with_bias ? "b" : ""}, {"y"}, attrs, ""};
+    std::vector<Tensor> inputs = {random(x_dims), random(w_dims), with_bias ? random({out_c}) : Tensor()};
+    for (const char* name : {"s", "t", "m", "v"}) {
+      node.inputs.push_back(bn ? name : "");
+      Tensor stat = bn ? random({out_c}) : Tensor();
+      if (bn && std::string(name) == "v")
+        for (int64_t i = 0; i < out_c; ++i) stat.mutable_data_as<float>()[i] = 0.5f + std::fabs(stat.data_as<float>()[i]);
+      inputs.push_back(stat);
+    }
+    node.inputs.push_back(residual ? "z" : "");
+    inputs.push_back(residual ? random(y_dims) : Tensor());
+    if (affine)
+      for (const char* name : {"a0", "a1", "a2", "a3"}) {
+        node.inputs.push_back(name);
+        inputs.push_back(random({1}));
+      }
+    std::vector<bool> constant(inputs.size(), true);
+    constant[0] = false;
+    constant[1] = constant_w;
+    if (residual) constant[7] = false;
+    const KernelPair pair(node, 1, inputs, constant);
+    const std::string what = "pointwise FusedConv x " + tunnx::dims_to_string(x_dims) + " -> " +
+                             std::to_string(out_c) + (with_bias ? ", B" : "") + (bn ? ", batch norm" : "") +
+                             (residual ? (after ? ", residual after" : ", residual before") : "") +
+                             (affine ? ", affine" : "") + ", " + (act.empty() ? "no activation" : act) +
+                             (constant_w ? "" : ", fed W");
+    expect_agree(pair, what, static_cast<double>(in_c));
+    expect_agree(pair, what + " (again)", static_cast<double>(in_c));  // the packed weights reused
+  }
+}
+
 // com.tunnx:ChannelsLastPool with op MaxPool (max_pool_channels_last's vector loops): channels
 // around the 16-wide vectors, windows with pads, dilations, ceil_mode and auto_pad, batches of two,
 // and NaNs where a window starts and further in, against the reference (which moves the channels
