@@ -241,7 +241,7 @@ void* carve(Cache& c, size_t bytes, FreshPages& fresh_pages) {
 }
 
 // A fresh block's pages put in memory in one call, before the caller writes them: a page fault each
-// took ~1.3 us on the KVM guests measured, ~0.4 us a page this way (20 MiB: 6.0 -> 3.1-3.4 ms with the
+// took ~1.3 us on the KVM guests measured, ~0.5 us a page this way (20 MiB: 6.0 -> 3.1-3.4 ms with the
 // write). Outside the lock; pages that another thread's block shares are only populated twice.
 void populate(Cache& c, const FreshPages& pages) {
   if (pages.end <= pages.begin) return;

@@ -59,9 +59,9 @@ struct ConvPrimitive : PickedLayouts {
 // but slower with 16 or fewer channels: YOLOv8n's 16 -> 16 at 160x160 took 1.5 ms plus 0.4 to
 // reorder its input to nChw16c and its output back, where brgconv took 1.0, and its transformed
 // tiles (~7 MB of scratch) cost its first run 3.3 ms more in page faults (YOLOv8n at 1 thread with
-// 32 as the floor, 8 alternating runs: first result 4.6 ms sooner, median 1 ms less). Its weights are transformed once (winograd_weights.h, every
-// layout oneDNN 2.6 gives; its own wino_reorder took 20-40 ns a weight, single-threaded: 45 ms for
-// 512x512x3x3). Below 14x14 outputs the form is not taken: ResNet-18's 256 -> 256 layers at 14x14
+// 32 as the floor, 8 alternating runs: first result 4.6 ms sooner, median 1 ms less). Its weights
+// are transformed once (winograd_weights.h, every layout oneDNN 2.6 gives; its own wino_reorder
+// took 20-40 ns a weight, single-threaded: 45 ms for 512x512x3x3). Below 14x14 outputs the form is not taken: ResNet-18's 256 -> 256 layers at 14x14
 // ran 1.2 ms against brgconv's 1.4 at 1 thread (0.50 against 0.72 at 2), but its 512 -> 512 ones at
 // 7x7, where F(2x2)'s 4x4 tiles cover 8x8, as fast as brgconv (2.0 ms, 0.9-0.96 at 2) with weights
 // 1.8x the direct form's (16.7 MB a layer, which a Winograd convolution also keeps its original of).
