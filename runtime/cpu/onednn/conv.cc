@@ -53,20 +53,21 @@ struct ConvPrimitive : PickedLayouts {
 };
 
 // Whether a convolution is one to try on Winograd's algorithm: 2-D, 3x3, stride 1, undilated, one
-// group, at least 32 input and output channels. oneDNN's F(2x2,3x3) and F(4x4,3x3) kernels (AVX-512)
-// multiply 2.25-4x less than the direct form; measured on ResNet-18 and YOLOv8n shapes they ran
-// 1.3-3x faster than brgconv (1.3x at 7x7, 1.7-2x at 56x56 with 64 channels, 3x at 20x20 with 128),
-// but slower with 16 or fewer channels: YOLOv8n's 16 -> 16 at 160x160 took 1.5 ms plus 0.4 to
-// reorder its input to nChw16c and its output back, where brgconv took 1.0, and its transformed
-// tiles (~7 MB of scratch) cost its first run 3.3 ms more in page faults (YOLOv8n at 1 thread with
-// 32 as the floor, 8 alternating runs: first result 4.6 ms sooner, median 1 ms less). Its weights
-// are transformed once (winograd_weights.h, every layout oneDNN 2.6 gives; its own wino_reorder
-// took 20-40 ns a weight, single-threaded: 45 ms for 512x512x3x3). Below 14x14 outputs the form is not taken: ResNet-18's 256 -> 256 layers at 14x14
-// ran 1.2 ms against brgconv's 1.4 at 1 thread (0.50 against 0.72 at 2), but its 512 -> 512 ones at
-// 7x7, where F(2x2)'s 4x4 tiles cover 8x8, as fast as brgconv (2.0 ms, 0.9-0.96 at 2) with weights
-// 1.8x the direct form's (16.7 MB a layer, which a Winograd convolution also keeps its original of).
-// Results differ from the direct form by rounding, ~1e-6 of the output's scale. Only
-// com.tunnx:FusedConv (optimization level 2) takes it; a plain Conv stays direct.
+// group, at least 32 input and output channels. oneDNN's F(2x2,3x3) and F(4x4,3x3) kernels
+// (AVX-512) multiply 2.25-4x less than the direct form; measured on ResNet-18 and YOLOv8n shapes
+// they ran 1.3-3x faster than brgconv (1.3x at 7x7, 1.7-2x at 56x56 with 64 channels, 3x at 20x20
+// with 128), but slower with 16 or fewer channels: YOLOv8n's 16 -> 16 at 160x160 took 1.5 ms plus
+// 0.4 to reorder its input to nChw16c and its output back, where brgconv took 1.0, and its
+// transformed tiles (~7 MB of scratch) cost its first run 3.3 ms more in page faults (YOLOv8n at 1
+// thread with 32 as the floor, 8 alternating runs: first result 4.6 ms sooner, median 1 ms less).
+// Its weights are transformed once (winograd_weights.h, every layout oneDNN 2.6 gives; its own
+// wino_reorder took 20-40 ns a weight, single-threaded: 45 ms for 512x512x3x3). Below 14x14 outputs
+// the form is not taken: ResNet-18's 256 -> 256 layers at 14x14 ran 1.2 ms against brgconv's 1.4 at
+// 1 thread (0.50 against 0.72 at 2), but its 512 -> 512 ones at 7x7, where F(2x2)'s 4x4 tiles cover
+// 8x8, as fast as brgconv (2.0 ms, 0.9-0.96 at 2) with weights 1.8x the direct form's (16.7 MB a
+// layer, which a Winograd convolution also keeps its original of). Results differ from the direct
+// form by rounding, ~1e-6 of the output's scale. Only com.tunnx:FusedConv (optimization level 2)
+// takes it; a plain Conv stays direct.
 bool winograd_fits(const ops::ConvGeometry& g, const std::vector<int64_t>& w_dims) {
   if (g.grid.size() != 2 || g.group != 1 || w_dims.size() != 4 || w_dims[0] < 32 || w_dims[1] < 32) return false;
   if (g.grid[0] * g.grid[1] < 14 * 14) return false;
