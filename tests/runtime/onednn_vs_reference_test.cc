@@ -671,6 +671,52 @@ TEST_F(OnednnVsReference, ChannelBlockedFusedConv) {
     }
 }
 
+// A Winograd-sized FusedConv (3x3, 32+ channels, 14x14+) with a residual on channels-last tensors:
+// the oneDNN kernel adds Z as the output leaves the Winograd kernel's blocked layout, before or after
+// the activation (residual_on_reorder in conv.cc); with and without B, at batch 1 and 2, threads as
+// the test runs.
+TEST_F(OnednnVsReference, WinogradFusedConvWithResidual) {
+  struct Case {
+    int64_t batch, in_c, out_c, side;
+  };
+  const std::vector<std::string> activations = {"", "Relu", "Silu", "Sigmoid", "LeakyRelu"};
+  int c = 0;
+  for (const Case& shape : {Case{1, 32, 32, 14}, Case{2, 48, 64, 20}, Case{1, 64, 32, 17}})
+    for (const std::string& act : activations)
+      for (const bool after : {false, true}) {
+        const bool with_bias = ++c % 3 != 0;
+        std::vector<ir::Attribute> attrs = {ints_attr("kernel_shape", {3, 3}), ints_attr("pads", {1, 1, 1, 1}),
+                                            int_attr("channels_last", 1), string_attr("activation", act),
+                                            int_attr("has_residual", 1),
+                                            int_attr("residual_after_activation", after ? 1 : 0)};
+        if (act == "LeakyRelu") attrs.push_back(float_attr("activation_alpha", 0.1f));
+        ir::Node node{"fused", "FusedConv", "com.tunnx", {"x", "w", with_bias ? "b" : "", "", "", "", "", "z"}, {"y"},
+                      attrs, ""};
+        const std::vector<int64_t> y_dims = {shape.batch, shape.side, shape.side, shape.out_c};
+        std::vector<Tensor> inputs = {random({shape.batch, shape.side, shape.side, shape.in_c}),
+                                      random({shape.out_c, shape.in_c, 3, 3}),
+                                      with_bias ? random({shape.out_c}) : Tensor(),
+                                      Tensor(), Tensor(), Tensor(), Tensor(), random(y_dims)};
+        const KernelPair pair(node, 1, inputs, {false, true, true});
+        ASSERT_TRUE(pair.ready());
+        const std::string what = std::to_string(shape.in_c) + " -> " + std::to_string(shape.out_c) + " at " +
+                                 std::to_string(shape.side) + "x" + std::to_string(shape.side) + ", batch " +
+                                 std::to_string(shape.batch) + ", " + (act.empty() ? "no activation" : act) +
+                                 (after ? ", residual after it" : ", residual before it") + (with_bias ? ", B" : "");
+        const Tensor want = pair.run_reference();
+        for (int run = 0; run < 2; ++run) {
+          const Tensor got = pair.run_fast();
+          ASSERT_EQ(got.dims(), want.dims()) << what;
+          float scale = 0, worst = 0;
+          for (int64_t i = 0; i < want.numel(); ++i) {
+            scale = std::max(scale, std::fabs(want.data_as<float>()[i]));
+            worst = std::max(worst, std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]));
+          }
+          EXPECT_LE(worst, 1e-4f * scale) << what;  // Winograd's F(4x4, 3x3) rounds more than a direct sum
+        }
+      }
+}
+
 // A pointwise FusedConv on channels-last tensors, which the oneDNN kernel runs as a matmul over the
 // rows from 256 rows on (build_as_product in conv.cc), as brgconv_1x1 below: 1-D to 3-D images with
 // sizes of one, batches of 1-3, channel
