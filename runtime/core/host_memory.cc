@@ -62,7 +62,7 @@ struct Cache {
   std::map<uintptr_t, size_t> regions;
   // How far from its base each region's pages are known to be in memory (see populate).
   std::map<uintptr_t, size_t> populated;
-  bool populate = true;  // until the system refuses MADV_POPULATE_WRITE
+  bool can_populate = true;  // until the system refuses MADV_POPULATE_WRITE
   std::map<uintptr_t, Chunk> chunks;
   std::set<std::pair<size_t, uintptr_t>> free_chunks;
   uint64_t mapped = 0;
@@ -230,7 +230,7 @@ void* carve(Cache& c, size_t bytes, FreshPages& fresh_pages) {
     c.chunks.emplace(at + need, Chunk{rest, chunk.region, true});
     add_free(c, at + need, rest);
   }
-  if (c.populate) {
+  if (c.can_populate) {
     size_t& populated = c.populated.at(chunk.region);
     if (const uintptr_t end = round_up(at + need, kPage); end > chunk.region + populated) {
       fresh_pages = {chunk.region + populated, end};
@@ -248,7 +248,7 @@ void populate(Cache& c, const FreshPages& pages) {
   if (madvise(reinterpret_cast<void*>(pages.begin), pages.end - pages.begin, MADV_POPULATE_WRITE) != 0 &&
       errno == EINVAL) {
     std::lock_guard<std::mutex> lock(c.mutex);
-    c.populate = false;  // a kernel before 5.14: pages fault in as they are written
+    c.can_populate = false;  // a kernel before 5.14: pages fault in as they are written
   }
 }
 

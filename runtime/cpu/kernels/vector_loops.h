@@ -50,9 +50,9 @@ void max_pool_channels_last(const float* x, int64_t H, int64_t W, int64_t C, flo
                             const int64_t pads[2], int64_t oh_begin, int64_t oh_end);
 
 // Many rows times a weight matrix in groups of 48 columns (a transformer's Linear layer at sequence
-// length 128, a pointwise convolution of 5 to 16 pixels: panel_linear.h), on AVX-512. `groups` holds ceil(n / 48) groups of k
-// rows of 48 floats (oneDNN's Ohwi48o layout of B as [n, k, 1, 1] weights, zero past n); for r < rows
-// and the columns of groups [group_begin, group_end) below n,
+// length 128, a pointwise convolution of 5 to 16 pixels: panel_linear.h), on AVX-512. `groups` holds
+// ceil(n / 48) groups of k rows of 48 floats (oneDNN's Ohwi48o layout of B as [n, k, 1, 1] weights,
+// zero past n); for r < rows and the columns of groups [group_begin, group_end) below n,
 //   c[r * ldc + j] = sum_p a[r * lda + p] * groups[(j / 48) * k * 48 + p * 48 + j % 48] (+ bias[j]),
 // then finish(row0, rows, col0, cols) on each finished block of c while it is in the L1 (an
 // activation, a residual). Tiles of 8 rows by 48 columns over slices of 256 k steps; each tile

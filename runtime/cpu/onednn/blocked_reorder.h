@@ -32,8 +32,9 @@ bool blocked_reorder_into(const dnnl::memory& from, const dnnl::memory& to);
 // jit:uni reorders of its activations ran on one thread (ResNet-18's 56x56x64: ~0.065 ms each, ten a
 // run); a network's first convolution reads the NCHW image channels-last (0.08 ms at 224x224).
 // `then`, if given, runs on each stretch of y just written (values, count), while it is in the cache:
-// a Winograd convolution's activation, which it cannot take as a post-op, applied as its output
-// leaves the blocked layout instead of in a pass of its own (conv.cc).
+// a Winograd convolution's activation and residual, which it takes no post-op for or would read back
+// from memory, applied as its output leaves the blocked layout instead of in passes of their own
+// (conv.cc).
 bool channel_block_reorder(const dnnl::memory::desc& from, const float* x, const dnnl::memory::desc& to, float* y,
                            const std::function<void(float*, int64_t)>& then = nullptr);
 // Whether channel_block_reorder moves `from` into `to` (the same checks; nothing is moved).

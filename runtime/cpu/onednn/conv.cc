@@ -537,7 +537,7 @@ class OnednnConv : public Kernel {
       // first copied into the blocked dst, which the kernel then read back. ResNet-18 at 1 thread
       // 21.4-22.8 -> 20.9-22.2 ms, 2% (~1% at 2); YOLOv8n's bottlenecks, whose residual comes after
       // the SiLU (no post-op split for the kernel), now take Winograd too: 60.0-60.9 -> 58.0-59.5 ms.
-      if (fused_->has_residual && std::none_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) {
+      if (fused_->has_residual && !has_affine()) {
         std::optional<dnnl::convolution_forward::primitive_desc> bare =
             describe(dnnl::algorithm::convolution_winograd, dnnl::post_ops());
         if (bare && !lies_as(bare->dst_desc(), built->dst_plain) &&
@@ -809,7 +809,7 @@ class OnednnConv : public Kernel {
     if (!packed_.has_constant() || packed_.trained_by_plan()) return 0;
     if (g.group != 1 || g.in_channels * g.out_channels > kPanelWeights) return 0;
     if (fused_ && (fused_->has_bn || fused_->has_residual || fused_->x_channel_block || fused_->y_channel_block)) return 0;
-    if (std::any_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) return 0;
+    if (has_affine()) return 0;
     int64_t rows = g.batch;
     for (size_t d = 0; d < g.grid.size(); ++d) {
       if (g.kernel[d] != 1 || g.strides[d] != 1 || g.pad_begin[d] != 0 || g.grid[d] != g.image[d]) return 0;
@@ -877,7 +877,7 @@ class OnednnConv : public Kernel {
     if (fused_->has_residual && fused_->residual_after_activation) out.all.append_sum(1.0f);
     // The split runs the rest as eltwise primitives: only without affine maps.
     if (!(fused_->has_residual && fused_->residual_after_activation) &&
-        std::none_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; })) {
+        !has_affine()) {
       if (fused_->has_residual) out.without_activation.append_sum(1.0f);
       append_activation(out.activation_only, fused_->activation);
     }
@@ -885,6 +885,7 @@ class OnednnConv : public Kernel {
   }
 
   std::array<bool, 4> affine_present_{};  // FusedConv's inputs 8-11
+  bool has_affine() const { return std::any_of(affine_present_.begin(), affine_present_.end(), [](bool p) { return p; }); }
   // W and B when they are initializers (for prepare), and whether the node has a B at all.
   const Tensor* weight_ = nullptr;
   const Tensor* bias_ = nullptr;
