@@ -195,6 +195,17 @@ class OnednnVsReference : public ::testing::Test {
     }
   }
 
+  // Every element of `got` within `relative` of the largest magnitude in `want`.
+  static void expect_within_scale(const Tensor& got, const Tensor& want, float relative, const std::string& what) {
+    ASSERT_EQ(got.dims(), want.dims()) << what;
+    float scale = 0, worst = 0;
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      scale = std::max(scale, std::fabs(want.data_as<float>()[i]));
+      worst = std::max(worst, std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]));
+    }
+    EXPECT_LE(worst, relative * scale) << what;
+  }
+
   std::mt19937 rng_{2024};
 };
 
@@ -658,15 +669,9 @@ TEST_F(OnednnVsReference, ChannelBlockedFusedConv) {
                                ", batch " + std::to_string(c.batch) + ", x block " + std::to_string(x_block) +
                                ", y block " + std::to_string(y_block) + (c.residual ? ", residual" : "");
       for (const bool fast : {true, false}) {
-        const Tensor got = fast ? pair.run_fast() : pair.run_reference();
-        ASSERT_EQ(got.dims(), want.dims()) << what;
-        float scale = 0, worst = 0;
-        for (int64_t i = 0; i < want.numel(); ++i) {
-          scale = std::max(scale, std::fabs(want.data_as<float>()[i]));
-          worst = std::max(worst, std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]));
-        }
         // Winograd's F(4x4, 3x3) rounds more than a direct sum: up to ~3.5e-5 of the scale.
-        EXPECT_LE(worst, 1e-4f * scale) << what << (fast ? " (oneDNN)" : " (reference)");
+        expect_within_scale(fast ? pair.run_fast() : pair.run_reference(), want, 1e-4f,
+                            what + (fast ? " (oneDNN)" : " (reference)"));
       }
     }
 }
@@ -704,16 +709,8 @@ TEST_F(OnednnVsReference, WinogradFusedConvWithResidual) {
                                  std::to_string(shape.batch) + ", " + (act.empty() ? "no activation" : act) +
                                  (after ? ", residual after it" : ", residual before it") + (with_bias ? ", B" : "");
         const Tensor want = pair.run_reference();
-        for (int run = 0; run < 2; ++run) {
-          const Tensor got = pair.run_fast();
-          ASSERT_EQ(got.dims(), want.dims()) << what;
-          float scale = 0, worst = 0;
-          for (int64_t i = 0; i < want.numel(); ++i) {
-            scale = std::max(scale, std::fabs(want.data_as<float>()[i]));
-            worst = std::max(worst, std::fabs(got.data_as<float>()[i] - want.data_as<float>()[i]));
-          }
-          EXPECT_LE(worst, 1e-4f * scale) << what;  // Winograd's F(4x4, 3x3) rounds more than a direct sum
-        }
+        // Winograd's F(4x4, 3x3) rounds more than a direct sum.
+        for (int run = 0; run < 2; ++run) expect_within_scale(pair.run_fast(), want, 1e-4f, what);
       }
 }
 
